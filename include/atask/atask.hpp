@@ -1,0 +1,11 @@
+#pragma once
+/// @file
+/// Everything in atask.
+
+#include <atask/aloop.hpp>
+#include <atask/background_task.hpp>
+#include <atask/errors.hpp>
+#include <atask/priority.hpp>
+#include <atask/supervisor.hpp>
+#include <atask/task.hpp>
+#include <atask/thread_pool.hpp>

@@ -1,0 +1,186 @@
+#include <atask/task.hpp>
+
+#include "detail/platform.hpp"
+
+namespace atask {
+
+std::string_view to_string(TaskStatus s) noexcept {
+  switch (s) {
+    case TaskStatus::queued: return "queued";
+    case TaskStatus::delayed: return "delayed";
+    case TaskStatus::started: return "started";
+    case TaskStatus::completed: return "completed";
+    case TaskStatus::failed: return "failed";
+    case TaskStatus::canceled: return "canceled";
+  }
+  return "?";
+}
+
+std::string_view to_string(TaskKind k) noexcept {
+  switch (k) {
+    case TaskKind::thread: return "thread";
+    case TaskKind::coroutine: return "coroutine";
+    case TaskKind::process: return "process";
+  }
+  return "?";
+}
+
+namespace {
+thread_local detail::TaskStateBase* tls_current = nullptr;
+
+constexpr auto u8(TaskStatus s) { return static_cast<unsigned char>(s); }
+
+std::optional<TaskInfo::time_point> tp(std::chrono::steady_clock::rep r) {
+  if (r == 0) return std::nullopt;
+  return TaskInfo::time_point(std::chrono::steady_clock::duration(r));
+}
+}  // namespace
+
+namespace this_task {
+bool stop_requested() noexcept { return tls_current && tls_current->stop_token().stop_requested(); }
+std::stop_token stop_token() noexcept { return tls_current ? tls_current->stop_token() : std::stop_token{}; }
+std::uint64_t id() noexcept { return tls_current ? tls_current->id() : 0; }
+}  // namespace this_task
+
+namespace detail {
+
+CurrentTaskScope::CurrentTaskScope(TaskStateBase* t) noexcept : prev_(tls_current) { tls_current = t; }
+CurrentTaskScope::~CurrentTaskScope() { tls_current = prev_; }
+
+void TaskStateBase::wait() const {
+  if (done()) return;
+  std::unique_lock lk(m_);
+  has_waiters_.store(true);
+  cv_.wait(lk, [&] { return done(); });
+}
+
+bool TaskStateBase::wait_until(clock::time_point deadline) const {
+  if (done()) return true;
+  std::unique_lock lk(m_);
+  has_waiters_.store(true);
+  return cv_.wait_until(lk, deadline, [&] { return done(); });
+}
+
+void TaskStateBase::on_done(UniqueFunction f) {
+  {
+    std::lock_guard lk(m_);
+    if (!done()) {
+      has_waiters_.store(true);
+      continuations_.push_back(std::move(f));
+      return;
+    }
+  }
+  f();
+}
+
+void TaskStateBase::mark_queued() noexcept {
+  queued_at_.store(now_rep(), std::memory_order_relaxed);
+  status_.store(u8(TaskStatus::queued));
+}
+
+bool TaskStateBase::try_enqueue_after_delay() noexcept {
+  unsigned char from = u8(TaskStatus::delayed);
+  queued_at_.store(now_rep(), std::memory_order_relaxed);
+  return status_.compare_exchange_strong(from, u8(TaskStatus::queued));
+}
+
+bool TaskStateBase::try_start() noexcept {
+  unsigned char from = u8(TaskStatus::queued);
+  if (!status_.compare_exchange_strong(from, u8(TaskStatus::started))) return false;
+  started_at_.store(now_rep(), std::memory_order_relaxed);
+  if (observer_) observer_->task_started(*this);
+  return true;
+}
+
+bool TaskStateBase::cancel() noexcept {
+  unsigned char s = status_.load();
+  for (;;) {
+    if (s == u8(TaskStatus::queued) || s == u8(TaskStatus::delayed)) {
+      if (cancel_pending(std::make_exception_ptr(
+              TaskCanceled("task #" + std::to_string(id_) + " was canceled before it started"))))
+        return true;
+      s = status_.load();
+      continue;
+    }
+    if (s == u8(TaskStatus::started) || s == finishing) {
+      request_stop();
+      return s == u8(TaskStatus::started);
+    }
+    return false;  // final: a documented no-op
+  }
+}
+
+bool TaskStateBase::cancel_pending(std::exception_ptr why) noexcept {
+  for (unsigned char from : {u8(TaskStatus::queued), u8(TaskStatus::delayed)}) {
+    unsigned char expected = from;
+    if (status_.compare_exchange_strong(expected, finishing)) {
+      if (observer_) observer_->task_cancel_pending(*this);
+      error_ = std::move(why);
+      finished_at_.store(now_rep(), std::memory_order_relaxed);
+      status_.store(u8(TaskStatus::canceled));
+      release_waiters();
+      return true;
+    }
+  }
+  return false;
+}
+
+void TaskStateBase::discard() noexcept {
+  cancel_pending(std::make_exception_ptr(
+      TaskCanceled("task #" + std::to_string(id_) + " was canceled: its pool stopped before it started")));
+}
+
+void TaskStateBase::abandon(std::exception_ptr why) noexcept {
+  if (!finish_from(u8(TaskStatus::started), TaskStatus::failed, std::move(why)))
+    cancel_pending(std::make_exception_ptr(
+        TaskCanceled("task #" + std::to_string(id_) + " was canceled by a cold shutdown")));
+}
+
+void TaskStateBase::finish(TaskStatus s, std::exception_ptr e) noexcept {
+  finish_from(u8(TaskStatus::started), s, std::move(e));
+}
+
+bool TaskStateBase::finish_from(unsigned char from, TaskStatus s, std::exception_ptr e) noexcept {
+  if (!status_.compare_exchange_strong(from, finishing)) return false;  // abandoned meanwhile
+  error_ = std::move(e);
+  finished_at_.store(now_rep(), std::memory_order_relaxed);
+  status_.store(u8(s));
+  release_waiters();
+  return true;
+}
+
+void TaskStateBase::release_waiters() noexcept {
+  // seq_cst store of the status above, seq_cst load here: see has_waiters_.
+  if (has_waiters_.load()) {
+    std::vector<UniqueFunction> cont;
+    {
+      std::lock_guard lk(m_);
+      cont.swap(continuations_);
+    }
+    cv_.notify_all();
+    for (auto& f : cont) {
+      try {
+        f();
+      } catch (...) {  // a continuation must not take the finishing thread down
+      }
+    }
+  }
+  if (observer_) observer_->task_finished(*this);
+}
+
+TaskInfo TaskStateBase::info() const {
+  TaskInfo i;
+  i.id = id_;
+  i.name = name_;
+  i.priority = priority();
+  i.kind = kind_;
+  i.status = status();
+  i.queued_at = tp(queued_at_.load(std::memory_order_relaxed));
+  i.started_at = tp(started_at_.load(std::memory_order_relaxed));
+  i.finished_at = tp(finished_at_.load(std::memory_order_relaxed));
+  if (done() && error_) i.error = describe(error_);
+  return i;
+}
+
+}  // namespace detail
+}  // namespace atask

@@ -1,0 +1,23 @@
+#include <atask/atask.hpp>
+
+#include <doctest/doctest.h>
+
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+TEST_SUITE("smoke") {
+  TEST_CASE("a submitted task returns its result") {
+    atask::Supervisor sv({.id = "smoke", .pool_size = 2});
+    sv.start();
+    auto t = sv.submit({}, [](int a, int b) { return a + b; }, 2, 3);
+    CHECK(t.get() == 5);
+    auto co = sv.submit({}, []() -> asio::awaitable<int> { co_return 7; });
+    CHECK(co.get() == 7);
+    auto r = sv.stop();
+    CHECK(r.completed);
+  }
+}
