@@ -3,6 +3,7 @@
 #include <atask/errors.hpp>
 
 #include "detail/platform.hpp"
+#include "detail/spin_mutex.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -11,6 +12,7 @@
 #include <limits>
 #include <list>
 #include <mutex>
+#include <semaphore>
 #include <thread>
 #include <vector>
 
@@ -72,9 +74,10 @@ void validate(const PoolLimits& l, const char* call) {
 
 struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
   struct Worker {
-    std::condition_variable cv;
-    bool woken = false;    // handed work by a submitter (who counted us as searching)
-    bool recheck = false;  // limits changed: re-evaluate the idle timeout
+    // Released (off the pool lock) by whoever takes this worker out of
+    // `sleepers`; that signaler also counts it in `searching` again.
+    std::binary_semaphore wake{0};
+    bool signaled = false;
     bool exited = false;
     bool in_task = false;
     std::thread thread;
@@ -85,25 +88,33 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
   PoolOptions opt;
   std::shared_ptr<spdlog::logger> log;
 
-  mutable std::mutex m;
+  // Submitters push here without the lock (see enqueue()).
+  detail::Inbox inbox;
+  std::atomic<bool> accepting{false};
+  std::atomic<int> submitting{0};  // submitters between their `accepting` check and their push
+
+  mutable detail::SpinMutex m;
   std::array<detail::NodeList, priority_count> queues;
   std::array<int, priority_count> queued{}, running{};
-  int queued_total = 0, running_total = 0;
+  int queued_total = 0;
+  // Written under m; read without it by submitters deciding whether to wake
+  // a thread. seq_cst with the inbox push: see enqueue().
+  std::atomic<int> running_total{0};
+  std::atomic<int> searching{0};  // awake threads without a task (spinning, or woken and on their way)
+  std::array<std::atomic<int>, 3> limit{};
   PoolLimits limits;
-  std::array<int, 3> limit{};
   int threads = 0;
-  int searching = 0;  // awake threads without a task (spinning, or woken and on their way)
   int next_number = 0;
   std::uint64_t completed = 0;
   std::vector<Worker*> sleepers;  // LIFO: the most recently idle thread is cache-warm
   std::list<std::unique_ptr<Worker>> workers;
   State state = State::created;
   bool joining = false;  // threads without work exit
-  mutable std::condition_variable idle_cv;
+  mutable std::condition_variable_any idle_cv;
   mutable int idle_waiters = 0;
-  std::condition_variable exit_cv;
+  std::condition_variable_any exit_cv;
 
-  // Spinning threads watch this instead of taking the mutex.
+  // The spinning thread watches this (and the inbox) instead of the mutex.
   std::atomic<bool> work_hint{false};
 
   explicit Impl(PoolOptions o) : opt(std::move(o)), log(opt.logger ? opt.logger : detail::default_logger()) {
@@ -112,15 +123,29 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
     if (opt.spin.count() < 0) throw OptionsError("ThreadPool::ThreadPool() - spin must be >= 0");
     if (opt.prespawn && opt.limits.min_threads == 0)
       throw OptionsError("ThreadPool::ThreadPool() - prespawn needs min_threads > 0 (the threads it starts)");
-    limits = opt.limits;
-    limit = admission_limits(limits);
+    set_limits_locked(opt.limits);
+  }
+
+  void set_limits_locked(const PoolLimits& l) {
+    limits = l;
+    auto a = admission_limits(l);
+    for (std::size_t i = 0; i < a.size(); ++i) limit[i].store(a[i]);
   }
 
   // -- under m ---------------------------------------------------------------
+  void drain_locked() {
+    inbox.drain([this](detail::PoolNode* n) {
+      const auto p = index(n->priority());
+      queues[p].push_back(n);
+      ++queued[p];
+      ++queued_total;
+    });
+  }
+
   bool admissible_locked() const noexcept {
     for (int i = int(priority_count) - 1; i >= 0; --i) {
       if (queues[i].empty()) continue;
-      return i == int(Priority::critical) || running_total < limit[i];
+      return i == int(Priority::critical) || running_total.load(std::memory_order_relaxed) < limit[i].load(std::memory_order_relaxed);
     }
     return false;
   }
@@ -128,35 +153,46 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
   void update_hint_locked() noexcept { work_hint.store(admissible_locked(), std::memory_order_relaxed); }
 
   detail::PoolNode* take_locked() noexcept {
+    drain_locked();
     for (int i = int(priority_count) - 1; i >= 0; --i) {
       if (queues[i].empty()) continue;
       // The highest waiting priority decides: lower ones wait behind it.
-      if (i != int(Priority::critical) && running_total >= limit[i]) return nullptr;
+      if (i != int(Priority::critical) && running_total.load(std::memory_order_relaxed) >= limit[i].load(std::memory_order_relaxed))
+        return nullptr;
       detail::PoolNode* n = queues[i].pop_front();
       --queued[i];
       --queued_total;
       ++running[i];
-      ++running_total;
+      running_total.fetch_add(1);
       return n;
     }
     return nullptr;
   }
 
+  // Takes a sleeper out of `sleepers`; the caller releases its semaphore
+  // after unlocking, so the woken thread does not run into a held lock.
+  Worker* pop_sleeper_locked() {
+    Worker* w = sleepers.back();
+    sleepers.pop_back();
+    w->signaled = true;
+    searching.fetch_add(1);
+    return w;
+  }
+
   // Keeps the invariant: while an admissible task waits, some thread without
   // a task is awake to take it. Everything else chains from that thread.
-  void ensure_searcher_locked() {
-    if (searching > 0 || !admissible_locked()) return;
-    if (!sleepers.empty()) {
-      Worker* w = sleepers.back();
-      sleepers.pop_back();
-      w->woken = true;
-      ++searching;
-      w->cv.notify_one();
-      return;
-    }
+  // Returns a worker to wake (after unlocking), or nullptr.
+  [[nodiscard]] Worker* ensure_searcher_locked() {
+    if (searching.load() > 0 || !admissible_locked()) return nullptr;
+    if (!sleepers.empty()) return pop_sleeper_locked();
     // Every thread runs a task, so running_total == threads: an admissible
     // task means the limit allows one more thread (or it is critical).
     spawn_locked();
+    return nullptr;
+  }
+
+  static void wake(Worker* w) noexcept {
+    if (w) w->wake.release();
   }
 
   void spawn_locked() {
@@ -165,19 +201,21 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
     Worker* raw = w.get();
     workers.push_back(std::move(w));
     ++threads;
-    ++searching;
+    searching.fetch_add(1);
     try {
       raw->thread = std::thread([self = shared_from_this(), raw] { self->main(raw); });
     } catch (const std::exception& e) {
       --threads;
-      --searching;
+      searching.fetch_sub(1);
       workers.pop_back();
       log->critical("{}: cannot start a pool thread: {}", opt.name, e.what());
     }
   }
 
+  bool idle_locked() const { return running_total.load() == 0 && queued_total == 0 && inbox.empty(); }
+
   void notify_idle_locked() const {
-    if (idle_waiters > 0 && running_total == 0 && queued_total == 0) idle_cv.notify_all();
+    if (idle_waiters > 0 && idle_locked()) idle_cv.notify_all();
   }
 
   std::vector<std::unique_ptr<Worker>> collect_exited_locked() {
@@ -198,6 +236,13 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
       if (w->thread.joinable()) w->thread.join();
   }
 
+  // Stops submissions: after this returns no submitter is between its check
+  // of `accepting` and its push, so the inbox content is final.
+  void stop_accepting() {
+    accepting.store(false);
+    while (submitting.load() != 0) std::this_thread::yield();  // a few instructions away
+  }
+
   // -- threads ---------------------------------------------------------------
   void report(std::exception_ptr e) noexcept {
     try {
@@ -215,7 +260,7 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
 
   void spin() noexcept {
     const auto until = std::chrono::steady_clock::now() + opt.spin;
-    while (!work_hint.load(std::memory_order_relaxed)) {
+    while (!work_hint.load(std::memory_order_relaxed) && inbox.empty()) {
       for (int i = 0; i < 32; ++i) detail::cpu_relax();
       if (std::chrono::steady_clock::now() >= until) return;
     }
@@ -224,17 +269,18 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
   void main(Worker* w) {
     tls_pool = this;
     detail::set_thread_name(opt.name + "-" + std::to_string(w->number));
-    std::unique_lock lk(m);
-    bool spun = false;
+    std::unique_lock<detail::SpinMutex> lk(m);
+    bool spun = false, retire = false;
     // Invariant at the top of the loop: this thread is counted in `searching`.
     for (;;) {
       if (detail::PoolNode* n = take_locked()) {
-        --searching;
+        searching.fetch_sub(1);
         spun = false;
         w->in_task = true;
-        ensure_searcher_locked();
+        Worker* other = ensure_searcher_locked();
         update_hint_locked();
         lk.unlock();
+        wake(other);
         const auto p = index(n->priority());
         try {
           n->run();
@@ -245,15 +291,19 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
         lk.lock();
         w->in_task = false;
         --running[p];
-        --running_total;
+        // Become a searcher before the slot frees up: a submitter that sees
+        // the lower running count must also see someone who will look.
+        searching.fetch_add(1);
+        running_total.fetch_sub(1);
         ++completed;
-        ++searching;
         update_hint_locked();
         notify_idle_locked();
         continue;
       }
       if (joining) break;
-      if (!spun && opt.spin.count() > 0) {
+      // One spinner is enough to catch the next task without a futex wake;
+      // more would only steal the CPU from threads running tasks.
+      if (!spun && opt.spin.count() > 0 && searching.load() == 1 && threads <= limit[2].load()) {
         spun = true;
         lk.unlock();
         spin();
@@ -261,25 +311,41 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       spun = false;
-      --searching;
+      // Going to sleep. Dekker with enqueue(): stop counting as a searcher,
+      // then look at the inbox once more; a submitter pushes, then reads
+      // `searching`. One of the two sees the other.
+      searching.fetch_sub(1);
+      if (!inbox.empty()) {
+        searching.fetch_add(1);
+        continue;
+      }
       sleepers.push_back(w);
-      w->woken = false;
-      auto wake = [&] { return w->woken || w->recheck || joining; };
-      if (threads <= limits.min_threads) {
-        w->cv.wait(lk, wake);
-      } else if (!w->cv.wait_for(lk, opt.idle_timeout, wake) && threads > limits.min_threads) {
-        std::erase(sleepers, w);
-        ++searching;
-        break;  // idle too long: this thread is surplus
+      w->signaled = false;
+      const bool keep = threads <= limits.min_threads;
+      lk.unlock();
+      bool got = true;
+      if (keep) w->wake.acquire();
+      else got = w->wake.try_acquire_for(opt.idle_timeout);
+      lk.lock();
+      if (got) continue;  // the signaler counted us in `searching`
+      if (w->signaled) {
+        // A signal is on its way: consume it, so that no release() can
+        // touch this worker after it exits.
+        lk.unlock();
+        w->wake.acquire();
+        lk.lock();
+        continue;
       }
-      if (!w->woken) {  // recheck or joining: not handed work, so count ourselves
-        std::erase(sleepers, w);
-        ++searching;
+      // Timed out, not signaled: still not counted in `searching` (see the
+      // Dekker note above), so retiring does not touch it.
+      std::erase(sleepers, w);
+      if (threads > limits.min_threads && inbox.empty()) {
+        retire = true;  // idle too long: surplus
+        break;
       }
-      w->woken = false;
-      w->recheck = false;
+      searching.fetch_add(1);
     }
-    --searching;
+    if (!retire) searching.fetch_sub(1);
     --threads;
     w->exited = true;
     exit_cv.notify_all();
@@ -303,41 +369,57 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::start() {
   auto& d = *impl_;
-  std::unique_lock lk(d.m);
+  std::unique_lock<detail::SpinMutex> lk(d.m);
   if (d.state != Impl::State::created)
     throw LifecycleError("ThreadPool::start() - pool '" + d.opt.name + "' was already started");
   d.state = Impl::State::running;
+  d.accepting.store(true);
   if (d.opt.prespawn)
     while (d.threads < d.limits.min_threads) d.spawn_locked();
 }
 
 void ThreadPool::enqueue(detail::PoolNode* node) {
   auto& d = *impl_;
-  std::unique_lock lk(d.m);
-  if (d.state != Impl::State::running) {
-    bool started = d.state != Impl::State::created;
-    lk.unlock();
+  d.submitting.fetch_add(1);
+  if (!d.accepting.load()) {
+    d.submitting.fetch_sub(1);
+    bool started;
+    {
+      std::lock_guard<detail::SpinMutex> lk(d.m);
+      started = d.state != Impl::State::created;
+    }
     node->discard();
     node->release();
     throw LifecycleError(describe_state_for("ThreadPool::enqueue()", d.opt.name, started));
   }
-  const auto p = index(node->priority());
-  d.queues[p].push_back(node);
-  ++d.queued[p];
-  ++d.queued_total;
-  d.ensure_searcher_locked();
+  const auto p = node->priority();
+  d.inbox.push(node);
+  d.submitting.fetch_sub(1);
+  // Lock-free fast path: someone will take the node without our help when
+  //  - a thread is searching: it drains the inbox before it sleeps (and a
+  //    thread about to sleep re-reads the inbox after it stops counting
+  //    itself here), or
+  //  - the node cannot start now: running tasks hold every slot its priority
+  //    may use, and each of their threads becomes a searcher when it ends.
+  // Otherwise take the lock, and wake or start a thread.
+  if (d.searching.load() > 0) return;
+  if (p != Priority::critical && d.running_total.load() >= d.limit[index(p)].load()) return;
+  std::unique_lock<detail::SpinMutex> lk(d.m);
+  d.drain_locked();
+  Impl::Worker* w = d.ensure_searcher_locked();
   d.update_hint_locked();
-  if (d.workers.size() > std::size_t(d.threads)) {  // some threads exited: join them off the lock
-    auto exited = d.collect_exited_locked();
-    lk.unlock();
-    Impl::join_all(exited);
-  }
+  std::vector<std::unique_ptr<Impl::Worker>> exited;
+  if (d.workers.size() > std::size_t(d.threads)) exited = d.collect_exited_locked();  // join them off the lock
+  lk.unlock();
+  Impl::wake(w);
+  Impl::join_all(exited);
 }
 
 bool ThreadPool::remove(detail::PoolNode* node) noexcept {
   auto& d = *impl_;
   {
-    std::lock_guard lk(d.m);
+    std::lock_guard<detail::SpinMutex> lk(d.m);
+    d.drain_locked();
     const auto p = index(node->priority());
     if (!d.queues[p].remove(node)) return false;
     --d.queued[p];
@@ -352,29 +434,31 @@ bool ThreadPool::remove(detail::PoolNode* node) noexcept {
 void ThreadPool::resize(const PoolLimits& limits) {
   validate(limits, "ThreadPool::resize()");
   auto& d = *impl_;
-  std::lock_guard lk(d.m);
-  d.limits = limits;
-  d.limit = admission_limits(limits);
-  for (auto* w : d.sleepers) {
-    w->recheck = true;
-    w->cv.notify_one();
+  std::vector<Impl::Worker*> woken;
+  {
+    std::lock_guard<detail::SpinMutex> lk(d.m);
+    d.set_limits_locked(limits);
+    d.drain_locked();
+    // Every sleeper re-evaluates its idle timeout against the new limits and
+    // takes what became admissible.
+    while (!d.sleepers.empty()) woken.push_back(d.pop_sleeper_locked());
+    if (Impl::Worker* w = d.ensure_searcher_locked()) woken.push_back(w);
+    d.update_hint_locked();
   }
-  // The rechecking sleepers count as searching again only once they run;
-  // make sure newly admissible tasks have a thread right now.
-  d.ensure_searcher_locked();
-  d.update_hint_locked();
+  for (auto* w : woken) Impl::wake(w);
 }
 
 PoolInfo ThreadPool::info() const {
   auto& d = *impl_;
-  std::lock_guard lk(d.m);
+  std::lock_guard<detail::SpinMutex> lk(d.m);
+  d.drain_locked();
   PoolInfo i;
   i.limits = d.limits;
   i.threads = d.threads;
-  i.idle_threads = d.threads - d.running_total;
   i.running = d.running;
   i.queued = d.queued;
-  i.running_total = d.running_total;
+  i.running_total = d.running_total.load();
+  i.idle_threads = d.threads - i.running_total;
   i.queued_total = d.queued_total;
   i.completed_total = d.completed;
   return i;
@@ -382,10 +466,12 @@ PoolInfo ThreadPool::info() const {
 
 void ThreadPool::close(bool cancel_queued) {
   auto& d = *impl_;
+  d.stop_accepting();
   std::vector<detail::PoolNode*> dropped;
   {
-    std::lock_guard lk(d.m);
+    std::lock_guard<detail::SpinMutex> lk(d.m);
     if (d.state == Impl::State::running || d.state == Impl::State::created) d.state = Impl::State::closing;
+    d.drain_locked();
     if (cancel_queued) {
       for (auto& q : d.queues)
         while (auto* n = q.pop_front()) dropped.push_back(n);
@@ -403,18 +489,18 @@ void ThreadPool::close(bool cancel_queued) {
 
 bool ThreadPool::wait_idle(std::chrono::steady_clock::time_point deadline) const {
   auto& d = *impl_;
-  std::unique_lock lk(d.m);
+  std::unique_lock<detail::SpinMutex> lk(d.m);
   ++d.idle_waiters;
-  bool ok = d.idle_cv.wait_until(lk, deadline, [&] { return d.running_total == 0 && d.queued_total == 0; });
+  bool ok = d.idle_cv.wait_until(lk, deadline, [&] { return d.idle_locked(); });
   --d.idle_waiters;
   return ok;
 }
 
 void ThreadPool::wait_idle() const {
   auto& d = *impl_;
-  std::unique_lock lk(d.m);
+  std::unique_lock<detail::SpinMutex> lk(d.m);
   ++d.idle_waiters;
-  d.idle_cv.wait(lk, [&] { return d.running_total == 0 && d.queued_total == 0; });
+  d.idle_cv.wait(lk, [&] { return d.idle_locked(); });
   --d.idle_waiters;
 }
 
@@ -426,11 +512,15 @@ void ThreadPool::stop(bool cancel_queued) {
   wait_idle();
   std::vector<std::unique_ptr<Impl::Worker>> all;
   {
-    std::unique_lock lk(d.m);
+    std::unique_lock<detail::SpinMutex> lk(d.m);
     if (d.state == Impl::State::stopped && d.workers.empty()) return;
     d.state = Impl::State::stopped;
     d.joining = true;
-    for (auto* w : d.sleepers) w->cv.notify_one();
+    std::vector<Impl::Worker*> woken;
+    while (!d.sleepers.empty()) woken.push_back(d.pop_sleeper_locked());
+    lk.unlock();
+    for (auto* w : woken) Impl::wake(w);
+    lk.lock();
     d.exit_cv.wait(lk, [&] { return d.threads == 0; });
     all.assign(std::make_move_iterator(d.workers.begin()), std::make_move_iterator(d.workers.end()));
     d.workers.clear();
@@ -440,14 +530,16 @@ void ThreadPool::stop(bool cancel_queued) {
 
 int ThreadPool::abandon() noexcept {
   auto& d = *impl_;
+  d.stop_accepting();
   std::vector<std::unique_ptr<Impl::Worker>> done;
+  std::vector<Impl::Worker*> woken;
   int left = 0;
   {
-    std::lock_guard lk(d.m);
+    std::lock_guard<detail::SpinMutex> lk(d.m);
     d.state = Impl::State::stopped;
     d.joining = true;
-    for (auto* w : d.sleepers) w->cv.notify_one();
-    left = d.running_total;
+    while (!d.sleepers.empty()) woken.push_back(d.pop_sleeper_locked());
+    left = d.running_total.load();
     for (auto it = d.workers.begin(); it != d.workers.end();) {
       auto& w = *it;
       if (w->in_task) {
@@ -461,6 +553,7 @@ int ThreadPool::abandon() noexcept {
       }
     }
   }
+  for (auto* w : woken) Impl::wake(w);
   Impl::join_all(done);
   return left;
 }

@@ -72,8 +72,8 @@ struct SupervisorOptions {
   /// runs it, just before it runs. 0 = off.
   std::chrono::milliseconds timeout_warning{0};
   std::chrono::milliseconds timeout_critical{0};
-  std::function<void(const TaskInfo&)> on_timeout_warning;
-  std::function<void(const TaskInfo&)> on_timeout_critical;
+  std::function<void(const TaskInfo&)> on_timeout_warning{};
+  std::function<void(const TaskInfo&)> on_timeout_critical{};
   /// How many finished tasks tasks() remembers; memory stays flat.
   std::size_t history_size = 1000;
   /// Name of the aloop coroutine tasks use when they name none.
@@ -84,7 +84,7 @@ struct SupervisorOptions {
   /// The shutdown a first signal starts.
   StopOptions signal_stop{.cancel_queued = false};
   /// spdlog logger; nullptr = a stderr logger named "atask".
-  std::shared_ptr<spdlog::logger> logger;
+  std::shared_ptr<spdlog::logger> logger{};
 
   static int default_pool_size() noexcept {
     const unsigned n = std::thread::hardware_concurrency();
@@ -106,7 +106,7 @@ struct StopReport {
 };
 
 struct AloopInfo {
-  std::string name;
+  std::string name{};
   bool is_default = false;
   bool running = false;
 };
@@ -132,9 +132,9 @@ struct TaskOptions {
   /// Wait this long before queueing (holding no pool slot meanwhile).
   std::chrono::milliseconds delay{0};
   /// Aloop for a coroutine callable; empty = the default aloop.
-  std::string aloop;
+  std::string aloop{};
   /// Shown in tasks() and logs.
-  std::string name;
+  std::string name{};
 };
 
 /// The task supervisor.

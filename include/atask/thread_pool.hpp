@@ -17,6 +17,7 @@
 ///   pool.post(atask::Priority::high, [] { do_work(); });
 /// @endcode
 
+#include <atask/detail/node_alloc.hpp>
 #include <atask/detail/pool_node.hpp>
 #include <atask/priority.hpp>
 
@@ -68,8 +69,8 @@ struct PoolOptions {
   /// Thread names: "<name>-N" (cut to 15 characters, the Linux limit).
   std::string name = "atask";
   /// Where errors from post()ed callables go; logged when unset.
-  std::function<void(std::exception_ptr)> on_error;
-  std::shared_ptr<spdlog::logger> logger;
+  std::function<void(std::exception_ptr)> on_error{};
+  std::shared_ptr<spdlog::logger> logger{};
 };
 
 /// Counters of a pool at one moment.
@@ -106,7 +107,16 @@ class ThreadPool {
   /// on_error. Throws LifecycleError when the pool is not running.
   template <class F>
   void post(Priority p, F&& f) {
-    enqueue(new PostNode<std::decay_t<F>>(p, std::forward<F>(f)));
+    using Node = PostNode<std::decay_t<F>>;
+    void* mem = detail::node_alloc<Node>();
+    Node* node;
+    try {
+      node = ::new (mem) Node(p, std::forward<F>(f));
+    } catch (...) {
+      detail::node_free<Node>(mem);
+      throw;
+    }
+    enqueue(node);
   }
 
   /// Queues a node (the pool takes one reference; library use).
@@ -143,12 +153,17 @@ class ThreadPool {
  private:
   template <class F>
   class PostNode final : public detail::PoolNode {
+    ~PostNode() override = default;
+
    public:
     template <class G>
     PostNode(Priority p, G&& g) : PoolNode(p), f_(std::forward<G>(g)) {}
     void run() override { f_(); }
     void discard() noexcept override {}
-    void release() noexcept override { delete this; }
+    void release() noexcept override {
+      this->~PostNode();
+      detail::node_free<PostNode>(this);
+    }
 
    private:
     F f_;

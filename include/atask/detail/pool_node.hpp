@@ -5,6 +5,8 @@
 
 #include <atask/priority.hpp>
 
+#include <atomic>
+
 namespace atask::detail {
 
 class PoolNode {
@@ -28,9 +30,10 @@ class PoolNode {
 
  private:
   friend class NodeList;
-  Priority priority_;
+  friend class Inbox;
   PoolNode* prev_ = nullptr;
   PoolNode* next_ = nullptr;
+  Priority priority_;
   bool linked_ = false;
 };
 
@@ -69,6 +72,47 @@ class NodeList {
   }
   PoolNode* head_ = nullptr;
   PoolNode* tail_ = nullptr;
+};
+
+/// Lock-free multi-producer inbox: submitters push without the pool's lock;
+/// whoever holds the lock takes everything at once. A stack whose whole
+/// content is taken by one exchange has no ABA problem (nothing pops single
+/// nodes). A node uses the same `next_` link here as in a NodeList: it is in
+/// one or the other, never both.
+class Inbox {
+ public:
+  /// seq_cst: the pool's lost-wakeup argument pairs this with the read of
+  /// its `searching` count (see ThreadPool::enqueue).
+  void push(PoolNode* n) noexcept {
+    PoolNode* h = head_.load(std::memory_order_relaxed);
+    do {
+      n->next_ = h;
+    } while (!head_.compare_exchange_weak(h, n, std::memory_order_seq_cst, std::memory_order_relaxed));
+  }
+
+  bool empty() const noexcept { return head_.load(std::memory_order_seq_cst) == nullptr; }
+
+  /// Calls fn(node) for everything pushed so far, oldest first.
+  template <class Fn>
+  void drain(Fn&& fn) {
+    PoolNode* n = head_.exchange(nullptr, std::memory_order_acquire);
+    PoolNode* fifo = nullptr;
+    while (n) {  // the stack is newest first: reverse it
+      PoolNode* next = n->next_;
+      n->next_ = fifo;
+      fifo = n;
+      n = next;
+    }
+    while (fifo) {
+      PoolNode* next = fifo->next_;
+      fifo->next_ = nullptr;
+      fn(fifo);
+      fifo = next;
+    }
+  }
+
+ private:
+  std::atomic<PoolNode*> head_{nullptr};
 };
 
 }  // namespace atask::detail
