@@ -303,7 +303,7 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
       if (joining) break;
       // One spinner is enough to catch the next task without a futex wake;
       // more would only steal the CPU from threads running tasks.
-      if (!spun && opt.spin.count() > 0 && searching.load() == 1 && threads <= limit[2].load()) {
+      if (!spun && opt.spin.count() > 0 && searching.load() == 1) {
         spun = true;
         lk.unlock();
         spin();

@@ -1,0 +1,147 @@
+// The atask demo: a small service that embeds a supervisor and keeps it busy
+// with work of every priority - blocking jobs on the priority pool, coroutine
+// jobs on an aloop, delayed jobs - printing what happens, then shuts down in
+// stages and prints the report. Stops by itself after --seconds N (default
+// 6), or at Ctrl-C / SIGTERM (a second signal skips to the next stage).
+#include <atask/atask.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using atask::Priority;
+
+namespace {
+
+std::mutex out_m;
+template <class... A>
+void say(const char* fmt, A... a) {
+  std::lock_guard lk(out_m);
+  std::printf(fmt, a...);
+  std::fflush(stdout);
+}
+
+const auto t0 = std::chrono::steady_clock::now();
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+
+// Simulated blocking work: a priority-specific duration.
+int blocking_job(std::stop_token st, Priority p, int n) {
+  const auto work = p == Priority::low ? 60ms : p == Priority::normal ? 40ms : 20ms;
+  const auto until = std::chrono::steady_clock::now() + work;
+  while (std::chrono::steady_clock::now() < until) {
+    if (st.stop_requested()) return -1;  // honours soft shutdown
+    std::this_thread::sleep_for(5ms);
+  }
+  if (p == Priority::critical) say("%6.2fs  critical job #%d done (it never waited for a slot)\n", now_s(), n);
+  return n;
+}
+
+asio::awaitable<int> fetch(int n) {
+  asio::steady_timer t(co_await asio::this_coro::executor, 30ms);  // an I/O wait holding no thread
+  co_await t.async_wait(asio::use_awaitable);
+  co_return n * 10;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int seconds = 6;
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) seconds = std::atoi(argv[++i]);
+
+  auto logger = spdlog::default_logger()->clone("atask");
+  logger->set_pattern("         [%n] %^%l%$ %v");
+  logger->set_level(spdlog::level::info);
+
+  atask::Supervisor sv({
+      .id = "demo",
+      .pool_size = 2,
+      .reserve_normal = 1,
+      .reserve_high = 1,
+      .timeout_warning = 250ms,
+      .on_timeout_warning = [](const atask::TaskInfo& i) {
+        say("%6.2fs  a %s job waited too long for a slot (task #%llu)\n", now_s(),
+            std::string(atask::to_string(i.priority)).c_str(), static_cast<unsigned long long>(i.id));
+      },
+      .handle_signals = true,
+      .signal_stop = {.cancel_queued = true, .warm_timeout = 2s, .soft_timeout = 1s},
+      .logger = logger,
+  });
+  sv.start();
+  sv.create_aloop("io", true);
+  say("atask demo: supervisor 'demo' with pool_size 2 (+1 reserved for normal, +1 for high), "
+      "aloop 'io'. Running for %d s; Ctrl-C stops it early.\n",
+      seconds);
+
+  auto job = atask::background_task(sv, blocking_job);
+  auto io = atask::background_task(sv, fetch, {.aloop = "io"});
+  std::mt19937 rng(42);
+  int n = 0;
+  std::atomic<int> io_done{0};
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  auto next_report = std::chrono::steady_clock::now();
+
+  while (sv.is_running() && std::chrono::steady_clock::now() < end) {
+    try {
+      // A burst of work: mostly low and normal, some high, now and then critical.
+      (void)job.with({.priority = Priority::low}, Priority::low, ++n);
+      if (rng() % 2 == 0) (void)job.with({.priority = Priority::normal}, Priority::normal, ++n);
+      if (rng() % 5 == 0)
+        for (int k = 0; k < 4; ++k) (void)job.with({.priority = Priority::low}, Priority::low, ++n);  // a spike
+      if (rng() % 3 == 0) (void)job.with({.priority = Priority::high}, Priority::high, ++n);
+      if (rng() % 10 == 0) {
+        say("%6.2fs  submitting critical job #%d\n", now_s(), n + 1);
+        (void)job.with({.priority = Priority::critical}, Priority::critical, ++n);
+      }
+      if (rng() % 4 == 0)
+        (void)job.with({.priority = Priority::normal, .delay = 500ms, .name = "delayed"}, Priority::normal, ++n);
+      auto h = io(++n);
+      h.async_get([&io_done](std::exception_ptr e, int) {
+        if (!e) ++io_done;
+      });
+    } catch (const atask::LifecycleError&) {
+      break;  // a signal started the shutdown meanwhile
+    }
+    if (std::chrono::steady_clock::now() >= next_report) {
+      auto i = sv.info();
+      auto& p = i.pool;
+      say("%6.2fs  pool: %d threads | running low %d normal %d high %d critical %d | queued low %d normal %d high %d"
+          " | done %llu | coroutine jobs done %d\n",
+          now_s(), p.threads, p.running[0], p.running[1], p.running[2], p.running[3], p.queued[0], p.queued[1],
+          p.queued[2], static_cast<unsigned long long>(p.completed_total), io_done.load());
+      next_report += 1s;
+    }
+    std::this_thread::sleep_for(100ms);  // the service's own pace
+  }
+
+  say("%6.2fs  shutting down: warm (queued jobs canceled, running ones finish), soft after 2 s, cold after 1 s more\n",
+      now_s());
+  atask::StopReport r = sv.is_running() ? sv.stop({.cancel_queued = true, .warm_timeout = 2s, .soft_timeout = 1s})
+                                        : sv.block();
+  auto c = sv.info().tasks;
+  unsigned long long done = 0, failed = 0, canceled = 0;
+  for (std::size_t k = 0; k < atask::priority_count; ++k) {
+    done += c.completed[k];
+    failed += c.failed[k];
+    canceled += c.canceled[k];
+  }
+  say("%6.2fs  stopped at the %s stage: %llu jobs completed, %llu failed, %llu canceled (%zu never started), "
+      "%zu abandoned\n",
+      now_s(), std::string(atask::to_string(r.stage)).c_str(), done, failed, canceled, r.canceled,
+      r.abandoned.size());
+  return 0;
+}
