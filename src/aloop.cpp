@@ -10,7 +10,8 @@
 
 namespace atask {
 
-Aloop::Aloop(std::string name) : name_(std::move(name)), ctx_(std::make_unique<boost::asio::io_context>(1)) {}
+Aloop::Aloop(std::string name)
+    : name_(std::move(name)), ctx_(std::make_unique<boost::asio::io_context>(1)), raw_ctx_(ctx_.get()) {}
 
 Aloop::~Aloop() {
   if (on_thread()) {
@@ -63,11 +64,19 @@ Aloop::executor_type Aloop::get_executor() const {
 }
 
 void Aloop::spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot) {
-  std::lock_guard lk(m_);
+  auto token = boost::asio::bind_cancellation_slot(slot, [](std::exception_ptr) {});
+  if (on_thread()) {
+    // On the loop's own thread co_spawn runs the coroutine inline up to its
+    // first suspension, and that code may call back into this aloop: no lock
+    // here. The context cannot go away meanwhile: stop() from another thread
+    // joins this one before it destroys the context.
+    boost::asio::co_spawn(*raw_ctx_, std::move(coro), std::move(token));
+    return;
+  }
+  std::lock_guard lk(m_);  // from other threads co_spawn only posts
   if (!ctx_ || !started_)
     throw LifecycleError("Aloop::spawn() - aloop '" + name_ + "' is " + (ctx_ ? "not started" : "stopped"));
-  boost::asio::co_spawn(*ctx_, std::move(coro),
-                        boost::asio::bind_cancellation_slot(slot, [](std::exception_ptr) {}));
+  boost::asio::co_spawn(*ctx_, std::move(coro), std::move(token));
 }
 
 }  // namespace atask

@@ -21,3 +21,19 @@ TEST_SUITE("smoke") {
     CHECK(r.completed);
   }
 }
+
+TEST_SUITE("smoke") {
+  TEST_CASE("a coroutine task can submit and await another coroutine task on the same aloop") {
+    atask::Supervisor sv({.id = "nested", .pool_size = 2});
+    sv.start();
+    auto outer = sv.submit({}, [&sv]() -> asio::awaitable<int> {
+      auto inner = sv.submit({}, []() -> asio::awaitable<int> { co_return 20; });
+      int v = co_await inner.async_get(asio::use_awaitable);
+      co_return v + 1;
+    });
+    REQUIRE(outer.wait_for(10s));
+    CHECK(outer.get() == 21);
+    CHECK(outer.info().queued_at.has_value());
+    sv.stop();
+  }
+}

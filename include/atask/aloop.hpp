@@ -62,6 +62,7 @@ class Aloop {
   std::string name_;
   mutable std::mutex m_;
   std::unique_ptr<boost::asio::io_context> ctx_;
+  boost::asio::io_context* raw_ctx_;  // the same context; alive while its thread runs
   std::thread thread_;
   std::atomic<bool> running_{false};
   std::atomic<std::thread::id> thread_id_{};

@@ -255,6 +255,7 @@ void Supervisor::launch_coroutine(detail::CoroTask<T, F>* t, const TaskOptions& 
     fail_launch(t, std::current_exception());
     throw;
   }
+  t->mark_queued();
   register_task(t);
   t->add_ref();
   try {
