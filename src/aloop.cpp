@@ -37,6 +37,9 @@ void Aloop::start() {
     auto work = boost::asio::make_work_guard(*ctx);
     ctx->run();
   });
+  // Known as soon as start() returns, not only once the thread got going
+  // (the thread stores it too, for code that runs on it before this line).
+  thread_id_.store(thread_.get_id(), std::memory_order_release);
 }
 
 void Aloop::stop() {
@@ -63,8 +66,11 @@ Aloop::executor_type Aloop::get_executor() const {
   return ctx_->get_executor();
 }
 
-void Aloop::spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot) {
-  auto token = boost::asio::bind_cancellation_slot(slot, [](std::exception_ptr) {});
+void Aloop::spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot,
+                  detail::UniqueFunction on_done) {
+  auto token = boost::asio::bind_cancellation_slot(slot, [done = std::move(on_done)](std::exception_ptr) mutable {
+    if (done) done();
+  });
   if (on_thread()) {
     // On the loop's own thread co_spawn runs the coroutine inline up to its
     // first suspension, and that code may call back into this aloop: no lock

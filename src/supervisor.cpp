@@ -42,8 +42,11 @@ const SupervisorOptions& validated(const SupervisorOptions& o) {
   validate(limits_of(o), "Supervisor::Supervisor()");
   auto fail = [](const std::string& why) { throw OptionsError("Supervisor::Supervisor() - " + why); };
   if (o.id.empty()) fail("id must not be empty");
-  if (o.timeout_warning.count() < 0 || o.timeout_critical.count() < 0) fail("timeouts must be >= 0");
+  if (o.timeout_warning.count() < 0 || o.timeout_critical.count() < 0)
+    fail("timeout_warning and timeout_critical must be >= 0");
   if (o.idle_timeout.count() < 0) fail("idle_timeout must be >= 0");
+  // Checked here too so that the message names the call the user made.
+  if (o.prespawn && o.min_threads == 0) fail("prespawn needs min_threads > 0 (the threads it starts)");
   if (o.history_size == 0) fail("history_size must be > 0");
   if (o.default_aloop.empty()) fail("default_aloop must name an aloop");
   return o;

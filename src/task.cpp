@@ -150,6 +150,9 @@ bool TaskStateBase::finish_from(unsigned char from, TaskStatus s, std::exception
 }
 
 void TaskStateBase::release_waiters() noexcept {
+  // The supervisor's books first: once get() returns, info() and tasks()
+  // already count the task as finished.
+  if (observer_) observer_->task_finished(*this);
   // seq_cst store of the status above, seq_cst load here: see has_waiters_.
   if (has_waiters_.load()) {
     std::vector<UniqueFunction> cont;
@@ -165,7 +168,6 @@ void TaskStateBase::release_waiters() noexcept {
       }
     }
   }
-  if (observer_) observer_->task_finished(*this);
 }
 
 TaskInfo TaskStateBase::info() const {

@@ -109,7 +109,8 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
   std::vector<Worker*> sleepers;  // LIFO: the most recently idle thread is cache-warm
   std::list<std::unique_ptr<Worker>> workers;
   State state = State::created;
-  bool joining = false;  // threads without work exit
+  bool joining = false;    // threads without work exit
+  bool abandoned = false;  // abandon() let threads go: never wait for them again
   mutable std::condition_variable_any idle_cv;
   mutable int idle_waiters = 0;
   std::condition_variable_any exit_cv;
@@ -275,6 +276,10 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
     for (;;) {
       if (detail::PoolNode* n = take_locked()) {
         searching.fetch_sub(1);
+        // Dekker with enqueue(), as before sleeping: a submitter that pushed
+        // after take_locked() drained, and still saw us searching, left its
+        // node to us. Queue it, so that ensure_searcher_locked() sees it.
+        if (!inbox.empty()) drain_locked();
         spun = false;
         w->in_task = true;
         Worker* other = ensure_searcher_locked();
@@ -390,7 +395,7 @@ void ThreadPool::enqueue(detail::PoolNode* node) {
     }
     node->discard();
     node->release();
-    throw LifecycleError(describe_state_for("ThreadPool::enqueue()", d.opt.name, started));
+    throw LifecycleError(describe_state_for("ThreadPool::post()", d.opt.name, started));
   }
   const auto p = node->priority();
   d.inbox.push(node);
@@ -508,6 +513,10 @@ void ThreadPool::stop(bool cancel_queued) {
   if (on_pool_thread())
     throw LifecycleError("ThreadPool::stop() - called from one of the pool's own threads; it would wait for itself");
   auto& d = *impl_;
+  {
+    std::lock_guard<detail::SpinMutex> lk(d.m);
+    if (d.abandoned) return;
+  }
   close(cancel_queued);
   wait_idle();
   std::vector<std::unique_ptr<Impl::Worker>> all;
@@ -538,6 +547,7 @@ int ThreadPool::abandon() noexcept {
     std::lock_guard<detail::SpinMutex> lk(d.m);
     d.state = Impl::State::stopped;
     d.joining = true;
+    d.abandoned = true;
     while (!d.sleepers.empty()) woken.push_back(d.pop_sleeper_locked());
     left = d.running_total.load();
     for (auto it = d.workers.begin(); it != d.workers.end();) {

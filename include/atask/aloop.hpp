@@ -8,6 +8,8 @@
 ///   asio::co_spawn(loop.get_executor(), my_coroutine(), asio::detached);
 /// @endcode
 
+#include <atask/detail/unique_function.hpp>
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
@@ -56,7 +58,11 @@ class Aloop {
 
   /// Starts a coroutine on the loop, bound to the cancellation slot (library
   /// use; users co_spawn on get_executor()). Throws LifecycleError once stopped.
-  void spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot);
+  /// co_spawn uses the slot's signal until its completion handler runs, after
+  /// the coroutine returned; that handler calls, then destroys, `on_done`:
+  /// let it own whatever keeps the signal alive.
+  void spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot,
+             detail::UniqueFunction on_done = {});
 
  private:
   std::string name_;

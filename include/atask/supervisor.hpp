@@ -259,7 +259,13 @@ void Supervisor::launch_coroutine(detail::CoroTask<T, F>* t, const TaskOptions& 
   register_task(t);
   t->add_ref();
   try {
-    loop->spawn(detail::CoroTask<T, F>::body(detail::Ref<detail::CoroTask<T, F>>::adopt(t)), t->slot());
+    // The slot's signal is a member of *t, and co_spawn still touches it
+    // after the coroutine (and its reference) is gone, until it calls its
+    // completion handler: that handler holds a reference too.
+    t->add_ref();
+    detail::UniqueFunction keep_alive([r = detail::Ref<detail::CoroTask<T, F>>::adopt(t)] {});
+    loop->spawn(detail::CoroTask<T, F>::body(detail::Ref<detail::CoroTask<T, F>>::adopt(t)), t->slot(),
+                std::move(keep_alive));
   } catch (...) {
     fail_launch(t, std::current_exception());
     throw;

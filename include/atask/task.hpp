@@ -25,6 +25,19 @@ namespace atask {
 
 class Supervisor;
 
+namespace detail {
+// Not a conditional_t: void(std::exception_ptr, void) is ill-formed even in
+// the branch conditional_t does not pick.
+template <class T>
+struct async_get_signature {
+  using type = void(std::exception_ptr, T);
+};
+template <>
+struct async_get_signature<void> {
+  using type = void(std::exception_ptr);
+};
+}  // namespace detail
+
 /// A shared handle to one submitted task. Copies refer to the same task.
 /// A default-constructed handle is empty: every call but valid() throws
 /// atask::Error.
@@ -94,8 +107,7 @@ class [[nodiscard]] TaskHandle {
   /// returns the value or throws, without blocking a thread.
   template <class CompletionToken>
   auto async_get(CompletionToken&& token) const {
-    using Sig = std::conditional_t<std::is_void_v<T>, void(std::exception_ptr),
-                                   void(std::exception_ptr, T)>;
+    using Sig = typename detail::async_get_signature<T>::type;
     auto state = state_;
     if (!state) throw Error("TaskHandle::async_get() - empty handle");
     return boost::asio::async_initiate<CompletionToken, Sig>(

@@ -60,7 +60,8 @@ class TaskObserver {
  public:
   /// The task has started (status is started), before user code runs.
   virtual void task_started(TaskStateBase&) noexcept = 0;
-  /// The task reached a final status and its waiters were released.
+  /// The task reached a final status; its waiters are released right after.
+  /// The observer's own reference may be dropped here: the caller holds another.
   virtual void task_finished(TaskStateBase&) noexcept = 0;
   /// cancel() moved a queued or delayed task to canceled: take it out of
   /// wherever it waits (pool queue, delay timer).
@@ -144,7 +145,10 @@ class TaskStateBase : public PoolNode {
   /// Called by executors, after try_start() succeeded.
   void finish_ok() noexcept { finish(TaskStatus::completed, nullptr); }
   void finish_error(std::exception_ptr e) noexcept {
-    finish(e ? TaskStatus::failed : TaskStatus::completed, std::move(e));
+    // Decide before the call: argument order is unspecified, and the by-value
+    // parameter may be moved out of `e` before `e` is tested.
+    const TaskStatus s = e ? TaskStatus::failed : TaskStatus::completed;
+    finish(s, std::move(e));
   }
   void finish_canceled(std::exception_ptr e) noexcept { finish(TaskStatus::canceled, std::move(e)); }
 

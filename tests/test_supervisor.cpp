@@ -1,0 +1,881 @@
+#include <atask/supervisor.hpp>
+
+#include <doctest/doctest.h>
+
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <future>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+// GCC 12 warns about members left out of a designated initializer, which is
+// what designated initializers are for.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+using namespace std::chrono_literals;
+using atask::Priority;
+using atask::StopStage;
+using atask::TaskStatus;
+
+namespace {
+
+// How long a test waits for something that should happen at once.
+constexpr auto patience = 10s;
+
+std::shared_ptr<spdlog::logger> quiet_logger() {
+  auto log = std::make_shared<spdlog::logger>("test");
+  log->set_level(spdlog::level::off);
+  return log;
+}
+
+// The what() of the E that f throws; "<nothing thrown>" otherwise.
+template <class E, class F>
+std::string what_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "<nothing thrown>";
+}
+
+bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
+
+// Blocks until `st` is requested, without polling.
+void wait_for_stop(std::stop_token st) {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock lk(m);
+  cv.wait(lk, st, [] { return false; });
+}
+
+// block() with a time limit: a shutdown that never ends fails here, with a
+// message, rather than when the CTest timeout kills the process.
+atask::StopReport block_within(atask::Supervisor& sv, std::chrono::seconds limit = patience) {
+  auto f = std::async(std::launch::async, [&] { return sv.block(); });
+  if (f.wait_for(limit) != std::future_status::ready) {
+    std::fprintf(stderr, "FATAL: Supervisor::block() did not return within %lld s\n",
+                 static_cast<long long>(limit.count()));
+    std::abort();
+  }
+  return f.get();
+}
+
+// A log sink a test can wait on: wait_for("text") returns once a line
+// containing "text" has been logged.
+class LineWaiter final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  bool wait_for(std::string_view text, std::chrono::seconds limit = patience) {
+    std::unique_lock lk(lines_m_);
+    return cv_.wait_for(lk, limit, [&] {
+      return std::any_of(lines_.begin(), lines_.end(), [&](const std::string& l) { return contains(l, text); });
+    });
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    {
+      std::lock_guard lk(lines_m_);
+      lines_.emplace_back(msg.payload.data(), msg.payload.size());
+    }
+    cv_.notify_all();
+  }
+  void flush_() override {}
+
+ private:
+  std::mutex lines_m_;
+  std::condition_variable cv_;
+  std::vector<std::string> lines_;
+};
+
+}  // namespace
+
+TEST_SUITE("supervisor") {
+  // -- lifecycle -------------------------------------------------------------------
+
+  TEST_CASE("a started supervisor runs tasks and stops with a completed report") {
+    atask::Supervisor sv({.id = "lc", .pool_size = 2, .logger = quiet_logger()});
+    CHECK_FALSE(sv.is_running());
+    CHECK(sv.id() == "lc");
+    CHECK(sv.info().state == "created");
+    sv.start();
+    CHECK(sv.is_running());
+    CHECK(sv.info().state == "running");
+    auto t = sv.submit({}, [](int a, int b) { return a * b; }, 6, 7);
+    CHECK(t.get() == 42);
+    auto r = sv.stop();
+    CHECK(r.completed);
+    CHECK_FALSE(r.already_stopped);
+    CHECK(r.stage == StopStage::warm);
+    CHECK(r.canceled == 0);
+    CHECK(r.abandoned.empty());
+    CHECK_FALSE(sv.is_running());
+    CHECK(sv.info().state == "stopped");
+  }
+
+  TEST_CASE("starting twice throws LifecycleError") {
+    atask::Supervisor sv({.id = "twice", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    CHECK_THROWS_WITH_AS(sv.start(), doctest::Contains("Supervisor::start()"), atask::LifecycleError);
+    CHECK(sv.is_running());
+  }
+
+  TEST_CASE("starting after stop throws LifecycleError") {
+    atask::Supervisor sv({.id = "again", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    sv.stop();
+    CHECK_THROWS_WITH_AS(sv.start(), doctest::Contains("Supervisor::start()"), atask::LifecycleError);
+    CHECK_FALSE(sv.is_running());
+  }
+
+  TEST_CASE("submit and post before start throw LifecycleError naming the call and the state") {
+    atask::Supervisor sv({.id = "early", .pool_size = 1, .logger = quiet_logger()});
+    auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
+    CHECK(contains(msg, "Supervisor::submit()"));
+    CHECK(contains(msg, "'early'"));
+    CHECK(contains(msg, "created"));
+    msg = what_of<atask::LifecycleError>([&] { sv.post(Priority::normal, [] {}); });
+    CHECK(contains(msg, "Supervisor::post()"));
+    CHECK(contains(msg, "created"));
+    CHECK(sv.info().tasks.submitted[atask::index(Priority::normal)] == 0);
+  }
+
+  TEST_CASE("submit and post after stop throw LifecycleError naming the call and the state") {
+    atask::Supervisor sv({.id = "late", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    sv.stop();
+    auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
+    CHECK(contains(msg, "Supervisor::submit()"));
+    CHECK(contains(msg, "'late'"));
+    CHECK(contains(msg, "stopped"));
+    msg = what_of<atask::LifecycleError>([&] { sv.post(Priority::high, [] {}); });
+    CHECK(contains(msg, "Supervisor::post()"));
+    CHECK(contains(msg, "stopped"));
+  }
+
+  TEST_CASE("submit while stopping throws LifecycleError naming the stopping state") {
+    std::latch entered{1}, open{1};
+    atask::Supervisor sv({.id = "closing", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto busy = sv.submit({}, [&] {
+      entered.count_down();
+      open.wait();
+    });
+    entered.wait();
+    auto r = sv.stop({.wait = false});
+    CHECK_FALSE(r.completed);
+    auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
+    CHECK(contains(msg, "Supervisor::submit()"));
+    CHECK(contains(msg, "stopping"));
+    CHECK(sv.info().state == "stopping");
+    open.count_down();
+    CHECK(block_within(sv).completed);
+  }
+
+  TEST_CASE("post runs a fire-and-forget callable on the pool") {
+    std::promise<std::thread::id> ran;
+    auto f = ran.get_future();
+    atask::Supervisor sv({.id = "post", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    sv.post(Priority::low, [&] { ran.set_value(std::this_thread::get_id()); });
+    REQUIRE(f.wait_for(patience) == std::future_status::ready);
+    CHECK(f.get() != std::this_thread::get_id());
+    CHECK(sv.info().active_tasks == 0);  // no registry entry for posts
+  }
+
+  TEST_CASE("a second stop returns a report marked already_stopped") {
+    atask::Supervisor sv({.id = "stop2", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto first = sv.stop();
+    CHECK(first.completed);
+    CHECK_FALSE(first.already_stopped);
+    auto second = sv.stop();
+    CHECK(second.already_stopped);
+    CHECK(second.stage == first.stage);
+  }
+
+  TEST_CASE("stop of a never-started supervisor completes at once and forbids start") {
+    atask::Supervisor sv({.id = "never", .pool_size = 1, .logger = quiet_logger()});
+    auto r = sv.stop();
+    CHECK(r.completed);
+    CHECK_FALSE(r.already_stopped);
+    CHECK(r.stage == StopStage::none);
+    CHECK(sv.info().state == "stopped");
+    CHECK_THROWS_AS(sv.start(), atask::LifecycleError);
+    CHECK(sv.stop().already_stopped);
+  }
+
+  TEST_CASE("stop while another stop is under way waits for it") {
+    std::latch entered{1}, open{1};
+    atask::Supervisor sv({.id = "stopstop", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto busy = sv.submit({}, [&] {
+      entered.count_down();
+      open.wait();
+      return 5;
+    });
+    entered.wait();
+    CHECK_FALSE(sv.stop({.wait = false}).completed);
+    open.count_down();
+    auto r = sv.stop();
+    CHECK(r.completed);
+    CHECK_FALSE(r.already_stopped);
+    CHECK(r.stage == StopStage::warm);
+    CHECK(busy.get() == 5);
+    CHECK(sv.stop().already_stopped);
+  }
+
+  TEST_CASE("stop called from inside a task returns at once and the supervisor finishes stopping") {
+    atask::Supervisor sv({.id = "inner", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto t = sv.submit({}, [&] { return sv.stop(); });
+    REQUIRE(t.wait_for(patience));
+    const atask::StopReport& inner = t.get();
+    CHECK_FALSE(inner.completed);
+    CHECK_FALSE(inner.already_stopped);
+    auto r = block_within(sv);
+    CHECK(r.completed);
+    CHECK(r.stage == StopStage::warm);
+    CHECK(r.abandoned.empty());
+    CHECK(sv.info().state == "stopped");
+  }
+
+  TEST_CASE("block called from inside a task throws LifecycleError") {
+    atask::Supervisor sv({.id = "blockin", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto t = sv.submit({}, [&] { return what_of<atask::LifecycleError>([&] { sv.block(); }); });
+    REQUIRE(t.wait_for(patience));
+    CHECK(contains(t.get(), "Supervisor::block()"));
+    CHECK(sv.is_running());
+    CHECK(sv.stop().completed);
+  }
+
+  TEST_CASE("block before start throws LifecycleError") {
+    atask::Supervisor sv({.id = "blockearly", .pool_size = 1, .logger = quiet_logger()});
+    CHECK_THROWS_WITH_AS(sv.block(), doctest::Contains("Supervisor::block()"), atask::LifecycleError);
+  }
+
+  TEST_CASE("destroying a running supervisor stops it") {
+    std::latch entered{1}, open{1};
+    atask::TaskHandle<int> running, delayed;
+    {
+      atask::Supervisor sv({.id = "dtor", .pool_size = 1, .logger = quiet_logger()});
+      sv.start();
+      running = sv.submit({}, [&] {
+        entered.count_down();
+        open.wait();
+        return 3;
+      });
+      entered.wait();
+      delayed = sv.submit({.delay = 1h}, [] { return 5; });
+      open.count_down();
+    }
+    // stop() with the default options: running tasks finish, delayed ones are canceled.
+    CHECK(running.get() == 3);
+    CHECK(delayed.status() == TaskStatus::canceled);
+  }
+
+  // -- options ---------------------------------------------------------------------
+
+  TEST_CASE("invalid options throw OptionsError naming the constructor and the field") {
+    struct Case {
+      const char* field;
+      atask::SupervisorOptions options;
+    };
+    std::vector<Case> cases;
+    cases.push_back({"pool_size", {.pool_size = -1}});
+    cases.push_back({"reserve_normal", {.pool_size = 1, .reserve_normal = -1}});
+    cases.push_back({"reserve_high", {.pool_size = 1, .reserve_high = -2}});
+    cases.push_back({"min_threads", {.pool_size = 1, .min_threads = -1}});
+    cases.push_back({"max_threads", {.pool_size = 1, .max_threads = -1}});
+    cases.push_back({"max_threads", {.pool_size = 2, .reserve_normal = 1, .reserve_high = 2, .max_threads = 4}});
+    cases.push_back({"max_threads", {.pool_size = 0, .reserve_high = 3, .max_threads = 3}});
+    cases.push_back({"min_threads", {.pool_size = 1, .min_threads = 3, .max_threads = 2}});
+    cases.push_back({"id", {.id = ""}});
+    cases.push_back({"history_size", {.pool_size = 1, .history_size = 0}});
+    cases.push_back({"idle_timeout", {.pool_size = 1, .idle_timeout = -1ms}});
+    cases.push_back({"timeout_warning", {.pool_size = 1, .timeout_warning = -1ms}});
+    cases.push_back({"timeout_critical", {.pool_size = 1, .timeout_critical = -5ms}});
+    cases.push_back({"default_aloop", {.pool_size = 1, .default_aloop = ""}});
+    cases.push_back({"prespawn", {.pool_size = 1, .prespawn = true}});
+    for (auto& c : cases) {
+      CAPTURE(c.field);
+      c.options.logger = quiet_logger();
+      auto msg = what_of<atask::OptionsError>([&] { atask::Supervisor sv(c.options); });
+      CAPTURE(msg);
+      CHECK(contains(msg, "Supervisor::Supervisor()"));
+      CHECK(contains(msg, c.field));
+    }
+  }
+
+  TEST_CASE("stop and resize with invalid values throw OptionsError naming the call") {
+    atask::Supervisor sv({.id = "badargs", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    CHECK_THROWS_WITH_AS(sv.stop({.warm_timeout = -1ms}), doctest::Contains("Supervisor::stop()"),
+                         atask::OptionsError);
+    CHECK_THROWS_WITH_AS(sv.resize({.pool_size = -3}), doctest::Contains("Supervisor::resize()"),
+                         atask::OptionsError);
+    CHECK(sv.is_running());
+    CHECK(sv.stop().completed);
+  }
+
+  // -- stop stages -----------------------------------------------------------------
+
+  TEST_CASE("the warm stage lets a running task finish") {
+    std::latch entered{1}, open{1};
+    atask::Supervisor sv({.id = "warm", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto t = sv.submit({.name = "slow"}, [&] {
+      entered.count_down();
+      open.wait();
+      return 11;
+    });
+    entered.wait();
+    auto begun = sv.stop({.wait = false});
+    CHECK_FALSE(begun.completed);
+    CHECK_FALSE(t.done());
+    open.count_down();
+    auto r = block_within(sv);
+    CHECK(r.completed);
+    CHECK(r.stage == StopStage::warm);
+    CHECK(r.stop_requested == 0);
+    CHECK(r.abandoned.empty());
+    CHECK(t.status() == TaskStatus::completed);
+    CHECK(t.get() == 11);
+  }
+
+  TEST_CASE("stop with cancel_queued cancels the queued tasks") {
+    std::latch entered{1}, open{1};
+    atask::Supervisor sv({.id = "cq", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto busy = sv.submit({}, [&] {
+      entered.count_down();
+      open.wait();
+    });
+    entered.wait();
+    std::vector<atask::TaskHandle<int>> queued;
+    for (int i = 0; i < 3; ++i) queued.push_back(sv.submit({}, [i] { return i; }));
+    for (auto& q : queued) CHECK(q.status() == TaskStatus::queued);
+    sv.stop({.cancel_queued = true, .wait = false});
+    for (auto& q : queued) {
+      CHECK(q.status() == TaskStatus::canceled);
+      CHECK_THROWS_AS(q.get(), atask::TaskCanceled);
+      CHECK(contains(q.info().error, "canceled"));
+    }
+    open.count_down();
+    auto r = block_within(sv);
+    CHECK(r.completed);
+    CHECK(r.stage == StopStage::warm);
+    CHECK(r.canceled == 3);
+    CHECK(busy.status() == TaskStatus::completed);
+    CHECK(sv.info().tasks.canceled[atask::index(Priority::normal)] == 3);
+  }
+
+  TEST_CASE("stop without cancel_queued drains the queued tasks") {
+    std::latch entered{1}, open{1};
+    atask::Supervisor sv({.id = "drain", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto busy = sv.submit({}, [&] {
+      entered.count_down();
+      open.wait();
+    });
+    entered.wait();
+    std::vector<atask::TaskHandle<int>> queued;
+    for (int i = 0; i < 3; ++i) queued.push_back(sv.submit({.priority = Priority::low}, [i] { return i * 10; }));
+    sv.stop({.cancel_queued = false, .wait = false});
+    for (auto& q : queued) CHECK(q.status() == TaskStatus::queued);
+    open.count_down();
+    auto r = block_within(sv);
+    CHECK(r.completed);
+    CHECK(r.stage == StopStage::warm);
+    CHECK(r.canceled == 0);
+    for (int i = 0; i < 3; ++i) {
+      CHECK(queued[i].status() == TaskStatus::completed);
+      CHECK(queued[i].get() == i * 10);
+    }
+  }
+
+  TEST_CASE("delayed tasks are canceled at stop even when queued tasks drain") {
+    atask::Supervisor sv({.id = "delayed", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto later = sv.submit({.delay = 1h, .name = "later"}, [] { return 1; });
+    CHECK(later.status() == TaskStatus::delayed);
+    auto r = sv.stop({.cancel_queued = false});
+    CHECK(r.completed);
+    CHECK(r.canceled == 1);
+    CHECK(later.status() == TaskStatus::canceled);
+    CHECK_THROWS_AS(later.get(), atask::TaskCanceled);
+    CHECK_FALSE(later.info().started_at.has_value());
+  }
+
+  TEST_CASE("the soft stage requests stop of a running task after warm_timeout") {
+    std::latch entered{1};
+    atask::Supervisor sv({.id = "soft", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto t = sv.submit({.name = "polite"}, [&](std::stop_token st) {
+      entered.count_down();
+      wait_for_stop(st);
+      return 1;
+    });
+    entered.wait();
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = sv.stop({.warm_timeout = 50ms, .soft_timeout = 10s});
+    CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
+    CHECK(r.completed);
+    CHECK(r.stage == StopStage::soft);
+    CHECK(r.stop_requested >= 1);
+    CHECK(r.abandoned.empty());
+    CHECK(t.status() == TaskStatus::completed);
+    CHECK(t.get() == 1);
+  }
+
+  TEST_CASE("the soft stage cancels tasks still queued") {
+    std::latch entered{1};
+    atask::Supervisor sv({.id = "softq", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto busy = sv.submit({}, [&](std::stop_token st) {
+      entered.count_down();
+      wait_for_stop(st);
+    });
+    entered.wait();
+    auto waiting = sv.submit({}, [] { return 2; });
+    auto r = sv.stop({.cancel_queued = false, .warm_timeout = 50ms, .soft_timeout = 10s});
+    CHECK(r.stage == StopStage::soft);
+    CHECK(r.canceled == 1);
+    CHECK(waiting.status() == TaskStatus::canceled);
+    CHECK_THROWS_AS(waiting.get(), atask::TaskCanceled);
+    CHECK(busy.status() == TaskStatus::completed);
+  }
+
+  TEST_CASE("the cold stage abandons a task that ignores its stop request") {
+    // Shared with the task: the abandoned thread may still be inside it when
+    // this test's scope ends.
+    auto gate = std::make_shared<std::latch>(1);
+    auto left = std::make_shared<std::latch>(1);
+    std::latch entered{1};
+    atask::Supervisor sv({.id = "cold", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto stubborn = sv.submit({.name = "stubborn"}, [gate, left, &entered] {
+      entered.count_down();
+      gate->wait();  // ignores its stop token
+      left->count_down();
+      return 1;
+    });
+    entered.wait();
+    auto r = sv.stop({.warm_timeout = 50ms, .soft_timeout = 100ms});
+    CHECK(r.completed);
+    CHECK(r.stage == StopStage::cold);
+    CHECK(r.stop_requested >= 1);
+    REQUIRE(r.abandoned.size() == 1);
+    CHECK(r.abandoned[0].id == stubborn.id());
+    CHECK(r.abandoned[0].name == "stubborn");
+    CHECK(r.abandoned[0].status == TaskStatus::started);
+    REQUIRE(stubborn.done());
+    CHECK(stubborn.status() == TaskStatus::failed);
+    CHECK_THROWS_AS(stubborn.get(), atask::TaskAbandoned);
+    CHECK(contains(stubborn.info().error, "abandoned"));
+    CHECK(sv.info().state == "stopped");
+    gate->count_down();
+    left->wait();  // the abandoned thread leaves user code
+    CHECK(stubborn.status() == TaskStatus::failed);  // its late return changes nothing
+  }
+
+  // -- signals ---------------------------------------------------------------------
+
+  TEST_CASE("SIGTERM starts a shutdown that block waits for") {
+    atask::Supervisor sv({.id = "sigterm",
+                          .pool_size = 1,
+                          .handle_signals = true,
+                          .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h},
+                          .logger = quiet_logger()});
+    sv.start();
+    auto t = sv.submit({}, [] { return 1; });
+    CHECK(t.get() == 1);
+    std::raise(SIGTERM);
+    auto r = block_within(sv);
+    CHECK(r.completed);
+    CHECK(r.stage == StopStage::warm);
+    CHECK_FALSE(sv.is_running());
+  }
+
+  TEST_CASE("a second signal moves a shutdown from warm to soft at once") {
+    auto lines = std::make_shared<LineWaiter>();
+    auto log = std::make_shared<spdlog::logger>("test", lines);
+    log->set_level(spdlog::level::info);
+    std::latch entered{1};
+    atask::Supervisor sv({.id = "sig2",
+                          .pool_size = 1,
+                          .handle_signals = true,
+                          .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h},
+                          .logger = log});
+    sv.start();
+    auto t = sv.submit({}, [&](std::stop_token st) {
+      entered.count_down();
+      wait_for_stop(st);
+      return 2;
+    });
+    entered.wait();
+    std::raise(SIGINT);
+    REQUIRE(lines->wait_for("stopping (warm stage"));
+    CHECK_FALSE(sv.is_running());
+    CHECK_FALSE(t.done());  // warm: the task is left alone
+    std::raise(SIGINT);
+    auto r = block_within(sv);
+    CHECK(r.completed);
+    CHECK(r.stage == StopStage::soft);
+    CHECK(r.stop_requested == 1);
+    CHECK(r.abandoned.empty());
+    CHECK(t.get() == 2);
+  }
+
+  TEST_CASE("a third signal moves a shutdown to the cold stage at once") {
+    auto lines = std::make_shared<LineWaiter>();
+    auto log = std::make_shared<spdlog::logger>("test", lines);
+    log->set_level(spdlog::level::info);
+    auto gate = std::make_shared<std::latch>(1);
+    std::latch entered{1};
+    atask::Supervisor sv({.id = "sig3",
+                          .pool_size = 1,
+                          .handle_signals = true,
+                          .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h},
+                          .logger = log});
+    sv.start();
+    auto t = sv.submit({}, [gate, &entered] {
+      entered.count_down();
+      gate->wait();
+    });
+    entered.wait();
+    std::raise(SIGTERM);
+    REQUIRE(lines->wait_for("stopping (warm stage"));
+    std::raise(SIGTERM);
+    REQUIRE(lines->wait_for("soft stage"));
+    CHECK_FALSE(t.done());  // soft: asked to stop, but it ignores that
+    std::raise(SIGTERM);
+    auto r = block_within(sv);
+    CHECK(r.completed);
+    CHECK(r.stage == StopStage::cold);
+    REQUIRE(r.abandoned.size() == 1);
+    CHECK(r.abandoned[0].id == t.id());
+    CHECK_THROWS_AS(t.get(), atask::TaskAbandoned);
+    gate->count_down();
+  }
+
+  // -- introspection ---------------------------------------------------------------
+
+  TEST_CASE("info reports what runs and waits by priority along with pool sizes and aloops and task counters") {
+    std::latch low_in{1}, high_in{1}, critical_in{1}, open{1};
+    atask::Supervisor sv({.id = "info",
+                          .pool_size = 2,
+                          .reserve_normal = 0,
+                          .reserve_high = 0,
+                          .max_threads = 6,
+                          .logger = quiet_logger()});
+    sv.create_aloop("net");
+    sv.start();
+    (void)sv.default_aloop();
+    auto blocker = [&](std::latch& entered) {
+      entered.count_down();
+      open.wait();
+    };
+    auto then_wait = [&] { open.wait(); };
+    std::vector<atask::TaskHandle<void>> all;
+    // One at a time: a running critical task counts against pool_size too.
+    all.push_back(sv.submit({.priority = Priority::low}, blocker, std::ref(low_in)));
+    low_in.wait();
+    all.push_back(sv.submit({.priority = Priority::high}, blocker, std::ref(high_in)));
+    high_in.wait();
+    all.push_back(sv.submit({.priority = Priority::critical}, blocker, std::ref(critical_in)));  // past the limit
+    critical_in.wait();
+    all.push_back(sv.submit({.priority = Priority::low}, then_wait));
+    all.push_back(sv.submit({.priority = Priority::low}, then_wait));
+    all.push_back(sv.submit({.priority = Priority::normal}, then_wait));
+    all.push_back(sv.submit({.priority = Priority::high}, then_wait));
+    auto dropped = sv.submit({.priority = Priority::low}, then_wait);
+    CHECK(dropped.cancel());
+
+    auto i = sv.info();
+    CHECK(i.id == "info");
+    CHECK(i.state == "running");
+    CHECK(i.pool.limits.pool_size == 2);
+    CHECK(i.pool.limits.max_threads == 6);
+    CHECK(i.pool.running[atask::index(Priority::low)] == 1);
+    CHECK(i.pool.running[atask::index(Priority::normal)] == 0);
+    CHECK(i.pool.running[atask::index(Priority::high)] == 1);
+    CHECK(i.pool.running[atask::index(Priority::critical)] == 1);
+    CHECK(i.pool.running_total == 3);
+    CHECK(i.pool.queued[atask::index(Priority::low)] == 2);
+    CHECK(i.pool.queued[atask::index(Priority::normal)] == 1);
+    CHECK(i.pool.queued[atask::index(Priority::high)] == 1);
+    CHECK(i.pool.queued_total == 4);
+    CHECK(i.active_tasks == 7);
+    CHECK(i.tasks.submitted == std::array<std::uint64_t, 4>{4, 1, 2, 1});
+    CHECK(i.tasks.canceled == std::array<std::uint64_t, 4>{1, 0, 0, 0});
+    REQUIRE(i.aloops.size() == 2);
+    auto find = [&](std::string_view n) {
+      return std::find_if(i.aloops.begin(), i.aloops.end(), [&](auto& a) { return a.name == n; });
+    };
+    REQUIRE(find("net") != i.aloops.end());
+    CHECK_FALSE(find("net")->is_default);
+    CHECK(find("net")->running);
+    REQUIRE(find("default") != i.aloops.end());
+    CHECK(find("default")->is_default);
+    CHECK(find("default")->running);
+
+    open.count_down();
+    auto failing = sv.submit({.priority = Priority::normal}, []() -> int { throw std::runtime_error("no"); });
+    for (auto& t : all) REQUIRE(t.wait_for(patience));
+    REQUIRE(failing.wait_for(patience));
+    // The books are final once the supervisor has stopped.
+    CHECK(sv.stop().completed);
+    i = sv.info();
+    CHECK(i.state == "stopped");
+    CHECK(i.active_tasks == 0);
+    CHECK(i.tasks.submitted == std::array<std::uint64_t, 4>{4, 2, 2, 1});
+    CHECK(i.tasks.completed == std::array<std::uint64_t, 4>{3, 1, 2, 1});
+    CHECK(i.tasks.failed == std::array<std::uint64_t, 4>{0, 1, 0, 0});
+    CHECK(i.tasks.canceled == std::array<std::uint64_t, 4>{1, 0, 0, 0});
+  }
+
+  TEST_CASE("tasks lists active tasks first then the history oldest first and filters by status") {
+    std::latch entered{1}, open{1};
+    atask::Supervisor sv({.id = "list", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    // One slot: the blocker starts only after e1 and e2 have finished and
+    // been recorded (same FIFO queue, the slot frees after the books).
+    auto e1 = sv.submit({.name = "e1"}, [] { return 1; });
+    auto e2 = sv.submit({.name = "e2"}, [] { return 2; });
+    auto b = sv.submit({.name = "b"}, [&] {
+      entered.count_down();
+      open.wait();
+      return 3;
+    });
+    entered.wait();
+    auto q = sv.submit({.name = "q"}, [] { return 4; });
+
+    auto ts = sv.tasks();
+    REQUIRE(ts.size() == 4);
+    std::vector<std::string> active{ts[0].name, ts[1].name};
+    std::sort(active.begin(), active.end());
+    CHECK(active == std::vector<std::string>{"b", "q"});
+    CHECK(ts[2].name == "e1");
+    CHECK(ts[2].id == e1.id());
+    CHECK(ts[3].name == "e2");
+    CHECK(ts[3].status == TaskStatus::completed);
+    CHECK(ts[3].finished_at.has_value());
+
+    auto started = sv.tasks(TaskStatus::started);
+    REQUIRE(started.size() == 1);
+    CHECK(started[0].id == b.id());
+    CHECK(started[0].started_at.has_value());
+    CHECK_FALSE(started[0].finished_at.has_value());
+    auto queued = sv.tasks(TaskStatus::queued);
+    REQUIRE(queued.size() == 1);
+    CHECK(queued[0].id == q.id());
+    CHECK_FALSE(queued[0].started_at.has_value());
+    CHECK(sv.tasks(TaskStatus::completed).size() == 2);
+    CHECK(sv.tasks(TaskStatus::failed).empty());
+
+    open.count_down();
+    REQUIRE(q.wait_for(patience));
+    CHECK(sv.stop().completed);
+    CHECK(sv.tasks(TaskStatus::completed).size() == 4);
+    CHECK(sv.tasks(TaskStatus::started).empty());
+  }
+
+  TEST_CASE("the task history is bounded by history_size") {
+    constexpr int n = 5000;
+    atask::Supervisor sv({.id = "hist", .pool_size = 2, .history_size = 100, .logger = quiet_logger()});
+    sv.start();
+    std::vector<atask::TaskHandle<int>> hs;
+    hs.reserve(n);
+    for (int i = 0; i < n; ++i) hs.push_back(sv.submit({}, [i] { return i; }));
+    for (int i = 0; i < n; ++i) REQUIRE(hs[i].get() == i);
+    // Active tasks only leave the registry, so this order makes the bound exact.
+    const auto active = sv.info().active_tasks;
+    CHECK(sv.tasks().size() <= 100 + active);
+    CHECK(sv.stop().completed);
+    CHECK(sv.info().active_tasks == 0);
+    auto ts = sv.tasks();
+    CHECK(ts.size() == 100);
+    CHECK(std::all_of(ts.begin(), ts.end(), [](auto& t) { return t.status == TaskStatus::completed; }));
+    CHECK(sv.info().tasks.completed[atask::index(Priority::normal)] == n);
+  }
+
+  // Known bug, skipped: atask::detail::TaskStateBase publishes the final
+  // status (finish_from / cancel_pending store it) before it calls
+  // TaskObserver::task_finished, where the supervisor moves the task from its
+  // active list to the history and counts it. A waiter that finds the task
+  // already final returns from get()/wait() at once, so info() may still
+  // count it in active_tasks (and not in tasks.completed) and tasks() may
+  // still list it as active. Calling the observer first in release_waiters()
+  // narrows the window but cannot close it: the status is published before.
+  // Run with --no-skip to see it.
+  TEST_CASE("a task whose get has returned is no longer counted as active" * doctest::skip()) {
+    atask::Supervisor sv({.id = "books", .pool_size = 2, .logger = quiet_logger()});
+    sv.start();
+    int stale = 0;
+    for (int i = 0; i < 20000; ++i) {
+      auto t = sv.submit({}, [i] { return i; });
+      t.wait();
+      if (sv.info().active_tasks != 0) ++stale;
+    }
+    CHECK(stale == 0);
+  }
+
+  // -- queue-time thresholds -------------------------------------------------------
+
+  TEST_CASE("a task that waited past timeout_warning is handed to on_timeout_warning") {
+    std::mutex m;
+    std::vector<atask::TaskInfo> warned, critical;
+    std::latch entered{1}, open{1};
+    atask::Supervisor sv({.id = "warn",
+                          .pool_size = 1,
+                          .min_threads = 1,
+                          .prespawn = true,
+                          .timeout_warning = 50ms,
+                          .on_timeout_warning =
+                              [&](const atask::TaskInfo& i) {
+                                std::lock_guard lk(m);
+                                warned.push_back(i);
+                              },
+                          .on_timeout_critical =
+                              [&](const atask::TaskInfo& i) {
+                                std::lock_guard lk(m);
+                                critical.push_back(i);
+                              },
+                          .logger = quiet_logger()});
+    sv.start();
+    auto blocker = sv.submit({.name = "blocker"}, [&] {
+      entered.count_down();
+      open.wait();
+    });
+    entered.wait();
+    auto late = sv.submit({.name = "late"}, [] { return 1; });
+    // The behaviour under test is about time: keep the slot busy until the
+    // queued task has waited three times the threshold.
+    std::this_thread::sleep_until(*late.info().queued_at + 150ms);
+    open.count_down();
+    CHECK(late.get() == 1);
+    auto quick = sv.submit({.name = "quick"}, [] { return 2; });
+    CHECK(quick.get() == 2);
+    CHECK(sv.stop().completed);
+
+    std::lock_guard lk(m);
+    REQUIRE(warned.size() == 1);
+    CHECK(warned[0].id == late.id());
+    CHECK(warned[0].name == "late");
+    CHECK(warned[0].status == TaskStatus::started);
+    REQUIRE(warned[0].started_at.has_value());
+    CHECK(*warned[0].started_at - *warned[0].queued_at >= 150ms);
+    CHECK(critical.empty());  // timeout_critical is off
+  }
+
+  TEST_CASE("a task that waited past timeout_critical is handed to on_timeout_critical only") {
+    std::mutex m;
+    std::vector<atask::TaskInfo> warned, critical;
+    std::latch entered{1}, open{1};
+    atask::Supervisor sv({.id = "crit",
+                          .pool_size = 1,
+                          .min_threads = 1,
+                          .prespawn = true,
+                          .timeout_warning = 50ms,
+                          .timeout_critical = 100ms,
+                          .on_timeout_warning =
+                              [&](const atask::TaskInfo& i) {
+                                std::lock_guard lk(m);
+                                warned.push_back(i);
+                              },
+                          .on_timeout_critical =
+                              [&](const atask::TaskInfo& i) {
+                                std::lock_guard lk(m);
+                                critical.push_back(i);
+                              },
+                          .logger = quiet_logger()});
+    sv.start();
+    auto blocker = sv.submit({.name = "blocker"}, [&] {
+      entered.count_down();
+      open.wait();
+    });
+    entered.wait();
+    auto late = sv.submit({.priority = Priority::high, .name = "very late"}, [] { return 1; });
+    std::this_thread::sleep_until(*late.info().queued_at + 250ms);  // the time under test
+    open.count_down();
+    CHECK(late.get() == 1);
+    CHECK(sv.stop().completed);
+
+    std::lock_guard lk(m);
+    REQUIRE(critical.size() == 1);
+    CHECK(critical[0].id == late.id());
+    CHECK(critical[0].priority == Priority::high);
+    CHECK(warned.empty());
+  }
+
+  // -- resize ----------------------------------------------------------------------
+
+  TEST_CASE("resize through the supervisor starts queued tasks at once") {
+    std::latch entered{1}, open{1};
+    atask::Supervisor sv({.id = "resize", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    auto busy = sv.submit({}, [&] {
+      entered.count_down();
+      open.wait();
+    });
+    entered.wait();
+    auto waiting = sv.submit({}, [] { return 9; });
+    CHECK(waiting.status() == TaskStatus::queued);
+    sv.resize({.pool_size = 2});
+    CHECK(sv.info().pool.limits.pool_size == 2);
+    REQUIRE(waiting.wait_for(patience));
+    CHECK(waiting.get() == 9);
+    CHECK_FALSE(busy.done());  // it started beside the blocker, not after it
+    open.count_down();
+    CHECK(sv.stop().completed);
+  }
+
+  // -- logging ---------------------------------------------------------------------
+
+  TEST_CASE("a user-provided logger receives the supervisor's log lines") {
+    std::ostringstream out;
+    auto log = std::make_shared<spdlog::logger>("mine", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+    log->set_level(spdlog::level::info);
+    atask::Supervisor sv({.id = "logsv", .pool_size = 1, .logger = log});
+    CHECK(&sv.logger() == log.get());
+    sv.start();
+    sv.stop();
+    const auto text = out.str();
+    CAPTURE(text);
+    CHECK(contains(text, "[mine]"));
+    CHECK(contains(text, "logsv: stopping"));
+    CHECK(contains(text, "logsv: stopped"));
+  }
+
+  TEST_CASE("what a posted callable throws goes to the log") {
+    std::ostringstream out;
+    auto log = std::make_shared<spdlog::logger>("mine", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+    log->set_level(spdlog::level::warn);
+    atask::Supervisor sv({.id = "logpost", .pool_size = 1, .logger = log});
+    sv.start();
+    sv.post(Priority::normal, [] { throw std::runtime_error("posted boom"); });
+    auto after = sv.submit({}, [] { return 1; });  // the sv keeps running
+    CHECK(after.get() == 1);
+    sv.stop();  // joins the pool threads: the log is complete
+    const auto text = out.str();
+    CAPTURE(text);
+    CHECK(contains(text, "posted boom"));
+  }
+}

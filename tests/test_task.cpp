@@ -1,0 +1,568 @@
+#include <atask/task.hpp>
+
+#include <atask/errors.hpp>
+#include <atask/supervisor.hpp>
+
+#include <doctest/doctest.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <future>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+// GCC 12 warns about members left out of a designated initializer, which is
+// what designated initializers are for.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using atask::Priority;
+using atask::TaskKind;
+using atask::TaskStatus;
+
+namespace {
+
+// How long a test waits for something that should happen at once. A bug
+// fails the wait instead of hanging the suite.
+constexpr auto patience = 10s;
+
+atask::SupervisorOptions options(std::string id, int pool_size) {
+  auto log = std::make_shared<spdlog::logger>("test");
+  log->set_level(spdlog::level::off);
+  return {.id = std::move(id), .pool_size = pool_size, .logger = log};
+}
+
+bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
+
+// A one-shot event with a timed wait.
+class Event {
+ public:
+  void set() {
+    std::lock_guard lk(m_);  // notify under the lock: a waiter may destroy *this once it sees set_
+    set_ = true;
+    cv_.notify_all();
+  }
+  bool wait_for(std::chrono::milliseconds d = patience) const {
+    std::unique_lock lk(m_);
+    return cv_.wait_for(lk, d, [&] { return set_; });
+  }
+  bool is_set() const {
+    std::lock_guard lk(m_);
+    return set_;
+  }
+
+ private:
+  mutable std::mutex m_;
+  mutable std::condition_variable cv_;
+  bool set_ = false;
+};
+
+// Opens gates when the test's scope ends, so that a failed REQUIRE does not
+// leave pool threads blocked while the supervisor's destructor waits for
+// them. Declare it after the supervisor (it must be destroyed first).
+class OpenOnExit {
+ public:
+  OpenOnExit(std::initializer_list<Event*> gates) : gates_(gates) {}
+  ~OpenOnExit() {
+    for (auto* g : gates_) g->set();
+  }
+  OpenOnExit(const OpenOnExit&) = delete;
+  OpenOnExit& operator=(const OpenOnExit&) = delete;
+
+ private:
+  std::vector<Event*> gates_;
+};
+
+struct CustomError : std::runtime_error {
+  CustomError(const char* what, int c) : std::runtime_error(what), code(c) {}
+  int code;
+};
+
+// The what() of the E that f throws; "<nothing thrown>" otherwise.
+template <class E, class F>
+std::string what_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "<nothing thrown>";
+}
+
+}  // namespace
+
+TEST_SUITE("task") {
+  TEST_CASE("a handle reports the task's identity and status and times") {
+    Event started, open;
+    atask::Supervisor sv(options("tk-ids", 2));
+    sv.start();
+    OpenOnExit guard{&open};
+    auto t = sv.submit({.priority = Priority::high, .name = "answer"}, [&] {
+      started.set();
+      open.wait_for();
+      return 42;
+    });
+    REQUIRE(started.wait_for());
+    CHECK(t.valid());
+    CHECK(t.id() > 0);
+    CHECK(t.name() == "answer");
+    CHECK(t.priority() == Priority::high);
+    CHECK(t.kind() == TaskKind::thread);
+    CHECK(t.status() == TaskStatus::started);
+    CHECK_FALSE(t.done());
+    auto i = t.info();
+    CHECK(i.id == t.id());
+    CHECK(i.status == TaskStatus::started);
+    CHECK(i.queued_at.has_value());
+    CHECK(i.started_at.has_value());
+    CHECK_FALSE(i.finished_at.has_value());
+
+    auto copy = t;  // copies refer to the same task
+    CHECK(copy == t);
+    CHECK(copy.id() == t.id());
+    auto other = sv.submit({}, [] { return 1; });
+    CHECK_FALSE(other == t);
+    CHECK(other.id() != t.id());
+    CHECK(other.priority() == Priority::normal);  // the default
+    CHECK(other.get_for(patience) == 1);
+
+    open.set();
+    CHECK(t.get_for(patience) == 42);
+    CHECK(t.status() == TaskStatus::completed);
+    CHECK(copy.status() == TaskStatus::completed);
+    CHECK(t.done());
+    i = t.info();
+    REQUIRE(i.queued_at);
+    REQUIRE(i.started_at);
+    REQUIRE(i.finished_at);
+    CHECK(*i.queued_at <= *i.started_at);
+    CHECK(*i.started_at <= *i.finished_at);
+    CHECK(i.error.empty());
+    CHECK(t.error() == nullptr);
+    CHECK(sv.stop().completed);
+  }
+
+  TEST_CASE("get() returns the value and rethrows the exception type the task threw") {
+    atask::Supervisor sv(options("tk-get", 2));
+    sv.start();
+    auto ok = sv.submit({}, [](int a, int b) { return a * b; }, 6, 7);
+    CHECK(ok.get() == 42);
+    CHECK(ok.get() == 42);  // the result stays
+
+    auto text = sv.submit({}, [] { return std::string("kept in the task"); });
+    const std::string& ref = text.get();
+    CHECK(ref == "kept in the task");
+
+    auto bad = sv.submit({}, []() -> int { throw std::invalid_argument("bad argument"); });
+    CHECK_THROWS_WITH_AS(bad.get(), "bad argument", std::invalid_argument);
+    CHECK_THROWS_AS(bad.get(), std::invalid_argument);  // every time
+    CHECK(bad.status() == TaskStatus::failed);
+    CHECK(bad.error() != nullptr);
+    CHECK(contains(bad.info().error, "bad argument"));
+
+    auto custom = sv.submit({}, [] { throw CustomError("custom", 7); });
+    try {
+      custom.get();
+      FAIL("get() did not throw");
+    } catch (const CustomError& e) {
+      CHECK(e.code == 7);  // the task's own exception object, not a copy into another type
+    }
+    CHECK(custom.status() == TaskStatus::failed);
+
+    std::atomic<bool> ran{false};
+    auto v = sv.submit({}, [&] { ran = true; });
+    v.get();
+    CHECK(ran.load());
+    CHECK(v.status() == TaskStatus::completed);
+  }
+
+  TEST_CASE("wait_for and get_for time out with TimeoutError on a blocked task") {
+    Event started, open;
+    atask::Supervisor sv(options("tk-timeout", 1));
+    sv.start();
+    OpenOnExit guard{&open};
+    auto t = sv.submit({}, [&] {
+      started.set();
+      open.wait_for();
+      return 5;
+    });
+    REQUIRE(started.wait_for());
+    CHECK_FALSE(t.wait_for(20ms));
+    CHECK_FALSE(t.wait_until(std::chrono::steady_clock::now() + 5ms));
+    auto msg = what_of<atask::TimeoutError>([&] { (void)t.get_for(20ms); });
+    CHECK(contains(msg, "TaskHandle::get_for()"));
+    CHECK(contains(msg, "#" + std::to_string(t.id())));
+    CHECK(t.status() == TaskStatus::started);  // a timed-out wait changes nothing
+    open.set();
+    CHECK(t.get_for(patience) == 5);
+    CHECK(t.wait_for(0ms));
+  }
+
+  // -- cancel ------------------------------------------------------------------------
+
+  TEST_CASE("cancel() of a queued task means it never runs") {
+    Event blocker, open;
+    std::atomic<bool> ran{false};
+    atask::Supervisor sv(options("tk-cancel-q", 1));
+    sv.start();
+    OpenOnExit guard{&open};
+    auto b = sv.submit({.priority = Priority::low}, [&] {
+      blocker.set();
+      open.wait_for();
+    });
+    REQUIRE(blocker.wait_for());
+    auto q = sv.submit({}, [&] {
+      ran = true;
+      return 1;
+    });
+    CHECK(q.status() == TaskStatus::queued);
+    CHECK(sv.info().pool.queued[atask::index(Priority::normal)] == 1);
+    // A thread already blocked in get() is released by the cancel.
+    auto waiter = std::async(std::launch::async, [q] { return what_of<atask::TaskCanceled>([&] { q.get(); }); });
+
+    CHECK(q.cancel());
+    CHECK(q.status() == TaskStatus::canceled);
+    CHECK(q.done());
+    CHECK_THROWS_AS(q.get(), atask::TaskCanceled);
+    REQUIRE(waiter.wait_for(patience) == std::future_status::ready);
+    CHECK(contains(waiter.get(), "canceled"));
+    CHECK(sv.info().pool.queued_total == 0);  // out of the pool's queue at once
+    auto i = q.info();
+    CHECK_FALSE(i.started_at.has_value());
+    CHECK(i.finished_at.has_value());
+    CHECK(contains(i.error, "canceled"));
+    CHECK_FALSE(q.cancel());  // final now
+
+    // Same priority, queued after it: had the canceled task stayed in the
+    // queue, it would have run before this one.
+    auto next = sv.submit({}, [&] { return ran.load(); });
+    open.set();
+    CHECK(next.get_for(patience) == false);
+    CHECK_FALSE(ran.load());
+    CHECK(b.wait_for(patience));
+    CHECK(sv.info().tasks.canceled[atask::index(Priority::normal)] == 1);
+  }
+
+  TEST_CASE("cancel() of a running task requests the stop_token it was given") {
+    Event started;
+    atask::Supervisor sv(options("tk-cancel-run", 1));
+    sv.start();
+    auto t = sv.submit({}, [&](std::stop_token st) {
+      Event stopped;
+      std::stop_callback cb(st, [&] { stopped.set(); });
+      started.set();
+      if (!stopped.wait_for()) return std::string("stop was not requested");
+      return std::string(atask::this_task::stop_requested() ? "stopped" : "this_task did not see it");
+    });
+    REQUIRE(started.wait_for());
+    CHECK(t.cancel());
+    CHECK(t.get_for(patience) == "stopped");
+    // The task decided how to end: it returned normally.
+    CHECK(t.status() == TaskStatus::completed);
+  }
+
+  TEST_CASE("cancel() of a running task is seen through this_task") {
+    Event started;
+    atask::Supervisor sv(options("tk-this-task", 1));
+    sv.start();
+    CHECK_FALSE(atask::this_task::stop_requested());  // not in a task
+    CHECK(atask::this_task::id() == 0);
+    CHECK_FALSE(atask::this_task::stop_token().stop_possible());
+    auto t = sv.submit({}, [&]() -> std::pair<std::uint64_t, std::string> {
+      auto st = atask::this_task::stop_token();
+      if (!st.stop_possible()) return {atask::this_task::id(), "no stop token"};
+      if (atask::this_task::stop_requested()) return {atask::this_task::id(), "stopped too early"};
+      Event stopped;
+      std::stop_callback cb(st, [&] { stopped.set(); });
+      started.set();
+      if (!stopped.wait_for()) return {atask::this_task::id(), "stop was not requested"};
+      return {atask::this_task::id(), atask::this_task::stop_requested() ? "stopped" : "flag not set"};
+    });
+    REQUIRE(started.wait_for());
+    CHECK(t.cancel());
+    auto [id, result] = t.get_for(patience);
+    CHECK(result == "stopped");
+    CHECK(id == t.id());
+  }
+
+  TEST_CASE("cancel() of a finished task returns false and changes nothing") {
+    atask::Supervisor sv(options("tk-cancel-done", 1));
+    sv.start();
+    auto ok = sv.submit({}, [] { return 3; });
+    REQUIRE(ok.wait_for(patience));
+    auto finished = ok.info().finished_at;
+    CHECK_FALSE(ok.cancel());
+    CHECK(ok.status() == TaskStatus::completed);
+    CHECK(ok.get() == 3);
+    CHECK(ok.info().finished_at == finished);
+
+    auto bad = sv.submit({}, []() -> int { throw std::out_of_range("range"); });
+    REQUIRE(bad.wait_for(patience));
+    CHECK_FALSE(bad.cancel());
+    CHECK(bad.status() == TaskStatus::failed);
+    CHECK_THROWS_AS(bad.get(), std::out_of_range);
+    CHECK(bad.info().error == "range");
+  }
+
+  TEST_CASE("calls on an empty handle throw atask::Error naming the call") {
+    atask::TaskHandle<int> h;
+    CHECK_FALSE(h.valid());
+    CHECK_THROWS_WITH_AS(h.get(), doctest::Contains("TaskHandle::get() - empty handle"), atask::Error);
+    CHECK_THROWS_WITH_AS(h.get_for(1ms), doctest::Contains("TaskHandle::get_for()"), atask::Error);
+    CHECK_THROWS_WITH_AS((void)h.wait_for(1ms), doctest::Contains("TaskHandle::wait_for()"), atask::Error);
+    CHECK_THROWS_WITH_AS(h.wait(), doctest::Contains("TaskHandle::wait()"), atask::Error);
+    CHECK_THROWS_WITH_AS((void)h.cancel(), doctest::Contains("TaskHandle::cancel()"), atask::Error);
+    CHECK_THROWS_WITH_AS((void)h.id(), doctest::Contains("TaskHandle::id()"), atask::Error);
+    CHECK_THROWS_WITH_AS((void)h.status(), doctest::Contains("TaskHandle::status()"), atask::Error);
+    CHECK_THROWS_WITH_AS((void)h.info(), doctest::Contains("TaskHandle::info()"), atask::Error);
+    CHECK_THROWS_WITH_AS((void)h.done(), doctest::Contains("TaskHandle::done()"), atask::Error);
+    CHECK_THROWS_WITH_AS((void)h.error(), doctest::Contains("TaskHandle::error()"), atask::Error);
+    CHECK_THROWS_WITH_AS(h.async_get([](std::exception_ptr, int) {}), doctest::Contains("TaskHandle::async_get()"),
+                         atask::Error);
+    atask::TaskHandle<> v;
+    CHECK_THROWS_AS(v.get(), atask::Error);
+    CHECK(atask::TaskHandle<int>() == h);  // two empty handles
+  }
+
+  // -- many tasks --------------------------------------------------------------------
+
+  TEST_CASE("wait_completed returns the results in the handles' order") {
+    std::vector<std::unique_ptr<Event>> gates;
+    for (int k = 0; k < 4; ++k) gates.push_back(std::make_unique<Event>());
+    atask::Supervisor sv(options("tk-wait-all", 4));
+    sv.start();
+    OpenOnExit guard{gates[0].get(), gates[1].get(), gates[2].get(), gates[3].get()};
+    std::vector<atask::TaskHandle<int>> hs;
+    for (int k = 0; k < 4; ++k)
+      hs.push_back(sv.submit({}, [&gate = *gates[k], k] {
+        gate.wait_for();
+        return k * 10;
+      }));
+    // Finish them last to first.
+    for (int k = 3; k >= 0; --k) {
+      gates[k]->set();
+      REQUIRE(hs[k].wait_for(patience));
+    }
+    CHECK(atask::wait_completed(hs, patience) == std::vector<int>{0, 10, 20, 30});
+
+    std::atomic<int> ran{0};
+    std::vector<atask::TaskHandle<void>> vs;
+    for (int k = 0; k < 3; ++k) vs.push_back(sv.submit({}, [&] { ++ran; }));
+    atask::wait_completed(vs, patience);
+    CHECK(ran.load() == 3);
+  }
+
+  TEST_CASE("wait_completed throws TimeoutError naming how many tasks did not finish") {
+    Event open;
+    atask::Supervisor sv(options("tk-wait-late", 3));
+    sv.start();
+    OpenOnExit guard{&open};
+    std::vector<atask::TaskHandle<int>> hs;
+    hs.push_back(sv.submit({}, [] { return 1; }));
+    hs.push_back(sv.submit({}, [&] { return open.wait_for() ? 2 : -2; }));
+    hs.push_back(sv.submit({}, [&] { return open.wait_for() ? 3 : -3; }));
+    REQUIRE(hs[0].wait_for(patience));
+    auto msg = what_of<atask::TimeoutError>([&] { (void)atask::wait_completed(hs, 30ms); });
+    CHECK(contains(msg, "wait_completed()"));
+    CHECK(contains(msg, "2 of 3"));
+    open.set();
+    CHECK(atask::wait_completed(hs, patience) == std::vector<int>{1, 2, 3});
+  }
+
+  TEST_CASE("wait_completed rethrows the first failure in the handles' order") {
+    atask::Supervisor sv(options("tk-wait-fail", 2));
+    sv.start();
+    std::vector<atask::TaskHandle<int>> hs;
+    hs.push_back(sv.submit({}, [] { return 1; }));
+    hs.push_back(sv.submit({}, []() -> int { throw std::domain_error("first"); }));
+    hs.push_back(sv.submit({}, []() -> int { throw std::out_of_range("second"); }));
+    CHECK_THROWS_WITH_AS(atask::wait_completed(hs, patience), "first", std::domain_error);
+  }
+
+  // -- coroutines ----------------------------------------------------------------------
+
+  TEST_CASE("a coroutine co_awaits a thread task's handle without blocking its aloop") {
+    Event started, open;
+    atask::Supervisor sv(options("tk-await", 2));
+    sv.start();
+    OpenOnExit guard{&open};
+    auto th = sv.submit({}, [&] {
+      started.set();
+      open.wait_for();
+      return 20;
+    });
+    std::atomic<bool> void_done{false};
+    auto vh = sv.submit({}, [&] { void_done = true; });
+    auto co = sv.submit({}, [th, vh, &void_done]() -> asio::awaitable<std::pair<int, std::thread::id>> {
+      co_await vh.async_get(asio::use_awaitable);  // a void task: resumes once it is done
+      if (!void_done.load()) co_return std::pair{-1, std::this_thread::get_id()};
+      int v = co_await th.async_get(asio::use_awaitable);
+      co_return std::pair{v + 1, std::this_thread::get_id()};
+    });
+    CHECK(co.kind() == TaskKind::coroutine);
+    REQUIRE(started.wait_for());
+    // The aloop has one thread; it runs another coroutine while `co` waits.
+    auto other = sv.submit({}, []() -> asio::awaitable<int> { co_return 5; });
+    CHECK(other.get_for(patience) == 5);
+    CHECK(co.status() == TaskStatus::started);
+    open.set();
+    auto [v, where] = co.get_for(patience);
+    CHECK(v == 21);
+    CHECK(where == sv.default_aloop().thread_id());  // resumed on its aloop, not on the pool thread
+    CHECK(co.status() == TaskStatus::completed);
+  }
+
+  TEST_CASE("co_await async_get rethrows the thread task's exception in the coroutine") {
+    atask::Supervisor sv(options("tk-await-err", 2));
+    sv.start();
+    auto th = sv.submit({}, []() -> int { throw std::domain_error("from the thread"); });
+    auto caught = sv.submit({}, [th]() -> asio::awaitable<std::string> {
+      try {
+        co_await th.async_get(asio::use_awaitable);
+      } catch (const std::domain_error& e) {
+        co_return std::string("caught: ") + e.what();
+      }
+      co_return std::string("nothing thrown");
+    });
+    CHECK(caught.get_for(patience) == "caught: from the thread");
+    // Uncaught, it fails the coroutine task with the same exception type.
+    auto uncaught =
+        sv.submit({}, [th]() -> asio::awaitable<int> { co_return co_await th.async_get(asio::use_awaitable); });
+    REQUIRE(uncaught.wait_for(patience));
+    CHECK(uncaught.status() == TaskStatus::failed);
+    CHECK_THROWS_WITH_AS(uncaught.get(), "from the thread", std::domain_error);
+  }
+
+  TEST_CASE("async_get completes a callback on the callback's executor") {
+    Event open;
+    atask::Supervisor sv(options("tk-async-cb", 1));
+    sv.start();
+    OpenOnExit guard{&open};
+    auto th = sv.submit({}, [&] {
+      open.wait_for();
+      return 7;
+    });
+    asio::io_context ioc;
+    std::optional<int> got;
+    std::thread::id where;
+    th.async_get(asio::bind_executor(ioc, [&](std::exception_ptr e, int v) {
+      if (!e) got = v;
+      where = std::this_thread::get_id();
+    }));
+    open.set();
+    ioc.run_for(patience);  // returns once the callback ran: it held the io_context's work
+    CHECK(got == 7);
+    CHECK(where == std::this_thread::get_id());
+  }
+
+  // -- arguments -----------------------------------------------------------------------
+
+  TEST_CASE("tasks take move-only arguments and callables and return move-only results") {
+    atask::Supervisor sv(options("tk-move", 2));
+    sv.start();
+    auto a = sv.submit({}, [](std::unique_ptr<int> p, int k) { return *p + k; }, std::make_unique<int>(40), 2);
+    CHECK(a.get_for(patience) == 42);
+    auto owned = std::make_unique<int>(5);
+    auto b = sv.submit({}, [p = std::move(owned)] { return *p * 2; });
+    CHECK(b.get_for(patience) == 10);
+    auto c = sv.submit({}, [](std::stop_token, std::unique_ptr<int> p) { return *p; }, std::make_unique<int>(9));
+    CHECK(c.get_for(patience) == 9);
+    auto d = sv.submit({}, [] { return std::make_unique<std::string>("moved out"); });
+    REQUIRE(d.wait_for(patience));
+    REQUIRE(d.get() != nullptr);
+    CHECK(*d.get() == "moved out");
+
+    // Arguments are freed when the task ends, not when the last handle goes.
+    auto shared = std::make_shared<int>(1);
+    auto e = sv.submit({}, [](std::shared_ptr<int> p) { return *p; }, shared);
+    CHECK(e.get_for(patience) == 1);
+    CHECK(shared.use_count() == 1);
+  }
+
+  // -- delays --------------------------------------------------------------------------
+
+  TEST_CASE("a delayed task leaves the pool slot to an immediate task while it waits") {
+    Event started, open;
+    std::atomic<bool> delayed_ran{false};
+    atask::Supervisor sv(options("tk-delay", 1));
+    sv.start();
+    OpenOnExit guard{&open};
+    const auto t0 = std::chrono::steady_clock::now();
+    auto delayed = sv.submit({.delay = 500ms}, [&] {
+      delayed_ran = true;
+      return std::chrono::steady_clock::now();
+    });
+    CHECK(delayed.status() == TaskStatus::delayed);
+    CHECK_FALSE(delayed.info().queued_at.has_value());
+    auto now = sv.submit({}, [&] {
+      started.set();
+      open.wait_for();
+      return delayed_ran.load();
+    });
+    // The only slot is free for it while the delayed task waits.
+    REQUIRE(started.wait_for());
+    auto i = sv.info();
+    CHECK(i.pool.running_total == 1);
+    CHECK(i.pool.queued_total == 0);
+    CHECK(delayed.status() == TaskStatus::delayed);
+    open.set();
+    CHECK(now.get_for(patience) == false);  // it ran first
+    auto ran_at = delayed.get_for(patience);
+    CHECK(ran_at - t0 >= 500ms);
+    auto di = delayed.info();
+    REQUIRE(di.queued_at);
+    REQUIRE(di.started_at);
+    CHECK(*di.queued_at - t0 >= 500ms);  // queued once the delay was over
+    CHECK(*di.queued_at <= *di.started_at);
+  }
+
+  TEST_CASE("a canceled delayed task never runs") {
+    std::atomic<bool> ran{false};
+    atask::Supervisor sv(options("tk-delay-cancel", 1));
+    sv.start();
+    auto delayed = sv.submit({.delay = 100ms}, [&] { ran = true; });
+    CHECK(delayed.status() == TaskStatus::delayed);
+    CHECK(delayed.cancel());
+    CHECK(delayed.status() == TaskStatus::canceled);
+    CHECK_THROWS_AS(delayed.get(), atask::TaskCanceled);
+    CHECK_FALSE(delayed.cancel());
+    // A later task with a longer delay: the canceled one's timer would have
+    // fired first, and in a one-slot pool it would have run first.
+    auto later = sv.submit({.delay = 150ms}, [&] { return ran.load(); });
+    CHECK(later.get_for(patience) == false);
+    CHECK_FALSE(ran.load());
+    auto counters = sv.info().tasks;
+    CHECK(counters.canceled[atask::index(Priority::normal)] == 1);
+    CHECK(counters.submitted[atask::index(Priority::normal)] == 2);
+  }
+
+  TEST_CASE("statuses and kinds have names") {
+    CHECK(atask::to_string(TaskStatus::queued) == "queued");
+    CHECK(atask::to_string(TaskStatus::delayed) == "delayed");
+    CHECK(atask::to_string(TaskStatus::started) == "started");
+    CHECK(atask::to_string(TaskStatus::completed) == "completed");
+    CHECK(atask::to_string(TaskStatus::failed) == "failed");
+    CHECK(atask::to_string(TaskStatus::canceled) == "canceled");
+    CHECK(atask::to_string(TaskKind::thread) == "thread");
+    CHECK(atask::to_string(TaskKind::coroutine) == "coroutine");
+    CHECK(atask::to_string(TaskKind::process) == "process");
+  }
+}
