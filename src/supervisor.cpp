@@ -149,9 +149,9 @@ struct Supervisor::Impl final : detail::TaskObserver {
     }
   }
 
-  void task_finished(detail::TaskStateBase& t) noexcept override {
+  void task_finished(detail::TaskStateBase& t, const TaskInfo& final_info) noexcept override {
     bool now_drained = false;
-    TaskInfo i = t.info();
+    TaskInfo i = final_info;
     {
       std::lock_guard lk(reg_m);
       if (t.reg_prev_) t.reg_prev_->reg_next_ = t.reg_next_; else live_head = t.reg_next_;

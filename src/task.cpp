@@ -117,8 +117,7 @@ bool TaskStateBase::cancel_pending(std::exception_ptr why) noexcept {
       if (observer_) observer_->task_cancel_pending(*this);
       error_ = std::move(why);
       finished_at_.store(now_rep(), std::memory_order_relaxed);
-      status_.store(u8(TaskStatus::canceled));
-      release_waiters();
+      publish(TaskStatus::canceled);
       return true;
     }
   }
@@ -144,15 +143,24 @@ bool TaskStateBase::finish_from(unsigned char from, TaskStatus s, std::exception
   if (!status_.compare_exchange_strong(from, finishing)) return false;  // abandoned meanwhile
   error_ = std::move(e);
   finished_at_.store(now_rep(), std::memory_order_relaxed);
-  status_.store(u8(s));
-  release_waiters();
+  publish(s);
   return true;
 }
 
+void TaskStateBase::publish(TaskStatus s) noexcept {
+  // The supervisor's books first: a waiter that finds the final status
+  // returns without waiting, and info()/tasks() must already agree with it.
+  if (observer_) {
+    TaskInfo i = info();
+    i.status = s;
+    if (error_) i.error = describe(error_);  // this thread wrote it; nobody reads it before the store below
+    observer_->task_finished(*this, i);
+  }
+  status_.store(u8(s));
+  release_waiters();
+}
+
 void TaskStateBase::release_waiters() noexcept {
-  // The supervisor's books first: once get() returns, info() and tasks()
-  // already count the task as finished.
-  if (observer_) observer_->task_finished(*this);
   // seq_cst store of the status above, seq_cst load here: see has_waiters_.
   if (has_waiters_.load()) {
     std::vector<UniqueFunction> cont;

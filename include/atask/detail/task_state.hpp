@@ -60,9 +60,10 @@ class TaskObserver {
  public:
   /// The task has started (status is started), before user code runs.
   virtual void task_started(TaskStateBase&) noexcept = 0;
-  /// The task reached a final status; its waiters are released right after.
-  /// The observer's own reference may be dropped here: the caller holds another.
-  virtual void task_finished(TaskStateBase&) noexcept = 0;
+  /// The task is about to publish its final status (`final_info.status`);
+  /// its waiters are released right after. The observer's own reference may
+  /// be dropped here: the caller holds another.
+  virtual void task_finished(TaskStateBase&, const TaskInfo& final_info) noexcept = 0;
   /// cancel() moved a queued or delayed task to canceled: take it out of
   /// wherever it waits (pool queue, delay timer).
   virtual void task_cancel_pending(TaskStateBase&) noexcept = 0;
@@ -166,6 +167,8 @@ class TaskStateBase : public PoolNode {
   /// CAS from `from` to finishing, then writes e and publishes s.
   bool finish_from(unsigned char from, TaskStatus s, std::exception_ptr e) noexcept;
   void finish(TaskStatus s, std::exception_ptr e) noexcept;
+  /// Books (observer), then the final status, then the waiters.
+  void publish(TaskStatus s) noexcept;
   void release_waiters() noexcept;
   static clock::rep now_rep() noexcept { return clock::now().time_since_epoch().count(); }
 
