@@ -2,6 +2,9 @@
 
 #include "detail/platform.hpp"
 
+#include <boost/asio/error.hpp>
+#include <boost/system/system_error.hpp>
+
 namespace atask {
 
 std::string_view to_string(TaskStatus s) noexcept {
@@ -133,6 +136,22 @@ void TaskStateBase::abandon(std::exception_ptr why) noexcept {
   if (!finish_from(u8(TaskStatus::started), TaskStatus::failed, std::move(why)))
     cancel_pending(std::make_exception_ptr(
         TaskCanceled("task #" + std::to_string(id_) + " was canceled by a cold shutdown")));
+}
+
+void TaskStateBase::finish_caught(std::exception_ptr e) noexcept {
+  if (stop_token().stop_requested()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const TaskCanceled&) {
+      return finish_canceled(std::move(e));
+    } catch (const boost::system::system_error& se) {
+      if (se.code() == boost::asio::error::operation_aborted)
+        return finish_canceled(std::make_exception_ptr(TaskCanceled(
+            "task #" + std::to_string(id_) + " was canceled while running (" + se.what() + ")")));
+    } catch (...) {
+    }
+  }
+  finish_error(std::move(e));
 }
 
 void TaskStateBase::finish(TaskStatus s, std::exception_ptr e) noexcept {

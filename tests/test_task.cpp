@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <future>
+#include <latch>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -564,5 +565,31 @@ TEST_SUITE("task") {
     CHECK(atask::to_string(TaskKind::thread) == "thread");
     CHECK(atask::to_string(TaskKind::coroutine) == "coroutine");
     CHECK(atask::to_string(TaskKind::process) == "process");
+  }
+
+  TEST_CASE("a running task asked to stop that throws TaskCanceled ends canceled, any other exception failed") {
+    atask::Supervisor sv(options("endcancel", 2));
+    sv.start();
+    std::latch both{2};
+    auto ends_by_cancel = sv.submit({}, [&](std::stop_token st) -> int {
+      both.count_down();
+      while (!st.stop_requested()) std::this_thread::yield();
+      throw atask::TaskCanceled("gave up as asked");
+    });
+    auto ends_by_error = sv.submit({}, [&](std::stop_token st) -> int {
+      both.count_down();
+      while (!st.stop_requested()) std::this_thread::yield();
+      throw std::runtime_error("broke while stopping");
+    });
+    both.wait();
+    CHECK(ends_by_cancel.cancel());
+    CHECK(ends_by_error.cancel());
+    REQUIRE(ends_by_cancel.wait_for(10s));
+    REQUIRE(ends_by_error.wait_for(10s));
+    CHECK(ends_by_cancel.status() == TaskStatus::canceled);
+    CHECK_THROWS_WITH_AS((void)ends_by_cancel.get(), "gave up as asked", atask::TaskCanceled);
+    CHECK(ends_by_error.status() == TaskStatus::failed);
+    CHECK_THROWS_WITH_AS((void)ends_by_error.get(), "broke while stopping", std::runtime_error);
+    sv.stop();
   }
 }

@@ -45,7 +45,7 @@ class ThreadTask final : public TaskState<T> {
       }
     } catch (...) {
       fn_.reset();
-      this->finish_error(std::current_exception());
+      this->finish_caught(std::current_exception());
     }
   }
 
@@ -96,7 +96,7 @@ class CoroTask final : public TaskState<T> {
     } catch (...) {
       guard.t = nullptr;
       self->fn_.reset();
-      self->finish_error(std::current_exception());
+      self->finish_caught(std::current_exception());
     }
   }
 

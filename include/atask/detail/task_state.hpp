@@ -152,6 +152,11 @@ class TaskStateBase : public PoolNode {
     finish(s, std::move(e));
   }
   void finish_canceled(std::exception_ptr e) noexcept { finish(TaskStatus::canceled, std::move(e)); }
+  /// For what a task's code threw: a task that was asked to stop and ends by
+  /// a cancellation (atask::TaskCanceled, or an Asio operation aborted by
+  /// its cancellation) ends `canceled` with TaskCanceled; anything else
+  /// `failed` with the exception itself.
+  void finish_caught(std::exception_ptr e) noexcept;
 
   // Internal status between a transient one and a final one: the winner of
   // the CAS writes error_ and the times, then publishes the final status.
