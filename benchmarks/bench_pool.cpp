@@ -172,9 +172,8 @@ int main(int argc, char** argv) {
     {
       atask::ThreadPool pool({.limits = {.pool_size = 2}, .logger = quiet()});
       pool.start();
-      at.push_back(throughput(n, [&](long i, auto f) {
-        pool.post(atask::all_priorities[i & 3], std::move(f));
-      }));
+      at.push_back(
+          throughput(n, [&](long i, auto f) { pool.post(atask::all_priorities[i & 3], std::move(f)); }));
       atask_threads_seen = std::max(atask_threads_seen, pool.info().threads);
     }
     {
@@ -207,7 +206,8 @@ int main(int argc, char** argv) {
   // 2. wake latency ------------------------------------------------------------
   std::vector<double> lat_atask, lat_asio, lat_plain;
   {
-    atask::ThreadPool pool({.limits = {.pool_size = 2, .min_threads = 2}, .prespawn = true, .logger = quiet()});
+    atask::ThreadPool pool(
+        {.limits = {.pool_size = 2, .min_threads = 2}, .prespawn = true, .logger = quiet()});
     pool.start();
     lat_atask = wake_latency(samples, [&](auto f) { pool.post(atask::Priority::normal, std::move(f)); });
   }
@@ -224,7 +224,8 @@ int main(int argc, char** argv) {
   // 3. idle CPU ----------------------------------------------------------------
   double idle_cpu_pct = 0;
   {
-    atask::ThreadPool pool({.limits = {.pool_size = 2, .min_threads = 2}, .prespawn = true, .logger = quiet()});
+    atask::ThreadPool pool(
+        {.limits = {.pool_size = 2, .min_threads = 2}, .prespawn = true, .logger = quiet()});
     pool.start();
     throughput(10'000, [&](long i, auto f) { pool.post(atask::all_priorities[i & 3], std::move(f)); });
     const auto idle = quick ? 300ms : 1000ms;
@@ -269,17 +270,22 @@ int main(int argc, char** argv) {
   std::printf("%-58s %14.0f %9.2fx\n", "plain mutex+cv+deque pool(2) [baseline]", pl_m, pl_m / as_m);
   std::printf("%-58s %14.0f %9.2fx\n", "atask ThreadPool post, 4 priorities cycling", at_m, at_m / as_m);
   std::printf("%-58s %14s %9.2fx\n", "  atask vs plain pool", "", at_m / pl_m);
-  std::printf("%-58s %14.0f %9.2fx\n", "atask Supervisor::submit with TaskHandle (n/2 tasks)", sv_m, sv_m / as_m);
+  std::printf("%-58s %14.0f %9.2fx\n", "atask Supervisor::submit with TaskHandle (n/2 tasks)", sv_m,
+              sv_m / as_m);
   std::printf("  (atask pool threads seen: %d; critical tasks may add threads past pool_size)\n\n",
               atask_threads_seen);
   std::printf("%-58s %10s %10s\n", "wake latency on an idle pool (us)", "p50", "p99");
-  std::printf("%-58s %10.1f %10.1f\n", "boost::asio::thread_pool(2)", percentile(lat_asio, .5), percentile(lat_asio, .99));
-  std::printf("%-58s %10.1f %10.1f\n", "plain mutex+cv+deque pool(2)", percentile(lat_plain, .5), percentile(lat_plain, .99));
-  std::printf("%-58s %10.1f %10.1f\n", "atask ThreadPool", percentile(lat_atask, .5), percentile(lat_atask, .99));
+  std::printf("%-58s %10.1f %10.1f\n", "boost::asio::thread_pool(2)", percentile(lat_asio, .5),
+              percentile(lat_asio, .99));
+  std::printf("%-58s %10.1f %10.1f\n", "plain mutex+cv+deque pool(2)", percentile(lat_plain, .5),
+              percentile(lat_plain, .99));
+  std::printf("%-58s %10.1f %10.1f\n", "atask ThreadPool", percentile(lat_atask, .5),
+              percentile(lat_atask, .99));
   std::printf("\nidle atask pool (2 threads) CPU use: %.2f%%\n", idle_cpu_pct);
-  std::printf("RSS across %ld supervised tasks (history_size 1000): before %ld KiB, halfway %ld KiB, after %ld KiB "
-              "(tasks() holds %zu)\n\n",
-              n, rss_before, rss_mid, rss_after, history_len);
+  std::printf(
+      "RSS across %ld supervised tasks (history_size 1000): before %ld KiB, halfway %ld KiB, after %ld KiB "
+      "(tasks() holds %zu)\n\n",
+      n, rss_before, rss_mid, rss_after, history_len);
 
   std::printf(
       "{\"bench\":\"pool\",\"tasks\":%ld,\"runs\":%d,"
@@ -289,6 +295,7 @@ int main(int argc, char** argv) {
       "\"plain\":{\"p50\":%.2f,\"p99\":%.2f}},"
       "\"idle_cpu_percent\":%.3f,\"rss_kib\":{\"before\":%ld,\"mid\":%ld,\"after\":%ld},\"history\":%zu}\n",
       n, runs, as_m, pl_m, at_m, sv_m, at_m / as_m, at_m / pl_m, percentile(lat_atask, .5),
-      percentile(lat_atask, .99), percentile(lat_asio, .5), percentile(lat_asio, .99), percentile(lat_plain, .5),
-      percentile(lat_plain, .99), idle_cpu_pct, rss_before, rss_mid, rss_after, history_len);
+      percentile(lat_atask, .99), percentile(lat_asio, .5), percentile(lat_asio, .99),
+      percentile(lat_plain, .5), percentile(lat_plain, .99), idle_cpu_pct, rss_before, rss_mid, rss_after,
+      history_len);
 }

@@ -24,7 +24,8 @@ int main() {
   auto low2 = sv.submit({.priority = Priority::low}, hold, "second low (waits for the common slot)");
   auto high = sv.submit({.priority = Priority::high}, hold, "high (uses the reserved slot)");
   started.acquire();
-  auto crit = sv.submit({.priority = Priority::critical}, hold, "critical (an extra thread, past every limit)");
+  auto crit =
+      sv.submit({.priority = Priority::critical}, hold, "critical (an extra thread, past every limit)");
   started.acquire();
   auto info = sv.info().pool;
   std::printf("running %d, queued %d: the second low task waits for the common slot\n", info.running_total,

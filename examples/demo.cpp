@@ -36,7 +36,9 @@ void say(const char* fmt, A... a) {
 }
 
 const auto t0 = std::chrono::steady_clock::now();
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // Simulated blocking work: a priority-specific duration.
 int blocking_job(std::stop_token st, Priority p, int n) {
@@ -46,7 +48,8 @@ int blocking_job(std::stop_token st, Priority p, int n) {
     if (st.stop_requested()) return -1;  // honours soft shutdown
     std::this_thread::sleep_for(5ms);
   }
-  if (p == Priority::critical) say("%6.2fs  critical job #%d done (it never waited for a slot)\n", now_s(), n);
+  if (p == Priority::critical)
+    say("%6.2fs  critical job #%d done (it never waited for a slot)\n", now_s(), n);
   return n;
 }
 
@@ -73,10 +76,11 @@ int main(int argc, char** argv) {
       .reserve_normal = 1,
       .reserve_high = 1,
       .timeout_warning = 250ms,
-      .on_timeout_warning = [](const atask::TaskInfo& i) {
-        say("%6.2fs  a %s job waited too long for a slot (task #%llu)\n", now_s(),
-            std::string(atask::to_string(i.priority)).c_str(), static_cast<unsigned long long>(i.id));
-      },
+      .on_timeout_warning =
+          [](const atask::TaskInfo& i) {
+            say("%6.2fs  a %s job waited too long for a slot (task #%llu)\n", now_s(),
+                std::string(atask::to_string(i.priority)).c_str(), static_cast<unsigned long long>(i.id));
+          },
       .handle_signals = true,
       .signal_stop = {.cancel_queued = true, .warm_timeout = 2s, .soft_timeout = 1s},
       .logger = logger,
@@ -101,14 +105,16 @@ int main(int argc, char** argv) {
       (void)job.with({.priority = Priority::low}, Priority::low, ++n);
       if (rng() % 2 == 0) (void)job.with({.priority = Priority::normal}, Priority::normal, ++n);
       if (rng() % 5 == 0)
-        for (int k = 0; k < 4; ++k) (void)job.with({.priority = Priority::low}, Priority::low, ++n);  // a spike
+        for (int k = 0; k < 4; ++k)
+          (void)job.with({.priority = Priority::low}, Priority::low, ++n);  // a spike
       if (rng() % 3 == 0) (void)job.with({.priority = Priority::high}, Priority::high, ++n);
       if (rng() % 10 == 0) {
         say("%6.2fs  submitting critical job #%d\n", now_s(), n + 1);
         (void)job.with({.priority = Priority::critical}, Priority::critical, ++n);
       }
       if (rng() % 4 == 0)
-        (void)job.with({.priority = Priority::normal, .delay = 500ms, .name = "delayed"}, Priority::normal, ++n);
+        (void)job.with({.priority = Priority::normal, .delay = 500ms, .name = "delayed"}, Priority::normal,
+                       ++n);
       auto h = io(++n);
       h.async_get([&io_done](std::exception_ptr e, int) {
         if (!e) ++io_done;
@@ -119,19 +125,21 @@ int main(int argc, char** argv) {
     if (std::chrono::steady_clock::now() >= next_report) {
       auto i = sv.info();
       auto& p = i.pool;
-      say("%6.2fs  pool: %d threads | running low %d normal %d high %d critical %d | queued low %d normal %d high %d"
+      say("%6.2fs  pool: %d threads | running low %d normal %d high %d critical %d | queued low %d normal %d "
+          "high %d"
           " | done %llu | coroutine jobs done %d\n",
-          now_s(), p.threads, p.running[0], p.running[1], p.running[2], p.running[3], p.queued[0], p.queued[1],
-          p.queued[2], static_cast<unsigned long long>(p.completed_total), io_done.load());
+          now_s(), p.threads, p.running[0], p.running[1], p.running[2], p.running[3], p.queued[0],
+          p.queued[1], p.queued[2], static_cast<unsigned long long>(p.completed_total), io_done.load());
       next_report += 1s;
     }
     std::this_thread::sleep_for(100ms);  // the service's own pace
   }
 
-  say("%6.2fs  shutting down: warm (queued jobs canceled, running ones finish), soft after 2 s, cold after 1 s more\n",
+  say("%6.2fs  shutting down: warm (queued jobs canceled, running ones finish), soft after 2 s, cold after 1 "
+      "s more\n",
       now_s());
-  atask::StopReport r = sv.is_running() ? sv.stop({.cancel_queued = true, .warm_timeout = 2s, .soft_timeout = 1s})
-                                        : sv.block();
+  atask::StopReport r =
+      sv.is_running() ? sv.stop({.cancel_queued = true, .warm_timeout = 2s, .soft_timeout = 1s}) : sv.block();
   auto c = sv.info().tasks;
   unsigned long long done = 0, failed = 0, canceled = 0;
   for (std::size_t k = 0; k < atask::priority_count; ++k) {

@@ -68,9 +68,10 @@ Aloop::executor_type Aloop::get_executor() const {
 
 void Aloop::spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot,
                   detail::UniqueFunction on_done) {
-  auto token = boost::asio::bind_cancellation_slot(slot, [done = std::move(on_done)](std::exception_ptr) mutable {
-    if (done) done();
-  });
+  auto token =
+      boost::asio::bind_cancellation_slot(slot, [done = std::move(on_done)](std::exception_ptr) mutable {
+        if (done) done();
+      });
   if (on_thread()) {
     // On the loop's own thread co_spawn runs the coroutine inline up to its
     // first suspension, and that code may call back into this aloop: no lock

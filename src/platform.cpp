@@ -11,8 +11,8 @@ namespace atask::detail {
 
 std::shared_ptr<spdlog::logger> default_logger() {
   static const std::shared_ptr<spdlog::logger> logger = [] {
-    auto l = std::make_shared<spdlog::logger>(
-        "atask", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    auto l =
+        std::make_shared<spdlog::logger>("atask", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
     l->set_level(spdlog::level::info);
     return l;
   }();

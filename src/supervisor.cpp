@@ -20,10 +20,14 @@ namespace atask {
 
 std::string_view to_string(StopStage s) noexcept {
   switch (s) {
-    case StopStage::none: return "none";
-    case StopStage::warm: return "warm";
-    case StopStage::soft: return "soft";
-    case StopStage::cold: return "cold";
+    case StopStage::none:
+      return "none";
+    case StopStage::warm:
+      return "warm";
+    case StopStage::soft:
+      return "soft";
+    case StopStage::cold:
+      return "cold";
   }
   return "?";
 }
@@ -53,7 +57,9 @@ const SupervisorOptions& validated(const SupervisorOptions& o) {
 }
 
 // A timer can't take milliseconds::max(): treat anything past a century as "never".
-bool forever(std::chrono::milliseconds d) { return d > std::chrono::hours(24 * 365 * 100); }
+bool forever(std::chrono::milliseconds d) {
+  return d > std::chrono::hours(24 * 365 * 100);
+}
 
 }  // namespace
 
@@ -90,7 +96,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
   StopStage stage = StopStage::none;  // io_context thread; copied to report under stop_m
   bool drained = false;               // under stop_m
   bool tearing = false, torn_down = false;
-  StopReport report;                  // under stop_m
+  StopReport report;  // under stop_m
   std::optional<asio::steady_timer> stage_timer;
   std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> delay_timers;
   std::atomic<int> delays_pending{0};
@@ -108,10 +114,14 @@ struct Supervisor::Impl final : detail::TaskObserver {
 
   const char* state_name() const {
     switch (state.load()) {
-      case State::created: return "created";
-      case State::running: return "running";
-      case State::stopping: return "stopping";
-      case State::stopped: return "stopped";
+      case State::created:
+        return "created";
+      case State::running:
+        return "running";
+      case State::stopping:
+        return "stopping";
+      case State::stopped:
+        return "stopped";
     }
     return "?";
   }
@@ -154,14 +164,21 @@ struct Supervisor::Impl final : detail::TaskObserver {
     TaskInfo i = final_info;
     {
       std::lock_guard lk(reg_m);
-      if (t.reg_prev_) t.reg_prev_->reg_next_ = t.reg_next_; else live_head = t.reg_next_;
+      if (t.reg_prev_)
+        t.reg_prev_->reg_next_ = t.reg_next_;
+      else
+        live_head = t.reg_next_;
       if (t.reg_next_) t.reg_next_->reg_prev_ = t.reg_prev_;
       t.reg_prev_ = t.reg_next_ = nullptr;
       --live;
       const auto p = index(i.priority);
       switch (i.status) {
-        case TaskStatus::completed: ++counters.completed[p]; break;
-        case TaskStatus::failed: ++counters.failed[p]; break;
+        case TaskStatus::completed:
+          ++counters.completed[p];
+          break;
+        case TaskStatus::failed:
+          ++counters.failed[p];
+          break;
         default:
           ++counters.canceled[p];
           if (state.load() == State::stopping && !i.started_at) ++shutdown_canceled;
@@ -296,8 +313,10 @@ struct Supervisor::Impl final : detail::TaskObserver {
   }
 
   void advance() {
-    if (stage == StopStage::warm) enter_soft();
-    else if (stage == StopStage::soft) enter_cold();
+    if (stage == StopStage::warm)
+      enter_soft();
+    else if (stage == StopStage::soft)
+      enter_cold();
   }
 
   void on_drained() {
@@ -321,7 +340,8 @@ struct Supervisor::Impl final : detail::TaskObserver {
     signals->async_wait([this](boost::system::error_code ec, int sig) {
       if (ec) return;
       if (state.load() == State::running) {
-        log->warn("{}: signal {} - shutting down (warm stage; another signal skips to the next stage)", opt.id, sig);
+        log->warn("{}: signal {} - shutting down (warm stage; another signal skips to the next stage)",
+                  opt.id, sig);
         begin_stop(opt.signal_stop);
       } else {
         log->warn("{}: signal {} - moving to the next shutdown stage", opt.id, sig);
@@ -479,20 +499,28 @@ StopReport Supervisor::block() {
   if (d.state.load() == Impl::State::created)
     throw LifecycleError("Supervisor::block() - supervisor '" + d.opt.id + "' is not started");
   if (d.on_own_thread())
-    throw LifecycleError("Supervisor::block() - called from one of the supervisor's own threads; it would wait for itself");
+    throw LifecycleError(
+        "Supervisor::block() - called from one of the supervisor's own threads; it would wait for itself");
   return d.finish_stop();
 }
 
-bool Supervisor::is_running() const noexcept { return impl_->state.load() == Impl::State::running; }
-const std::string& Supervisor::id() const noexcept { return impl_->opt.id; }
+bool Supervisor::is_running() const noexcept {
+  return impl_->state.load() == Impl::State::running;
+}
+const std::string& Supervisor::id() const noexcept {
+  return impl_->opt.id;
+}
 
 void Supervisor::check_running(const char* call) const {
   auto s = impl_->state.load();
   if (s != Impl::State::running)
-    throw LifecycleError(std::string(call) + " - supervisor '" + impl_->opt.id + "' is " + impl_->state_name());
+    throw LifecycleError(std::string(call) + " - supervisor '" + impl_->opt.id + "' is " +
+                         impl_->state_name());
 }
 
-std::uint64_t Supervisor::next_id() noexcept { return impl_->ids.fetch_add(1, std::memory_order_relaxed) + 1; }
+std::uint64_t Supervisor::next_id() noexcept {
+  return impl_->ids.fetch_add(1, std::memory_order_relaxed) + 1;
+}
 
 void Supervisor::register_task(detail::TaskStateBase* t) {
   auto& d = *impl_;
@@ -508,15 +536,20 @@ void Supervisor::register_task(detail::TaskStateBase* t) {
   ++d.counters.submitted[index(t->priority())];
 }
 
-void Supervisor::fail_launch(detail::TaskStateBase* t, std::exception_ptr e) noexcept { t->cancel_pending(std::move(e)); }
+void Supervisor::fail_launch(detail::TaskStateBase* t, std::exception_ptr e) noexcept {
+  t->cancel_pending(std::move(e));
+}
 
 void Supervisor::launch_thread(detail::TaskStateBase* t, const TaskOptions& o) {
   auto& d = *impl_;
   if (o.delay.count() < 0) throw OptionsError("Supervisor::submit() - delay must be >= 0");
-  if (o.delay.count() > 0) t->mark_delayed(); else t->mark_queued();
+  if (o.delay.count() > 0)
+    t->mark_delayed();
+  else
+    t->mark_queued();
   register_task(t);
   if (o.delay.count() == 0) {
-    t->add_ref();  // the pool's
+    t->add_ref();       // the pool's
     d.pool.enqueue(t);  // on failure the pool discards it (canceled) and throws
     return;
   }
@@ -577,7 +610,8 @@ void Supervisor::stop_aloop(std::string_view name) {
   {
     std::lock_guard lk(d.aloop_m);
     auto it = d.aloops.find(name);
-    if (it == d.aloops.end()) throw Error("Supervisor::stop_aloop() - no aloop named '" + std::string(name) + "'");
+    if (it == d.aloops.end())
+      throw Error("Supervisor::stop_aloop() - no aloop named '" + std::string(name) + "'");
     a = it->second.get();
     d.retired.push_back(std::move(it->second));
     d.aloops.erase(it);
@@ -585,7 +619,9 @@ void Supervisor::stop_aloop(std::string_view name) {
   a->stop();
 }
 
-Aloop& Supervisor::aloop_for(const TaskOptions& o) { return o.aloop.empty() ? default_aloop() : aloop(o.aloop); }
+Aloop& Supervisor::aloop_for(const TaskOptions& o) {
+  return o.aloop.empty() ? default_aloop() : aloop(o.aloop);
+}
 
 void Supervisor::resize(const PoolLimits& limits) {
   validate(limits, "Supervisor::resize()");
@@ -621,8 +657,14 @@ std::vector<TaskInfo> Supervisor::tasks(std::optional<TaskStatus> only) const {
   return out;
 }
 
-boost::asio::io_context& Supervisor::io_context() { return impl_->ctx; }
-ThreadPool& Supervisor::pool() { return impl_->pool; }
-spdlog::logger& Supervisor::logger() const { return *impl_->log; }
+boost::asio::io_context& Supervisor::io_context() {
+  return impl_->ctx;
+}
+ThreadPool& Supervisor::pool() {
+  return impl_->pool;
+}
+spdlog::logger& Supervisor::logger() const {
+  return *impl_->log;
+}
 
 }  // namespace atask

@@ -9,21 +9,30 @@ namespace atask {
 
 std::string_view to_string(TaskStatus s) noexcept {
   switch (s) {
-    case TaskStatus::queued: return "queued";
-    case TaskStatus::delayed: return "delayed";
-    case TaskStatus::started: return "started";
-    case TaskStatus::completed: return "completed";
-    case TaskStatus::failed: return "failed";
-    case TaskStatus::canceled: return "canceled";
+    case TaskStatus::queued:
+      return "queued";
+    case TaskStatus::delayed:
+      return "delayed";
+    case TaskStatus::started:
+      return "started";
+    case TaskStatus::completed:
+      return "completed";
+    case TaskStatus::failed:
+      return "failed";
+    case TaskStatus::canceled:
+      return "canceled";
   }
   return "?";
 }
 
 std::string_view to_string(TaskKind k) noexcept {
   switch (k) {
-    case TaskKind::thread: return "thread";
-    case TaskKind::coroutine: return "coroutine";
-    case TaskKind::process: return "process";
+    case TaskKind::thread:
+      return "thread";
+    case TaskKind::coroutine:
+      return "coroutine";
+    case TaskKind::process:
+      return "process";
   }
   return "?";
 }
@@ -31,7 +40,9 @@ std::string_view to_string(TaskKind k) noexcept {
 namespace {
 thread_local detail::TaskStateBase* tls_current = nullptr;
 
-constexpr auto u8(TaskStatus s) { return static_cast<unsigned char>(s); }
+constexpr auto u8(TaskStatus s) {
+  return static_cast<unsigned char>(s);
+}
 
 std::optional<TaskInfo::time_point> tp(std::chrono::steady_clock::rep r) {
   if (r == 0) return std::nullopt;
@@ -40,15 +51,25 @@ std::optional<TaskInfo::time_point> tp(std::chrono::steady_clock::rep r) {
 }  // namespace
 
 namespace this_task {
-bool stop_requested() noexcept { return tls_current && tls_current->stop_token().stop_requested(); }
-std::stop_token stop_token() noexcept { return tls_current ? tls_current->stop_token() : std::stop_token{}; }
-std::uint64_t id() noexcept { return tls_current ? tls_current->id() : 0; }
+bool stop_requested() noexcept {
+  return tls_current && tls_current->stop_token().stop_requested();
+}
+std::stop_token stop_token() noexcept {
+  return tls_current ? tls_current->stop_token() : std::stop_token{};
+}
+std::uint64_t id() noexcept {
+  return tls_current ? tls_current->id() : 0;
+}
 }  // namespace this_task
 
 namespace detail {
 
-CurrentTaskScope::CurrentTaskScope(TaskStateBase* t) noexcept : prev_(tls_current) { tls_current = t; }
-CurrentTaskScope::~CurrentTaskScope() { tls_current = prev_; }
+CurrentTaskScope::CurrentTaskScope(TaskStateBase* t) noexcept : prev_(tls_current) {
+  tls_current = t;
+}
+CurrentTaskScope::~CurrentTaskScope() {
+  tls_current = prev_;
+}
 
 void TaskStateBase::wait() const {
   if (done()) return;

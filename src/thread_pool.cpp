@@ -22,7 +22,9 @@ namespace {
 
 constexpr int unlimited = std::numeric_limits<int>::max();
 
-int sat_add(int a, int b) noexcept { return a > unlimited - b ? unlimited : a + b; }
+int sat_add(int a, int b) noexcept {
+  return a > unlimited - b ? unlimited : a + b;
+}
 
 // Running-task limits for low, normal and high (critical has none).
 std::array<int, 3> admission_limits(const PoolLimits& l) noexcept {
@@ -120,7 +122,8 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
 
   explicit Impl(PoolOptions o) : opt(std::move(o)), log(opt.logger ? opt.logger : detail::default_logger()) {
     validate(opt.limits, "ThreadPool::ThreadPool()");
-    if (opt.idle_timeout.count() < 0) throw OptionsError("ThreadPool::ThreadPool() - idle_timeout must be >= 0");
+    if (opt.idle_timeout.count() < 0)
+      throw OptionsError("ThreadPool::ThreadPool() - idle_timeout must be >= 0");
     if (opt.spin.count() < 0) throw OptionsError("ThreadPool::ThreadPool() - spin must be >= 0");
     if (opt.prespawn && opt.limits.min_threads == 0)
       throw OptionsError("ThreadPool::ThreadPool() - prespawn needs min_threads > 0 (the threads it starts)");
@@ -146,7 +149,8 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
   bool admissible_locked() const noexcept {
     for (int i = int(priority_count) - 1; i >= 0; --i) {
       if (queues[i].empty()) continue;
-      return i == int(Priority::critical) || running_total.load(std::memory_order_relaxed) < limit[i].load(std::memory_order_relaxed);
+      return i == int(Priority::critical) ||
+             running_total.load(std::memory_order_relaxed) < limit[i].load(std::memory_order_relaxed);
     }
     return false;
   }
@@ -158,7 +162,8 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
     for (int i = int(priority_count) - 1; i >= 0; --i) {
       if (queues[i].empty()) continue;
       // The highest waiting priority decides: lower ones wait behind it.
-      if (i != int(Priority::critical) && running_total.load(std::memory_order_relaxed) >= limit[i].load(std::memory_order_relaxed))
+      if (i != int(Priority::critical) &&
+          running_total.load(std::memory_order_relaxed) >= limit[i].load(std::memory_order_relaxed))
         return nullptr;
       detail::PoolNode* n = queues[i].pop_front();
       --queued[i];
@@ -329,8 +334,10 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
       const bool keep = threads <= limits.min_threads;
       lk.unlock();
       bool got = true;
-      if (keep) w->wake.acquire();
-      else got = w->wake.try_acquire_for(opt.idle_timeout);
+      if (keep)
+        w->wake.acquire();
+      else
+        got = w->wake.try_acquire_for(opt.idle_timeout);
       lk.lock();
       if (got) continue;  // the signaler counted us in `searching`
       if (w->signaled) {
@@ -414,7 +421,8 @@ void ThreadPool::enqueue(detail::PoolNode* node) {
   Impl::Worker* w = d.ensure_searcher_locked();
   d.update_hint_locked();
   std::vector<std::unique_ptr<Impl::Worker>> exited;
-  if (d.workers.size() > std::size_t(d.threads)) exited = d.collect_exited_locked();  // join them off the lock
+  if (d.workers.size() > std::size_t(d.threads))
+    exited = d.collect_exited_locked();  // join them off the lock
   lk.unlock();
   Impl::wake(w);
   Impl::join_all(exited);
@@ -511,7 +519,8 @@ void ThreadPool::wait_idle() const {
 
 void ThreadPool::stop(bool cancel_queued) {
   if (on_pool_thread())
-    throw LifecycleError("ThreadPool::stop() - called from one of the pool's own threads; it would wait for itself");
+    throw LifecycleError(
+        "ThreadPool::stop() - called from one of the pool's own threads; it would wait for itself");
   auto& d = *impl_;
   {
     std::lock_guard<detail::SpinMutex> lk(d.m);
@@ -568,6 +577,8 @@ int ThreadPool::abandon() noexcept {
   return left;
 }
 
-bool ThreadPool::on_pool_thread() const noexcept { return tls_pool == impl_.get(); }
+bool ThreadPool::on_pool_thread() const noexcept {
+  return tls_pool == impl_.get();
+}
 
 }  // namespace atask

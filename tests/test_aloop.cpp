@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -22,42 +24,14 @@
 
 #include <pthread.h>
 
-// GCC 12 warns about members left out of a designated initializer, which is
-// what designated initializers are for.
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using atask::StopStage;
 using atask::TaskStatus;
 
+using namespace test;
+
 namespace {
-
-constexpr auto patience = 10s;
-
-std::shared_ptr<spdlog::logger> quiet_logger() {
-  auto log = std::make_shared<spdlog::logger>("test");
-  log->set_level(spdlog::level::off);
-  return log;
-}
-
-template <class E, class F>
-std::string what_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<nothing thrown>";
-}
-
-bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
-
-std::string thread_name() {
-  char buf[16] = {};
-  pthread_getname_np(pthread_self(), buf, sizeof buf);
-  return buf;
-}
 
 // Counts live instances, to see when a coroutine frame is destroyed.
 struct Alive {
@@ -100,7 +74,8 @@ TEST_SUITE("aloop") {
     std::promise<std::thread::id> ran;
     auto f = ran.get_future();
     asio::co_spawn(
-        loop.get_executor(), []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); },
+        loop.get_executor(),
+        []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); },
         [&](std::exception_ptr, std::thread::id id) { ran.set_value(id); });
     REQUIRE(f.wait_for(patience) == std::future_status::ready);
     const auto id = f.get();
@@ -132,7 +107,8 @@ TEST_SUITE("aloop") {
     loop.stop();
     CHECK_FALSE(loop.running());
     CHECK_THROWS_WITH_AS(loop.start(), doctest::Contains("'once'"), atask::LifecycleError);
-    CHECK_THROWS_WITH_AS(loop.get_executor(), doctest::Contains("Aloop::get_executor()"), atask::LifecycleError);
+    CHECK_THROWS_WITH_AS(loop.get_executor(), doctest::Contains("Aloop::get_executor()"),
+                         atask::LifecycleError);
     CHECK_THROWS_WITH_AS(loop.spawn([]() -> asio::awaitable<void> { co_return; }(), {}),
                          doctest::Contains("stopped"), atask::LifecycleError);
   }
@@ -175,7 +151,8 @@ TEST_SUITE("aloop") {
     bool ended = false;
     atask::Aloop loop("frames");
     loop.start();
-    asio::co_spawn(loop.get_executor(), suspend_long(alive, suspended), [&](std::exception_ptr) { ended = true; });
+    asio::co_spawn(loop.get_executor(), suspend_long(alive, suspended),
+                   [&](std::exception_ptr) { ended = true; });
     REQUIRE(f.wait_for(patience) == std::future_status::ready);
     CHECK(alive == 1);
     loop.stop();
@@ -277,7 +254,8 @@ TEST_SUITE("aloop") {
   TEST_CASE("a coroutine task without an aloop runs on the default aloop which is created for it") {
     atask::Supervisor sv({.id = "dfltco", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
-    auto t = sv.submit({}, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
+    auto t =
+        sv.submit({}, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
     CHECK(t.kind() == atask::TaskKind::coroutine);
     CHECK(t.get() == sv.default_aloop().thread_id());
     CHECK(sv.default_aloop().name() == "default");
@@ -288,7 +266,8 @@ TEST_SUITE("aloop") {
     sv.start();
     atask::Aloop& main = sv.create_aloop("main", true);
     CHECK(&sv.default_aloop() == &main);
-    auto t = sv.submit({}, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
+    auto t =
+        sv.submit({}, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
     CHECK(t.get() == main.thread_id());
     auto i = sv.info();
     REQUIRE(i.aloops.size() == 1);
@@ -315,9 +294,8 @@ TEST_SUITE("aloop") {
     atask::Supervisor sv({.id = "names", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
     sv.create_aloop("a-very-long-aloop-name");
-    auto t = sv.submit({.aloop = "a-very-long-aloop-name"}, []() -> asio::awaitable<std::string> {
-      co_return thread_name();
-    });
+    auto t = sv.submit({.aloop = "a-very-long-aloop-name"},
+                       []() -> asio::awaitable<std::string> { co_return thread_name(); });
     CHECK(t.get() == "a-very-long-alo");
   }
 

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -20,27 +22,15 @@
 #include <type_traits>
 #include <vector>
 
-// GCC 12 warns about members left out of a designated initializer, which is
-// what designated initializers are for.
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using atask::Priority;
 using atask::TaskKind;
 using atask::TaskStatus;
 
-namespace {
+using namespace test;
 
-constexpr auto patience = 10s;
-
-std::shared_ptr<spdlog::logger> quiet_logger() {
-  auto log = std::make_shared<spdlog::logger>("test");
-  log->set_level(spdlog::level::off);
-  return log;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_SUITE("background_task") {
   TEST_CASE("a wrapped callable submits a task with the bound priority and name") {
@@ -92,8 +82,8 @@ TEST_SUITE("background_task") {
   TEST_CASE("with overrides the options for one call only") {
     atask::Supervisor sv({.id = "btwith", .pool_size = 2, .logger = quiet_logger()});
     sv.start();
-    auto greet = atask::background_task(
-        sv, [](std::string who) { return "hello " + who; }, {.priority = Priority::low, .name = "greet"});
+    auto greet = atask::background_task(sv, [](std::string who) { return "hello " + who; },
+                                        {.priority = Priority::low, .name = "greet"});
     auto once = greet.with({.priority = Priority::critical, .name = "urgent"}, std::string("you"));
     CHECK(once.priority() == Priority::critical);
     CHECK(once.name() == "urgent");
@@ -127,14 +117,13 @@ TEST_SUITE("background_task") {
   TEST_CASE("a callable returning an awaitable becomes a coroutine task on the default aloop") {
     atask::Supervisor sv({.id = "btco", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
-    auto where = atask::background_task(
-        sv,
-        [](int add) -> asio::awaitable<std::pair<std::thread::id, int>> {
-          asio::steady_timer timer(co_await asio::this_coro::executor, 1ms);
-          co_await timer.async_wait(asio::use_awaitable);
-          co_return std::pair{std::this_thread::get_id(), 40 + add};
-        },
-        {.name = "coro"});
+    auto where = atask::background_task(sv,
+                                        [](int add) -> asio::awaitable<std::pair<std::thread::id, int>> {
+                                          asio::steady_timer timer(co_await asio::this_coro::executor, 1ms);
+                                          co_await timer.async_wait(asio::use_awaitable);
+                                          co_return std::pair{std::this_thread::get_id(), 40 + add};
+                                        },
+                                        {.name = "coro"});
     auto t = where(2);
     static_assert(std::is_same_v<decltype(t), atask::TaskHandle<std::pair<std::thread::id, int>>>);
     CHECK(t.kind() == TaskKind::coroutine);
@@ -150,7 +139,8 @@ TEST_SUITE("background_task") {
     sv.start();
     atask::Aloop& x = sv.create_aloop("x");
     auto where = atask::background_task(
-        sv, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); }, {.aloop = "x"});
+        sv, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); },
+        {.aloop = "x"});
     auto t = where();
     CHECK(t.kind() == TaskKind::coroutine);
     CHECK(t.get() == x.thread_id());
@@ -163,7 +153,8 @@ TEST_SUITE("background_task") {
   TEST_CASE("the delay option queues the task only after the delay") {
     atask::Supervisor sv({.id = "btdelay", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
-    auto stamp = atask::background_task(sv, [] { return std::chrono::steady_clock::now(); }, {.delay = 100ms});
+    auto stamp =
+        atask::background_task(sv, [] { return std::chrono::steady_clock::now(); }, {.delay = 100ms});
     const auto t0 = std::chrono::steady_clock::now();
     auto t = stamp();
     REQUIRE(t.wait_for(patience));
@@ -192,9 +183,8 @@ TEST_SUITE("background_task") {
   TEST_CASE("a task that throws fails and get rethrows its exception") {
     atask::Supervisor sv({.id = "btfail", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
-    auto boom = atask::background_task(sv, [](int code) -> int {
-      throw std::runtime_error("boom " + std::to_string(code));
-    });
+    auto boom = atask::background_task(
+        sv, [](int code) -> int { throw std::runtime_error("boom " + std::to_string(code)); });
     auto t = boom(7);
     REQUIRE(t.wait_for(patience));
     CHECK(t.status() == TaskStatus::failed);

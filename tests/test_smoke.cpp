@@ -13,7 +13,8 @@ TEST_SUITE("smoke") {
   TEST_CASE("a submitted task returns its result") {
     atask::Supervisor sv({.id = "smoke", .pool_size = 2});
     sv.start();
-    auto t = sv.submit({}, [](int a, int b) { return a + b; }, 2, 3);
+    auto t = sv.submit(
+        {}, [](int a, int b) { return a + b; }, 2, 3);
     CHECK(t.get() == 5);
     auto co = sv.submit({}, []() -> asio::awaitable<int> { co_return 7; });
     CHECK(co.get() == 7);

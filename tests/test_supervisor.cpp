@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -23,38 +25,14 @@
 #include <thread>
 #include <vector>
 
-// GCC 12 warns about members left out of a designated initializer, which is
-// what designated initializers are for.
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-
 using namespace std::chrono_literals;
 using atask::Priority;
 using atask::StopStage;
 using atask::TaskStatus;
 
+using namespace test;
+
 namespace {
-
-// How long a test waits for something that should happen at once.
-constexpr auto patience = 10s;
-
-std::shared_ptr<spdlog::logger> quiet_logger() {
-  auto log = std::make_shared<spdlog::logger>("test");
-  log->set_level(spdlog::level::off);
-  return log;
-}
-
-// The what() of the E that f throws; "<nothing thrown>" otherwise.
-template <class E, class F>
-std::string what_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<nothing thrown>";
-}
-
-bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
 
 // Blocks until `st` is requested, without polling.
 void wait_for_stop(std::stop_token st) {
@@ -83,7 +61,8 @@ class LineWaiter final : public spdlog::sinks::base_sink<std::mutex> {
   bool wait_for(std::string_view text, std::chrono::seconds limit = patience) {
     std::unique_lock lk(lines_m_);
     return cv_.wait_for(lk, limit, [&] {
-      return std::any_of(lines_.begin(), lines_.end(), [&](const std::string& l) { return contains(l, text); });
+      return std::any_of(lines_.begin(), lines_.end(),
+                         [&](const std::string& l) { return contains(l, text); });
     });
   }
 
@@ -116,7 +95,8 @@ TEST_SUITE("supervisor") {
     sv.start();
     CHECK(sv.is_running());
     CHECK(sv.info().state == "running");
-    auto t = sv.submit({}, [](int a, int b) { return a * b; }, 6, 7);
+    auto t = sv.submit(
+        {}, [](int a, int b) { return a * b; }, 6, 7);
     CHECK(t.get() == 42);
     auto r = sv.stop();
     CHECK(r.completed);
@@ -303,7 +283,8 @@ TEST_SUITE("supervisor") {
     cases.push_back({"reserve_high", {.pool_size = 1, .reserve_high = -2}});
     cases.push_back({"min_threads", {.pool_size = 1, .min_threads = -1}});
     cases.push_back({"max_threads", {.pool_size = 1, .max_threads = -1}});
-    cases.push_back({"max_threads", {.pool_size = 2, .reserve_normal = 1, .reserve_high = 2, .max_threads = 4}});
+    cases.push_back(
+        {"max_threads", {.pool_size = 2, .reserve_normal = 1, .reserve_high = 2, .max_threads = 4}});
     cases.push_back({"max_threads", {.pool_size = 0, .reserve_high = 3, .max_threads = 3}});
     cases.push_back({"min_threads", {.pool_size = 1, .min_threads = 3, .max_threads = 2}});
     cases.push_back({"id", {.id = ""}});
@@ -396,7 +377,8 @@ TEST_SUITE("supervisor") {
     });
     entered.wait();
     std::vector<atask::TaskHandle<int>> queued;
-    for (int i = 0; i < 3; ++i) queued.push_back(sv.submit({.priority = Priority::low}, [i] { return i * 10; }));
+    for (int i = 0; i < 3; ++i)
+      queued.push_back(sv.submit({.priority = Priority::low}, [i] { return i * 10; }));
     sv.stop({.cancel_queued = false, .wait = false});
     for (auto& q : queued) CHECK(q.status() == TaskStatus::queued);
     open.count_down();
@@ -491,7 +473,7 @@ TEST_SUITE("supervisor") {
     CHECK(contains(stubborn.info().error, "abandoned"));
     CHECK(sv.info().state == "stopped");
     gate->count_down();
-    left->wait();  // the abandoned thread leaves user code
+    left->wait();                                    // the abandoned thread leaves user code
     CHECK(stubborn.status() == TaskStatus::failed);  // its late return changes nothing
   }
 
@@ -577,7 +559,8 @@ TEST_SUITE("supervisor") {
 
   // -- introspection ---------------------------------------------------------------
 
-  TEST_CASE("info reports what runs and waits by priority along with pool sizes and aloops and task counters") {
+  TEST_CASE(
+      "info reports what runs and waits by priority along with pool sizes and aloops and task counters") {
     std::latch low_in{1}, high_in{1}, critical_in{1}, open{1};
     atask::Supervisor sv({.id = "info",
                           .pool_size = 2,
@@ -599,7 +582,8 @@ TEST_SUITE("supervisor") {
     low_in.wait();
     all.push_back(sv.submit({.priority = Priority::high}, blocker, std::ref(high_in)));
     high_in.wait();
-    all.push_back(sv.submit({.priority = Priority::critical}, blocker, std::ref(critical_in)));  // past the limit
+    all.push_back(
+        sv.submit({.priority = Priority::critical}, blocker, std::ref(critical_in)));  // past the limit
     critical_in.wait();
     all.push_back(sv.submit({.priority = Priority::low}, then_wait));
     all.push_back(sv.submit({.priority = Priority::low}, then_wait));
@@ -727,7 +711,9 @@ TEST_SUITE("supervisor") {
       auto t = sv.submit({}, [i] { return i; });
       t.wait();
       auto info = sv.info();
-      if (info.active_tasks != 0 || info.tasks.completed[atask::index(Priority::normal)] != std::uint64_t(i) + 1) ++stale;
+      if (info.active_tasks != 0 ||
+          info.tasks.completed[atask::index(Priority::normal)] != std::uint64_t(i) + 1)
+        ++stale;
     }
     CHECK(stale == 0);
   }
@@ -846,7 +832,8 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("a user-provided logger receives the supervisor's log lines") {
     std::ostringstream out;
-    auto log = std::make_shared<spdlog::logger>("mine", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+    auto log =
+        std::make_shared<spdlog::logger>("mine", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
     log->set_level(spdlog::level::info);
     atask::Supervisor sv({.id = "logsv", .pool_size = 1, .logger = log});
     CHECK(&sv.logger() == log.get());
@@ -861,7 +848,8 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("what a posted callable throws goes to the log") {
     std::ostringstream out;
-    auto log = std::make_shared<spdlog::logger>("mine", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+    auto log =
+        std::make_shared<spdlog::logger>("mine", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
     log->set_level(spdlog::level::warn);
     atask::Supervisor sv({.id = "logpost", .pool_size = 1, .logger = log});
     sv.start();

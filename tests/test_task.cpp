@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/io_context.hpp>
@@ -29,21 +31,15 @@
 #include <utility>
 #include <vector>
 
-// GCC 12 warns about members left out of a designated initializer, which is
-// what designated initializers are for.
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using atask::Priority;
 using atask::TaskKind;
 using atask::TaskStatus;
 
-namespace {
+using namespace test;
 
-// How long a test waits for something that should happen at once. A bug
-// fails the wait instead of hanging the suite.
-constexpr auto patience = 10s;
+namespace {
 
 atask::SupervisorOptions options(std::string id, int pool_size) {
   auto log = std::make_shared<spdlog::logger>("test");
@@ -51,62 +47,10 @@ atask::SupervisorOptions options(std::string id, int pool_size) {
   return {.id = std::move(id), .pool_size = pool_size, .logger = log};
 }
 
-bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
-
-// A one-shot event with a timed wait.
-class Event {
- public:
-  void set() {
-    std::lock_guard lk(m_);  // notify under the lock: a waiter may destroy *this once it sees set_
-    set_ = true;
-    cv_.notify_all();
-  }
-  bool wait_for(std::chrono::milliseconds d = patience) const {
-    std::unique_lock lk(m_);
-    return cv_.wait_for(lk, d, [&] { return set_; });
-  }
-  bool is_set() const {
-    std::lock_guard lk(m_);
-    return set_;
-  }
-
- private:
-  mutable std::mutex m_;
-  mutable std::condition_variable cv_;
-  bool set_ = false;
-};
-
-// Opens gates when the test's scope ends, so that a failed REQUIRE does not
-// leave pool threads blocked while the supervisor's destructor waits for
-// them. Declare it after the supervisor (it must be destroyed first).
-class OpenOnExit {
- public:
-  OpenOnExit(std::initializer_list<Event*> gates) : gates_(gates) {}
-  ~OpenOnExit() {
-    for (auto* g : gates_) g->set();
-  }
-  OpenOnExit(const OpenOnExit&) = delete;
-  OpenOnExit& operator=(const OpenOnExit&) = delete;
-
- private:
-  std::vector<Event*> gates_;
-};
-
 struct CustomError : std::runtime_error {
   CustomError(const char* what, int c) : std::runtime_error(what), code(c) {}
   int code;
 };
-
-// The what() of the E that f throws; "<nothing thrown>" otherwise.
-template <class E, class F>
-std::string what_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<nothing thrown>";
-}
 
 }  // namespace
 
@@ -164,7 +108,8 @@ TEST_SUITE("task") {
   TEST_CASE("get() returns the value and rethrows the exception type the task threw") {
     atask::Supervisor sv(options("tk-get", 2));
     sv.start();
-    auto ok = sv.submit({}, [](int a, int b) { return a * b; }, 6, 7);
+    auto ok = sv.submit(
+        {}, [](int a, int b) { return a * b; }, 6, 7);
     CHECK(ok.get() == 42);
     CHECK(ok.get() == 42);  // the result stays
 
@@ -237,7 +182,8 @@ TEST_SUITE("task") {
     CHECK(q.status() == TaskStatus::queued);
     CHECK(sv.info().pool.queued[atask::index(Priority::normal)] == 1);
     // A thread already blocked in get() is released by the cancel.
-    auto waiter = std::async(std::launch::async, [q] { return what_of<atask::TaskCanceled>([&] { q.get(); }); });
+    auto waiter =
+        std::async(std::launch::async, [q] { return what_of<atask::TaskCanceled>([&] { q.get(); }); });
 
     CHECK(q.cancel());
     CHECK(q.status() == TaskStatus::canceled);
@@ -336,8 +282,8 @@ TEST_SUITE("task") {
     CHECK_THROWS_WITH_AS((void)h.info(), doctest::Contains("TaskHandle::info()"), atask::Error);
     CHECK_THROWS_WITH_AS((void)h.done(), doctest::Contains("TaskHandle::done()"), atask::Error);
     CHECK_THROWS_WITH_AS((void)h.error(), doctest::Contains("TaskHandle::error()"), atask::Error);
-    CHECK_THROWS_WITH_AS(h.async_get([](std::exception_ptr, int) {}), doctest::Contains("TaskHandle::async_get()"),
-                         atask::Error);
+    CHECK_THROWS_WITH_AS(h.async_get([](std::exception_ptr, int) {}),
+                         doctest::Contains("TaskHandle::async_get()"), atask::Error);
     atask::TaskHandle<> v;
     CHECK_THROWS_AS(v.get(), atask::Error);
     CHECK(atask::TaskHandle<int>() == h);  // two empty handles
@@ -445,8 +391,8 @@ TEST_SUITE("task") {
     });
     CHECK(caught.get_for(patience) == "caught: from the thread");
     // Uncaught, it fails the coroutine task with the same exception type.
-    auto uncaught =
-        sv.submit({}, [th]() -> asio::awaitable<int> { co_return co_await th.async_get(asio::use_awaitable); });
+    auto uncaught = sv.submit(
+        {}, [th]() -> asio::awaitable<int> { co_return co_await th.async_get(asio::use_awaitable); });
     REQUIRE(uncaught.wait_for(patience));
     CHECK(uncaught.status() == TaskStatus::failed);
     CHECK_THROWS_WITH_AS(uncaught.get(), "from the thread", std::domain_error);
@@ -479,12 +425,14 @@ TEST_SUITE("task") {
   TEST_CASE("tasks take move-only arguments and callables and return move-only results") {
     atask::Supervisor sv(options("tk-move", 2));
     sv.start();
-    auto a = sv.submit({}, [](std::unique_ptr<int> p, int k) { return *p + k; }, std::make_unique<int>(40), 2);
+    auto a = sv.submit(
+        {}, [](std::unique_ptr<int> p, int k) { return *p + k; }, std::make_unique<int>(40), 2);
     CHECK(a.get_for(patience) == 42);
     auto owned = std::make_unique<int>(5);
     auto b = sv.submit({}, [p = std::move(owned)] { return *p * 2; });
     CHECK(b.get_for(patience) == 10);
-    auto c = sv.submit({}, [](std::stop_token, std::unique_ptr<int> p) { return *p; }, std::make_unique<int>(9));
+    auto c = sv.submit(
+        {}, [](std::stop_token, std::unique_ptr<int> p) { return *p; }, std::make_unique<int>(9));
     CHECK(c.get_for(patience) == 9);
     auto d = sv.submit({}, [] { return std::make_unique<std::string>("moved out"); });
     REQUIRE(d.wait_for(patience));
@@ -493,7 +441,8 @@ TEST_SUITE("task") {
 
     // Arguments are freed when the task ends, not when the last handle goes.
     auto shared = std::make_shared<int>(1);
-    auto e = sv.submit({}, [](std::shared_ptr<int> p) { return *p; }, shared);
+    auto e = sv.submit(
+        {}, [](std::shared_ptr<int> p) { return *p; }, shared);
     CHECK(e.get_for(patience) == 1);
     CHECK(shared.use_count() == 1);
   }
@@ -567,7 +516,8 @@ TEST_SUITE("task") {
     CHECK(atask::to_string(TaskKind::process) == "process");
   }
 
-  TEST_CASE("a running task asked to stop that throws TaskCanceled ends canceled, any other exception failed") {
+  TEST_CASE(
+      "a running task asked to stop that throws TaskCanceled ends canceled, any other exception failed") {
     atask::Supervisor sv(options("endcancel", 2));
     sv.start();
     std::latch both{2};

@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <pthread.h>
@@ -26,56 +28,21 @@
 #include <utility>
 #include <vector>
 
-// GCC 12 warns about members left out of a designated initializer, which is
-// what designated initializers are for.
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-
 using namespace std::chrono_literals;
 using atask::Priority;
 using atask::ThreadPool;
 
+using namespace test;
+
 namespace {
-
-// How long a test waits for something that should happen at once. A bug
-// fails the wait instead of hanging the suite.
-constexpr auto patience = 10s;
-
-std::shared_ptr<spdlog::logger> quiet_logger() {
-  auto log = std::make_shared<spdlog::logger>("test");
-  log->set_level(spdlog::level::off);
-  return log;
-}
 
 atask::PoolOptions options(atask::PoolLimits limits) {
   return {.limits = limits, .name = "tp", .logger = quiet_logger()};
 }
 
-std::chrono::steady_clock::time_point deadline() { return std::chrono::steady_clock::now() + patience; }
-
-bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
-
-// A one-shot event with a timed wait.
-class Event {
- public:
-  void set() {
-    std::lock_guard lk(m_);  // notify under the lock: a waiter may destroy *this once it sees set_
-    set_ = true;
-    cv_.notify_all();
-  }
-  bool wait_for(std::chrono::milliseconds d = patience) const {
-    std::unique_lock lk(m_);
-    return cv_.wait_for(lk, d, [&] { return set_; });
-  }
-  bool is_set() const {
-    std::lock_guard lk(m_);
-    return set_;
-  }
-
- private:
-  mutable std::mutex m_;
-  mutable std::condition_variable cv_;
-  bool set_ = false;
-};
+std::chrono::steady_clock::time_point deadline() {
+  return std::chrono::steady_clock::now() + patience;
+}
 
 // Counts arrivals; wait_for(n) returns once n have arrived.
 class Counter {
@@ -100,22 +67,6 @@ class Counter {
   int n_ = 0;
 };
 
-// Opens gates when the test's scope ends, so that a failed REQUIRE does not
-// leave pool threads blocked while the pool's destructor waits for them.
-// Declare it after the pool (it must be destroyed first).
-class OpenOnExit {
- public:
-  OpenOnExit(std::initializer_list<Event*> gates) : gates_(gates) {}
-  ~OpenOnExit() {
-    for (auto* g : gates_) g->set();
-  }
-  OpenOnExit(const OpenOnExit&) = delete;
-  OpenOnExit& operator=(const OpenOnExit&) = delete;
-
- private:
-  std::vector<Event*> gates_;
-};
-
 // Posts a task that reports it started, then holds its thread until `open`.
 void post_blocker(ThreadPool& pool, Priority p, Event& started, const Event& open) {
   pool.post(p, [&started, &open] {
@@ -132,8 +83,12 @@ void post_blocker(ThreadPool& pool, Priority p, Counter& started, const Event& o
   });
 }
 
-int queued(const atask::PoolInfo& i, Priority p) { return i.queued[atask::index(p)]; }
-int running(const atask::PoolInfo& i, Priority p) { return i.running[atask::index(p)]; }
+int queued(const atask::PoolInfo& i, Priority p) {
+  return i.queued[atask::index(p)];
+}
+int running(const atask::PoolInfo& i, Priority p) {
+  return i.running[atask::index(p)];
+}
 
 // A posted callable that counts whether it ran or was dropped unrun (its
 // destructor runs when the pool releases the node).
@@ -556,7 +511,8 @@ TEST_SUITE("thread_pool") {
     CHECK(name.rfind("tpnames-", 0) == 0);
 
     // Linux keeps 15 characters: the pool name's start survives.
-    ThreadPool longer({.limits = {.pool_size = 1}, .name = "averyverylongpoolname", .logger = quiet_logger()});
+    ThreadPool longer(
+        {.limits = {.pool_size = 1}, .name = "averyverylongpoolname", .logger = quiet_logger()});
     longer.start();
     CHECK(thread_name(longer) == "averyverylongpo");
   }
@@ -630,8 +586,9 @@ TEST_SUITE("thread_pool") {
     }
     CHECK_THROWS_WITH_AS(ThreadPool({.limits = {.pool_size = 2}, .prespawn = true, .logger = quiet_logger()}),
                          doctest::Contains("prespawn"), atask::OptionsError);
-    CHECK_THROWS_WITH_AS(ThreadPool({.limits = {.pool_size = 2}, .idle_timeout = -1ms, .logger = quiet_logger()}),
-                         doctest::Contains("idle_timeout"), atask::OptionsError);
+    CHECK_THROWS_WITH_AS(
+        ThreadPool({.limits = {.pool_size = 2}, .idle_timeout = -1ms, .logger = quiet_logger()}),
+        doctest::Contains("idle_timeout"), atask::OptionsError);
 
     // resize() validates too, and a rejected resize changes nothing.
     ThreadPool pool(options({.pool_size = 2}));
@@ -781,7 +738,7 @@ TEST_SUITE("thread_pool") {
     pool.enqueue(&b);
     CHECK(queued(pool.info(), Priority::normal) == 2);
     CHECK(pool.remove(&a));
-    CHECK(a.released.load() == 1);  // the pool dropped its reference ...
+    CHECK(a.released.load() == 1);    // the pool dropped its reference ...
     CHECK_FALSE(a.discarded.load());  // ... without a discard (the caller knows)
     CHECK(queued(pool.info(), Priority::normal) == 1);
     CHECK_FALSE(pool.remove(&a));  // not queued any more

@@ -19,16 +19,20 @@ enum class Priority : unsigned char { low = 0, normal = 1, high = 2, critical = 
 inline constexpr std::size_t priority_count = 4;
 
 /// All priorities, lowest first.
-inline constexpr std::array<Priority, priority_count> all_priorities{
-    Priority::low, Priority::normal, Priority::high, Priority::critical};
+inline constexpr std::array<Priority, priority_count> all_priorities{Priority::low, Priority::normal,
+                                                                     Priority::high, Priority::critical};
 
 /// "low", "normal", "high" or "critical".
 constexpr std::string_view to_string(Priority p) noexcept {
   switch (p) {
-    case Priority::low: return "low";
-    case Priority::normal: return "normal";
-    case Priority::high: return "high";
-    case Priority::critical: return "critical";
+    case Priority::low:
+      return "low";
+    case Priority::normal:
+      return "normal";
+    case Priority::high:
+      return "high";
+    case Priority::critical:
+      return "critical";
   }
   return "?";
 }
@@ -40,6 +44,8 @@ constexpr std::optional<Priority> priority_from_string(std::string_view s) noexc
   return std::nullopt;
 }
 
-constexpr std::size_t index(Priority p) noexcept { return static_cast<std::size_t>(p); }
+constexpr std::size_t index(Priority p) noexcept {
+  return static_cast<std::size_t>(p);
+}
 
 }  // namespace atask

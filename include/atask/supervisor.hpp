@@ -97,8 +97,8 @@ std::string_view to_string(StopStage s) noexcept;
 
 /// What a stop did.
 struct StopReport {
-  bool already_stopped = false;  ///< the supervisor was stopped before: nothing done
-  bool completed = false;        ///< false when stop() returned without waiting
+  bool already_stopped = false;       ///< the supervisor was stopped before: nothing done
+  bool completed = false;             ///< false when stop() returned without waiting
   StopStage stage = StopStage::none;  ///< the last stage reached
   std::size_t canceled = 0;           ///< tasks that never started
   std::size_t stop_requested = 0;     ///< running tasks asked to stop (soft stage)

@@ -123,8 +123,10 @@ class [[nodiscard]] TaskHandle {
                 static_assert(std::is_default_constructible_v<T>,
                               "async_get() needs a default-constructible result type "
                               "(it is passed alongside the exception on failure)");
-                if (e) std::move(handler)(e, T{});
-                else std::move(handler)(e, state->value());
+                if (e)
+                  std::move(handler)(e, T{});
+                else
+                  std::move(handler)(e, state->value());
               }
             });
           });
@@ -148,16 +150,15 @@ class [[nodiscard]] TaskHandle {
 /// the handles' order. Throws TimeoutError naming how many did not finish,
 /// or rethrows the first failure (in order).
 template <class T, class Rep, class Period>
-auto wait_completed(const std::vector<TaskHandle<T>>& tasks,
-                    std::chrono::duration<Rep, Period> timeout) {
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
+auto wait_completed(const std::vector<TaskHandle<T>>& tasks, std::chrono::duration<Rep, Period> timeout) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
   std::size_t late = 0;
   for (const auto& t : tasks)
     if (!t.wait_until(deadline)) ++late;
   if (late != 0)
-    throw TimeoutError("wait_completed() - " + std::to_string(late) + " of " +
-                       std::to_string(tasks.size()) + " tasks did not finish in time");
+    throw TimeoutError("wait_completed() - " + std::to_string(late) + " of " + std::to_string(tasks.size()) +
+                       " tasks did not finish in time");
   if constexpr (std::is_void_v<T>) {
     for (const auto& t : tasks) t.get();
   } else {

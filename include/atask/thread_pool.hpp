@@ -76,8 +76,8 @@ struct PoolOptions {
 /// Counters of a pool at one moment.
 struct PoolInfo {
   PoolLimits limits;
-  int threads = 0;       ///< live threads
-  int idle_threads = 0;  ///< threads not running a task
+  int threads = 0;                            ///< live threads
+  int idle_threads = 0;                       ///< threads not running a task
   std::array<int, priority_count> running{};  ///< by priority
   std::array<int, priority_count> queued{};   ///< by priority
   int running_total = 0;

@@ -46,7 +46,10 @@ class NodeList {
     n->prev_ = tail_;
     n->next_ = nullptr;
     n->linked_ = true;
-    if (tail_) tail_->next_ = n; else head_ = n;
+    if (tail_)
+      tail_->next_ = n;
+    else
+      head_ = n;
     tail_ = n;
   }
 
@@ -65,8 +68,14 @@ class NodeList {
 
  private:
   void unlink(PoolNode* n) noexcept {
-    if (n->prev_) n->prev_->next_ = n->next_; else head_ = n->next_;
-    if (n->next_) n->next_->prev_ = n->prev_; else tail_ = n->prev_;
+    if (n->prev_)
+      n->prev_->next_ = n->next_;
+    else
+      head_ = n->next_;
+    if (n->next_)
+      n->next_->prev_ = n->prev_;
+    else
+      tail_ = n->prev_;
     n->prev_ = n->next_ = nullptr;
     n->linked_ = false;
   }

@@ -51,8 +51,10 @@ class ThreadTask final : public TaskState<T> {
 
  private:
   decltype(auto) invoke() {
-    if constexpr (std::is_invocable_v<F&, std::stop_token>) return (*fn_)(this->stop_token());
-    else return (*fn_)();
+    if constexpr (std::is_invocable_v<F&, std::stop_token>)
+      return (*fn_)(this->stop_token());
+    else
+      return (*fn_)();
   }
   std::optional<F> fn_;
 };
@@ -73,8 +75,9 @@ class CoroTask final : public TaskState<T> {
     struct Guard {
       CoroTask* t;
       ~Guard() {
-        if (t) t->finish_canceled(std::make_exception_ptr(TaskCanceled(
-                   "task #" + std::to_string(t->id()) + " - its aloop stopped before it finished")));
+        if (t)
+          t->finish_canceled(std::make_exception_ptr(
+              TaskCanceled("task #" + std::to_string(t->id()) + " - its aloop stopped before it finished")));
       }
     } guard{self.get()};
     if (!self->try_start()) {
@@ -117,8 +120,10 @@ class CoroTask final : public TaskState<T> {
 
  private:
   auto invoke() {
-    if constexpr (std::is_invocable_v<F&, std::stop_token>) return (*fn_)(this->stop_token());
-    else return (*fn_)();
+    if constexpr (std::is_invocable_v<F&, std::stop_token>)
+      return (*fn_)(this->stop_token());
+    else
+      return (*fn_)();
   }
   std::optional<F> fn_;
   boost::asio::cancellation_signal signal_;
@@ -140,7 +145,8 @@ struct bound_result<B, false> {
 template <class F, class... Args>
 auto bind_task(F&& f, Args&&... args) {
   if constexpr (std::is_invocable_v<std::decay_t<F>&, std::stop_token, std::decay_t<Args>...>) {
-    return [f = std::forward<F>(f), ... a = std::forward<Args>(args)](std::stop_token st) mutable -> decltype(auto) {
+    return [f = std::forward<F>(f),
+            ... a = std::forward<Args>(args)](std::stop_token st) mutable -> decltype(auto) {
       return std::invoke(f, std::move(st), std::move(a)...);  // a task runs once
     };
   } else {

@@ -1,0 +1,92 @@
+#pragma once
+// Helpers shared by the test files: timed waits that fail instead of
+// hanging, a silent logger, and small exception/string checks.
+
+#include <spdlog/spdlog.h>
+
+#include <pthread.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace test {
+
+using namespace std::chrono_literals;
+
+// How long a test waits for something that should happen at once: a bug
+// fails the wait instead of hanging the suite.
+inline constexpr auto patience = 10s;
+
+inline std::shared_ptr<spdlog::logger> quiet_logger() {
+  auto log = std::make_shared<spdlog::logger>("test");
+  log->set_level(spdlog::level::off);
+  return log;
+}
+
+// The what() of the E that f throws; "<nothing thrown>" otherwise.
+template <class E, class F>
+std::string what_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "<nothing thrown>";
+}
+
+inline bool contains(const std::string& s, std::string_view part) {
+  return s.find(part) != std::string::npos;
+}
+
+inline std::string thread_name() {
+  char buf[16] = {};
+  pthread_getname_np(pthread_self(), buf, sizeof buf);
+  return buf;
+}
+
+// A one-shot event with a timed wait.
+class Event {
+ public:
+  void set() {
+    std::lock_guard lk(m_);  // notify under the lock: a waiter may destroy *this once it sees set_
+    set_ = true;
+    cv_.notify_all();
+  }
+  bool wait_for(std::chrono::milliseconds d = patience) const {
+    std::unique_lock lk(m_);
+    return cv_.wait_for(lk, d, [&] { return set_; });
+  }
+  bool is_set() const {
+    std::lock_guard lk(m_);
+    return set_;
+  }
+
+ private:
+  mutable std::mutex m_;
+  mutable std::condition_variable cv_;
+  bool set_ = false;
+};
+
+// Opens gates when the test's scope ends, so that a failed REQUIRE does not
+// leave pool threads blocked while a destructor waits for them. Declare it
+// after the supervisor or pool (it must be destroyed first).
+class OpenOnExit {
+ public:
+  OpenOnExit(std::initializer_list<Event*> gates) : gates_(gates) {}
+  ~OpenOnExit() {
+    for (auto* g : gates_) g->set();
+  }
+  OpenOnExit(const OpenOnExit&) = delete;
+  OpenOnExit& operator=(const OpenOnExit&) = delete;
+
+ private:
+  std::vector<Event*> gates_;
+};
+
+}  // namespace test
