@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
   const int samples = quick ? 300 : 2000;
 
   // 1. throughput ------------------------------------------------------------
-  std::vector<double> at, as, pl;
+  std::vector<double> at, at3, as, pl;
   int atask_threads_seen = 0;
   for (int r = 0; r < runs; ++r) {
     {
@@ -175,6 +175,13 @@ int main(int argc, char** argv) {
       at.push_back(
           throughput(n, [&](long i, auto f) { pool.post(atask::all_priorities[i & 3], std::move(f)); }));
       atask_threads_seen = std::max(atask_threads_seen, pool.info().threads);
+    }
+    {
+      // Without critical tasks: each critical task that finds every thread
+      // busy starts one more thread, which is what the row above pays for.
+      atask::ThreadPool pool({.limits = {.pool_size = 2}, .logger = quiet()});
+      pool.start();
+      at3.push_back(throughput(n, [&](long i, auto f) { pool.post(atask::all_priorities[i % 3], std::move(f)); }));
     }
     {
       boost::asio::thread_pool pool(2);
@@ -262,7 +269,7 @@ int main(int argc, char** argv) {
     sv.stop();
   }
 
-  const double at_m = median(at), as_m = median(as), pl_m = median(pl), sv_m = median(sv_rate);
+  const double at_m = median(at), at3_m = median(at3), as_m = median(as), pl_m = median(pl), sv_m = median(sv_rate);
   std::printf("\natask benchmarks (%s): %ld tasks per throughput run, median of %d runs, 2 pool threads\n\n",
               quick ? "quick" : "full", n, runs);
   std::printf("%-58s %14s %10s\n", "throughput (one submitting thread)", "tasks/s", "ratio");
@@ -270,6 +277,8 @@ int main(int argc, char** argv) {
   std::printf("%-58s %14.0f %9.2fx\n", "plain mutex+cv+deque pool(2) [baseline]", pl_m, pl_m / as_m);
   std::printf("%-58s %14.0f %9.2fx\n", "atask ThreadPool post, 4 priorities cycling", at_m, at_m / as_m);
   std::printf("%-58s %14s %9.2fx\n", "  atask vs plain pool", "", at_m / pl_m);
+  std::printf("%-58s %14.0f %9.2fx\n", "atask ThreadPool post, low/normal/high cycling", at3_m, at3_m / as_m);
+  std::printf("%-58s %14s %9.2fx\n", "  atask (no critical) vs plain pool", "", at3_m / pl_m);
   std::printf("%-58s %14.0f %9.2fx\n", "atask Supervisor::submit with TaskHandle (n/2 tasks)", sv_m,
               sv_m / as_m);
   std::printf("  (atask pool threads seen: %d; critical tasks may add threads past pool_size)\n\n",
@@ -290,11 +299,11 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"bench\":\"pool\",\"tasks\":%ld,\"runs\":%d,"
       "\"throughput\":{\"asio\":%.0f,\"plain\":%.0f,\"atask\":%.0f,\"atask_supervised\":%.0f,"
-      "\"atask_vs_asio\":%.3f,\"atask_vs_plain\":%.3f},"
+      "\"atask_vs_asio\":%.3f,\"atask_vs_plain\":%.3f,\"atask_3prio\":%.0f,\"atask_3prio_vs_plain\":%.3f},"
       "\"wake_latency_us\":{\"atask\":{\"p50\":%.2f,\"p99\":%.2f},\"asio\":{\"p50\":%.2f,\"p99\":%.2f},"
       "\"plain\":{\"p50\":%.2f,\"p99\":%.2f}},"
       "\"idle_cpu_percent\":%.3f,\"rss_kib\":{\"before\":%ld,\"mid\":%ld,\"after\":%ld},\"history\":%zu}\n",
-      n, runs, as_m, pl_m, at_m, sv_m, at_m / as_m, at_m / pl_m, percentile(lat_atask, .5),
+      n, runs, as_m, pl_m, at_m, sv_m, at_m / as_m, at_m / pl_m, at3_m, at3_m / pl_m, percentile(lat_atask, .5),
       percentile(lat_atask, .99), percentile(lat_asio, .5), percentile(lat_asio, .99),
       percentile(lat_plain, .5), percentile(lat_plain, .99), idle_cpu_pct, rss_before, rss_mid, rss_after,
       history_len);
