@@ -139,6 +139,7 @@ bool TaskStateBase::cancel_pending(std::exception_ptr why) noexcept {
     unsigned char expected = from;
     if (status_.compare_exchange_strong(expected, finishing)) {
       if (observer_) observer_->task_cancel_pending(*this);
+      drop_unstarted();  // no executor touches the callable: it never started
       error_ = std::move(why);
       finished_at_.store(now_rep(), std::memory_order_relaxed);
       publish(TaskStatus::canceled);

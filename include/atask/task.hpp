@@ -101,6 +101,14 @@ class [[nodiscard]] TaskHandle {
   /// Already final: a no-op (false).
   bool cancel() const { return s("cancel").cancel(); }
 
+  /// Requests the task's stop (std::stop_token / the coroutine's
+  /// cancellation slot) without canceling it: a queued task still runs, and
+  /// sees the request at once. A no-op once final.
+  void request_stop() const {
+    auto& st = s("request_stop");
+    if (!st.done()) st.request_stop();
+  }
+
   /// Asynchronous get(): completes with (exception_ptr, T) - or
   /// (exception_ptr) for void - on the token's associated executor.
   /// With asio::use_awaitable, `co_await h.async_get(asio::use_awaitable)`

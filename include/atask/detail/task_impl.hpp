@@ -50,6 +50,7 @@ class ThreadTask final : public TaskState<T> {
   }
 
  private:
+  void drop_unstarted() noexcept override { fn_.reset(); }
   decltype(auto) invoke() {
     if constexpr (std::is_invocable_v<F&, std::stop_token>)
       return (*fn_)(this->stop_token());
@@ -75,8 +76,9 @@ class CoroTask final : public TaskState<T> {
     struct Guard {
       CoroTask* t;
       ~Guard() {
-        if (t)
-          t->finish_canceled(std::make_exception_ptr(
+        if (!t) return;
+        t->fn_.reset();  // the frame is going away: nothing runs the callable now
+        t->finish_canceled(std::make_exception_ptr(
               TaskCanceled("task #" + std::to_string(t->id()) + " - its aloop stopped before it finished")));
       }
     } guard{self.get()};
@@ -105,6 +107,8 @@ class CoroTask final : public TaskState<T> {
 
   boost::asio::cancellation_slot slot() noexcept { return signal_.slot(); }
   void set_executor(boost::asio::io_context::executor_type ex) noexcept { ex_.emplace(ex); }
+
+  void drop_unstarted() noexcept override { fn_.reset(); }
 
   void request_stop() noexcept override {
     TaskStateBase::request_stop();

@@ -158,6 +158,10 @@ class TaskStateBase : public PoolNode {
   /// `failed` with the exception itself.
   void finish_caught(std::exception_ptr e) noexcept;
 
+  /// A task canceled before it started frees its callable at once (on the
+  /// canceling thread): what it captured may be waiting for exactly that.
+  virtual void drop_unstarted() noexcept {}
+
   // Internal status between a transient one and a final one: the winner of
   // the CAS writes error_ and the times, then publishes the final status.
   // Shown as `started`.
