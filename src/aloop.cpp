@@ -1,5 +1,7 @@
 #include <atask/aloop.hpp>
 
+#include <boost/asio/post.hpp>
+
 #include <atask/errors.hpp>
 
 #include "detail/platform.hpp"
@@ -49,12 +51,15 @@ void Aloop::stop() {
   {
     std::lock_guard lk(m_);
     if (!ctx_) return;
+    stopped_.store(true, std::memory_order_release);
     ctx_->stop();
     t = std::move(thread_);
     ctx = std::move(ctx_);
   }
   if (t.joinable()) t.join();
   running_.store(false, std::memory_order_release);
+  // A later thread may get the same id: this loop's thread is gone.
+  thread_id_.store(std::thread::id{}, std::memory_order_release);
   // Destroying the context destroys the coroutines still suspended on it;
   // their frames end their tasks as canceled.
   ctx.reset();
@@ -73,11 +78,15 @@ void Aloop::spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_s
         if (done) done();
       });
   if (on_thread()) {
-    // On the loop's own thread co_spawn runs the coroutine inline up to its
-    // first suspension, and that code may call back into this aloop: no lock
-    // here. The context cannot go away meanwhile: stop() from another thread
-    // joins this one before it destroys the context.
-    boost::asio::co_spawn(*raw_ctx_, std::move(coro), std::move(token));
+    // On the loop's own thread co_spawn would run the coroutine inline, up
+    // to its first suspension, inside the caller - who may hold locks the
+    // coroutine needs (a worker launching its next run does). Post it, as
+    // co_spawn from any other thread does. No lock here: the context cannot
+    // go away meanwhile (stop() from another thread joins this one first).
+    boost::asio::post(*raw_ctx_,
+                      [ctx = raw_ctx_, coro = std::move(coro), token = std::move(token)]() mutable {
+                        boost::asio::co_spawn(*ctx, std::move(coro), std::move(token));
+                      });
     return;
   }
   std::lock_guard lk(m_);  // from other threads co_spawn only posts

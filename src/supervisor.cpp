@@ -9,9 +9,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 namespace asio = boost::asio;
@@ -61,11 +63,103 @@ bool forever(std::chrono::milliseconds d) {
   return d > std::chrono::hours(24 * 365 * 100);
 }
 
+// -- steps --------------------------------------------------------------------------
+
+enum class StepState : unsigned char { created, running, failed, stopped };
+
+const char* to_cstr(StepState s) {
+  switch (s) {
+    case StepState::created:
+      return "created";
+    case StepState::running:
+      return "running";
+    case StepState::failed:
+      return "failed";
+    case StepState::stopped:
+      return "stopped";
+  }
+  return "?";
+}
+
+struct StepSlot {
+  Step step;
+  bool builtin = false;
+  StepState state = StepState::created;
+};
+
+// Topological order: a step comes after everything it depends on; among the
+// steps that could come next, the one registered first (so built-ins, which
+// are registered first, lead, and the order is the same on every run).
+std::vector<std::size_t> resolve(const std::vector<StepSlot>& steps, const std::string& call) {
+  const std::size_t n = steps.size();
+  std::unordered_map<std::string_view, std::size_t> at;
+  for (std::size_t i = 0; i < n; ++i) at.emplace(steps[i].step.name, i);
+  std::vector<std::vector<std::size_t>> deps(n), users(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (const auto& d : steps[i].step.depends_on) {
+      auto it = at.find(d);
+      if (it == at.end())
+        throw OptionsError(call + " - step '" + steps[i].step.name + "' depends on '" + d +
+                           "', which is not a step");
+      if (std::find(deps[i].begin(), deps[i].end(), it->second) != deps[i].end()) continue;
+      deps[i].push_back(it->second);
+      users[it->second].push_back(i);
+    }
+  }
+  std::vector<std::size_t> waiting(n), order;
+  std::set<std::size_t> ready;
+  for (std::size_t i = 0; i < n; ++i)
+    if ((waiting[i] = deps[i].size()) == 0) ready.insert(i);
+  while (!ready.empty()) {
+    const std::size_t i = *ready.begin();
+    ready.erase(ready.begin());
+    order.push_back(i);
+    for (auto u : users[i])
+      if (--waiting[u] == 0) ready.insert(u);
+  }
+  if (order.size() == n) return order;
+  // Every step left waits for another one left: walk those waits from the
+  // first such step until one repeats - that is a cycle.
+  std::vector<char> placed(n, 0);
+  for (auto i : order) placed[i] = 1;
+  std::size_t cur = 0;
+  while (placed[cur]) ++cur;
+  std::vector<std::size_t> path;
+  std::vector<std::ptrdiff_t> pos(n, -1);
+  while (pos[cur] < 0) {
+    pos[cur] = static_cast<std::ptrdiff_t>(path.size());
+    path.push_back(cur);
+    cur = *std::find_if(deps[cur].begin(), deps[cur].end(), [&](std::size_t d) { return !placed[d]; });
+  }
+  std::string cycle;
+  for (auto i = static_cast<std::size_t>(pos[cur]); i < path.size(); ++i)
+    cycle += steps[path[i]].step.name + " -> ";
+  cycle += steps[cur].step.name;
+  throw OptionsError(call + " - step cycle: " + cycle + " (each step depends on the next)");
+}
+
+std::string joined(const std::vector<StepSlot>& steps, const std::vector<std::size_t>& order) {
+  std::string s;
+  for (auto i : order) s += (s.empty() ? "" : " -> ") + steps[i].step.name;
+  return s;
+}
+
 }  // namespace
 
+// How the pieces fit (docs/steps.md has the user's view):
+//  - start() walks the boot order on the caller's thread; the "pool" step
+//    makes the supervisor `running` (it takes tasks from then on).
+//  - A stop begins once (stop_begun) and is carried out by one stopper
+//    thread, which runs every started step's stop hook in reverse order;
+//    the first thread that waits for the stop joins it (finish_stop).
+//  - close() ends `running`: the warm stage starts, the stages run on the
+//    loop as timers. A stop that can wait closes in the "pool" step's stop,
+//    so the steps above the pool stop while work is still taken; one that
+//    cannot wait closes at once, before the stopper walks.
 struct Supervisor::Impl final : detail::TaskObserver {
   enum class State : int { created, running, stopping, stopped };
 
+  Supervisor* self;
   SupervisorOptions opt;
   std::shared_ptr<spdlog::logger> log;
   asio::io_context ctx{1};
@@ -80,6 +174,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
   mutable std::mutex aloop_m;
   std::map<std::string, std::unique_ptr<Aloop>, std::less<>> aloops;
   std::vector<std::unique_ptr<Aloop>> retired;
+  bool aloops_live = false, aloops_done = false;  // under aloop_m: the "aloops" step started / stopped
 
   // Registry: active tasks (each holds a reference) and bounded history.
   mutable std::mutex reg_m;
@@ -89,28 +184,61 @@ struct Supervisor::Impl final : detail::TaskObserver {
   TaskCounters counters;
   std::size_t shutdown_canceled = 0;
 
-  // Stop machinery. Stage functions run on the io_context thread only.
-  std::mutex stop_m;
+  // Lifecycle, under stop_m. Steps are in registration order (built-ins
+  // first) and do not change once start() was called; `order` is the boot
+  // order start() fixed; `started` is written by the start() thread, then
+  // read by the stopper, which exists only once start() stopped walking.
+  mutable std::mutex stop_m;
   std::condition_variable stop_cv;
-  StopOptions stop_opts;
+  std::vector<StepSlot> steps;
+  std::vector<std::size_t> order, started;
+  bool start_called = false, booting = false;
+  std::atomic<std::thread::id> boot_thread{};
+  std::optional<StopOptions> pending_stop;  // asked for while booting
+  bool stop_begun = false, graceful = false;
+  std::optional<std::chrono::steady_clock::time_point> warm_deadline;  // nullopt: none
+  std::thread stopper;
+  std::atomic<std::thread::id> stopper_id{};
+  bool walk_done = false, join_claimed = false, joined = false;
+
+  // Stop stages. Stage functions run on the io_context thread only.
+  StopOptions stop_opts;              // under stop_m; fixed when the stop begins
   StopStage stage = StopStage::none;  // io_context thread; copied to report under stop_m
+  int advances_pending = 0;           // io_context thread: signals that came before the warm stage began
   bool drained = false;               // under stop_m
-  bool tearing = false, torn_down = false;
-  StopReport report;  // under stop_m
+  StopReport report;                  // under stop_m
   std::optional<asio::steady_timer> stage_timer;
   std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> delay_timers;
   std::atomic<int> delays_pending{0};
   std::optional<asio::signal_set> signals;
+  std::shared_ptr<detail::WorkerRegistry> workers;
 
-  explicit Impl(const SupervisorOptions& o)
-      : opt(validated(o)),
+  Impl(Supervisor* owner, const SupervisorOptions& o)
+      : self(owner),
+        opt(validated(o)),
         log(opt.logger ? opt.logger : detail::default_logger()),
         pool(PoolOptions{.limits = limits_of(opt),
                          .prespawn = opt.prespawn,
                          .idle_timeout = opt.idle_timeout,
                          .name = opt.id,
                          .on_error = {},
-                         .logger = log}) {}
+                         .logger = log}),
+        workers(std::make_shared<detail::WorkerRegistry>(owner)) {
+    // The built-in steps. "pool" depends on "aloops" because its stop is
+    // the staged shutdown of every task, coroutine ones included: the
+    // aloops must outlive it.
+    auto builtin = [&](const char* name, std::vector<std::string> deps, void (Impl::*up)(),
+                       void (Impl::*down)()) {
+      Step s{.name = name, .depends_on = std::move(deps), .start = {}, .stop = {}};
+      if (up) s.start = [this, up](Supervisor&) { (this->*up)(); };
+      if (down) s.stop = [this, down](Supervisor&) { (this->*down)(); };
+      steps.push_back({std::move(s), true});
+    };
+    builtin("loop", {}, &Impl::loop_start, &Impl::loop_stop);
+    builtin("aloops", {"loop"}, &Impl::aloops_start, &Impl::aloops_stop);
+    builtin("pool", {"loop", "aloops"}, &Impl::pool_start, &Impl::pool_stop);
+    builtin("workers", {"pool", "aloops"}, nullptr, &Impl::workers_stop);
+  }
 
   const char* state_name() const {
     switch (state.load()) {
@@ -126,11 +254,16 @@ struct Supervisor::Impl final : detail::TaskObserver {
     return "?";
   }
 
+  // The loop, the stopper, a pool thread, an aloop, or the thread inside
+  // start(): none of them may wait for the shutdown.
   bool on_own_thread() const {
-    if (pool.on_pool_thread() || std::this_thread::get_id() == thread_id.load()) return true;
+    const auto me = std::this_thread::get_id();
+    if (pool.on_pool_thread() || me == thread_id.load() || me == stopper_id.load() ||
+        me == boot_thread.load())
+      return true;
     std::lock_guard lk(aloop_m);
     for (auto& [n, a] : aloops)
-      if (a->on_thread()) return true;
+      if (a->running() && a->on_thread()) return true;  // a stopped aloop's thread id may be reused
     return false;
   }
 
@@ -231,23 +364,211 @@ struct Supervisor::Impl final : detail::TaskObserver {
     return n;
   }
 
-  // -- stop stages (io_context thread) -----------------------------------------------
-  void begin_stop(const StopOptions& o) {
+  // -- built-in steps ----------------------------------------------------------------
+  void loop_start() {
+    work.emplace(ctx.get_executor());
+    if (opt.handle_signals) {
+      signals.emplace(ctx, SIGINT, SIGTERM);
+      wait_signal();
+    }
+    thread = std::thread([this] {
+      thread_id.store(std::this_thread::get_id());
+      detail::set_thread_name(opt.id + "-sv");
+      for (;;) {
+        try {
+          ctx.run();
+          return;
+        } catch (...) {  // never let an exception take the loop down
+          log->error("{}: supervisor loop handler threw: {}", opt.id,
+                     detail::describe(std::current_exception()));
+        }
+      }
+    });
+    thread_id.store(thread.get_id());  // known once start() returns, not only once the thread runs
+  }
+
+  // Last: the stages of the "pool" step ran on this loop.
+  void loop_stop() {
+    asio::post(ctx, [this] {
+      signals.reset();
+      stage_timer.reset();
+      delay_timers.clear();
+      work.reset();
+    });
+    if (thread.joinable()) thread.join();
+    thread_id.store({});  // a joined thread's id may be given to a new thread
+  }
+
+  void aloops_start() {
+    std::lock_guard lk(aloop_m);
+    aloops_live = true;
+    for (auto& [n, a] : aloops) a->start();
+  }
+
+  // After "pool": coroutine tasks have been drained (or abandoned) by then;
+  // those still suspended end canceled when their aloop goes.
+  void aloops_stop() {
+    std::vector<Aloop*> loops;
+    {
+      std::lock_guard lk(aloop_m);
+      aloops_live = false;
+      aloops_done = true;
+      for (auto& [n, a] : aloops) loops.push_back(a.get());
+    }
+    for (auto* a : loops) a->stop();
+  }
+
+  void pool_start() {
+    pool.start();
+    std::lock_guard lk(stop_m);
+    state.store(State::running);
+  }
+
+  // The staged shutdown of every task (warm, soft, cold on the loop), then
+  // the pool's threads end.
+  void pool_stop() {
+    close(true);
+    StopStage reached;
+    std::chrono::milliseconds soft;
+    {
+      std::unique_lock lk(stop_m);
+      stop_cv.wait(lk, [&] { return drained; });
+      reached = report.stage;
+      soft = stop_opts.soft_timeout;
+    }
+    if (reached == StopStage::cold) {
+      int left = pool.abandon();
+      if (left > 0) log->error("{}: {} pool threads were left inside abandoned tasks", opt.id, left);
+      return;
+    }
+    // Fire-and-forget post()s are not in the registry; give them the soft budget.
+    auto budget = forever(soft) ? std::chrono::hours(24) : soft;
+    if (pool.wait_idle(std::chrono::steady_clock::now() + budget)) {
+      pool.stop(true);
+    } else {
+      int left = pool.abandon();
+      log->error("{}: {} posted tasks still running at shutdown were abandoned", opt.id, left);
+    }
+  }
+
+  // While the supervisor still takes work (a stop that can wait), workers
+  // finish their run and drain queues that drain, within the warm budget.
+  // Once it is closed they are only told to stop: their runs are tasks,
+  // which the stages bound.
+  void workers_stop() {
+    const bool open = state.load() == State::running;
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::now();
+    if (open) {
+      std::lock_guard lk(stop_m);
+      deadline = warm_deadline.value_or(std::chrono::steady_clock::time_point::max());
+    }
+    auto left = workers->stop_all(deadline);
+    if (open)
+      for (auto& n : left) log->warn("{}: worker '{}' did not stop within the warm stage", opt.id, n);
+  }
+
+  // -- stopping ----------------------------------------------------------------------
+  // Under stop_m; once per supervisor.
+  void begin_locked(const StopOptions& o, bool can_wait) {
+    stop_begun = true;
+    graceful = can_wait;
+    stop_opts = o;
+    if (!forever(o.warm_timeout)) warm_deadline = std::chrono::steady_clock::now() + o.warm_timeout;
+  }
+
+  // Under stop_m, after begin_locked().
+  void spawn_stopper_locked() {
+    stopper = std::thread([this] { walk(); });
+    stopper_id.store(stopper.get_id());
+  }
+
+  // Ends `running`: no new tasks, the warm stage begins. Any thread, not
+  // under stop_m; only the first call does something.
+  bool close(bool tell_workers) {
+    StopOptions o;
+    std::chrono::milliseconds warm_left{-1};
     {
       std::lock_guard lk(stop_m);
       std::lock_guard rl(reg_m);  // no task registers past this point
-      if (state.load() != State::running) return;
+      if (state.load() != State::running) return false;
       state.store(State::stopping);
-      stop_opts = o;
+      o = stop_opts;
+      if (warm_deadline)
+        warm_left = std::max(
+            std::chrono::milliseconds(0),
+            std::chrono::ceil<std::chrono::milliseconds>(*warm_deadline - std::chrono::steady_clock::now()));
     }
+    // Workers still active are told to stop, without waiting, before the
+    // pool closes: a worker whose next run is refused would log an error.
+    if (tell_workers) workers->stop_all(std::chrono::steady_clock::now());
     log->info("{}: stopping (warm stage: {} queued tasks, up to {} ms)", opt.id,
-              o.cancel_queued ? "canceling" : "draining",
-              forever(o.warm_timeout) ? -1 : o.warm_timeout.count());
+              o.cancel_queued ? "canceling" : "draining", warm_left.count());
     pool.close(o.cancel_queued);
     cancel_pending_tasks(o.cancel_queued, "is stopping");
     asio::post(ctx, [this] { enter_warm(); });
+    return true;
   }
 
+  // The stopper thread: every started step's stop hook, in reverse order.
+  void walk() {
+    stopper_id.store(std::this_thread::get_id());  // before any hook runs (the spawner stores it too)
+    detail::set_thread_name(opt.id + "-stop");
+    if (!graceful) close(true);  // begun by stop(wait=false) on the loop or a signal
+    for (auto it = started.rbegin(); it != started.rend(); ++it) {
+      auto& slot = steps[*it];
+      log->debug("{}: stopping step '{}'", opt.id, slot.step.name);
+      try {
+        if (slot.step.stop) slot.step.stop(*self);
+      } catch (...) {
+        log->error("{}: step '{}': its stop hook threw: {} - stopping the others", opt.id, slot.step.name,
+                   detail::describe(std::current_exception()));
+      }
+      std::lock_guard lk(stop_m);
+      slot.state = StepState::stopped;
+    }
+    std::size_t canceled = 0;
+    {
+      std::lock_guard lk(reg_m);
+      canceled = shutdown_canceled;
+    }
+    std::lock_guard lk(stop_m);  // never hold reg_m while taking stop_m: close() nests them the other way
+    report.canceled = canceled;
+    report.completed = true;
+    state.store(State::stopped);
+    log->info("{}: stopped ({} stage, {} canceled, {} asked to stop, {} abandoned)", opt.id,
+              to_string(report.stage), report.canceled, report.stop_requested, report.abandoned.size());
+    walk_done = true;
+    stop_cv.notify_all();  // nothing of *this is touched after the unlock: the joiner may free it
+  }
+
+  // Waits for the stopper's walk; the first caller joins the stopper.
+  StopReport finish_stop() {
+    std::unique_lock lk(stop_m);
+    stop_cv.wait(lk, [&] { return walk_done; });
+    if (!join_claimed) {
+      join_claimed = true;
+      lk.unlock();
+      if (stopper.joinable()) stopper.join();
+      stopper_id.store({});  // a joined thread's id may be given to a new thread
+      lk.lock();
+      joined = true;
+      stop_cv.notify_all();
+    } else {
+      stop_cv.wait(lk, [&] { return joined; });
+    }
+    StopReport r = report;
+    r.completed = true;
+    return r;
+  }
+
+  StopReport report_now(bool completed) {
+    std::lock_guard lk(stop_m);
+    StopReport r = report;
+    r.completed = completed;
+    return r;
+  }
+
+  // -- stop stages (io_context thread) -----------------------------------------------
   void set_stage(StopStage s) {
     stage = s;
     std::lock_guard lk(stop_m);
@@ -261,7 +582,11 @@ struct Supervisor::Impl final : detail::TaskObserver {
 
   void arm(std::chrono::milliseconds d, void (Impl::*next)()) {
     if (forever(d)) return;
-    stage_timer.emplace(ctx, d);
+    arm_at(std::chrono::steady_clock::now() + d, next);
+  }
+
+  void arm_at(std::chrono::steady_clock::time_point when, void (Impl::*next)()) {
+    stage_timer.emplace(ctx, when);
     stage_timer->async_wait([this, next](boost::system::error_code ec) {
       if (!ec) (this->*next)();
     });
@@ -270,7 +595,18 @@ struct Supervisor::Impl final : detail::TaskObserver {
   void enter_warm() {
     set_stage(StopStage::warm);
     if (registry_empty()) return drain_done();
-    arm(stop_opts.warm_timeout, &Impl::enter_soft);
+    if (advances_pending > 0) {
+      --advances_pending;
+      return enter_soft();
+    }
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    {
+      std::lock_guard lk(stop_m);
+      deadline = warm_deadline;
+    }
+    // The warm stage began with the stop: steps above the pool may have
+    // used part of it already.
+    if (deadline) arm_at(*deadline, &Impl::enter_soft);
   }
 
   void enter_soft() {
@@ -279,15 +615,24 @@ struct Supervisor::Impl final : detail::TaskObserver {
     set_stage(StopStage::soft);
     cancel_pending_tasks(true, "reached the soft shutdown stage");
     auto running = live_tasks([](auto& t) { return t.status() == TaskStatus::started; });
+    std::chrono::milliseconds soft;
+    {
+      std::lock_guard lk(stop_m);
+      soft = stop_opts.soft_timeout;
+    }
     log->warn("{}: soft stage: requesting stop of {} running tasks, up to {} ms", opt.id, running.size(),
-              stop_opts.soft_timeout.count());
+              soft.count());
     for (auto& t : running) t->request_stop();
     {
       std::lock_guard lk(stop_m);
       report.stop_requested += running.size();
     }
     if (registry_empty()) return drain_done();
-    arm(stop_opts.soft_timeout, &Impl::enter_cold);
+    if (advances_pending > 0) {
+      --advances_pending;
+      return enter_cold();
+    }
+    arm(soft, &Impl::enter_cold);
   }
 
   void enter_cold() {
@@ -317,6 +662,8 @@ struct Supervisor::Impl final : detail::TaskObserver {
       enter_soft();
     else if (stage == StopStage::soft)
       enter_cold();
+    else if (stage == StopStage::none)
+      ++advances_pending;  // closed, but the warm stage has not begun yet: skip it when it does
   }
 
   void on_drained() {
@@ -339,128 +686,154 @@ struct Supervisor::Impl final : detail::TaskObserver {
   void wait_signal() {
     signals->async_wait([this](boost::system::error_code ec, int sig) {
       if (ec) return;
-      if (state.load() == State::running) {
-        log->warn("{}: signal {} - shutting down (warm stage; another signal skips to the next stage)",
-                  opt.id, sig);
-        begin_stop(opt.signal_stop);
-      } else {
-        log->warn("{}: signal {} - moving to the next shutdown stage", opt.id, sig);
-        advance();
-      }
+      on_signal(sig);
       wait_signal();
     });
   }
 
-  // Runs on the thread that waits for the stop, after the stages are done.
-  void teardown() {
-    const bool cold = stage == StopStage::cold;  // stages are over: no concurrent writer
-    if (cold) {
-      int left = pool.abandon();
-      if (left > 0) log->error("{}: {} pool threads were left inside abandoned tasks", opt.id, left);
-    } else {
-      // Fire-and-forget post()s are not in the registry; give them the soft budget.
-      auto budget = forever(stop_opts.soft_timeout) ? std::chrono::hours(24) : stop_opts.soft_timeout;
-      if (pool.wait_idle(std::chrono::steady_clock::now() + budget)) {
-        pool.stop(true);
-      } else {
-        int left = pool.abandon();
-        log->error("{}: {} posted tasks still running at shutdown were abandoned", opt.id, left);
-      }
-    }
-    std::vector<Aloop*> loops;
-    {
-      std::lock_guard lk(aloop_m);
-      for (auto& [n, a] : aloops) loops.push_back(a.get());
-    }
-    for (auto* a : loops) a->stop();
-    asio::post(ctx, [this] {
-      signals.reset();
-      stage_timer.reset();
-      delay_timers.clear();
-      work.reset();
-    });
-    if (thread.joinable()) thread.join();
-    std::size_t canceled = 0;
-    {
-      std::lock_guard lk(reg_m);
-      canceled = shutdown_canceled;
-    }
-    std::lock_guard sl(stop_m);  // never hold reg_m while taking stop_m: begin_stop nests them the other way
-    report.canceled = canceled;
-  }
-
-  StopReport finish_stop() {
+  void on_signal(int sig) {
     std::unique_lock lk(stop_m);
-    stop_cv.wait(lk, [&] { return drained; });
-    if (tearing) {
-      stop_cv.wait(lk, [&] { return torn_down; });
-      StopReport r = report;
-      r.completed = true;
-      return r;
+    if (booting) {
+      if (!pending_stop) pending_stop = opt.signal_stop;
+      lk.unlock();
+      log->warn("{}: signal {} while starting - shutting down once start() returns", opt.id, sig);
+      return;
     }
-    tearing = true;
+    if (!stop_begun && state.load() == State::running) {
+      begin_locked(opt.signal_stop, false);
+      spawn_stopper_locked();  // it closes the supervisor first: worker hooks stay off this thread
+      lk.unlock();
+      log->warn("{}: signal {} - shutting down (warm stage; another signal skips to the next stage)", opt.id,
+                sig);
+      return;
+    }
+    const bool open = state.load() == State::running;
     lk.unlock();
-    teardown();
-    lk.lock();
-    torn_down = true;
-    state.store(State::stopped);
-    report.completed = true;
-    stop_cv.notify_all();
-    log->info("{}: stopped ({} stage, {} canceled, {} asked to stop, {} abandoned)", opt.id,
-              to_string(report.stage), report.canceled, report.stop_requested, report.abandoned.size());
-    return report;
+    if (open) {
+      // A stop that waits is stopping the steps above the pool: take no
+      // more work from now on.
+      log->warn("{}: signal {} - closing to new work now", opt.id, sig);
+      close(false);
+    } else {
+      log->warn("{}: signal {} - moving to the next shutdown stage", opt.id, sig);
+      advance();
+    }
   }
 
   Aloop& start_aloop_locked(const std::string& name) {
     auto [it, inserted] = aloops.emplace(name, std::make_unique<Aloop>(name));
-    if (state.load() == State::running) it->second->start();
+    if (aloops_live) it->second->start();
     return *it->second;
   }
 };
 
-Supervisor::Supervisor(SupervisorOptions options) : impl_(std::make_unique<Impl>(options)) {}
+Supervisor::Supervisor(SupervisorOptions options) : impl_(std::make_unique<Impl>(this, options)) {}
 
 Supervisor::~Supervisor() {
-  auto s = impl_->state.load();
-  if (s == Impl::State::running || s == Impl::State::stopping) {
-    if (impl_->on_own_thread()) {
-      impl_->log->critical("{}: Supervisor destroyed from one of its own threads", impl_->opt.id);
+  auto& d = *impl_;
+  bool unfinished;
+  {
+    std::lock_guard lk(d.stop_m);
+    unfinished = d.start_called && !d.joined;
+  }
+  if (unfinished) {
+    if (d.on_own_thread()) {
+      d.log->critical("{}: Supervisor destroyed from one of its own threads", d.opt.id);
       std::terminate();
     }
     stop();
   }
+  d.workers->detach();
+}
+
+void Supervisor::add_step(Step step) {
+  auto& d = *impl_;
+  std::lock_guard lk(d.stop_m);
+  if (d.start_called || d.state.load() != Impl::State::created)
+    throw LifecycleError("Supervisor::add_step() - supervisor '" + d.opt.id +
+                         "' was already started; add steps before start()");
+  if (step.name.empty()) throw OptionsError("Supervisor::add_step() - the step name must not be empty");
+  for (auto& s : d.steps)
+    if (s.step.name == step.name)
+      throw OptionsError("Supervisor::add_step() - a step named '" + step.name + "' exists" +
+                         (s.builtin ? " (a built-in step)" : ""));
+  d.steps.push_back({std::move(step), false});
+}
+
+std::vector<std::string> Supervisor::boot_order() const {
+  auto& d = *impl_;
+  std::lock_guard lk(d.stop_m);
+  auto order = d.start_called && !d.order.empty() ? d.order : resolve(d.steps, "Supervisor::boot_order()");
+  std::vector<std::string> names;
+  for (auto i : order) names.push_back(d.steps[i].step.name);
+  return names;
 }
 
 void Supervisor::start() {
   auto& d = *impl_;
-  std::lock_guard lk(d.stop_m);
-  if (d.state.load() != Impl::State::created)
-    throw LifecycleError("Supervisor::start() - supervisor '" + d.opt.id + "' was already started" +
-                         (d.state.load() == Impl::State::running ? "" : " and stopped; create a new one"));
-  d.pool.start();
-  d.work.emplace(d.ctx.get_executor());
-  if (d.opt.handle_signals) {
-    d.signals.emplace(d.ctx, SIGINT, SIGTERM);
-    d.wait_signal();
-  }
-  d.thread = std::thread([&d] {
-    d.thread_id.store(std::this_thread::get_id());
-    detail::set_thread_name(d.opt.id + "-sv");
-    for (;;) {
-      try {
-        d.ctx.run();
-        return;
-      } catch (...) {  // never let an exception take the loop down
-        d.log->error("{}: supervisor loop handler threw: {}", d.opt.id,
-                     detail::describe(std::current_exception()));
-      }
-    }
-  });
-  d.state.store(Impl::State::running);
   {
-    std::lock_guard al(d.aloop_m);
-    for (auto& [n, a] : d.aloops) a->start();
+    std::lock_guard lk(d.stop_m);
+    if (d.start_called || d.state.load() != Impl::State::created)
+      throw LifecycleError(
+          "Supervisor::start() - supervisor '" + d.opt.id + "' was already started" +
+          (d.state.load() == Impl::State::running && !d.stop_begun ? "" : " and stopped; create a new one"));
+    d.order =
+        resolve(d.steps, "Supervisor::start()");  // before anything starts: the supervisor stays created
+    d.start_called = true;
+    d.booting = true;
+    d.boot_thread.store(std::this_thread::get_id());
   }
+  d.log->debug("{}: boot order: {}", d.opt.id, joined(d.steps, d.order));
+  std::exception_ptr failure;
+  std::string failed;
+  for (auto i : d.order) {
+    auto& slot = d.steps[i];
+    {
+      std::lock_guard lk(d.stop_m);
+      if (d.pending_stop) break;  // a stop came while starting: start no more
+    }
+    d.log->debug("{}: starting step '{}'", d.opt.id, slot.step.name);
+    try {
+      if (slot.step.start) slot.step.start(*this);
+    } catch (...) {
+      failure = std::current_exception();
+      failed = slot.step.name;
+      std::lock_guard lk(d.stop_m);
+      slot.state = StepState::failed;
+      break;
+    }
+    std::lock_guard lk(d.stop_m);
+    slot.state = StepState::running;
+    d.started.push_back(i);
+  }
+
+  std::unique_lock lk(d.stop_m);
+  d.booting = false;
+  d.boot_thread.store({});
+  d.stop_cv.notify_all();  // stop() calls that waited for start() to end
+  if (failure) {
+    const std::string why = detail::describe(failure);
+    const auto n = d.started.size();
+    d.begin_locked(StopOptions{}, true);
+    d.spawn_stopper_locked();
+    lk.unlock();
+    d.log->error("{}: step '{}' failed to start: {} - stopping the {} steps started before it", d.opt.id,
+                 failed, why, n);
+    d.finish_stop();
+    throw Error("Supervisor::start() - step '" + failed + "' failed to start: " + why + " (the " +
+                std::to_string(n) + " steps started before it were stopped)");
+  }
+  if (d.pending_stop) {
+    const StopOptions o = *d.pending_stop;
+    d.begin_locked(o, false);
+    lk.unlock();
+    d.log->info("{}: a stop was requested while starting - stopping", d.opt.id);
+    d.close(true);
+    lk.lock();
+    d.spawn_stopper_locked();
+    return;
+  }
+  lk.unlock();
   d.log->debug("{}: started (pool_size {}, reserve_normal {}, reserve_high {})", d.opt.id, d.opt.pool_size,
                d.opt.reserve_normal, d.opt.reserve_high);
 }
@@ -469,35 +842,61 @@ StopReport Supervisor::stop(StopOptions o) {
   auto& d = *impl_;
   if (o.warm_timeout.count() < 0 || o.soft_timeout.count() < 0)
     throw OptionsError("Supervisor::stop() - timeouts must be >= 0");
-  {
-    std::lock_guard lk(d.stop_m);
-    auto s = d.state.load();
-    if (s == Impl::State::created) {
-      d.state.store(Impl::State::stopped);
-      d.drained = d.torn_down = d.tearing = true;
-      d.report.completed = true;
-      return d.report;
-    }
-    if (s == Impl::State::stopped) {
+  const bool own = d.on_own_thread();
+  const bool can_wait = o.wait && !own;
+  std::unique_lock lk(d.stop_m);
+  for (;;) {
+    if (d.joined) {
       StopReport r = d.report;
       r.already_stopped = true;
       return r;
     }
+    if (!d.start_called) {  // never started: nothing to stop, and no start() after this
+      d.start_called = true;
+      d.state.store(Impl::State::stopped);
+      d.walk_done = d.join_claimed = d.joined = true;
+      d.report.completed = true;
+      return d.report;
+    }
+    if (!d.booting) break;
+    if (own) {  // start() (or something it waits for) asked: done once its current step returns
+      if (!d.pending_stop) d.pending_stop = o;
+      StopReport r = d.report;
+      r.completed = false;
+      return r;
+    }
+    d.stop_cv.wait(lk, [&] { return !d.booting; });
   }
-  d.begin_stop(o);
-  if (!o.wait || d.on_own_thread()) {
-    std::lock_guard lk(d.stop_m);
-    StopReport r = d.report;
-    r.completed = false;
-    return r;
+  if (d.stop_begun) {  // another stop is under way: it decides how
+    lk.unlock();
+    return can_wait ? d.finish_stop() : d.report_now(false);
   }
-  return d.finish_stop();
+  d.begin_locked(o, can_wait);
+  if (can_wait) {
+    d.spawn_stopper_locked();
+    lk.unlock();
+    return d.finish_stop();
+  }
+  // Cannot wait: closed to new work before this returns - unless called on
+  // the loop itself, where the stopper closes (worker hooks are user code).
+  if (std::this_thread::get_id() != d.thread_id.load()) {
+    lk.unlock();
+    d.close(true);
+    lk.lock();
+  }
+  d.spawn_stopper_locked();
+  StopReport r = d.report;
+  r.completed = false;
+  return r;
 }
 
 StopReport Supervisor::block() {
   auto& d = *impl_;
-  if (d.state.load() == Impl::State::created)
-    throw LifecycleError("Supervisor::block() - supervisor '" + d.opt.id + "' is not started");
+  {
+    std::lock_guard lk(d.stop_m);
+    if (!d.start_called)
+      throw LifecycleError("Supervisor::block() - supervisor '" + d.opt.id + "' is not started");
+  }
   if (d.on_own_thread())
     throw LifecycleError(
         "Supervisor::block() - called from one of the supervisor's own threads; it would wait for itself");
@@ -580,6 +979,8 @@ Aloop& Supervisor::create_aloop(const std::string& name, bool make_default) {
   if (s == Impl::State::stopping || s == Impl::State::stopped)
     throw LifecycleError("Supervisor::create_aloop() - supervisor '" + d.opt.id + "' is " + d.state_name());
   std::lock_guard lk(d.aloop_m);
+  if (d.aloops_done)
+    throw LifecycleError("Supervisor::create_aloop() - supervisor '" + d.opt.id + "' has stopped its aloops");
   if (d.aloops.count(name)) throw Error("Supervisor::create_aloop() - an aloop named '" + name + "' exists");
   Aloop& a = d.start_aloop_locked(name);
   if (make_default) d.opt.default_aloop = name;
@@ -599,7 +1000,7 @@ Aloop& Supervisor::default_aloop() {
   std::lock_guard lk(d.aloop_m);
   if (auto it = d.aloops.find(d.opt.default_aloop); it != d.aloops.end()) return *it->second;
   auto s = d.state.load();
-  if (s == Impl::State::stopping || s == Impl::State::stopped)
+  if (s == Impl::State::stopping || s == Impl::State::stopped || d.aloops_done)
     throw LifecycleError("Supervisor::default_aloop() - supervisor '" + d.opt.id + "' is " + d.state_name());
   return d.start_aloop_locked(d.opt.default_aloop);
 }
@@ -638,6 +1039,16 @@ SupervisorInfo Supervisor::info() const {
     std::lock_guard lk(d.aloop_m);
     for (auto& [n, a] : d.aloops) i.aloops.push_back({n, n == d.opt.default_aloop, a->running()});
   }
+  {
+    std::lock_guard lk(d.stop_m);
+    auto add = [&](const StepSlot& s) {
+      i.steps.push_back({s.step.name, s.step.depends_on, s.builtin, to_cstr(s.state)});
+    };
+    if (!d.order.empty())
+      for (auto k : d.order) add(d.steps[k]);
+    else
+      for (auto& s : d.steps) add(s);
+  }
   std::lock_guard lk(d.reg_m);
   i.tasks = d.counters;
   i.active_tasks = d.live;
@@ -657,6 +1068,13 @@ std::vector<TaskInfo> Supervisor::tasks(std::optional<TaskStatus> only) const {
   return out;
 }
 
+std::vector<WorkerInfo> Supervisor::workers() const {
+  return impl_->workers->infos();
+}
+const std::shared_ptr<detail::WorkerRegistry>& Supervisor::worker_registry() const noexcept {
+  return impl_->workers;
+}
+
 boost::asio::io_context& Supervisor::io_context() {
   return impl_->ctx;
 }
@@ -665,6 +1083,9 @@ ThreadPool& Supervisor::pool() {
 }
 spdlog::logger& Supervisor::logger() const {
   return *impl_->log;
+}
+std::shared_ptr<spdlog::logger> Supervisor::logger_ptr() const {
+  return impl_->log;
 }
 
 }  // namespace atask

@@ -264,7 +264,7 @@ Timer start_on(Aloop& loop, const TimerSpec& spec, std::unique_ptr<TimerCall> fn
     loop.spawn(TimerDriver::run(std::move(driver)), boost::asio::cancellation_slot{});
   } catch (const LifecycleError&) {
     throw LifecycleError(prefix(call, o) + " - aloop '" + loop.name() + "' is " +
-                         (loop.thread_id() == std::thread::id{} ? "not started" : "stopped"));
+                         (loop.stopped() ? "stopped" : "not started"));
   }
   return Timer(std::move(st));
 }

@@ -48,7 +48,9 @@ class Aloop {
   void stop();
 
   bool running() const noexcept { return running_.load(std::memory_order_acquire); }
-  /// The loop thread's id (default-constructed before start()).
+  /// True once stop() was called.
+  bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
+  /// The loop thread's id (default-constructed before start() and after stop()).
   std::thread::id thread_id() const noexcept { return thread_id_.load(std::memory_order_acquire); }
   /// True on the loop's own thread.
   bool on_thread() const noexcept { return std::this_thread::get_id() == thread_id(); }
@@ -71,6 +73,7 @@ class Aloop {
   boost::asio::io_context* raw_ctx_;  // the same context; alive while its thread runs
   std::thread thread_;
   std::atomic<bool> running_{false};
+  std::atomic<bool> stopped_{false};
   std::atomic<std::thread::id> thread_id_{};
   bool started_ = false;
 };

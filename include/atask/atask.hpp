@@ -4,8 +4,12 @@
 
 #include <atask/aloop.hpp>
 #include <atask/background_task.hpp>
+#include <atask/collection.hpp>
 #include <atask/errors.hpp>
+#include <atask/locker.hpp>
 #include <atask/priority.hpp>
 #include <atask/supervisor.hpp>
 #include <atask/task.hpp>
 #include <atask/thread_pool.hpp>
+#include <atask/timer.hpp>
+#include <atask/workers.hpp>

@@ -2,7 +2,8 @@
 /// @file
 /// Supervisor: the root object. It owns an io_context on its own thread
 /// (timers, signals, shutdown stages), the priority ThreadPool and named
-/// aloops, and it keeps track of every task it runs.
+/// aloops, and it keeps track of every task it runs. It is built from steps
+/// (see step.hpp): they start in dependency order and stop in reverse.
 ///
 /// @code
 ///   atask::Supervisor sv({.id = "svc", .pool_size = 8, .reserve_high = 2});
@@ -14,10 +15,13 @@
 
 #include <atask/aloop.hpp>
 #include <atask/detail/task_impl.hpp>
+#include <atask/detail/worker_registry.hpp>
 #include <atask/errors.hpp>
 #include <atask/priority.hpp>
+#include <atask/step.hpp>
 #include <atask/task.hpp>
 #include <atask/thread_pool.hpp>
+#include <atask/worker_info.hpp>
 
 #include <array>
 #include <chrono>
@@ -37,8 +41,10 @@ class logger;
 namespace atask {
 
 /// How stop() shuts down, in stages each bounded in time:
-///  - warm: no new tasks; delayed tasks are canceled; queued tasks are
-///    canceled (cancel_queued) or still run; running tasks finish.
+///  - warm (from the moment the stop begins): the steps stop in reverse
+///    boot order (workers finish their run); once the "pool" step stops,
+///    no new tasks; delayed tasks are canceled; queued tasks are canceled
+///    (cancel_queued) or still run; running tasks finish.
 ///  - soft (after warm_timeout): what is still queued is canceled and every
 ///    running task is asked to stop (stop_token / cancellation slot).
 ///  - cold (after soft_timeout): tasks still running are abandoned: their
@@ -122,6 +128,8 @@ struct SupervisorInfo {
   std::string state;  ///< "created", "running", "stopping", "stopped"
   PoolInfo pool;
   std::vector<AloopInfo> aloops;
+  /// The steps, in boot order once started (registration order before).
+  std::vector<StepInfo> steps;
   TaskCounters tasks;
   std::size_t active_tasks = 0;  ///< queued, delayed or started
 };
@@ -153,18 +161,49 @@ class Supervisor {
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
-  /// Starts the io_context thread and the pool. Throws LifecycleError when
-  /// called twice or after stop().
+  /// Adds a step (see Step and docs/steps.md). Only before start().
+  /// Throws OptionsError for an empty name or one already taken (built-in
+  /// names included: "loop", "aloops", "pool", "workers"), LifecycleError
+  /// once start() has been called.
+  void add_step(Step step);
+
+  /// The step names in the order start() starts them: dependencies first,
+  /// ties in registration order (built-ins first). Before start() it is
+  /// resolved on the fly and throws OptionsError like start() would.
+  std::vector<std::string> boot_order() const;
+
+  /// Starts the steps in boot order (the order is logged at debug level):
+  /// "loop" (the io_context thread), "aloops", "pool" (from here on the
+  /// supervisor is running and takes tasks), "workers", then user steps.
+  /// Throws:
+  ///  - LifecycleError when called twice or after stop();
+  ///  - OptionsError for a step cycle or a missing dependency, before any
+  ///    step starts: the supervisor stays created (fix it and call again);
+  ///  - Error when a step's start hook throws: the steps already started
+  ///    are stopped in reverse order first, and the supervisor is stopped.
+  /// A stop requested while start() runs (from a start hook, a task, a
+  /// signal) takes effect once the running start hook returns: no further
+  /// step starts, start() returns, block() returns the report.
   void start();
 
-  /// Shuts down in stages (see StopOptions). A second call is a no-op that
-  /// returns {.already_stopped = true}; a call while another thread stops
-  /// waits for that stop.
+  /// Shuts down in stages (see StopOptions): every started step's stop
+  /// hook runs once, in reverse boot order, on the stopper thread
+  /// "<id>-stop". A stop that can wait (wait=true, from a thread that is
+  /// not one of the supervisor's) keeps taking work while the steps above
+  /// the pool stop: workers finish their run and queues drain, user steps
+  /// may still submit; a stop that cannot wait (wait=false, from inside a
+  /// task, or a signal) closes the supervisor to new work at once and then
+  /// runs the same hooks. A second call is a no-op that returns
+  /// {.already_stopped = true}; a call while another stop is under way
+  /// does not change it, and waits for it if it can.
   StopReport stop(StopOptions options = {});
   /// Blocks until the supervisor is stopped (by stop(), a signal, or a task)
   /// and the shutdown has completed; returns its report.
   StopReport block();
 
+  /// True while the supervisor takes tasks: from the start of the "pool"
+  /// step until a stop closes it (a stop that can wait closes it when it
+  /// reaches the pool step).
   bool is_running() const noexcept;
   const std::string& id() const noexcept;
 
@@ -199,6 +238,10 @@ class Supervisor {
   void resize(const PoolLimits& limits);
 
   SupervisorInfo info() const;
+  /// Every worker created for this supervisor, in creation order.
+  std::vector<WorkerInfo> workers() const;
+  /// The worker registry (library use: workers register themselves).
+  const std::shared_ptr<detail::WorkerRegistry>& worker_registry() const noexcept;
   /// Active tasks, then the finished ones still in the history, oldest
   /// first; optionally only those with one status.
   std::vector<TaskInfo> tasks(std::optional<TaskStatus> only = std::nullopt) const;
@@ -208,6 +251,8 @@ class Supervisor {
   boost::asio::io_context& io_context();
   ThreadPool& pool();
   spdlog::logger& logger() const;
+  /// The same logger, shared (for objects that may outlive a log call's caller).
+  std::shared_ptr<spdlog::logger> logger_ptr() const;
 
  private:
   struct Impl;

@@ -1,0 +1,854 @@
+#include <atask/workers.hpp>
+
+#include <doctest/doctest.h>
+
+#include "support.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using atask::Priority;
+using atask::WorkerContext;
+using atask::WorkerState;
+
+using namespace test;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// A counter a test can wait on.
+class Counter {
+ public:
+  int bump() {
+    std::lock_guard lk(m_);
+    ++n_;
+    cv_.notify_all();
+    return n_;
+  }
+  bool wait_for_at_least(int n, std::chrono::milliseconds d = patience) {
+    std::unique_lock lk(m_);
+    return cv_.wait_for(lk, d, [&] { return n_ >= n; });
+  }
+  int value() const {
+    std::lock_guard lk(m_);
+    return n_;
+  }
+
+ private:
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  int n_ = 0;
+};
+
+// Timestamps of executor calls.
+class Stamps {
+ public:
+  void add() {
+    std::lock_guard lk(m_);
+    t_.push_back(clock_type::now());
+    cv_.notify_all();
+  }
+  bool wait_for_count(std::size_t n, std::chrono::milliseconds d = patience) {
+    std::unique_lock lk(m_);
+    return cv_.wait_for(lk, d, [&] { return t_.size() >= n; });
+  }
+  std::vector<clock_type::time_point> get() const {
+    std::lock_guard lk(m_);
+    return t_;
+  }
+
+ private:
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  std::vector<clock_type::time_point> t_;
+};
+
+atask::SupervisorOptions opts(const char* id) {
+  return {.id = id, .pool_size = 2, .logger = quiet_logger()};
+}
+
+// A subclass with every hook, recording what happened.
+class Recorder : public atask::EventWorker {
+ public:
+  using EventWorker::EventWorker;
+  std::vector<std::string> log() {
+    std::lock_guard lk(lm_);
+    return log_;
+  }
+  Counter runs;
+
+ protected:
+  bool run(WorkerContext&) override {
+    note("run");
+    runs.bump();
+    return true;
+  }
+  void before_start() override { note("before_start"); }
+  void after_start() override { note("after_start"); }
+  void before_stop() override { note("before_stop"); }
+  void after_stop() override { note("after_stop"); }
+
+ private:
+  void note(const char* s) {
+    std::lock_guard lk(lm_);
+    log_.push_back(s);
+  }
+  std::mutex lm_;
+  std::vector<std::string> log_;
+};
+
+}  // namespace
+
+TEST_SUITE("workers") {
+  // -- background ------------------------------------------------------------------------
+  TEST_CASE("a background worker runs its executor again and again until it returns false") {
+    atask::Supervisor sv(opts("bw"));
+    sv.start();
+    std::atomic<int> n{0};
+    auto w = atask::background_worker(sv, [&](WorkerContext&) { return ++n < 100; });
+    CHECK(w->start());
+    REQUIRE(w->wait_stopped_for(patience));
+    CHECK(n.load() == 100);
+    CHECK(w->info().runs == 100);
+    CHECK(w->is_stopped());
+  }
+
+  TEST_CASE("a background worker stops on stop() and its executor sees the stop token") {
+    atask::Supervisor sv(opts("bw2"));
+    sv.start();
+    Event inside, saw_stop;
+    auto w = atask::background_worker(sv, [&](WorkerContext& ctx) {
+      inside.set();
+      Event stopped;
+      std::stop_callback cb(ctx.stop_token, [&] { stopped.set(); });
+      if (stopped.wait_for()) saw_stop.set();
+    });
+    w->start();
+    REQUIRE(inside.wait_for());
+    CHECK(w->is_active());
+    w->stop();
+    CHECK(saw_stop.is_set());
+    CHECK(w->is_stopped());
+    CHECK_FALSE(w->is_started());
+  }
+
+  TEST_CASE("an async worker runs its coroutine executor on the named aloop's thread") {
+    atask::Supervisor sv(opts("aw"));
+    sv.start();
+    auto& loop = sv.create_aloop("work");
+    std::atomic<int> n{0};
+    std::atomic<bool> wrong_thread{false};
+    auto w = atask::background_worker(sv,
+                                      [&](WorkerContext&) -> asio::awaitable<bool> {
+                                        if (std::this_thread::get_id() != loop.thread_id())
+                                          wrong_thread = true;
+                                        co_return ++n < 10;
+                                      },
+                                      {.aloop = "work"});
+    static_assert(std::is_same_v<decltype(w), std::unique_ptr<atask::AsyncWorker>>);
+    CHECK(w->coroutine());
+    w->start();
+    REQUIRE(w->wait_stopped_for(patience));
+    CHECK(n.load() == 10);
+    CHECK_FALSE(wrong_thread.load());
+  }
+
+  TEST_CASE("a coroutine executor's wait is canceled when its worker stops and that is no error") {
+    atask::Supervisor sv(opts("aw2"));
+    sv.start();
+    Event waiting;
+    std::atomic<bool> aborted{false};
+    auto w = atask::background_worker(sv, [&](WorkerContext&) -> asio::awaitable<void> {
+      asio::steady_timer t(co_await asio::this_coro::executor, 1h);
+      waiting.set();
+      try {
+        co_await t.async_wait(asio::use_awaitable);
+      } catch (const boost::system::system_error& e) {
+        aborted = e.code() == asio::error::operation_aborted;
+        throw;
+      }
+    });
+    w->start();
+    REQUIRE(waiting.wait_for());
+    w->stop();
+    CHECK(aborted.load());
+    CHECK(w->info().errors == 0);
+  }
+
+  // -- queue -----------------------------------------------------------------------------
+  TEST_CASE("a queue worker sums 2 + 3 + 4 = 9") {
+    atask::Supervisor sv(opts("qw"));
+    sv.start();
+    int sum = 0;  // one executor call at a time: no lock needed
+    auto w = atask::queue_worker<int>(sv, [&](int x) { sum += x; });
+    w->start();
+    w->put(2);
+    w->put(3);
+    w->put(4);
+    w->stop();  // drains
+    CHECK(sum == 9);
+    CHECK(w->info().runs == 3);
+  }
+
+  TEST_CASE("a queue worker takes items in FIFO order by default") {
+    atask::Supervisor sv(opts("qfifo"));
+    sv.start();
+    std::vector<int> seen;
+    auto w = atask::queue_worker<int>(sv, [&](int x) { seen.push_back(x); });
+    w->start();
+    for (int i : {5, 1, 4, 2, 3}) w->put(i);
+    w->stop();
+    CHECK(seen == std::vector<int>{5, 1, 4, 2, 3});
+  }
+
+  TEST_CASE("a priority queue worker takes the smallest item first and equals in FIFO order") {
+    atask::Supervisor sv(opts("qprio"));
+    sv.start();
+    Event first_in, gate;
+    OpenOnExit open{&gate};
+    std::vector<std::pair<int, int>> seen;
+    struct ByFirst {
+      bool operator()(const std::pair<int, int>& a, const std::pair<int, int>& b) const {
+        return a.first < b.first;
+      }
+    };
+    auto w = atask::queue_worker<std::pair<int, int>, ByFirst>(sv,
+                                                               [&](std::pair<int, int> x) {
+                                                                 if (x.first == 0) {
+                                                                   first_in.set();
+                                                                   REQUIRE(gate.wait_for());
+                                                                 } else {
+                                                                   seen.push_back(x);
+                                                                 }
+                                                               },
+                                                               {.order = atask::QueueOrder::priority});
+    w->start();
+    w->put({0, 0});  // holds the executor while the others queue up
+    REQUIRE(first_in.wait_for());
+    for (auto p : std::vector<std::pair<int, int>>{{5, 1}, {1, 1}, {3, 1}, {1, 2}, {2, 1}, {1, 3}}) w->put(p);
+    CHECK(w->size() == 6);
+    gate.set();
+    w->stop();
+    CHECK(seen == std::vector<std::pair<int, int>>{{1, 1}, {1, 2}, {1, 3}, {2, 1}, {3, 1}, {5, 1}});
+  }
+
+  TEST_CASE("a priority order on items that can not be ordered is an options error") {
+    atask::Supervisor sv(opts("qbad"));
+    struct Blob {};
+    CHECK(contains(what_of<atask::OptionsError>([&] {
+                     auto w =
+                         atask::queue_worker<Blob>(sv, [](Blob) {}, {.order = atask::QueueOrder::priority});
+                   }),
+                   "priority order"));
+  }
+
+  TEST_CASE("a full queue pushes back: try_put fails and put_for times out and put waits for room") {
+    atask::Supervisor sv(opts("qcap"));
+    sv.start();
+    Event first_in, gate;
+    OpenOnExit open{&gate};
+    Counter done;
+    auto w = atask::queue_worker<int>(sv,
+                                      [&](int x) {
+                                        if (x == 0) {
+                                          first_in.set();
+                                          REQUIRE(gate.wait_for());
+                                        }
+                                        done.bump();
+                                      },
+                                      {.capacity = 2});
+    w->start();
+    w->put(0);
+    REQUIRE(first_in.wait_for());
+    w->put(1);
+    w->put(2);
+    CHECK(w->size() == 2);
+    int x = 3;
+    CHECK_FALSE(w->try_put(x));
+    CHECK_FALSE(w->put_for(x, 20ms));
+    CHECK(x == 3);  // left untouched
+    // A blocked put() completes once the executor frees a slot.
+    auto f = std::async(std::launch::async, [&] { w->put(3); });
+    gate.set();
+    REQUIRE(f.wait_for(patience) == std::future_status::ready);
+    f.get();
+    REQUIRE(done.wait_for_at_least(4));
+    w->stop();
+    CHECK(done.value() == 4);
+  }
+
+  TEST_CASE("async_put waits for room without blocking a thread") {
+    atask::Supervisor sv(opts("qasync"));
+    sv.start();
+    Event first_in, gate;
+    OpenOnExit open{&gate};
+    Counter done;
+    auto w = atask::queue_worker<int>(sv,
+                                      [&](int x) {
+                                        if (x == 0) {
+                                          first_in.set();
+                                          REQUIRE(gate.wait_for());
+                                        }
+                                        done.bump();
+                                      },
+                                      {.capacity = 1});
+    w->start();
+    w->put(0);
+    REQUIRE(first_in.wait_for());
+    w->put(1);  // full now
+    auto& loop = sv.default_aloop();
+    std::atomic<int> put_done{0};
+    auto fut = asio::co_spawn(
+        loop.get_executor(),
+        [&]() -> asio::awaitable<void> {
+          co_await w->async_put(2, asio::use_awaitable);
+          ++put_done;
+        },
+        asio::use_future);
+    // The aloop is free meanwhile: another coroutine runs on it.
+    auto probe = asio::co_spawn(
+        loop.get_executor(), []() -> asio::awaitable<int> { co_return 7; }, asio::use_future);
+    REQUIRE(probe.wait_for(patience) == std::future_status::ready);
+    CHECK(probe.get() == 7);
+    CHECK(put_done.load() == 0);
+    gate.set();
+    REQUIRE(fut.wait_for(patience) == std::future_status::ready);
+    fut.get();
+    REQUIRE(done.wait_for_at_least(3));
+    w->stop();
+  }
+
+  TEST_CASE("stop hands back the queued items when the worker is set to hand back") {
+    atask::Supervisor sv(opts("qhand"));
+    sv.start();
+    Event first_in, gate;
+    OpenOnExit open{&gate};
+    std::vector<int> handed;
+    std::vector<int> processed;
+    auto w = atask::queue_worker<int>(sv,
+                                      [&](int x) {
+                                        processed.push_back(x);
+                                        if (x == 0) {
+                                          first_in.set();
+                                          REQUIRE(gate.wait_for());
+                                        }
+                                      },
+                                      {.on_stop = atask::QueueStop::hand_back,
+                                       .on_hand_back = [&](std::vector<int> items) { handed = items; }});
+    w->start();
+    w->put(0);
+    REQUIRE(first_in.wait_for());
+    for (int i : {1, 2, 3}) w->put(i);
+    w->stop(false);
+    gate.set();
+    REQUIRE(w->wait_stopped_for(patience));
+    CHECK(processed == std::vector<int>{0});
+    CHECK(handed == std::vector<int>{1, 2, 3});
+  }
+
+  TEST_CASE("handed-back items wait in take_unprocessed when there is no callback") {
+    atask::Supervisor sv(opts("qtake"));
+    sv.start();
+    Event first_in, gate;
+    OpenOnExit open{&gate};
+    auto w = atask::queue_worker<std::string>(sv, [&](std::string s) {
+      if (s == "hold") {
+        first_in.set();
+        REQUIRE(gate.wait_for());
+      }
+      return false;  // stop after this item: the rest is handed back
+    });
+    w->start();
+    w->put("hold");
+    REQUIRE(first_in.wait_for());
+    w->put("a");
+    w->put("b");
+    gate.set();
+    REQUIRE(w->wait_stopped_for(patience));
+    CHECK(w->take_unprocessed() == std::vector<std::string>{"a", "b"});
+    CHECK(w->take_unprocessed().empty());
+  }
+
+  TEST_CASE("put before start and after stop is a lifecycle error and the item is not queued") {
+    atask::Supervisor sv(opts("qlife"));
+    sv.start();
+    auto w = atask::queue_worker<int>(sv, [](int) {});
+    CHECK(contains(what_of<atask::LifecycleError>([&] { w->put(1); }), "is not active"));
+    w->start();
+    w->put(1);
+    w->stop();
+    CHECK(contains(what_of<atask::LifecycleError>([&] { w->put(2); }), "QueueWorker::put()"));
+    int x = 5;
+    CHECK_THROWS_AS(w->try_put(x), atask::LifecycleError);
+    CHECK(w->size() == 0);
+  }
+
+  TEST_CASE("an async queue worker runs its coroutine executor for each item on the aloop") {
+    atask::Supervisor sv(opts("aq"));
+    sv.start();
+    auto& loop = sv.create_aloop("q");
+    std::atomic<int> sum{0};
+    std::atomic<bool> wrong_thread{false};
+    auto w = atask::queue_worker<int>(sv,
+                                      [&](int x, WorkerContext&) -> asio::awaitable<void> {
+                                        if (!loop.on_thread()) wrong_thread = true;
+                                        asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
+                                        co_await t.async_wait(asio::use_awaitable);
+                                        sum += x;
+                                      },
+                                      {.aloop = "q"});
+    w->start();
+    for (int i = 1; i <= 10; ++i) w->put(i);
+    w->stop();
+    CHECK(sum.load() == 55);
+    CHECK_FALSE(wrong_thread.load());
+  }
+
+  // -- event -----------------------------------------------------------------------------
+  TEST_CASE("an event worker triggered twice runs twice") {
+    atask::Supervisor sv(opts("ew"));
+    sv.start();
+    Counter runs;
+    auto w = atask::event_worker(sv, [&] { runs.bump(); });
+    w->start();
+    CHECK(w->trigger());
+    REQUIRE(runs.wait_for_at_least(1));
+    CHECK(w->trigger());
+    REQUIRE(runs.wait_for_at_least(2));
+    w->stop();
+    CHECK(runs.value() == 2);
+  }
+
+  TEST_CASE("triggers during a run coalesce into one more run and forced triggers queue their own") {
+    atask::Supervisor sv(opts("ecoal"));
+    sv.start();
+    Event inside, gate;
+    OpenOnExit open{&gate};
+    Counter runs;
+    auto w = atask::event_worker(sv, [&] {
+      if (runs.bump() == 1) {
+        inside.set();
+        REQUIRE(gate.wait_for());
+      }
+    });
+    w->start();
+    w->trigger();
+    REQUIRE(inside.wait_for());
+    for (int i = 0; i < 5; ++i) w->trigger();
+    CHECK(w->info().pending_runs == 1);
+    w->trigger(true);
+    w->trigger(true);
+    CHECK(w->info().pending_runs == 3);
+    gate.set();
+    REQUIRE(runs.wait_for_at_least(4));
+    w->stop();
+    CHECK(runs.value() == 4);
+    CHECK(w->info().pending_runs == 0);
+  }
+
+  TEST_CASE("trigger on a worker that is not active is a no-op that returns false") {
+    atask::Supervisor sv(opts("eoff"));
+    sv.start();
+    Counter runs;
+    auto w = atask::event_worker(sv, [&] { runs.bump(); });
+    CHECK_FALSE(w->trigger());
+    w->start();
+    w->stop();
+    CHECK_FALSE(w->trigger());
+    CHECK(runs.value() == 0);
+  }
+
+  TEST_CASE("an async event worker runs on the default aloop") {
+    atask::Supervisor sv(opts("aew"));
+    sv.start();
+    Counter runs;
+    std::atomic<bool> wrong_thread{false};
+    auto w = atask::event_worker(sv, [&]() -> asio::awaitable<void> {
+      if (!sv.default_aloop().on_thread()) wrong_thread = true;
+      runs.bump();
+      co_return;
+    });
+    w->start();
+    w->trigger();
+    REQUIRE(runs.wait_for_at_least(1));
+    w->trigger();
+    REQUIRE(runs.wait_for_at_least(2));
+    w->stop();
+    CHECK_FALSE(wrong_thread.load());
+  }
+
+  // -- interval --------------------------------------------------------------------------
+  TEST_CASE("an interval worker at 20 ms runs about 5 times in 100 ms") {
+    atask::Supervisor sv(opts("iw"));
+    sv.start();
+    Stamps s;
+    const auto t0 = clock_type::now();
+    auto w = atask::interval_worker(sv, [&] { s.add(); }, {.interval = 20ms});
+    w->start();
+    REQUIRE(s.wait_for_count(6));
+    w->stop();
+    auto t = s.get();
+    // Fixed rate: the sixth run is due at 100 ms and never runs early;
+    // the upper bound is loose (a shared, noisy machine).
+    CHECK(t[5] - t0 >= 99ms);
+    CHECK(t[5] - t0 < 2s);
+    for (std::size_t k = 0; k < 6; ++k) CHECK(t[k] - t0 >= 20ms * k);
+  }
+
+  TEST_CASE("an interval worker with a delay waits that long after each run") {
+    atask::Supervisor sv(opts("idelay"));
+    sv.start();
+    std::mutex m;
+    std::vector<std::pair<clock_type::time_point, clock_type::time_point>> runs;  // start, end
+    Counter n;
+    auto w = atask::interval_worker(sv,
+                                    [&] {
+                                      auto b = clock_type::now();
+                                      std::this_thread::sleep_for(5ms);  // the executor's own work
+                                      {
+                                        std::lock_guard lk(m);
+                                        runs.emplace_back(b, clock_type::now());
+                                      }
+                                      n.bump();
+                                    },
+                                    {.delay = 15ms});
+    w->start();
+    REQUIRE(n.wait_for_at_least(4));
+    w->stop();
+    std::lock_guard lk(m);
+    for (std::size_t k = 1; k < runs.size(); ++k) CHECK(runs[k].first - runs[k - 1].second >= 15ms);
+  }
+
+  TEST_CASE("delay_before holds the first run back") {
+    atask::Supervisor sv(opts("ibefore"));
+    sv.start();
+    Stamps s;
+    const auto t0 = clock_type::now();
+    auto w = atask::interval_worker(sv, [&] { s.add(); }, {.interval = 10ms, .delay_before = 40ms});
+    w->start();
+    REQUIRE(s.wait_for_count(2));
+    w->stop();
+    auto t = s.get();
+    CHECK(t[0] - t0 >= 40ms);
+    CHECK(t[1] - t0 >= 50ms);
+  }
+
+  TEST_CASE("trigger runs an interval worker now without waiting for its interval") {
+    atask::Supervisor sv(opts("itrig"));
+    sv.start();
+    Counter runs;
+    auto w = atask::interval_worker(sv, [&] { runs.bump(); }, {.interval = 1h, .delay_before = 1h});
+    w->start();
+    CHECK(runs.value() == 0);
+    w->trigger();
+    REQUIRE(runs.wait_for_at_least(1));
+    w->trigger();
+    REQUIRE(runs.wait_for_at_least(2));
+    w->stop();
+  }
+
+  TEST_CASE("bad interval options are options errors with a clear message") {
+    atask::Supervisor sv(opts("ibad"));
+    auto f = [] {};
+    CHECK(contains(what_of<atask::OptionsError>([&] { atask::interval_worker(sv, f, {.interval = 0ms}); }),
+                   "interval must be > 0"));
+    CHECK(contains(what_of<atask::OptionsError>([&] { atask::interval_worker(sv, f, {.interval = -5ms}); }),
+                   "interval must be > 0"));
+    CHECK(contains(what_of<atask::OptionsError>(
+                       [&] { atask::interval_worker(sv, f, {.interval = 10ms, .delay = 10ms}); }),
+                   "can not be used together"));
+    CHECK(contains(what_of<atask::OptionsError>([&] { atask::interval_worker(sv, f, {.delay = -1ms}); }),
+                   "delay must be >= 0"));
+    CHECK(contains(what_of<atask::OptionsError>(
+                       [&] { atask::interval_worker(sv, f, {.interval = 1s, .delay_before = -1ms}); }),
+                   "IntervalWorker::IntervalWorker()"));
+  }
+
+  TEST_CASE("start overrides the interval and the priority and the name for one active period") {
+    atask::Supervisor sv(opts("iover"));
+    sv.start();
+    Counter runs;
+    auto w = atask::interval_worker(sv, [&] { runs.bump(); },
+                                    {.interval = 1h, .delay_before = 1h, .name = "tick"});
+    CHECK(w->start({.name = "fast", .priority = Priority::high, .interval = 5ms, .delay_before = 0ms}));
+    CHECK(w->name() == "fast");
+    CHECK(w->priority() == Priority::high);
+    REQUIRE(runs.wait_for_at_least(3));
+    w->stop();
+    CHECK_THROWS_AS(w->start({.interval = 5ms, .delay = 5ms}), atask::OptionsError);
+    auto e = atask::event_worker(sv, [] {});
+    CHECK(
+        contains(what_of<atask::OptionsError>([&] { e->start({.interval = 5ms}); }), "for interval workers"));
+    // Back to the constructed options.
+    CHECK(w->start());
+    CHECK(w->name() == "tick");
+    CHECK(w->priority() == Priority::normal);
+    w->stop();
+  }
+
+  // -- lifecycle -------------------------------------------------------------------------
+  TEST_CASE("start twice returns false and start on a stopped supervisor is a lifecycle error") {
+    atask::Supervisor sv(opts("life"));
+    auto w = atask::event_worker(sv, [] {});
+    CHECK(contains(what_of<atask::LifecycleError>([&] { w->start(); }), "is not running"));
+    sv.start();
+    CHECK(w->start());
+    CHECK_FALSE(w->start());
+    w->stop();
+    w->stop();  // a no-op
+    CHECK(w->is_stopped());
+    sv.stop();
+    CHECK_THROWS_AS(w->start(), atask::LifecycleError);
+  }
+
+  TEST_CASE("hooks run in order around start and stop and restart runs them again") {
+    atask::Supervisor sv(opts("hooks"));
+    sv.start();
+    atask::AutoStop<Recorder> w(sv, atask::WorkerOptions{.name = "rec"});
+    w.start();
+    w.trigger();
+    REQUIRE(w.runs.wait_for_at_least(1));
+    w.restart();
+    w.trigger();
+    REQUIRE(w.runs.wait_for_at_least(2));
+    w.stop();
+    CHECK(w.log() == std::vector<std::string>{"before_start", "after_start", "run", "before_stop",
+                                              "after_stop", "before_start", "after_start", "run",
+                                              "before_stop", "after_stop"});
+  }
+
+  TEST_CASE("make_worker owns a subclass and stops it before destroying it") {
+    atask::Supervisor sv(opts("make"));
+    sv.start();
+    auto w = atask::make_worker<Recorder>(sv, atask::WorkerOptions{});
+    w->start();
+    w->trigger();
+    REQUIRE(w->runs.wait_for_at_least(1));
+    w.reset();  // stops (with hooks), then destroys
+    CHECK(sv.workers().empty());
+  }
+
+  TEST_CASE("a worker destroyed while its executor runs asks it to stop and waits for it") {
+    atask::Supervisor sv(opts("destroy"));
+    sv.start();
+    Event inside;
+    std::atomic<bool> returned{false};
+    auto w = atask::background_worker(sv, [&](WorkerContext& ctx) {
+      inside.set();
+      Event stop;
+      std::stop_callback cb(ctx.stop_token, [&] { stop.set(); });
+      REQUIRE(stop.wait_for());
+      returned = true;
+      return false;
+    });
+    w->start();
+    REQUIRE(inside.wait_for());
+    w.reset();
+    CHECK(returned.load());
+  }
+
+  TEST_CASE("an executor that throws goes to on_error and the worker goes on") {
+    atask::Supervisor sv(opts("err"));
+    sv.start();
+    std::mutex m;
+    std::vector<std::string> errors;
+    Counter runs;
+    auto w = atask::event_worker(sv,
+                                 [&](WorkerContext&) {
+                                   if (runs.bump() % 2 == 1) throw std::runtime_error("odd run");
+                                 },
+                                 {.name = "flaky", .on_error = [&](const atask::WorkerError& e) {
+                                    std::lock_guard lk(m);
+                                    errors.push_back(e.worker + ": " + e.message);
+                                  }});
+    w->start();
+    for (int i = 1; i <= 4; ++i) {
+      w->trigger();
+      REQUIRE(runs.wait_for_at_least(i));
+    }
+    w->stop();
+    CHECK(w->info().errors == 2);
+    CHECK(w->info().runs == 4);
+    std::lock_guard lk(m);
+    REQUIRE(errors.size() == 2);
+    CHECK(contains(errors[0], "flaky: "));
+    CHECK(contains(errors[0], "odd run"));
+  }
+
+  TEST_CASE("an executor that throws every time keeps its worker going unless stop_after_errors is set") {
+    atask::Supervisor sv(opts("always"));
+    sv.start();
+    Counter runs;
+    auto w = atask::background_worker(sv, [&](WorkerContext&) -> bool {
+      runs.bump();
+      throw std::runtime_error("always");
+    });
+    w->start();
+    REQUIRE(runs.wait_for_at_least(50));
+    CHECK(w->is_active());
+    w->stop();
+    CHECK(w->info().errors == w->info().runs);
+
+    Counter runs2;
+    auto w2 = atask::background_worker(sv,
+                                       [&](WorkerContext&) -> bool {
+                                         runs2.bump();
+                                         throw std::runtime_error("always");
+                                       },
+                                       {.stop_after_errors = 3});
+    w2->start();
+    REQUIRE(w2->wait_stopped_for(patience));
+    CHECK(runs2.value() == 3);
+  }
+
+  TEST_CASE("stop() from inside the worker's own executor does not deadlock") {
+    atask::Supervisor sv(opts("selfstop"));
+    sv.start();
+    std::atomic<bool> was_active_after{false};
+    auto w = atask::background_worker(sv, [&](WorkerContext& ctx) {
+      ctx.worker.stop();  // cannot wait for itself: returns at once
+      was_active_after = ctx.worker.is_active();
+      return true;
+    });
+    w->start();
+    REQUIRE(w->wait_stopped_for(patience));
+    CHECK_FALSE(was_active_after.load());
+    CHECK(w->info().runs == 1);
+  }
+
+  TEST_CASE("restart() from inside the executor starts the worker again once the executor returns") {
+    atask::Supervisor sv(opts("selfrestart"));
+    sv.start();
+    struct SelfRestarter : atask::EventWorker {
+      using EventWorker::EventWorker;
+      Counter runs, starts;
+      bool run(WorkerContext&) override {
+        if (runs.bump() == 1) restart();
+        return true;
+      }
+      void after_start() override { starts.bump(); }
+    };
+    auto w = atask::make_worker<SelfRestarter>(sv, atask::WorkerOptions{});
+    w->start();
+    w->trigger();
+    REQUIRE(w->runs.wait_for_at_least(1));
+    REQUIRE(w->starts.wait_for_at_least(2));
+    CHECK(w->trigger());
+    REQUIRE(w->runs.wait_for_at_least(2));
+    w->stop();
+    CHECK(w->starts.value() == 2);
+  }
+
+  TEST_CASE("the executor gets its worker and its name and its task id and a stop token") {
+    atask::Supervisor sv(opts("ctx"));
+    sv.start();
+    std::promise<std::tuple<std::string, std::uint64_t, bool, atask::Worker*>> got;
+    auto w = atask::event_worker(
+        sv,
+        [&](WorkerContext& ctx) {
+          got.set_value({ctx.name, ctx.task_id, ctx.stop_token.stop_possible(), &ctx.worker});
+          return false;
+        },
+        {.name = "ctx-worker"});
+    w->start();
+    w->trigger();
+    auto f = got.get_future();
+    REQUIRE(f.wait_for(patience) == std::future_status::ready);
+    auto [name, id, possible, worker] = f.get();
+    CHECK(name == "ctx-worker");
+    CHECK(worker == w.get());
+    CHECK(possible);
+    REQUIRE(w->wait_stopped_for(patience));
+    bool found = false;
+    for (auto& t : sv.tasks())
+      if (t.id == id) found = t.name == "ctx-worker";
+    CHECK(found);
+  }
+
+  TEST_CASE("worker names default to something readable and unique and a taken name is an options error") {
+    atask::Supervisor sv(opts("names"));
+    auto a = atask::event_worker(sv, [] {});
+    auto b = atask::event_worker(sv, [] {});
+    CHECK(a->name().rfind("event-", 0) == 0);
+    CHECK(a->name() != b->name());
+    auto c = atask::queue_worker<int>(sv, [](int) {}, {.name = "jobs"});
+    CHECK(contains(what_of<atask::OptionsError>([&] { atask::event_worker(sv, [] {}, {.name = "jobs"}); }),
+                   "'jobs' already exists"));
+    auto infos = sv.workers();
+    REQUIRE(infos.size() == 3);
+    CHECK(infos[2].name == "jobs");
+    CHECK(infos[2].kind == "queue");
+  }
+
+  TEST_CASE("the supervisor stops every worker when it stops") {
+    atask::Supervisor sv(opts("svstop"));
+    sv.start();
+    Event inside;
+    auto bg = atask::background_worker(sv, [&](WorkerContext& ctx) {
+      inside.set();
+      Event stop;
+      std::stop_callback cb(ctx.stop_token, [&] { stop.set(); });
+      REQUIRE(stop.wait_for());
+    });
+    auto iw = atask::interval_worker(sv, [] {}, {.interval = 5ms});
+    int sum = 0;
+    auto q = atask::queue_worker<int>(sv, [&](int x) { sum += x; });
+    bg->start();
+    iw->start();
+    q->start();
+    for (int i = 1; i <= 100; ++i) q->put(i);
+    REQUIRE(inside.wait_for());
+    auto r = sv.stop();
+    CHECK(r.completed);
+    CHECK(bg->is_stopped());
+    CHECK(iw->is_stopped());
+    CHECK(q->is_stopped());
+    CHECK(sum == 5050);  // the queue drained before the pool closed
+  }
+
+  TEST_CASE("stop hooks may call back into the supervisor while it stops its workers") {
+    atask::Supervisor sv(opts("hookcall"));
+    sv.start();
+    struct Asker : atask::EventWorker {
+      using EventWorker::EventWorker;
+      std::size_t seen = 0;
+      bool run(WorkerContext&) override { return true; }
+      void before_stop() override { seen = supervisor().workers().size(); }
+    };
+    atask::AutoStop<Asker> a(sv, atask::WorkerOptions{.name = "a"});
+    atask::AutoStop<Asker> b(sv, atask::WorkerOptions{.name = "b"});
+    a.start();
+    b.start();
+    auto f = std::async(std::launch::async, [&] { return sv.stop(); });
+    REQUIRE(f.wait_for(patience) == std::future_status::ready);
+    CHECK(f.get().completed);
+    CHECK(a.seen == 2);
+    CHECK(b.seen == 2);
+  }
+
+  TEST_CASE("a worker that outlives its supervisor is stopped and refuses to start") {
+    auto sv = std::make_unique<atask::Supervisor>(opts("gone"));
+    sv->start();
+    auto w = atask::interval_worker(*sv, [] {}, {.interval = 1ms});
+    w->start();
+    sv.reset();
+    CHECK(w->is_stopped());
+    CHECK(contains(what_of<atask::LifecycleError>([&] { w->start(); }), "is gone"));
+  }
+}
