@@ -1,7 +1,9 @@
 // The atask demo: a small service that embeds a supervisor and keeps it busy
 // with work of every priority - blocking jobs on the priority pool, coroutine
-// jobs on an aloop, delayed jobs - printing what happens, then shuts down in
-// stages and prints the report. Stops by itself after --seconds N (default
+// jobs on an aloop, delayed jobs - and with one worker of every type (an
+// interval worker reports, a queue worker ingests, an event worker flushes,
+// a background worker and an async worker keep going), printing what
+// happens, then shuts down in stages and prints the report. Stops by itself after --seconds N (default
 // 6), or at Ctrl-C / SIGTERM (a second signal skips to the next stage).
 #include <atask/atask.hpp>
 
@@ -16,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <mutex>
 #include <random>
 #include <string>
@@ -91,6 +94,55 @@ int main(int argc, char** argv) {
       "aloop 'io'. Running for %d s; Ctrl-C stops it early.\n",
       seconds);
 
+  // -- one worker of every type --------------------------------------------------
+  std::atomic<long> ingested{0}, ingest_sum{0}, flushes{0}, housekeeping{0}, pings{0};
+  auto ingest = atask::queue_worker<int>(  // items from the service loop, in order
+      sv,
+      [&](int x) {
+        ++ingested;
+        ingest_sum += x;
+      },
+      {.capacity = 1000, .name = "ingest"});
+  auto flush = atask::event_worker(  // runs when triggered; triggers during a run coalesce
+      sv,
+      [&](atask::WorkerContext& ctx) {
+        say("%6.2fs  %s: flushed after %ld ingested items (task #%llu)\n", now_s(), ctx.name.c_str(),
+            ingested.load(), static_cast<unsigned long long>(ctx.task_id));
+        ++flushes;
+      },
+      {.name = "flush", .priority = Priority::high});
+  auto janitor = atask::background_worker(  // again and again, at low priority
+      sv,
+      [&](atask::WorkerContext& ctx) {
+        ++housekeeping;
+        for (int i = 0; i < 20 && !ctx.stop_requested(); ++i) std::this_thread::sleep_for(1ms);
+      },
+      {.name = "janitor", .priority = Priority::low});
+  auto pinger = atask::background_worker(  // a coroutine loop on aloop 'io'
+      sv,
+      [&](atask::WorkerContext&) -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor, 200ms);
+        co_await t.async_wait(asio::use_awaitable);
+        ++pings;
+      },
+      {.name = "pinger", .aloop = "io"});
+  auto stats = atask::interval_worker(  // fixed rate: every second, no drift
+      sv,
+      [&] {
+        for (const auto& w : sv.workers())
+          if (w.name != "stats")
+            say("%6.2fs  worker %-8s %-8s runs %-6llu errors %llu%s\n", now_s(), w.name.c_str(),
+                std::string(atask::to_string(w.state)).c_str(), static_cast<unsigned long long>(w.runs),
+                static_cast<unsigned long long>(w.errors),
+                w.kind == "queue" ? (" queued " + std::to_string(w.queue_length)).c_str() : "");
+        say("%6.2fs  ingested %ld items (sum %ld), %ld flushes, %ld housekeeping rounds, %ld pings\n",
+            now_s(), ingested.load(), ingest_sum.load(), flushes.load(), housekeeping.load(), pings.load());
+      },
+      {.interval = 1s, .delay_before = 500ms, .name = "stats", .priority = Priority::high});
+  for (atask::Worker* w : std::initializer_list<atask::Worker*>{ingest.get(), flush.get(), janitor.get(),
+                                                                pinger.get(), stats.get()})
+    w->start();
+
   auto job = atask::background_task(sv, blocking_job);
   auto io = atask::background_task(sv, fetch, {.aloop = "io"});
   std::mt19937 rng(42);
@@ -115,6 +167,8 @@ int main(int argc, char** argv) {
       if (rng() % 4 == 0)
         (void)job.with({.priority = Priority::normal, .delay = 500ms, .name = "delayed"}, Priority::normal,
                        ++n);
+      for (int k = 0; k < 10; ++k) ingest->put(n * 10 + k);
+      if (rng() % 3 == 0) flush->trigger();
       auto h = io(++n);
       h.async_get([&io_done](std::exception_ptr e, int) {
         if (!e) ++io_done;
