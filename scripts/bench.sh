@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the benchmarks: a table per benchmark and one
-# JSON line each. `--quick` for a short run.
+# JSON line each (bench_pool, then bench_workers). `--quick` for a short run
+# of both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake --preset default >/dev/null
-cmake --build --preset default --target bench_pool
+cmake --build --preset default --target bench_pool bench_workers
 ./build/benchmarks/bench_pool "$@"
+./build/benchmarks/bench_workers "$@"
