@@ -100,23 +100,28 @@ bool call_executor(F& f, WorkerContext& ctx, Args&... args) {
   }
 }
 
-template <class F>
-class FnBackgroundWorker final : public BackgroundWorker {
+/// A worker type built from a callable: Base is BackgroundWorker,
+/// EventWorker or IntervalWorker. Final, so its destructor can stop the
+/// worker before the callable goes.
+template <class Base, class F>
+class FnWorker final : public Base {
  public:
-  FnBackgroundWorker(Supervisor& sv, F f, WorkerOptions o)
-      : BackgroundWorker(sv, std::move(o)), f_(std::move(f)) {}
-  ~FnBackgroundWorker() override { stop(true); }
+  template <class Options>
+  FnWorker(Supervisor& sv, F f, Options o) : Base(sv, std::move(o)), f_(std::move(f)) {}
+  ~FnWorker() override { this->stop(true); }
 
  private:
   bool run(WorkerContext& ctx) override { return call_executor(f_, ctx); }
   F f_;
 };
 
-template <class F>
-class FnAsyncWorker final : public AsyncWorker {
+/// The same for the coroutine forms (AsyncWorker, AsyncEventWorker, AsyncIntervalWorker).
+template <class Base, class F>
+class FnAsyncWorker final : public Base {
  public:
-  FnAsyncWorker(Supervisor& sv, F f, WorkerOptions o) : AsyncWorker(sv, std::move(o)), f_(std::move(f)) {}
-  ~FnAsyncWorker() override { stop(true); }
+  template <class Options>
+  FnAsyncWorker(Supervisor& sv, F f, Options o) : Base(sv, std::move(o)), f_(std::move(f)) {}
+  ~FnAsyncWorker() override { this->stop(true); }
 
  private:
   boost::asio::awaitable<bool> run(WorkerContext& ctx) override { return await_executor(f_, ctx); }
@@ -132,10 +137,11 @@ class FnAsyncWorker final : public AsyncWorker {
 template <class F>
 auto background_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)
-    return std::unique_ptr<AsyncWorker>(new detail::FnAsyncWorker<F>(sv, std::move(f), std::move(o)));
+    return std::unique_ptr<AsyncWorker>(
+        new detail::FnAsyncWorker<AsyncWorker, F>(sv, std::move(f), std::move(o)));
   else
     return std::unique_ptr<BackgroundWorker>(
-        new detail::FnBackgroundWorker<F>(sv, std::move(f), std::move(o)));
+        new detail::FnWorker<BackgroundWorker, F>(sv, std::move(f), std::move(o)));
 }
 
 }  // namespace atask

@@ -53,42 +53,15 @@ class AsyncEventWorker : public Worker {
   }
 };
 
-namespace detail {
-
-template <class F>
-class FnEventWorker final : public EventWorker {
- public:
-  FnEventWorker(Supervisor& sv, F f, WorkerOptions o) : EventWorker(sv, std::move(o)), f_(std::move(f)) {}
-  ~FnEventWorker() override { stop(true); }
-
- private:
-  bool run(WorkerContext& ctx) override { return call_executor(f_, ctx); }
-  F f_;
-};
-
-template <class F>
-class FnAsyncEventWorker final : public AsyncEventWorker {
- public:
-  FnAsyncEventWorker(Supervisor& sv, F f, WorkerOptions o)
-      : AsyncEventWorker(sv, std::move(o)), f_(std::move(f)) {}
-  ~FnAsyncEventWorker() override { stop(true); }
-
- private:
-  boost::asio::awaitable<bool> run(WorkerContext& ctx) override { return await_executor(f_, ctx); }
-  F f_;
-};
-
-}  // namespace detail
-
 /// Builds an event worker from a callable ((WorkerContext&) or (); void,
 /// bool or awaitable<void|bool>). Not started.
 template <class F>
 auto event_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)
     return std::unique_ptr<AsyncEventWorker>(
-        new detail::FnAsyncEventWorker<F>(sv, std::move(f), std::move(o)));
+        new detail::FnAsyncWorker<AsyncEventWorker, F>(sv, std::move(f), std::move(o)));
   else
-    return std::unique_ptr<EventWorker>(new detail::FnEventWorker<F>(sv, std::move(f), std::move(o)));
+    return std::unique_ptr<EventWorker>(new detail::FnWorker<EventWorker, F>(sv, std::move(f), std::move(o)));
 }
 
 }  // namespace atask

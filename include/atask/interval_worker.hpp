@@ -80,43 +80,16 @@ class AsyncIntervalWorker : public Worker {
   }
 };
 
-namespace detail {
-
-template <class F>
-class FnIntervalWorker final : public IntervalWorker {
- public:
-  FnIntervalWorker(Supervisor& sv, F f, IntervalOptions o)
-      : IntervalWorker(sv, std::move(o)), f_(std::move(f)) {}
-  ~FnIntervalWorker() override { stop(true); }
-
- private:
-  bool run(WorkerContext& ctx) override { return call_executor(f_, ctx); }
-  F f_;
-};
-
-template <class F>
-class FnAsyncIntervalWorker final : public AsyncIntervalWorker {
- public:
-  FnAsyncIntervalWorker(Supervisor& sv, F f, IntervalOptions o)
-      : AsyncIntervalWorker(sv, std::move(o)), f_(std::move(f)) {}
-  ~FnAsyncIntervalWorker() override { stop(true); }
-
- private:
-  boost::asio::awaitable<bool> run(WorkerContext& ctx) override { return await_executor(f_, ctx); }
-  F f_;
-};
-
-}  // namespace detail
-
 /// Builds an interval worker from a callable ((WorkerContext&) or ();
 /// void, bool or awaitable<void|bool>). Not started.
 template <class F>
 auto interval_worker(Supervisor& sv, F f, IntervalOptions o) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)
     return std::unique_ptr<AsyncIntervalWorker>(
-        new detail::FnAsyncIntervalWorker<F>(sv, std::move(f), std::move(o)));
+        new detail::FnAsyncWorker<AsyncIntervalWorker, F>(sv, std::move(f), std::move(o)));
   else
-    return std::unique_ptr<IntervalWorker>(new detail::FnIntervalWorker<F>(sv, std::move(f), std::move(o)));
+    return std::unique_ptr<IntervalWorker>(
+        new detail::FnWorker<IntervalWorker, F>(sv, std::move(f), std::move(o)));
 }
 
 }  // namespace atask

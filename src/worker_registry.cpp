@@ -1,0 +1,90 @@
+// The workers of one supervisor (see include/atask/detail/worker_registry.hpp).
+#include <atask/detail/worker_registry.hpp>
+#include <atask/errors.hpp>
+#include <atask/worker.hpp>
+
+namespace atask::detail {
+
+Supervisor* WorkerRegistry::supervisor() const noexcept {
+  std::lock_guard lk(m_);
+  return sv_;
+}
+
+void WorkerRegistry::add(Worker& w, const std::string& name) {
+  std::lock_guard lk(m_);
+  if (!sv_) throw LifecycleError("Worker - the supervisor is gone");
+  if (by_name_.count(name))
+    throw OptionsError("a worker named '" + name + "' already exists in this supervisor");
+  const std::uint64_t seq = next_seq_++;
+  by_name_.emplace(name, seq);
+  by_seq_.emplace(seq, Entry{name, &w});
+  seq_of_.emplace(&w, seq);
+}
+
+void WorkerRegistry::rename(Worker& w, const std::string& from, const std::string& to) {
+  std::lock_guard lk(m_);
+  auto self = seq_of_.find(&w);
+  if (self == seq_of_.end()) return;
+  if (auto it = by_name_.find(to); it != by_name_.end() && it->second != self->second)
+    throw OptionsError("a worker named '" + to + "' already exists in this supervisor");
+  by_name_.erase(from);
+  by_name_[to] = self->second;
+  by_seq_[self->second].name = to;
+}
+
+void WorkerRegistry::remove(Worker& w) noexcept {
+  std::unique_lock lk(m_);
+  // stop_all() uses the workers it copied without the lock: wait for it.
+  pins_cv_.wait(lk, [&] { return pins_ == 0; });
+  auto self = seq_of_.find(&w);
+  if (self == seq_of_.end()) return;
+  auto e = by_seq_.find(self->second);
+  by_name_.erase(e->second.name);
+  by_seq_.erase(e);
+  seq_of_.erase(self);
+}
+
+std::vector<std::string> WorkerRegistry::stop_all(std::chrono::steady_clock::time_point deadline) noexcept {
+  // No lock while workers run their stop hooks (user code that may call back
+  // into the supervisor); pinning keeps the copied workers from being
+  // destroyed meanwhile.
+  std::vector<Entry> ws;
+  {
+    std::lock_guard lk(m_);
+    ++pins_;
+    for (auto& [seq, e] : by_seq_) ws.push_back(e);
+  }
+  std::vector<std::string> late;
+  for (auto& e : ws) {
+    try {
+      e.w->stop(false);
+    } catch (...) {
+    }
+  }
+  for (auto& e : ws)
+    if (!e.w->wait_stopped_until(deadline)) late.push_back(e.name);
+  std::lock_guard lk(m_);
+  if (--pins_ == 0) pins_cv_.notify_all();
+  return late;
+}
+
+std::vector<WorkerInfo> WorkerRegistry::infos() const {
+  std::lock_guard lk(m_);
+  std::vector<WorkerInfo> out;
+  out.reserve(by_seq_.size());
+  for (auto& [seq, e] : by_seq_) out.push_back(e.w->info());
+  return out;
+}
+
+std::size_t WorkerRegistry::size() const {
+  std::lock_guard lk(m_);
+  return by_seq_.size();
+}
+
+void WorkerRegistry::detach() noexcept {
+  std::lock_guard lk(m_);
+  sv_ = nullptr;
+  for (auto& [seq, e] : by_seq_) e.w->supervisor_gone();
+}
+
+}  // namespace atask::detail
