@@ -1,6 +1,7 @@
 #include <atask/supervisor.hpp>
 
 #include "detail/platform.hpp"
+#include "detail/step_graph.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -19,6 +20,12 @@
 namespace asio = boost::asio;
 
 namespace atask {
+
+using detail::joined;
+using detail::resolve;
+using detail::StepSlot;
+using detail::StepState;
+using detail::to_cstr;
 
 std::string_view to_string(StopStage s) noexcept {
   switch (s) {
@@ -61,87 +68,6 @@ const SupervisorOptions& validated(const SupervisorOptions& o) {
 // A timer can't take milliseconds::max(): treat anything past a century as "never".
 bool forever(std::chrono::milliseconds d) {
   return d > std::chrono::hours(24 * 365 * 100);
-}
-
-// -- steps --------------------------------------------------------------------------
-
-enum class StepState : unsigned char { created, running, failed, stopped };
-
-const char* to_cstr(StepState s) {
-  switch (s) {
-    case StepState::created:
-      return "created";
-    case StepState::running:
-      return "running";
-    case StepState::failed:
-      return "failed";
-    case StepState::stopped:
-      return "stopped";
-  }
-  return "?";
-}
-
-struct StepSlot {
-  Step step;
-  bool builtin = false;
-  StepState state = StepState::created;
-};
-
-// Topological order: a step comes after everything it depends on; among the
-// steps that could come next, the one registered first (so built-ins, which
-// are registered first, lead, and the order is the same on every run).
-std::vector<std::size_t> resolve(const std::vector<StepSlot>& steps, const std::string& call) {
-  const std::size_t n = steps.size();
-  std::unordered_map<std::string_view, std::size_t> at;
-  for (std::size_t i = 0; i < n; ++i) at.emplace(steps[i].step.name, i);
-  std::vector<std::vector<std::size_t>> deps(n), users(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    for (const auto& d : steps[i].step.depends_on) {
-      auto it = at.find(d);
-      if (it == at.end())
-        throw OptionsError(call + " - step '" + steps[i].step.name + "' depends on '" + d +
-                           "', which is not a step");
-      if (std::find(deps[i].begin(), deps[i].end(), it->second) != deps[i].end()) continue;
-      deps[i].push_back(it->second);
-      users[it->second].push_back(i);
-    }
-  }
-  std::vector<std::size_t> waiting(n), order;
-  std::set<std::size_t> ready;
-  for (std::size_t i = 0; i < n; ++i)
-    if ((waiting[i] = deps[i].size()) == 0) ready.insert(i);
-  while (!ready.empty()) {
-    const std::size_t i = *ready.begin();
-    ready.erase(ready.begin());
-    order.push_back(i);
-    for (auto u : users[i])
-      if (--waiting[u] == 0) ready.insert(u);
-  }
-  if (order.size() == n) return order;
-  // Every step left waits for another one left: walk those waits from the
-  // first such step until one repeats - that is a cycle.
-  std::vector<char> placed(n, 0);
-  for (auto i : order) placed[i] = 1;
-  std::size_t cur = 0;
-  while (placed[cur]) ++cur;
-  std::vector<std::size_t> path;
-  std::vector<std::ptrdiff_t> pos(n, -1);
-  while (pos[cur] < 0) {
-    pos[cur] = static_cast<std::ptrdiff_t>(path.size());
-    path.push_back(cur);
-    cur = *std::find_if(deps[cur].begin(), deps[cur].end(), [&](std::size_t d) { return !placed[d]; });
-  }
-  std::string cycle;
-  for (auto i = static_cast<std::size_t>(pos[cur]); i < path.size(); ++i)
-    cycle += steps[path[i]].step.name + " -> ";
-  cycle += steps[cur].step.name;
-  throw OptionsError(call + " - step cycle: " + cycle + " (each step depends on the next)");
-}
-
-std::string joined(const std::vector<StepSlot>& steps, const std::vector<std::size_t>& order) {
-  std::string s;
-  for (auto i : order) s += (s.empty() ? "" : " -> ") + steps[i].step.name;
-  return s;
 }
 
 }  // namespace
