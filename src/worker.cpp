@@ -195,30 +195,46 @@ bool Worker::start(const StartOptions& o) {
     next.delay = o.delay.value_or(std::chrono::nanoseconds{0});
   }
   if (o.delay_before) next.delay_before = *o.delay_before;
+  const bool renamed = next.name != old_name;
+  auto undo = [&] {
+    if (renamed) registry_->rename(*this, next.name, old_name);
+    unmark();
+  };
   try {
-    if (next.name != old_name) registry_->rename(*this, old_name, next.name);  // never under m_
-    before_start();
+    if (renamed) registry_->rename(*this, old_name, next.name);  // never under m_
   } catch (const OptionsError& e) {
     unmark();
     throw OptionsError(where + " - " + e.what());
+  }
+  try {
+    before_start();
   } catch (...) {
-    if (next.name != old_name) registry_->rename(*this, next.name, old_name);
-    unmark();
+    undo();
     throw;
   }
   {
     std::unique_lock lk(m_);
-    starting_ = false;
-    if (!sv_ || !sv_->is_running())
-      throw LifecycleError(where + " - the supervisor stopped while worker '" + next.name + "' was starting");
-    if (coroutine_) {
+    std::string failure;
+    bool bad_aloop = false;
+    Aloop* loop = nullptr;
+    if (!sv_ || !sv_->is_running()) {
+      failure = "the supervisor stopped while worker '" + next.name + "' was starting";
+    } else if (coroutine_) {
       try {  // the aloop must exist; its thread is where the executor runs
-        Aloop& loop = next.aloop.empty() ? sv_->default_aloop() : sv_->aloop(next.aloop);
-        loop_thread_ = loop.thread_id();
+        loop = next.aloop.empty() ? &sv_->default_aloop() : &sv_->aloop(next.aloop);
       } catch (const Error& e) {
-        throw OptionsError(where + " - worker '" + next.name + "': " + e.what());
+        failure = "worker '" + next.name + "': " + e.what();
+        bad_aloop = true;
       }
     }
+    if (!failure.empty()) {
+      lk.unlock();
+      undo();
+      if (bad_aloop) throw OptionsError(where + " - " + failure);
+      throw LifecycleError(where + " - " + failure);
+    }
+    if (loop) loop_thread_ = loop->thread_id();
+    starting_ = false;
     cur_ = next;
     last_start_ = o;
     state_ = WorkerState::active;
@@ -255,7 +271,7 @@ void Worker::stop(bool wait) {
   after_unlock();
   if (!can_wait) return;
   lk.lock();
-  state_cv_.wait(lk, [&] { return state_ == WorkerState::stopped && !starting_; });
+  state_cv_.wait(lk, [&] { return state_ == WorkerState::stopped; });
 }
 
 void Worker::restart() {

@@ -617,6 +617,29 @@ TEST_SUITE("workers") {
     CHECK_THROWS_AS(w->start(), atask::LifecycleError);
   }
 
+  TEST_CASE("a failed start leaves the worker stopped with its name") {
+    atask::Supervisor sv(opts("badstart"));
+    sv.start();
+    auto w = atask::event_worker(sv, []() -> asio::awaitable<void> { co_return; },
+                                 {.name = "net-worker", .aloop = "no-such-loop"});
+    CHECK(contains(what_of<atask::OptionsError>([&] { w->start({.name = "renamed"}); }), "no aloop named"));
+    CHECK(w->is_stopped());
+    CHECK(w->name() == "net-worker");
+    CHECK(sv.workers().at(0).name == "net-worker");
+    sv.create_aloop("no-such-loop");
+    CHECK(w->start());
+
+    struct Refuser : atask::EventWorker {
+      using EventWorker::EventWorker;
+      bool run(WorkerContext&) override { return true; }
+      void before_start() override { throw std::runtime_error("not today"); }
+    };
+    atask::AutoStop<Refuser> r(sv, atask::WorkerOptions{.name = "refuser"});
+    CHECK(what_of<std::runtime_error>([&] { r.start(); }) == "not today");
+    CHECK(r.is_stopped());
+    CHECK_FALSE(r.trigger());
+  }
+
   TEST_CASE("hooks run in order around start and stop and restart runs them again") {
     atask::Supervisor sv(opts("hooks"));
     sv.start();
