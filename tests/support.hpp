@@ -2,10 +2,12 @@
 // Helpers shared by the test files: timed waits that fail instead of
 // hanging, a silent logger, and small exception/string checks.
 
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <initializer_list>
@@ -87,6 +89,34 @@ class OpenOnExit {
 
  private:
   std::vector<Event*> gates_;
+};
+
+// A log sink a test can wait on: wait_for("text") returns once a line
+// containing "text" has been logged.
+class LineWaiter final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  bool wait_for(std::string_view text, std::chrono::seconds limit = patience) {
+    std::unique_lock lk(lines_m_);
+    return cv_.wait_for(lk, limit, [&] {
+      return std::any_of(lines_.begin(), lines_.end(),
+                         [&](const std::string& l) { return contains(l, text); });
+    });
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    {
+      std::lock_guard lk(lines_m_);
+      lines_.emplace_back(msg.payload.data(), msg.payload.size());
+    }
+    cv_.notify_all();
+  }
+  void flush_() override {}
+
+ private:
+  std::mutex lines_m_;
+  std::condition_variable cv_;
+  std::vector<std::string> lines_;
 };
 
 }  // namespace test

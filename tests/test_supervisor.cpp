@@ -54,34 +54,6 @@ atask::StopReport block_within(atask::Supervisor& sv, std::chrono::seconds limit
   return f.get();
 }
 
-// A log sink a test can wait on: wait_for("text") returns once a line
-// containing "text" has been logged.
-class LineWaiter final : public spdlog::sinks::base_sink<std::mutex> {
- public:
-  bool wait_for(std::string_view text, std::chrono::seconds limit = patience) {
-    std::unique_lock lk(lines_m_);
-    return cv_.wait_for(lk, limit, [&] {
-      return std::any_of(lines_.begin(), lines_.end(),
-                         [&](const std::string& l) { return contains(l, text); });
-    });
-  }
-
- protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
-    {
-      std::lock_guard lk(lines_m_);
-      lines_.emplace_back(msg.payload.data(), msg.payload.size());
-    }
-    cv_.notify_all();
-  }
-  void flush_() override {}
-
- private:
-  std::mutex lines_m_;
-  std::condition_variable cv_;
-  std::vector<std::string> lines_;
-};
-
 }  // namespace
 
 TEST_SUITE("supervisor") {

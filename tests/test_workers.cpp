@@ -83,6 +83,17 @@ atask::SupervisorOptions opts(const char* id) {
   return {.id = id, .pool_size = 2, .logger = quiet_logger()};
 }
 
+// Holds an executor call until the test opens it: the test knows the call
+// has begun (entered) and decides when it ends; opened at scope exit too.
+struct Gate {
+  Event entered, release;
+  OpenOnExit open{&release};
+  void hold() {
+    entered.set();
+    REQUIRE(release.wait_for());
+  }
+};
+
 // A subclass with every hook, recording what happened.
 class Recorder : public atask::EventWorker {
  public:
@@ -220,8 +231,7 @@ TEST_SUITE("workers") {
   TEST_CASE("a priority queue worker takes the smallest item first and equals in FIFO order") {
     atask::Supervisor sv(opts("qprio"));
     sv.start();
-    Event first_in, gate;
-    OpenOnExit open{&gate};
+    Gate gate;
     std::vector<std::pair<int, int>> seen;
     struct ByFirst {
       bool operator()(const std::pair<int, int>& a, const std::pair<int, int>& b) const {
@@ -231,8 +241,7 @@ TEST_SUITE("workers") {
     auto w = atask::queue_worker<std::pair<int, int>, ByFirst>(sv,
                                                                [&](std::pair<int, int> x) {
                                                                  if (x.first == 0) {
-                                                                   first_in.set();
-                                                                   REQUIRE(gate.wait_for());
+                                                                   gate.hold();
                                                                  } else {
                                                                    seen.push_back(x);
                                                                  }
@@ -240,10 +249,10 @@ TEST_SUITE("workers") {
                                                                {.order = atask::QueueOrder::priority});
     w->start();
     w->put({0, 0});  // holds the executor while the others queue up
-    REQUIRE(first_in.wait_for());
+    REQUIRE(gate.entered.wait_for());
     for (auto p : std::vector<std::pair<int, int>>{{5, 1}, {1, 1}, {3, 1}, {1, 2}, {2, 1}, {1, 3}}) w->put(p);
     CHECK(w->size() == 6);
-    gate.set();
+    gate.release.set();
     w->stop();
     CHECK(seen == std::vector<std::pair<int, int>>{{1, 1}, {1, 2}, {1, 3}, {2, 1}, {3, 1}, {5, 1}});
   }
@@ -261,21 +270,19 @@ TEST_SUITE("workers") {
   TEST_CASE("a full queue pushes back: try_put fails and put_for times out and put waits for room") {
     atask::Supervisor sv(opts("qcap"));
     sv.start();
-    Event first_in, gate;
-    OpenOnExit open{&gate};
+    Gate gate;
     Counter done;
     auto w = atask::queue_worker<int>(sv,
                                       [&](int x) {
                                         if (x == 0) {
-                                          first_in.set();
-                                          REQUIRE(gate.wait_for());
+                                          gate.hold();
                                         }
                                         done.bump();
                                       },
                                       {.capacity = 2});
     w->start();
     w->put(0);
-    REQUIRE(first_in.wait_for());
+    REQUIRE(gate.entered.wait_for());
     w->put(1);
     w->put(2);
     CHECK(w->size() == 2);
@@ -285,7 +292,7 @@ TEST_SUITE("workers") {
     CHECK(x == 3);  // left untouched
     // A blocked put() completes once the executor frees a slot.
     auto f = std::async(std::launch::async, [&] { w->put(3); });
-    gate.set();
+    gate.release.set();
     REQUIRE(f.wait_for(patience) == std::future_status::ready);
     f.get();
     REQUIRE(done.wait_for_at_least(4));
@@ -296,21 +303,19 @@ TEST_SUITE("workers") {
   TEST_CASE("async_put waits for room without blocking a thread") {
     atask::Supervisor sv(opts("qasync"));
     sv.start();
-    Event first_in, gate;
-    OpenOnExit open{&gate};
+    Gate gate;
     Counter done;
     auto w = atask::queue_worker<int>(sv,
                                       [&](int x) {
                                         if (x == 0) {
-                                          first_in.set();
-                                          REQUIRE(gate.wait_for());
+                                          gate.hold();
                                         }
                                         done.bump();
                                       },
                                       {.capacity = 1});
     w->start();
     w->put(0);
-    REQUIRE(first_in.wait_for());
+    REQUIRE(gate.entered.wait_for());
     w->put(1);  // full now
     auto& loop = sv.default_aloop();
     std::atomic<int> put_done{0};
@@ -327,7 +332,7 @@ TEST_SUITE("workers") {
     REQUIRE(probe.wait_for(patience) == std::future_status::ready);
     CHECK(probe.get() == 7);
     CHECK(put_done.load() == 0);
-    gate.set();
+    gate.release.set();
     REQUIRE(fut.wait_for(patience) == std::future_status::ready);
     fut.get();
     REQUIRE(done.wait_for_at_least(3));
@@ -337,26 +342,24 @@ TEST_SUITE("workers") {
   TEST_CASE("stop hands back the queued items when the worker is set to hand back") {
     atask::Supervisor sv(opts("qhand"));
     sv.start();
-    Event first_in, gate;
-    OpenOnExit open{&gate};
+    Gate gate;
     std::vector<int> handed;
     std::vector<int> processed;
     auto w = atask::queue_worker<int>(sv,
                                       [&](int x) {
                                         processed.push_back(x);
                                         if (x == 0) {
-                                          first_in.set();
-                                          REQUIRE(gate.wait_for());
+                                          gate.hold();
                                         }
                                       },
                                       {.on_stop = atask::QueueStop::hand_back,
                                        .on_hand_back = [&](std::vector<int> items) { handed = items; }});
     w->start();
     w->put(0);
-    REQUIRE(first_in.wait_for());
+    REQUIRE(gate.entered.wait_for());
     for (int i : {1, 2, 3}) w->put(i);
     w->stop(false);
-    gate.set();
+    gate.release.set();
     REQUIRE(w->wait_stopped_for(patience));
     CHECK(processed == std::vector<int>{0});
     CHECK(handed == std::vector<int>{1, 2, 3});
@@ -365,21 +368,19 @@ TEST_SUITE("workers") {
   TEST_CASE("handed-back items wait in take_unprocessed when there is no callback") {
     atask::Supervisor sv(opts("qtake"));
     sv.start();
-    Event first_in, gate;
-    OpenOnExit open{&gate};
+    Gate gate;
     auto w = atask::queue_worker<std::string>(sv, [&](std::string s) {
       if (s == "hold") {
-        first_in.set();
-        REQUIRE(gate.wait_for());
+        gate.hold();
       }
       return false;  // stop after this item: the rest is handed back
     });
     w->start();
     w->put("hold");
-    REQUIRE(first_in.wait_for());
+    REQUIRE(gate.entered.wait_for());
     w->put("a");
     w->put("b");
-    gate.set();
+    gate.release.set();
     REQUIRE(w->wait_stopped_for(patience));
     CHECK(w->take_unprocessed() == std::vector<std::string>{"a", "b"});
     CHECK(w->take_unprocessed().empty());
@@ -438,24 +439,20 @@ TEST_SUITE("workers") {
   TEST_CASE("triggers during a run coalesce into one more run and forced triggers queue their own") {
     atask::Supervisor sv(opts("ecoal"));
     sv.start();
-    Event inside, gate;
-    OpenOnExit open{&gate};
+    Gate gate;
     Counter runs;
     auto w = atask::event_worker(sv, [&] {
-      if (runs.bump() == 1) {
-        inside.set();
-        REQUIRE(gate.wait_for());
-      }
+      if (runs.bump() == 1) gate.hold();
     });
     w->start();
     w->trigger();
-    REQUIRE(inside.wait_for());
+    REQUIRE(gate.entered.wait_for());
     for (int i = 0; i < 5; ++i) w->trigger();
     CHECK(w->info().pending_runs == 1);
     w->trigger(true);
     w->trigger(true);
     CHECK(w->info().pending_runs == 3);
-    gate.set();
+    gate.release.set();
     REQUIRE(runs.wait_for_at_least(4));
     w->stop();
     CHECK(runs.value() == 4);
