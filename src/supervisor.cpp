@@ -1,6 +1,7 @@
 #include <atask/supervisor.hpp>
 
 #include "detail/platform.hpp"
+#include "detail/process_pool.hpp"
 #include "detail/step_graph.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -62,6 +63,14 @@ const SupervisorOptions& validated(const SupervisorOptions& o) {
   if (o.prespawn && o.min_threads == 0) fail("prespawn needs min_threads > 0 (the threads it starts)");
   if (o.history_size == 0) fail("history_size must be > 0");
   if (o.default_aloop.empty()) fail("default_aloop must name an aloop");
+  const auto& p = o.processes;
+  if (p.pool_size < 0 || p.reserve_normal < 0 || p.reserve_high < 0)
+    fail("processes.pool_size and the process reserves must be >= 0");
+  if (p.pool_size == 0 && (p.reserve_normal > 0 || p.reserve_high > 0))
+    fail("process reserves need processes.pool_size > 0 (0 turns the process pool off)");
+  if (p.time_limit.count() < 0 || p.soft_time_limit.count() < 0) fail("process time limits must be >= 0");
+  if (p.time_limit.count() > 0 && p.soft_time_limit >= p.time_limit)
+    fail("processes.soft_time_limit must be shorter than processes.time_limit (the soft one warns first)");
   return o;
 }
 
@@ -138,6 +147,8 @@ struct Supervisor::Impl final : detail::TaskObserver {
   std::atomic<int> delays_pending{0};
   std::optional<asio::signal_set> signals;
   std::shared_ptr<detail::WorkerRegistry> workers;
+  // Declared after ctx: destroyed before it (its sockets and timers use it).
+  std::unique_ptr<detail::ProcessPool> procs;
 
   Impl(Supervisor* owner, const SupervisorOptions& o)
       : self(owner),
@@ -150,9 +161,18 @@ struct Supervisor::Impl final : detail::TaskObserver {
                          .on_error = {},
                          .logger = log}),
         workers(std::make_shared<detail::WorkerRegistry>(owner)) {
-    // The built-in steps. "pool" depends on "aloops" because its stop is
-    // the staged shutdown of every task, coroutine ones included: the
-    // aloops must outlive it.
+    // First, before anything could start a thread: the fork server.
+    if (opt.processes.pool_size > 0) {
+      try {
+        procs = std::make_unique<detail::ProcessPool>(opt.processes, opt.id, log);
+      } catch (const std::system_error& e) {
+        throw Error("Supervisor::Supervisor() - cannot start the process pool's fork server: " +
+                    std::string(e.what()));
+      }
+    }
+    // The built-in steps. "pool" depends on "aloops" (and "processes")
+    // because its stop is the staged shutdown of every task, coroutine and
+    // process ones included: what runs them must outlive it.
     auto builtin = [&](const char* name, std::vector<std::string> deps, void (Impl::*up)(),
                        void (Impl::*down)()) {
       Step s{.name = name, .depends_on = std::move(deps), .start = {}, .stop = {}};
@@ -162,7 +182,12 @@ struct Supervisor::Impl final : detail::TaskObserver {
     };
     builtin("loop", {}, &Impl::loop_start, &Impl::loop_stop);
     builtin("aloops", {"loop"}, &Impl::aloops_start, &Impl::aloops_stop);
-    builtin("pool", {"loop", "aloops"}, &Impl::pool_start, &Impl::pool_stop);
+    if (procs) {
+      builtin("processes", {"loop"}, &Impl::processes_start, &Impl::processes_stop);
+      builtin("pool", {"loop", "aloops", "processes"}, &Impl::pool_start, &Impl::pool_stop);
+    } else {
+      builtin("pool", {"loop", "aloops"}, &Impl::pool_start, &Impl::pool_stop);
+    }
     builtin("workers", {"pool", "aloops"}, nullptr, &Impl::workers_stop);
   }
 
@@ -251,7 +276,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
   }
 
   void task_cancel_pending(detail::TaskStateBase& t) noexcept override {
-    if (t.kind() == TaskKind::thread) pool.remove(&t);
+    if (t.kind() == TaskKind::thread) pool.remove(&t);  // process tasks leave their queue themselves
     if (delays_pending.load() > 0) {
       t.add_ref();
       asio::post(ctx, [this, r = detail::Ref<detail::TaskStateBase>::adopt(&t)] {
@@ -343,6 +368,12 @@ struct Supervisor::Impl final : detail::TaskObserver {
     }
     for (auto* a : loops) a->stop();
   }
+
+  void processes_start() { procs->start(ctx); }
+
+  // After "pool": every process task has ended (or was abandoned) by then.
+  // The children and the fork server are killed and reaped.
+  void processes_stop() { procs->stop(); }
 
   void pool_start() {
     pool.start();
@@ -646,6 +677,37 @@ struct Supervisor::Impl final : detail::TaskObserver {
     }
   }
 
+  // Registers a pool or process task and queues it with `enqueue` - at
+  // once, or after its delay (holding no slot meanwhile).
+  template <class Enqueue>
+  void launch(detail::TaskStateBase* t, const TaskOptions& o, Enqueue enqueue) {
+    if (o.delay.count() < 0) throw OptionsError("Supervisor::submit() - delay must be >= 0");
+    if (o.delay.count() > 0)
+      t->mark_delayed();
+    else
+      t->mark_queued();
+    self->register_task(t);
+    if (o.delay.count() == 0) return enqueue(*this);
+    ++delays_pending;
+    t->add_ref();
+    asio::post(ctx, [this, r = detail::Ref<detail::TaskStateBase>::adopt(t), delay = o.delay,
+                     enqueue = std::move(enqueue)]() mutable {
+      auto id = r->id();
+      auto& timer = delay_timers[id];
+      timer = std::make_unique<asio::steady_timer>(ctx, delay);
+      timer->async_wait([this, r = std::move(r), enqueue = std::move(enqueue)](boost::system::error_code) mutable {
+        delay_timers.erase(r->id());
+        --delays_pending;
+        // The slot is taken only now: a delayed task holds none while it waits.
+        if (!r->try_enqueue_after_delay()) return;  // canceled meanwhile
+        try {
+          enqueue(*this);
+        } catch (const std::exception&) {  // stopping: the pool canceled it
+        }
+      });
+    });
+  }
+
   Aloop& start_aloop_locked(const std::string& name) {
     auto [it, inserted] = aloops.emplace(name, std::make_unique<Aloop>(name));
     if (aloops_live) it->second->start();
@@ -866,36 +928,19 @@ void Supervisor::fail_launch(detail::TaskStateBase* t, std::exception_ptr e) noe
 }
 
 void Supervisor::launch_thread(detail::TaskStateBase* t, const TaskOptions& o) {
-  auto& d = *impl_;
-  if (o.delay.count() < 0) throw OptionsError("Supervisor::submit() - delay must be >= 0");
-  if (o.delay.count() > 0)
-    t->mark_delayed();
-  else
-    t->mark_queued();
-  register_task(t);
-  if (o.delay.count() == 0) {
+  impl_->launch(t, o, [t](Impl& d) {
     t->add_ref();       // the pool's
     d.pool.enqueue(t);  // on failure the pool discards it (canceled) and throws
-    return;
-  }
-  ++d.delays_pending;
-  t->add_ref();
-  asio::post(d.ctx, [&d, r = detail::Ref<detail::TaskStateBase>::adopt(t), delay = o.delay]() mutable {
-    auto id = r->id();
-    auto& timer = d.delay_timers[id];
-    timer = std::make_unique<asio::steady_timer>(d.ctx, delay);
-    timer->async_wait([&d, r = std::move(r)](boost::system::error_code) mutable {
-      d.delay_timers.erase(r->id());
-      --d.delays_pending;
-      // The slot is taken only now: a delayed task holds none while it waits.
-      if (!r->try_enqueue_after_delay()) return;  // canceled meanwhile
-      try {
-        r->add_ref();
-        d.pool.enqueue(r.get());
-      } catch (const std::exception&) {  // stopping: the pool discarded it
-      }
-    });
   });
+}
+
+void Supervisor::launch_process(detail::ProcessJob& job, const TaskOptions& o) {
+  auto& d = *impl_;
+  if (!d.procs)
+    throw LifecycleError("Supervisor::submit() - supervisor '" + d.opt.id +
+                         "' has no process pool (set SupervisorOptions::processes.pool_size)");
+  job.pool = d.procs.get();
+  d.launch(&job.task(), o, [j = &job](Impl& d) { d.procs->enqueue(*j); });  // on failure: canceled, throws
 }
 
 Aloop& Supervisor::create_aloop(const std::string& name, bool make_default) {
@@ -961,6 +1006,7 @@ SupervisorInfo Supervisor::info() const {
   i.id = d.opt.id;
   i.state = d.state_name();
   i.pool = d.pool.info();
+  if (d.procs) i.processes = d.procs->info();
   {
     std::lock_guard lk(d.aloop_m);
     for (auto& [n, a] : d.aloops) i.aloops.push_back({n, n == d.opt.default_aloop, a->running()});

@@ -1,5 +1,6 @@
 #include <atask/task.hpp>
 
+#include "detail/child.hpp"
 #include "detail/platform.hpp"
 
 #include <boost/asio/error.hpp>
@@ -52,13 +53,14 @@ std::optional<TaskInfo::time_point> tp(std::chrono::steady_clock::rep r) {
 
 namespace this_task {
 bool stop_requested() noexcept {
-  return tls_current && tls_current->stop_token().stop_requested();
+  if (tls_current) return tls_current->stop_token().stop_requested();
+  return detail::child::stop_requested();  // false outside a child process
 }
 std::stop_token stop_token() noexcept {
   return tls_current ? tls_current->stop_token() : std::stop_token{};
 }
 std::uint64_t id() noexcept {
-  return tls_current ? tls_current->id() : 0;
+  return tls_current ? tls_current->id() : detail::child::task_id.load(std::memory_order_relaxed);
 }
 }  // namespace this_task
 
@@ -127,7 +129,7 @@ bool TaskStateBase::cancel() noexcept {
       continue;
     }
     if (s == u8(TaskStatus::started) || s == finishing) {
-      request_stop();
+      cancel_started();
       return s == u8(TaskStatus::started);
     }
     return false;  // final: a documented no-op

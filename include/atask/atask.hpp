@@ -8,6 +8,8 @@
 #include <atask/errors.hpp>
 #include <atask/locker.hpp>
 #include <atask/priority.hpp>
+#include <atask/process.hpp>
+#include <atask/process_worker.hpp>
 #include <atask/supervisor.hpp>
 #include <atask/task.hpp>
 #include <atask/thread_pool.hpp>

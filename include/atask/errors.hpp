@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace atask {
 
@@ -47,6 +48,52 @@ class TaskCanceled : public Error {
 class TaskAbandoned : public Error {
  public:
   using Error::Error;
+};
+
+/// A process task failed for a reason of its own process (see process.hpp).
+/// The subclasses say which; the message always names the task.
+class ProcessError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The function threw in the child process. what() is "task #N: <type>:
+/// <what() of the exception>"; type() and message() give the two parts.
+class ChildError : public ProcessError {
+ public:
+  ChildError(const std::string& what, std::string type, std::string message)
+      : ProcessError(what), type_(std::move(type)), message_(std::move(message)) {}
+  /// The exception's type as the child saw it (demangled), e.g. "std::invalid_argument".
+  const std::string& type() const noexcept { return type_; }
+  /// The exception's own what().
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string type_, message_;
+};
+
+/// The child process died before it returned a result: a crash (signal),
+/// an exit() or _exit(), or a kill from outside. The pool reaps it and
+/// forks a replacement.
+class ChildCrashed : public ProcessError {
+ public:
+  ChildCrashed(const std::string& what, int pid, int signal, int exit_code)
+      : ProcessError(what), pid_(pid), signal_(signal), exit_code_(exit_code) {}
+  int pid() const noexcept { return pid_; }
+  /// The signal that killed it, 0 if it exited.
+  int signal() const noexcept { return signal_; }
+  /// Its exit code, -1 if a signal killed it.
+  int exit_code() const noexcept { return exit_code_; }
+
+ private:
+  int pid_, signal_, exit_code_;
+};
+
+/// The process task ran past its hard time limit: its child was killed
+/// (and replaced).
+class TimeLimitExceeded : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
 };
 
 }  // namespace atask

@@ -14,10 +14,12 @@
 /// @endcode
 
 #include <atask/aloop.hpp>
+#include <atask/detail/process_job.hpp>
 #include <atask/detail/task_impl.hpp>
 #include <atask/detail/worker_registry.hpp>
 #include <atask/errors.hpp>
 #include <atask/priority.hpp>
+#include <atask/process_pool.hpp>
 #include <atask/step.hpp>
 #include <atask/task.hpp>
 #include <atask/thread_pool.hpp>
@@ -39,6 +41,16 @@ class logger;
 }
 
 namespace atask {
+
+template <class R, class... A>
+class ProcessFn;
+
+namespace detail {
+template <class F>
+struct is_process_fn : std::false_type {};
+template <class R, class... A>
+struct is_process_fn<ProcessFn<R, A...>> : std::true_type {};
+}  // namespace detail
 
 /// How stop() shuts down, in stages each bounded in time:
 ///  - warm (from the moment the stop begins): the steps stop in reverse
@@ -91,6 +103,10 @@ struct SupervisorOptions {
   StopOptions signal_stop{.cancel_queued = false};
   /// spdlog logger; nullptr = a stderr logger named "atask".
   std::shared_ptr<spdlog::logger> logger{};
+  /// The process pool (off unless processes.pool_size > 0). Its fork server
+  /// is forked by the constructor: construct the supervisor before the
+  /// program starts threads. See process.hpp.
+  ProcessPoolOptions processes{};
 
   static int default_pool_size() noexcept {
     const unsigned n = std::thread::hardware_concurrency();
@@ -127,6 +143,7 @@ struct SupervisorInfo {
   std::string id;
   std::string state;  ///< "created", "running", "stopping", "stopped"
   PoolInfo pool;
+  ProcessPoolInfo processes;
   std::vector<AloopInfo> aloops;
   /// The steps, in boot order once started (registration order before).
   std::vector<StepInfo> steps;
@@ -153,8 +170,9 @@ struct TaskOptions {
 /// returns (report.completed == false); block() or the destructor finish it.
 class Supervisor {
  public:
-  /// Validates the options (OptionsError). Starts no thread, so that a
-  /// process pool can fork its server first.
+  /// Validates the options (OptionsError). Starts no thread; with a process
+  /// pool it forks the pool's fork server here, while the program is
+  /// (ideally) still single-threaded.
   explicit Supervisor(SupervisorOptions options = {});
   /// stop() with the default options if still running.
   ~Supervisor();
@@ -173,7 +191,8 @@ class Supervisor {
   std::vector<std::string> boot_order() const;
 
   /// Starts the steps in boot order (the order is logged at debug level):
-  /// "loop" (the io_context thread), "aloops", "pool" (from here on the
+  /// "loop" (the io_context thread), "aloops", "processes" (only with a
+  /// process pool: forks its children), "pool" (from here on the
   /// supervisor is running and takes tasks), "workers", then user steps.
   /// Throws:
   ///  - LifecycleError when called twice or after stop();
@@ -208,13 +227,20 @@ class Supervisor {
   const std::string& id() const noexcept;
 
   /// Submits f(args...) and returns its handle. A callable returning
-  /// boost::asio::awaitable<T> runs on an aloop (TaskHandle<T>); any other
-  /// on the pool (TaskHandle<result>). A callable whose first parameter is a
+  /// boost::asio::awaitable<T> runs on an aloop (TaskHandle<T>); an
+  /// atask::process(fn) runs in a child of the process pool (TaskHandle<R>,
+  /// see process.hpp); any other on the pool (TaskHandle<result>). A callable whose first parameter is a
   /// std::stop_token gets the task's token. Arguments are copied or moved
   /// into the task, as std::thread does.
   /// Throws LifecycleError when not running, or when the aloop is stopped.
   template <class F, class... Args>
   auto submit(const TaskOptions& options, F&& f, Args&&... args);
+
+  // Library use (process.hpp): a fresh task id, and launching a process
+  // task (queued on the process pool, or delayed first). Throws
+  // LifecycleError when not running or without a process pool.
+  std::uint64_t next_task_id() noexcept { return next_id(); }
+  void launch_process(detail::ProcessJob& job, const TaskOptions& o);
 
   /// Fire-and-forget on the pool: no handle, no registry entry. What f
   /// throws is logged. Throws LifecycleError when not running.
@@ -256,6 +282,8 @@ class Supervisor {
 
  private:
   struct Impl;
+  template <class F, class... Args>
+  auto submit_callable(const TaskOptions& options, F&& f, Args&&... args);
   void check_running(const char* call) const;
   std::uint64_t next_id() noexcept;
   void launch_thread(detail::TaskStateBase* t, const TaskOptions& o);
@@ -273,6 +301,15 @@ class Supervisor {
 template <class F, class... Args>
 auto Supervisor::submit(const TaskOptions& o, F&& f, Args&&... args) {
   check_running("Supervisor::submit()");
+  if constexpr (detail::is_process_fn<std::remove_cvref_t<F>>::value) {
+    return f.submit(*this, o, std::forward<Args>(args)...);
+  } else {
+    return submit_callable(o, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+}
+
+template <class F, class... Args>
+auto Supervisor::submit_callable(const TaskOptions& o, F&& f, Args&&... args) {
   auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
   using Bound = decltype(bound);
   using R = typename detail::bound_result<Bound>::type;

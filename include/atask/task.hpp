@@ -97,7 +97,8 @@ class [[nodiscard]] TaskHandle {
 
   /// Queued or delayed: the task never runs and ends canceled (true).
   /// Running: its stop is requested (std::stop_token / the coroutine's
-  /// cancellation slot) and it ends however its code decides (true).
+  /// cancellation slot) and it ends however its code decides (true); a
+  /// running process task's child is killed and the task ends canceled.
   /// Already final: a no-op (false).
   bool cancel() const { return s("cancel").cancel(); }
 
@@ -142,6 +143,9 @@ class [[nodiscard]] TaskHandle {
         token);
   }
 
+  /// The shared state (library use).
+  detail::TaskState<T>* state_ptr() const noexcept { return state_.get(); }
+
   friend bool operator==(const TaskHandle& a, const TaskHandle& b) noexcept {
     return a.state_.get() == b.state_.get();
   }
@@ -177,14 +181,17 @@ auto wait_completed(const std::vector<TaskHandle<T>>& tasks, std::chrono::durati
   }
 }
 
-/// About the thread task running on the calling thread.
+/// About the task running on the calling thread - a thread task, or, inside
+/// a child of the process pool, the process task the child runs.
 namespace this_task {
-/// True when the current thread task was asked to stop (cancel() or a soft
-/// shutdown). False outside a thread task.
+/// True when the current task was asked to stop (cancel() or a soft
+/// shutdown); in a child process also once the task's soft time limit is
+/// over. False outside a task.
 bool stop_requested() noexcept;
-/// The current thread task's stop token (an empty token outside one).
+/// The current thread task's stop token (an empty token outside one, and in
+/// a child process: use stop_requested() there).
 std::stop_token stop_token() noexcept;
-/// The current thread task's id, 0 outside one.
+/// The current task's id, 0 outside one.
 std::uint64_t id() noexcept;
 }  // namespace this_task
 

@@ -106,6 +106,9 @@ class TaskStateBase : public PoolNode {
 
   /// Ask a running task to stop; the default requests its stop_token.
   virtual void request_stop() noexcept { stop_.request_stop(); }
+  /// What cancel() does to a started task; the default requests its stop.
+  /// A process task kills its child instead.
+  virtual void cancel_started() noexcept { request_stop(); }
   std::stop_token stop_token() const noexcept { return stop_.get_token(); }
 
   /// Runs f once the task is final: at once (on this thread) if it already

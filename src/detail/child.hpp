@@ -1,0 +1,22 @@
+#pragma once
+// What a child process knows about the task it runs, for atask::this_task.
+// Written by the child loop and its SIGTERM handler (lock-free atomics only).
+
+#include <atask/detail/process_job.hpp>
+
+#include <atomic>
+#include <cstdint>
+
+namespace atask::detail::child {
+
+/// The running task's id; 0 outside a child, or between tasks.
+extern std::atomic<std::uint64_t> task_id;
+/// Set by a stop request (SIGTERM) for the running task.
+extern std::atomic<bool> stop;
+/// steady_clock nanoseconds past which the soft time limit is over; 0 = none.
+extern std::atomic<std::int64_t> soft_deadline_ns;
+
+/// In a child: a stop was requested or the soft time limit is over.
+bool stop_requested() noexcept;
+
+}  // namespace atask::detail::child

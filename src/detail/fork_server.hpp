@@ -1,0 +1,55 @@
+#pragma once
+// The fork server: a single-threaded process forked when the supervisor is
+// constructed, before it starts any thread. It forks the pool's children on
+// request, kills them on request, reaps them and reports their exit, and
+// when its control socket closes (the parent stops or dies) it kills and
+// reaps every child and exits. Nothing in it logs or takes a lock the
+// parent's threads could have held.
+//
+// Control socket (SOCK_SEQPACKET, one CtlMsg per packet):
+//   parent -> server: spawn (+ the child's socket as SCM_RIGHTS), kill
+//   server -> parent: spawned, spawn_failed, exited
+//
+// Child socket (SOCK_STREAM), frames of [u32 length][payload]:
+//   request: u64 task id, u64 entry, u64 fn, i64 soft limit in ns (0 = none), JSON arguments
+//   reply:   u64 task id, u8 kind (reply_ok: JSON result, reply_error: type '\0' message)
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace atask::detail {
+
+enum class CtlType : std::uint32_t { spawn = 1, kill = 2, spawned = 3, spawn_failed = 4, exited = 5 };
+
+struct CtlMsg {
+  CtlType type;
+  std::int32_t pid;         // kill, spawned, exited
+  std::int32_t value;       // kill: signal; spawn_failed: errno; exited: wait status
+  std::uint32_t max_tasks;  // spawn: the child exits after this many tasks (0 = never)
+  std::uint64_t key;        // spawn/spawned/spawn_failed: the parent's id of the child; kill: task id
+};
+
+inline constexpr std::uint8_t reply_ok = 1;
+inline constexpr std::uint8_t reply_error = 2;
+inline constexpr std::uint32_t max_frame = 1u << 30;
+inline constexpr std::size_t request_head = 32;  // id, entry, fn, soft
+inline constexpr std::size_t reply_head = 9;     // id, kind
+
+struct ForkServer {
+  pid_t pid = -1;
+  int ctl = -1;  // the parent's end of the control socket
+};
+
+/// Forks the server. `name` becomes its process name ("<name>-fork") and
+/// its children's ("<name>-proc"). Throws std::system_error when it cannot.
+ForkServer start_fork_server(const std::string& name);
+
+/// Number of threads in this process (from /proc); 0 if unknown.
+int thread_count() noexcept;
+
+/// "killed by signal 11 (SIGSEGV)" / "exited with code 3" for a wait status.
+std::string describe_wait_status(int status);
+
+}  // namespace atask::detail
