@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the benchmarks: a table per benchmark and one
-# JSON line each (bench_pool, then bench_workers). `--quick` for a short run
-# of both.
+# JSON line each (bench_pool, then bench_workers, then bench_process).
+# `--quick` for a short run of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake --preset default >/dev/null
-cmake --build --preset default --target bench_pool bench_workers
+cmake --build --preset default --target bench_pool bench_workers bench_process
 ./build/benchmarks/bench_pool "$@"
 ./build/benchmarks/bench_workers "$@"
+./build/benchmarks/bench_process "$@"

@@ -632,7 +632,7 @@ void ProcessPool::on_exit(int pid, int status) {
       --running_total_;
     }
     if (c->killed) {
-      ++killed_;
+      // counted when it was killed
     } else if (c->state == ChildState::retiring && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       ++recycled_;
     } else {
@@ -642,8 +642,12 @@ void ProcessPool::on_exit(int pid, int status) {
     if (c->extra && c->state == ChildState::forking) --extra_forking_;
   }
   const std::string how = describe_wait_status(status);
+  const std::uint64_t task_id = c->job_id;
+  erase(*c);
+  replenish();
+  pump();
   if (job) {
-    const std::string msg = "task #" + std::to_string(c->job_id) + " failed: its child process (pid " +
+    const std::string msg = "task #" + std::to_string(task_id) + " failed: its child process (pid " +
                             std::to_string(pid) + ") crashed: " + how + " before it returned a result";
     log_->warn("{}: {}", id_, msg);
     job->fail(std::make_exception_ptr(ChildCrashed(msg, pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
@@ -653,9 +657,6 @@ void ProcessPool::on_exit(int pid, int status) {
   } else if (crashed) {
     log_->warn("{}: idle child process {} {}", id_, pid, how);
   }
-  erase(*c);
-  replenish();
-  pump();
 }
 
 void ProcessPool::kill_child(Child& c, std::exception_ptr why, bool canceled) {
@@ -671,15 +672,18 @@ void ProcessPool::kill_child(Child& c, std::exception_ptr why, bool canceled) {
     }
     c.state = ChildState::dying;
     c.killed = true;
+    ++killed_;
   }
   c.hard->cancel();
   send_kill(c.pid, SIGKILL, 0);
+  // The books first (a replacement forks, the next task goes out), then the
+  // waiters: what they read in info() already agrees.
+  replenish();
+  pump();
   if (job) {
     job->fail(std::move(why), canceled);
     job->task().release();
   }
-  replenish();  // the dying child no longer counts: its replacement forks now
-  pump();
 }
 
 void ProcessPool::send_kill(int pid, int sig, std::uint64_t task) noexcept {

@@ -83,7 +83,10 @@ int throws_int() {
   throw 42;
 }
 int segfault() {
-  volatile int* p = nullptr;
+  // An unmapped address, not nullptr: UBSan would catch a null store as
+  // undefined behaviour before it faults.
+  volatile std::uintptr_t address = 64;
+  volatile int* p = reinterpret_cast<volatile int*>(address);
   *p = 1;  // NOLINT: the point of the test
   return 0;
 }
