@@ -18,6 +18,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -31,12 +32,13 @@ namespace atask::detail {
 // -- what this_task sees in a child ------------------------------------------------
 namespace child {
 std::atomic<std::uint64_t> task_id{0};
-std::atomic<bool> stop{false};
+std::atomic<std::uint64_t>* stop_slot = nullptr;
 std::atomic<std::int64_t> soft_deadline_ns{0};
 
 bool stop_requested() noexcept {
-  if (task_id.load(std::memory_order_relaxed) == 0) return false;
-  if (stop.load(std::memory_order_relaxed)) return true;
+  const auto id = task_id.load(std::memory_order_relaxed);
+  if (id == 0) return false;
+  if (stop_slot && stop_slot->load(std::memory_order_relaxed) == id) return true;
   const auto d = soft_deadline_ns.load(std::memory_order_relaxed);
   return d != 0 && std::chrono::steady_clock::now().time_since_epoch().count() >= d;
 }
@@ -45,8 +47,10 @@ bool stop_requested() noexcept {
 namespace {
 
 static_assert(std::is_same_v<std::chrono::steady_clock::duration, std::chrono::nanoseconds>);
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<bool>::is_always_lock_free,
-              "the SIGTERM handler needs lock-free atomics");
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "stop slots are shared between processes: they must be lock-free");
+
+StopSlot* g_slots = nullptr;  // set before the server is forked
 
 void set_process_name(const std::string& name) noexcept {
   char buf[16] = {};
@@ -61,22 +65,6 @@ void close_other_fds(int keep) noexcept {
   if (::close_range(static_cast<unsigned>(keep + 1), ~0u, 0) == 0) return;
   for (int fd = 3; fd < 65536; ++fd)  // close_range unavailable: the slow way
     if (fd != keep) ::close(fd);
-}
-
-bool read_all(int fd, void* p, std::size_t n) noexcept {
-  auto* c = static_cast<char*>(p);
-  while (n > 0) {
-    const ssize_t r = ::read(fd, c, n);
-    if (r > 0) {
-      c += r;
-      n -= static_cast<std::size_t>(r);
-    } else if (r < 0 && errno == EINTR) {
-      continue;
-    } else {
-      return false;  // EOF or error
-    }
-  }
-  return true;
 }
 
 bool write_all(int fd, const void* p, std::size_t n) noexcept {
@@ -100,14 +88,6 @@ T load(const char* p) noexcept {
   T v;
   std::memcpy(&v, p, sizeof v);
   return v;
-}
-
-// A stop request carries the task id (sigqueue); a plain SIGTERM (from
-// outside, e.g. a service manager) asks whatever runs now to stop.
-void on_sigterm(int, siginfo_t* si, void*) {
-  const auto current = child::task_id.load(std::memory_order_relaxed);
-  if (si->si_code != SI_QUEUE || reinterpret_cast<std::uintptr_t>(si->si_value.sival_ptr) == current)
-    child::stop.store(true, std::memory_order_relaxed);
 }
 
 std::string demangled(const char* name) {
@@ -134,7 +114,7 @@ std::string describe_current() {
   return type + what;
 }
 
-[[noreturn]] void child_main(int fd, std::uint32_t max_tasks, pid_t server, const std::string& name) {
+[[noreturn]] void child_main(int fd, std::uint32_t max_tasks, int slot, pid_t server, const std::string& name) {
   // Dies with the server (a single-threaded process, so the "parent thread"
   // of PR_SET_PDEATHSIG is the whole server); the check closes the race
   // with a server that died before the prctl.
@@ -142,28 +122,40 @@ std::string describe_current() {
   if (::getppid() != server) ::_exit(1);
   set_process_name(name + "-proc");
 
-  struct sigaction sa {};
-  sa.sa_sigaction = on_sigterm;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
-  ::sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  if (g_slots && slot >= 0 && slot < stop_slot_count) child::stop_slot = &g_slots[slot];
   ::signal(SIGPIPE, SIG_IGN);  // a parent that is gone: write() fails with EPIPE and the loop ends
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 
-  std::string in, out;
+  // Buffered: one read() usually brings a whole request.
+  std::string buf, out;
+  std::size_t at = 0;  // start of the unread bytes in buf
+  auto fill = [&](std::size_t need) {
+    while (buf.size() - at < need) {
+      if (at > 0) {
+        buf.erase(0, at);
+        at = 0;
+      }
+      char chunk[64 * 1024];
+      const ssize_t r = ::read(fd, chunk, sizeof chunk);
+      if (r > 0)
+        buf.append(chunk, static_cast<std::size_t>(r));
+      else if (!(r < 0 && errno == EINTR))
+        return false;  // EOF: the pool closed this child, or the parent is gone
+    }
+    return true;
+  };
   for (std::uint32_t done = 0; max_tasks == 0 || done < max_tasks; ++done) {
-    std::uint32_t len = 0;
-    if (!read_all(fd, &len, sizeof len) || len < request_head || len > max_frame) ::_exit(0);
-    in.resize(len);
-    if (!read_all(fd, in.data(), len)) ::_exit(0);
+    if (!fill(4)) ::_exit(0);
+    const auto len = load<std::uint32_t>(buf.data() + at);
+    if (len < request_head || len > max_frame || !fill(4 + std::size_t(len))) ::_exit(0);
+    const std::string_view in(buf.data() + at + 4, len);
     const auto id = load<std::uint64_t>(in.data());
     const auto entry = reinterpret_cast<ProcessEntry>(load<std::uintptr_t>(in.data() + 8));
     const auto fn = reinterpret_cast<void (*)()>(load<std::uintptr_t>(in.data() + 16));
     const auto soft = load<std::int64_t>(in.data() + 24);
 
-    child::stop.store(false, std::memory_order_relaxed);
     child::soft_deadline_ns.store(
         soft > 0 ? std::chrono::steady_clock::now().time_since_epoch().count() + soft : 0,
         std::memory_order_relaxed);
@@ -171,12 +163,13 @@ std::string describe_current() {
     std::uint8_t kind = reply_ok;
     std::string result;
     try {
-      result = entry(fn, std::string_view(in).substr(request_head));
+      result = entry(fn, in.substr(request_head));
     } catch (...) {
       kind = reply_error;
       result = describe_current();
     }
     child::task_id.store(0, std::memory_order_relaxed);
+    at += 4 + std::size_t(len);
 
     out.resize(sizeof(std::uint32_t) + reply_head);
     const auto total = static_cast<std::uint32_t>(reply_head + result.size());
@@ -260,7 +253,7 @@ void send_ctl(int ctl, const CtlMsg& m) noexcept {
       if (pid == 0) {
         ::close(ctl);
         if (sfd >= 0) ::close(sfd);
-        child_main(fd, m.max_tasks, self, name);
+        child_main(fd, m.max_tasks, m.value, self, name);
       }
       const int err = errno;
       ::close(fd);
@@ -273,14 +266,7 @@ void send_ctl(int ctl, const CtlMsg& m) noexcept {
     } else if (m.type == CtlType::kill) {
       if (fd >= 0) ::close(fd);
       // Only its own unreaped children: a pid it reaped may belong to someone else by now.
-      if (!kids.count(m.pid)) continue;
-      if (m.value == SIGTERM) {
-        sigval v{};
-        v.sival_ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(m.key));
-        ::sigqueue(m.pid, SIGTERM, v);
-      } else {
-        ::kill(m.pid, m.value);
-      }
+      if (kids.count(m.pid)) ::kill(m.pid, m.value);
     } else if (fd >= 0) {
       ::close(fd);
     }
@@ -301,10 +287,13 @@ void send_ctl(int ctl, const CtlMsg& m) noexcept {
 
 }  // namespace
 
-ForkServer start_fork_server(const std::string& name) {
+ForkServer start_fork_server(const std::string& name, StopSlot* slots) {
+  g_slots = slots;
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
     throw std::system_error(errno, std::generic_category(), "socketpair");
+  // Output still buffered in the parent would be written again by a copy.
+  std::fflush(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int err = errno;

@@ -11,14 +11,18 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstring>
 #include <future>
+#include <new>
+#include <system_error>
 
 namespace asio = boost::asio;
 
@@ -38,7 +42,6 @@ void process_remove_queued(ProcessPool& pool, ProcessJob& job) noexcept {
 namespace {
 
 constexpr std::size_t critical = index(Priority::critical);
-constexpr std::size_t read_chunk = 64 * 1024;
 
 Ref<TaskStateBase> ref_of(TaskStateBase& t) noexcept {
   t.add_ref();
@@ -94,6 +97,19 @@ void ProcessPool::JobList::remove(ProcessJob* j) noexcept {
   j->q_linked = false;
 }
 
+ProcessPool::Fd::~Fd() {
+  if (fd >= 0) ::close(fd);
+}
+
+// Ends a task a child had taken. One taken by a submitting thread may not
+// have run try_start() yet: then it never ran, and ends canceled.
+void ProcessPool::end_taken(ProcessJob& j, std::exception_ptr e, bool canceled) noexcept {
+  if (j.task().cancel_pending(std::make_exception_ptr(
+          TaskCanceled(task_name(j) + " was canceled: its child process went away before it started"))))
+    return;
+  j.fail(std::move(e), canceled);
+}
+
 // -- lifecycle ----------------------------------------------------------------------------
 ProcessPool::ProcessPool(ProcessPoolOptions o, std::string id, std::shared_ptr<spdlog::logger> log)
     : opt_(o), id_(std::move(id)), log_(std::move(log)) {
@@ -102,12 +118,26 @@ ProcessPool::ProcessPool(ProcessPoolOptions o, std::string id, std::shared_ptr<s
         "{}: forking the process pool's fork server while this process runs {} threads; construct the "
         "Supervisor before starting threads, so that no lock another thread holds is copied into the children",
         id_, n);
-  server_ = start_fork_server(id_);
+  void* mem = ::mmap(nullptr, sizeof(StopSlot) * stop_slot_count, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                     -1, 0);
+  if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap of the stop slots");
+  slots_ = static_cast<StopSlot*>(mem);
+  for (int i = stop_slot_count - 1; i >= 0; --i) {
+    new (&slots_[i]) StopSlot(0);
+    free_slots_.push_back(i);
+  }
+  try {
+    server_ = start_fork_server(id_, slots_);
+  } catch (...) {
+    ::munmap(slots_, sizeof(StopSlot) * stop_slot_count);
+    throw;
+  }
   log_->debug("{}: fork server started (pid {})", id_, server_.pid);
 }
 
 ProcessPool::~ProcessPool() {
   stop();
+  ::munmap(slots_, sizeof(StopSlot) * stop_slot_count);
 }
 
 void ProcessPool::start(asio::io_context& ctx) {
@@ -179,6 +209,8 @@ void ProcessPool::reap_server() noexcept {
 // -- queueing (any thread) ----------------------------------------------------------------
 void ProcessPool::enqueue(ProcessJob& job) {
   std::string refused;
+  Dispatch d;
+  bool took = false, need_extra = false;
   {
     std::lock_guard lk(m_);
     if (broken_)
@@ -190,13 +222,18 @@ void ProcessPool::enqueue(ProcessJob& job) {
       const auto p = index(job.task().priority());
       queues_[p].push_back(&job);
       ++queued_[p];
+      // An idle child takes it from this thread: no hop through the loop.
+      if (ctx_) took = take_locked(d, need_extra);
     }
   }
   if (!refused.empty()) {
     job.task().cancel_pending(std::make_exception_ptr(TaskCanceled(task_name(job) + " was canceled: " + refused)));
     throw LifecycleError("Supervisor::submit() - " + refused);
   }
-  schedule_pump();
+  if (took)
+    launch(d, false);
+  else if (need_extra || !ctx_)
+    schedule_pump();
 }
 
 void ProcessPool::schedule_pump() noexcept {
@@ -226,29 +263,25 @@ void ProcessPool::cancel_running(ProcessJob& job) noexcept {
   if (!ctx_) return;
   try {
     asio::post(*ctx_, [this, r = ref_of(job.task()), j = &job] {
-      for (auto& [k, c] : children_)
-        if (c->job == j) {
-          const std::string pid = std::to_string(c->pid);
-          return kill_child(*c,
-                            std::make_exception_ptr(TaskCanceled(task_name(*j) +
-                                                                 " was canceled while running: its child process "
-                                                                 "(pid " + pid + ") was killed")),
-                            true);
-        }
+      Child* c = child_running(j);
+      if (!c) return;  // over already
+      kill_child(*c,
+                 std::make_exception_ptr(TaskCanceled(task_name(*j) + " was canceled while running: its child process (pid " +
+                                                      std::to_string(c->pid) + ") was killed")),
+                 true);
     });
   } catch (...) {  // the loop is gone: so is the child
   }
 }
 
+// Any thread: the running child sees it through its stop slot.
 void ProcessPool::request_stop(ProcessJob& job) noexcept {
-  if (!ctx_) return;
-  try {
-    asio::post(*ctx_, [this, r = ref_of(job.task()), j = &job] {
-      for (auto& [k, c] : children_)
-        if (c->job == j) return send_kill(c->pid, SIGTERM, c->job_id);
-    });
-  } catch (...) {
-  }
+  std::lock_guard lk(m_);
+  for (auto& [k, c] : children_)
+    if (c->job == &job) {
+      if (c->slot >= 0) slots_[c->slot].store(c->job_id, std::memory_order_relaxed);
+      return;
+    }
 }
 
 int ProcessPool::limit_for(std::size_t p) const noexcept {
@@ -271,91 +304,143 @@ std::chrono::milliseconds ProcessPool::soft_limit(const ProcessJob& j) const noe
   return j.soft_time_limit.count() > 0 ? j.soft_time_limit : opt_.soft_time_limit;
 }
 
-// -- the loop thread ----------------------------------------------------------------------
-// Starts every admissible queued task in an idle child: the highest waiting
-// priority decides (lower ones wait behind it), as in the thread pool.
-void ProcessPool::pump() {
-  for (;;) {
-    ProcessJob* job = nullptr;
-    Child* c = nullptr;
-    bool need_extra = false;
+// -- dispatch -----------------------------------------------------------------------------
+// Takes the next admissible task and an idle child for it (under m_): the
+// highest waiting priority decides, lower ones wait behind it, as in the
+// thread pool. `need_extra`: a critical task waits and no child is free.
+bool ProcessPool::take_locked(Dispatch& d, bool& need_extra) {
+  if (closed_ || broken_) return false;
+  int p = -1;
+  for (int i = int(priority_count) - 1; i >= 0; --i)
+    if (!queues_[i].empty()) {
+      p = i;
+      break;
+    }
+  if (p < 0) return false;
+  if (std::size_t(p) != critical && running_total_ >= limit_for(std::size_t(p))) return false;
+  Child* c = nullptr;
+  for (auto& [k, ch] : children_)
+    if (ch->state == ChildState::idle) {
+      c = ch.get();
+      break;
+    }
+  if (!c) {
+    // A critical task never waits for a slot: it gets a child of its own.
+    need_extra = std::size_t(p) == critical && queued_[critical] > extra_forking_;
+    return false;
+  }
+  ProcessJob* job = queues_[p].pop_front();
+  --queued_[p];
+  ++running_[p];
+  ++running_total_;
+  c->state = ChildState::busy;
+  c->job = job;
+  c->job_id = job->task().id();
+  ++c->sent;
+  c->last_task = opt_.max_tasks_per_child > 0 && c->sent >= opt_.max_tasks_per_child;
+  job->task().add_ref();  // the launcher's, while it reads the job outside the lock
+  d = {job, c->key, c->job_id, c->wfd};
+  return true;
+}
+
+// Starts a taken task in its child: on the loop thread (from pump) or on
+// the submitting thread (from enqueue, which writes the request itself).
+// Off the loop the child may die meanwhile: its exit report then ends the
+// task - canceled if try_start() has not run yet, failed if it has.
+void ProcessPool::launch(Dispatch& d, bool on_loop) {
+  ProcessJob& job = *d.job;
+  Ref<TaskStateBase> keep = Ref<TaskStateBase>::adopt(&job.task());
+  if (!job.task().try_start()) {  // canceled after we took it: the child is free again
     {
       std::lock_guard lk(m_);
-      if (closed_ || broken_) return;
-      int p = -1;
-      for (int i = int(priority_count) - 1; i >= 0; --i)
-        if (!queues_[i].empty()) {
-          p = i;
-          break;
-        }
-      if (p < 0) return;
-      if (std::size_t(p) != critical && running_total_ >= limit_for(std::size_t(p))) return;
-      for (auto& [k, ch] : children_)
-        if (ch->state == ChildState::idle) {
-          c = ch.get();
-          break;
-        }
-      if (!c) {
-        // A critical task never waits for a slot: it gets a child of its own.
-        need_extra = std::size_t(p) == critical && queued_[critical] > extra_forking_;
-      } else {
-        job = queues_[p].pop_front();
-        --queued_[p];
-        ++running_[p];
-        ++running_total_;
-        c->state = ChildState::busy;
-        c->job = job;
-        c->job_id = job->task().id();
-        ++c->sent;
-        c->last_task = opt_.max_tasks_per_child > 0 && c->sent >= opt_.max_tasks_per_child;
-      }
-    }
-    if (!c) {
-      if (need_extra) spawn(true);
-      return;
-    }
-    if (!job->task().try_start()) {  // canceled after we took it: the child stays free
-      {
-        std::lock_guard lk(m_);
-        const auto p = index(job->task().priority());
+      Child* c = find_key(d.key);
+      if (c && c->job == &job) {
+        const auto p = index(job.task().priority());
         --running_[p];
         --running_total_;
-        c->state = ChildState::idle;
         c->job = nullptr;
+        if (c->state == ChildState::busy) c->state = ChildState::idle;
         --c->sent;
         c->last_task = false;
+        job.task().release();  // the child's
       }
-      job->task().release();
-      continue;
     }
-    // The request frame; the arguments are not needed in the parent any more.
-    auto frame = std::make_shared<std::string>();
-    frame->reserve(4 + request_head + job->args.size());
-    put<std::uint32_t>(*frame, static_cast<std::uint32_t>(request_head + job->args.size()));
-    put<std::uint64_t>(*frame, c->job_id);
-    put<std::uint64_t>(*frame, reinterpret_cast<std::uintptr_t>(job->entry));
-    put<std::uint64_t>(*frame, reinterpret_cast<std::uintptr_t>(job->fn));
-    put<std::int64_t>(*frame, std::chrono::nanoseconds(soft_limit(*job)).count());
-    frame->append(job->args);
-    std::string().swap(job->args);
-    asio::async_write(*c->sock, asio::buffer(*frame), [frame](boost::system::error_code, std::size_t) {
-      // A child that cannot be written to is dead or dying: its exit report fails the task.
-    });
-    if (const auto lim = hard_limit(*job); lim.count() > 0) {
-      c->hard->expires_after(lim);
-      c->hard->async_wait([this, key = c->key, id = c->job_id, lim](boost::system::error_code ec) {
-        if (ec) return;
-        Child* ch = find_key(key);
-        if (!ch || !ch->job || ch->job_id != id) return;
-        kill_child(*ch,
-                   std::make_exception_ptr(TimeLimitExceeded(
-                       "task #" + std::to_string(id) + " exceeded its hard time limit of " +
-                       std::to_string(lim.count()) + " ms: its child process (pid " + std::to_string(ch->pid) +
-                       ") was killed")),
-                   false);
-      });
-    }
+    if (!on_loop) schedule_pump();
+    return;
   }
+  // The request frame; the arguments are not needed in the parent any more.
+  auto frame = std::make_shared<std::string>();
+  frame->reserve(4 + request_head + job.args.size());
+  put<std::uint32_t>(*frame, static_cast<std::uint32_t>(request_head + job.args.size()));
+  put<std::uint64_t>(*frame, d.id);
+  put<std::uint64_t>(*frame, reinterpret_cast<std::uintptr_t>(job.entry));
+  put<std::uint64_t>(*frame, reinterpret_cast<std::uintptr_t>(job.fn));
+  put<std::int64_t>(*frame, std::chrono::nanoseconds(soft_limit(job)).count());
+  frame->append(job.args);
+  std::string().swap(job.args);
+  const auto lim = hard_limit(job);
+
+  std::size_t sent = 0;
+  if (!on_loop) {
+    while (sent < frame->size()) {
+      const ssize_t r = ::send(d.fd->fd, frame->data() + sent, frame->size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (r > 0)
+        sent += std::size_t(r);
+      else if (r < 0 && errno == EINTR)
+        continue;
+      else
+        break;  // full socket buffer (the loop writes the rest) or a dead child (its exit report settles it)
+    }
+    if (sent == frame->size() && lim.count() == 0) return;
+  }
+  auto finish = [this, key = d.key, id = d.id, frame, sent, lim] {
+    Child* c = find_key(key);
+    if (!c || !runs(*c, id)) return;  // over already
+    if (sent < frame->size())
+      asio::async_write(*c->sock, asio::buffer(frame->data() + sent, frame->size() - sent),
+                        [frame](boost::system::error_code, std::size_t) {
+                          // A child that cannot be written to is dead or dying: its exit report fails the task.
+                        });
+    if (lim.count() > 0) arm_limit(*c, lim);
+  };
+  if (on_loop)
+    finish();
+  else
+    asio::post(*ctx_, std::move(finish));
+}
+
+void ProcessPool::arm_limit(Child& c, std::chrono::milliseconds lim) {
+  c.hard->expires_after(lim);
+  std::uint64_t job_id;
+  {
+    std::lock_guard lk(m_);
+    job_id = c.job_id;
+  }
+  c.hard->async_wait([this, key = c.key, id = job_id, lim](boost::system::error_code ec) {
+    if (ec) return;
+    Child* ch = find_key(key);
+    if (!ch || !runs(*ch, id)) return;
+    kill_child(*ch,
+               std::make_exception_ptr(TimeLimitExceeded("task #" + std::to_string(id) +
+                                                         " exceeded its hard time limit of " +
+                                                         std::to_string(lim.count()) + " ms: its child process (pid " +
+                                                         std::to_string(ch->pid) + ") was killed")),
+               false);
+  });
+}
+
+// -- the loop thread ----------------------------------------------------------------------
+void ProcessPool::pump() {
+  bool need_extra = false;
+  for (;;) {
+    Dispatch d;
+    {
+      std::lock_guard lk(m_);
+      if (!take_locked(d, need_extra)) break;
+    }
+    launch(d, true);
+  }
+  if (need_extra) spawn(true);
 }
 
 // Keeps pool_size + reserves children that will take tasks (forking, idle
@@ -383,7 +468,14 @@ void ProcessPool::spawn(bool extra) {
   auto c = std::make_unique<Child>();
   c->key = ++next_key_;
   c->extra = extra;
-  CtlMsg m{CtlType::spawn, 0, 0,
+  {
+    std::lock_guard lk(m_);
+    if (!free_slots_.empty()) {
+      c->slot = free_slots_.back();
+      free_slots_.pop_back();
+    }
+  }
+  CtlMsg m{CtlType::spawn, 0, c->slot,
            static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_tasks_per_child, UINT32_MAX)), c->key};
   alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
   iovec iov{&m, sizeof m};
@@ -404,10 +496,17 @@ void ProcessPool::spawn(bool extra) {
   ::close(sv[1]);
   if (r < 0) {
     ::close(sv[0]);
+    if (c->slot >= 0) {
+      std::lock_guard lk(m_);
+      free_slots_.push_back(c->slot);
+    }
     log_->error("{}: cannot ask the fork server for a child: {}", id_, std::strerror(err));
     return;  // a dead server shows as EOF on the control socket
   }
+  c->wfd = std::make_shared<Fd>(::fcntl(sv[0], F_DUPFD_CLOEXEC, 0));
   c->sock.emplace(*ctx_, asio::local::stream_protocol(), sv[0]);
+  boost::system::error_code ec;
+  c->sock->non_blocking(true, ec);
   c->hard.emplace(*ctx_);
   Child& ref = *c;
   {
@@ -492,25 +591,35 @@ void ProcessPool::on_ctl(const CtlMsg& m) {
   }
 }
 
+// Waits for the socket to be readable, then reads what is there: no
+// speculative read per task while the child works.
 void ProcessPool::read_child(Child& c) {
-  auto buf = std::make_shared<std::array<char, read_chunk>>();
-  c.sock->async_read_some(asio::buffer(*buf), [this, key = c.key, buf](boost::system::error_code ec, std::size_t n) {
+  c.sock->async_wait(asio::socket_base::wait_read, [this, key = c.key](boost::system::error_code ec) {
     if (ec == asio::error::operation_aborted) return;
     Child* c = find_key(key);
     if (!c) return;
-    if (ec) {  // EOF or error: the child is gone; its exit report settles its task
-      bool idle = false;
-      {
-        std::lock_guard lk(m_);
-        idle = c->state == ChildState::idle;
-        if (idle || c->state == ChildState::forking) c->state = ChildState::dying;
+    bool gone = static_cast<bool>(ec);
+    while (!gone) {
+      const std::size_t n = c->sock->read_some(asio::buffer(scratch_), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec || n == 0) {
+        gone = true;
+        break;
       }
-      if (idle) replenish();
-      return;
+      c->in.insert(c->in.end(), scratch_.data(), scratch_.data() + n);
+      if (n < scratch_.size()) break;
     }
-    c->in.insert(c->in.end(), buf->data(), buf->data() + n);
-    on_bytes(*c);
-    if ((c = find_key(key))) read_child(*c);
+    if (!c->in.empty()) on_bytes(*c);
+    if (!(c = find_key(key))) return;
+    if (!gone) return read_child(*c);
+    // EOF or error: the child is gone; its exit report settles its task.
+    bool idle = false;
+    {
+      std::lock_guard lk(m_);
+      idle = c->state == ChildState::idle;
+      if (idle || c->state == ChildState::forking) c->state = ChildState::dying;
+    }
+    if (idle) replenish();
   });
 }
 
@@ -526,9 +635,7 @@ void ProcessPool::on_bytes(Child& c) {
     if (len < reply_head || len > max_frame) {
       log_->error("{}: child process {} sent a malformed reply - killing it", id_, ch->pid);
       in.clear();
-      return kill_child(*ch,
-                        std::make_exception_ptr(ProcessError("task #" + std::to_string(ch->job_id) +
-                                                             ": its child process sent a malformed reply")),
+      return kill_child(*ch, std::make_exception_ptr(ProcessError("its child process sent a malformed reply")),
                         false);
     }
     if (in.size() - at - 4 < len) break;
@@ -544,10 +651,11 @@ void ProcessPool::on_bytes(Child& c) {
 
 void ProcessPool::on_reply(Child& c, std::uint64_t id, bool ok, std::string_view payload) {
   ProcessJob* job = nullptr;
-  bool retire = false;
+  bool retire = false, last = false;
   {
     std::lock_guard lk(m_);
     if (!c.job || c.job_id != id) return;  // killed or canceled meanwhile: the task has ended already
+    last = c.last_task;
     job = c.job;
     c.job = nullptr;
     const auto p = index(job->task().priority());
@@ -583,7 +691,7 @@ void ProcessPool::on_reply(Child& c, std::uint64_t id, bool ok, std::string_view
     boost::system::error_code ec;
     c.sock->shutdown(asio::socket_base::shutdown_send, ec);  // EOF: the child exits
   }
-  if (c.last_task) replenish();
+  if (last) replenish();
   pump();  // the next task starts before this one's waiters wake
   if (ok) {
     job->deliver(payload);
@@ -610,20 +718,20 @@ void ProcessPool::on_exit(int pid, int status) {
   // A result written just before the exit is in the socket already: read it first.
   if (c->sock && c->sock->is_open()) {
     boost::system::error_code ec;
-    c->sock->non_blocking(true, ec);
-    std::array<char, read_chunk> buf;
     for (;;) {
-      const std::size_t n = c->sock->read_some(asio::buffer(buf), ec);
+      const std::size_t n = c->sock->read_some(asio::buffer(scratch_), ec);
       if (ec || n == 0) break;
-      c->in.insert(c->in.end(), buf.data(), buf.data() + n);
+      c->in.insert(c->in.end(), scratch_.data(), scratch_.data() + n);
     }
     on_bytes(*c);
     if (!(c = find_key(key))) return;
   }
   ProcessJob* job = nullptr;
   bool crashed = false;
+  std::uint64_t task_id = 0;
   {
     std::lock_guard lk(m_);
+    task_id = c->job_id;
     job = c->job;
     c->job = nullptr;
     if (job) {
@@ -642,7 +750,6 @@ void ProcessPool::on_exit(int pid, int status) {
     if (c->extra && c->state == ChildState::forking) --extra_forking_;
   }
   const std::string how = describe_wait_status(status);
-  const std::uint64_t task_id = c->job_id;
   erase(*c);
   replenish();
   pump();
@@ -650,7 +757,8 @@ void ProcessPool::on_exit(int pid, int status) {
     const std::string msg = "task #" + std::to_string(task_id) + " failed: its child process (pid " +
                             std::to_string(pid) + ") crashed: " + how + " before it returned a result";
     log_->warn("{}: {}", id_, msg);
-    job->fail(std::make_exception_ptr(ChildCrashed(msg, pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+    end_taken(*job,
+              std::make_exception_ptr(ChildCrashed(msg, pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
                                                    WIFEXITED(status) ? WEXITSTATUS(status) : -1)),
               false);
     job->task().release();
@@ -681,7 +789,7 @@ void ProcessPool::kill_child(Child& c, std::exception_ptr why, bool canceled) {
   replenish();
   pump();
   if (job) {
-    job->fail(std::move(why), canceled);
+    end_taken(*job, std::move(why), canceled);
     job->task().release();
   }
 }
@@ -726,7 +834,10 @@ void ProcessPool::fail_all(const std::string& why) {
       }
     running_ = {};
     running_total_ = 0;
-    for (auto& [k, c] : children_) gone.push_back(std::move(c));
+    for (auto& [k, c] : children_) {
+      if (c->slot >= 0) free_slots_.push_back(c->slot);
+      gone.push_back(std::move(c));
+    }
     children_.clear();
     extra_forking_ = 0;
   }
@@ -741,9 +852,23 @@ void ProcessPool::fail_all(const std::string& why) {
     j->task().release();
   }
   for (ProcessJob* j : running) {
-    j->fail(std::make_exception_ptr(ProcessError(task_name(*j) + " failed: " + why)), false);
+    end_taken(*j, std::make_exception_ptr(ProcessError(task_name(*j) + " failed: " + why)), false);
     j->task().release();
   }
+}
+
+// Loop thread: the child running `j`, if any (its task fields are written
+// under m_ by submitting threads too).
+ProcessPool::Child* ProcessPool::child_running(const ProcessJob* j) noexcept {
+  std::lock_guard lk(m_);
+  for (auto& [k, c] : children_)
+    if (c->job == j) return c.get();
+  return nullptr;
+}
+
+bool ProcessPool::runs(const Child& c, std::uint64_t id) noexcept {
+  std::lock_guard lk(m_);
+  return c.job && c.job_id == id;
 }
 
 ProcessPool::Child* ProcessPool::find_key(std::uint64_t key) noexcept {
@@ -765,6 +890,7 @@ void ProcessPool::erase(Child& c) noexcept {
     if (it == children_.end()) return;
     gone = std::move(it->second);
     children_.erase(it);
+    if (gone->slot >= 0) free_slots_.push_back(gone->slot);  // a stale id never matches a later task's
   }
   boost::system::error_code ec;
   if (gone->hard) gone->hard->cancel();

@@ -1,6 +1,6 @@
 #pragma once
 // What a child process knows about the task it runs, for atask::this_task.
-// Written by the child loop and its SIGTERM handler (lock-free atomics only).
+// Written by the child loop; the stop slot by the parent, through shared memory.
 
 #include <atask/detail/process_job.hpp>
 
@@ -11,8 +11,9 @@ namespace atask::detail::child {
 
 /// The running task's id; 0 outside a child, or between tasks.
 extern std::atomic<std::uint64_t> task_id;
-/// Set by a stop request (SIGTERM) for the running task.
-extern std::atomic<bool> stop;
+/// This child's stop slot in the memory it shares with the parent (the id
+/// of the task whose stop was requested); nullptr outside a child.
+extern std::atomic<std::uint64_t>* stop_slot;
 /// steady_clock nanoseconds past which the soft time limit is over; 0 = none.
 extern std::atomic<std::int64_t> soft_deadline_ns;
 

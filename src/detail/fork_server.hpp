@@ -16,6 +16,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -26,7 +27,7 @@ enum class CtlType : std::uint32_t { spawn = 1, kill = 2, spawned = 3, spawn_fai
 struct CtlMsg {
   CtlType type;
   std::int32_t pid;         // kill, spawned, exited
-  std::int32_t value;       // kill: signal; spawn_failed: errno; exited: wait status
+  std::int32_t value;       // spawn: stop slot (-1: none); kill: signal; spawn_failed: errno; exited: wait status
   std::uint32_t max_tasks;  // spawn: the child exits after this many tasks (0 = never)
   std::uint64_t key;        // spawn/spawned/spawn_failed: the parent's id of the child; kill: task id
 };
@@ -42,9 +43,18 @@ struct ForkServer {
   int ctl = -1;  // the parent's end of the control socket
 };
 
+/// Stop requests: one slot per child in memory shared by the parent and
+/// every child (mapped before the server is forked). The parent stores the
+/// id of the task whose stop it requests; the child compares it with the
+/// task it runs. No signal, no message: nothing interrupts the function.
+inline constexpr int stop_slot_count = 1024;
+using StopSlot = std::atomic<std::uint64_t>;
+
 /// Forks the server. `name` becomes its process name ("<name>-fork") and
-/// its children's ("<name>-proc"). Throws std::system_error when it cannot.
-ForkServer start_fork_server(const std::string& name);
+/// its children's ("<name>-proc"); `slots` (shared, stop_slot_count of
+/// them) is what children read their stop requests from. Throws
+/// std::system_error when it cannot.
+ForkServer start_fork_server(const std::string& name, StopSlot* slots);
 
 /// Number of threads in this process (from /proc); 0 if unknown.
 int thread_count() noexcept;

@@ -54,9 +54,20 @@ class ProcessPool {
 
  private:
   enum class ChildState : unsigned char { forking, idle, busy, retiring, dying };
+  // A second descriptor of a child's socket, for requests written off the
+  // loop thread: shared, so that it stays open while such a write runs even
+  // if the loop closes the child meanwhile.
+  struct Fd {
+    explicit Fd(int f) noexcept : fd(f) {}
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd();
+    int fd;
+  };
   struct Child {
     std::uint64_t key = 0;
     int pid = 0;
+    int slot = -1;  // its stop slot (-1: none free)
     ChildState state = ChildState::forking;
     bool extra = false;           // forked for a critical task beyond the pool's size
     bool last_task = false;       // its current task is its max_tasks_per_child-th
@@ -66,6 +77,7 @@ class ProcessPool {
     ProcessJob* job = nullptr;    // holds a reference to job->task()
     std::uint64_t job_id = 0;
     std::optional<boost::asio::local::stream_protocol::socket> sock;
+    std::shared_ptr<Fd> wfd;
     std::optional<boost::asio::steady_timer> hard;
     std::vector<char> in;         // bytes read, not yet a whole frame
     std::size_t in_used = 0;
@@ -80,12 +92,22 @@ class ProcessPool {
     void remove(ProcessJob* j) noexcept;
   };
 
-  // -- any thread, under m_ ---------------------------------------------------------
+  // A task taken for a child (holds a reference to the task).
+  struct Dispatch {
+    ProcessJob* job = nullptr;
+    std::uint64_t key = 0, id = 0;
+    std::shared_ptr<Fd> fd;
+  };
+
+  // -- any thread -------------------------------------------------------------------
   void schedule_pump() noexcept;
   int limit_for(std::size_t priority) const noexcept;
+  bool take_locked(Dispatch& d, bool& need_extra);
+  void launch(Dispatch& d, bool on_loop);
 
   // -- loop thread ------------------------------------------------------------------
   void pump();
+  void arm_limit(Child& c, std::chrono::milliseconds lim);
   void spawn(bool extra);
   void replenish();
   void read_ctl();
@@ -95,11 +117,14 @@ class ProcessPool {
   void on_reply(Child& c, std::uint64_t id, bool ok, std::string_view payload);
   void on_exit(int pid, int status);
   void kill_child(Child& c, std::exception_ptr why, bool canceled);
+  void end_taken(ProcessJob& j, std::exception_ptr e, bool canceled) noexcept;
   void send_kill(int pid, int sig, std::uint64_t task) noexcept;
   void server_gone(const std::string& why);
   void fail_all(const std::string& why);
   void shutdown_on_loop() noexcept;
   Child* find_pid(int pid) noexcept;
+  Child* child_running(const ProcessJob* j) noexcept;
+  bool runs(const Child& c, std::uint64_t id) noexcept;
   Child* find_key(std::uint64_t key) noexcept;
   void erase(Child& c) noexcept;
   std::chrono::milliseconds hard_limit(const ProcessJob& j) const noexcept;
@@ -109,6 +134,8 @@ class ProcessPool {
   const ProcessPoolOptions opt_;
   const std::string id_;
   std::shared_ptr<spdlog::logger> log_;
+  StopSlot* slots_ = nullptr;  // shared with every child (mmap), stop_slot_count of them
+  std::vector<int> free_slots_;  // under m_
   ForkServer server_;
   boost::asio::io_context* ctx_ = nullptr;
   std::optional<boost::asio::posix::stream_descriptor> ctl_;
@@ -128,6 +155,7 @@ class ProcessPool {
   std::uint64_t completed_ = 0, spawned_ = 0, crashed_ = 0, killed_ = 0, recycled_ = 0;
   std::atomic<bool> pump_posted_{false};
   int spawn_failures_ = 0;  // in a row
+  std::array<char, 64 * 1024> scratch_{};  // loop thread: socket reads
 };
 
 }  // namespace atask::detail
