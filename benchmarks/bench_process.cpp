@@ -3,6 +3,8 @@
 //  1. raw round trip between two processes: a 16-byte message over an
 //     AF_UNIX SOCK_STREAM socketpair (what the pool uses) to a forked echo
 //     child and back, one at a time, p50/p99;
+//     1b. the same with the parent spinning up to 50 us for the reply before
+//     it blocks, as TaskHandle::get() waits: the fair floor for 2;
 //  2. process task round trip, one at a time: sv.submit({},
 //     atask::process(&trivial), i).get(), p50/p99; samples of 1 and 2 are
 //     taken in interleaved rounds;
@@ -237,6 +239,22 @@ double echo_round_trip_us(int fd) {
   return us(clk::now() - t0);
 }
 
+// The same, with the parent waiting the way TaskHandle::get() does: it
+// spins up to 50 us for the reply before it blocks in read(). The fair
+// floor for atask's round trip, whose waiter spins the same way.
+double echo_round_trip_spin_us(int fd) {
+  char out[msg_size] = "atask-roundtrip", in[msg_size];
+  const auto t0 = clk::now();
+  if (!write_all(fd, out, msg_size)) die("echo child: write failed");
+  std::size_t got = 0;
+  while (got < msg_size && clk::now() - t0 < std::chrono::microseconds(50)) {
+    const ssize_t r = ::recv(fd, in + got, msg_size - got, MSG_DONTWAIT);
+    if (r > 0) got += static_cast<std::size_t>(r);
+  }
+  if (got < msg_size && !read_all(fd, in + got, msg_size - got)) die("echo child: read failed");
+  return us(clk::now() - t0);
+}
+
 // `total` messages over two echo children (equal shares), `window` of them
 // outstanding per child; one poll() loop: each read takes everything that
 // arrived, and as many messages as came back go out again, each in its own
@@ -376,8 +394,9 @@ int main(int argc, char** argv) {
   atask::Supervisor sv2({.id = "crash", .logger = log, .processes = {.pool_size = 1}});
 
   // ============ 1 + 2. round trips, interleaved ========================================
-  std::vector<double> pipe_us, task_us;
+  std::vector<double> pipe_us, spin_us, task_us;
   pipe_us.reserve(pipe_samples);
+  spin_us.reserve(pipe_samples);
   task_us.reserve(task_samples);
   sv1.start();
   for (int i = 0; i < 1'000; ++i) echo_round_trip_us(echoes[0].fd);
@@ -386,6 +405,7 @@ int main(int argc, char** argv) {
   long wrong = 0;
   for (int r = 0; r < rtt_rounds; ++r) {
     for (int i = 0; i < pipe_samples / rtt_rounds; ++i) pipe_us.push_back(echo_round_trip_us(echoes[0].fd));
+    for (int i = 0; i < pipe_samples / rtt_rounds; ++i) spin_us.push_back(echo_round_trip_spin_us(echoes[0].fd));
     for (int i = 0; i < task_samples / rtt_rounds; ++i) {
       const auto t0 = clk::now();
       auto h = sv1.submit({}, atask::process(&trivial), i);
@@ -482,6 +502,7 @@ int main(int argc, char** argv) {
 
   // ============ report =========================================================================
   const double pipe50 = percentile(pipe_us, .5), pipe99 = percentile(pipe_us, .99);
+  const double spin50 = percentile(spin_us, .5), spin99 = percentile(spin_us, .99);
   const double task50 = percentile(task_us, .5), task99 = percentile(task_us, .99);
   const double ceil_m = median(ceiling), coal_m = median(coalesced), lock_m = median(lockstep);
   const double all_m = median(all_at_once), bnd_m = median(bounded);
@@ -494,8 +515,12 @@ int main(int argc, char** argv) {
 
   rows.push_back({"1. raw socketpair round trip p50 (us)", "", num("%.1f", pipe50), "", "", ""});
   rows.push_back({"   raw socketpair round trip p99 (us)", "", num("%.1f", pipe99), "", "", ""});
+  rows.push_back({"1b. raw round trip, parent spins 50 us, p50 (us)", "", num("%.1f", spin50), "", "", ""});
+  rows.push_back({"   raw round trip, parent spins 50 us, p99 (us)", "", num("%.1f", spin99), "", "", ""});
   rows.push_back({"2. process task round trip p50 (us)", num("%.1f", task50), num("%.1f", pipe50),
                   num("%.2fx", task50 / pipe50), "<= 3x", yes(task50 <= 3 * pipe50)});
+  rows.push_back({"   p50 vs the spinning raw round trip (1b)", num("%.1f", task50), num("%.1f", spin50),
+                  num("%.2fx", task50 / spin50), "<= 3x", yes(task50 <= 3 * spin50)});
   rows.push_back({"   process task round trip p99 (us)", num("%.1f", task99), num("%.1f", pipe99),
                   num("%.2fx", task99 / pipe99), "", ""});
   rows.push_back({"3. pipelined echo, 2 children, window 64 (msg/s)", "", num("%.0f", ceil_m), "", "", ""});
@@ -573,8 +598,9 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"bench\":\"process\",\"quick\":%s,"
       "\"pipe_round_trip_us\":{\"p50\":%.2f,\"p99\":%.2f,\"samples\":%zu,\"transport\":\"AF_UNIX SOCK_STREAM "
-      "socketpair\"},"
-      "\"task_round_trip_us\":{\"p50\":%.2f,\"p99\":%.2f,\"samples\":%zu,\"p50_vs_pipe\":%.3f},"
+      "socketpair\"},\"spinning_pipe_round_trip_us\":{\"p50\":%.2f,\"p99\":%.2f},"
+      "\"task_round_trip_us\":{\"p50\":%.2f,\"p99\":%.2f,\"samples\":%zu,\"p50_vs_pipe\":%.3f,"
+      "\"p50_vs_spinning_pipe\":%.3f},"
       "\"ceiling_msgs_per_s\":{\"window64\":%.0f,\"window64_coalesced\":%.0f,\"window1\":%.0f},"
       "\"throughput_tasks_per_s\":{\"tasks\":%ld,\"all_at_once\":%.0f,\"in_flight_1000\":%.0f,"
       "\"all_at_once_vs_ceiling\":%.4f},"
@@ -582,7 +608,8 @@ int main(int argc, char** argv) {
       "\"p99\":%.1f},\"normal_round_trip_us\":{\"p50\":%.2f,\"p99\":%.2f},"
       "\"fresh_fork_echo_us\":{\"p50\":%.1f,\"p99\":%.1f}},"
       "\"results_ok\":%s,\"leftover_pids\":%d,\"runs\":%d,\"loadavg\":{\"start\":\"%s\",\"end\":\"%s\"}}\n",
-      quick ? "true" : "false", pipe50, pipe99, pipe_us.size(), task50, task99, task_us.size(), task50 / pipe50,
+      quick ? "true" : "false", pipe50, pipe99, pipe_us.size(), spin50, spin99, task50, task99, task_us.size(),
+      task50 / pipe50, task50 / spin50,
       ceil_m, coal_m, lock_m, tasks, all_m, bnd_m, all_m / ceil_m, crashes, rec50, rec99, det50, det99, nor50, nor99, fork50, fork99,
       sums_ok ? "true" : "false", alive + (no_children ? 0 : 1), runs, load_start.c_str(), load_end.c_str());
   return sums_ok && alive == 0 && no_children ? 0 : 1;

@@ -4,6 +4,8 @@
 #include "detail/platform.hpp"
 
 #include <boost/asio/error.hpp>
+
+#include <algorithm>
 #include <boost/system/system_error.hpp>
 
 namespace atask {
@@ -73,15 +75,28 @@ CurrentTaskScope::~CurrentTaskScope() {
   tls_current = prev_;
 }
 
+// A task that finishes within a few microseconds (a process task's round
+// trip, a short pool task) is waited for without sleeping: waking a thread
+// that slept costs more than the wait itself on a VM whose idle vCPUs halt.
+// Bounded, so a long wait costs this once.
+bool TaskStateBase::spin_until_done(clock::time_point deadline) const noexcept {
+  const auto until = std::min(deadline, clock::now() + std::chrono::microseconds(50));
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    detail::cpu_relax();
+    if ((i & 63) == 63 && clock::now() >= until) return done();
+  }
+}
+
 void TaskStateBase::wait() const {
-  if (done()) return;
+  if (done() || spin_until_done(clock::time_point::max())) return;
   std::unique_lock lk(m_);
   has_waiters_.store(true);
   cv_.wait(lk, [&] { return done(); });
 }
 
 bool TaskStateBase::wait_until(clock::time_point deadline) const {
-  if (done()) return true;
+  if (done() || spin_until_done(deadline)) return true;
   std::unique_lock lk(m_);
   has_waiters_.store(true);
   return cv_.wait_until(lk, deadline, [&] { return done(); });

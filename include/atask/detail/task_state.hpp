@@ -183,6 +183,8 @@ class TaskStateBase : public PoolNode {
   void publish(TaskStatus s) noexcept;
   void release_waiters() noexcept;
   static clock::rep now_rep() noexcept { return clock::now().time_since_epoch().count(); }
+  /// Spins up to 50 us (or to the deadline) for the task to finish.
+  bool spin_until_done(clock::time_point deadline) const noexcept;
 
   std::uint64_t id_;
   TaskKind kind_;
