@@ -3,7 +3,8 @@
 // jobs on an aloop, delayed jobs - and with one worker of every type (an
 // interval worker reports, a queue worker ingests, an event worker flushes,
 // a background worker and an async worker keep going), printing what
-// happens, then shuts down in stages and prints the report. Stops by itself after --seconds N (default
+// happens - and runs CPU-heavy work and a crashing native call in child
+// processes - then shuts down in stages and prints the report. Stops by itself after --seconds N (default
 // 6), or at Ctrl-C / SIGTERM (a second signal skips to the next stage).
 #include <atask/atask.hpp>
 
@@ -62,6 +63,29 @@ asio::awaitable<int> fetch(int n) {
   co_return n * 10;
 }
 
+// Process tasks: plain functions run in child processes.
+long count_primes(long below) {  // CPU-heavy work, off the service's threads
+  long n = 0;
+  for (long k = 2; k < below; ++k) {
+    bool prime = true;
+    for (long d = 2; d * d <= k; ++d)
+      if (k % d == 0) {
+        prime = false;
+        break;
+      }
+    n += prime;
+  }
+  return n;
+}
+
+long primes_below_200k() {
+  return count_primes(200'000);
+}
+
+int native_crash(int) {  // a bug in a native library, say: the child dies, the service does not
+  std::abort();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -87,11 +111,12 @@ int main(int argc, char** argv) {
       .handle_signals = true,
       .signal_stop = {.cancel_queued = true, .warm_timeout = 2s, .soft_timeout = 1s},
       .logger = logger,
+      .processes = {.pool_size = 2, .time_limit = 2s},
   });
   sv.start();
   sv.create_aloop("io", true);
   say("atask demo: supervisor 'demo' with pool_size 2 (+1 reserved for normal, +1 for high), "
-      "aloop 'io'. Running for %d s; Ctrl-C stops it early.\n",
+      "aloop 'io', 2 child processes. Running for %d s; Ctrl-C stops it early.\n",
       seconds);
 
   // -- one worker of every type --------------------------------------------------
@@ -139,11 +164,22 @@ int main(int argc, char** argv) {
             now_s(), ingested.load(), ingest_sum.load(), flushes.load(), housekeeping.load(), pings.load());
       },
       {.interval = 1s, .delay_before = 500ms, .name = "stats", .priority = Priority::high});
+  std::atomic<long> primes_runs{0};
+  auto primes = atask::interval_worker(  // its executor runs in a child process; the result comes back here
+      sv, atask::process(&primes_below_200k, {.time_limit = 1s}),
+      [&](long found, atask::WorkerContext& ctx) {
+        if (++primes_runs % 4 == 1)
+          say("%6.2fs  %s: a child process counted %ld primes below 200000 (task #%llu)\n", now_s(),
+              ctx.name.c_str(), found, static_cast<unsigned long long>(ctx.task_id));
+      },
+      {.interval = 500ms, .name = "primes"});
   for (atask::Worker* w : std::initializer_list<atask::Worker*>{ingest.get(), flush.get(), janitor.get(),
                                                                 pinger.get(), stats.get()})
     w->start();
+  primes->start({.interval = 500ms});
 
   auto job = atask::background_task(sv, blocking_job);
+  auto crash = atask::background_task(sv, atask::process(&native_crash));
   auto io = atask::background_task(sv, fetch, {.aloop = "io"});
   std::mt19937 rng(42);
   int n = 0;
@@ -167,6 +203,16 @@ int main(int argc, char** argv) {
       if (rng() % 4 == 0)
         (void)job.with({.priority = Priority::normal, .delay = 500ms, .name = "delayed"}, Priority::normal,
                        ++n);
+      if (n % 40 == 1)
+        crash(n).async_get([](std::exception_ptr e, int) {
+          try {
+            if (e) std::rethrow_exception(e);
+          } catch (const atask::ChildCrashed& c) {
+            say("%6.2fs  a process task crashed its child (signal %d); the pool replaced the child\n", now_s(),
+                c.signal());
+          } catch (...) {
+          }
+        });
       for (int k = 0; k < 10; ++k) ingest->put(n * 10 + k);
       if (rng() % 3 == 0) flush->trigger();
       auto h = io(++n);
@@ -184,6 +230,10 @@ int main(int argc, char** argv) {
           " | done %llu | coroutine jobs done %d\n",
           now_s(), p.threads, p.running[0], p.running[1], p.running[2], p.running[3], p.queued[0],
           p.queued[1], p.queued[2], static_cast<unsigned long long>(p.completed_total), io_done.load());
+      auto& pp = i.processes;
+      say("%6.2fs  processes: %d children (%d idle) | done %llu | crashed %llu, replaced: %llu forked in all\n",
+          now_s(), pp.children, pp.idle_children, static_cast<unsigned long long>(pp.completed_total),
+          static_cast<unsigned long long>(pp.crashed), static_cast<unsigned long long>(pp.spawned));
       next_report += 1s;
     }
     std::this_thread::sleep_for(100ms);  // the service's own pace
