@@ -251,7 +251,7 @@ void ProcessPool::schedule_pump() noexcept {
 void ProcessPool::remove_queued(ProcessJob& job) noexcept {
   {
     std::lock_guard lk(m_);
-    if (!job.q_linked) return;  // taken by pump() already: it drops it when try_start() fails
+    if (!job.q_linked) return;  // taken for a child already: launch() drops it when try_start() fails
     const auto p = index(job.task().priority());
     queues_[p].remove(&job);
     --queued_[p];
@@ -339,7 +339,7 @@ bool ProcessPool::take_locked(Dispatch& d, bool& need_extra) {
   ++c->sent;
   c->last_task = opt_.max_tasks_per_child > 0 && c->sent >= opt_.max_tasks_per_child;
   job->task().add_ref();  // the launcher's, while it reads the job outside the lock
-  d = {job, c->key, c->job_id, c->wfd};
+  d = {job, c->key, c->job_id, c->wfd, c->slot};
   return true;
 }
 
@@ -368,6 +368,8 @@ void ProcessPool::launch(Dispatch& d, bool on_loop) {
     if (!on_loop) schedule_pump();
     return;
   }
+  // A stop requested while it was queued applies from its first instruction.
+  if (d.slot >= 0 && job.task().stop_token().stop_requested()) slots_[d.slot].store(d.id, std::memory_order_relaxed);
   // The request frame; the arguments are not needed in the parent any more.
   auto frame = std::make_shared<std::string>();
   frame->reserve(4 + request_head + job.args.size());
@@ -511,6 +513,7 @@ void ProcessPool::spawn(bool extra) {
   Child& ref = *c;
   {
     std::lock_guard lk(m_);
+    c->counted_forking = extra;
     children_.emplace(c->key, std::move(c));
     ++spawned_;
     if (extra) ++extra_forking_;
@@ -545,7 +548,10 @@ void ProcessPool::on_ctl(const CtlMsg& m) {
         std::lock_guard lk(m_);
         c->pid = m.pid;
         if (c->state == ChildState::forking) c->state = ChildState::idle;
-        if (c->extra) --extra_forking_;
+        if (c->counted_forking) {
+          c->counted_forking = false;
+          --extra_forking_;
+        }
       }
       spawn_failures_ = 0;
       log_->debug("{}: child process {} forked", id_, m.pid);
@@ -569,10 +575,6 @@ void ProcessPool::on_ctl(const CtlMsg& m) {
       Child* c = find_key(m.key);
       if (!c) return;
       log_->error("{}: the fork server could not fork a child: {}", id_, std::strerror(m.value));
-      {
-        std::lock_guard lk(m_);
-        if (c->extra) --extra_forking_;
-      }
       erase(*c);
       // Try again later, backing off: forking fails when the system is out of processes or memory.
       const auto wait = std::chrono::milliseconds(std::min(5000, 100 << std::min(spawn_failures_++, 6)));
@@ -747,7 +749,6 @@ void ProcessPool::on_exit(int pid, int status) {
       ++crashed_;
       crashed = true;
     }
-    if (c->extra && c->state == ChildState::forking) --extra_forking_;
   }
   const std::string how = describe_wait_status(status);
   erase(*c);
@@ -891,6 +892,7 @@ void ProcessPool::erase(Child& c) noexcept {
     gone = std::move(it->second);
     children_.erase(it);
     if (gone->slot >= 0) free_slots_.push_back(gone->slot);  // a stale id never matches a later task's
+    if (gone->counted_forking) --extra_forking_;
   }
   boost::system::error_code ec;
   if (gone->hard) gone->hard->cancel();

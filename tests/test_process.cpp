@@ -354,6 +354,19 @@ TEST_CASE("request_stop reaches the function in the child") {
   sv.stop();
 }
 
+TEST_CASE("request_stop on a queued process task applies once it runs") {
+  atask::Supervisor sv(opts(1));
+  sv.start();
+  auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
+  auto queued = sv.submit({}, atask::process(&sleeper), 60'000, true);
+  queued.request_stop();  // still queued behind `busy`
+  CHECK(queued.status() == atask::TaskStatus::queued);
+  busy.request_stop();
+  CHECK(busy.get() < 0);
+  CHECK(queued.get() == -1);  // saw the request at once: ran 0 ms
+  sv.stop();
+}
+
 TEST_CASE("max_tasks_per_child recycles children") {
   atask::Supervisor sv(opts(1, {.max_tasks_per_child = 3}));
   sv.start();

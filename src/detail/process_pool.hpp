@@ -70,6 +70,7 @@ class ProcessPool {
     int slot = -1;  // its stop slot (-1: none free)
     ChildState state = ChildState::forking;
     bool extra = false;           // forked for a critical task beyond the pool's size
+    bool counted_forking = false; // an extra child counted in extra_forking_ until it is up or gone
     bool last_task = false;       // its current task is its max_tasks_per_child-th
     bool killed = false;          // we killed it (time limit, cancel)
     bool exited = false;          // its exit was reported: never give it a task again
@@ -97,6 +98,7 @@ class ProcessPool {
     ProcessJob* job = nullptr;
     std::uint64_t key = 0, id = 0;
     std::shared_ptr<Fd> fd;
+    int slot = -1;
   };
 
   // -- any thread -------------------------------------------------------------------
