@@ -92,21 +92,24 @@ void TaskStateBase::wait() const {
   if (done() || spin_until_done(clock::time_point::max())) return;
   std::unique_lock lk(m_);
   has_waiters_.store(true);
-  cv_.wait(lk, [&] { return done(); });
+  cv_.wait(lk, [&] { return final_seen_by_waiter(); });
 }
 
 bool TaskStateBase::wait_until(clock::time_point deadline) const {
   if (done() || spin_until_done(deadline)) return true;
   std::unique_lock lk(m_);
   has_waiters_.store(true);
-  return cv_.wait_until(lk, deadline, [&] { return done(); });
+  return cv_.wait_until(lk, deadline, [&] { return final_seen_by_waiter(); });
 }
 
 void TaskStateBase::on_done(UniqueFunction f) {
   {
     std::lock_guard lk(m_);
-    if (!done()) {
-      has_waiters_.store(true);
+    // The flag before the status (see has_waiters_): read the other way
+    // round, a finisher that publishes in between sees no waiter, skips the
+    // lock, and this continuation would never run.
+    has_waiters_.store(true);
+    if (!final_seen_by_waiter()) {
       continuations_.push_back(std::move(f));
       return;
     }

@@ -185,6 +185,9 @@ class TaskStateBase : public PoolNode {
   static clock::rep now_rep() noexcept { return clock::now().time_since_epoch().count(); }
   /// Spins up to 50 us (or to the deadline) for the task to finish.
   bool spin_until_done(clock::time_point deadline) const noexcept;
+  /// done() for a waiter that has just set has_waiters_: a seq_cst load, so
+  /// that it cannot be ordered before that store (see has_waiters_).
+  bool final_seen_by_waiter() const noexcept { return is_final(status_.load(std::memory_order_seq_cst)); }
 
   std::uint64_t id_;
   TaskKind kind_;
