@@ -229,20 +229,12 @@ void send_ctl(int ctl, const CtlMsg& m) noexcept {
     reap(true);  // also without a signalfd: then poll() wakes every 50 ms
     if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
 
-    CtlMsg m{};
-    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-    iovec iov{&m, sizeof m};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    const ssize_t r = ::recvmsg(ctl, &mh, 0);
+    CtlPacket packet;
+    const ssize_t r = ::recvmsg(ctl, &packet.hdr, 0);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;  // the parent closed the pool (or died)
-    int fd = -1;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    const CtlMsg& m = packet.msg;
+    const int fd = packet.received_fd();
 
     if (m.type == CtlType::spawn) {
       if (fd < 0) {
@@ -286,6 +278,21 @@ void send_ctl(int ctl, const CtlMsg& m) noexcept {
 }
 
 }  // namespace
+
+void CtlPacket::attach(int fd) noexcept {
+  cmsghdr* c = CMSG_FIRSTHDR(&hdr);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+}
+
+int CtlPacket::received_fd() noexcept {
+  int fd = -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c; c = CMSG_NXTHDR(&hdr, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
 
 ForkServer start_fork_server(const std::string& name, StopSlot* slots) {
   g_slots = slots;

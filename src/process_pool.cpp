@@ -477,22 +477,12 @@ void ProcessPool::spawn(bool extra) {
       free_slots_.pop_back();
     }
   }
-  CtlMsg m{CtlType::spawn, 0, c->slot,
-           static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_tasks_per_child, UINT32_MAX)), c->key};
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
-  iovec iov{&m, sizeof m};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cm), &sv[1], sizeof(int));
+  CtlPacket packet;
+  packet.msg = {CtlType::spawn, 0, c->slot,
+                static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_tasks_per_child, UINT32_MAX)), c->key};
+  packet.attach(sv[1]);
   ssize_t r;
-  while ((r = ::sendmsg(ctl_->native_handle(), &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  while ((r = ::sendmsg(ctl_->native_handle(), &packet.hdr, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
   }
   const int err = errno;
   ::close(sv[1]);

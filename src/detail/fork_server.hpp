@@ -14,6 +14,7 @@
 //   request: u64 task id, u64 entry, u64 fn, i64 soft limit in ns (0 = none), JSON arguments
 //   reply:   u64 task id, u8 kind (reply_ok: JSON result, reply_error: type '\0' message)
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -30,6 +31,30 @@ struct CtlMsg {
   std::int32_t value;       // spawn: stop slot (-1: none); kill: signal; spawn_failed: errno; exited: wait status
   std::uint32_t max_tasks;  // spawn: the child exits after this many tasks (0 = never)
   std::uint64_t key;        // spawn/spawned/spawn_failed: the parent's id of the child; kill: task id
+};
+
+/// One control message with room for one descriptor, laid out as sendmsg()
+/// and recvmsg() take it.
+struct CtlPacket {
+  CtlMsg msg{};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{};
+  msghdr hdr{};
+
+  CtlPacket() noexcept {
+    iov = {&msg, sizeof msg};
+    hdr.msg_iov = &iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control;
+    hdr.msg_controllen = sizeof control;
+  }
+  CtlPacket(const CtlPacket&) = delete;
+  CtlPacket& operator=(const CtlPacket&) = delete;
+
+  /// Sends `fd` along (SCM_RIGHTS).
+  void attach(int fd) noexcept;
+  /// The descriptor that came along, or -1.
+  int received_fd() noexcept;
 };
 
 inline constexpr std::uint8_t reply_ok = 1;
