@@ -118,6 +118,12 @@ int sleeper(int ms, bool watch) {
 std::uint64_t own_task_id() {
   return atask::this_task::id();
 }
+std::size_t length_of(const std::string& s) {
+  return s.size();
+}
+std::string make_string(std::size_t n) {
+  return std::string(n, 'x');
+}
 int hangs() {
   for (;;) ::pause();
 }
@@ -523,6 +529,98 @@ TEST_CASE("an interval worker with a static executor sums results in process_res
   for (auto& i : sv.tasks(atask::TaskStatus::completed))
     if (i.kind == atask::TaskKind::process && i.name == "summer") ++process_tasks;
   CHECK(process_tasks == 10);
+  sv.stop();
+}
+
+namespace lopsided {
+// value_from writes what value_to refuses: the child's result cannot be read back.
+struct Half {
+  int v = 0;
+};
+void tag_invoke(json::value_from_tag, json::value& jv, const Half& h) {
+  jv = {{"value", h.v}};
+}
+Half tag_invoke(json::value_to_tag<Half>, const json::value& jv) {
+  return {json::value_to<int>(jv.at("v"))};  // throws: the key is "value"
+}
+}  // namespace lopsided
+
+namespace {
+lopsided::Half make_half(int v) {
+  return {v};
+}
+}  // namespace
+
+TEST_CASE("arguments and results larger than a socket buffer") {
+  atask::Supervisor sv(opts(2));
+  sv.start();
+  REQUIRE(eventually([&] { return sv.info().processes.idle_children == 2; }));
+  // 6 MB each way: the request is written in parts (the submitting thread
+  // writes what fits, the loop the rest) and the reply read in many reads.
+  const std::string big(6 << 20, 'a');
+  auto a = sv.submit({}, atask::process(&length_of), big);
+  auto b = sv.submit({}, atask::process(&make_string), std::size_t{6} << 20);
+  CHECK(a.get() == big.size());
+  CHECK(b.get() == std::string(std::size_t{6} << 20, 'x'));
+  // Small tasks right after still work on both children.
+  std::vector<atask::TaskHandle<int>> hs;
+  for (int i = 0; i < 20; ++i) hs.push_back(sv.submit({}, atask::process(&square), i));
+  auto r = atask::wait_completed(hs, patience);
+  for (int i = 0; i < 20; ++i) CHECK(r[std::size_t(i)] == i * i);
+  sv.stop();
+}
+
+TEST_CASE("a result that does not convert back fails the task") {
+  atask::Supervisor sv(opts(1));
+  sv.start();
+  auto t = sv.submit({}, atask::process(&make_half), 3);
+  REQUIRE(t.wait_for(patience));
+  CHECK(t.status() == atask::TaskStatus::failed);
+  CHECK(contains(what_of<atask::ProcessError>([&] { t.get(); }), "does not convert to the function's return type"));
+  CHECK(sv.submit({}, atask::process(&square), 4).get() == 16);  // the child is fine
+  sv.stop();
+}
+
+TEST_CASE("many submitting threads with cancels in between") {
+  atask::Supervisor sv(opts(2, {.reserve_high = 1}));
+  sv.start();
+  constexpr int threads = 4, per = 300;
+  std::atomic<int> wrong{0}, completed{0}, canceled{0};
+  std::vector<std::thread> ts;
+  for (int k = 0; k < threads; ++k)
+    ts.emplace_back([&, k] {
+      std::vector<atask::TaskHandle<int>> hs;
+      for (int i = 0; i < per; ++i) {
+        const auto p = (i % 3 == 0) ? atask::Priority::high : atask::Priority::normal;
+        hs.push_back(sv.submit({.priority = p}, atask::process(&square), k * per + i));
+        if (i % 7 == 3) hs.back().cancel();  // queued, taken, started or done: any moment
+      }
+      for (std::size_t i = 0; i < hs.size(); ++i) {
+        if (!hs[i].wait_for(patience)) {
+          ++wrong;
+          continue;
+        }
+        const int x = k * per + static_cast<int>(i);
+        if (hs[i].status() == atask::TaskStatus::completed) {
+          ++completed;
+          if (hs[i].get() != x * x) ++wrong;
+        } else if (hs[i].status() == atask::TaskStatus::canceled) {
+          ++canceled;
+          if (i % 7 != 3) ++wrong;  // only the ones we canceled
+        } else {
+          ++wrong;
+        }
+      }
+    });
+  for (auto& t : ts) t.join();
+  CHECK(wrong.load() == 0);
+  CHECK(completed.load() + canceled.load() == threads * per);
+  CHECK(canceled.load() <= threads * ((per + 6) / 7));
+  // Every child is back and idle; nothing is left running or queued.
+  CHECK(eventually([&] {
+    auto i = sv.info().processes;
+    return i.running_total == 0 && i.queued_total == 0 && i.idle_children == 3;
+  }));
   sv.stop();
 }
 
