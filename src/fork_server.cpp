@@ -83,13 +83,6 @@ bool write_all(int fd, const void* p, std::size_t n) noexcept {
   return true;
 }
 
-template <class T>
-T load(const char* p) noexcept {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
 std::string demangled(const char* name) {
   int status = 0;
   char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
@@ -148,13 +141,13 @@ std::string describe_current() {
   };
   for (std::uint32_t done = 0; max_tasks == 0 || done < max_tasks; ++done) {
     if (!fill(4)) ::_exit(0);
-    const auto len = load<std::uint32_t>(buf.data() + at);
+    const auto len = read_as<std::uint32_t>(buf.data() + at);
     if (len < request_head || len > max_frame || !fill(4 + std::size_t(len))) ::_exit(0);
     const std::string_view in(buf.data() + at + 4, len);
-    const auto id = load<std::uint64_t>(in.data());
-    const auto entry = reinterpret_cast<ProcessEntry>(load<std::uintptr_t>(in.data() + 8));
-    const auto fn = reinterpret_cast<void (*)()>(load<std::uintptr_t>(in.data() + 16));
-    const auto soft = load<std::int64_t>(in.data() + 24);
+    const auto id = read_as<std::uint64_t>(in.data());
+    const auto entry = reinterpret_cast<ProcessEntry>(read_as<std::uintptr_t>(in.data() + 8));
+    const auto fn = reinterpret_cast<void (*)()>(read_as<std::uintptr_t>(in.data() + 16));
+    const auto soft = read_as<std::int64_t>(in.data() + 24);
 
     child::soft_deadline_ns.store(
         soft > 0 ? std::chrono::steady_clock::now().time_since_epoch().count() + soft : 0,

@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace atask::detail {
@@ -62,6 +63,14 @@ inline constexpr std::uint8_t reply_error = 2;
 inline constexpr std::uint32_t max_frame = 1u << 30;
 inline constexpr std::size_t request_head = 32;  // id, entry, fn, soft
 inline constexpr std::size_t reply_head = 9;     // id, kind
+
+/// A value of type T stored at p (frames are byte strings).
+template <class T>
+T read_as(const char* p) noexcept {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
 
 struct ForkServer {
   pid_t pid = -1;
