@@ -9,6 +9,8 @@
 //
 // Usage: bench_pool [--quick]
 
+#include "support.hpp"
+
 #include <atask/atask.hpp>
 
 #include <boost/asio/post.hpp>
@@ -33,7 +35,7 @@
 #include <thread>
 #include <vector>
 
-using clk = std::chrono::steady_clock;
+using namespace bench;
 using namespace std::chrono_literals;
 
 namespace {
@@ -80,16 +82,6 @@ class PlainPool {
   bool stop_ = false;
   std::vector<std::thread> threads_;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * v.size()))];
-}
 
 // Counts completions; the last one opens the gate.
 struct Done {
@@ -141,14 +133,6 @@ double cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-long rss_kib() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
 }
 
 std::shared_ptr<spdlog::logger> quiet() {

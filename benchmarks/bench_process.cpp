@@ -31,6 +31,8 @@
 //
 // Usage: bench_process [--quick]
 
+#include "support.hpp"
+
 #include <atask/atask.hpp>
 
 #include <spdlog/details/log_msg.h>
@@ -62,7 +64,7 @@
 #include <thread>
 #include <vector>
 
-using clk = std::chrono::steady_clock;
+using namespace bench;
 using namespace std::chrono_literals;
 
 // -- the process functions ------------------------------------------------------------
@@ -80,30 +82,6 @@ int crash(int) {
 }
 
 namespace {
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * v.size()))];
-}
-
-double median(std::vector<double> v) {
-  return percentile(std::move(v), .5);
-}
-
-double us(clk::duration d) {
-  return std::chrono::duration<double, std::micro>(d).count();
-}
-double secs(clk::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
-
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
 
 std::string cpu_model() {
   std::ifstream f("/proc/cpuinfo");
@@ -347,20 +325,11 @@ struct Row {
 };
 std::vector<Row> rows;
 
-std::string num(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
 std::string join(const std::vector<double>& v) {
   std::string s;
   for (double x : v) s += (s.empty() ? "" : " ") + num("%.0f", x);
   return s;
 }
-const char* yes(bool ok) {
-  return ok ? "yes" : "NO";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -24,6 +24,8 @@
 //
 // Usage: bench_workers [--quick]
 
+#include "support.hpp"
+
 #include <atask/atask.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -56,48 +58,13 @@
 #include <vector>
 
 namespace asio = boost::asio;
-using clk = std::chrono::steady_clock;
+using namespace bench;
 using namespace std::chrono_literals;
 
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * v.size()))];
-}
-
-double us(clk::duration d) {
-  return std::chrono::duration<double, std::micro>(d).count();
-}
-double ms(clk::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
-double secs(clk::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
-
-long rss_kib() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
 // Bytes handed out by malloc (all arenas): the heap part of a measurement,
 // free of page granularity.
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
 long heap_bytes() {
   return static_cast<long>(mallinfo2().uordblks);
 }
@@ -228,18 +195,9 @@ struct Row {
 };
 std::vector<Row> rows;
 
-std::string num(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
 std::string ratio(double a, double b) {
   return b > 0 ? num("%.2fx", a / b) : "-";
 }
-const char* yes(bool ok) {
-  return ok ? "yes" : "NO";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
