@@ -12,10 +12,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <set>
+#include <type_traits>
 #include <unordered_map>
 
 namespace asio = boost::asio;
@@ -79,6 +82,75 @@ bool forever(std::chrono::milliseconds d) {
   return d > std::chrono::hours(24 * 365 * 100);
 }
 
+// -- task metrics --------------------------------------------------------------------
+using tick = std::chrono::steady_clock::rep;
+using tick_period = std::chrono::steady_clock::period;
+constexpr std::size_t bucket_count = task_time_buckets.size() + 1;  // + the +Inf bucket
+
+// The bucket bounds in steady_clock ticks, so that an observation is a
+// subtraction and a search among integers.
+constexpr auto tick_bounds = [] {
+  std::array<tick, task_time_buckets.size()> b{};
+  for (std::size_t i = 0; i < b.size(); ++i)
+    b[i] = static_cast<tick>(task_time_buckets[i] * tick_period::den / tick_period::num + 0.5);
+  return b;
+}();
+
+// The bucket of a duration: the first bound >= d (Prometheus' `le`).
+std::size_t bucket_of(tick d) noexcept {
+  return static_cast<std::size_t>(std::lower_bound(tick_bounds.begin(), tick_bounds.end(), d) -
+                                  tick_bounds.begin());
+}
+
+// One histogram of durations. C is std::uint64_t for one only touched under
+// a lock, std::atomic<std::uint64_t> for one observed without (relaxed: each
+// counter is a tally on its own, nothing is published through it).
+template <class C>
+struct TimeHistogram {
+  std::array<C, bucket_count> counts{};
+  C sum{};  // ticks; 2^64 ns is 584 years
+
+  void observe(tick d) noexcept {
+    if (d < 0) d = 0;  // a clock read on another core; never by much
+    const auto b = bucket_of(d);
+    const auto v = static_cast<std::uint64_t>(d);
+    if constexpr (std::is_same_v<C, std::uint64_t>) {
+      ++counts[b];
+      sum += v;
+    } else {
+      counts[b].fetch_add(1, std::memory_order_relaxed);
+      sum.fetch_add(v, std::memory_order_relaxed);
+    }
+  }
+
+  HistogramSnapshot snapshot() const {
+    HistogramSnapshot h;
+    h.bounds.assign(task_time_buckets.begin(), task_time_buckets.end());
+    h.counts.resize(bucket_count);
+    std::uint64_t sum_ticks = 0;
+    for (std::size_t i = 0; i < bucket_count; ++i) {
+      if constexpr (std::is_same_v<C, std::uint64_t>)
+        h.counts[i] = counts[i];
+      else
+        h.counts[i] = counts[i].load(std::memory_order_relaxed);
+      h.count += h.counts[i];
+    }
+    if constexpr (std::is_same_v<C, std::uint64_t>)
+      sum_ticks = sum;
+    else
+      sum_ticks = sum.load(std::memory_order_relaxed);
+    h.sum = static_cast<double>(sum_ticks) * tick_period::num / tick_period::den;
+    return h;
+  }
+};
+
+// Pool threads that start tasks of one priority and kind hit the same
+// histogram: one per cache line, so that neighbours do not slow them too.
+struct alignas(64) StartHistogram : TimeHistogram<std::atomic<std::uint64_t>> {};
+
+template <class T>
+using ByPriorityKind = std::array<std::array<T, task_kind_count>, priority_count>;
+
 }  // namespace
 
 // How the pieces fit (docs/steps.md has the user's view):
@@ -116,7 +188,13 @@ struct Supervisor::Impl final : detail::TaskObserver {
   detail::TaskStateBase* live_head = nullptr;
   std::size_t live = 0;
   std::deque<TaskInfo> history;
-  TaskCounters counters;
+  // Task metrics (Supervisor::task_metrics). Under reg_m: what registering
+  // and finishing a task count, which take reg_m anyway. Without a lock:
+  // what starting one counts (task_started takes no lock) - the count of
+  // queue_wait is the number of tasks started.
+  TaskMetrics::table submitted{}, completed{}, failed{}, canceled{};
+  ByPriorityKind<TimeHistogram<std::uint64_t>> run_time{};
+  ByPriorityKind<StartHistogram> queue_wait{};
   std::size_t shutdown_canceled = 0;
 
   // Lifecycle, under stop_m. Steps are in registration order (built-ins
@@ -220,6 +298,9 @@ struct Supervisor::Impl final : detail::TaskObserver {
 
   // -- TaskObserver ------------------------------------------------------------
   void task_started(detail::TaskStateBase& t) noexcept override {
+    // The raw times, not info(): that copies the name, and this runs for every task.
+    const tick queued = t.queued_at_rep(), started = t.started_at_rep();
+    queue_wait[index(t.priority())][index(t.kind())].observe(queued != 0 ? started - queued : 0);
     if (opt.timeout_warning.count() == 0 && opt.timeout_critical.count() == 0) return;
     TaskInfo i = t.info();
     if (!i.queued_at || !i.started_at) return;
@@ -255,18 +336,19 @@ struct Supervisor::Impl final : detail::TaskObserver {
       if (t.reg_next_) t.reg_next_->reg_prev_ = t.reg_prev_;
       t.reg_prev_ = t.reg_next_ = nullptr;
       --live;
-      const auto p = index(i.priority);
+      const auto p = index(i.priority), k = index(i.kind);
       switch (i.status) {
         case TaskStatus::completed:
-          ++counters.completed[p];
+          ++completed[p][k];
           break;
         case TaskStatus::failed:
-          ++counters.failed[p];
+          ++failed[p][k];
           break;
         default:
-          ++counters.canceled[p];
+          ++canceled[p][k];
           if (state.load() == State::stopping && !i.started_at) ++shutdown_canceled;
       }
+      if (i.started_at && i.finished_at) run_time[p][k].observe((*i.finished_at - *i.started_at).count());
       history.push_back(std::move(i));
       if (history.size() > opt.history_size) history.pop_front();
       now_drained = live == 0 && state.load() == State::stopping;
@@ -920,7 +1002,7 @@ void Supervisor::register_task(detail::TaskStateBase* t) {
   if (d.live_head) d.live_head->reg_prev_ = t;
   d.live_head = t;
   ++d.live;
-  ++d.counters.submitted[index(t->priority())];
+  ++d.submitted[index(t->priority())][index(t->kind())];
 }
 
 void Supervisor::fail_launch(detail::TaskStateBase* t, std::exception_ptr e) noexcept {
@@ -1022,9 +1104,40 @@ SupervisorInfo Supervisor::info() const {
       for (auto& s : d.steps) add(s);
   }
   std::lock_guard lk(d.reg_m);
-  i.tasks = d.counters;
+  for (std::size_t p = 0; p < priority_count; ++p)
+    for (std::size_t k = 0; k < task_kind_count; ++k) {
+      i.tasks.submitted[p] += d.submitted[p][k];
+      i.tasks.completed[p] += d.completed[p][k];
+      i.tasks.failed[p] += d.failed[p][k];
+      i.tasks.canceled[p] += d.canceled[p][k];
+    }
   i.active_tasks = d.live;
   return i;
+}
+
+TaskMetrics Supervisor::task_metrics() const {
+  auto& d = *impl_;
+  TaskMetrics m;
+  ByPriorityKind<TimeHistogram<std::uint64_t>> run_time;
+  {
+    // Copies only: the vectors are built after the lock, which every
+    // submit and finish takes.
+    std::lock_guard lk(d.reg_m);
+    m.submitted = d.submitted;
+    m.completed = d.completed;
+    m.failed = d.failed;
+    m.canceled = d.canceled;
+    run_time = d.run_time;
+  }
+  // Read after the ended counts: a task's start happens before its end, so
+  // `started` is never below the started tasks those counts include.
+  for (std::size_t p = 0; p < priority_count; ++p)
+    for (std::size_t k = 0; k < task_kind_count; ++k) {
+      m.run_time[p][k] = run_time[p][k].snapshot();
+      m.queue_wait[p][k] = d.queue_wait[p][k].snapshot();
+      m.started[p][k] = m.queue_wait[p][k].count;
+    }
+  return m;
 }
 
 std::vector<TaskInfo> Supervisor::tasks(std::optional<TaskStatus> only) const {

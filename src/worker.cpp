@@ -339,6 +339,8 @@ WorkerInfo Worker::info() const {
   i.queue_length = queued_locked();
   i.pending_runs = pending_runs_;
   i.skipped_ticks = skipped_;
+  i.can_trigger = can_trigger();
+  i.accepts_json = accepts_json();
   return i;
 }
 
@@ -346,6 +348,21 @@ Supervisor& Worker::supervisor() const {
   std::lock_guard lk(m_);
   if (!sv_) throw LifecycleError(type_name() + "::supervisor() - the supervisor is gone");
   return *sv_;
+}
+
+bool Worker::trigger_any(bool force) {
+  if (!can_trigger())
+    throw LifecycleError(type_name() + "::trigger_any() - worker '" + name() + "' is a " + kind_ +
+                         " worker: only event and interval workers can be triggered");
+  return trigger_run(force, "trigger_any()");
+}
+
+bool Worker::try_put_json(const boost::json::value&) {
+  if (mode_ != Mode::queue)
+    throw LifecycleError(type_name() + "::try_put_json() - worker '" + name() + "' is a " + kind_ +
+                         " worker, not a queue worker");
+  throw LifecycleError(type_name() + "::try_put_json() - the items of queue worker '" + name() +
+                       "' do not convert from Boost.JSON");
 }
 
 bool Worker::execute(WorkerContext&) {

@@ -34,11 +34,11 @@ void WorkerRegistry::rename(Worker& w, const std::string& from, const std::strin
 
 void WorkerRegistry::remove(Worker& w) noexcept {
   std::unique_lock lk(m_);
-  // stop_all() uses the workers it copied without the lock: wait for it.
-  pins_cv_.wait(lk, [&] { return pins_ == 0; });
   auto self = seq_of_.find(&w);
   if (self == seq_of_.end()) return;
   auto e = by_seq_.find(self->second);
+  // stop_all() / with_worker() use the worker without the lock: wait for them.
+  pins_cv_.wait(lk, [&] { return e->second.pins == 0; });
   by_name_.erase(e->second.name);
   by_seq_.erase(e);
   seq_of_.erase(self);
@@ -48,24 +48,51 @@ std::vector<std::string> WorkerRegistry::stop_all(std::chrono::steady_clock::tim
   // No lock while workers run their stop hooks (user code that may call back
   // into the supervisor); pinning keeps the copied workers from being
   // destroyed meanwhile.
-  std::vector<Entry> ws;
+  std::vector<std::pair<std::uint64_t, Entry>> ws;
   {
     std::lock_guard lk(m_);
-    ++pins_;
-    for (auto& [seq, e] : by_seq_) ws.push_back(e);
+    for (auto& [seq, e] : by_seq_) {
+      ++e.pins;
+      ws.emplace_back(seq, e);
+    }
   }
   std::vector<std::string> late;
-  for (auto& e : ws) {
+  for (auto& [seq, e] : ws) {
     try {
       e.w->stop(false);
     } catch (...) {
     }
   }
-  for (auto& e : ws)
+  for (auto& [seq, e] : ws)
     if (!e.w->wait_stopped_until(deadline)) late.push_back(e.name);
-  std::lock_guard lk(m_);
-  if (--pins_ == 0) pins_cv_.notify_all();
+  for (auto& [seq, e] : ws) unpin(seq);
   return late;
+}
+
+void WorkerRegistry::unpin(std::uint64_t seq) noexcept {
+  std::lock_guard lk(m_);
+  if (auto it = by_seq_.find(seq); it != by_seq_.end() && --it->second.pins == 0) pins_cv_.notify_all();
+}
+
+bool WorkerRegistry::with_worker(std::string_view name, const std::function<void(Worker&)>& f) {
+  std::uint64_t seq = 0;
+  Worker* w = nullptr;
+  {
+    std::lock_guard lk(m_);
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) return false;
+    seq = it->second;
+    auto& e = by_seq_.at(seq);
+    ++e.pins;
+    w = e.w;
+  }
+  struct Unpin {
+    WorkerRegistry* r;
+    std::uint64_t seq;
+    ~Unpin() { r->unpin(seq); }
+  } unpin_on_exit{this, seq};
+  f(*w);
+  return true;
 }
 
 std::vector<WorkerInfo> WorkerRegistry::infos() const {

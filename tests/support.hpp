@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace test {
@@ -50,6 +51,20 @@ inline std::string thread_name() {
   char buf[16] = {};
   pthread_getname_np(pthread_self(), buf, sizeof buf);
   return buf;
+}
+
+// Waits (with patience) until pred() holds, checking every millisecond. For
+// state that is updated after the event a test can see (bookkeeping on the
+// supervisor's loop, counters of a server): it never sleeps and then
+// asserts, and a bug fails the wait instead of hanging.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = patience) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pred();
 }
 
 // A one-shot event with a timed wait.

@@ -164,17 +164,6 @@ atask::SupervisorOptions opts(int size, atask::ProcessPoolOptions p = {}) {
   return {.id = "proc", .pool_size = 4, .logger = quiet_logger(), .processes = p};
 }
 
-// Waits (with patience) until pred() holds; the process pool's bookkeeping
-// runs on the supervisor's loop, after the event the test saw.
-template <class Pred>
-bool eventually(Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + patience;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return pred();
-}
 
 }  // namespace
 

@@ -127,17 +127,6 @@ class ProbeNode final : public atask::detail::PoolNode {
   std::atomic<int> released{0};
 };
 
-// For the few tests about elapsed time (idle timeouts): polls `pred` until it
-// holds or `limit` passes.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = patience) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= end) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
 
 }  // namespace
 

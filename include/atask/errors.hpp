@@ -29,6 +29,19 @@ class LifecycleError : public Error {
   using Error::Error;
 };
 
+/// A name that is not there: a job type, a worker (control plane), ...
+class NotFoundError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A value that does not convert to the type asked for: a JSON item put
+/// into a queue worker whose item type it does not fit, ...
+class ConversionError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A wait ran out of time (TaskHandle::get_for, wait_completed, ...).
 class TimeoutError : public Error {
  public:

@@ -17,6 +17,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/json/value_to.hpp>
 
 #include <deque>
 #include <vector>
@@ -107,6 +108,22 @@ class QueueBase : public Worker {
     return true;
   }
   bool try_put(T&& item) { return try_put(item); }
+
+  bool accepts_json() const noexcept override { return boost::json::has_value_to<T>::value; }
+  bool try_put_json(const boost::json::value& v) override {
+    if constexpr (boost::json::has_value_to<T>::value) {
+      std::optional<T> item;
+      try {
+        item.emplace(boost::json::value_to<T>(v));
+      } catch (const std::exception& e) {
+        throw ConversionError(call("try_put_json()") + " - the item does not convert to the queue's item type: " +
+                              e.what());
+      }
+      return try_put(*item);
+    } else {
+      return Worker::try_put_json(v);
+    }
+  }
 
   /// put() that waits up to `d` for room; false on timeout (item untouched).
   template <class Rep, class Period>

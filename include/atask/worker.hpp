@@ -30,6 +30,10 @@
 #include <string_view>
 #include <type_traits>
 
+namespace boost::json {
+class value;
+}
+
 namespace atask {
 
 class Worker;
@@ -193,6 +197,21 @@ class Worker {
   WorkerInfo info() const;
   /// The supervisor; LifecycleError once it is gone.
   Supervisor& supervisor() const;
+
+  // -- for control planes (the HTTP API), which know workers only by name -------
+  /// True for event and interval workers: trigger() applies.
+  bool can_trigger() const noexcept { return mode_ == Mode::event || mode_ == Mode::interval; }
+  /// EventWorker/IntervalWorker::trigger() through the base class. False
+  /// when the worker is not active; LifecycleError for other kinds.
+  bool trigger_any(bool force = false);
+  /// True for queue workers whose item type converts from Boost.JSON
+  /// (boost::json::value_to, tag_invoke for user types).
+  virtual bool accepts_json() const noexcept { return false; }
+  /// Converts `item` to the queue's item type and try_put()s it: false when
+  /// the queue is full. Throws ConversionError when the value does not fit
+  /// the item type, LifecycleError when the worker is not active or takes no
+  /// JSON (accepts_json() is false).
+  virtual bool try_put_json(const boost::json::value& item);
 
  protected:
   enum class Mode : unsigned char { background, event, interval, queue };

@@ -42,6 +42,8 @@ struct WorkerInfo {
   std::size_t queue_length = 0;                                     ///< queue workers: items waiting
   std::size_t pending_runs = 0;     ///< event/interval workers: runs asked for and not yet started
   std::uint64_t skipped_ticks = 0;  ///< interval workers: ticks that passed during a run (coalesced)
+  bool can_trigger = false;         ///< event and interval workers (Worker::trigger_any)
+  bool accepts_json = false;        ///< queue workers whose items convert from JSON (Worker::try_put_json)
 };
 
 }  // namespace atask

@@ -123,6 +123,13 @@ class TaskStateBase : public PoolNode {
 
   TaskInfo info() const;
 
+  /// The raw times (steady_clock ticks since its epoch; 0 = not yet), for
+  /// bookkeeping that must not build a TaskInfo. Relaxed loads: the thread
+  /// that changed the status, or one synchronised with it, sees its own.
+  clock::rep queued_at_rep() const noexcept { return queued_at_.load(std::memory_order_relaxed); }
+  clock::rep started_at_rep() const noexcept { return started_at_.load(std::memory_order_relaxed); }
+  clock::rep finished_at_rep() const noexcept { return finished_at_.load(std::memory_order_relaxed); }
+
   // -- transitions (used by pools, supervisor and executors) -----------------
   void set_observer(TaskObserver* o) noexcept { observer_ = o; }
   void mark_delayed() noexcept { status_.store(static_cast<unsigned char>(TaskStatus::delayed)); }

@@ -9,8 +9,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -40,6 +42,11 @@ class WorkerRegistry {
   std::vector<std::string> stop_all(std::chrono::steady_clock::time_point deadline) noexcept;
 
   std::vector<WorkerInfo> infos() const;
+
+  /// Calls f with the worker named `name`, holding no lock but keeping that
+  /// worker from being destroyed until f returns (its destructor waits).
+  /// False if there is no such worker.
+  bool with_worker(std::string_view name, const std::function<void(Worker&)>& f);
   std::size_t size() const;
 
   /// Called by the supervisor's destructor: workers see no supervisor from now on.
@@ -49,14 +56,19 @@ class WorkerRegistry {
   struct Entry {
     std::string name;
     Worker* w = nullptr;
+    int pins = 0;  // callers using the worker without the lock (stop_all, with_worker)
   };
+  void unpin(std::uint64_t seq) noexcept;
   mutable std::mutex m_;
   std::condition_variable pins_cv_;
-  int pins_ = 0;  // stop_all() calls in progress
   Supervisor* sv_;
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
   std::uint64_t next_seq_ = 0;
   std::map<std::uint64_t, Entry> by_seq_;  // creation order
-  std::unordered_map<std::string, std::uint64_t> by_name_;
+  std::unordered_map<std::string, std::uint64_t, NameHash, std::equal_to<>> by_name_;
   std::unordered_map<Worker*, std::uint64_t> seq_of_;
 };
 
