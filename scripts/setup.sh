@@ -9,7 +9,14 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libspdlog-dev libfmt-dev
   doctest-dev libbenchmark-dev
+  libssl-dev prometheus-cpp-dev  # job keys (SHA-256) and the control plane's metrics
+  prometheus wrk                 # scraping and load-testing the control plane
+  chromium                       # the dashboard's browser test (tests/browser)
 )
+# The browser test needs node and npm. Debian's npm conflicts with a node from
+# elsewhere (e.g. nodesource, which ships its own npm): take Debian's only
+# when there is no node at all.
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

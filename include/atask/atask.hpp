@@ -6,6 +6,7 @@
 #include <atask/background_task.hpp>
 #include <atask/collection.hpp>
 #include <atask/errors.hpp>
+#include <atask/jobs.hpp>
 #include <atask/locker.hpp>
 #include <atask/priority.hpp>
 #include <atask/process.hpp>
