@@ -1,0 +1,479 @@
+// The control plane's routes (see api.hpp and docs/http.md).
+#include "api.hpp"
+
+#include <atask/errors.hpp>
+#include <atask/worker.hpp>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+
+namespace atask::http::detail {
+
+namespace json = boost::json;
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+Reply json_reply(const json::value& v, int status = 200) {
+  return Reply{.status = status, .body = json::serialize(v)};
+}
+
+template <class A>
+json::object by_priority(const A& a) {
+  json::object o;
+  for (Priority p : all_priorities) o[to_string(p)] = a[index(p)];
+  return o;
+}
+
+std::string iso8601(std::chrono::system_clock::time_point t) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+double seconds(clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+int hex_digit(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/// %-decodes one path segment; nullopt for a bad escape or a control byte.
+std::optional<std::string> decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      const int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return std::nullopt;
+    out.push_back(c);
+  }
+  return out;
+}
+
+/// The value of `key` in a query string (not decoded: our values are plain words).
+std::optional<std::string_view> query_param(std::string_view q, std::string_view key) {
+  while (!q.empty()) {
+    const auto amp = q.find('&');
+    std::string_view kv = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+    const auto eq = kv.find('=');
+    if (kv.substr(0, eq) == key) return eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1);
+  }
+  return std::nullopt;
+}
+
+/// Parses a request body as JSON; an empty body is `empty`.
+json::value parse_body(std::string_view body, json::value empty) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return empty;
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) throw ConversionError("the body is not valid JSON: " + ec.message());
+  return v;
+}
+
+}  // namespace
+
+Reply error_reply(int status, std::string_view message, std::string allow) {
+  json::object o;
+  o["error"] = message;
+  o["status"] = status;
+  Reply r = json_reply(o, status);
+  r.allow = std::move(allow);
+  return r;
+}
+
+bool is_loopback(std::string_view address) {
+  boost::system::error_code ec;
+  auto a = boost::asio::ip::make_address(std::string(address), ec);
+  return !ec && a.is_loopback();
+}
+
+bool bearer_matches(std::string_view header, std::string_view token) noexcept {
+  constexpr std::string_view prefix = "Bearer ";
+  if (header.size() != prefix.size() + token.size()) return false;
+  unsigned diff = 0;
+  for (std::size_t i = 0; i < prefix.size(); ++i)
+    diff |= static_cast<unsigned>(header[i] ^ prefix[i]);
+  for (std::size_t i = 0; i < token.size(); ++i)
+    diff |= static_cast<unsigned>(header[prefix.size() + i] ^ token[i]);
+  return diff == 0;
+}
+
+std::optional<std::vector<std::string>> split_path(std::string_view target, std::string_view& query) {
+  if (target.empty() || target.front() != '/') return std::nullopt;
+  const auto q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+  std::vector<std::string> seg;
+  path.remove_prefix(1);
+  if (!path.empty() && path.back() == '/') path.remove_suffix(1);  // one trailing slash is fine
+  if (path.empty()) return seg;
+  for (;;) {
+    const auto slash = path.find('/');
+    auto part = decode(path.substr(0, slash));
+    // "//", "." and ".." (also %-escaped) name nothing here: refuse them
+    // rather than guess what a client meant.
+    if (!part || part->empty() || *part == "." || *part == "..") return std::nullopt;
+    seg.push_back(std::move(*part));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return seg;
+}
+
+// -- JSON views ---------------------------------------------------------------------
+
+json::object Api::worker_json(const WorkerInfo& w) {
+  json::object o;
+  o["name"] = w.name;
+  o["kind"] = w.kind;
+  o["state"] = to_string(w.state);
+  o["priority"] = to_string(w.priority);
+  o["coroutine"] = w.coroutine;
+  o["runs"] = w.runs;
+  o["errors"] = w.errors;
+  o["last_run"] = w.last_run ? json::value(iso8601(*w.last_run)) : json::value(nullptr);
+  o["queue_length"] = w.queue_length;
+  o["pending_runs"] = w.pending_runs;
+  o["skipped_ticks"] = w.skipped_ticks;
+  o["can_trigger"] = w.can_trigger;
+  o["can_put"] = w.accepts_json;
+  return o;
+}
+
+json::object Api::job_json(const JobInfo& j) {
+  json::object o;
+  o["id"] = j.id;
+  o["type"] = j.type;
+  o["key"] = j.key;
+  o["params"] = j.params;
+  o["status"] = to_string(j.status);
+  o["fraction"] = j.fraction;
+  o["message"] = j.message;
+  o["error"] = j.error;
+  o["result"] = j.result_path.empty() ? json::value(nullptr) : json::value(j.result_path.filename().string());
+  o["from_storage"] = j.from_storage;
+  return o;
+}
+
+std::string Api::job_event(const JobInfo& j) {
+  json::object o;
+  o["id"] = j.id;
+  o["status"] = to_string(j.status);
+  o["fraction"] = j.fraction;
+  o["message"] = j.message;
+  if (j.status == JobStatus::done) o["result"] = j.result_path.filename().string();
+  if (j.status == JobStatus::failed) o["error"] = j.error;
+  return json::serialize(o);
+}
+
+json::object Api::supervisor_json() const {
+  const SupervisorInfo i = sv_.info();
+  json::object o;
+  o["id"] = i.id;
+  o["state"] = i.state;
+  o["uptime_seconds"] = seconds(clock::now() - started_);
+
+  json::object pool;
+  pool["pool_size"] = i.pool.limits.pool_size;
+  pool["reserve_normal"] = i.pool.limits.reserve_normal;
+  pool["reserve_high"] = i.pool.limits.reserve_high;
+  pool["min_threads"] = i.pool.limits.min_threads;
+  pool["max_threads"] = i.pool.limits.max_threads;
+  pool["threads"] = i.pool.threads;
+  pool["idle_threads"] = i.pool.idle_threads;
+  pool["running"] = by_priority(i.pool.running);
+  pool["queued"] = by_priority(i.pool.queued);
+  pool["running_total"] = i.pool.running_total;
+  pool["queued_total"] = i.pool.queued_total;
+  pool["completed_total"] = i.pool.completed_total;
+  o["pool"] = std::move(pool);
+
+  json::object pr;
+  pr["enabled"] = i.processes.enabled;
+  if (i.processes.enabled) {
+    const auto& p = i.processes;
+    pr["pool_size"] = p.options.pool_size;
+    pr["reserve_normal"] = p.options.reserve_normal;
+    pr["reserve_high"] = p.options.reserve_high;
+    pr["children"] = p.children;
+    pr["idle_children"] = p.idle_children;
+    pr["running"] = by_priority(p.running);
+    pr["queued"] = by_priority(p.queued);
+    pr["running_total"] = p.running_total;
+    pr["queued_total"] = p.queued_total;
+    pr["completed_total"] = p.completed_total;
+    pr["spawned"] = p.spawned;
+    pr["crashed"] = p.crashed;
+    pr["killed"] = p.killed;
+    pr["recycled"] = p.recycled;
+  }
+  o["processes"] = std::move(pr);
+
+  json::array aloops;
+  for (const auto& a : i.aloops) aloops.push_back(json::object{{"name", a.name}, {"default", a.is_default}, {"running", a.running}});
+  o["aloops"] = std::move(aloops);
+
+  json::array steps;
+  for (const auto& s : i.steps) {
+    json::array deps;
+    for (const auto& d : s.depends_on) deps.push_back(json::value(d));
+    steps.push_back(json::object{{"name", s.name}, {"builtin", s.builtin}, {"state", s.state}, {"depends_on", std::move(deps)}});
+  }
+  o["steps"] = std::move(steps);
+
+  json::object tasks;
+  tasks["submitted"] = by_priority(i.tasks.submitted);
+  tasks["completed"] = by_priority(i.tasks.completed);
+  tasks["failed"] = by_priority(i.tasks.failed);
+  tasks["canceled"] = by_priority(i.tasks.canceled);
+  o["tasks"] = std::move(tasks);
+  o["active_tasks"] = i.active_tasks;
+  o["workers"] = sv_.worker_registry()->size();
+  return o;
+}
+
+// -- routes -------------------------------------------------------------------------
+
+Outcome Api::handle(const Request& r) const {
+  try {
+    std::string_view query;
+    auto seg = split_path(r.target, query);
+    if (!seg)
+      return error_reply(400, "malformed request target (expected an absolute path without empty, '.' or '..' "
+                              "segments, valid %-escapes and no control characters)");
+    if (r.method == "POST" && !r.authorized)
+      return error_reply(401, "this server needs 'Authorization: Bearer <token>' for POST requests");
+    return route(r, *seg, query);
+  } catch (const std::exception& e) {
+    return error_reply(500, std::string("internal error: ") + e.what());
+  }
+}
+
+Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::string_view query) const {
+  const bool get = r.method == "GET", post = r.method == "POST";
+  auto only = [&](bool ok, const char* allow) -> std::optional<Reply> {
+    if (ok) return std::nullopt;
+    return error_reply(405, "method " + std::string(r.method) + " is not allowed here (allowed: " + allow + ")", allow);
+  };
+
+  if (seg.empty()) {
+    if (!opt_.dashboard) return error_reply(404, "the dashboard is off (ServerOptions::dashboard)");
+    if (auto e = only(get, "GET")) return *e;
+    return Reply{.status = 200, .body = std::string(dashboard_html, dashboard_html_size),
+                 .content_type = "text/html; charset=utf-8"};
+  }
+  if (seg.size() == 1 && seg[0] == "metrics") {
+    if (auto e = only(get, "GET")) return *e;
+    // Thousands of series with many workers: built on a pool thread (below).
+    return OnPool{[sv = &sv_] {
+      return Reply{.status = 200, .body = prometheus_text(*sv), .content_type = "text/plain; version=0.0.4; charset=utf-8"};
+    }};
+  }
+  if (seg[0] != "api" || seg.size() < 2) return error_reply(404, "no such path");
+
+  const std::string& what = seg[1];
+  if (what == "supervisor" && seg.size() == 2) {
+    if (auto e = only(get, "GET")) return *e;
+    return json_reply(supervisor_json());
+  }
+  if (what == "workers" && seg.size() <= 3) {
+    if (auto e = only(get, "GET")) return *e;
+    if (seg.size() == 3) return workers_get(sv_, seg[2]);
+    return OnPool{[sv = &sv_] { return workers_get(*sv, {}); }};
+  }
+  if (what == "workers" && seg.size() == 4) {
+    static constexpr std::string_view actions[] = {"start", "stop", "trigger", "put"};
+    if (std::find(std::begin(actions), std::end(actions), seg[3]) == std::end(actions))
+      return error_reply(404, "no such worker action '" + seg[3] + "' (start, stop, trigger, put)");
+    if (auto e = only(post, "POST")) return *e;
+    return worker_post(seg[2], seg[3], r.body);
+  }
+  if (what == "tasks" && seg.size() == 2) {
+    if (auto e = only(get, "GET")) return *e;
+    return OnPool{[sv = &sv_, q = std::string(query)] { return tasks_get(*sv, q); }};
+  }
+  if (what == "jobs" && seg.size() <= 3) {
+    if (!opt_.jobs) return error_reply(404, "this server has no jobs (ServerOptions::jobs)");
+    if (seg.size() == 2) {
+      if (auto e = only(get, "GET")) return *e;
+      return jobs_get();
+    }
+    if (auto e = only(post, "POST")) return *e;
+    return jobs_post(seg[2], r.body);
+  }
+  return error_reply(404, "no such path");
+}
+
+Reply Api::workers_get(Supervisor& sv, const std::string& name) {
+  if (name.empty()) {
+    json::array a;
+    for (const auto& w : sv.workers()) a.push_back(worker_json(w));
+    return json_reply(json::object{{"workers", std::move(a)}});
+  }
+  std::optional<WorkerInfo> info;
+  if (!sv.worker_registry()->with_worker(name, [&](Worker& w) { info = w.info(); }))
+    return error_reply(404, "no worker named '" + name + "'");
+  return json_reply(worker_json(*info));
+}
+
+Outcome Api::worker_post(const std::string& name, const std::string& action, std::string_view body) const {
+  auto reg = sv_.worker_registry();
+  auto missing = [&] { return error_reply(404, "no worker named '" + name + "'"); };
+
+  if (action == "start" || action == "stop") {
+    // Start and stop call the worker's hooks (user code): not on the loop.
+    bool exists = false;
+    reg->with_worker(name, [&](Worker&) { exists = true; });
+    if (!exists) return missing();
+    return OnPool{[reg, name, action]() -> Reply {
+      Reply out = error_reply(404, "no worker named '" + name + "'");
+      reg->with_worker(name, [&](Worker& w) {
+        try {
+          json::object o{{"ok", true}};
+          if (action == "start")
+            o["started"] = w.start();
+          else
+            w.stop(false);
+          o["worker"] = worker_json(w.info());
+          out = json_reply(o);
+        } catch (const LifecycleError& e) {
+          out = error_reply(409, e.what());
+        } catch (const std::exception& e) {
+          out = error_reply(500, e.what());
+        }
+      });
+      return out;
+    }};
+  }
+
+  Reply out = missing();
+  reg->with_worker(name, [&](Worker& w) {
+    try {
+      json::object o{{"ok", true}};
+      if (action == "trigger") {
+        if (!w.can_trigger())
+          return void(out = error_reply(409, "worker '" + name + "' is a " + std::string(w.kind()) +
+                                                 " worker: only event and interval workers can be triggered"));
+        o["triggered"] = w.trigger_any();
+      } else {  // put
+        if (!w.accepts_json())
+          return void(out = error_reply(
+                          409, w.kind() == "queue"
+                                   ? "the items of queue worker '" + name + "' do not convert from JSON"
+                                   : "worker '" + name + "' is a " + std::string(w.kind()) + " worker, not a queue worker"));
+        json::value item;
+        try {
+          item = parse_body(body, json::value(nullptr));
+        } catch (const ConversionError& e) {
+          return void(out = error_reply(400, e.what()));
+        }
+        if (!w.try_put_json(item))
+          return void(out = error_reply(503, "the queue of worker '" + name + "' is full"));
+      }
+      o["worker"] = worker_json(w.info());
+      out = json_reply(o);
+    } catch (const ConversionError& e) {
+      out = error_reply(400, e.what());
+    } catch (const LifecycleError& e) {
+      out = error_reply(409, e.what());
+    }
+  });
+  return out;
+}
+
+Reply Api::tasks_get(Supervisor& sv, std::string_view query) {
+  std::optional<TaskStatus> only;
+  if (auto s = query_param(query, "status")) {
+    static constexpr TaskStatus all[] = {TaskStatus::delayed,   TaskStatus::queued,   TaskStatus::started,
+                                         TaskStatus::completed, TaskStatus::failed,   TaskStatus::canceled};
+    for (auto st : all)
+      if (to_string(st) == *s) only = st;
+    if (!only)
+      return error_reply(400, "unknown status '" + std::string(*s) +
+                                  "' (delayed, queued, started, completed, failed, canceled)");
+  }
+  std::size_t limit = 100;
+  if (auto l = query_param(query, "limit")) {
+    std::size_t n = 0;
+    auto [p, ec] = std::from_chars(l->data(), l->data() + l->size(), n);
+    if (ec != std::errc() || p != l->data() + l->size() || n == 0 || n > 1000)
+      return error_reply(400, "limit must be a number from 1 to 1000");
+    limit = n;
+  }
+  std::vector<TaskInfo> ts = sv.tasks(only);
+  // Active tasks come first, then the history oldest first: order by id so
+  // that "newest last" holds, and keep the newest `limit`.
+  std::sort(ts.begin(), ts.end(), [](const TaskInfo& a, const TaskInfo& b) { return a.id < b.id; });
+  const std::size_t from = ts.size() > limit ? ts.size() - limit : 0;
+  const auto now = clock::now();
+  json::array a;
+  for (std::size_t k = from; k < ts.size(); ++k) {
+    const TaskInfo& t = ts[k];
+    json::object o;
+    o["id"] = t.id;
+    o["name"] = t.name;
+    o["priority"] = to_string(t.priority);
+    o["kind"] = to_string(t.kind);
+    o["status"] = to_string(t.status);
+    o["wait_seconds"] = t.queued_at ? json::value(seconds((t.started_at ? *t.started_at : now) - *t.queued_at))
+                                    : json::value(nullptr);
+    o["run_seconds"] = t.started_at ? json::value(seconds((t.finished_at ? *t.finished_at : now) - *t.started_at))
+                                    : json::value(nullptr);
+    o["error"] = t.error;
+    a.push_back(std::move(o));
+  }
+  return json_reply(json::object{{"tasks", std::move(a)}});
+}
+
+Reply Api::jobs_get() const {
+  json::array types;
+  for (auto& t : opt_.jobs->types()) types.push_back(json::value(t));
+  json::array jobs;
+  for (const auto& j : opt_.jobs->list()) jobs.push_back(job_json(j));
+  return json_reply(json::object{{"types", std::move(types)}, {"jobs", std::move(jobs)}});
+}
+
+Outcome Api::jobs_post(const std::string& type, std::string_view body) const {
+  if (!opt_.jobs->has_type(type)) return error_reply(404, "no job type named '" + type + "'");
+  json::value params;
+  try {
+    params = parse_body(body, json::object{});
+  } catch (const ConversionError& e) {
+    return error_reply(400, e.what());
+  }
+  if (!params.is_object()) return error_reply(400, "the job parameters must be a JSON object");
+  try {
+    return StreamJob{opt_.jobs->ensure_run(type, std::move(params.as_object()))};
+  } catch (const NotFoundError& e) {
+    return error_reply(404, e.what());
+  } catch (const LifecycleError& e) {
+    return error_reply(503, e.what());
+  } catch (const OptionsError& e) {
+    return error_reply(400, e.what());
+  }
+}
+
+}  // namespace atask::http::detail

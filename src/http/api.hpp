@@ -1,0 +1,100 @@
+#pragma once
+// The control plane's routes, independent of Beast: a parsed request in, a
+// reply (or a job stream to start) out. src/http/server.cpp does the I/O.
+
+#include <atask/http.hpp>
+#include <atask/jobs.hpp>
+#include <atask/supervisor.hpp>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace atask::http::detail {
+
+extern const char dashboard_html[];
+extern const std::size_t dashboard_html_size;
+
+struct Request {
+  std::string_view method;  // "GET", "POST", ...
+  std::string_view target;  // raw request target: path and query
+  std::string_view body;
+  bool authorized = true;   // false: a token is set and the request does not carry it
+};
+
+struct Reply {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::string allow{};  // 405: the methods the path takes
+};
+
+/// POST /api/jobs/{type}: the server streams this job's progress.
+struct StreamJob {
+  std::shared_ptr<Job> job;
+};
+
+/// Work that may block (a worker's start/stop hooks are user code) or take
+/// long (a /metrics reply with thousands of series): the server runs it on a
+/// pool thread at critical priority - so it never waits behind the
+/// service's own work - and sends its reply.
+struct OnPool {
+  std::function<Reply()> run;
+};
+
+using Outcome = std::variant<Reply, StreamJob, OnPool>;
+
+/// A JSON error reply: {"error": message, "status": status}.
+Reply error_reply(int status, std::string_view message, std::string allow = {});
+
+/// Routes one request. Never throws: every failure is a reply. Runs on the
+/// supervisor's loop thread, so nothing here blocks.
+class Api {
+ public:
+  Api(Supervisor& sv, const ServerOptions& opt, std::chrono::steady_clock::time_point started)
+      : sv_(sv), opt_(opt), started_(started) {}
+
+  Outcome handle(const Request& r) const;
+
+  /// One progress event of a job stream.
+  static std::string job_event(const JobInfo& j);
+
+  boost::json::object supervisor_json() const;
+  static boost::json::object worker_json(const WorkerInfo& w);
+  static boost::json::object job_json(const JobInfo& j);
+
+ private:
+  Outcome route(const Request& r, const std::vector<std::string>& seg, std::string_view query) const;
+  // Replies that can take milliseconds to build (thousands of workers,
+  // tasks or series) are built on the pool, so the loop's timers stay on time.
+  static Reply workers_get(Supervisor& sv, const std::string& name);  // empty name: all
+  static Reply tasks_get(Supervisor& sv, std::string_view query);
+  Outcome worker_post(const std::string& name, const std::string& action, std::string_view body) const;
+  Reply jobs_get() const;
+  Outcome jobs_post(const std::string& type, std::string_view body) const;
+
+  Supervisor& sv_;
+  const ServerOptions& opt_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+/// Splits "/a/b%20c?x=1" into decoded segments {"a", "b c"} and the query
+/// "x=1". Nullopt for a target that is not origin-form, a bad %-escape, or a
+/// decoded segment with a NUL or control character.
+std::optional<std::vector<std::string>> split_path(std::string_view target, std::string_view& query);
+
+/// Constant-time comparison of an Authorization header with "Bearer <token>".
+bool bearer_matches(std::string_view header, std::string_view token) noexcept;
+
+/// True for 127.0.0.0/8 and ::1.
+bool is_loopback(std::string_view address);
+
+}  // namespace atask::http::detail

@@ -1,0 +1,3 @@
+// Beast is compiled once, here (BOOST_BEAST_SEPARATE_COMPILATION is a private
+// definition of the atask_http target).
+#include <boost/beast/src.hpp>

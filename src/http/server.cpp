@@ -1,0 +1,375 @@
+// The control plane's I/O: accepting, reading requests with limits and
+// deadlines, writing replies and job progress streams. Everything here runs
+// on the supervisor's io_context thread; the routes are in api.cpp.
+#include "api.hpp"
+
+#include <atask/errors.hpp>
+#include <atask/http.hpp>
+#include <atask/jobs.hpp>
+#include <atask/supervisor.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <set>
+
+namespace atask::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = net::ip::tcp;
+using boost::system::error_code;
+using namespace net::experimental::awaitable_operators;
+
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+struct Server::Impl : std::enable_shared_from_this<Impl> {
+  Impl(Supervisor& s, ServerOptions o) : sv(s), opt(std::move(o)) {}
+
+  Supervisor& sv;
+  const ServerOptions opt;
+  std::unique_ptr<detail::Api> api;
+  std::optional<tcp::acceptor> acceptor;  // the loop thread's once started
+  std::atomic<unsigned short> port{0};
+  std::string address_for_url;
+
+  std::atomic<std::uint64_t> accepted{0}, refused{0}, requests{0}, client_errors{0}, timeouts{0};
+  std::atomic<std::size_t> streams{0};
+
+  // Sessions: the set is the loop thread's; `open` is also read by stop().
+  std::set<beast::tcp_stream*> sessions;
+  bool stopping = false;  // loop thread
+  std::mutex m;
+  std::condition_variable cv;
+  std::size_t open = 0;  // under m
+
+  void start();
+  void stop();
+  net::awaitable<void> accept_loop();
+  net::awaitable<void> session(tcp::socket sock);
+  net::awaitable<bool> write_reply(beast::tcp_stream& stream, const detail::Reply& r, unsigned version,
+                                   bool keep_alive);
+  net::awaitable<void> stream_job(beast::tcp_stream& stream, std::shared_ptr<Job> job, unsigned version);
+  net::awaitable<detail::Reply> run_on_pool(std::function<detail::Reply()> fn);
+};
+
+namespace {
+
+/// Keeps a session in Impl::sessions (and the open count) for its lifetime.
+struct SessionEntry {
+  std::shared_ptr<Server::Impl> self;
+  beast::tcp_stream* stream;
+  SessionEntry(std::shared_ptr<Server::Impl> s, beast::tcp_stream* st) : self(std::move(s)), stream(st) {
+    self->sessions.insert(stream);
+  }
+  ~SessionEntry() {
+    self->sessions.erase(stream);
+    std::lock_guard lk(self->m);
+    if (--self->open == 0) self->cv.notify_all();
+  }
+  SessionEntry(const SessionEntry&) = delete;
+  SessionEntry& operator=(const SessionEntry&) = delete;
+};
+
+}  // namespace
+
+void Server::Impl::start() {
+  boost::system::error_code ec;
+  const auto addr = net::ip::make_address(opt.address, ec);
+  const tcp::endpoint ep(addr, opt.port);
+  acceptor.emplace(sv.io_context());
+  auto fail = [&](const char* what) {
+    throw Error("http: cannot " + std::string(what) + " " + opt.address + ":" + std::to_string(opt.port) + " - " +
+                ec.message());
+  };
+  if (acceptor->open(ep.protocol(), ec)) fail("open a socket for");
+  acceptor->set_option(net::socket_base::reuse_address(true), ec);
+  if (acceptor->bind(ep, ec)) fail("bind");
+  if (acceptor->listen(net::socket_base::max_listen_connections, ec)) fail("listen on");
+  port = acceptor->local_endpoint().port();
+  address_for_url = addr.is_v6() ? "[" + opt.address + "]" : opt.address;
+  api = std::make_unique<detail::Api>(sv, opt, std::chrono::steady_clock::now());
+  sv.logger().info("{}: http: serving on http://{}:{}/", sv.id(), address_for_url, port.load());
+  net::co_spawn(acceptor->get_executor(), [self = shared_from_this()] { return self->accept_loop(); },
+                net::detached);
+}
+
+void Server::Impl::stop() {
+  std::promise<void> closed;
+  net::post(sv.io_context(), [&] {
+    stopping = true;
+    error_code ec;
+    if (acceptor) acceptor->close(ec);
+    for (auto* s : sessions) {
+      s->socket().shutdown(tcp::socket::shutdown_both, ec);
+      s->socket().close(ec);
+    }
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  std::unique_lock lk(m);
+  if (!cv.wait_for(lk, std::chrono::seconds(10), [&] { return open == 0; }))
+    sv.logger().warn("{}: http: {} connection(s) still open after 10 s", sv.id(), open);
+  sv.logger().info("{}: http: stopped", sv.id());
+}
+
+net::awaitable<void> Server::Impl::accept_loop() {
+  auto self = shared_from_this();
+  net::steady_timer backoff(acceptor->get_executor());
+  for (;;) {
+    auto [ec, sock] = co_await acceptor->async_accept(use_tuple);
+    if (stopping || ec == net::error::operation_aborted) co_return;
+    if (ec) {
+      // Out of descriptors or a transient error: do not spin on it.
+      sv.logger().warn("{}: http: accept failed: {}", sv.id(), ec.message());
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(use_tuple);
+      continue;
+    }
+    {
+      std::lock_guard lk(m);
+      if (open >= opt.max_connections) {
+        ++refused;
+        sock.close(ec);
+        continue;
+      }
+      ++open;
+    }
+    ++accepted;
+    net::co_spawn(acceptor->get_executor(), session(std::move(sock)), net::detached);
+  }
+}
+
+net::awaitable<bool> Server::Impl::write_reply(beast::tcp_stream& stream, const detail::Reply& r, unsigned version,
+                                               bool keep_alive) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+  res.set(bhttp::field::server, "atask");
+  res.set(bhttp::field::content_type, r.content_type);
+  res.set(bhttp::field::cache_control, "no-store");
+  res.set("X-Content-Type-Options", "nosniff");
+  if (!r.allow.empty()) res.set(bhttp::field::allow, r.allow);
+  if (r.status == 401) res.set(bhttp::field::www_authenticate, "Bearer");
+  res.keep_alive(keep_alive);
+  res.body() = r.body;
+  res.prepare_payload();
+  ++requests;
+  if (r.status >= 400 && r.status < 500) ++client_errors;
+  stream.expires_after(opt.request_timeout);
+  auto [ec, n] = co_await bhttp::async_write(stream, res, use_tuple);
+  if (ec == beast::error::timeout) ++timeouts;
+  co_return !ec;
+}
+
+net::awaitable<void> Server::Impl::session(tcp::socket sock) {
+  auto self = shared_from_this();
+  beast::tcp_stream stream(std::move(sock));
+  SessionEntry entry(self, &stream);
+  if (stopping) co_return;
+  beast::flat_buffer buf;
+  for (;;) {
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(opt.max_header_size));
+    parser.body_limit(opt.max_body_size);
+    stream.expires_after(opt.request_timeout);
+    auto [ec, n] = co_await bhttp::async_read(stream, buf, parser, use_tuple);
+    if (ec) {
+      if (ec == beast::error::timeout) {
+        ++timeouts;
+        break;
+      }
+      // The client went away (between requests or in the middle of one):
+      // nobody to answer.
+      if (stopping || ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
+          ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::operation_aborted ||
+          ec == net::error::broken_pipe)
+        break;
+      int status = 400;
+      std::string msg = "malformed request: " + ec.message();
+      if (ec == bhttp::error::header_limit) {
+        status = 431;
+        msg = "request line and headers exceed " + std::to_string(opt.max_header_size) + " bytes";
+      } else if (ec == bhttp::error::body_limit) {
+        status = 413;
+        msg = "request body exceeds " + std::to_string(opt.max_body_size) + " bytes";
+      }
+      co_await write_reply(stream, detail::error_reply(status, msg), 11, false);
+      break;
+    }
+
+    auto& req = parser.get();
+    if (req.version() != 10 && req.version() != 11) {
+      co_await write_reply(stream, detail::error_reply(400, "only HTTP/1.0 and HTTP/1.1 are served"), 11, false);
+      break;
+    }
+    detail::Request r;
+    r.method = req.method_string();
+    r.target = req.target();
+    r.body = req.body();
+    if (!opt.token.empty()) r.authorized = detail::bearer_matches(req[bhttp::field::authorization], opt.token);
+    const bool keep_alive = req.keep_alive();
+    const unsigned version = req.version();
+
+    detail::Outcome out = api->handle(r);
+    if (auto* sj = std::get_if<detail::StreamJob>(&out)) {
+      ++requests;
+      co_await stream_job(stream, std::move(sj->job), version);
+      break;
+    }
+    detail::Reply reply;
+    if (auto* p = std::get_if<detail::OnPool>(&out)) {
+      try {
+        reply = co_await run_on_pool(std::move(p->run));
+      } catch (const std::exception& e) {
+        reply = detail::error_reply(503, std::string("the request could not run: ") + e.what());
+      }
+    } else {
+      reply = std::move(std::get<detail::Reply>(out));
+    }
+    if (!co_await write_reply(stream, reply, version, keep_alive && !stopping) || !keep_alive || stopping) break;
+  }
+  error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+// Runs fn on a pool thread at critical priority (it never waits behind the
+// service's work) and resumes the session on the loop with its reply. A
+// post, not a task: the control plane's own work stays out of tasks() and
+// the task metrics.
+net::awaitable<detail::Reply> Server::Impl::run_on_pool(std::function<detail::Reply()> fn) {
+  auto ex = co_await net::this_coro::executor;
+  auto [e, reply] = co_await net::async_initiate<decltype(use_tuple), void(std::exception_ptr, detail::Reply)>(
+      [this, ex](auto handler, std::function<detail::Reply()> f) {
+        sv.post(Priority::critical, [f = std::move(f), handler = std::move(handler),
+                                     work = net::make_work_guard(ex)]() mutable {
+          detail::Reply r;
+          std::exception_ptr err;
+          try {
+            r = f();
+          } catch (...) {
+            err = std::current_exception();
+          }
+          net::post(work.get_executor(), [handler = std::move(handler), err, r = std::move(r)]() mutable {
+            std::move(handler)(err, std::move(r));
+          });
+        });
+      },
+      use_tuple, std::move(fn));
+  if (e) std::rethrow_exception(e);
+  co_return reply;
+}
+
+net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, std::shared_ptr<Job> job,
+                                              unsigned version) {
+  ++streams;
+  struct Count {
+    std::atomic<std::size_t>& n;
+    ~Count() { --n; }
+  } count{streams};
+
+  // The job wakes us through the channel (thread-safe try_send); one pending
+  // wake-up is enough: we always read the job's latest state.
+  net::experimental::concurrent_channel<void(error_code)> wake(stream.get_executor(), 1);
+  Job::Subscription sub = job->subscribe([&wake] { wake.try_send(error_code{}); });
+
+  bhttp::response<bhttp::empty_body> res{bhttp::status::ok, version};
+  res.set(bhttp::field::server, "atask");
+  res.set(bhttp::field::content_type, "application/json");
+  res.set(bhttp::field::cache_control, "no-store");
+  res.set("X-Content-Type-Options", "nosniff");
+  res.keep_alive(false);
+  res.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> sr{res};
+  stream.expires_after(opt.request_timeout);
+  if (auto [ec, n] = co_await bhttp::async_write_header(stream, sr, use_tuple); ec) co_return;
+
+  auto send = [&](std::string text) -> net::awaitable<bool> {
+    stream.expires_after(opt.request_timeout);
+    auto [ec, n] = co_await net::async_write(stream, bhttp::make_chunk(net::buffer(text)), use_tuple);
+    if (ec == beast::error::timeout) ++timeouts;
+    co_return !ec;
+  };
+
+  JobInfo info = job->info();
+  if (!co_await send("[" + detail::Api::job_event(info))) co_return;
+  std::uint64_t seen = info.version;
+  while (!info.finished()) {
+    stream.expires_never();
+    // A client that closes (or sends anything) while we wait ends the
+    // stream; the job goes on.
+    auto woke = co_await (wake.async_receive(use_tuple) ||
+                          stream.socket().async_wait(tcp::socket::wait_read, use_tuple));
+    if (woke.index() == 1 || stopping) co_return;
+    info = job->info();
+    if (info.version == seen) continue;
+    seen = info.version;
+    if (!co_await send("," + detail::Api::job_event(info))) co_return;
+  }
+  if (!co_await send("]")) co_return;
+  stream.expires_after(opt.request_timeout);
+  co_await net::async_write(stream, bhttp::make_chunk_last(), use_tuple);
+}
+
+// -- public ---------------------------------------------------------------------------
+
+unsigned short Server::port() const noexcept {
+  return impl_->port.load();
+}
+const ServerOptions& Server::options() const noexcept {
+  return impl_->opt;
+}
+std::string Server::url() const {
+  return "http://" + (impl_->address_for_url.empty() ? impl_->opt.address : impl_->address_for_url) + ":" +
+         std::to_string(port());
+}
+ServerStats Server::stats() const {
+  ServerStats s;
+  s.connections_accepted = impl_->accepted.load();
+  s.connections_refused = impl_->refused.load();
+  {
+    std::lock_guard lk(impl_->m);
+    s.connections_open = impl_->open;
+  }
+  s.requests = impl_->requests.load();
+  s.client_errors = impl_->client_errors.load();
+  s.timeouts = impl_->timeouts.load();
+  s.streams_open = impl_->streams.load();
+  return s;
+}
+
+std::shared_ptr<Server> serve(Supervisor& sv, ServerOptions o) {
+  auto bad = [](const std::string& why) { throw OptionsError("atask::http::serve() - " + why); };
+  boost::system::error_code ec;
+  net::ip::make_address(o.address, ec);
+  if (ec) bad("'" + o.address + "' is not an IPv4 or IPv6 address");
+  if (!detail::is_loopback(o.address) && o.token.empty())
+    bad("binding " + o.address + " (not loopback) needs a token: set ServerOptions::token");
+  if (o.token.find_first_of(" \t\r\n") != std::string::npos) bad("the token must not contain whitespace");
+  if (o.max_body_size == 0) bad("max_body_size must be > 0");
+  if (o.max_header_size < 1024 || o.max_header_size > (1u << 30)) bad("max_header_size must be 1 KiB to 1 GiB");
+  if (o.request_timeout.count() <= 0) bad("request_timeout must be > 0");
+  if (o.max_connections == 0) bad("max_connections must be > 0");
+  auto impl = std::make_shared<Server::Impl>(sv, std::move(o));
+  sv.add_step({.name = "http",
+               .depends_on = {"workers"},
+               .start = [impl](Supervisor&) { impl->start(); },
+               .stop = [impl](Supervisor&) { impl->stop(); }});
+  return std::make_shared<Server>(impl);
+}
+
+}  // namespace atask::http

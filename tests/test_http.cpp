@@ -1,0 +1,556 @@
+// The HTTP control plane: JSON API, errors, auth, job streams, lifecycle.
+#include "http_client.hpp"
+#include "support.hpp"
+
+#include <atask/atask.hpp>
+#include <atask/http.hpp>
+#include <atask/jobs.hpp>
+
+#include <boost/json.hpp>
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <latch>
+#include <set>
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using test::http_request;
+using test::HttpConnection;
+
+namespace {
+
+json::value parse(const std::string& s) {
+  return json::parse(s);
+}
+
+std::string err_of(const test::HttpResult& r) {
+  return json::value_to<std::string>(parse(r.body).at("error"));
+}
+
+// A supervisor with an HTTP server on an ephemeral loopback port.
+struct Served {
+  explicit Served(atask::http::ServerOptions o = {}, atask::SupervisorOptions so = {})
+      : sv([&] {
+          so.id = "web";
+          so.pool_size = so.pool_size < 4 ? 4 : so.pool_size;
+          if (!so.logger) so.logger = test::quiet_logger();
+          return so;
+        }()) {
+    o.port = 0;
+    server = atask::http::serve(sv, o);
+  }
+  void start() { sv.start(); }
+  unsigned short port() const { return server->port(); }
+
+  atask::Supervisor sv;
+  std::shared_ptr<atask::http::Server> server;
+};
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    static std::atomic<int> n{0};
+    path = std::filesystem::temp_directory_path() /
+           ("atask-http-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+    std::filesystem::remove_all(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+struct NoJson {
+  int x = 0;
+  bool operator<(const NoJson& o) const { return x < o.x; }
+};
+
+}  // namespace
+
+TEST_CASE("http: GET /api/supervisor describes pools and tasks") {
+  Served s({}, {.pool_size = 5, .reserve_normal = 1, .reserve_high = 1});
+  s.start();
+  REQUIRE(s.server->url() == "http://127.0.0.1:" + std::to_string(s.port()));
+  auto t = s.sv.submit({.priority = atask::Priority::high}, [] { return 1; });
+  REQUIRE(t.get() == 1);
+
+  auto r = http_request(s.port(), "GET", "/api/supervisor");
+  REQUIRE(r.status == 200);
+  CHECK(r.content_type == "application/json");
+  auto v = parse(r.body).as_object();
+  CHECK(v.at("id").as_string() == "web");
+  CHECK(v.at("state").as_string() == "running");
+  auto& pool = v.at("pool").as_object();
+  CHECK(pool.at("pool_size").as_int64() == 5);
+  CHECK(pool.at("reserve_normal").as_int64() == 1);
+  CHECK(pool.at("reserve_high").as_int64() == 1);
+  CHECK(pool.at("running").as_object().size() == 4);
+  CHECK(pool.at("queued").as_object().contains("critical"));
+  CHECK(v.at("processes").at("enabled").as_bool() == false);
+  CHECK(v.at("tasks").at("submitted").at("high").as_int64() >= 1);
+  CHECK(v.at("tasks").at("completed").at("high").as_int64() >= 1);
+  bool http_step = false;
+  for (auto& st : v.at("steps").as_array())
+    if (st.at("name").as_string() == "http") http_step = st.at("state").as_string() == "running";
+  CHECK(http_step);
+  CHECK(v.at("aloops").is_array());
+}
+
+TEST_CASE("http: the http step boots after workers and is off unless served") {
+  {
+    atask::Supervisor plain({.logger = test::quiet_logger()});
+    auto order = plain.boot_order();
+    CHECK(std::find(order.begin(), order.end(), "http") == order.end());
+  }
+  Served s;
+  auto order = s.sv.boot_order();
+  REQUIRE(order.size() >= 2);
+  CHECK(order.back() == "http");
+  CHECK(std::find(order.begin(), order.end(), "workers") < std::find(order.begin(), order.end(), "http"));
+}
+
+TEST_CASE("http: GET /api/workers lists every worker with its counters") {
+  Served s;
+  test::Event ran;
+  auto ev = atask::event_worker(s.sv, [&] { ran.set(); }, {.name = "ev"});
+  auto bg = atask::background_worker(s.sv, [] {}, {.name = "bg"});
+  auto q = atask::queue_worker<int>(s.sv, [](int) {}, {.name = "q"});
+  s.start();
+  ev->start();
+  q->start();
+  REQUIRE(ev->trigger());
+  REQUIRE(ran.wait_for());
+  REQUIRE(test::eventually([&] { return ev->info().runs == 1; }));
+
+  auto r = http_request(s.port(), "GET", "/api/workers");
+  REQUIRE(r.status == 200);
+  auto ws = parse(r.body).at("workers").as_array();
+  REQUIRE(ws.size() == 3);
+  CHECK(ws[0].at("name").as_string() == "ev");
+  CHECK(ws[0].at("kind").as_string() == "event");
+  CHECK(ws[0].at("state").as_string() == "active");
+  CHECK(ws[0].at("runs").as_int64() == 1);
+  CHECK(ws[0].at("can_trigger").as_bool());
+  CHECK(ws[0].at("last_run").is_string());
+  CHECK(ws[1].at("kind").as_string() == "background");
+  CHECK(ws[1].at("last_run").is_null());
+  CHECK_FALSE(ws[1].at("can_trigger").as_bool());
+  CHECK(ws[2].at("kind").as_string() == "queue");
+  CHECK(ws[2].at("can_put").as_bool());
+
+  auto one = http_request(s.port(), "GET", "/api/workers/q");
+  REQUIRE(one.status == 200);
+  CHECK(parse(one.body).at("name").as_string() == "q");
+  auto missing = http_request(s.port(), "GET", "/api/workers/nope");
+  CHECK(missing.status == 404);
+  CHECK(test::contains(err_of(missing), "nope"));
+}
+
+TEST_CASE("http: POST trigger start and stop control workers by name") {
+  Served s;
+  std::atomic<int> runs{0};
+  test::Event second;
+  auto ev = atask::event_worker(s.sv, [&] {
+    if (++runs == 2) second.set();
+  }, {.name = "tick tock"});  // a name that needs %-escaping
+  auto bg = atask::background_worker(s.sv, [] {}, {.name = "bg"});
+  s.start();
+
+  // start
+  auto r = http_request(s.port(), "POST", "/api/workers/tick%20tock/start");
+  REQUIRE(r.status == 200);
+  auto v = parse(r.body);
+  CHECK(v.at("started").as_bool());
+  CHECK(v.at("worker").at("state").as_string() == "active");
+  CHECK(ev->is_active());
+  CHECK(parse(http_request(s.port(), "POST", "/api/workers/tick%20tock/start").body).at("started").as_bool() == false);
+
+  // trigger twice: the executor runs twice
+  for (int i = 0; i < 2; ++i) {
+    auto t = http_request(s.port(), "POST", "/api/workers/tick%20tock/trigger");
+    REQUIRE(t.status == 200);
+    CHECK(parse(t.body).at("triggered").as_bool());
+    if (i == 0) REQUIRE(test::eventually([&] { return runs.load() == 1; }));
+  }
+  REQUIRE(second.wait_for());
+
+  // a background worker cannot be triggered
+  auto bad = http_request(s.port(), "POST", "/api/workers/bg/trigger");
+  CHECK(bad.status == 409);
+  CHECK(test::contains(err_of(bad), "only event and interval workers"));
+
+  // stop
+  auto st = http_request(s.port(), "POST", "/api/workers/tick%20tock/stop");
+  REQUIRE(st.status == 200);
+  REQUIRE(ev->wait_stopped_for(test::patience));
+  CHECK(parse(http_request(s.port(), "GET", "/api/workers/tick%20tock").body).at("state").as_string() == "stopped");
+  // a stopped worker is not triggered
+  CHECK(parse(http_request(s.port(), "POST", "/api/workers/tick%20tock/trigger").body).at("triggered").as_bool() ==
+        false);
+
+  CHECK(http_request(s.port(), "POST", "/api/workers/nope/start").status == 404);
+  CHECK(http_request(s.port(), "POST", "/api/workers/nope/trigger").status == 404);
+  CHECK(http_request(s.port(), "POST", "/api/workers/bg/explode").status == 404);
+}
+
+TEST_CASE("http: POST put converts JSON into a queue worker's items") {
+  Served s;
+  std::mutex m;
+  std::vector<int> got;
+  test::Event two;
+  test::Event gate;
+  auto q = atask::queue_worker<int>(s.sv, [&](int x) {
+    std::lock_guard lk(m);
+    got.push_back(x);
+    if (got.size() == 2) two.set();
+  }, {.name = "nums"});
+  auto full = atask::queue_worker<std::string>(s.sv, [&](std::string) { gate.wait_for(); },
+                                                 {.capacity = 1, .name = "full"});
+  auto opaque = atask::queue_worker<NoJson>(s.sv, [](NoJson) {}, {.name = "opaque"});
+  auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
+  test::OpenOnExit open{&gate};  // after the workers: opened before they stop
+  s.start();
+  q->start();
+  full->start();
+  opaque->start();
+  ev->start();
+
+  REQUIRE(http_request(s.port(), "POST", "/api/workers/nums/put", "41").status == 200);
+  REQUIRE(http_request(s.port(), "POST", "/api/workers/nums/put", " 42 ").status == 200);
+  REQUIRE(two.wait_for());
+  {
+    std::lock_guard lk(m);
+    CHECK(got == std::vector<int>{41, 42});
+  }
+
+  auto wrong_type = http_request(s.port(), "POST", "/api/workers/nums/put", "\"forty\"");
+  CHECK(wrong_type.status == 400);
+  CHECK(test::contains(err_of(wrong_type), "does not convert"));
+  auto malformed = http_request(s.port(), "POST", "/api/workers/nums/put", "{\"a\":");
+  CHECK(malformed.status == 400);
+  CHECK(test::contains(err_of(malformed), "not valid JSON"));
+  auto not_queue = http_request(s.port(), "POST", "/api/workers/ev/put", "1");
+  CHECK(not_queue.status == 409);
+  CHECK(test::contains(err_of(not_queue), "not a queue worker"));
+  auto no_conv = http_request(s.port(), "POST", "/api/workers/opaque/put", "1");
+  CHECK(no_conv.status == 409);
+  CHECK(test::contains(err_of(no_conv), "do not convert from JSON"));
+
+  // capacity 1: the first item runs (blocked on the gate), the second
+  // waits, the third finds the queue full.
+  REQUIRE(http_request(s.port(), "POST", "/api/workers/full/put", "\"a\"").status == 200);
+  REQUIRE(test::eventually([&] { return full->info().queue_length == 0 && full->info().runs == 0; }));
+  int status = 0;
+  for (int i = 0; i < 3 && status != 503; ++i)
+    status = http_request(s.port(), "POST", "/api/workers/full/put", "\"b\"").status;
+  CHECK(status == 503);
+  q->stop();
+}
+
+TEST_CASE("http: wrong methods get 405 with Allow and unknown paths 404") {
+  Served s;
+  auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
+  s.start();
+  auto r = http_request(s.port(), "GET", "/api/workers/ev/trigger");
+  CHECK(r.status == 405);
+  CHECK(r.allow == "POST");
+  auto p = http_request(s.port(), "POST", "/api/supervisor");
+  CHECK(p.status == 405);
+  CHECK(p.allow == "GET");
+  CHECK(http_request(s.port(), "DELETE", "/api/workers").status == 405);
+  CHECK(http_request(s.port(), "GET", "/nope").status == 404);
+  CHECK(http_request(s.port(), "GET", "/api").status == 404);
+  CHECK(http_request(s.port(), "GET", "/api/../../etc/passwd").status == 400);
+  CHECK(http_request(s.port(), "GET", "/api/%2e%2e/supervisor").status == 400);
+  CHECK(http_request(s.port(), "GET", "//api/supervisor").status == 400);
+  CHECK(http_request(s.port(), "GET", "/api/supervisor/").status == 200);
+  CHECK(http_request(s.port(), "GET", "/api/workers/%zz").status == 400);
+  CHECK(http_request(s.port(), "GET", "/api/workers/a%00b").status == 400);
+  auto j = http_request(s.port(), "GET", "/api/jobs");
+  CHECK(j.status == 404);  // this server has no Jobs
+  CHECK(test::contains(err_of(j), "no jobs"));
+}
+
+TEST_CASE("http: oversized bodies get 413 and oversized headers 431") {
+  Served s({.max_body_size = 1024, .max_header_size = 2048});
+  auto q = atask::queue_worker<std::string>(s.sv, [](std::string) {}, {.name = "q"});
+  s.start();
+  q->start();
+  auto big = http_request(s.port(), "POST", "/api/workers/q/put", "\"" + std::string(2000, 'x') + "\"");
+  CHECK(big.status == 413);
+  CHECK(test::contains(err_of(big), "exceeds 1024 bytes"));
+  auto huge = http_request(s.port(), "GET", "/api/supervisor", {}, {{"X-Filler", std::string(4000, 'y')}});
+  CHECK(huge.status == 431);
+  CHECK(http_request(s.port(), "POST", "/api/workers/q/put", "\"small\"").status == 200);
+}
+
+TEST_CASE("http: a token guards POST requests and reads stay open") {
+  Served s({.token = "s3cret"});
+  auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
+  s.start();
+  ev->start();
+  auto no = http_request(s.port(), "POST", "/api/workers/ev/trigger");
+  CHECK(no.status == 401);
+  CHECK(no.www_authenticate == "Bearer");
+  CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger", {}, {{"Authorization", "Bearer wrong!"}}).status ==
+        401);
+  CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger", {}, {{"Authorization", "Bearer s3cret"}}).status ==
+        200);
+  CHECK(http_request(s.port(), "GET", "/api/workers/ev").status == 200);
+}
+
+TEST_CASE("http: binding beyond loopback needs a token") {
+  atask::Supervisor sv({.logger = test::quiet_logger()});
+  auto msg = test::what_of<atask::OptionsError>([&] { (void)atask::http::serve(sv, {.address = "0.0.0.0"}); });
+  CHECK(test::contains(msg, "needs a token"));
+  CHECK(test::contains(test::what_of<atask::OptionsError>([&] {
+                         (void)atask::http::serve(sv, {.address = "localhost:80"});
+                       }),
+                       "not an IPv4 or IPv6 address"));
+  CHECK(test::contains(test::what_of<atask::OptionsError>([&] {
+                         (void)atask::http::serve(sv, {.request_timeout = 0ms});
+                       }),
+                       "request_timeout"));
+
+  Served s({.address = "0.0.0.0", .token = "t0k"});
+  auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
+  s.start();
+  ev->start();
+  CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger").status == 401);
+  CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger", {}, {{"Authorization", "Bearer t0k"}}).status ==
+        200);
+}
+
+TEST_CASE("http: a port in use makes start fail with the address in the message") {
+  Served first;
+  first.start();
+  atask::Supervisor sv({.logger = test::quiet_logger()});
+  (void)atask::http::serve(sv, {.port = first.port()});
+  auto msg = test::what_of<atask::Error>([&] { sv.start(); });
+  CHECK(test::contains(msg, "cannot bind 127.0.0.1:" + std::to_string(first.port())));
+  CHECK_FALSE(sv.is_running());
+}
+
+TEST_CASE("http: GET /api/tasks filters by status and limits") {
+  Served s;
+  s.start();
+  for (int i = 0; i < 5; ++i) (void)s.sv.submit({.name = "ok"}, [] {}).get_for(test::patience);
+  auto bad = s.sv.submit({.name = "bad"}, [] { throw std::runtime_error("boom"); });
+  REQUIRE(bad.wait_for(test::patience));
+
+  auto all = parse(http_request(s.port(), "GET", "/api/tasks?limit=3").body).at("tasks").as_array();
+  REQUIRE(all.size() == 3);
+  CHECK(all[2].at("name").as_string() == "bad");  // newest last
+  CHECK(all[0].at("id").as_int64() < all[1].at("id").as_int64());
+
+  auto failed = parse(http_request(s.port(), "GET", "/api/tasks?status=failed").body).at("tasks").as_array();
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].at("error").as_string() == "boom");
+  CHECK(failed[0].at("kind").as_string() == "thread");
+  CHECK(failed[0].at("run_seconds").is_double());
+
+  CHECK(http_request(s.port(), "GET", "/api/tasks?status=weird").status == 400);
+  CHECK(http_request(s.port(), "GET", "/api/tasks?limit=0").status == 400);
+  CHECK(http_request(s.port(), "GET", "/api/tasks?limit=12x").status == 400);
+}
+
+TEST_CASE("http: GET / serves the dashboard and /metrics the Prometheus text") {
+  Served s;
+  s.start();
+  auto page = http_request(s.port(), "GET", "/");
+  REQUIRE(page.status == 200);
+  CHECK(test::contains(page.content_type, "text/html"));
+  CHECK(test::contains(page.body, "<html"));
+  auto m = http_request(s.port(), "GET", "/metrics");
+  REQUIRE(m.status == 200);
+  CHECK(test::contains(m.content_type, "text/plain"));
+  CHECK(test::contains(m.body, "# TYPE atask_tasks_submitted_total counter"));
+
+  Served off({.dashboard = false});
+  off.start();
+  CHECK(http_request(off.port(), "GET", "/").status == 404);
+}
+
+TEST_CASE("http: keep-alive serves many requests on one connection and stop closes it") {
+  Served s;
+  s.start();
+  HttpConnection c(s.port());
+  for (int i = 0; i < 20; ++i) REQUIRE(c.request("GET", "/api/supervisor").status == 200);
+  CHECK(s.server->stats().connections_open == 1);
+  CHECK(s.server->stats().requests >= 20);
+  s.sv.stop();
+  // The server closed the idle connection: the next read sees the end.
+  CHECK_THROWS([&] {
+    c.send("GET", "/api/supervisor");
+    (void)c.read();
+  }());
+}
+
+TEST_CASE("http: an idle connection is closed after request_timeout") {
+  Served s({.request_timeout = 200ms});
+  s.start();
+  HttpConnection c(s.port());
+  REQUIRE(c.request("GET", "/api/supervisor").status == 200);
+  // Send nothing: the server closes the connection (read returns the end).
+  char b;
+  boost::system::error_code ec;
+  c.socket().read_some(boost::asio::buffer(&b, 1), ec);
+  CHECK(ec == boost::asio::error::eof);
+  REQUIRE(test::eventually([&] { return s.server->stats().timeouts == 1; }));
+}
+
+// -- job streams ---------------------------------------------------------------------
+
+namespace {
+
+struct JobFixture {
+  TempDir dir;
+  atask::Supervisor sv{{.id = "jobs", .pool_size = 4, .logger = test::quiet_logger()}};
+  std::unique_ptr<atask::Jobs> jobs;
+  std::shared_ptr<atask::http::Server> server;
+  test::Event half, release;
+  std::atomic<int> runs{0};
+  test::OpenOnExit open{&release};
+
+  JobFixture() {
+    jobs = std::make_unique<atask::Jobs>(sv, atask::JobsOptions{.storage_dir = dir.path});
+    jobs->add_type("slow", [this](atask::JobContext& job) {
+      ++runs;
+      job.progress(0.5, "half way");
+      half.set();
+      if (!release.wait_for()) throw std::runtime_error("never released");
+      if (job.params().contains("fail")) throw std::runtime_error("asked to fail");
+      job.progress(0.9, "almost");
+      std::ofstream(job.output_path()) << "result of " << json::serialize(job.params());
+    });
+    server = atask::http::serve(sv, {.port = 0, .jobs = jobs.get()});
+    sv.start();
+  }
+  ~JobFixture() {
+    release.set();
+    sv.stop();
+    jobs.reset();
+  }
+  unsigned short port() const { return server->port(); }
+};
+
+json::array events_of(const std::string& body) {
+  return parse(body).as_array();
+}
+
+}  // namespace
+
+TEST_CASE("http: POST /api/jobs streams progress while the job runs and ends when it is done") {
+  JobFixture f;
+  HttpConnection c(f.port());
+  c.send("POST", "/api/jobs/slow", R"({"doc": 1})");
+  c.read_header();
+  REQUIRE(c.stream_status() == 200);
+  CHECK(c.stream_chunked());
+  // The half-way event arrives while the job still waits: nothing is buffered.
+  auto partial = c.read_body_until([](const std::string& b) { return test::contains(b, "half way"); });
+  REQUIRE(f.half.wait_for());
+  CHECK_FALSE(c.stream_done());
+  CHECK(partial.front() == '[');
+  f.release.set();
+  auto body = c.read_body_until([](const std::string&) { return false; });
+  REQUIRE(c.stream_done());
+  auto ev = events_of(body);
+  REQUIRE(ev.size() >= 2);
+  CHECK(ev.back().at("status").as_string() == "done");
+  CHECK(ev.back().at("fraction").as_double() == 1.0);
+  const auto result = json::value_to<std::string>(ev.back().at("result"));
+  CHECK(result.find('/') == std::string::npos);
+  std::ifstream in(f.dir.path / result);
+  std::string content((std::istreambuf_iterator<char>(in)), {});
+  CHECK(content == R"(result of {"doc":1})");
+  // fractions never go back
+  double last = 0;
+  for (auto& e : ev) {
+    CHECK(e.at("fraction").as_double() >= last);
+    last = e.at("fraction").as_double();
+  }
+
+  // A second request for the same params: the done job, one event, no new run.
+  auto again = http_request(f.port(), "POST", "/api/jobs/slow", R"({"doc": 1})");
+  REQUIRE(again.status == 200);
+  auto ev2 = events_of(again.body);
+  REQUIRE(ev2.size() == 1);
+  CHECK(ev2[0].at("status").as_string() == "done");
+  CHECK(ev2[0].at("id") == ev.back().at("id"));
+  CHECK(f.runs == 1);
+
+  auto listed = parse(http_request(f.port(), "GET", "/api/jobs").body);
+  CHECK(listed.at("types").as_array().size() == 1);
+  CHECK(listed.at("jobs").as_array().at(0).at("status").as_string() == "done");
+  CHECK(listed.at("jobs").as_array().at(0).at("params").at("doc").as_int64() == 1);
+}
+
+TEST_CASE("http: many clients follow one job and a client that leaves does not stop it") {
+  JobFixture f;
+  HttpConnection a(f.port()), b(f.port()), leaver(f.port());
+  for (auto* c : {&a, &leaver, &b}) {
+    c->send("POST", "/api/jobs/slow", R"({"k": "same", "n": [1, 2]})");
+    c->read_header();
+    REQUIRE(c->stream_status() == 200);
+    c->read_body_until([](const std::string& s) { return test::contains(s, "half way"); });
+  }
+  leaver.close();
+  REQUIRE(test::eventually([&] { return f.server->stats().streams_open == 2; }));
+
+  // Reconnect with the keys in another order: the same job, and the first
+  // event is its current progress.
+  HttpConnection again(f.port());
+  again.send("POST", "/api/jobs/slow", R"({"n": [1, 2], "k": "same"})");
+  again.read_header();
+  auto first = again.read_body_until([](const std::string& s) { return test::contains(s, "}"); });
+  const bool at_half = test::contains(first, "\"fraction\":5E-1") || test::contains(first, "\"fraction\":0.5");
+  CHECK(at_half);
+  f.release.set();
+
+  std::set<std::int64_t> ids;
+  for (auto* c : {&a, &b, &again}) {
+    auto ev = events_of(c->read_body_until([](const std::string&) { return false; }));
+    CHECK(ev.back().at("status").as_string() == "done");
+    ids.insert(ev.back().at("id").as_int64());
+  }
+  CHECK(ids.size() == 1);
+  CHECK(f.runs == 1);
+}
+
+TEST_CASE("http: a failed job reports its error in the stream") {
+  JobFixture f;
+  f.release.set();
+  auto r = http_request(f.port(), "POST", "/api/jobs/slow", R"({"fail": true})");
+  REQUIRE(r.status == 200);
+  auto ev = events_of(r.body);
+  CHECK(ev.back().at("status").as_string() == "failed");
+  CHECK(ev.back().at("error").as_string() == "asked to fail");
+}
+
+TEST_CASE("http: job requests with bad input get 4xx") {
+  JobFixture f;
+  CHECK(http_request(f.port(), "POST", "/api/jobs/nope", "{}").status == 404);
+  auto arr = http_request(f.port(), "POST", "/api/jobs/slow", "[1,2]");
+  CHECK(arr.status == 400);
+  CHECK(test::contains(err_of(arr), "must be a JSON object"));
+  CHECK(http_request(f.port(), "POST", "/api/jobs/slow", "{not json").status == 400);
+  CHECK(http_request(f.port(), "GET", "/api/jobs/slow").status == 405);
+  CHECK(f.runs == 0);
+}
+
+TEST_CASE("http: the control plane's own work is not counted as tasks") {
+  Served s;
+  auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
+  s.start();
+  const auto before = s.sv.info().tasks;
+  for (const char* t : {"/metrics", "/api/workers", "/api/tasks", "/api/supervisor", "/api/workers/ev"})
+    REQUIRE(http_request(s.port(), "GET", t).status == 200);
+  REQUIRE(http_request(s.port(), "POST", "/api/workers/ev/start").status == 200);
+  const auto after = s.sv.info().tasks;
+  CHECK(after.submitted == before.submitted);
+  CHECK(s.sv.tasks().empty());
+}

@@ -1,0 +1,598 @@
+// Metrics: Supervisor::task_metrics() (counts and timing by priority and
+// kind) and http::prometheus_text() (what GET /metrics serves), checked
+// line by line and by promtool.
+
+#include <atask/http.hpp>
+
+#include <atask/atask.hpp>
+
+#include "support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <boost/asio/awaitable.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+using namespace test;
+using atask::Priority;
+using atask::TaskKind;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+int twice(int x) {
+  return 2 * x;
+}
+
+double seconds(clock_type::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+std::size_t pi(Priority p) {
+  return atask::index(p);
+}
+std::size_t ki(TaskKind k) {
+  return atask::index(k);
+}
+
+// -- the text format, parsed -----------------------------------------------------------
+
+struct Sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+
+struct Exposition {
+  std::map<std::string, std::string> help, type;  // by family name
+  std::vector<Sample> samples;
+  std::vector<std::string> errors;  // lines that do not parse
+};
+
+// Parses what prometheus_text() returns: "# HELP", "# TYPE" and sample lines
+// `name{label="value",...} number` (no timestamps). Label values may hold
+// the escapes \\, \" and \n.
+Exposition parse(const std::string& text) {
+  Exposition ex;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    if (line.rfind("# HELP ", 0) == 0 || line.rfind("# TYPE ", 0) == 0) {
+      const auto rest = line.substr(7);
+      const auto sp = rest.find(' ');
+      if (sp == std::string::npos) {
+        ex.errors.push_back(line);
+        continue;
+      }
+      (line[2] == 'H' ? ex.help : ex.type)[rest.substr(0, sp)] = rest.substr(sp + 1);
+      continue;
+    }
+    if (line[0] == '#') continue;
+    Sample s;
+    std::size_t i = 0;
+    while (i < line.size() && line[i] != '{' && line[i] != ' ') ++i;
+    s.name = line.substr(0, i);
+    bool ok = !s.name.empty();
+    if (ok && i < line.size() && line[i] == '{') {
+      ++i;
+      while (ok && i < line.size() && line[i] != '}') {
+        const auto eq = line.find("=\"", i);
+        if (eq == std::string::npos) {
+          ok = false;
+          break;
+        }
+        std::string key = line.substr(i, eq - i), value;
+        i = eq + 2;
+        for (; i < line.size() && line[i] != '"'; ++i) {
+          if (line[i] == '\\' && i + 1 < line.size()) {
+            ++i;
+            value += line[i] == 'n' ? '\n' : line[i];
+          } else {
+            value += line[i];
+          }
+        }
+        if (i >= line.size()) {
+          ok = false;
+          break;
+        }
+        ++i;  // the closing quote
+        s.labels.emplace(std::move(key), std::move(value));
+        if (i < line.size() && line[i] == ',') ++i;
+      }
+      if (i >= line.size()) ok = false;
+      ++i;  // '}'
+    }
+    if (ok && i < line.size() && line[i] == ' ') {
+      const auto num = line.substr(i + 1);
+      char* end = nullptr;
+      s.value = std::strtod(num.c_str(), &end);
+      ok = !num.empty() && end && *end == '\0';
+    } else {
+      ok = false;
+    }
+    if (ok)
+      ex.samples.push_back(std::move(s));
+    else
+      ex.errors.push_back(line);
+  }
+  return ex;
+}
+
+// The family a sample belongs to: histogram series drop their suffix.
+std::string family_of(const Exposition& ex, const std::string& name) {
+  for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+    const std::string sfx = suffix;
+    if (name.size() > sfx.size() && name.compare(name.size() - sfx.size(), sfx.size(), sfx) == 0) {
+      const auto base = name.substr(0, name.size() - sfx.size());
+      if (auto it = ex.type.find(base); it != ex.type.end() && it->second == "histogram") return base;
+    }
+  }
+  return name;
+}
+
+// The samples named `name` with exactly these labels.
+std::vector<double> values(const Exposition& ex, const std::string& name,
+                           const std::map<std::string, std::string>& labels = {}) {
+  std::vector<double> out;
+  for (const auto& s : ex.samples)
+    if (s.name == name && s.labels == labels) out.push_back(s.value);
+  return out;
+}
+
+// The one sample named `name` with exactly these labels (nullopt: none or several).
+std::optional<double> value(const Exposition& ex, const std::string& name,
+                            const std::map<std::string, std::string>& labels = {}) {
+  auto v = values(ex, name, labels);
+  if (v.size() != 1) return std::nullopt;
+  return v[0];
+}
+
+std::map<std::string, std::string> pk(Priority p, TaskKind k) {
+  return {{"priority", std::string(atask::to_string(p))}, {"kind", std::string(atask::to_string(k))}};
+}
+
+// -- promtool ---------------------------------------------------------------------------
+
+struct Promtool {
+  bool found = false;
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+std::optional<std::string> promtool_path() {
+  if (const char* env = std::getenv("PROMTOOL"); env && *env && ::access(env, X_OK) == 0) return env;
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "/usr/local/bin:/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    const auto p = (dir.empty() ? std::string(".") : dir) + "/promtool";
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return std::nullopt;
+}
+
+// `promtool check metrics` with `text` on its stdin. For clean input it
+// prints nothing and exits 0; lint problems are printed and exit 3, input
+// it cannot parse exits 1.
+Promtool check_with_promtool(const std::string& text) {
+  Promtool r;
+  const auto tool = promtool_path();
+  if (!tool) return r;
+  r.found = true;
+  char name[] = "/tmp/atask-metrics-XXXXXX";
+  const int fd = ::mkstemp(name);
+  if (fd < 0) {
+    r.output = "mkstemp failed";
+    return r;
+  }
+  ::close(fd);
+  {
+    std::ofstream f(name, std::ios::binary);
+    f << text;
+  }
+  const std::string cmd = "'" + *tool + "' check metrics < '" + name + "' 2>&1";
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+    const int status = ::pclose(p);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  } else {
+    r.output = "popen failed";
+  }
+  ::unlink(name);
+  return r;
+}
+
+void require_promtool_clean(const std::string& text) {
+  const auto r = check_with_promtool(text);
+  if (!r.found)
+    FAIL(
+        "promtool not found (PATH or $PROMTOOL): install the Debian package 'prometheus' "
+        "(scripts/setup.sh should list it)");
+  INFO("promtool output:\n", r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.empty());
+}
+
+// The checks every scrape must pass: it parses, each family has HELP and
+// TYPE, histograms are cumulative and end in +Inf = _count, and the only
+// labels are the bounded ones (never a task id or name).
+void check_well_formed(const Exposition& ex, const std::string& supervisor_id) {
+  INFO("unparsed lines: ", ex.errors.size());
+  CHECK(ex.errors.empty());
+  REQUIRE(!ex.samples.empty());
+  const std::set<std::string> allowed{"priority", "kind", "le", "reason", "worker", "id", "state"};
+  for (const auto& s : ex.samples) {
+    const auto fam = family_of(ex, s.name);
+    INFO("sample ", s.name);
+    CHECK(fam.rfind("atask_", 0) == 0);
+    const auto help = ex.help.find(fam);
+    const auto type = ex.type.find(fam);
+    REQUIRE(help != ex.help.end());
+    CHECK(!help->second.empty());
+    REQUIRE(type != ex.type.end());
+    for (const auto& [k, v] : s.labels) {
+      INFO("label ", k, "=", v);
+      CHECK(allowed.count(k) == 1);
+      if (k == "id") {
+        CHECK(s.name == "atask_supervisor_info");
+        CHECK(v == supervisor_id);
+      }
+      if (k == "priority") CHECK(atask::priority_from_string(v).has_value());
+      if (k == "kind" && s.name.rfind("atask_worker_", 0) != 0)
+        CHECK((v == "thread" || v == "coroutine" || v == "process"));
+    }
+    if (type->second == "counter")
+      CHECK((s.name.size() > 6 && s.name.compare(s.name.size() - 6, 6, "_total") == 0));
+  }
+  // Histograms: per series, buckets never decrease and +Inf equals _count.
+  for (const auto& [fam, type] : ex.type) {
+    if (type != "histogram") continue;
+    for (const auto& c : ex.samples) {
+      if (c.name != fam + "_count") continue;
+      double prev = 0;
+      std::optional<double> inf;
+      for (const auto& b : ex.samples) {
+        if (b.name != fam + "_bucket") continue;
+        auto labels = b.labels;
+        const auto le_it = labels.find("le");
+        REQUIRE(le_it != labels.end());
+        const auto le = le_it->second;
+        labels.erase(le_it);
+        if (labels != c.labels) continue;
+        CHECK(b.value >= prev);
+        prev = b.value;
+        if (le == "+Inf") inf = b.value;
+      }
+      REQUIRE(inf.has_value());
+      CHECK(*inf == c.value);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("metrics") {
+  TEST_CASE("task metrics count every task by priority and kind and time it") {
+    atask::Supervisor sv(
+        {.id = "metrics", .pool_size = 1, .logger = quiet_logger(), .processes = {.pool_size = 1}});
+    sv.start();
+    Event running, gate;
+    OpenOnExit open{&gate};
+
+    // One pool slot: the blocker holds it while a low and a high task queue.
+    const auto blocker_submitted = clock_type::now();
+    auto blocker = sv.submit({.priority = Priority::normal, .name = "blocker"}, [&] {
+      const auto t0 = clock_type::now();
+      running.set();
+      gate.wait_for();
+      return clock_type::now() - t0;
+    });
+    REQUIRE(running.wait_for());
+    auto low = sv.submit({.priority = Priority::low}, [] { return 1; });
+    const auto high_submitted = clock_type::now();
+    auto high = sv.submit({.priority = Priority::high}, [] { return 2; });
+    const auto high_queued_by = clock_type::now();  // its queued_at is no later than this
+    CHECK(low.cancel());
+    CHECK(low.status() == atask::TaskStatus::canceled);
+    CHECK(high.status() == atask::TaskStatus::queued);
+    // Not a synchronisation: the duration the histograms must show. The
+    // checks use what was measured, not this figure.
+    std::this_thread::sleep_for(40ms);
+    const auto gate_opened = clock_type::now();
+    gate.set();
+    const double blocker_ran = seconds(blocker.get());
+    const double blocker_at_most = seconds(clock_type::now() - blocker_submitted);
+    const double high_waited = seconds(gate_opened - high_queued_by);
+    CHECK(high.get() == 2);
+    const double high_at_most = seconds(clock_type::now() - high_submitted);
+
+    auto failing = sv.submit({.priority = Priority::high}, []() -> int { throw std::runtime_error("boom"); });
+    CHECK_THROWS_AS(failing.get(), std::runtime_error);
+    CHECK(sv.submit({.priority = Priority::high}, [] { return 3; }).get() == 3);
+    auto coro = sv.submit({.priority = Priority::low}, []() -> boost::asio::awaitable<int> { co_return 4; });
+    CHECK(coro.get() == 4);
+    auto proc = sv.submit({.priority = Priority::critical}, atask::process(&twice), 5);
+    CHECK(proc.get() == 10);
+    CHECK(proc.kind() == TaskKind::process);
+
+    // Every task above is final, and a task is booked before its waiters
+    // are released: the counts are exact now.
+    const auto m = sv.task_metrics();
+    atask::TaskMetrics::table submitted{}, started{}, completed{}, failed{}, canceled{};
+    submitted[pi(Priority::normal)][ki(TaskKind::thread)] = 1;
+    submitted[pi(Priority::low)][ki(TaskKind::thread)] = 1;
+    submitted[pi(Priority::high)][ki(TaskKind::thread)] = 3;
+    submitted[pi(Priority::low)][ki(TaskKind::coroutine)] = 1;
+    submitted[pi(Priority::critical)][ki(TaskKind::process)] = 1;
+    started = submitted;
+    started[pi(Priority::low)][ki(TaskKind::thread)] = 0;  // canceled while queued
+    completed = started;
+    completed[pi(Priority::high)][ki(TaskKind::thread)] = 2;
+    failed[pi(Priority::high)][ki(TaskKind::thread)] = 1;
+    canceled[pi(Priority::low)][ki(TaskKind::thread)] = 1;
+    CHECK(m.submitted == submitted);
+    CHECK(m.started == started);
+    CHECK(m.completed == completed);
+    CHECK(m.failed == failed);
+    CHECK(m.canceled == canceled);
+
+    // The old per-priority counters still add up.
+    const auto tasks = sv.info().tasks;
+    CHECK(tasks.submitted[pi(Priority::high)] == 3);
+    CHECK(tasks.submitted[pi(Priority::low)] == 2);
+    CHECK(tasks.completed[pi(Priority::low)] == 1);
+    CHECK(tasks.failed[pi(Priority::high)] == 1);
+    CHECK(tasks.canceled[pi(Priority::low)] == 1);
+    CHECK(tasks.completed[pi(Priority::critical)] == 1);
+
+    for (Priority p : atask::all_priorities)
+      for (TaskKind k : {TaskKind::thread, TaskKind::coroutine, TaskKind::process}) {
+        INFO("priority ", atask::to_string(p), " kind ", atask::to_string(k));
+        for (const auto* h : {&m.queue_wait[pi(p)][ki(k)], &m.run_time[pi(p)][ki(k)]}) {
+          CHECK(h->count == started[pi(p)][ki(k)]);  // every started task has ended
+          REQUIRE(h->counts.size() == atask::task_time_buckets.size() + 1);
+          CHECK(h->bounds ==
+                std::vector<double>(atask::task_time_buckets.begin(), atask::task_time_buckets.end()));
+          std::uint64_t sum = 0;
+          for (auto c : h->counts) sum += c;
+          CHECK(sum == h->count);
+          if (h->count == 0) CHECK(h->sum == 0);
+        }
+      }
+
+    // The blocker ran at least blocker_ran (measured inside it) and at most
+    // from its submit to get()'s return (measured outside): its bucket's
+    // bound is at or above the first, the bound below it under the second.
+    // With the 40 ms wait, that bucket is above 0.025 s.
+    static_assert(atask::task_time_buckets[7] == 0.025);
+    REQUIRE(blocker_ran > 0.025);
+    const auto& run = m.run_time[pi(Priority::normal)][ki(TaskKind::thread)];
+    REQUIRE(run.count == 1);
+    const auto top_bucket = [](const atask::HistogramSnapshot& h) {
+      std::size_t top = 0;
+      for (std::size_t b = 0; b < h.counts.size(); ++b)
+        if (h.counts[b] > 0) top = b;
+      return top;
+    };
+    const auto rb = top_bucket(run);
+    INFO("run-time bucket ", rb, ", ran ", blocker_ran, " s to ", blocker_at_most, " s");
+    CHECK(run.counts[rb] == 1);
+    CHECK(rb > 7);  // above le=0.025
+    if (rb < run.bounds.size()) CHECK(run.bounds[rb] >= blocker_ran);
+    if (rb > 0) CHECK(run.bounds[rb - 1] < blocker_at_most);
+    CHECK(run.sum >= blocker_ran);
+    CHECK(run.sum <= blocker_at_most);
+    // The high task waited at least from its submit until the gate opened
+    // and at most until get() returned: the longest of the three high waits
+    // is in the bucket that says so.
+    REQUIRE(high_waited > 0.025);
+    const auto& wait = m.queue_wait[pi(Priority::high)][ki(TaskKind::thread)];
+    const auto wb = top_bucket(wait);
+    INFO("queue-wait bucket ", wb, ", waited ", high_waited, " s to ", high_at_most, " s");
+    CHECK(wb > 7);
+    if (wb < wait.bounds.size()) CHECK(wait.bounds[wb] >= high_waited);
+    if (wb > 0) CHECK(wait.bounds[wb - 1] < high_at_most);
+    CHECK(wait.sum >= high_waited);
+  }
+
+  TEST_CASE("metrics text has the task and pool and process series and passes promtool") {
+    atask::Supervisor sv({.id = "svc-metrics",
+                          .pool_size = 3,
+                          .reserve_normal = 1,
+                          .reserve_high = 2,
+                          .logger = quiet_logger(),
+                          .processes = {.pool_size = 1}});
+    sv.start();
+    std::vector<std::uint64_t> ids;
+    for (int i = 0; i < 2; ++i) {
+      auto t = sv.submit({.priority = Priority::high, .name = "secret-task-name"}, [] { return 1; });
+      t.get();
+      ids.push_back(t.id());
+    }
+    auto f = sv.submit({.priority = Priority::low}, []() -> int { throw std::runtime_error("x"); });
+    CHECK_THROWS(f.get());
+    auto p = sv.submit({}, atask::process(&twice), 1);
+    CHECK(p.get() == 2);
+    ids.push_back(f.id());
+    ids.push_back(p.id());
+
+    const std::string text = atask::http::prometheus_text(sv);
+    INFO(text);
+    require_promtool_clean(text);
+    const auto ex = parse(text);
+    check_well_formed(ex, "svc-metrics");
+    CHECK(!contains(text, "secret-task-name"));
+    std::set<std::string> label_values;
+    for (const auto& s : ex.samples)
+      for (const auto& [k, v] : s.labels)
+        if (k != "le") label_values.insert(v);
+    for (auto id : ids) CHECK(label_values.count(std::to_string(id)) == 0);
+
+    CHECK(ex.type.at("atask_tasks_submitted_total") == "counter");
+    CHECK(ex.type.at("atask_task_run_seconds") == "histogram");
+    CHECK(ex.type.at("atask_pool_threads") == "gauge");
+    CHECK(value(ex, "atask_supervisor_info", {{"id", "svc-metrics"}, {"state", "running"}}) == 1.0);
+    CHECK(value(ex, "atask_supervisor_active_tasks") == 0.0);
+
+    // Counters: one series per priority and kind, zeros included.
+    CHECK(values(ex, "atask_tasks_submitted_total").empty());
+    for (const char* fam :
+         {"atask_tasks_submitted_total", "atask_tasks_started_total", "atask_tasks_completed_total",
+          "atask_tasks_failed_total", "atask_tasks_canceled_total"}) {
+      std::size_t n = 0;
+      for (const auto& s : ex.samples) n += s.name == fam;
+      CHECK(n == atask::priority_count * atask::task_kind_count);
+    }
+    CHECK(value(ex, "atask_tasks_submitted_total", pk(Priority::high, TaskKind::thread)) == 2.0);
+    CHECK(value(ex, "atask_tasks_completed_total", pk(Priority::high, TaskKind::thread)) == 2.0);
+    CHECK(value(ex, "atask_tasks_failed_total", pk(Priority::low, TaskKind::thread)) == 1.0);
+    CHECK(value(ex, "atask_tasks_started_total", pk(Priority::normal, TaskKind::process)) == 1.0);
+    CHECK(value(ex, "atask_tasks_completed_total", pk(Priority::normal, TaskKind::process)) == 1.0);
+    CHECK(value(ex, "atask_tasks_canceled_total", pk(Priority::normal, TaskKind::thread)) == 0.0);
+
+    // Histograms: _count is the number of started tasks.
+    CHECK(value(ex, "atask_task_queue_wait_seconds_count", pk(Priority::high, TaskKind::thread)) == 2.0);
+    CHECK(value(ex, "atask_task_run_seconds_count", pk(Priority::high, TaskKind::thread)) == 2.0);
+    CHECK(value(ex, "atask_task_run_seconds_count", pk(Priority::normal, TaskKind::process)) == 1.0);
+    auto inf = pk(Priority::low, TaskKind::thread);
+    inf["le"] = "+Inf";
+    CHECK(value(ex, "atask_task_run_seconds_bucket", inf) == 1.0);
+    auto le60 = pk(Priority::low, TaskKind::thread);
+    le60["le"] = "60";
+    CHECK(value(ex, "atask_task_run_seconds_bucket", le60) == 1.0);  // a throw takes less than a minute
+
+    // The thread pool.
+    CHECK(value(ex, "atask_pool_size") == 3.0);
+    CHECK(value(ex, "atask_pool_reserve_normal") == 1.0);
+    CHECK(value(ex, "atask_pool_reserve_high") == 2.0);
+    CHECK(value(ex, "atask_pool_threads") >= 1.0);
+    for (Priority pr : atask::all_priorities) {
+      const std::map<std::string, std::string> l{{"priority", std::string(atask::to_string(pr))}};
+      // The pool counts a task as running until after its waiters are
+      // released: only its presence is certain here.
+      CHECK(value(ex, "atask_pool_running_tasks", l).has_value());
+      CHECK(value(ex, "atask_process_running_tasks", l).has_value());
+      CHECK(value(ex, "atask_pool_queued_tasks", l) == 0.0);
+      CHECK(value(ex, "atask_process_queued_tasks", l) == 0.0);
+    }
+
+    // The process pool.
+    CHECK(value(ex, "atask_process_pool_size") == 1.0);
+    CHECK(value(ex, "atask_process_children_spawned_total") >= 1.0);
+    for (const char* reason : {"crashed", "killed", "recycled"})
+      CHECK(value(ex, "atask_process_child_restarts_total", {{"reason", reason}}) == 0.0);
+    CHECK(value(ex, "atask_process_children").has_value());
+  }
+
+  TEST_CASE("metrics text without a process pool has no process series") {
+    atask::Supervisor sv({.id = "noproc", .pool_size = 1, .logger = quiet_logger()});
+    sv.start();
+    CHECK(sv.submit({}, [] { return 1; }).get() == 1);
+    const std::string text = atask::http::prometheus_text(sv);
+    INFO(text);
+    require_promtool_clean(text);
+    const auto ex = parse(text);
+    check_well_formed(ex, "noproc");
+    for (const auto& s : ex.samples) {
+      INFO(s.name);
+      CHECK(s.name.rfind("atask_process_", 0) != 0);
+      if (auto it = s.labels.find("kind"); it != s.labels.end()) CHECK(it->second != "process");
+    }
+    CHECK(value(ex, "atask_tasks_completed_total", pk(Priority::normal, TaskKind::thread)) == 1.0);
+  }
+
+  TEST_CASE("worker metrics count an event worker's runs and errors and show whether it is active") {
+    atask::Supervisor sv({.id = "wm", .pool_size = 2, .logger = quiet_logger()});
+    sv.start();
+    std::atomic<int> calls{0};
+    Event third;
+    auto w = atask::event_worker(sv,
+                                 [&] {
+                                   const int n = ++calls;
+                                   if (n == 2) throw std::runtime_error("second call fails");
+                                   if (n == 3) third.set();
+                                 },
+                                 {.name = "flusher", .on_error = [](const atask::WorkerError&) {}});
+    Event busy, gate;
+    OpenOnExit open{&gate};
+    auto q = atask::queue_worker<int>(sv,
+                                      [&](int) {
+                                        busy.set();
+                                        gate.wait_for();
+                                      },
+                                      {.name = "jobs"});  // QueueOptions<int>
+    REQUIRE(w->start());
+    REQUIRE(q->start());
+    w->trigger(true);
+    w->trigger(true);
+    w->trigger(true);
+    REQUIRE(third.wait_for());
+    q->put(1);
+    REQUIRE(busy.wait_for());
+    q->put(2);
+    q->put(3);
+
+    auto ex = parse(atask::http::prometheus_text(sv));
+    check_well_formed(ex, "wm");
+    const auto kind = std::string(w->info().kind);
+    CHECK(value(ex, "atask_worker_active", {{"worker", "flusher"}}) == 1.0);
+    CHECK(value(ex, "atask_worker_active", {{"worker", "jobs"}}) == 1.0);
+    CHECK(value(ex, "atask_worker_queue_length", {{"worker", "jobs"}}) == 2.0);
+    CHECK(value(ex, "atask_worker_queue_length", {{"worker", "flusher"}}) == 0.0);
+    CHECK(value(ex, "atask_worker_errors_total", {{"worker", "flusher"}, {"kind", kind}}) == 1.0);
+
+    w->stop();  // waits for the running call: its bookkeeping is done
+    gate.set();
+    q->stop();  // drains 2 and 3
+    const std::string text = atask::http::prometheus_text(sv);
+    INFO(text);
+    require_promtool_clean(text);
+    ex = parse(text);
+    check_well_formed(ex, "wm");
+    CHECK(kind == "event");
+    CHECK(value(ex, "atask_worker_runs_total", {{"worker", "flusher"}, {"kind", "event"}}) == 3.0);
+    CHECK(value(ex, "atask_worker_errors_total", {{"worker", "flusher"}, {"kind", "event"}}) == 1.0);
+    CHECK(value(ex, "atask_worker_active", {{"worker", "flusher"}}) == 0.0);
+    CHECK(value(ex, "atask_worker_runs_total", {{"worker", "jobs"}, {"kind", "queue"}}) == 3.0);
+    CHECK(value(ex, "atask_worker_errors_total", {{"worker", "jobs"}, {"kind", "queue"}}) == 0.0);
+    CHECK(value(ex, "atask_worker_queue_length", {{"worker", "jobs"}}) == 0.0);
+    // The workers' runs are pool tasks at their priority (a queue worker may
+    // take several items in one task, so not one task per run). stop()
+    // waits for the executor call, not for the task around it to be booked:
+    // completed may still trail started here.
+    const auto worker_tasks = value(ex, "atask_tasks_started_total", pk(Priority::normal, TaskKind::thread));
+    REQUIRE(worker_tasks.has_value());
+    CHECK(*worker_tasks >= 2.0);
+    CHECK(value(ex, "atask_tasks_submitted_total", pk(Priority::normal, TaskKind::thread)) >= *worker_tasks);
+  }
+
+  TEST_CASE("the promtool metrics check catches a family without help and a counter without _total") {
+    // The check the tests above rely on must be able to fail.
+    const auto r = check_with_promtool("# TYPE atask_bad counter\natask_bad 1\n");
+    if (!r.found) FAIL("promtool not found: install the Debian package 'prometheus'");
+    CHECK(r.exit_code != 0);
+    CHECK(contains(r.output, "no help text"));
+    CHECK(contains(r.output, "_total"));
+  }
+}
