@@ -4,9 +4,14 @@
 // interval worker reports, a queue worker ingests, an event worker flushes,
 // a background worker and an async worker keep going), printing what
 // happens - and runs CPU-heavy work and a crashing native call in child
-// processes - then shuts down in stages and prints the report. Stops by itself after --seconds N (default
-// 6), or at Ctrl-C / SIGTERM (a second signal skips to the next stage).
+// processes - then shuts down in stages and prints the report. It serves
+// the HTTP control plane and its dashboard on http://127.0.0.1:8080 (--port
+// N; 0 picks a free port) with a job type, "report", that streams progress.
+// Runs until Ctrl-C / SIGTERM (a second signal skips to the next stage), or
+// stops by itself after --seconds N.
 #include <atask/atask.hpp>
+#include <atask/http.hpp>
+#include <atask/jobs.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -19,6 +24,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <mutex>
 #include <random>
@@ -86,12 +93,41 @@ int native_crash(int) {  // a bug in a native library, say: the child dies, the 
   std::abort();
 }
 
+// A job: builds a "report" in `rows` steps, reporting progress as it goes,
+// and writes it to the file the job queue names.
+void build_report(atask::JobContext& job) {
+  const auto& p = job.params();
+  const std::int64_t rows = p.contains("rows") && p.at("rows").is_int64() ? p.at("rows").as_int64() : 20;
+  if (rows < 1 || rows > 10'000) throw std::invalid_argument("rows must be 1 to 10000");
+  std::ofstream out(job.output_path());
+  for (std::int64_t r = 1; r <= rows; ++r) {
+    if (job.stop_requested()) throw std::runtime_error("stopped");
+    std::this_thread::sleep_for(100ms);  // the work of one row
+    out << "row " << r << ": " << count_primes(2'000 + 100 * r) << " primes\n";
+    job.progress(static_cast<double>(r) / static_cast<double>(rows),
+                 "row " + std::to_string(r) + " of " + std::to_string(rows));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  int seconds = 6;
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) seconds = std::atoi(argv[++i]);
+  int seconds = 0;  // 0: until Ctrl-C
+  int port = 8080;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+      seconds = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+      port = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: %s [--seconds N (0: until Ctrl-C)] [--port N (0: any free port)]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (seconds < 0 || port < 0 || port > 65535) {
+    std::fprintf(stderr, "atask_demo: --seconds must be >= 0 and --port 0 to 65535\n");
+    return 2;
+  }
 
   auto logger = spdlog::default_logger()->clone("atask");
   logger->set_pattern("         [%n] %^%l%$ %v");
@@ -113,11 +149,26 @@ int main(int argc, char** argv) {
       .logger = logger,
       .processes = {.pool_size = 2, .time_limit = 2s},
   });
-  sv.start();
+  // Jobs and the HTTP control plane (before start(): serve() adds a step).
+  const auto jobs_dir = std::filesystem::temp_directory_path() / "atask-demo-jobs";
+  atask::Jobs jobs(sv, {.storage_dir = jobs_dir, .max_running = 2});
+  jobs.add_type("report", build_report);
+  auto http = atask::http::serve(sv, {.port = static_cast<unsigned short>(port), .jobs = &jobs});
+  try {
+    sv.start();
+  } catch (const atask::Error& e) {
+    std::fprintf(stderr, "atask_demo: %s\n(is another demo running? try --port 0)\n", e.what());
+    return 1;
+  }
   sv.create_aloop("io", true);
   say("atask demo: supervisor 'demo' with pool_size 2 (+1 reserved for normal, +1 for high), "
-      "aloop 'io', 2 child processes. Running for %d s; Ctrl-C stops it early.\n",
-      seconds);
+      "aloop 'io', 2 child processes.\n");
+  say("atask demo: dashboard on %s/ (JSON under /api, Prometheus metrics at /metrics, job results in %s)\n",
+      http->url().c_str(), jobs_dir.c_str());
+  if (seconds > 0)
+    say("atask demo: running for %d s; Ctrl-C stops it early.\n", seconds);
+  else
+    say("atask demo: running until Ctrl-C.\n");
 
   // -- one worker of every type --------------------------------------------------
   std::atomic<long> ingested{0}, ingest_sum{0}, flushes{0}, housekeeping{0}, pings{0};
@@ -186,8 +237,10 @@ int main(int argc, char** argv) {
   std::atomic<int> io_done{0};
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   auto next_report = std::chrono::steady_clock::now();
+  auto next_job = std::chrono::steady_clock::now() + 1s;
+  std::shared_ptr<atask::Job> last_job;
 
-  while (sv.is_running() && std::chrono::steady_clock::now() < end) {
+  while (sv.is_running() && (seconds == 0 || std::chrono::steady_clock::now() < end)) {
     try {
       // A burst of work: mostly low and normal, some high, now and then critical.
       (void)job.with({.priority = Priority::low}, Priority::low, ++n);
@@ -221,6 +274,15 @@ int main(int argc, char** argv) {
       });
     } catch (const atask::LifecycleError&) {
       break;  // a signal started the shutdown meanwhile
+    }
+    if (std::chrono::steady_clock::now() >= next_job) {  // a new report every 15 s
+      next_job += 15s;
+      try {
+        last_job = jobs.ensure_run("report", {{"rows", 30}, {"started_at_s", static_cast<std::int64_t>(now_s())}});
+        say("%6.2fs  job #%llu (report) started; follow it on the dashboard\n", now_s(),
+            static_cast<unsigned long long>(last_job->id()));
+      } catch (const atask::Error&) {
+      }
     }
     if (std::chrono::steady_clock::now() >= next_report) {
       auto i = sv.info();

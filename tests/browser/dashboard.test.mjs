@@ -1,0 +1,217 @@
+// Drives the dashboard (src/http/dashboard.html) of a running atask demo in headless Chromium.
+//
+//   node dashboard.test.mjs <demo-binary> [--screenshot file.png]
+//   node dashboard.test.mjs --url http://127.0.0.1:8080 [--screenshot file.png]
+//
+// With a binary, starts it with `--port 0 --seconds 120` and reads the URL it prints.
+// Checks: (a) every worker of GET /api/workers has a row, with at least one worker of each kind;
+// (b) Trigger on an event worker raises the run count shown; (c) a job run through the page's form
+// streams to 100 % and shows done; (d) the page logged no console errors, page errors or dialogs.
+// Exits 0 and prints one PASS line, or prints FAIL and exits 1. Never waits with fixed sleeps.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const GLOBAL_TIMEOUT_MS = 150_000;
+const STEP_TIMEOUT_MS = 30_000;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+function usage(msg) {
+  console.error(`dashboard.test: ${msg}\nusage: node dashboard.test.mjs <demo-binary> | --url <base-url> [--screenshot <png>]`);
+  process.exit(2);
+}
+const argv = process.argv.slice(2);
+let binary = null, baseUrl = null, screenshot = null;
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === "--url") baseUrl = argv[++i];
+  else if (argv[i] === "--screenshot") screenshot = argv[++i];
+  else if (argv[i].startsWith("--")) usage(`unknown option ${argv[i]}`);
+  else binary = argv[i];
+}
+if (!binary === !baseUrl) usage("give either a demo binary or --url");
+
+const log = (...a) => console.error("dashboard.test:", ...a);
+let demo = null, demoExited = null, context = null, tmpDir = null;
+const demoOutput = [];  // the demo's last lines, shown when something fails
+
+function remember(line) {
+  demoOutput.push(line);
+  if (demoOutput.length > 40) demoOutput.shift();
+}
+
+// Starts the demo in its own process group (it forks worker processes) and resolves with its URL.
+function startDemo(bin) {
+  return new Promise((resolve, reject) => {
+    if (!fs.existsSync(bin)) return reject(new Error(`demo binary not found: ${bin}`));
+    demo = spawn(bin, ["--port", "0", "--seconds", "120"], { stdio: ["ignore", "pipe", "pipe"], detached: true });
+    demoExited = new Promise((r) => demo.once("exit", (code, sig) => r({ code, sig })));
+    const timer = setTimeout(() => reject(new Error("the demo printed no http://127.0.0.1:<port> URL within 60 s")), 60_000);
+    let found = false, pending = "";
+    demo.stdout.setEncoding("utf8");
+    demo.stdout.on("data", (chunk) => {
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop();
+      for (const line of lines) {
+        remember(line);
+        const m = !found && line.match(/http:\/\/127\.0\.0\.1:(\d+)/);
+        if (m) { found = true; clearTimeout(timer); resolve(`http://127.0.0.1:${m[1]}`); }
+      }
+    });
+    demo.stderr.setEncoding("utf8");
+    demo.stderr.on("data", (chunk) => chunk.split("\n").filter(Boolean).forEach((l) => remember("[stderr] " + l)));
+    demo.once("error", (e) => { clearTimeout(timer); reject(new Error(`cannot start ${bin}: ${e.message}`)); });
+    demoExited.then(({ code, sig }) => {
+      if (!found) { clearTimeout(timer); reject(new Error(`the demo exited (code ${code}, signal ${sig}) before printing its URL`)); }
+    });
+  });
+}
+
+async function stopDemo() {
+  if (!demo || demo.exitCode !== null || demo.signalCode !== null) return;
+  try { process.kill(-demo.pid, "SIGTERM"); } catch { /* already gone */ }
+  const exited = await Promise.race([demoExited.then(() => true), new Promise((r) => setTimeout(() => r(false), 8000))]);
+  if (!exited) try { process.kill(-demo.pid, "SIGKILL"); } catch { /* already gone */ }
+}
+
+async function cleanup() {
+  if (context) {
+    const c = context;
+    context = null;
+    await Promise.race([c.close().catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
+  }
+  await stopDemo();
+  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+}
+
+function fail(err) {
+  console.error(`FAIL dashboard: ${err && err.message ? err.message : err}`);
+  if (demoOutput.length) console.error("--- last lines of the demo's output ---\n" + demoOutput.join("\n"));
+}
+
+const globalTimer = setTimeout(async () => {
+  fail(new Error(`global timeout of ${GLOBAL_TIMEOUT_MS / 1000} s`));
+  await Promise.race([cleanup(), new Promise((r) => setTimeout(r, 15_000))]);
+  process.exit(1);
+}, GLOBAL_TIMEOUT_MS);
+
+async function api(base, p) {
+  const res = await fetch(base + p, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`GET ${p}: HTTP ${res.status} ${await res.text()}`);
+  return res.json();
+}
+// A CSS attribute-selector string for any name.
+const cssString = (s) => '"' + String(s).replace(/["\\]/g, "\\$&").replace(/\n/g, "\\a ") + '"';
+
+async function main() {
+  const base = baseUrl ? baseUrl.replace(/\/+$/, "") : await startDemo(binary);
+  log(`dashboard at ${base}/`);
+
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "atask-dash-"));
+  context = await chromium.launchPersistentContext(tmpDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1400, height: 1000 },
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  context.setDefaultTimeout(STEP_TIMEOUT_MS);
+  const page = context.pages()[0] || (await context.newPage());
+  const problems = [];
+  page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("dialog", (d) => { problems.push(`unexpected dialog: ${d.message()}`); d.dismiss().catch(() => {}); });
+
+  await page.goto(base + "/", { waitUntil: "domcontentloaded" });
+  await page.waitForSelector("body[data-loaded=yes]");
+
+  // (a) every worker has a row showing its name as text; one of each kind at least.
+  const workers = (await api(base, "/api/workers")).workers;
+  const kinds = ["background", "event", "interval", "queue"];
+  for (const k of kinds)
+    if (!workers.some((w) => w.kind === k)) throw new Error(`(a) GET /api/workers has no ${k} worker`);
+  const names = workers.map((w) => w.name);
+  await page.waitForFunction((names) => {
+    const rows = [...document.querySelectorAll("tr[data-worker]")];
+    return names.every((n) => rows.some((tr) => tr.dataset.worker === n
+      && tr.querySelector('[data-field="name"]').textContent === n));
+  }, names).catch(() => { throw new Error(`(a) not every worker has a row showing its name: ${JSON.stringify(names)}`); });
+  log(`(a) ok: ${names.length} worker rows`);
+
+  // (b) Trigger raises the displayed run count of an event worker.
+  const ev = workers.find((w) => w.kind === "event" && w.can_trigger && w.state === "active");
+  if (!ev) throw new Error("(b) no active, triggerable event worker");
+  const row = page.locator(`tr[data-worker=${cssString(ev.name)}]`);
+  const runsCell = row.locator('[data-field="runs"]');
+  const before = Number(await runsCell.textContent());
+  if (!Number.isFinite(before)) throw new Error(`(b) run count of '${ev.name}' is not a number`);
+  await row.locator('[data-action="trigger"]').click();
+  await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel)?.textContent) > n,
+    [`tr[data-worker=${cssString(ev.name)}] [data-field="runs"]`, before])
+    .catch(() => { throw new Error(`(b) run count of '${ev.name}' stayed at ${before} after Trigger`); });
+  const after = Number(await runsCell.textContent());
+  const triggerMsg = await row.locator('[data-field="message"]').textContent();
+  if (!/triggered/.test(triggerMsg)) throw new Error(`(b) Trigger showed '${triggerMsg}'`);
+  log(`(b) ok: '${ev.name}' runs ${before} -> ${after}`);
+
+  // (c) run a job through the form; its bar reaches 100 and it shows done, from the stream.
+  const { types } = await api(base, "/api/jobs");
+  if (!types || !types.length) throw new Error("(c) GET /api/jobs lists no job types");
+  const stamp = `${Date.now()}-${process.pid}`;
+  await page.selectOption("#job-type", types[0]);
+  await page.fill("#job-params", JSON.stringify({ run: stamp }));
+  // Record every progress value the job's bar shows, to see the stream update it live.
+  await page.evaluate(() => {
+    window.__seen = {};
+    new MutationObserver((ms) => { for (const m of ms) {
+      const bar = m.target, tr = bar.closest && bar.closest("tr[data-job]");
+      if (tr && bar.getAttribute("role") === "progressbar")
+        (window.__seen[tr.dataset.job] ||= new Set()).add(bar.getAttribute("aria-valuenow"));
+    } }).observe(document.getElementById("job-rows"), { subtree: true, attributes: true, attributeFilter: ["aria-valuenow"] });
+  });
+  await page.click("#job-run");
+  let job = null;
+  for (const deadline = Date.now() + STEP_TIMEOUT_MS; !job && Date.now() < deadline;) {
+    job = (await api(base, "/api/jobs")).jobs.find((j) => j.params && j.params.run === stamp);
+    if (!job) await new Promise((r) => setTimeout(r, 200));  // polling the API, not synchronising the page
+  }
+  if (!job) throw new Error(`(c) no job with params {"run":"${stamp}"} appeared in GET /api/jobs`);
+  const jobSel = `tr[data-job="${job.id}"]`;
+  await page.waitForFunction((sel) => {
+    const bar = document.querySelector(sel + ' [data-field="progress"]');
+    const st = document.querySelector(sel + ' [data-field="status"]');
+    return bar && bar.getAttribute("aria-valuenow") === "100" && st && st.textContent.trim() === "done";
+  }, jobSel, { timeout: 90_000 }).catch(async () => {
+    const st = await page.locator(`${jobSel} [data-field="status"]`).textContent({ timeout: 1000 }).catch(() => "no row");
+    throw new Error(`(c) job #${job.id} (${types[0]}) did not reach 100 % / done on the page (status: ${st})`);
+  });
+  await page.waitForFunction((id) => new RegExp(`Job #${id} .*done`).test(document.getElementById("job-status").textContent),
+    job.id, { timeout: 15_000 }).catch(async () => {
+    throw new Error(`(c) the form's stream did not report job #${job.id} done: '${await page.textContent("#job-status")}'`);
+  });
+  const seen = await page.evaluate((id) => [...(window.__seen[id] || [])], String(job.id));
+  log(`(c) ok: job #${job.id} (${types[0]}) done; progress values shown: ${seen.join(", ") || "(row created at 100)"}`);
+
+  // (d) nothing went wrong in the page, and the server stayed reachable.
+  if (await page.isVisible("#banner")) problems.push("the 'disconnected' banner is showing");
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+  if (problems.length) throw new Error("(d) " + problems.join("; "));
+  log("(d) ok: no console errors, page errors or dialogs");
+
+  console.log(`PASS dashboard: ${names.length} workers shown, trigger '${ev.name}' ${before}->${after}, ` +
+    `job #${job.id} (${types[0]}) streamed to 100 % (${seen.length} progress values), no page errors`);
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  fail(e);
+  code = 1;
+} finally {
+  await cleanup();
+  clearTimeout(globalTimer);
+}
+process.exit(code);
