@@ -366,7 +366,7 @@ Outcome Api::worker_post(const std::string& name, const std::string& action, std
         }
       });
       return out;
-    }};
+    }, false};
   }
 
   Reply out = missing();

@@ -48,6 +48,10 @@ struct StreamJob {
 /// service's own work - and sends its reply.
 struct OnPool {
   std::function<Reply()> run;
+  /// Reads take one of the server's few build slots (so a flood of
+  /// /metrics requests costs at most that many pool threads); worker
+  /// control does not (a slow hook must not hold up monitoring).
+  bool read = true;
 };
 
 using Outcome = std::variant<Reply, StreamJob, OnPool>;

@@ -12,6 +12,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -51,6 +52,11 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
 
   std::atomic<std::uint64_t> accepted{0}, refused{0}, requests{0}, client_errors{0}, timeouts{0};
   std::atomic<std::size_t> streams{0};
+
+  // Build slots for replies made on the pool (OnPool::read): a channel
+  // holding one token per slot, used on the loop thread only.
+  static constexpr std::size_t build_slots = 2;
+  std::optional<net::experimental::channel<void(error_code)>> slots;
 
   // Sessions: the set is the loop thread's; `open` is also read by stop().
   std::set<beast::tcp_stream*> sessions;
@@ -105,6 +111,8 @@ void Server::Impl::start() {
   port = acceptor->local_endpoint().port();
   address_for_url = addr.is_v6() ? "[" + opt.address + "]" : opt.address;
   api = std::make_unique<detail::Api>(sv, opt, std::chrono::steady_clock::now());
+  slots.emplace(acceptor->get_executor(), build_slots);
+  for (std::size_t i = 0; i < build_slots; ++i) slots->try_send(error_code{});
   sv.logger().info("{}: http: serving on http://{}:{}/", sv.id(), address_for_url, port.load());
   net::co_spawn(acceptor->get_executor(), [self = shared_from_this()] { return self->accept_loop(); },
                 net::detached);
@@ -234,7 +242,17 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
     detail::Reply reply;
     if (auto* p = std::get_if<detail::OnPool>(&out)) {
       try {
-        reply = co_await run_on_pool(std::move(p->run));
+        if (p->read) {
+          // Wait for a build slot (in turn, on the loop), give it back after.
+          co_await slots->async_receive(use_tuple);
+          struct Give {
+            Impl& s;
+            ~Give() { s.slots->try_send(error_code{}); }
+          } give{*this};
+          reply = co_await run_on_pool(std::move(p->run));
+        } else {
+          reply = co_await run_on_pool(std::move(p->run));
+        }
       } catch (const std::exception& e) {
         reply = detail::error_reply(503, std::string("the request could not run: ") + e.what());
       }
