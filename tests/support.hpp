@@ -67,6 +67,30 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = patience) {
   return pred();
 }
 
+// A counter a test can wait on.
+class Counter {
+ public:
+  int bump() {
+    std::lock_guard lk(m_);
+    ++n_;
+    cv_.notify_all();
+    return n_;
+  }
+  bool wait_for_at_least(int n, std::chrono::milliseconds d = patience) {
+    std::unique_lock lk(m_);
+    return cv_.wait_for(lk, d, [&] { return n_ >= n; });
+  }
+  int value() const {
+    std::lock_guard lk(m_);
+    return n_;
+  }
+
+ private:
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  int n_ = 0;
+};
+
 // A one-shot event with a timed wait.
 class Event {
  public:

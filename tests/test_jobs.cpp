@@ -68,28 +68,25 @@ atask::SupervisorOptions opts(const char* id, int pool_size = 4) {
   return {.id = id, .pool_size = pool_size, .logger = quiet_logger()};
 }
 
-// A counter a test can wait on.
-class Counter {
- public:
-  int bump() {
-    std::lock_guard lk(m_);
-    ++n_;
-    cv_.notify_all();
-    return n_;
-  }
-  bool wait_for_at_least(int n, std::chrono::milliseconds d = patience) {
-    std::unique_lock lk(m_);
-    return cv_.wait_for(lk, d, [&] { return n_ >= n; });
-  }
-  int value() const {
-    std::lock_guard lk(m_);
-    return n_;
-  }
 
- private:
-  mutable std::mutex m_;
-  std::condition_variable cv_;
-  int n_ = 0;
+// Subscribes to a job and keeps every snapshot its callback saw.
+struct Recorder {
+  explicit Recorder(const std::shared_ptr<atask::Job>& job)
+      : sub(job->subscribe([this, j = job.get()] {
+          {
+            std::lock_guard lk(m);
+            seen.push_back(j->info());
+          }
+          calls.bump();
+        })) {}
+  std::vector<JobInfo> snapshot() {
+    std::lock_guard lk(m);
+    return seen;
+  }
+  std::mutex m;
+  std::vector<JobInfo> seen;
+  Counter calls;
+  atask::Job::Subscription sub;  // last: ends before the members it uses
 };
 
 // For executors: wait for a gate and fail the job (never hang) if it stays shut.
@@ -162,16 +159,8 @@ TEST_SUITE("jobs") {
     REQUIRE(job);
     CHECK(job->id() == 1);
     REQUIRE(entered.wait_for());
-    std::mutex m;
-    std::vector<JobInfo> seen;
-    Counter calls;
-    auto sub = job->subscribe([&] {
-      {
-        std::lock_guard lk(m);
-        seen.push_back(job->info());
-      }
-      calls.bump();
-    });
+    Recorder rec(job);
+    auto& calls = rec.calls;
     release.set();
     const auto done = wait_finished(*job);
     // Waiters wake before subscribers are called: wait for the last call.
@@ -196,7 +185,7 @@ TEST_SUITE("jobs") {
     CHECK(side.at("type") == "count");
     CHECK(side.at("params") == json::object{{"doc", 1234}});
 
-    std::lock_guard lk(m);
+    const auto seen = rec.snapshot();
     REQUIRE(seen.size() == 5);
     for (int i = 0; i < 4; ++i) {
       CHECK(seen[i].status == JobStatus::running);
@@ -656,21 +645,13 @@ TEST_SUITE("jobs") {
     });
     auto j = jobs.ensure_run("t");
     REQUIRE(entered.wait_for());
-    std::mutex m;
-    std::vector<JobInfo> seen;
-    Counter calls;
-    auto sub = j->subscribe([&] {
-      {
-        std::lock_guard lk(m);
-        seen.push_back(j->info());
-      }
-      calls.bump();
-    });
+    Recorder rec(j);
+    auto& calls = rec.calls;
     go.set();
     REQUIRE(wait_finished(*j).status == JobStatus::done);
     REQUIRE(calls.wait_for_at_least(3));
     CHECK(nan_refused.load());
-    std::lock_guard lk(m);
+    const auto seen = rec.snapshot();
     REQUIRE(seen.size() == 3);
     CHECK(seen[0].fraction == 1.0);
     CHECK(seen[0].message == "over");

@@ -44,29 +44,6 @@ std::chrono::steady_clock::time_point deadline() {
   return std::chrono::steady_clock::now() + patience;
 }
 
-// Counts arrivals; wait_for(n) returns once n have arrived.
-class Counter {
- public:
-  void arrive() {
-    std::lock_guard lk(m_);
-    ++n_;
-    cv_.notify_all();
-  }
-  bool wait_for(int n, std::chrono::milliseconds d = patience) const {
-    std::unique_lock lk(m_);
-    return cv_.wait_for(lk, d, [&] { return n_ >= n; });
-  }
-  int count() const {
-    std::lock_guard lk(m_);
-    return n_;
-  }
-
- private:
-  mutable std::mutex m_;
-  mutable std::condition_variable cv_;
-  int n_ = 0;
-};
-
 // Posts a task that reports it started, then holds its thread until `open`.
 void post_blocker(ThreadPool& pool, Priority p, Event& started, const Event& open) {
   pool.post(p, [&started, &open] {
@@ -78,7 +55,7 @@ void post_blocker(ThreadPool& pool, Priority p, Event& started, const Event& ope
 // The same with a shared start counter.
 void post_blocker(ThreadPool& pool, Priority p, Counter& started, const Event& open) {
   pool.post(p, [&started, &open] {
-    started.arrive();
+    started.bump();
     open.wait_for();
   });
 }
@@ -101,11 +78,11 @@ class Probe {
   Probe(Probe&& o) noexcept : t_(std::exchange(o.t_, nullptr)), ran_(o.ran_) {}
   Probe& operator=(Probe&&) = delete;
   ~Probe() {
-    if (t_ && !ran_) t_->discarded.arrive();
+    if (t_ && !ran_) t_->discarded.bump();
   }
   void operator()() {
     ran_ = true;
-    t_->ran.arrive();
+    t_->ran.bump();
   }
 
  private:
@@ -263,11 +240,11 @@ TEST_SUITE("thread_pool") {
       pool.post(p, [&, p, n] {
         std::lock_guard lk(m);
         order.emplace_back(p, n);
-        if (p == Priority::critical) criticals_ran.arrive();
+        if (p == Priority::critical) criticals_ran.bump();
       });
     }
     // Critical tasks do not wait for the blocked slot.
-    REQUIRE(criticals_ran.wait_for(2));
+    REQUIRE(criticals_ran.wait_for_at_least(2));
     auto i = pool.info();
     CHECK(queued(i, Priority::low) == 6);
     CHECK(queued(i, Priority::normal) == 6);
@@ -313,7 +290,7 @@ TEST_SUITE("thread_pool") {
     OpenOnExit guard{&open};
     pool.start();
     for (int k = 0; k < 20; ++k) post_blocker(pool, Priority::low, started, open);
-    REQUIRE(started.wait_for(20));
+    REQUIRE(started.wait_for_at_least(20));
     auto i = pool.info();
     CHECK(running(i, Priority::low) == 20);
     CHECK(i.queued_total == 0);
@@ -331,12 +308,12 @@ TEST_SUITE("thread_pool") {
     OpenOnExit guard{&open};
     pool.start();
     for (int k = 0; k < 3; ++k) post_blocker(pool, Priority::low, low, open);
-    REQUIRE(low.wait_for(2));
+    REQUIRE(low.wait_for_at_least(2));
     CHECK(queued(pool.info(), Priority::low) == 1);
     for (int k = 0; k < 2; ++k) post_blocker(pool, Priority::normal, normal, open);
-    REQUIRE(normal.wait_for(1));
+    REQUIRE(normal.wait_for_at_least(1));
     for (int k = 0; k < 2; ++k) post_blocker(pool, Priority::high, high, open);
-    REQUIRE(high.wait_for(1));
+    REQUIRE(high.wait_for_at_least(1));
     auto i = pool.info();
     CHECK(running(i, Priority::low) == 2);
     CHECK(running(i, Priority::normal) == 1);
@@ -345,9 +322,9 @@ TEST_SUITE("thread_pool") {
     CHECK(queued(i, Priority::normal) == 1);
     CHECK(queued(i, Priority::high) == 1);
     CHECK(i.threads == 4);
-    CHECK(low.count() == 2);
-    CHECK(normal.count() == 1);
-    CHECK(high.count() == 1);
+    CHECK(low.value() == 2);
+    CHECK(normal.value() == 1);
+    CHECK(high.value() == 1);
     open.set();
     REQUIRE(pool.wait_idle(deadline()));
     CHECK(pool.info().completed_total == 7);
@@ -384,11 +361,11 @@ TEST_SUITE("thread_pool") {
     for (int k = 0; k < 3; ++k)
       pool.post(Priority::low, [&] {
         ++active;
-        blockers_started.arrive();
+        blockers_started.bump();
         open.wait_for();
         --active;  // before the pool frees the slot
       });
-    REQUIRE(blockers_started.wait_for(3));
+    REQUIRE(blockers_started.wait_for_at_least(3));
     pool.resize({.pool_size = 1});
     for (int k = 0; k < 3; ++k)
       pool.post(Priority::low, [&] {
@@ -397,14 +374,14 @@ TEST_SUITE("thread_pool") {
         while (now > seen && !max_seen.compare_exchange_weak(seen, now)) {
         }
         --active;
-        done.arrive();
+        done.bump();
       });
     auto i = pool.info();
     CHECK(i.limits.pool_size == 1);
     CHECK(i.running_total == 3);  // running tasks are not interrupted
     CHECK(queued(i, Priority::low) == 3);
     open.set();
-    REQUIRE(done.wait_for(3));
+    REQUIRE(done.wait_for_at_least(3));
     // Each of them started only once everything else had finished.
     CHECK(max_seen.load() == 1);
   }
@@ -452,7 +429,7 @@ TEST_SUITE("thread_pool") {
     OpenOnExit guard{&open};
     pool.start();
     for (int k = 0; k < 4; ++k) post_blocker(pool, Priority::low, started, open);
-    REQUIRE(started.wait_for(4));
+    REQUIRE(started.wait_for_at_least(4));
     CHECK(pool.info().threads == 4);
     open.set();
     REQUIRE(pool.wait_idle(deadline()));
@@ -539,13 +516,13 @@ TEST_SUITE("thread_pool") {
     ThreadPool pool({.limits = {.pool_size = 1},
                      .on_error =
                          [&](std::exception_ptr) {
-                           handled.arrive();
+                           handled.bump();
                            throw std::logic_error("handler fails too");
                          },
                      .logger = quiet_logger()});
     pool.start();
     pool.post(Priority::normal, [] { throw 42; });  // not even a std::exception
-    REQUIRE(handled.wait_for(1));
+    REQUIRE(handled.wait_for_at_least(1));
     pool.post(Priority::normal, [&] { after.set(); });
     CHECK(after.wait_for());
     CHECK(pool.info().threads == 1);
@@ -598,7 +575,7 @@ TEST_SUITE("thread_pool") {
     Tally t;
     CHECK_THROWS_WITH_AS(pool.post(Priority::normal, Probe(t)), doctest::Contains("not started"),
                          atask::LifecycleError);
-    CHECK(t.discarded.count() == 1);  // the refused callable is destroyed, not leaked
+    CHECK(t.discarded.value() == 1);  // the refused callable is destroyed, not leaked
     pool.start();
     CHECK_THROWS_WITH_AS(pool.start(), doctest::Contains("ThreadPool::start()"), atask::LifecycleError);
     pool.stop();
@@ -606,7 +583,7 @@ TEST_SUITE("thread_pool") {
                          atask::LifecycleError);
     CHECK_THROWS_WITH_AS(pool.post(Priority::critical, [] {}), doctest::Contains("'tp'"),
                          atask::LifecycleError);
-    CHECK(t.ran.count() == 0);
+    CHECK(t.ran.value() == 0);
   }
 
   TEST_CASE("stop() twice is a no-op") {
@@ -659,8 +636,8 @@ TEST_SUITE("thread_pool") {
     CHECK_THROWS_AS(pool.post(Priority::normal, [] {}), atask::LifecycleError);
     open.set();
     REQUIRE(pool.wait_idle(deadline()));
-    CHECK(t.ran.count() == 3);
-    CHECK(t.discarded.count() == 0);
+    CHECK(t.ran.value() == 3);
+    CHECK(t.discarded.value() == 0);
     CHECK(pool.info().completed_total == 4);
   }
 
@@ -675,13 +652,13 @@ TEST_SUITE("thread_pool") {
     for (int k = 0; k < 3; ++k) pool.post(Priority::high, Probe(t));
     CHECK(pool.info().queued_total == 3);
     pool.close(true);
-    CHECK(t.discarded.count() == 3);
+    CHECK(t.discarded.value() == 3);
     auto i = pool.info();
     CHECK(i.queued_total == 0);
     CHECK(i.running_total == 1);  // the running task is left alone
     open.set();
     REQUIRE(pool.wait_idle(deadline()));
-    CHECK(t.ran.count() == 0);
+    CHECK(t.ran.value() == 0);
     CHECK(pool.info().completed_total == 1);
   }
 
@@ -704,14 +681,14 @@ TEST_SUITE("thread_pool") {
     });
     OpenOnExit guard{&open};  // destroyed before the stopper is joined
     // stop() dropped the queue (in the stopper's thread) ...
-    REQUIRE(t.discarded.wait_for(3));
+    REQUIRE(t.discarded.wait_for_at_least(3));
     // ... and is still waiting for the running task.
     CHECK_FALSE(stopped.is_set());
     CHECK_FALSE(blocker_done.load());
     open.set();
     REQUIRE(stopped.wait_for());
     CHECK(blocker_done.load());
-    CHECK(t.ran.count() == 0);
+    CHECK(t.ran.value() == 0);
     CHECK(pool.info().threads == 0);
   }
 

@@ -32,29 +32,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// A counter a test can wait on.
-class Counter {
- public:
-  int bump() {
-    std::lock_guard lk(m_);
-    ++n_;
-    cv_.notify_all();
-    return n_;
-  }
-  bool wait_for_at_least(int n, std::chrono::milliseconds d = patience) {
-    std::unique_lock lk(m_);
-    return cv_.wait_for(lk, d, [&] { return n_ >= n; });
-  }
-  int value() const {
-    std::lock_guard lk(m_);
-    return n_;
-  }
-
- private:
-  mutable std::mutex m_;
-  std::condition_variable cv_;
-  int n_ = 0;
-};
 
 // Timestamps of executor calls.
 class Stamps {
