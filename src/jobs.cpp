@@ -1,12 +1,14 @@
+// Jobs: types, de-duplication, the queue of jobs waiting for a slot, progress
+// and subscriptions. Keys and the result files are in job_store.cpp.
 #include <atask/jobs.hpp>
 
 #include <atask/errors.hpp>
 #include <atask/supervisor.hpp>
 
-#include <boost/json/parse.hpp>
+#include "detail/job_store.hpp"
+
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -18,9 +20,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
-#include <random>
 #include <mutex>
-#include <sstream>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -48,53 +48,6 @@ namespace {
 
 using sys_clock = std::chrono::system_clock;
 
-// -- keys ------------------------------------------------------------------------------
-
-// A copy of v whose objects hold their keys in byte order, recursively:
-// json::object keeps insertion order, so serializing the copy is canonical.
-json::value sorted_copy(const json::value& v) {
-  switch (v.kind()) {
-    case json::kind::object: {
-      const auto& o = v.get_object();
-      std::vector<const json::key_value_pair*> kvs;
-      kvs.reserve(o.size());
-      for (const auto& kv : o) kvs.push_back(&kv);
-      std::sort(kvs.begin(), kvs.end(), [](auto* a, auto* b) { return a->key() < b->key(); });
-      json::object out;
-      out.reserve(kvs.size());
-      for (const auto* kv : kvs) out.emplace(kv->key(), sorted_copy(kv->value()));
-      return out;
-    }
-    case json::kind::array: {
-      json::array out;
-      out.reserve(v.get_array().size());
-      for (const auto& e : v.get_array()) out.push_back(sorted_copy(e));
-      return out;
-    }
-    default:
-      return v;
-  }
-}
-
-std::string canonical(const json::object& params) {
-  return json::serialize(sorted_copy(json::value(params)));
-}
-
-std::string sha256_hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1)
-    throw Error("Jobs::key_of() - SHA-256 failed (OpenSSL EVP_Digest)");
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(2 * len);
-  for (unsigned int i = 0; i < len; ++i) {
-    hex.push_back(digits[md[i] >> 4]);
-    hex.push_back(digits[md[i] & 0xf]);
-  }
-  return hex;
-}
-
 bool valid_type_name(std::string_view name) noexcept {
   if (name.empty()) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
@@ -111,27 +64,6 @@ std::string describe_current_exception() {
   } catch (...) {
     return "the job's executor threw an exception that is not a std::exception";
   }
-}
-
-// Writes `text` to `tmp`, then renames it to `dest` (atomic on one file system).
-void write_atomically(const fs::path& tmp, const fs::path& dest, const std::string& text) {
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw Error("Jobs - cannot create " + tmp.string());
-    f.write(text.data(), static_cast<std::streamsize>(text.size()));
-    f.flush();
-    if (!f) throw Error("Jobs - cannot write " + tmp.string());
-  }
-  fs::rename(tmp, dest);
-}
-
-std::optional<std::string> read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) return std::nullopt;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) return std::nullopt;
-  return std::move(ss).str();
 }
 
 }  // namespace
@@ -326,20 +258,12 @@ struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
   using JobPtr = std::shared_ptr<Job::Impl>;
   using Started = std::vector<std::pair<JobPtr, TaskHandle<void>>>;
 
-  Impl(Supervisor& s, JobsOptions o) : sv(s), opts(std::move(o)), log(s.logger_ptr()), nonce(make_nonce()) {}
-
-  static std::string make_nonce() {
-    std::random_device rd;
-    const std::uint64_t v = (std::uint64_t{rd()} << 32) ^ rd();
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-    return buf;
-  }
+  Impl(Supervisor& s, JobsOptions o) : sv(s), opts(std::move(o)), log(s.logger_ptr()), store(opts.storage_dir) {}
 
   Supervisor& sv;
   const JobsOptions opts;
   const std::shared_ptr<spdlog::logger> log;
-  const std::string nonce;  // hex, unique per Jobs object
+  const detail::JobStore store;
   std::stop_source stop;    // requested by ~Jobs; every running job follows it
 
   mutable std::mutex m;  // before any Job::Impl::m, never after
@@ -352,37 +276,6 @@ struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
   int running = 0;                                 // jobs holding a slot
   std::uint64_t next_id = 1;
   bool closing = false;
-
-  fs::path result_path(const std::string& key) const { return opts.storage_dir / (key + ".result"); }
-  fs::path sidecar_path(const std::string& key) const { return opts.storage_dir / (key + ".json"); }
-  // Temp names carry the job id and this object's nonce: two Jobs objects
-  // (or processes) over one storage_dir may run the same key at once, with
-  // the same ids, and must not write into each other's file.
-  fs::path temp_path(const std::string& key, std::uint64_t id, std::string_view suffix = {}) const {
-    return opts.storage_dir / (".tmp-" + key + "-" + std::to_string(id) + "-" + nonce + std::string(suffix));
-  }
-
-  // The result of an earlier run, if its sidecar says it is for exactly this
-  // type and these params (a hash collision or a tampered file never
-  // returns someone else's result). Returns the result's mtime.
-  std::optional<sys_clock::time_point> find_in_storage(const std::string& key, std::string_view type,
-                                                       const json::object& params) const {
-    std::error_code ec;
-    const auto result = result_path(key);
-    if (!fs::is_regular_file(result, ec)) return std::nullopt;
-    const auto text = read_file(sidecar_path(key));
-    if (!text) return std::nullopt;
-    json::value side = json::parse(*text, ec);
-    if (ec || !side.is_object()) return std::nullopt;
-    const auto& o = side.get_object();
-    const auto* t = o.if_contains("type");
-    const auto* p = o.if_contains("params");
-    if (!t || !t->is_string() || t->get_string() != type) return std::nullopt;
-    if (!p || !p->is_object() || canonical(p->get_object()) != canonical(params)) return std::nullopt;
-    const auto mtime = fs::last_write_time(result, ec);
-    if (ec) return sys_clock::now();
-    return std::chrono::time_point_cast<sys_clock::duration>(std::chrono::file_clock::to_sys(mtime));
-  }
 
   // Records a job's end (under m). False if it had ended already.
   bool mark_finished_locked(const JobPtr& job, JobStatus status, const std::string& error,
@@ -492,7 +385,7 @@ struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
     const auto info0 = job->snapshot();
     if (info0.finished()) return;
     const auto& key = info0.key;
-    const auto out = temp_path(key, job->id);
+    const auto out = store.temp_path(key, job->id);
     {
       std::ofstream f(out, std::ios::binary | std::ios::trunc);
       if (!f) return finish(job, JobStatus::failed, "Jobs - cannot create " + out.string(), {});
@@ -522,20 +415,13 @@ struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
     } catch (...) {
       error = describe_current_exception();
     }
-    const auto result = result_path(key);
+    const auto result = store.result_path(key);
     if (ok) {
-      // Sidecar first: a result file is never visible without the sidecar
-      // that vouches for it.
-      const auto side_tmp = temp_path(key, job->id, ".json");
       try {
-        json::object side{{"type", info0.type}, {"params", info0.params}};
-        write_atomically(side_tmp, sidecar_path(key), json::serialize(side));
-        fs::rename(out, result);
+        store.store(key, job->id, info0.type, info0.params, out);
       } catch (...) {
         ok = false;
         error = "Jobs - cannot store the result: " + describe_current_exception();
-        std::error_code ec;
-        fs::remove(side_tmp, ec);
       }
     }
     if (!ok) {
@@ -646,7 +532,7 @@ std::shared_ptr<Job> Jobs::ensure_run(std::string_view type, boost::json::object
   }
 
   // Storage is read without the lock; what it finds is checked again below.
-  const auto stored = im.find_in_storage(key, type, params);
+  const auto stored = im.store.find(key, type, params);
 
   Impl::Started started;
   std::vector<Impl::JobPtr> changed;
@@ -665,7 +551,7 @@ std::shared_ptr<Job> Jobs::ensure_run(std::string_view type, boost::json::object
       ++im.next_id;
       i.status = JobStatus::done;
       i.fraction = 1;
-      i.result_path = im.result_path(key);
+      i.result_path = im.store.result_path(key);
       i.from_storage = true;
       i.finished_at = *stored;
       auto job = std::make_shared<Job::Impl>(std::move(i), nullptr, te.options.priority);
@@ -719,10 +605,7 @@ const JobsOptions& Jobs::options() const noexcept {
 }
 
 std::string Jobs::key_of(std::string_view type, const boost::json::object& params) {
-  std::string text(type);
-  text.push_back('\n');
-  text += canonical(params);
-  return sha256_hex(text);
+  return detail::job_key(type, params);
 }
 
 }  // namespace atask
