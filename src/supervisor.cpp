@@ -3,6 +3,7 @@
 #include "detail/platform.hpp"
 #include "detail/process_pool.hpp"
 #include "detail/step_graph.hpp"
+#include "detail/time_histogram.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -18,7 +19,6 @@
 #include <deque>
 #include <map>
 #include <set>
-#include <type_traits>
 #include <unordered_map>
 
 namespace asio = boost::asio;
@@ -82,74 +82,6 @@ bool forever(std::chrono::milliseconds d) {
   return d > std::chrono::hours(24 * 365 * 100);
 }
 
-// -- task metrics --------------------------------------------------------------------
-using tick = std::chrono::steady_clock::rep;
-using tick_period = std::chrono::steady_clock::period;
-constexpr std::size_t bucket_count = task_time_buckets.size() + 1;  // + the +Inf bucket
-
-// The bucket bounds in steady_clock ticks, so that an observation is a
-// subtraction and a search among integers.
-constexpr auto tick_bounds = [] {
-  std::array<tick, task_time_buckets.size()> b{};
-  for (std::size_t i = 0; i < b.size(); ++i)
-    b[i] = static_cast<tick>(task_time_buckets[i] * tick_period::den / tick_period::num + 0.5);
-  return b;
-}();
-
-// The bucket of a duration: the first bound >= d (Prometheus' `le`).
-std::size_t bucket_of(tick d) noexcept {
-  return static_cast<std::size_t>(std::lower_bound(tick_bounds.begin(), tick_bounds.end(), d) -
-                                  tick_bounds.begin());
-}
-
-// One histogram of durations. C is std::uint64_t for one only touched under
-// a lock, std::atomic<std::uint64_t> for one observed without (relaxed: each
-// counter is a tally on its own, nothing is published through it).
-template <class C>
-struct TimeHistogram {
-  std::array<C, bucket_count> counts{};
-  C sum{};  // ticks; 2^64 ns is 584 years
-
-  void observe(tick d) noexcept {
-    if (d < 0) d = 0;  // a clock read on another core; never by much
-    const auto b = bucket_of(d);
-    const auto v = static_cast<std::uint64_t>(d);
-    if constexpr (std::is_same_v<C, std::uint64_t>) {
-      ++counts[b];
-      sum += v;
-    } else {
-      counts[b].fetch_add(1, std::memory_order_relaxed);
-      sum.fetch_add(v, std::memory_order_relaxed);
-    }
-  }
-
-  HistogramSnapshot snapshot() const {
-    HistogramSnapshot h;
-    h.bounds.assign(task_time_buckets.begin(), task_time_buckets.end());
-    h.counts.resize(bucket_count);
-    std::uint64_t sum_ticks = 0;
-    for (std::size_t i = 0; i < bucket_count; ++i) {
-      if constexpr (std::is_same_v<C, std::uint64_t>)
-        h.counts[i] = counts[i];
-      else
-        h.counts[i] = counts[i].load(std::memory_order_relaxed);
-      h.count += h.counts[i];
-    }
-    if constexpr (std::is_same_v<C, std::uint64_t>)
-      sum_ticks = sum;
-    else
-      sum_ticks = sum.load(std::memory_order_relaxed);
-    h.sum = static_cast<double>(sum_ticks) * tick_period::num / tick_period::den;
-    return h;
-  }
-};
-
-// Pool threads that start tasks of one priority and kind hit the same
-// histogram: one per cache line, so that neighbours do not slow them too.
-struct alignas(64) StartHistogram : TimeHistogram<std::atomic<std::uint64_t>> {};
-
-template <class T>
-using ByPriorityKind = std::array<std::array<T, task_kind_count>, priority_count>;
 
 }  // namespace
 
@@ -193,8 +125,8 @@ struct Supervisor::Impl final : detail::TaskObserver {
   // what starting one counts (task_started takes no lock) - the count of
   // queue_wait is the number of tasks started.
   TaskMetrics::table submitted{}, completed{}, failed{}, canceled{};
-  ByPriorityKind<TimeHistogram<std::uint64_t>> run_time{};
-  ByPriorityKind<StartHistogram> queue_wait{};
+  detail::ByPriorityKind<detail::TimeHistogram<std::uint64_t>> run_time{};
+  detail::ByPriorityKind<detail::StartHistogram> queue_wait{};
   std::size_t shutdown_canceled = 0;
 
   // Lifecycle, under stop_m. Steps are in registration order (built-ins
@@ -299,7 +231,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
   // -- TaskObserver ------------------------------------------------------------
   void task_started(detail::TaskStateBase& t) noexcept override {
     // The raw times, not info(): that copies the name, and this runs for every task.
-    const tick queued = t.queued_at_rep(), started = t.started_at_rep();
+    const detail::tick queued = t.queued_at_rep(), started = t.started_at_rep();
     queue_wait[index(t.priority())][index(t.kind())].observe(queued != 0 ? started - queued : 0);
     if (opt.timeout_warning.count() == 0 && opt.timeout_critical.count() == 0) return;
     TaskInfo i = t.info();
@@ -1118,7 +1050,7 @@ SupervisorInfo Supervisor::info() const {
 TaskMetrics Supervisor::task_metrics() const {
   auto& d = *impl_;
   TaskMetrics m;
-  ByPriorityKind<TimeHistogram<std::uint64_t>> run_time;
+  detail::ByPriorityKind<detail::TimeHistogram<std::uint64_t>> run_time;
   {
     // Copies only: the vectors are built after the lock, which every
     // submit and finish takes.
