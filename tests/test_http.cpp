@@ -554,3 +554,23 @@ TEST_CASE("http: the control plane's own work is not counted as tasks") {
   CHECK(after.submitted == before.submitted);
   CHECK(s.sv.tasks().empty());
 }
+
+TEST_CASE("http: connections beyond max_connections are closed and counted") {
+  Served s({.max_connections = 2});
+  s.start();
+  auto a = std::make_unique<HttpConnection>(s.port());
+  HttpConnection b(s.port());
+  REQUIRE(a->request("GET", "/api/supervisor").status == 200);
+  REQUIRE(b.request("GET", "/api/supervisor").status == 200);
+  {
+    HttpConnection third(s.port());  // the kernel accepts; the server closes it at once
+    char c;
+    boost::system::error_code ec;
+    third.socket().read_some(boost::asio::buffer(&c, 1), ec);
+    CHECK((ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset));
+  }
+  CHECK(s.server->stats().connections_refused == 1);
+  a.reset();  // a slot frees up once the server has seen the close
+  REQUIRE(test::eventually([&] { return s.server->stats().connections_open == 1; }));
+  CHECK(http_request(s.port(), "GET", "/api/supervisor").status == 200);
+}
