@@ -276,6 +276,7 @@ struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
   int running = 0;                                 // jobs holding a slot
   std::uint64_t next_id = 1;
   bool closing = false;
+  std::vector<std::function<void()>> on_destroy;  // Jobs::when_destroyed
 
   // Records a job's end (under m). False if it had ended already.
   bool mark_finished_locked(const JobPtr& job, JobStatus status, const std::string& error,
@@ -450,6 +451,17 @@ Jobs::Jobs(Supervisor& sv, JobsOptions options) {
 
 Jobs::~Jobs() {
   auto& im = *impl_;
+  std::vector<std::function<void()>> farewell;
+  {
+    std::lock_guard lk(im.m);
+    farewell.swap(im.on_destroy);
+  }
+  for (auto& f : farewell) {
+    try {
+      f();
+    } catch (...) {
+    }
+  }
   std::vector<Impl::JobPtr> changed;
   std::vector<TaskHandle<void>> tasks;
   {
@@ -598,6 +610,11 @@ std::vector<JobInfo> Jobs::list() const {
   }
   for (const auto& job : impl_->history) out.push_back(job->snapshot());
   return out;
+}
+
+void Jobs::when_destroyed(std::function<void()> f) {
+  std::lock_guard lk(impl_->m);
+  impl_->on_destroy.push_back(std::move(f));
 }
 
 const JobsOptions& Jobs::options() const noexcept {

@@ -574,3 +574,19 @@ TEST_CASE("http: connections beyond max_connections are closed and counted") {
   REQUIRE(test::eventually([&] { return s.server->stats().connections_open == 1; }));
   CHECK(http_request(s.port(), "GET", "/api/supervisor").status == 200);
 }
+
+TEST_CASE("http: a Jobs destroyed while the server runs is let go and answered with 503") {
+  TempDir dir;
+  atask::Supervisor sv({.id = "gone", .pool_size = 2, .logger = test::quiet_logger()});
+  auto jobs = std::make_unique<atask::Jobs>(sv, atask::JobsOptions{.storage_dir = dir.path});
+  jobs->add_type("t", [](atask::JobContext& j) { std::ofstream(j.output_path()) << "x"; });
+  auto server = atask::http::serve(sv, {.port = 0, .jobs = jobs.get()});
+  sv.start();
+  REQUIRE(http_request(server->port(), "GET", "/api/jobs").status == 200);
+  jobs.reset();  // before the supervisor stops, as the natural declaration order does
+  auto r = http_request(server->port(), "GET", "/api/jobs");
+  CHECK(r.status == 503);
+  CHECK(test::contains(err_of(r), "gone"));
+  CHECK(http_request(server->port(), "POST", "/api/jobs/t", "{}").status == 503);
+  CHECK(http_request(server->port(), "GET", "/api/supervisor").status == 200);
+}

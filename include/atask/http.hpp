@@ -45,7 +45,9 @@ struct ServerOptions {
   std::chrono::milliseconds request_timeout{10'000};
   /// Connections beyond this many are closed as soon as they are accepted.
   std::size_t max_connections = 1024;
-  /// Jobs served under /api/jobs (nullptr: no jobs, 404).
+  /// Jobs served under /api/jobs (nullptr: no jobs, 404). If the Jobs is
+  /// destroyed while the server still runs, the server lets go of it and
+  /// answers 503 from then on.
   Jobs* jobs = nullptr;
   /// Serve the dashboard at GET /.
   bool dashboard = true;

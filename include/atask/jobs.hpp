@@ -174,6 +174,11 @@ class Jobs {
 
   const JobsOptions& options() const noexcept;
 
+  /// Calls f first thing in ~Jobs, on the destroying thread (for objects
+  /// that refer to this Jobs and must let go of it, such as the HTTP
+  /// server). f must not call back into this Jobs.
+  void when_destroyed(std::function<void()> f);
+
   /// The key ensure_run uses: hex SHA-256 of `type`, a newline and the
   /// params serialized with object keys sorted (recursively).
   static std::string key_of(std::string_view type, const boost::json::object& params);

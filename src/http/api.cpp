@@ -316,13 +316,16 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
     return OnPool{[sv = &sv_, q = std::string(query)] { return tasks_get(*sv, q); }};
   }
   if (what == "jobs" && seg.size() <= 3) {
-    if (!opt_.jobs) return error_reply(404, "this server has no jobs (ServerOptions::jobs)");
+    std::lock_guard lk(jobs_->m);
+    if (!jobs_->configured) return error_reply(404, "this server has no jobs (ServerOptions::jobs)");
+    if (!jobs_->p)
+      return error_reply(503, "the server's Jobs object is gone (it was destroyed while the server still ran)");
     if (seg.size() == 2) {
       if (auto e = only(get, "GET")) return *e;
-      return jobs_get();
+      return jobs_get(*jobs_->p);
     }
     if (auto e = only(post, "POST")) return *e;
-    return jobs_post(seg[2], r.body);
+    return jobs_post(*jobs_->p, seg[2], r.body);
   }
   return error_reply(404, "no such path");
 }
@@ -448,16 +451,16 @@ Reply Api::tasks_get(Supervisor& sv, std::string_view query) {
   return json_reply(json::object{{"tasks", std::move(a)}});
 }
 
-Reply Api::jobs_get() const {
+Reply Api::jobs_get(Jobs& jobs_obj) const {
   json::array types;
-  for (auto& t : opt_.jobs->types()) types.push_back(json::value(t));
+  for (auto& t : jobs_obj.types()) types.push_back(json::value(t));
   json::array jobs;
-  for (const auto& j : opt_.jobs->list()) jobs.push_back(job_json(j));
+  for (const auto& j : jobs_obj.list()) jobs.push_back(job_json(j));
   return json_reply(json::object{{"types", std::move(types)}, {"jobs", std::move(jobs)}});
 }
 
-Outcome Api::jobs_post(const std::string& type, std::string_view body) const {
-  if (!opt_.jobs->has_type(type)) return error_reply(404, "no job type named '" + type + "'");
+Outcome Api::jobs_post(Jobs& jobs, const std::string& type, std::string_view body) const {
+  if (!jobs.has_type(type)) return error_reply(404, "no job type named '" + type + "'");
   json::value params;
   try {
     params = parse_body(body, json::object{});
@@ -466,7 +469,7 @@ Outcome Api::jobs_post(const std::string& type, std::string_view body) const {
   }
   if (!params.is_object()) return error_reply(400, "the job parameters must be a JSON object");
   try {
-    return StreamJob{opt_.jobs->ensure_run(type, std::move(params.as_object()))};
+    return StreamJob{jobs.ensure_run(type, std::move(params.as_object()))};
   } catch (const NotFoundError& e) {
     return error_reply(404, e.what());
   } catch (const LifecycleError& e) {

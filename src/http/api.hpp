@@ -12,6 +12,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,12 +60,22 @@ using Outcome = std::variant<Reply, StreamJob, OnPool>;
 /// A JSON error reply: {"error": message, "status": status}.
 Reply error_reply(int status, std::string_view message, std::string allow = {});
 
+/// The server's Jobs, which a program may destroy while the server still
+/// runs: the Api uses it under `m` only, and ~Jobs sets `p` to null
+/// (Jobs::when_destroyed) - a request then gets 503, never a dangling Jobs.
+struct JobsRef {
+  std::mutex m;
+  Jobs* p = nullptr;
+  bool configured = false;  // ServerOptions::jobs was set
+};
+
 /// Routes one request. Never throws: every failure is a reply. Runs on the
 /// supervisor's loop thread, so nothing here blocks.
 class Api {
  public:
-  Api(Supervisor& sv, const ServerOptions& opt, std::chrono::steady_clock::time_point started)
-      : sv_(sv), opt_(opt), started_(started) {}
+  Api(Supervisor& sv, const ServerOptions& opt, std::shared_ptr<JobsRef> jobs,
+      std::chrono::steady_clock::time_point started)
+      : sv_(sv), opt_(opt), jobs_(std::move(jobs)), started_(started) {}
 
   Outcome handle(const Request& r) const;
 
@@ -82,11 +93,12 @@ class Api {
   static Reply workers_get(Supervisor& sv, const std::string& name);  // empty name: all
   static Reply tasks_get(Supervisor& sv, std::string_view query);
   Outcome worker_post(const std::string& name, const std::string& action, std::string_view body) const;
-  Reply jobs_get() const;
-  Outcome jobs_post(const std::string& type, std::string_view body) const;
+  Reply jobs_get(Jobs& jobs) const;
+  Outcome jobs_post(Jobs& jobs, const std::string& type, std::string_view body) const;
 
   Supervisor& sv_;
   const ServerOptions& opt_;
+  std::shared_ptr<JobsRef> jobs_;
   std::chrono::steady_clock::time_point started_;
 };
 

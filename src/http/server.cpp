@@ -41,10 +41,11 @@ using namespace net::experimental::awaitable_operators;
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 struct Server::Impl : std::enable_shared_from_this<Impl> {
-  Impl(Supervisor& s, ServerOptions o) : sv(s), opt(std::move(o)) {}
+  Impl(Supervisor& s, ServerOptions o) : sv(s), opt(std::move(o)), jobs(std::make_shared<detail::JobsRef>()) {}
 
   Supervisor& sv;
   const ServerOptions opt;
+  const std::shared_ptr<detail::JobsRef> jobs;
   std::unique_ptr<detail::Api> api;
   std::optional<tcp::acceptor> acceptor;  // the loop thread's once started
   std::atomic<unsigned short> port{0};
@@ -110,7 +111,7 @@ void Server::Impl::start() {
   if (acceptor->listen(net::socket_base::max_listen_connections, ec)) fail("listen on");
   port = acceptor->local_endpoint().port();
   address_for_url = addr.is_v6() ? "[" + opt.address + "]" : opt.address;
-  api = std::make_unique<detail::Api>(sv, opt, std::chrono::steady_clock::now());
+  api = std::make_unique<detail::Api>(sv, opt, jobs, std::chrono::steady_clock::now());
   slots.emplace(acceptor->get_executor(), build_slots);
   for (std::size_t i = 0; i < build_slots; ++i) slots->try_send(error_code{});
   sv.logger().info("{}: http: serving on http://{}:{}/", sv.id(), address_for_url, port.load());
@@ -383,6 +384,17 @@ std::shared_ptr<Server> serve(Supervisor& sv, ServerOptions o) {
   if (o.request_timeout.count() <= 0) bad("request_timeout must be > 0");
   if (o.max_connections == 0) bad("max_connections must be > 0");
   auto impl = std::make_shared<Server::Impl>(sv, std::move(o));
+  if (impl->opt.jobs) {
+    impl->jobs->p = impl->opt.jobs;
+    impl->jobs->configured = true;
+    // A Jobs destroyed before the server stops (declared after the
+    // supervisor, as its constructor requires, and no explicit stop()) must
+    // not leave the server with a dangling pointer.
+    impl->opt.jobs->when_destroyed([ref = impl->jobs] {
+      std::lock_guard lk(ref->m);
+      ref->p = nullptr;
+    });
+  }
   sv.add_step({.name = "http",
                .depends_on = {"workers"},
                .start = [impl](Supervisor&) { impl->start(); },
