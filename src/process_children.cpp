@@ -316,7 +316,11 @@ void ProcessPool::on_exit(int pid, int status) {
     }
     if (c->killed) {
       // counted when it was killed
-    } else if (c->state == ChildState::retiring && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    } else if ((c->state == ChildState::retiring || (c->last_task && !job)) && WIFEXITED(status) &&
+               WEXITSTATUS(status) == 0) {
+      // Retiring: its last reply came before its exit. Or the exit was
+      // reported first and the reply drained from the socket above (the
+      // reply then finds it exited and marks it dying): a recycle either way.
       ++recycled_;
     } else {
       ++crashed_;
