@@ -1,18 +1,24 @@
 #pragma once
 /// @file
-/// Everything in atask.
+/// Everything in atask except the HTTP control plane (<atask/http.hpp>,
+/// target atask::http). The areas, lowest layer first; an area's headers
+/// include only their own area and the areas above them in this list.
 
-#include <atask/aloop.hpp>
-#include <atask/background_task.hpp>
-#include <atask/collection.hpp>
-#include <atask/errors.hpp>
-#include <atask/jobs.hpp>
-#include <atask/locker.hpp>
-#include <atask/priority.hpp>
-#include <atask/process.hpp>
-#include <atask/process_worker.hpp>
-#include <atask/supervisor.hpp>
-#include <atask/task.hpp>
-#include <atask/thread_pool.hpp>
-#include <atask/timer.hpp>
-#include <atask/workers.hpp>
+// core: the vocabulary every layer shares
+#include <atask/core/errors.hpp>
+#include <atask/core/priority.hpp>
+#include <atask/core/task.hpp>
+// the engines the supervisor composes
+#include <atask/pool/thread_pool.hpp>
+#include <atask/aloop/aloop.hpp>
+#include <atask/process/process.hpp>
+// the root object
+#include <atask/supervisor/supervisor.hpp>
+// what runs on it
+#include <atask/workers/workers.hpp>
+#include <atask/workers/process.hpp>
+#include <atask/timers/timer.hpp>
+#include <atask/helpers/background_task.hpp>
+#include <atask/helpers/collection.hpp>
+#include <atask/helpers/locker.hpp>
+#include <atask/jobs/jobs.hpp>

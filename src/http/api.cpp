@@ -1,8 +1,9 @@
 // The control plane's routes (see api.hpp and docs/http.md).
-#include "api.hpp"
+#include "http/api.hpp"
+#include "supervisor/access.hpp"
 
-#include <atask/errors.hpp>
-#include <atask/worker.hpp>
+#include <atask/core/errors.hpp>
+#include <atask/workers/worker.hpp>
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/json/parse.hpp>
@@ -251,7 +252,7 @@ json::object Api::supervisor_json() const {
   tasks["canceled"] = by_priority(i.tasks.canceled);
   o["tasks"] = std::move(tasks);
   o["active_tasks"] = i.active_tasks;
-  o["workers"] = sv_.worker_registry()->size();
+  o["workers"] = atask::detail::SupervisorAccess::worker_registry(sv_)->size();
   return o;
 }
 
@@ -337,13 +338,13 @@ Reply Api::workers_get(Supervisor& sv, const std::string& name) {
     return json_reply(json::object{{"workers", std::move(a)}});
   }
   std::optional<WorkerInfo> info;
-  if (!sv.worker_registry()->with_worker(name, [&](Worker& w) { info = w.info(); }))
+  if (!atask::detail::SupervisorAccess::worker_registry(sv)->with_worker(name, [&](Worker& w) { info = w.info(); }))
     return error_reply(404, "no worker named '" + name + "'");
   return json_reply(worker_json(*info));
 }
 
 Outcome Api::worker_post(const std::string& name, const std::string& action, std::string_view body) const {
-  auto reg = sv_.worker_registry();
+  auto reg = atask::detail::SupervisorAccess::worker_registry(sv_);
   auto missing = [&] { return error_reply(404, "no worker named '" + name + "'"); };
 
   if (action == "start" || action == "stop") {

@@ -2,9 +2,9 @@
 // The control plane's routes, independent of Beast: a parsed request in, a
 // reply (or a job stream to start) out. src/http/server.cpp does the I/O.
 
-#include <atask/http.hpp>
-#include <atask/jobs.hpp>
-#include <atask/supervisor.hpp>
+#include <atask/http/server.hpp>
+#include <atask/jobs/jobs.hpp>
+#include <atask/supervisor/supervisor.hpp>
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>

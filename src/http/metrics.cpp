@@ -12,9 +12,9 @@
 // supervisor's id and state, and worker names (chosen by the program, few).
 // Never a task id or a task name.
 
-#include <atask/http.hpp>
-#include <atask/supervisor.hpp>
-#include <atask/worker_info.hpp>
+#include <atask/http/server.hpp>
+#include <atask/supervisor/supervisor.hpp>
+#include <atask/core/worker_info.hpp>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>

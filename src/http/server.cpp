@@ -1,12 +1,12 @@
 // The control plane's I/O: accepting, reading requests with limits and
 // deadlines, writing replies and job progress streams. Everything here runs
 // on the supervisor's io_context thread; the routes are in api.cpp.
-#include "api.hpp"
+#include "http/api.hpp"
 
-#include <atask/errors.hpp>
-#include <atask/http.hpp>
-#include <atask/jobs.hpp>
-#include <atask/supervisor.hpp>
+#include <atask/core/errors.hpp>
+#include <atask/http/server.hpp>
+#include <atask/jobs/jobs.hpp>
+#include <atask/supervisor/supervisor.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

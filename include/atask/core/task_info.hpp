@@ -1,0 +1,41 @@
+#pragma once
+/// @file
+/// What a task is and where it is in its life: TaskStatus, TaskKind and
+/// TaskInfo, the snapshot Supervisor::tasks() lists.
+
+#include <atask/core/priority.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace atask {
+
+/// Where a task is in its life. queued/delayed/started are transient;
+/// completed/failed/canceled are final.
+enum class TaskStatus : unsigned char { queued, delayed, started, completed, failed, canceled };
+
+/// What runs a task: a priority-pool thread, a coroutine on an aloop, or a
+/// forked child process.
+enum class TaskKind : unsigned char { thread, coroutine, process };
+
+std::string_view to_string(TaskStatus s) noexcept;
+std::string_view to_string(TaskKind k) noexcept;
+
+/// A snapshot of one task, as the supervisor lists it.
+struct TaskInfo {
+  using time_point = std::chrono::steady_clock::time_point;
+  std::uint64_t id = 0;
+  std::string name;
+  Priority priority = Priority::normal;
+  TaskKind kind = TaskKind::thread;
+  TaskStatus status = TaskStatus::queued;
+  std::optional<time_point> queued_at;  ///< when it entered the queue (after any delay)
+  std::optional<time_point> started_at;
+  std::optional<time_point> finished_at;
+  std::string error;  ///< what() of the failure or cancellation, empty otherwise
+};
+
+}  // namespace atask

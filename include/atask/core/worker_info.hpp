@@ -1,0 +1,49 @@
+#pragma once
+/// @file
+/// WorkerInfo: a snapshot of one worker, as Supervisor::workers() and
+/// Worker::info() report it.
+
+#include <atask/core/priority.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace atask {
+
+/// A worker's lifecycle: stopped -> active -> stopping -> stopped.
+enum class WorkerState : unsigned char { stopped, active, stopping };
+
+/// "stopped", "active" or "stopping".
+constexpr std::string_view to_string(WorkerState s) noexcept {
+  switch (s) {
+    case WorkerState::stopped:
+      return "stopped";
+    case WorkerState::active:
+      return "active";
+    case WorkerState::stopping:
+      return "stopping";
+  }
+  return "?";
+}
+
+struct WorkerInfo {
+  std::string name;
+  std::string
+      kind;  ///< "background", "async", "queue", "event", "interval" (+ "async " for coroutine executors)
+  WorkerState state = WorkerState::stopped;
+  Priority priority = Priority::normal;
+  bool coroutine = false;    ///< runs its executor on an aloop
+  std::uint64_t runs = 0;    ///< executor calls that returned (or threw)
+  std::uint64_t errors = 0;  ///< executor calls that threw
+  std::optional<std::chrono::system_clock::time_point> last_run{};  ///< when the last call started
+  std::size_t queue_length = 0;                                     ///< queue workers: items waiting
+  std::size_t pending_runs = 0;     ///< event/interval workers: runs asked for and not yet started
+  std::uint64_t skipped_ticks = 0;  ///< interval workers: ticks that passed during a run (coalesced)
+  bool can_trigger = false;         ///< event and interval workers (Worker::trigger_any)
+  bool accepts_json = false;        ///< queue workers whose items convert from JSON (Worker::try_put_json)
+};
+
+}  // namespace atask

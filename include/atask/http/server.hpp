@@ -1,0 +1,93 @@
+#pragma once
+/// @file
+/// The HTTP control plane: a JSON API, Prometheus metrics, a live dashboard
+/// and progress-streaming jobs, served by Boost.Beast from the supervisor's
+/// io_context. Off unless enabled; binds 127.0.0.1 by default. Link
+/// atask::http. See docs/http.md for every endpoint.
+///
+/// @code
+///   atask::Supervisor sv({.id = "svc"});
+///   atask::Jobs jobs(sv, {.storage_dir = "jobs"});
+///   auto http = atask::http::serve(sv, {.port = 8080, .jobs = &jobs});
+///   sv.start();  // ... -> workers -> http: "http: serving on http://127.0.0.1:8080"
+/// @endcode
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace atask {
+class Supervisor;
+class Jobs;
+}  // namespace atask
+
+namespace atask::http {
+
+struct ServerOptions {
+  /// An IPv4 or IPv6 address. Anything but loopback requires `token`
+  /// (OptionsError otherwise).
+  std::string address = "127.0.0.1";
+  /// 0 = an ephemeral port (Server::port() tells which).
+  unsigned short port = 8080;
+  /// Bearer token. When set, mutating requests (POST) need
+  /// "Authorization: Bearer <token>" (401 without it). Reads stay open.
+  std::string token{};
+  /// Request bodies above this get 413.
+  std::size_t max_body_size = 1 << 20;
+  /// Request line + headers above this get 431.
+  std::size_t max_header_size = 16 * 1024;
+  /// A client must send a whole request within this time from the moment
+  /// the connection opened or the previous response was sent (so it is
+  /// also the keep-alive idle limit), and must take each response within
+  /// it; otherwise the connection is closed.
+  std::chrono::milliseconds request_timeout{10'000};
+  /// Connections beyond this many are closed as soon as they are accepted.
+  std::size_t max_connections = 1024;
+  /// Jobs served under /api/jobs (nullptr: no jobs, 404). If the Jobs is
+  /// destroyed while the server still runs, the server lets go of it and
+  /// answers 503 from then on.
+  Jobs* jobs = nullptr;
+  /// Serve the dashboard at GET /.
+  bool dashboard = true;
+};
+
+/// Counters of the server itself.
+struct ServerStats {
+  std::uint64_t connections_accepted = 0;
+  std::uint64_t connections_refused = 0;  ///< above max_connections
+  std::size_t connections_open = 0;
+  std::uint64_t requests = 0;             ///< requests answered (any status)
+  std::uint64_t client_errors = 0;        ///< answered with 4xx, or closed for a malformed request
+  std::uint64_t timeouts = 0;             ///< connections closed by request_timeout
+  std::size_t streams_open = 0;           ///< job progress streams being written
+};
+
+class Server {
+ public:
+  /// The bound port (meaningful once the "http" step has started).
+  unsigned short port() const noexcept;
+  const ServerOptions& options() const noexcept;
+  ServerStats stats() const;
+  /// "http://<address>:<port>".
+  std::string url() const;
+
+  struct Impl;
+  explicit Server(std::shared_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+/// Adds the step "http" (depends on "workers", so it stops before the
+/// workers do) that binds and serves. Call before sv.start(). Throws
+/// OptionsError for bad options (checked here; the bind itself happens in
+/// the step: an address in use makes start() throw).
+std::shared_ptr<Server> serve(Supervisor& sv, ServerOptions options = {});
+
+/// The supervisor's metrics in the Prometheus text format (what GET
+/// /metrics serves), for users who expose them elsewhere.
+std::string prometheus_text(const Supervisor& sv);
+
+}  // namespace atask::http

@@ -1,0 +1,191 @@
+#pragma once
+/// @file
+/// Jobs: named, de-duplicated, long-running work that reports progress and
+/// produces a result file (the in-process work queue of seeds/003).
+///
+/// @code
+///   atask::Jobs jobs(sv, {.storage_dir = "/var/lib/svc/jobs", .max_running = 2});
+///   jobs.add_type("index", [](atask::JobContext& job) {
+///     for (int i = 1; i <= 10; ++i) {
+///       if (job.stop_requested()) throw std::runtime_error("stopped");
+///       do_part(i);
+///       job.progress(i / 10.0, "part " + std::to_string(i));
+///     }
+///     std::ofstream(job.output_path()) << "the result";
+///   });
+///   auto job = jobs.ensure_run("index", {{"doc", 1234}});  // joins an identical job
+///   auto done = job->wait();                                // done.result_path
+/// @endcode
+///
+/// ensure_run(type, params) starts a job only if an identical one (same type,
+/// same params; object key order does not matter) is not already queued,
+/// running or done. A done job's result is found again in storage_dir, under
+/// a name derived from a SHA-256 of the type and the canonical params - never
+/// from the params themselves. A failed job is not remembered for
+/// de-duplication: the next ensure_run tries again.
+///
+/// Jobs run on the supervisor's thread pool, at most max_running at a time;
+/// the others wait in FIFO order.
+
+#include <atask/core/priority.hpp>
+
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace atask {
+
+class Supervisor;
+
+enum class JobStatus : unsigned char { queued, running, done, failed };
+/// "queued", "running", "done", "failed".
+std::string_view to_string(JobStatus s) noexcept;
+
+/// A snapshot of one job.
+struct JobInfo {
+  using time_point = std::chrono::system_clock::time_point;
+  std::uint64_t id = 0;          ///< unique within the Jobs object, from 1
+  std::string type;
+  std::string key;               ///< hex SHA-256 of type + canonical params: the result's file stem
+  boost::json::object params;
+  JobStatus status = JobStatus::queued;
+  double fraction = 0;           ///< 0..1, as last reported (1 once done)
+  std::string message;           ///< as last reported
+  std::string error;             ///< failed: what the executor threw
+  std::filesystem::path result_path;  ///< done: the result file in storage_dir
+  bool from_storage = false;     ///< done before this process saw it: found in storage_dir
+  std::uint64_t version = 0;     ///< grows by one at every change (progress or status)
+  std::optional<time_point> created_at, started_at, finished_at;
+  bool finished() const noexcept { return status == JobStatus::done || status == JobStatus::failed; }
+};
+
+/// What a job's executor gets.
+class JobContext {
+ public:
+  virtual ~JobContext() = default;
+  virtual const JobInfo& info() const noexcept = 0;  ///< as it was when the job started
+  const boost::json::object& params() const noexcept { return info().params; }
+  /// Reports progress: fraction is clamped to [0, 1] (NaN is refused with
+  /// OptionsError). Cheap: followers are woken, never waited for.
+  virtual void progress(double fraction, std::string_view message = {}) = 0;
+  /// Where the executor writes its result (an empty file in storage_dir
+  /// that exists when the job starts). On success it is renamed to the
+  /// result path; on failure it is removed.
+  virtual const std::filesystem::path& output_path() const noexcept = 0;
+  /// Set when the Jobs object is destroyed or the supervisor stops.
+  virtual std::stop_token stop_token() const noexcept = 0;
+  bool stop_requested() const noexcept { return stop_token().stop_requested(); }
+};
+
+using JobFn = std::function<void(JobContext&)>;
+
+struct JobTypeOptions {
+  Priority priority = Priority::normal;  ///< of the pool task that runs the job
+};
+
+struct JobsOptions {
+  /// Where results live; created if missing. Required (OptionsError if empty).
+  std::filesystem::path storage_dir{};
+  /// Jobs running at once (>= 1).
+  int max_running = 2;
+  /// Finished jobs list() still shows; done ones are found in storage anyway.
+  std::size_t history_size = 100;
+};
+
+class Jobs;
+
+/// A handle on one job; shared by everyone who follows it.
+///
+/// Thread safety: every member may be called from any thread.
+class Job {
+ public:
+  JobInfo info() const;
+  std::uint64_t id() const noexcept;
+
+  /// Blocks until the job's version is above `seen` (something changed) or
+  /// the deadline passes; returns the current snapshot either way.
+  JobInfo wait_change(std::uint64_t seen, std::chrono::steady_clock::time_point deadline) const;
+  /// Blocks until the job is done or failed.
+  JobInfo wait() const;
+
+  /// Calls `on_change` after every change (on the thread that made it, with
+  /// no lock held; it must not block) until the Subscription is destroyed.
+  /// Destroying the Subscription waits for a call in progress to return.
+  class Subscription {
+   public:
+    Subscription() = default;
+    Subscription(Subscription&&) noexcept;
+    Subscription& operator=(Subscription&&) noexcept;
+    ~Subscription();
+    explicit operator bool() const noexcept { return static_cast<bool>(state_); }
+
+   private:
+    friend class Job;
+    struct State;
+    std::shared_ptr<State> state_;
+  };
+  Subscription subscribe(std::function<void()> on_change);
+
+  struct Impl;
+  explicit Job(std::shared_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+/// Registered job types, the running and recent jobs, and the storage.
+///
+/// Thread safety: every member may be called from any thread. Destroy the
+/// Jobs object before its supervisor: the destructor asks running jobs to
+/// stop and waits for them (queued ones end failed, "canceled").
+class Jobs {
+ public:
+  /// OptionsError for bad options or a storage_dir that cannot be created.
+  Jobs(Supervisor& sv, JobsOptions options);
+  ~Jobs();
+  Jobs(const Jobs&) = delete;
+  Jobs& operator=(const Jobs&) = delete;
+
+  /// OptionsError for an empty name, a name taken, a name with characters
+  /// other than [A-Za-z0-9_.-], or an empty fn.
+  void add_type(std::string name, JobFn fn, JobTypeOptions options = {});
+  std::vector<std::string> types() const;
+  bool has_type(std::string_view name) const;
+
+  /// Returns the identical job if one is queued, running or done (in memory
+  /// or in storage); otherwise queues a new one. Throws NotFoundError for
+  /// an unknown type, LifecycleError when the supervisor is not running
+  /// (for a job that would have to run).
+  std::shared_ptr<Job> ensure_run(std::string_view type, boost::json::object params = {});
+
+  /// The job with this id, if still known.
+  std::shared_ptr<Job> find(std::uint64_t id) const;
+  /// Queued and running jobs, then finished ones, newest last.
+  std::vector<JobInfo> list() const;
+
+  const JobsOptions& options() const noexcept;
+
+  /// Calls f first thing in ~Jobs, on the destroying thread (for objects
+  /// that refer to this Jobs and must let go of it, such as the HTTP
+  /// server). f must not call back into this Jobs.
+  void when_destroyed(std::function<void()> f);
+
+  /// The key ensure_run uses: hex SHA-256 of `type`, a newline and the
+  /// params serialized with object keys sorted (recursively).
+  static std::string key_of(std::string_view type, const boost::json::object& params);
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace atask

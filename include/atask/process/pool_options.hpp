@@ -1,0 +1,62 @@
+#pragma once
+/// @file
+/// The process pool's options and counters. The pool itself lives inside the
+/// supervisor; process tasks are described in process.hpp.
+///
+/// @code
+///   atask::Supervisor sv({.id = "svc", .processes = {.pool_size = 4, .reserve_high = 1,
+///                                                    .max_tasks_per_child = 1000}});
+/// @endcode
+
+#include <atask/core/priority.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace atask {
+
+/// Sizes and defaults of the process pool (SupervisorOptions::processes).
+/// Admission is the thread pool's rule with children for threads: low tasks
+/// use `pool_size` children, normal ones also `reserve_normal`, high ones
+/// also `reserve_high`; a critical task never waits in the queue (an extra
+/// child is forked for it when every child is busy, and goes once idle).
+struct ProcessPoolOptions {
+  /// Children kept for low-priority work; 0 = no process pool (no fork
+  /// server is started and process tasks are refused).
+  int pool_size = 0;
+  int reserve_normal = 0;
+  int reserve_high = 0;
+  /// A child exits after this many tasks and a fresh one replaces it
+  /// (0 = never): bounds what a leaking task library can accumulate.
+  std::size_t max_tasks_per_child = 0;
+  /// Default hard limit of one task: past it the child is killed and the
+  /// task fails with TimeLimitExceeded. 0 = none.
+  std::chrono::milliseconds time_limit{0};
+  /// Default soft limit: past it this_task::stop_requested() is true in the
+  /// child, so that the function can finish cleanly. 0 = none.
+  std::chrono::milliseconds soft_time_limit{0};
+};
+
+/// Counters of the process pool at one moment (SupervisorInfo::processes).
+struct ProcessPoolInfo {
+  bool enabled = false;
+  ProcessPoolOptions options{};
+  int fork_server_pid = 0;  ///< 0 when not running
+  int children = 0;         ///< live child processes (idle, busy or being forked)
+  int idle_children = 0;
+  std::vector<int> child_pids{};
+  std::array<int, priority_count> running{};  ///< by priority
+  std::array<int, priority_count> queued{};   ///< by priority
+  int running_total = 0;
+  int queued_total = 0;
+  std::uint64_t completed_total = 0;  ///< tasks that got a result or an exception back from their child
+  std::uint64_t spawned = 0;          ///< children forked since start
+  std::uint64_t crashed = 0;          ///< children that died on their own (signal, exit)
+  std::uint64_t killed = 0;           ///< children killed for a hard time limit or a cancel
+  std::uint64_t recycled = 0;         ///< children that exited after max_tasks_per_child
+};
+
+}  // namespace atask

@@ -1,0 +1,438 @@
+#pragma once
+/// @file
+/// QueueWorker<T> / AsyncQueueWorker<T>: run the executor for each item put
+/// into the worker's queue, and the queue_worker<T>() factory.
+///
+/// @code
+///   auto sum = atask::queue_worker<int>(sv, [&](int x) { total += x; }, {.capacity = 1000});
+///   sum->start();
+///   sum->put(2);                                        // any thread; blocks while full
+///   co_await sum->async_put(3, asio::use_awaitable);    // coroutines wait without a thread
+///   sum->stop();                                        // drains what is queued (the default)
+/// @endcode
+
+#include <atask/workers/background.hpp>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json/value_to.hpp>
+
+#include <deque>
+#include <vector>
+
+namespace atask {
+
+/// In which order a queue worker takes its items.
+enum class QueueOrder : unsigned char {
+  fifo,     ///< first in, first out
+  priority  ///< smallest first by the worker's Compare (like Python's PriorityQueue); FIFO among equals
+};
+
+/// What stop() does with items still queued.
+enum class QueueStop : unsigned char {
+  drain,     ///< the executor processes them all before the worker stops (put() is refused meanwhile)
+  hand_back  ///< they are handed back: to on_hand_back, or kept for take_unprocessed()
+};
+
+/// Options of queue workers (designated initializers).
+template <class T>
+struct QueueOptions {
+  /// 0 = unbounded. When full, put() blocks, put_for() waits up to its
+  /// timeout, try_put() fails and async_put() completes once there is room.
+  std::size_t capacity = 0;
+  QueueOrder order = QueueOrder::fifo;
+  QueueStop on_stop = QueueStop::drain;
+  /// Gets the items handed back (hand_back, an executor that returned
+  /// false, or a supervisor that stopped before the queue drained), on the
+  /// thread that completes the stop. Empty: they wait in take_unprocessed().
+  std::function<void(std::vector<T>)> on_hand_back{};
+  std::string name{};
+  Priority priority = Priority::normal;
+  std::string aloop{};
+  ErrorHandler on_error{};
+  std::size_t stop_after_errors = 0;
+};
+
+namespace detail {
+
+/// A move-only void(std::exception_ptr) callable: an async_put's completion.
+class PutCompletion {
+ public:
+  template <class F>
+  PutCompletion(F f) : p_(std::make_unique<Impl<F>>(std::move(f))) {}
+  void operator()(std::exception_ptr e) { p_->call(std::move(e)); }
+
+ private:
+  struct Base {
+    virtual ~Base() = default;
+    virtual void call(std::exception_ptr e) = 0;
+  };
+  template <class F>
+  struct Impl final : Base {
+    explicit Impl(F x) : f(std::move(x)) {}
+    void call(std::exception_ptr e) override { f(std::move(e)); }
+    F f;
+  };
+  std::unique_ptr<Base> p_;
+};
+
+/// Queue storage and put/take for both queue worker forms.
+template <class T, class Compare>
+class QueueBase : public Worker {
+ public:
+  /// Queues an item; blocks while the queue is full. Throws LifecycleError
+  /// when the worker is not active (the item is not queued), or when called
+  /// from the worker's own executor while the queue is full (it would wait
+  /// for itself).
+  void put(T item) {
+    std::unique_lock lk(m_);
+    check_accepting("put()");
+    if (full_locked()) {
+      if (this->on_executor_thread_locked())
+        throw LifecycleError(call("put()") + " - the queue is full and this is the worker's own executor");
+      space_cv_.wait(lk, [&] { return !accepting_locked() || !full_locked(); });
+      check_accepting("put()");
+    }
+    push_locked(std::move(item));
+  }
+
+  /// Queues an item if there is room now; false otherwise (the item is left
+  /// untouched in `item`). LifecycleError when not active.
+  bool try_put(T& item) {
+    std::lock_guard lk(m_);
+    check_accepting("try_put()");
+    if (full_locked()) return false;
+    push_locked(std::move(item));
+    return true;
+  }
+  bool try_put(T&& item) { return try_put(item); }
+
+  bool accepts_json() const noexcept override { return boost::json::has_value_to<T>::value; }
+  bool try_put_json(const boost::json::value& v) override {
+    if constexpr (boost::json::has_value_to<T>::value) {
+      std::optional<T> item;
+      try {
+        item.emplace(boost::json::value_to<T>(v));
+      } catch (const std::exception& e) {
+        throw ConversionError(call("try_put_json()") + " - the item does not convert to the queue's item type: " +
+                              e.what());
+      }
+      return try_put(*item);
+    } else {
+      return Worker::try_put_json(v);
+    }
+  }
+
+  /// put() that waits up to `d` for room; false on timeout (item untouched).
+  template <class Rep, class Period>
+  bool put_for(T& item, std::chrono::duration<Rep, Period> d) {
+    std::unique_lock lk(m_);
+    check_accepting("put_for()");
+    if (!space_cv_.wait_for(lk, d, [&] { return !accepting_locked() || !full_locked(); })) return false;
+    check_accepting("put_for()");
+    push_locked(std::move(item));
+    return true;
+  }
+  template <class Rep, class Period>
+  bool put_for(T&& item, std::chrono::duration<Rep, Period> d) {
+    return put_for(item, d);
+  }
+
+  /// Queues an item without blocking a thread: completes with
+  /// (std::exception_ptr) once the item is queued - at once when there is
+  /// room, else when room frees - on the token's associated executor. The
+  /// error is a LifecycleError when the worker is not active or stops while
+  /// the put waits; an item that was waiting is then handed back with the
+  /// queue's other items (see QueueOptions::on_hand_back).
+  /// `co_await w.async_put(x, asio::use_awaitable)` throws that error.
+  template <class CompletionToken>
+  auto async_put(T item, CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(std::exception_ptr)>(
+        [this](auto handler, T item) {
+          auto work = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
+          PutCompletion done = [handler = std::move(handler),
+                                work = std::move(work)](std::exception_ptr e) mutable {
+            auto ex = work.get_executor();
+            boost::asio::post(ex, [handler = std::move(handler), e]() mutable { std::move(handler)(e); });
+          };
+          std::unique_lock lk(m_);
+          if (!accepting_locked()) {
+            auto e = std::make_exception_ptr(LifecycleError(call("async_put()") + " - worker '" +
+                                                            this->name_locked() + "' is not active"));
+            lk.unlock();
+            done(e);
+            return;
+          }
+          if (full_locked()) {
+            waiting_.push_back({std::move(item), std::move(done)});
+            return;
+          }
+          push_locked(std::move(item));
+          lk.unlock();
+          done(nullptr);
+        },
+        token, std::move(item));
+  }
+
+  /// Items waiting (not counting one being processed).
+  std::size_t size() const {
+    std::lock_guard lk(m_);
+    return queued_locked();
+  }
+  std::size_t capacity() const noexcept { return capacity_; }
+
+  /// Items handed back at a stop and not given to on_hand_back, oldest
+  /// first; they are yours now.
+  std::vector<T> take_unprocessed() {
+    std::lock_guard lk(m_);
+    return std::exchange(unprocessed_, {});
+  }
+
+  ~QueueBase() override {
+    std::lock_guard lk(m_);
+    if (!unprocessed_.empty()) this->note_unprocessed_dropped(unprocessed_.size());
+  }
+
+ protected:
+  QueueBase(Supervisor& sv, bool coroutine, QueueOptions<T> o, const char* type)
+      : Worker(sv, Mode::queue, coroutine, WorkerSettings::common(o)),
+        type_(type),
+        capacity_(o.capacity),
+        order_(o.order),
+        on_stop_(o.on_stop),
+        on_hand_back_(std::move(o.on_hand_back)) {
+    if constexpr (!std::is_invocable_r_v<bool, Compare&, const T&, const T&>) {
+      if (order_ == QueueOrder::priority)
+        throw OptionsError(std::string(type) + "::" + type +
+                           "() - priority order needs items that Compare can order");
+    }
+  }
+
+  /// Takes the next item for a run, or nothing when the run should end
+  /// (queue empty, the worker stops without draining, or `batch` items done
+  /// while other work waits: a run gives its pool slot back now and then).
+  std::optional<T> next_item(std::size_t done_in_run) {
+    std::lock_guard lk(m_);
+    const bool draining = draining_locked();
+    if (!accepting_locked() && !draining) return std::nullopt;
+    if (!draining && done_in_run >= batch) return std::nullopt;
+    if (queued_locked() == 0) return std::nullopt;
+    std::optional<T> item(pop_locked());
+    refill_locked();
+    return item;
+  }
+
+  static constexpr std::size_t batch = 64;
+
+ private:
+  struct Waiting {
+    T item;
+    PutCompletion done;
+  };
+
+  std::string call(const char* what) const { return std::string(type_) + "::" + what; }
+
+  void check_accepting(const char* what) const {
+    if (!accepting_locked())
+      throw LifecycleError(call(what) + " - worker '" + this->name_locked() + "' is not active");
+  }
+  bool full_locked() const noexcept { return capacity_ != 0 && queued_locked() >= capacity_; }
+
+  void push_locked(T&& item) {
+    if (order_ == QueueOrder::fifo) {
+      fifo_.push_back(std::move(item));
+    } else {
+      if constexpr (std::is_invocable_r_v<bool, Compare&, const T&, const T&>) {
+        heap_.push_back({seq_++, std::move(item)});
+        std::push_heap(heap_.begin(), heap_.end(), HeapLess{&cmp_});
+      }
+    }
+    work_arrived_locked();
+  }
+
+  T pop_locked() {
+    if (order_ == QueueOrder::fifo) {
+      T v = std::move(fifo_.front());
+      fifo_.pop_front();
+      return v;
+    }
+    if constexpr (std::is_invocable_r_v<bool, Compare&, const T&, const T&>) {
+      std::pop_heap(heap_.begin(), heap_.end(), HeapLess{&cmp_});
+      T v = std::move(heap_.back().second);
+      heap_.pop_back();
+      return v;
+    }
+    std::abort();  // unreachable: the constructor refuses priority order here
+  }
+
+  // Room freed: wake a blocked putter, or move a waiting async put in.
+  void refill_locked() {
+    if (!waiting_.empty() && !full_locked()) {
+      Waiting w = std::move(waiting_.front());
+      waiting_.pop_front();
+      push_locked(std::move(w.item));
+      w.done(nullptr);  // posts its completion; runs nothing here
+    }
+    space_cv_.notify_one();
+  }
+
+  std::size_t queued_locked() const noexcept override { return fifo_.size() + heap_.size(); }
+  bool drains_on_stop() const noexcept override { return on_stop_ == QueueStop::drain; }
+
+  void queue_state_changed_locked() override {
+    space_cv_.notify_all();
+    if (!accepting_locked() && !waiting_.empty() && !draining_locked()) {
+      // Stopping: waiting async puts fail; their items are handed back.
+      for (auto& w : waiting_) {
+        w.done(std::make_exception_ptr(LifecycleError(
+            call("async_put()") + " - worker '" + this->name_locked() + "' stopped while the put waited")));
+        handed_.push_back(std::move(w.item));
+      }
+      waiting_.clear();
+    }
+  }
+
+  void hand_back_locked() override {
+    queue_state_changed_locked();
+    while (queued_locked() != 0) handed_.push_back(pop_locked());
+  }
+
+  void deliver_handed_back() override {
+    std::vector<T> items;
+    {
+      std::lock_guard lk(m_);
+      items = std::exchange(handed_, {});
+    }
+    if (items.empty()) return;
+    this->note_handed_back(items.size(), static_cast<bool>(on_hand_back_));
+    if (on_hand_back_) {
+      try {
+        on_hand_back_(std::move(items));
+        return;
+      } catch (...) {
+        this->note_hand_back_threw(std::current_exception());
+        return;
+      }
+    }
+    std::lock_guard lk(m_);
+    for (auto& i : items) unprocessed_.push_back(std::move(i));
+  }
+
+  struct HeapLess {
+    Compare* c;
+    // A max-heap of "later" entries: the smallest item (then the oldest) on top.
+    bool operator()(const std::pair<std::uint64_t, T>& a, const std::pair<std::uint64_t, T>& b) const {
+      if constexpr (std::is_invocable_r_v<bool, Compare&, const T&, const T&>) {
+        if ((*c)(b.second, a.second)) return true;
+        if ((*c)(a.second, b.second)) return false;
+      }
+      return a.first > b.first;
+    }
+  };
+
+  const char* type_;
+  const std::size_t capacity_;
+  const QueueOrder order_;
+  const QueueStop on_stop_;
+  std::function<void(std::vector<T>)> on_hand_back_;
+  Compare cmp_{};
+  std::deque<T> fifo_;
+  std::vector<std::pair<std::uint64_t, T>> heap_;
+  std::uint64_t seq_ = 0;
+  std::deque<Waiting> waiting_;
+  std::vector<T> handed_;       // handed back, not yet delivered
+  std::vector<T> unprocessed_;  // delivered to nobody: take_unprocessed()
+};
+
+}  // namespace detail
+
+/// Runs its blocking executor on the pool for each queued item, one at a
+/// time, in FIFO or priority order.
+template <class T, class Compare = std::less<>>
+class QueueWorker : public detail::QueueBase<T, Compare> {
+ public:
+  explicit QueueWorker(Supervisor& sv, QueueOptions<T> o = {})
+      : detail::QueueBase<T, Compare>(sv, false, std::move(o), "QueueWorker") {}
+
+ protected:
+  /// The executor, once per item. Return false to stop the worker.
+  virtual bool run(T item, WorkerContext& ctx) = 0;
+
+ private:
+  bool execute(WorkerContext& ctx) final {
+    for (std::size_t n = 0;; ++n) {
+      std::optional<T> item = this->next_item(n);
+      if (!item) return true;
+      if (!this->guarded_call(ctx, [&] { return run(std::move(*item), ctx); })) return false;
+    }
+  }
+};
+
+/// QueueWorker with a coroutine executor, run on an aloop.
+template <class T, class Compare = std::less<>>
+class AsyncQueueWorker : public detail::QueueBase<T, Compare> {
+ public:
+  explicit AsyncQueueWorker(Supervisor& sv, QueueOptions<T> o = {})
+      : detail::QueueBase<T, Compare>(sv, true, std::move(o), "AsyncQueueWorker") {}
+
+ protected:
+  virtual boost::asio::awaitable<bool> run(T item, WorkerContext& ctx) = 0;
+
+ private:
+  boost::asio::awaitable<bool> execute_async(WorkerContext& ctx) final {
+    for (std::size_t n = 0;; ++n) {
+      std::optional<T> item = this->next_item(n);
+      if (!item) co_return true;
+      const bool keep =
+          co_await this->guarded_call_async(ctx, [this, &ctx, &item] { return run(std::move(*item), ctx); });
+      if (!keep) co_return false;
+    }
+  }
+};
+
+namespace detail {
+
+template <class T, class Compare, class F>
+class FnQueueWorker final : public QueueWorker<T, Compare> {
+ public:
+  FnQueueWorker(Supervisor& sv, F f, QueueOptions<T> o)
+      : QueueWorker<T, Compare>(sv, std::move(o)), f_(std::move(f)) {}
+  ~FnQueueWorker() override { this->stop(true); }
+
+ private:
+  bool run(T item, WorkerContext& ctx) override { return call_executor(f_, ctx, item); }
+  F f_;
+};
+
+template <class T, class Compare, class F>
+class FnAsyncQueueWorker final : public AsyncQueueWorker<T, Compare> {
+ public:
+  FnAsyncQueueWorker(Supervisor& sv, F f, QueueOptions<T> o)
+      : AsyncQueueWorker<T, Compare>(sv, std::move(o)), f_(std::move(f)) {}
+  ~FnAsyncQueueWorker() override { this->stop(true); }
+
+ private:
+  // `item` lives in this frame while the executor's coroutine uses it.
+  boost::asio::awaitable<bool> run(T item, WorkerContext& ctx) override {
+    co_return co_await await_executor(f_, ctx, item);
+  }
+  F f_;
+};
+
+}  // namespace detail
+
+/// Builds a queue worker from a callable taking (T, WorkerContext&) or (T)
+/// and returning void, bool or awaitable<void|bool>. Not started.
+template <class T, class Compare = std::less<>, class F>
+auto queue_worker(Supervisor& sv, F f, QueueOptions<T> o = {}) {
+  if constexpr (detail::is_awaitable<detail::executor_result_t<F, T>>::value)
+    return std::unique_ptr<AsyncQueueWorker<T, Compare>>(
+        new detail::FnAsyncQueueWorker<T, Compare, F>(sv, std::move(f), std::move(o)));
+  else
+    return std::unique_ptr<QueueWorker<T, Compare>>(
+        new detail::FnQueueWorker<T, Compare, F>(sv, std::move(f), std::move(o)));
+}
+
+}  // namespace atask

@@ -1,0 +1,22 @@
+#pragma once
+// What a child process knows about the task it runs, for atask::this_task.
+// Written by the child loop; the stop slot by the parent, through shared memory.
+
+
+#include <atomic>
+#include <cstdint>
+
+namespace atask::detail::child {
+
+/// The running task's id; 0 outside a child, or between tasks.
+extern std::atomic<std::uint64_t> task_id;
+/// This child's stop slot in the memory it shares with the parent (the id
+/// of the task whose stop was requested); nullptr outside a child.
+extern std::atomic<std::uint64_t>* stop_slot;
+/// steady_clock nanoseconds past which the soft time limit is over; 0 = none.
+extern std::atomic<std::int64_t> soft_deadline_ns;
+
+/// In a child: a stop was requested or the soft time limit is over.
+bool stop_requested() noexcept;
+
+}  // namespace atask::detail::child

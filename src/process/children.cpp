@@ -1,0 +1,425 @@
+// The process pool's children and the fork server's reports, on the
+// supervisor's loop thread: forking and replacing children, reading their
+// replies, settling crashes, kills and recycling. Queueing and dispatch are
+// in process_pool.cpp; the design is in process_pool.hpp.
+
+#include "process/process_pool.hpp"
+
+#include <atask/core/errors.hpp>
+
+#include <boost/asio/write.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstring>
+
+namespace asio = boost::asio;
+
+namespace atask::detail {
+
+namespace {
+constexpr std::size_t critical = index(Priority::critical);
+}  // namespace
+
+// Keeps pool_size + reserves children that will take tasks (forking, idle
+// or busy with more to come).
+void ProcessPool::replenish() {
+  int live = 0;
+  {
+    std::lock_guard lk(m_);
+    if (closed_ || broken_) return;
+    for (auto& [k, c] : children_)
+      if ((c->state == ChildState::forking || c->state == ChildState::idle || c->state == ChildState::busy) &&
+          !c->last_task && !c->extra)
+        ++live;
+  }
+  const int want = opt_.pool_size + opt_.reserve_normal + opt_.reserve_high;
+  for (int i = live; i < want; ++i) spawn(false);
+}
+
+void ProcessPool::spawn(bool extra) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    log_->error("{}: cannot create a socket for a child process: {}", id_, std::strerror(errno));
+    return;
+  }
+  auto c = std::make_unique<Child>();
+  c->key = ++next_key_;
+  c->extra = extra;
+  {
+    std::lock_guard lk(m_);
+    if (!free_slots_.empty()) {
+      c->slot = free_slots_.back();
+      free_slots_.pop_back();
+    }
+  }
+  CtlPacket packet;
+  packet.msg = {CtlType::spawn, 0, c->slot,
+                static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_tasks_per_child, UINT32_MAX)), c->key};
+  packet.attach(sv[1]);
+  ssize_t r;
+  while ((r = ::sendmsg(ctl_->native_handle(), &packet.hdr, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  const int err = errno;
+  ::close(sv[1]);
+  if (r < 0) {
+    ::close(sv[0]);
+    if (c->slot >= 0) {
+      std::lock_guard lk(m_);
+      free_slots_.push_back(c->slot);
+    }
+    log_->error("{}: cannot ask the fork server for a child: {}", id_, std::strerror(err));
+    return;  // a dead server shows as EOF on the control socket
+  }
+  c->wfd = std::make_shared<Fd>(::fcntl(sv[0], F_DUPFD_CLOEXEC, 0));
+  c->sock.emplace(*ctx_, asio::local::stream_protocol(), sv[0]);
+  boost::system::error_code ec;
+  c->sock->non_blocking(true, ec);
+  c->hard.emplace(*ctx_);
+  Child& ref = *c;
+  {
+    std::lock_guard lk(m_);
+    c->counted_forking = extra;
+    children_.emplace(c->key, std::move(c));
+    ++spawned_;
+    if (extra) ++extra_forking_;
+  }
+  read_child(ref);
+}
+
+void ProcessPool::read_ctl() {
+  ctl_->async_wait(asio::posix::descriptor_base::wait_read, [this](boost::system::error_code ec) {
+    if (ec) return;  // closed by shutdown_on_loop()
+    for (;;) {
+      CtlMsg m{};
+      const ssize_t r = ::recv(ctl_->native_handle(), &m, sizeof m, MSG_DONTWAIT);
+      if (r == sizeof m) {
+        on_ctl(m);
+        continue;
+      }
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      return server_gone(r == 0 ? "it exited" : std::string("its socket failed: ") + std::strerror(errno));
+    }
+    read_ctl();
+  });
+}
+
+void ProcessPool::on_ctl(const CtlMsg& m) {
+  switch (m.type) {
+    case CtlType::spawned: {
+      Child* c = find_key(m.key);
+      if (!c) return;
+      {
+        std::lock_guard lk(m_);
+        c->pid = m.pid;
+        if (c->state == ChildState::forking) c->state = ChildState::idle;
+        if (c->counted_forking) {
+          c->counted_forking = false;
+          --extra_forking_;
+        }
+      }
+      spawn_failures_ = 0;
+      log_->debug("{}: child process {} forked", id_, m.pid);
+      pump();
+      // An extra child whose critical task another child took meanwhile goes again.
+      bool retire = false;
+      {
+        std::lock_guard lk(m_);
+        if (c->extra && c->state == ChildState::idle && queued_[critical] == 0) {
+          c->state = ChildState::retiring;
+          retire = true;
+        }
+      }
+      if (retire) {
+        boost::system::error_code ec;
+        c->sock->shutdown(asio::socket_base::shutdown_send, ec);
+      }
+      return;
+    }
+    case CtlType::spawn_failed: {
+      Child* c = find_key(m.key);
+      if (!c) return;
+      log_->error("{}: the fork server could not fork a child: {}", id_, std::strerror(m.value));
+      erase(*c);
+      // Try again later, backing off: forking fails when the system is out of processes or memory.
+      const auto wait = std::chrono::milliseconds(std::min(5000, 100 << std::min(spawn_failures_++, 6)));
+      retry_->expires_after(wait);
+      retry_->async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        replenish();
+        pump();
+      });
+      return;
+    }
+    case CtlType::exited:
+      return on_exit(m.pid, m.value);
+    default:
+      return;
+  }
+}
+
+// Waits for the socket to be readable, then reads what is there: no
+// speculative read per task while the child works.
+void ProcessPool::read_child(Child& c) {
+  c.sock->async_wait(asio::socket_base::wait_read, [this, key = c.key](boost::system::error_code ec) {
+    if (ec == asio::error::operation_aborted) return;
+    Child* c = find_key(key);
+    if (!c) return;
+    bool gone = static_cast<bool>(ec);
+    while (!gone) {
+      const std::size_t n = c->sock->read_some(asio::buffer(scratch_), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec || n == 0) {
+        gone = true;
+        break;
+      }
+      c->in.insert(c->in.end(), scratch_.data(), scratch_.data() + n);
+      if (n < scratch_.size()) break;
+    }
+    if (!c->in.empty()) on_bytes(*c);
+    if (!(c = find_key(key))) return;
+    if (!gone) return read_child(*c);
+    // EOF or error: the child is gone; its exit report settles its task.
+    bool idle = false;
+    {
+      std::lock_guard lk(m_);
+      idle = c->state == ChildState::idle;
+      if (idle || c->state == ChildState::forking) c->state = ChildState::dying;
+    }
+    if (idle) replenish();
+  });
+}
+
+void ProcessPool::on_bytes(Child& c) {
+  const std::uint64_t key = c.key;
+  std::size_t at = 0;
+  for (;;) {
+    Child* ch = find_key(key);
+    if (!ch) return;
+    auto& in = ch->in;
+    if (in.size() - at < 4) break;
+    const auto len = read_as<std::uint32_t>(in.data() + at);
+    if (len < reply_head || len > max_frame) {
+      log_->error("{}: child process {} sent a malformed reply - killing it", id_, ch->pid);
+      in.clear();
+      return kill_child(*ch, std::make_exception_ptr(ProcessError("its child process sent a malformed reply")),
+                        false);
+    }
+    if (in.size() - at - 4 < len) break;
+    const char* p = in.data() + at + 4;
+    const auto id = read_as<std::uint64_t>(p);
+    const bool ok = static_cast<std::uint8_t>(p[8]) == reply_ok;
+    std::string payload(p + reply_head, len - reply_head);
+    at += 4 + len;
+    on_reply(*ch, id, ok, payload);
+  }
+  if (Child* ch = find_key(key)) ch->in.erase(ch->in.begin(), ch->in.begin() + static_cast<std::ptrdiff_t>(at));
+}
+
+void ProcessPool::on_reply(Child& c, std::uint64_t id, bool ok, std::string_view payload) {
+  ProcessJob* job = nullptr;
+  bool retire = false, last = false;
+  {
+    std::lock_guard lk(m_);
+    if (!c.job || c.job_id != id) return;  // killed or canceled meanwhile: the task has ended already
+    last = c.last_task;
+    job = c.job;
+    c.job = nullptr;
+    const auto p = index(job->task().priority());
+    --running_[p];
+    --running_total_;
+    ++completed_;
+    if (c.exited) {
+      c.state = ChildState::dying;
+    } else if (c.state == ChildState::busy) {
+      if (c.last_task) {
+        c.state = ChildState::retiring;  // it exits by itself now
+      } else if (c.extra) {
+        // Forked for a critical task: it stays only if the pool is short of a child.
+        int regular = 0;
+        for (auto& [k, o] : children_)
+          if (!o->extra && !o->last_task &&
+              (o->state == ChildState::forking || o->state == ChildState::idle || o->state == ChildState::busy))
+            ++regular;
+        if (regular < opt_.pool_size + opt_.reserve_normal + opt_.reserve_high) {
+          c.extra = false;
+          c.state = ChildState::idle;
+        } else {
+          c.state = ChildState::retiring;
+          retire = true;
+        }
+      } else {
+        c.state = ChildState::idle;
+      }
+    }
+  }
+  c.hard->cancel();
+  if (retire) {
+    boost::system::error_code ec;
+    c.sock->shutdown(asio::socket_base::shutdown_send, ec);  // EOF: the child exits
+  }
+  if (last) replenish();
+  pump();  // the next task starts before this one's waiters wake
+  if (ok) {
+    job->deliver(payload);
+  } else {
+    const auto nul = payload.find('\0');
+    std::string type(payload.substr(0, nul));
+    std::string what(nul == std::string_view::npos ? std::string_view{} : payload.substr(nul + 1));
+    job->fail(std::make_exception_ptr(ChildError("task #" + std::to_string(id) + " raised in its child process: " +
+                                                     type + ": " + what,
+                                                 type, what)),
+              false);
+  }
+  job->task().release();
+}
+
+void ProcessPool::on_exit(int pid, int status) {
+  Child* c = find_pid(pid);
+  if (!c) return;
+  const std::uint64_t key = c->key;
+  {
+    std::lock_guard lk(m_);
+    c->exited = true;
+  }
+  // A result written just before the exit is in the socket already: read it first.
+  if (c->sock && c->sock->is_open()) {
+    boost::system::error_code ec;
+    for (;;) {
+      const std::size_t n = c->sock->read_some(asio::buffer(scratch_), ec);
+      if (ec || n == 0) break;
+      c->in.insert(c->in.end(), scratch_.data(), scratch_.data() + n);
+    }
+    on_bytes(*c);
+    if (!(c = find_key(key))) return;
+  }
+  ProcessJob* job = nullptr;
+  bool crashed = false;
+  std::uint64_t task_id = 0;
+  {
+    std::lock_guard lk(m_);
+    task_id = c->job_id;
+    job = c->job;
+    c->job = nullptr;
+    if (job) {
+      const auto p = index(job->task().priority());
+      --running_[p];
+      --running_total_;
+    }
+    if (c->killed) {
+      // counted when it was killed
+    } else if ((c->state == ChildState::retiring || (c->last_task && !job)) && WIFEXITED(status) &&
+               WEXITSTATUS(status) == 0) {
+      // Retiring: its last reply came before its exit. Or the exit was
+      // reported first and the reply drained from the socket above (the
+      // reply then finds it exited and marks it dying): a recycle either way.
+      ++recycled_;
+    } else {
+      ++crashed_;
+      crashed = true;
+    }
+  }
+  const std::string how = describe_wait_status(status);
+  erase(*c);
+  replenish();
+  pump();
+  if (job) {
+    const std::string msg = "task #" + std::to_string(task_id) + " failed: its child process (pid " +
+                            std::to_string(pid) + ") crashed: " + how + " before it returned a result";
+    log_->warn("{}: {}", id_, msg);
+    end_taken(*job,
+              std::make_exception_ptr(ChildCrashed(msg, pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                                                   WIFEXITED(status) ? WEXITSTATUS(status) : -1)),
+              false);
+    job->task().release();
+  } else if (crashed) {
+    log_->warn("{}: idle child process {} {}", id_, pid, how);
+  }
+}
+
+void ProcessPool::kill_child(Child& c, std::exception_ptr why, bool canceled) {
+  ProcessJob* job = nullptr;
+  {
+    std::lock_guard lk(m_);
+    job = c.job;
+    c.job = nullptr;
+    if (job) {
+      const auto p = index(job->task().priority());
+      --running_[p];
+      --running_total_;
+    }
+    c.state = ChildState::dying;
+    c.killed = true;
+    ++killed_;
+  }
+  c.hard->cancel();
+  send_kill(c.pid, SIGKILL, 0);
+  // The books first (a replacement forks, the next task goes out), then the
+  // waiters: what they read in info() already agrees.
+  replenish();
+  pump();
+  if (job) {
+    end_taken(*job, std::move(why), canceled);
+    job->task().release();
+  }
+}
+
+void ProcessPool::send_kill(int pid, int sig, std::uint64_t task) noexcept {
+  if (pid <= 0 || !ctl_ || !ctl_->is_open()) return;
+  CtlMsg m{CtlType::kill, pid, sig, 0, task};
+  while (::send(ctl_->native_handle(), &m, sizeof m, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  }
+}
+
+void ProcessPool::server_gone(const std::string& why) {
+  const std::string msg = "its fork server (pid " + std::to_string(server_.pid) + ") " + why;
+  {
+    std::lock_guard lk(m_);
+    if (broken_ || closed_) return;
+    broken_ = true;
+    broken_why_ = msg;
+  }
+  log_->error("{}: the process pool is unusable: {}; process tasks fail from now on", id_, msg);
+  fail_all("the process pool is unusable: " + msg);
+  boost::system::error_code ec;
+  ctl_->close(ec);
+  ::kill(server_.pid, SIGKILL);  // if it only closed the socket; its children die with it (PR_SET_PDEATHSIG)
+  reap_server();
+}
+
+ProcessPool::Child* ProcessPool::find_key(std::uint64_t key) noexcept {
+  auto it = children_.find(key);
+  return it == children_.end() ? nullptr : it->second.get();
+}
+
+ProcessPool::Child* ProcessPool::find_pid(int pid) noexcept {
+  for (auto& [k, c] : children_)
+    if (c->pid == pid) return c.get();
+  return nullptr;
+}
+
+void ProcessPool::erase(Child& c) noexcept {
+  std::unique_ptr<Child> gone;
+  {
+    std::lock_guard lk(m_);
+    auto it = children_.find(c.key);
+    if (it == children_.end()) return;
+    gone = std::move(it->second);
+    children_.erase(it);
+    if (gone->slot >= 0) free_slots_.push_back(gone->slot);  // a stale id never matches a later task's
+    if (gone->counted_forking) --extra_forking_;
+  }
+  boost::system::error_code ec;
+  if (gone->hard) gone->hard->cancel();
+  if (gone->sock) gone->sock->close(ec);
+}
+
+}  // namespace atask::detail

@@ -1,0 +1,324 @@
+// The fork server and the child loop (see fork_server.hpp). Both run
+// in processes forked from the program: raw system calls only, no logging,
+// no exceptions out, and _exit() rather than exit() so that the program's
+// static destructors and atexit handlers never run in a copy of it.
+
+#include "core/child_context.hpp"
+#include "process/fork_server.hpp"
+
+#include <atask/process/detail/process_job.hpp>
+
+#include <cxxabi.h>
+#include <dirent.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <set>
+#include <string>
+#include <system_error>
+#include <typeinfo>
+
+namespace atask::detail {
+
+namespace {
+
+static_assert(std::is_same_v<std::chrono::steady_clock::duration, std::chrono::nanoseconds>);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "stop slots are shared between processes: they must be lock-free");
+
+StopSlot* g_slots = nullptr;  // set before the server is forked
+
+void set_process_name(const std::string& name) noexcept {
+  char buf[16] = {};
+  std::strncpy(buf, name.c_str(), sizeof buf - 1);
+  ::prctl(PR_SET_NAME, buf, 0, 0, 0);
+}
+
+// Keeps 0, 1, 2 and `keep`: the server must not hold the parent's sockets
+// and files open (a listening socket would outlive the parent in it).
+void close_other_fds(int keep) noexcept {
+  if (keep > 3) ::close_range(3, static_cast<unsigned>(keep - 1), 0);
+  if (::close_range(static_cast<unsigned>(keep + 1), ~0u, 0) == 0) return;
+  for (int fd = 3; fd < 65536; ++fd)  // close_range unavailable: the slow way
+    if (fd != keep) ::close(fd);
+}
+
+bool write_all(int fd, const void* p, std::size_t n) noexcept {
+  const auto* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t r = ::write(fd, c, n);
+    if (r > 0) {
+      c += r;
+      n -= static_cast<std::size_t>(r);
+    } else if (r < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string demangled(const char* name) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  std::string out = status == 0 && d ? d : name;
+  std::free(d);
+  return out;
+}
+
+// The type and message of the exception being handled.
+std::string describe_current() {
+  std::string type = "unknown exception";
+  if (const std::type_info* t = abi::__cxa_current_exception_type()) type = demangled(t->name());
+  std::string what;
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "(not a std::exception)";
+  }
+  type.push_back('\0');
+  return type + what;
+}
+
+[[noreturn]] void child_main(int fd, std::uint32_t max_tasks, int slot, pid_t server, const std::string& name) {
+  // Dies with the server (a single-threaded process, so the "parent thread"
+  // of PR_SET_PDEATHSIG is the whole server); the check closes the race
+  // with a server that died before the prctl.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (::getppid() != server) ::_exit(1);
+  set_process_name(name + "-proc");
+
+  if (g_slots && slot >= 0 && slot < stop_slot_count) child::stop_slot = &g_slots[slot];
+  ::signal(SIGPIPE, SIG_IGN);  // a parent that is gone: write() fails with EPIPE and the loop ends
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+
+  // Buffered: one read() usually brings a whole request.
+  std::string buf, out;
+  std::size_t at = 0;  // start of the unread bytes in buf
+  auto fill = [&](std::size_t need) {
+    while (buf.size() - at < need) {
+      if (at > 0) {
+        buf.erase(0, at);
+        at = 0;
+      }
+      char chunk[64 * 1024];
+      const ssize_t r = ::read(fd, chunk, sizeof chunk);
+      if (r > 0)
+        buf.append(chunk, static_cast<std::size_t>(r));
+      else if (!(r < 0 && errno == EINTR))
+        return false;  // EOF: the pool closed this child, or the parent is gone
+    }
+    return true;
+  };
+  for (std::uint32_t done = 0; max_tasks == 0 || done < max_tasks; ++done) {
+    if (!fill(4)) ::_exit(0);
+    const auto len = read_as<std::uint32_t>(buf.data() + at);
+    if (len < request_head || len > max_frame || !fill(4 + std::size_t(len))) ::_exit(0);
+    const std::string_view in(buf.data() + at + 4, len);
+    const auto id = read_as<std::uint64_t>(in.data());
+    const auto entry = reinterpret_cast<ProcessEntry>(read_as<std::uintptr_t>(in.data() + 8));
+    const auto fn = reinterpret_cast<void (*)()>(read_as<std::uintptr_t>(in.data() + 16));
+    const auto soft = read_as<std::int64_t>(in.data() + 24);
+
+    child::soft_deadline_ns.store(
+        soft > 0 ? std::chrono::steady_clock::now().time_since_epoch().count() + soft : 0,
+        std::memory_order_relaxed);
+    child::task_id.store(id, std::memory_order_relaxed);
+    std::uint8_t kind = reply_ok;
+    std::string result;
+    try {
+      result = entry(fn, in.substr(request_head));
+    } catch (...) {
+      kind = reply_error;
+      result = describe_current();
+    }
+    child::task_id.store(0, std::memory_order_relaxed);
+    at += 4 + std::size_t(len);
+
+    out.resize(sizeof(std::uint32_t) + reply_head);
+    const auto total = static_cast<std::uint32_t>(reply_head + result.size());
+    std::memcpy(out.data(), &total, 4);
+    std::memcpy(out.data() + 4, &id, 8);
+    out[12] = static_cast<char>(kind);
+    out += result;
+    if (!write_all(fd, out.data(), out.size())) ::_exit(0);
+  }
+  ::_exit(0);
+}
+
+void send_ctl(int ctl, const CtlMsg& m) noexcept {
+  while (::send(ctl, &m, sizeof m, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  }
+}
+
+[[noreturn]] void server_main(int ctl, const std::string& name) {
+  // Its own process group: a Ctrl-C in the terminal reaches the parent,
+  // which shuts the pool down, not the children in the middle of a task.
+  ::setpgid(0, 0);
+  set_process_name(name + "-fork");
+  close_other_fds(ctl);
+  // Default dispositions: a crash handler the program installed (a test
+  // framework's, a backtrace printer) must not turn a child's crash into
+  // something else, and the parent reports the signal itself.
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+  ::signal(SIGPIPE, SIG_IGN);
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_DFL);
+  sigset_t chld;
+  ::sigemptyset(&chld);
+  ::sigaddset(&chld, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &chld, nullptr);
+  const int sfd = ::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+  const pid_t self = ::getpid();
+  std::set<pid_t> kids;
+
+  auto reap = [&](bool report) {
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      kids.erase(pid);
+      if (report) send_ctl(ctl, {CtlType::exited, pid, status, 0, 0});
+    }
+  };
+
+  for (;;) {
+    pollfd fds[2] = {{ctl, POLLIN, 0}, {sfd, POLLIN, 0}};
+    if (::poll(fds, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 50) < 0 && errno != EINTR) break;
+    if (sfd >= 0 && (fds[1].revents & POLLIN)) {
+      signalfd_siginfo si;
+      while (::read(sfd, &si, sizeof si) == sizeof si) {
+      }
+    }
+    reap(true);  // also without a signalfd: then poll() wakes every 50 ms
+    if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+
+    CtlPacket packet;
+    const ssize_t r = ::recvmsg(ctl, &packet.hdr, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;  // the parent closed the pool (or died)
+    const CtlMsg& m = packet.msg;
+    const int fd = packet.received_fd();
+
+    if (m.type == CtlType::spawn) {
+      if (fd < 0) {
+        send_ctl(ctl, {CtlType::spawn_failed, 0, EBADF, 0, m.key});
+        continue;
+      }
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        ::close(ctl);
+        if (sfd >= 0) ::close(sfd);
+        child_main(fd, m.max_tasks, m.value, self, name);
+      }
+      const int err = errno;
+      ::close(fd);
+      if (pid < 0) {
+        send_ctl(ctl, {CtlType::spawn_failed, 0, err, 0, m.key});
+      } else {
+        kids.insert(pid);
+        send_ctl(ctl, {CtlType::spawned, pid, 0, 0, m.key});
+      }
+    } else if (m.type == CtlType::kill) {
+      if (fd >= 0) ::close(fd);
+      // Only its own unreaped children: a pid it reaped may belong to someone else by now.
+      if (kids.count(m.pid)) ::kill(m.pid, m.value);
+    } else if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+
+  // Shutdown: no child outlives the server, none is left a zombie.
+  for (pid_t p : kids) ::kill(p, SIGKILL);
+  while (!kids.empty()) {
+    int status = 0;
+    const pid_t p = ::waitpid(-1, &status, 0);
+    if (p > 0)
+      kids.erase(p);
+    else if (errno != EINTR)
+      break;
+  }
+  ::_exit(0);
+}
+
+}  // namespace
+
+void CtlPacket::attach(int fd) noexcept {
+  cmsghdr* c = CMSG_FIRSTHDR(&hdr);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+}
+
+int CtlPacket::received_fd() noexcept {
+  int fd = -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c; c = CMSG_NXTHDR(&hdr, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+ForkServer start_fork_server(const std::string& name, StopSlot* slots) {
+  g_slots = slots;
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    throw std::system_error(errno, std::generic_category(), "socketpair");
+  // Output still buffered in the parent would be written again by a copy.
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int err = errno;
+    ::close(sv[0]);
+    ::close(sv[1]);
+    throw std::system_error(err, std::generic_category(), "fork");
+  }
+  if (pid == 0) {
+    ::close(sv[0]);
+    try {
+      server_main(sv[1], name);
+    } catch (...) {
+    }
+    ::_exit(1);
+  }
+  ::close(sv[1]);
+  return {pid, sv[0]};
+}
+
+int thread_count() noexcept {
+  DIR* d = ::opendir("/proc/self/task");
+  if (!d) return 0;
+  int n = 0;
+  while (dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  ::closedir(d);
+  return n;
+}
+
+std::string describe_wait_status(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* abbrev = ::sigabbrev_np(sig);
+    return "killed by signal " + std::to_string(sig) + (abbrev ? " (SIG" + std::string(abbrev) + ")" : "") +
+           (WCOREDUMP(status) ? ", core dumped" : "");
+  }
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  return "ended with wait status " + std::to_string(status);
+}
+
+}  // namespace atask::detail

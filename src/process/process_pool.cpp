@@ -1,0 +1,524 @@
+// The process pool's lifecycle, queueing and dispatch: tasks queued from
+// any thread, handed to an idle child by the submitting thread or by the
+// loop. The children themselves (forking, replies, exits, kills) are in
+// children.cpp; the design is in process_pool.hpp.
+
+#include "process/process_pool.hpp"
+
+#include "util/platform.hpp"
+
+#include <atask/core/errors.hpp>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstring>
+#include <future>
+#include <new>
+#include <system_error>
+
+namespace asio = boost::asio;
+
+namespace atask::detail {
+
+// -- the hooks process tasks call ---------------------------------------------------------
+void process_cancel_running(ProcessPool& pool, ProcessJob& job) noexcept {
+  pool.cancel_running(job);
+}
+void process_request_stop(ProcessPool& pool, ProcessJob& job) noexcept {
+  pool.request_stop(job);
+}
+void process_remove_queued(ProcessPool& pool, ProcessJob& job) noexcept {
+  pool.remove_queued(job);
+}
+
+namespace {
+
+constexpr std::size_t critical = index(Priority::critical);
+
+Ref<TaskStateBase> ref_of(TaskStateBase& t) noexcept {
+  t.add_ref();
+  return Ref<TaskStateBase>::adopt(&t);
+}
+
+template <class T>
+void put(std::string& s, T v) {
+  s.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+
+std::string task_name(const ProcessJob& j) {
+  return "task #" + std::to_string(const_cast<ProcessJob&>(j).task().id());
+}
+
+}  // namespace
+
+// -- JobList ------------------------------------------------------------------------------
+void ProcessPool::JobList::push_back(ProcessJob* j) noexcept {
+  j->q_prev = tail;
+  j->q_next = nullptr;
+  j->q_linked = true;
+  if (tail)
+    tail->q_next = j;
+  else
+    head = j;
+  tail = j;
+}
+
+ProcessJob* ProcessPool::JobList::pop_front() noexcept {
+  ProcessJob* j = head;
+  if (j) remove(j);
+  return j;
+}
+
+void ProcessPool::JobList::remove(ProcessJob* j) noexcept {
+  if (j->q_prev)
+    j->q_prev->q_next = j->q_next;
+  else
+    head = j->q_next;
+  if (j->q_next)
+    j->q_next->q_prev = j->q_prev;
+  else
+    tail = j->q_prev;
+  j->q_prev = j->q_next = nullptr;
+  j->q_linked = false;
+}
+
+ProcessPool::Fd::~Fd() {
+  if (fd >= 0) ::close(fd);
+}
+
+// Ends a task a child had taken. One taken by a submitting thread may not
+// have run try_start() yet: then it never ran, and ends canceled.
+void ProcessPool::end_taken(ProcessJob& j, std::exception_ptr e, bool canceled) noexcept {
+  if (j.task().cancel_pending(std::make_exception_ptr(
+          TaskCanceled(task_name(j) + " was canceled: its child process went away before it started"))))
+    return;
+  j.fail(std::move(e), canceled);
+}
+
+// -- lifecycle ----------------------------------------------------------------------------
+ProcessPool::ProcessPool(ProcessPoolOptions o, std::string id, std::shared_ptr<spdlog::logger> log)
+    : opt_(o), id_(std::move(id)), log_(std::move(log)) {
+  if (const int n = thread_count(); n > 1)
+    log_->warn(
+        "{}: forking the process pool's fork server while this process runs {} threads; construct the "
+        "Supervisor before starting threads, so that no lock another thread holds is copied into the children",
+        id_, n);
+  void* mem = ::mmap(nullptr, sizeof(StopSlot) * stop_slot_count, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                     -1, 0);
+  if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap of the stop slots");
+  slots_ = static_cast<StopSlot*>(mem);
+  for (int i = stop_slot_count - 1; i >= 0; --i) {
+    new (&slots_[i]) StopSlot(0);
+    free_slots_.push_back(i);
+  }
+  try {
+    server_ = start_fork_server(id_, slots_);
+  } catch (...) {
+    ::munmap(slots_, sizeof(StopSlot) * stop_slot_count);
+    throw;
+  }
+  log_->debug("{}: fork server started (pid {})", id_, server_.pid);
+}
+
+ProcessPool::~ProcessPool() {
+  stop();
+  ::munmap(slots_, sizeof(StopSlot) * stop_slot_count);
+}
+
+void ProcessPool::start(asio::io_context& ctx) {
+  ctx_ = &ctx;
+  ctl_.emplace(ctx, server_.ctl);  // owns the fd from now on
+  retry_.emplace(ctx);
+  asio::post(ctx, [this] {
+    read_ctl();
+    replenish();
+  });
+}
+
+void ProcessPool::stop() noexcept {
+  {
+    std::lock_guard lk(m_);
+    if (stopped_) return;
+    stopped_ = closed_ = true;
+  }
+  if (ctx_ && !ctx_->stopped()) {
+    std::promise<void> done;
+    auto f = done.get_future();
+    asio::post(*ctx_, [this, &done] {
+      shutdown_on_loop();
+      done.set_value();
+    });
+    f.wait();
+  } else if (ctx_) {
+    shutdown_on_loop();  // the loop is gone: nothing else runs these objects
+  } else if (server_.ctl >= 0) {
+    ::close(server_.ctl);  // never started: closing the control socket ends the server
+    server_.ctl = -1;
+  }
+  reap_server();
+}
+
+void ProcessPool::shutdown_on_loop() noexcept {
+  fail_all("the process pool stopped");
+  if (retry_) retry_->cancel();
+  boost::system::error_code ec;
+  if (ctl_) ctl_->close(ec);  // EOF for the server: it kills and reaps every child, then exits
+  server_.ctl = -1;
+}
+
+void ProcessPool::reap_server() noexcept {
+  if (server_.pid <= 0) return;
+  bool exited = false;
+  const int pfd = static_cast<int>(::syscall(SYS_pidfd_open, server_.pid, 0));
+  if (pfd >= 0) {
+    pollfd p{pfd, POLLIN, 0};
+    int r;
+    while ((r = ::poll(&p, 1, 10'000)) < 0 && errno == EINTR) {
+    }
+    exited = r > 0;
+    ::close(pfd);
+  } else {
+    exited = true;  // no pidfd: wait without a deadline (the server exits at once on EOF)
+  }
+  if (!exited) {
+    log_->error("{}: the fork server (pid {}) did not exit within 10 s - killing it", id_, server_.pid);
+    ::kill(server_.pid, SIGKILL);
+  }
+  int status = 0;
+  while (::waitpid(server_.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  log_->debug("{}: fork server (pid {}) reaped", id_, server_.pid);
+  server_.pid = -1;
+}
+
+// -- queueing (any thread) ----------------------------------------------------------------
+void ProcessPool::enqueue(ProcessJob& job) {
+  std::string refused;
+  Dispatch d;
+  bool took = false, need_extra = false;
+  {
+    std::lock_guard lk(m_);
+    if (broken_)
+      refused = "the process pool of supervisor '" + id_ + "' is unusable: " + broken_why_;
+    else if (closed_)
+      refused = "the process pool of supervisor '" + id_ + "' is stopping";
+    else {
+      job.task().add_ref();
+      const auto p = index(job.task().priority());
+      queues_[p].push_back(&job);
+      ++queued_[p];
+      // An idle child takes it from this thread: no hop through the loop.
+      if (ctx_) took = take_locked(d, need_extra);
+    }
+  }
+  if (!refused.empty()) {
+    job.task().cancel_pending(std::make_exception_ptr(TaskCanceled(task_name(job) + " was canceled: " + refused)));
+    throw LifecycleError("Supervisor::submit() - " + refused);
+  }
+  if (took)
+    launch(d, false);
+  else if (need_extra || !ctx_)
+    schedule_pump();
+}
+
+void ProcessPool::schedule_pump() noexcept {
+  if (!ctx_ || pump_posted_.exchange(true)) return;
+  try {
+    asio::post(*ctx_, [this] {
+      pump_posted_.store(false);
+      pump();
+    });
+  } catch (...) {
+    pump_posted_.store(false);
+  }
+}
+
+void ProcessPool::remove_queued(ProcessJob& job) noexcept {
+  {
+    std::lock_guard lk(m_);
+    if (!job.q_linked) return;  // taken for a child already: launch() drops it when try_start() fails
+    const auto p = index(job.task().priority());
+    queues_[p].remove(&job);
+    --queued_[p];
+  }
+  job.task().release();  // the caller holds another reference
+}
+
+void ProcessPool::cancel_running(ProcessJob& job) noexcept {
+  if (!ctx_) return;
+  try {
+    asio::post(*ctx_, [this, r = ref_of(job.task()), j = &job] {
+      Child* c = child_running(j);
+      if (!c) return;  // over already
+      kill_child(*c,
+                 std::make_exception_ptr(TaskCanceled(task_name(*j) + " was canceled while running: its child process (pid " +
+                                                      std::to_string(c->pid) + ") was killed")),
+                 true);
+    });
+  } catch (...) {  // the loop is gone: so is the child
+  }
+}
+
+// Any thread: the running child sees it through its stop slot.
+void ProcessPool::request_stop(ProcessJob& job) noexcept {
+  std::lock_guard lk(m_);
+  for (auto& [k, c] : children_)
+    if (c->job == &job) {
+      if (c->slot >= 0) slots_[c->slot].store(c->job_id, std::memory_order_relaxed);
+      return;
+    }
+}
+
+int ProcessPool::limit_for(std::size_t p) const noexcept {
+  switch (p) {
+    case 0:
+      return opt_.pool_size;
+    case 1:
+      return opt_.pool_size + opt_.reserve_normal;
+    case 2:
+      return opt_.pool_size + opt_.reserve_normal + opt_.reserve_high;
+    default:
+      return INT_MAX;
+  }
+}
+
+std::chrono::milliseconds ProcessPool::hard_limit(const ProcessJob& j) const noexcept {
+  return j.time_limit.count() > 0 ? j.time_limit : opt_.time_limit;
+}
+std::chrono::milliseconds ProcessPool::soft_limit(const ProcessJob& j) const noexcept {
+  return j.soft_time_limit.count() > 0 ? j.soft_time_limit : opt_.soft_time_limit;
+}
+
+// -- dispatch -----------------------------------------------------------------------------
+// Takes the next admissible task and an idle child for it (under m_): the
+// highest waiting priority decides, lower ones wait behind it, as in the
+// thread pool. `need_extra`: a critical task waits and no child is free.
+bool ProcessPool::take_locked(Dispatch& d, bool& need_extra) {
+  if (closed_ || broken_) return false;
+  int p = -1;
+  for (int i = int(priority_count) - 1; i >= 0; --i)
+    if (!queues_[i].empty()) {
+      p = i;
+      break;
+    }
+  if (p < 0) return false;
+  if (std::size_t(p) != critical && running_total_ >= limit_for(std::size_t(p))) return false;
+  Child* c = nullptr;
+  for (auto& [k, ch] : children_)
+    if (ch->state == ChildState::idle) {
+      c = ch.get();
+      break;
+    }
+  if (!c) {
+    // A critical task never waits for a slot: it gets a child of its own.
+    need_extra = std::size_t(p) == critical && queued_[critical] > extra_forking_;
+    return false;
+  }
+  ProcessJob* job = queues_[p].pop_front();
+  --queued_[p];
+  ++running_[p];
+  ++running_total_;
+  c->state = ChildState::busy;
+  c->job = job;
+  c->job_id = job->task().id();
+  ++c->sent;
+  c->last_task = opt_.max_tasks_per_child > 0 && c->sent >= opt_.max_tasks_per_child;
+  job->task().add_ref();  // the launcher's, while it reads the job outside the lock
+  d = {job, c->key, c->job_id, c->wfd, c->slot};
+  return true;
+}
+
+// Starts a taken task in its child: on the loop thread (from pump) or on
+// the submitting thread (from enqueue, which writes the request itself).
+// Off the loop the child may die meanwhile: its exit report then ends the
+// task - canceled if try_start() has not run yet, failed if it has.
+void ProcessPool::launch(Dispatch& d, bool on_loop) {
+  ProcessJob& job = *d.job;
+  Ref<TaskStateBase> keep = Ref<TaskStateBase>::adopt(&job.task());
+  if (!job.task().try_start()) {  // canceled after we took it: the child is free again
+    {
+      std::lock_guard lk(m_);
+      Child* c = find_key(d.key);
+      if (c && c->job == &job) {
+        const auto p = index(job.task().priority());
+        --running_[p];
+        --running_total_;
+        c->job = nullptr;
+        if (c->state == ChildState::busy) c->state = ChildState::idle;
+        --c->sent;
+        c->last_task = false;
+        job.task().release();  // the child's
+      }
+    }
+    if (!on_loop) schedule_pump();
+    return;
+  }
+  // A stop requested while it was queued applies from its first instruction.
+  if (d.slot >= 0 && job.task().stop_token().stop_requested()) slots_[d.slot].store(d.id, std::memory_order_relaxed);
+  // The request frame; the arguments are not needed in the parent any more.
+  auto frame = std::make_shared<std::string>();
+  frame->reserve(4 + request_head + job.args.size());
+  put<std::uint32_t>(*frame, static_cast<std::uint32_t>(request_head + job.args.size()));
+  put<std::uint64_t>(*frame, d.id);
+  put<std::uint64_t>(*frame, reinterpret_cast<std::uintptr_t>(job.entry));
+  put<std::uint64_t>(*frame, reinterpret_cast<std::uintptr_t>(job.fn));
+  put<std::int64_t>(*frame, std::chrono::nanoseconds(soft_limit(job)).count());
+  frame->append(job.args);
+  std::string().swap(job.args);
+  const auto lim = hard_limit(job);
+
+  std::size_t sent = 0;
+  if (!on_loop) {
+    while (sent < frame->size()) {
+      const ssize_t r = ::send(d.fd->fd, frame->data() + sent, frame->size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (r > 0)
+        sent += std::size_t(r);
+      else if (r < 0 && errno == EINTR)
+        continue;
+      else
+        break;  // full socket buffer (the loop writes the rest) or a dead child (its exit report settles it)
+    }
+    if (sent == frame->size() && lim.count() == 0) return;
+  }
+  auto finish = [this, key = d.key, id = d.id, frame, sent, lim] {
+    Child* c = find_key(key);
+    if (!c || !runs(*c, id)) return;  // over already
+    if (sent < frame->size())
+      asio::async_write(*c->sock, asio::buffer(frame->data() + sent, frame->size() - sent),
+                        [frame](boost::system::error_code, std::size_t) {
+                          // A child that cannot be written to is dead or dying: its exit report fails the task.
+                        });
+    if (lim.count() > 0) arm_limit(*c, lim);
+  };
+  if (on_loop)
+    finish();
+  else
+    asio::post(*ctx_, std::move(finish));
+}
+
+void ProcessPool::arm_limit(Child& c, std::chrono::milliseconds lim) {
+  c.hard->expires_after(lim);
+  std::uint64_t job_id;
+  {
+    std::lock_guard lk(m_);
+    job_id = c.job_id;
+  }
+  c.hard->async_wait([this, key = c.key, id = job_id, lim](boost::system::error_code ec) {
+    if (ec) return;
+    Child* ch = find_key(key);
+    if (!ch || !runs(*ch, id)) return;
+    kill_child(*ch,
+               std::make_exception_ptr(TimeLimitExceeded("task #" + std::to_string(id) +
+                                                         " exceeded its hard time limit of " +
+                                                         std::to_string(lim.count()) + " ms: its child process (pid " +
+                                                         std::to_string(ch->pid) + ") was killed")),
+               false);
+  });
+}
+
+// -- the loop thread (dispatch; the children are in process_children.cpp) ------------------
+void ProcessPool::pump() {
+  bool need_extra = false;
+  for (;;) {
+    Dispatch d;
+    {
+      std::lock_guard lk(m_);
+      if (!take_locked(d, need_extra)) break;
+    }
+    launch(d, true);
+  }
+  if (need_extra) spawn(true);
+}
+
+// Every queued task ends canceled, every running one failed; the children's
+// sockets close (they exit on EOF, or with the server).
+void ProcessPool::fail_all(const std::string& why) {
+  std::vector<ProcessJob*> queued, running;
+  std::vector<std::unique_ptr<Child>> gone;
+  {
+    std::lock_guard lk(m_);
+    for (auto& q : queues_)
+      while (ProcessJob* j = q.pop_front()) queued.push_back(j);
+    queued_ = {};
+    for (auto& [k, c] : children_)
+      if (c->job) {
+        running.push_back(c->job);
+        c->job = nullptr;
+      }
+    running_ = {};
+    running_total_ = 0;
+    for (auto& [k, c] : children_) {
+      if (c->slot >= 0) free_slots_.push_back(c->slot);
+      gone.push_back(std::move(c));
+    }
+    children_.clear();
+    extra_forking_ = 0;
+  }
+  for (auto& c : gone) {
+    boost::system::error_code ec;
+    if (c->hard) c->hard->cancel();
+    if (c->sock) c->sock->close(ec);
+  }
+  gone.clear();
+  for (ProcessJob* j : queued) {
+    j->task().cancel_pending(std::make_exception_ptr(TaskCanceled(task_name(*j) + " was canceled: " + why)));
+    j->task().release();
+  }
+  for (ProcessJob* j : running) {
+    end_taken(*j, std::make_exception_ptr(ProcessError(task_name(*j) + " failed: " + why)), false);
+    j->task().release();
+  }
+}
+
+// Loop thread: the child running `j`, if any (its task fields are written
+// under m_ by submitting threads too).
+ProcessPool::Child* ProcessPool::child_running(const ProcessJob* j) noexcept {
+  std::lock_guard lk(m_);
+  for (auto& [k, c] : children_)
+    if (c->job == j) return c.get();
+  return nullptr;
+}
+
+bool ProcessPool::runs(const Child& c, std::uint64_t id) noexcept {
+  std::lock_guard lk(m_);
+  return c.job && c.job_id == id;
+}
+
+ProcessPoolInfo ProcessPool::info() const {
+  ProcessPoolInfo i;
+  i.enabled = true;
+  i.options = opt_;
+  std::lock_guard lk(m_);
+  i.fork_server_pid = broken_ || stopped_ ? 0 : server_.pid;
+  for (auto& [k, c] : children_) {
+    if (c->state == ChildState::dying) continue;
+    ++i.children;
+    if (c->state == ChildState::idle) ++i.idle_children;
+    if (c->pid > 0) i.child_pids.push_back(c->pid);
+  }
+  i.running = running_;
+  i.queued = queued_;
+  i.running_total = running_total_;
+  for (int q : queued_) i.queued_total += q;
+  i.completed_total = completed_;
+  i.spawned = spawned_;
+  i.crashed = crashed_;
+  i.killed = killed_;
+  i.recycled = recycled_;
+  return i;
+}
+
+}  // namespace atask::detail

@@ -1,0 +1,731 @@
+#include <atask/workers/worker.hpp>
+
+#include "supervisor/access.hpp"
+#include "util/platform.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <ctime>
+#include <atomic>
+
+namespace asio = boost::asio;
+
+namespace atask {
+
+namespace detail {
+
+// Lets callbacks that may outlive the worker (timer handlers, the end of a
+// run) reach it safely: the worker's destructor clears `w` under `m`, and a
+// callback holds `m` for as long as it uses the worker.
+struct WorkerAnchor {
+  explicit WorkerAnchor(Worker* worker) : w(worker) {}
+  std::mutex m;
+  Worker* w;
+};
+
+struct WorkerTimer {
+  explicit WorkerTimer(asio::io_context& ctx) : t(ctx) {}
+  asio::steady_timer t;
+};
+
+// Owned by the callable of one run. Its destruction - after the executor
+// returned, or when the task is canceled before it starts (the pool stopped,
+// the supervisor canceled queued work) - tells the worker the run is over.
+// `armed` settles a race with the launcher: a run that ends before the
+// launcher has recorded it (0 -> 2) is seen by the launcher itself.
+struct RunToken {
+  RunToken(std::shared_ptr<WorkerAnchor> a, std::uint64_t g, std::shared_ptr<std::atomic<int>> arm)
+      : anchor(std::move(a)), gen(g), armed(std::move(arm)) {}
+  RunToken(const RunToken&) = delete;
+  RunToken& operator=(const RunToken&) = delete;
+  ~RunToken() {
+    int expected = 0;
+    if (armed->compare_exchange_strong(expected, 2)) return;
+    std::lock_guard l(anchor->m);
+    if (anchor->w) anchor->w->run_done(gen, keep);
+  }
+  std::shared_ptr<WorkerAnchor> anchor;
+  std::uint64_t gen;
+  std::shared_ptr<std::atomic<int>> armed;
+  bool keep = true;
+};
+
+}  // namespace detail
+
+// -- Worker ------------------------------------------------------------------------------
+
+namespace {
+
+const char* kind_of(bool interval, bool queue, bool event) {
+  return interval ? "interval" : queue ? "queue" : event ? "event" : "background";
+}
+
+std::atomic<std::uint64_t> worker_names{0};
+
+// What a stop request makes code throw: an aborted Asio wait or TaskCanceled.
+bool is_cancellation(std::exception_ptr e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const TaskCanceled&) {
+    return true;
+  } catch (const boost::system::system_error& se) {
+    return se.code() == boost::asio::error::operation_aborted;
+  } catch (...) {
+  }
+  return false;
+}
+
+}  // namespace
+
+Worker::Worker(Supervisor& sv, Mode mode, bool coroutine, detail::WorkerSettings s)
+    : registry_(detail::SupervisorAccess::worker_registry(sv)),
+      logger_(sv.logger_ptr()),
+      anchor_(std::make_shared<detail::WorkerAnchor>(this)),
+      mode_(mode),
+      coroutine_(coroutine),
+      kind_(kind_of(mode == Mode::interval, mode == Mode::queue, mode == Mode::event)),
+      base_(std::move(s)),
+      sv_(&sv) {
+  const std::string where = type_name() + "::" + type_name() + "()";
+  auto fail = [&](const std::string& why) { throw OptionsError(where + " - " + why); };
+  if (mode_ == Mode::interval) {
+    if (base_.delay.count() < 0) fail("delay must be >= 0");
+    if (base_.delay_before.count() < 0) fail("delay_before must be >= 0");
+    if (base_.interval.count() > 0 && base_.delay.count() > 0)
+      fail(
+          "interval and delay can not be used together (interval: fixed rate; delay: fixed gap after each "
+          "run)");
+    if (base_.interval.count() <= 0 && base_.delay.count() == 0)
+      fail("interval must be > 0 (or set a delay > 0)");
+    timer_ = std::make_unique<detail::WorkerTimer>(sv.io_context());
+  } else if (base_.interval.count() != 0 || base_.delay.count() != 0 || base_.delay_before.count() != 0) {
+    fail("interval, delay and delay_before are for interval workers");
+  }
+  cur_ = base_;
+  try {
+    if (!base_.name.empty()) {
+      registry_->add(*this, base_.name);
+    } else {
+      for (;;) {  // a user may have taken a generated-looking name: skip it
+        cur_.name = base_.name = std::string(kind_) + "-" + std::to_string(worker_names.fetch_add(1) + 1);
+        try {
+          registry_->add(*this, cur_.name);
+          break;
+        } catch (const OptionsError&) {
+        }
+      }
+    }
+  } catch (const Error& e) {
+    fail(e.what());
+  }
+}
+
+Worker::~Worker() {
+  {
+    std::unique_lock lk(m_);
+    if (state_ != WorkerState::stopped && running_ && on_executor_thread_locked())
+      log().critical("{}: worker '{}' destroyed from its own executor", sv_ ? sv_->id() : "?", cur_.name);
+  }
+  stop(true);
+  {
+    std::lock_guard l(anchor_->m);
+    anchor_->w = nullptr;
+  }
+  registry_->remove(*this);
+  std::lock_guard lk(m_);
+  timer_.reset();  // before the supervisor's io_context goes (supervisor_gone() did it otherwise)
+}
+
+std::string Worker::type_name() const {
+  std::string base = mode_ == Mode::background ? (coroutine_ ? "AsyncWorker" : "BackgroundWorker")
+                     : mode_ == Mode::event    ? "EventWorker"
+                     : mode_ == Mode::interval ? "IntervalWorker"
+                                               : "QueueWorker";
+  if (coroutine_ && mode_ != Mode::background) base = "Async" + base;
+  return base;
+}
+
+void Worker::validate_overrides(const StartOptions& o) const {
+  const std::string where = type_name() + "::start()";
+  if (mode_ != Mode::interval && (o.interval || o.delay || o.delay_before))
+    throw OptionsError(where + " - interval, delay and delay_before are for interval workers");
+  if (o.name && o.name->empty()) throw OptionsError(where + " - the name must not be empty");
+  if (mode_ == Mode::interval) {
+    auto interval = o.interval.value_or(base_.interval);
+    auto delay = o.delay.value_or(base_.delay);
+    // Overriding one of the two replaces the other (atasker: _interval or _delay).
+    if (o.interval && !o.delay) delay = {};
+    if (o.delay && !o.interval) interval = {};
+    auto before = o.delay_before.value_or(base_.delay_before);
+    if (delay.count() < 0 || before.count() < 0)
+      throw OptionsError(where + " - delay and delay_before must be >= 0");
+    if (interval.count() > 0 && delay.count() > 0)
+      throw OptionsError(where + " - interval and delay can not be used together");
+    if (interval.count() <= 0 && delay.count() == 0)
+      throw OptionsError(where + " - interval must be > 0 (or set a delay > 0)");
+  }
+}
+
+bool Worker::start(const StartOptions& o) {
+  const std::string where = type_name() + "::start()";
+  validate_overrides(o);
+  std::string old_name;
+  {
+    std::lock_guard lk(m_);
+    if (!sv_) throw LifecycleError(where + " - the supervisor of worker '" + cur_.name + "' is gone");
+    if (!sv_->is_running())
+      throw LifecycleError(where + " - supervisor '" + sv_->id() + "' is not running (worker '" + cur_.name +
+                           "')");
+    if (state_ != WorkerState::stopped || starting_) return false;
+    starting_ = true;
+    old_name = cur_.name;
+  }
+  auto unmark = [&] {
+    std::lock_guard lk(m_);
+    starting_ = false;
+  };
+  detail::WorkerSettings next = base_;
+  if (o.name) next.name = *o.name;
+  if (o.priority) next.priority = *o.priority;
+  if (o.aloop) next.aloop = *o.aloop;
+  if (o.interval || o.delay) {
+    next.interval = o.interval.value_or(std::chrono::nanoseconds{0});
+    next.delay = o.delay.value_or(std::chrono::nanoseconds{0});
+  }
+  if (o.delay_before) next.delay_before = *o.delay_before;
+  const bool renamed = next.name != old_name;
+  auto undo = [&] {
+    if (renamed) registry_->rename(*this, next.name, old_name);
+    unmark();
+  };
+  try {
+    if (renamed) registry_->rename(*this, old_name, next.name);  // never under m_
+  } catch (const OptionsError& e) {
+    unmark();
+    throw OptionsError(where + " - " + e.what());
+  }
+  try {
+    before_start();
+  } catch (...) {
+    undo();
+    throw;
+  }
+  {
+    std::unique_lock lk(m_);
+    std::string failure;
+    bool bad_aloop = false;
+    Aloop* loop = nullptr;
+    if (!sv_ || !sv_->is_running()) {
+      failure = "the supervisor stopped while worker '" + next.name + "' was starting";
+    } else if (coroutine_) {
+      try {  // the aloop must exist; its thread is where the executor runs
+        loop = next.aloop.empty() ? &sv_->default_aloop() : &sv_->aloop(next.aloop);
+      } catch (const Error& e) {
+        failure = "worker '" + next.name + "': " + e.what();
+        bad_aloop = true;
+      }
+    }
+    if (!failure.empty()) {
+      lk.unlock();
+      undo();
+      if (bad_aloop) throw OptionsError(where + " - " + failure);
+      throw LifecycleError(where + " - " + failure);
+    }
+    if (loop) loop_thread_ = loop->thread_id();
+    starting_ = false;
+    cur_ = next;
+    last_start_ = o;
+    state_ = WorkerState::active;
+    stop_hook_ = draining_ = finalizing_ = need_finalize_ = false;
+    pending_runs_ = 0;
+    consecutive_errors_ = 0;
+    schedule_first_locked();
+  }
+  log().debug("worker '{}' started", name());
+  try {
+    after_start();
+  } catch (...) {
+    log().error("worker '{}': after_start() threw: {}", name(), detail::describe(std::current_exception()));
+  }
+  after_unlock();
+  return true;
+}
+
+void Worker::stop(bool wait) {
+  std::unique_lock lk(m_);
+  if (state_ == WorkerState::active && !stop_hook_) {
+    stop_hook_ = true;
+    lk.unlock();
+    try {
+      before_stop();
+    } catch (...) {
+      log().error("worker '{}': before_stop() threw: {}", name(), detail::describe(std::current_exception()));
+    }
+    lk.lock();
+    if (state_ == WorkerState::active) begin_stop_locked(false);
+  }
+  const bool can_wait = wait && !on_executor_thread_locked();
+  lk.unlock();
+  after_unlock();
+  if (!can_wait) return;
+  lk.lock();
+  state_cv_.wait(lk, [&] { return state_ == WorkerState::stopped; });
+}
+
+void Worker::restart() {
+  {
+    std::lock_guard lk(m_);
+    if (state_ != WorkerState::stopped && running_ && on_executor_thread_locked()) {
+      // From the executor itself: stop now, start again once it returns.
+      restart_pending_ = true;
+    }
+  }
+  stop(true);
+  bool pending;
+  {
+    std::lock_guard lk(m_);
+    pending = restart_pending_;
+  }
+  if (!pending) start(last_start_);
+}
+
+bool Worker::is_active() const noexcept {
+  std::lock_guard lk(m_);
+  return state_ == WorkerState::active;
+}
+bool Worker::is_started() const noexcept {
+  std::lock_guard lk(m_);
+  return state_ != WorkerState::stopped;
+}
+bool Worker::is_stopped() const noexcept {
+  std::lock_guard lk(m_);
+  return state_ == WorkerState::stopped;
+}
+WorkerState Worker::state() const noexcept {
+  std::lock_guard lk(m_);
+  return state_;
+}
+
+bool Worker::wait_stopped_until(std::chrono::steady_clock::time_point deadline) const {
+  std::unique_lock lk(m_);
+  if (running_ && on_executor_thread_locked()) return state_ == WorkerState::stopped;
+  return state_cv_.wait_until(lk, deadline, [&] { return state_ == WorkerState::stopped; });
+}
+
+std::string Worker::name() const {
+  std::lock_guard lk(m_);
+  return cur_.name;
+}
+Priority Worker::priority() const {
+  std::lock_guard lk(m_);
+  return cur_.priority;
+}
+
+WorkerInfo Worker::info() const {
+  std::lock_guard lk(m_);
+  WorkerInfo i;
+  i.name = cur_.name;
+  i.kind = kind_;
+  i.state = state_;
+  i.priority = cur_.priority;
+  i.coroutine = coroutine_;
+  i.runs = runs_.load(std::memory_order_relaxed);
+  i.errors = errors_.load(std::memory_order_relaxed);
+  if (const auto ns = last_run_ns_.load(std::memory_order_relaxed); ns != 0)
+    i.last_run = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns)));
+  i.queue_length = queued_locked();
+  i.pending_runs = pending_runs_;
+  i.skipped_ticks = skipped_;
+  i.can_trigger = can_trigger();
+  i.accepts_json = accepts_json();
+  return i;
+}
+
+Supervisor& Worker::supervisor() const {
+  std::lock_guard lk(m_);
+  if (!sv_) throw LifecycleError(type_name() + "::supervisor() - the supervisor is gone");
+  return *sv_;
+}
+
+bool Worker::trigger_any(bool force) {
+  if (!can_trigger())
+    throw LifecycleError(type_name() + "::trigger_any() - worker '" + name() + "' is a " + kind_ +
+                         " worker: only event and interval workers can be triggered");
+  return trigger_run(force, "trigger_any()");
+}
+
+bool Worker::try_put_json(const boost::json::value&) {
+  if (mode_ != Mode::queue)
+    throw LifecycleError(type_name() + "::try_put_json() - worker '" + name() + "' is a " + kind_ +
+                         " worker, not a queue worker");
+  throw LifecycleError(type_name() + "::try_put_json() - the items of queue worker '" + name() +
+                       "' do not convert from Boost.JSON");
+}
+
+bool Worker::execute(WorkerContext&) {
+  throw Error(type_name() + " - no blocking executor");  // unreachable: every blocking type overrides it
+}
+asio::awaitable<bool> Worker::execute_async(WorkerContext&) {
+  throw Error(type_name() + " - no coroutine executor");  // unreachable: every coroutine type overrides it
+}
+
+// -- executor calls ------------------------------------------------------------------------
+
+void Worker::call_started() noexcept {
+  // The coarse clock (a few ns instead of ~60 here): last_run is for people
+  // and dashboards, millisecond resolution is plenty.
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  last_run_ns_.store(std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec, std::memory_order_relaxed);
+}
+
+bool Worker::call_ended(std::exception_ptr e, WorkerContext* ctx) noexcept {
+  runs_.fetch_add(1, std::memory_order_relaxed);
+  if (!e) {
+    if (consecutive_errors_.load(std::memory_order_relaxed) != 0) consecutive_errors_.store(0);
+    return true;
+  }
+  std::unique_lock lk(m_);
+  if (ctx && ctx->stop_requested() && is_cancellation(e)) {
+    // Ended by its stop (a coroutine's wait aborted by it, say): not an error.
+    lk.unlock();
+    log().debug("worker '{}': executor ended by the stop: {}", ctx->name, detail::describe(e));
+    return true;
+  }
+  ++errors_;
+  ++consecutive_errors_;
+  const bool give_up = cur_.stop_after_errors != 0 && consecutive_errors_ >= cur_.stop_after_errors;
+  const std::size_t in_a_row = consecutive_errors_.load();
+  WorkerError err{cur_.name, ctx ? ctx->task_id : 0, e, detail::describe(e)};
+  lk.unlock();
+  report(err);
+  if (give_up)
+    log().error("worker '{}': its executor threw {} times in a row - stopping it (stop_after_errors)",
+                err.worker, in_a_row);
+  return !give_up;
+}
+
+void Worker::report(const WorkerError& err) noexcept {
+  ErrorHandler h;
+  {
+    std::lock_guard lk(m_);
+    h = cur_.on_error;
+  }
+  if (!h) {
+    log().error("worker '{}': executor threw (task #{}): {}", err.worker, err.task_id, err.message);
+    return;
+  }
+  try {
+    h(err);
+  } catch (...) {
+    log().error("worker '{}': on_error threw: {}", err.worker, detail::describe(std::current_exception()));
+  }
+}
+
+// -- scheduling ------------------------------------------------------------------------------
+
+bool Worker::on_executor_thread_locked() const noexcept {
+  if (!running_) return false;
+  const auto me = std::this_thread::get_id();
+  return me == run_thread_ || (coroutine_ && me == loop_thread_);
+}
+
+void Worker::schedule_first_locked() {
+  switch (mode_) {
+    case Mode::event:
+      return;
+    case Mode::background:
+    case Mode::queue:
+      return kick_locked();
+    case Mode::interval:
+      break;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (cur_.delay_before.count() > 0) {
+    next_due_ = now + cur_.delay_before;
+    arm_timer_locked(next_due_);
+    return;
+  }
+  pending_runs_ = 1;
+  if (cur_.interval.count() > 0) {
+    next_due_ = now + cur_.interval;
+    arm_timer_locked(next_due_);
+  }
+  kick_locked();
+}
+
+void Worker::kick_locked() {
+  if (state_ != WorkerState::active || running_) return;
+  switch (mode_) {
+    case Mode::background:
+      break;
+    case Mode::event:
+    case Mode::interval:
+      if (pending_runs_ == 0) return;
+      --pending_runs_;
+      break;
+    case Mode::queue:
+      if (queued_locked() == 0) return;
+      break;
+  }
+  launch_locked();
+}
+
+void Worker::work_arrived_locked() {
+  kick_locked();
+}
+
+bool Worker::trigger_run(bool force, const char*) {
+  {
+    std::lock_guard lk(m_);
+    if (state_ != WorkerState::active) return false;
+    if (force)
+      ++pending_runs_;
+    else if (pending_runs_ == 0)
+      pending_runs_ = 1;
+    // Delay mode: the run happens now; the gap starts again after it.
+    if (mode_ == Mode::interval && cur_.delay.count() > 0 && !running_) cancel_timer_locked();
+    kick_locked();
+  }
+  after_unlock();
+  return true;
+}
+
+void Worker::launch_locked() {
+  if (!sv_) return launch_failed_locked("the supervisor is gone");
+  const std::uint64_t gen = ++run_gen_;
+  auto armed = std::make_shared<std::atomic<int>>(0);
+  auto token = std::make_unique<detail::RunToken>(anchor_, gen, armed);
+  const TaskOptions o{.priority = cur_.priority, .delay = {}, .aloop = cur_.aloop, .name = cur_.name};
+  running_ = true;
+  run_thread_ = {};
+  try {
+    if (coroutine_)
+      current_ = sv_->submit(o, [this, t = std::move(token)](std::stop_token st) {
+        return run_body_async(std::move(st), t.get());
+      });
+    else
+      current_ =
+          sv_->submit(o, [this, t = std::move(token)](std::stop_token st) { run_body(std::move(st), *t); });
+  } catch (const std::exception& e) {
+    running_ = false;
+    return launch_failed_locked(e.what());
+  }
+  int expected = 0;
+  if (!armed->compare_exchange_strong(expected, 1)) {
+    // Canceled before it could start (the supervisor is stopping).
+    running_ = false;
+    current_ = {};
+    return launch_failed_locked("its run was canceled before it started");
+  }
+}
+
+void Worker::launch_failed_locked(const std::string& why) {
+  if (sv_ && sv_->is_running())
+    log().error("worker '{}': could not run its executor: {}", cur_.name, why);
+  else  // the supervisor is stopping: expected, the worker stops with it
+    log().info("worker '{}': stops with its supervisor ({})", cur_.name, why);
+  if (state_ == WorkerState::active) {
+    begin_stop_locked(true);
+  } else {
+    draining_ = false;  // nothing can drain any more: continue_stop_locked() hands the rest back
+  }
+}
+
+bool Worker::begin_body(std::uint64_t& task_id) {
+  std::lock_guard lk(m_);
+  task_id = current_.valid() ? current_.id() : 0;
+  run_thread_ = std::this_thread::get_id();
+  return state_ == WorkerState::active || (state_ == WorkerState::stopping && draining_);
+}
+
+void Worker::run_body(std::stop_token st, detail::RunToken& token) {
+  std::uint64_t id = 0;
+  if (!begin_body(id)) return;  // stopped before it began
+  WorkerContext ctx{*this, cur_.name, id, std::move(st)};
+  try {
+    token.keep = execute(ctx);
+  } catch (...) {
+    token.keep = call_ended(std::current_exception(), &ctx);
+  }
+}
+
+asio::awaitable<void> Worker::run_body_async(std::stop_token st, detail::RunToken* token) {
+  std::uint64_t id = 0;
+  if (!begin_body(id)) co_return;
+  WorkerContext ctx{*this, cur_.name, id, std::move(st)};
+  std::exception_ptr e;
+  try {
+    token->keep = co_await execute_async(ctx);
+  } catch (...) {
+    e = std::current_exception();
+  }
+  if (e) token->keep = call_ended(e, &ctx);
+}
+
+void Worker::run_done(std::uint64_t gen, bool keep) noexcept {
+  {
+    std::lock_guard lk(m_);
+    if (!running_ || gen != run_gen_) return;
+    running_ = false;
+    run_thread_ = {};
+    current_ = {};
+    if (state_ == WorkerState::active) {
+      if (!keep) {
+        log().info("worker '{}': its executor returned false - stopping", cur_.name);
+        begin_stop_locked(true);
+      } else {
+        if (mode_ == Mode::interval && cur_.delay.count() > 0 && pending_runs_ == 0)
+          arm_timer_locked(std::chrono::steady_clock::now() + cur_.delay);
+        kick_locked();
+      }
+    } else if (state_ == WorkerState::stopping) {
+      continue_stop_locked();
+    }
+  }
+  after_unlock();
+}
+
+void Worker::begin_stop_locked(bool by_executor) {
+  state_ = WorkerState::stopping;
+  cancel_timer_locked();
+  pending_runs_ = 0;
+  draining_ = !by_executor && drains_on_stop() && sv_ && sv_->is_running();
+  if (!draining_ && running_ && current_.valid()) stop_request_ = current_;
+  queue_state_changed_locked();
+  continue_stop_locked();
+}
+
+void Worker::continue_stop_locked() {
+  if (running_ || finalizing_) return;
+  if (draining_ && queued_locked() > 0) {
+    launch_locked();
+    if (running_) return;
+  }
+  finalize_locked();
+}
+
+void Worker::finalize_locked() {
+  finalizing_ = true;
+  need_finalize_ = true;
+  draining_ = false;
+  cancel_timer_locked();
+  hand_back_locked();
+}
+
+void Worker::after_unlock() {
+  TaskHandle<void> to_stop;
+  bool fin = false;
+  {
+    std::lock_guard lk(m_);
+    to_stop = std::move(stop_request_);
+    stop_request_ = {};
+    fin = std::exchange(need_finalize_, false);
+  }
+  if (to_stop.valid()) to_stop.request_stop();  // outside m_: it runs stop callbacks
+  if (!fin) return;
+  deliver_handed_back();
+  try {
+    after_stop();
+  } catch (...) {
+    log().error("worker '{}': after_stop() threw: {}", name(), detail::describe(std::current_exception()));
+  }
+  bool again = false;
+  {
+    std::lock_guard lk(m_);
+    state_ = WorkerState::stopped;
+    finalizing_ = false;
+    again = std::exchange(restart_pending_, false);
+    state_cv_.notify_all();
+  }
+  log().debug("worker '{}' stopped", name());
+  if (again) {
+    try {
+      start(last_start_);
+    } catch (...) {
+      log().error("worker '{}': restart failed: {}", name(), detail::describe(std::current_exception()));
+    }
+  }
+}
+
+// -- interval timer ------------------------------------------------------------------------------
+
+void Worker::arm_timer_locked(std::chrono::steady_clock::time_point when) {
+  if (!timer_) return;
+  const std::uint64_t gen = ++timer_gen_;
+  timer_->t.expires_at(when);
+  timer_->t.async_wait([a = anchor_, gen](boost::system::error_code ec) {
+    if (ec) return;
+    std::lock_guard l(a->m);
+    if (a->w) a->w->on_timer(gen);
+  });
+}
+
+void Worker::cancel_timer_locked() noexcept {
+  ++timer_gen_;
+  if (timer_) timer_->t.cancel();
+}
+
+void Worker::on_timer(std::uint64_t gen) noexcept {
+  {
+    std::lock_guard lk(m_);
+    if (gen != timer_gen_ || state_ != WorkerState::active) return;
+    if (cur_.interval.count() > 0) {
+      // Fixed rate: the next tick is on the schedule, whatever time it is.
+      if (pending_runs_ == 0)
+        pending_runs_ = 1;
+      else
+        ++skipped_;
+      const auto now = std::chrono::steady_clock::now();
+      next_due_ += cur_.interval;
+      while (next_due_ <= now) {
+        next_due_ += cur_.interval;
+        ++skipped_;
+      }
+      arm_timer_locked(next_due_);
+    } else {
+      pending_runs_ = 1;
+    }
+    kick_locked();
+  }
+  after_unlock();
+}
+
+void Worker::supervisor_gone() noexcept {
+  {
+    std::lock_guard lk(m_);
+    cancel_timer_locked();
+    timer_.reset();
+    sv_ = nullptr;
+    if (state_ != WorkerState::stopped) {
+      // The supervisor's stop ended every task: nothing runs any more.
+      running_ = false;
+      current_ = {};
+      hand_back_locked();
+      state_ = WorkerState::stopped;
+      finalizing_ = need_finalize_ = false;
+      state_cv_.notify_all();
+    }
+  }
+  deliver_handed_back();
+}
+
+// -- queue bookkeeping ------------------------------------------------------------------------------
+
+void Worker::note_unprocessed_dropped(std::size_t n) noexcept {
+  log().error("worker '{}': destroyed with {} handed-back items nobody took (take_unprocessed())", cur_.name,
+              n);
+}
+void Worker::note_handed_back(std::size_t n, bool to_callback) noexcept {
+  log().warn("worker '{}': {} queued items handed back{}", name(), n,
+             to_callback ? " to on_hand_back" : " (take_unprocessed() has them)");
+}
+void Worker::note_hand_back_threw(std::exception_ptr e) noexcept {
+  log().error("worker '{}': on_hand_back threw: {}", name(), detail::describe(e));
+}
+
+}  // namespace atask
