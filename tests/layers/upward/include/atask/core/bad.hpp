@@ -1,0 +1,3 @@
+#pragma once
+// Fixture: an upward include (core -> supervisor) the checker must report.
+#include <atask/supervisor/supervisor.hpp>
