@@ -4,6 +4,7 @@
 #include "detail/process_pool.hpp"
 #include "detail/step_graph.hpp"
 #include "detail/time_histogram.hpp"
+#include "supervisor/options.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -25,11 +26,14 @@ namespace asio = boost::asio;
 
 namespace atask {
 
+using detail::forever;
 using detail::joined;
+using detail::limits_of;
 using detail::resolve;
 using detail::StepSlot;
 using detail::StepState;
 using detail::to_cstr;
+using detail::validated;
 
 std::string_view to_string(StopStage s) noexcept {
   switch (s) {
@@ -44,46 +48,6 @@ std::string_view to_string(StopStage s) noexcept {
   }
   return "?";
 }
-
-namespace {
-
-PoolLimits limits_of(const SupervisorOptions& o) {
-  return {.pool_size = o.pool_size,
-          .reserve_normal = o.reserve_normal,
-          .reserve_high = o.reserve_high,
-          .min_threads = o.min_threads,
-          .max_threads = o.max_threads};
-}
-
-const SupervisorOptions& validated(const SupervisorOptions& o) {
-  validate(limits_of(o), "Supervisor::Supervisor()");
-  auto fail = [](const std::string& why) { throw OptionsError("Supervisor::Supervisor() - " + why); };
-  if (o.id.empty()) fail("id must not be empty");
-  if (o.timeout_warning.count() < 0 || o.timeout_critical.count() < 0)
-    fail("timeout_warning and timeout_critical must be >= 0");
-  if (o.idle_timeout.count() < 0) fail("idle_timeout must be >= 0");
-  // Checked here too so that the message names the call the user made.
-  if (o.prespawn && o.min_threads == 0) fail("prespawn needs min_threads > 0 (the threads it starts)");
-  if (o.history_size == 0) fail("history_size must be > 0");
-  if (o.default_aloop.empty()) fail("default_aloop must name an aloop");
-  const auto& p = o.processes;
-  if (p.pool_size < 0 || p.reserve_normal < 0 || p.reserve_high < 0)
-    fail("processes.pool_size and the process reserves must be >= 0");
-  if (p.pool_size == 0 && (p.reserve_normal > 0 || p.reserve_high > 0))
-    fail("process reserves need processes.pool_size > 0 (0 turns the process pool off)");
-  if (p.time_limit.count() < 0 || p.soft_time_limit.count() < 0) fail("process time limits must be >= 0");
-  if (p.time_limit.count() > 0 && p.soft_time_limit >= p.time_limit)
-    fail("processes.soft_time_limit must be shorter than processes.time_limit (the soft one warns first)");
-  return o;
-}
-
-// A timer can't take milliseconds::max(): treat anything past a century as "never".
-bool forever(std::chrono::milliseconds d) {
-  return d > std::chrono::hours(24 * 365 * 100);
-}
-
-
-}  // namespace
 
 // How the pieces fit (docs/steps.md has the user's view):
 //  - start() walks the boot order on the caller's thread; the "pool" step
