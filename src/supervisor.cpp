@@ -3,8 +3,11 @@
 #include "detail/platform.hpp"
 #include "detail/process_pool.hpp"
 #include "detail/step_graph.hpp"
-#include "detail/time_histogram.hpp"
+#include "supervisor/aloop_set.hpp"
+#include "supervisor/delay_queue.hpp"
+#include "supervisor/lifecycle.hpp"
 #include "supervisor/options.hpp"
+#include "supervisor/task_registry.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -17,10 +20,6 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
-#include <deque>
-#include <map>
-#include <set>
-#include <unordered_map>
 
 namespace asio = boost::asio;
 
@@ -59,8 +58,8 @@ std::string_view to_string(StopStage s) noexcept {
 //    loop as timers. A stop that can wait closes in the "pool" step's stop,
 //    so the steps above the pool stop while work is still taken; one that
 //    cannot wait closes at once, before the stopper walks.
-struct Supervisor::Impl final : detail::TaskObserver {
-  enum class State : int { created, running, stopping, stopped };
+struct Supervisor::Impl {
+  using State = detail::Lifecycle::State;
 
   Supervisor* self;
   SupervisorOptions opt;
@@ -71,27 +70,10 @@ struct Supervisor::Impl final : detail::TaskObserver {
   std::atomic<std::thread::id> thread_id{};
   ThreadPool pool;
   std::atomic<std::uint64_t> ids{0};
-  std::atomic<State> state{State::created};
+  detail::Lifecycle state;
 
-  // Aloops; stopped ones are kept (retired) so references stay valid.
-  mutable std::mutex aloop_m;
-  std::map<std::string, std::unique_ptr<Aloop>, std::less<>> aloops;
-  std::vector<std::unique_ptr<Aloop>> retired;
-  bool aloops_live = false, aloops_done = false;  // under aloop_m: the "aloops" step started / stopped
-
-  // Registry: active tasks (each holds a reference) and bounded history.
-  mutable std::mutex reg_m;
-  detail::TaskStateBase* live_head = nullptr;
-  std::size_t live = 0;
-  std::deque<TaskInfo> history;
-  // Task metrics (Supervisor::task_metrics). Under reg_m: what registering
-  // and finishing a task count, which take reg_m anyway. Without a lock:
-  // what starting one counts (task_started takes no lock) - the count of
-  // queue_wait is the number of tasks started.
-  TaskMetrics::table submitted{}, completed{}, failed{}, canceled{};
-  detail::ByPriorityKind<detail::TimeHistogram<std::uint64_t>> run_time{};
-  detail::ByPriorityKind<detail::StartHistogram> queue_wait{};
-  std::size_t shutdown_canceled = 0;
+  detail::AloopSet aloops;
+  detail::TaskRegistry tasks;
 
   // Lifecycle, under stop_m. Steps are in registration order (built-ins
   // first) and do not change once start() was called; `order` is the boot
@@ -117,8 +99,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
   bool drained = false;               // under stop_m
   StopReport report;                  // under stop_m
   std::optional<asio::steady_timer> stage_timer;
-  std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> delay_timers;
-  std::atomic<int> delays_pending{0};
+  detail::DelayQueue delays{ctx};
   std::optional<asio::signal_set> signals;
   std::shared_ptr<detail::WorkerRegistry> workers;
   // Declared after ctx: destroyed before it (its sockets and timers use it).
@@ -134,6 +115,14 @@ struct Supervisor::Impl final : detail::TaskObserver {
                          .name = opt.id,
                          .on_error = {},
                          .logger = log}),
+        aloops(state, opt.id, opt.default_aloop),
+        tasks(opt, log,
+              {.dequeue =
+                   [this](detail::TaskStateBase& t) {
+                     if (t.kind() == TaskKind::thread) pool.remove(&t);  // process tasks leave their queue themselves
+                     delays.cancel(t);
+                   },
+               .drained = [this] { asio::post(ctx, [this] { on_drained(); }); }}),
         workers(std::make_shared<detail::WorkerRegistry>(owner)) {
     // First, before anything could start a thread: the fork server.
     if (opt.processes.pool_size > 0) {
@@ -165,19 +154,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
     builtin("workers", {"pool", "aloops"}, nullptr, &Impl::workers_stop);
   }
 
-  const char* state_name() const {
-    switch (state.load()) {
-      case State::created:
-        return "created";
-      case State::running:
-        return "running";
-      case State::stopping:
-        return "stopping";
-      case State::stopped:
-        return "stopped";
-    }
-    return "?";
-  }
+  const char* state_name() const { return state.name(); }
 
   // The loop, the stopper, a pool thread, an aloop, or the thread inside
   // start(): none of them may wait for the shutdown.
@@ -186,111 +163,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
     if (pool.on_pool_thread() || me == thread_id.load() || me == stopper_id.load() ||
         me == boot_thread.load())
       return true;
-    std::lock_guard lk(aloop_m);
-    for (auto& [n, a] : aloops)
-      if (a->running() && a->on_thread()) return true;  // a stopped aloop's thread id may be reused
-    return false;
-  }
-
-  // -- TaskObserver ------------------------------------------------------------
-  void task_started(detail::TaskStateBase& t) noexcept override {
-    // The raw times, not info(): that copies the name, and this runs for every task.
-    const detail::tick queued = t.queued_at_rep(), started = t.started_at_rep();
-    queue_wait[index(t.priority())][index(t.kind())].observe(queued != 0 ? started - queued : 0);
-    if (opt.timeout_warning.count() == 0 && opt.timeout_critical.count() == 0) return;
-    TaskInfo i = t.info();
-    if (!i.queued_at || !i.started_at) return;
-    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(*i.started_at - *i.queued_at);
-    auto call = [&](const std::function<void(const TaskInfo&)>& cb) {
-      if (!cb) return;
-      try {
-        cb(i);
-      } catch (...) {
-        log->error("{}: timeout callback threw: {}", opt.id, detail::describe(std::current_exception()));
-      }
-    };
-    if (opt.timeout_critical.count() > 0 && waited > opt.timeout_critical) {
-      log->error("{}: task #{} ({}) waited {} ms before it started (critical: {} ms)", opt.id, i.id,
-                 to_string(i.priority), waited.count(), opt.timeout_critical.count());
-      call(opt.on_timeout_critical);
-    } else if (opt.timeout_warning.count() > 0 && waited > opt.timeout_warning) {
-      log->warn("{}: task #{} ({}) waited {} ms before it started (warning: {} ms)", opt.id, i.id,
-                to_string(i.priority), waited.count(), opt.timeout_warning.count());
-      call(opt.on_timeout_warning);
-    }
-  }
-
-  void task_finished(detail::TaskStateBase& t, const TaskInfo& final_info) noexcept override {
-    bool now_drained = false;
-    TaskInfo i = final_info;
-    {
-      std::lock_guard lk(reg_m);
-      if (t.reg_prev_)
-        t.reg_prev_->reg_next_ = t.reg_next_;
-      else
-        live_head = t.reg_next_;
-      if (t.reg_next_) t.reg_next_->reg_prev_ = t.reg_prev_;
-      t.reg_prev_ = t.reg_next_ = nullptr;
-      --live;
-      const auto p = index(i.priority), k = index(i.kind);
-      switch (i.status) {
-        case TaskStatus::completed:
-          ++completed[p][k];
-          break;
-        case TaskStatus::failed:
-          ++failed[p][k];
-          break;
-        default:
-          ++canceled[p][k];
-          if (state.load() == State::stopping && !i.started_at) ++shutdown_canceled;
-      }
-      if (i.started_at && i.finished_at) run_time[p][k].observe((*i.finished_at - *i.started_at).count());
-      history.push_back(std::move(i));
-      if (history.size() > opt.history_size) history.pop_front();
-      now_drained = live == 0 && state.load() == State::stopping;
-    }
-    if (now_drained) asio::post(ctx, [this] { on_drained(); });
-    t.release();  // the registry's reference; someone else still holds one
-  }
-
-  void task_cancel_pending(detail::TaskStateBase& t) noexcept override {
-    if (t.kind() == TaskKind::thread) pool.remove(&t);  // process tasks leave their queue themselves
-    if (delays_pending.load() > 0) {
-      t.add_ref();
-      asio::post(ctx, [this, r = detail::Ref<detail::TaskStateBase>::adopt(&t)] {
-        if (auto it = delay_timers.find(r->id()); it != delay_timers.end()) it->second->cancel();
-      });
-    }
-  }
-
-  // -- registry ------------------------------------------------------------------
-  template <class Fn>
-  std::vector<detail::Ref<detail::TaskStateBase>> live_tasks(Fn&& pred) {
-    std::vector<detail::Ref<detail::TaskStateBase>> out;
-    std::lock_guard lk(reg_m);
-    for (auto* t = live_head; t; t = t->reg_next_)
-      if (pred(*t)) {
-        t->add_ref();
-        out.push_back(detail::Ref<detail::TaskStateBase>::adopt(t));
-      }
-    return out;
-  }
-
-  static bool pending(const detail::TaskStateBase& t) {
-    auto s = t.status();
-    return s == TaskStatus::queued || s == TaskStatus::delayed;
-  }
-
-  std::size_t cancel_pending_tasks(bool queued_too, const char* why) {
-    auto ts = live_tasks([&](auto& t) {
-      auto s = t.status();
-      return s == TaskStatus::delayed || (queued_too && s == TaskStatus::queued);
-    });
-    std::size_t n = 0;
-    for (auto& t : ts)
-      n += t->cancel_pending(std::make_exception_ptr(TaskCanceled(
-          "task #" + std::to_string(t->id()) + " was canceled: supervisor '" + opt.id + "' " + why)));
-    return n;
+    return aloops.on_thread();
   }
 
   // -- built-in steps ----------------------------------------------------------------
@@ -321,31 +194,18 @@ struct Supervisor::Impl final : detail::TaskObserver {
     asio::post(ctx, [this] {
       signals.reset();
       stage_timer.reset();
-      delay_timers.clear();
+      delays.clear();
       work.reset();
     });
     if (thread.joinable()) thread.join();
     thread_id.store({});  // a joined thread's id may be given to a new thread
   }
 
-  void aloops_start() {
-    std::lock_guard lk(aloop_m);
-    aloops_live = true;
-    for (auto& [n, a] : aloops) a->start();
-  }
+  void aloops_start() { aloops.start_all(); }
 
   // After "pool": coroutine tasks have been drained (or abandoned) by then;
   // those still suspended end canceled when their aloop goes.
-  void aloops_stop() {
-    std::vector<Aloop*> loops;
-    {
-      std::lock_guard lk(aloop_m);
-      aloops_live = false;
-      aloops_done = true;
-      for (auto& [n, a] : aloops) loops.push_back(a.get());
-    }
-    for (auto* a : loops) a->stop();
-  }
+  void aloops_stop() { aloops.stop_all(); }
 
   void processes_start() { procs->start(ctx); }
 
@@ -356,6 +216,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
   void pool_start() {
     pool.start();
     std::lock_guard lk(stop_m);
+    tasks.open();
     state.store(State::running);
   }
 
@@ -424,9 +285,9 @@ struct Supervisor::Impl final : detail::TaskObserver {
     std::chrono::milliseconds warm_left{-1};
     {
       std::lock_guard lk(stop_m);
-      std::lock_guard rl(reg_m);  // no task registers past this point
       if (state.load() != State::running) return false;
       state.store(State::stopping);
+      tasks.close();  // no task registers past this point
       o = stop_opts;
       if (warm_deadline)
         warm_left = std::max(
@@ -439,7 +300,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
     log->info("{}: stopping (warm stage: {} queued tasks, up to {} ms)", opt.id,
               o.cancel_queued ? "canceling" : "draining", warm_left.count());
     pool.close(o.cancel_queued);
-    cancel_pending_tasks(o.cancel_queued, "is stopping");
+    tasks.cancel_pending(o.cancel_queued, "is stopping");
     asio::post(ctx, [this] { enter_warm(); });
     return true;
   }
@@ -461,11 +322,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
       std::lock_guard lk(stop_m);
       slot.state = StepState::stopped;
     }
-    std::size_t canceled = 0;
-    {
-      std::lock_guard lk(reg_m);
-      canceled = shutdown_canceled;
-    }
+    const std::size_t canceled = tasks.shutdown_canceled();
     std::lock_guard lk(stop_m);  // never hold reg_m while taking stop_m: close() nests them the other way
     report.canceled = canceled;
     report.completed = true;
@@ -510,11 +367,6 @@ struct Supervisor::Impl final : detail::TaskObserver {
     report.stage = s;
   }
 
-  bool registry_empty() {
-    std::lock_guard lk(reg_m);
-    return live == 0;
-  }
-
   void arm(std::chrono::milliseconds d, void (Impl::*next)()) {
     if (forever(d)) return;
     arm_at(std::chrono::steady_clock::now() + d, next);
@@ -529,7 +381,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
 
   void enter_warm() {
     set_stage(StopStage::warm);
-    if (registry_empty()) return drain_done();
+    if (tasks.empty()) return drain_done();
     if (advances_pending > 0) {
       --advances_pending;
       return enter_soft();
@@ -548,8 +400,8 @@ struct Supervisor::Impl final : detail::TaskObserver {
     if (is_drained() || stage != StopStage::warm) return;
     if (stage_timer) stage_timer->cancel();
     set_stage(StopStage::soft);
-    cancel_pending_tasks(true, "reached the soft shutdown stage");
-    auto running = live_tasks([](auto& t) { return t.status() == TaskStatus::started; });
+    tasks.cancel_pending(true, "reached the soft shutdown stage");
+    auto running = tasks.live_tasks([](auto& t) { return t.status() == TaskStatus::started; });
     std::chrono::milliseconds soft;
     {
       std::lock_guard lk(stop_m);
@@ -562,7 +414,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
       std::lock_guard lk(stop_m);
       report.stop_requested += running.size();
     }
-    if (registry_empty()) return drain_done();
+    if (tasks.empty()) return drain_done();
     if (advances_pending > 0) {
       --advances_pending;
       return enter_cold();
@@ -574,7 +426,7 @@ struct Supervisor::Impl final : detail::TaskObserver {
     if (is_drained() || stage != StopStage::soft) return;
     if (stage_timer) stage_timer->cancel();
     set_stage(StopStage::cold);
-    auto left = live_tasks([](auto&) { return true; });
+    auto left = tasks.live_tasks([](auto&) { return true; });
     std::vector<TaskInfo> infos;
     for (auto& t : left) {
       TaskInfo i = t->info();
@@ -656,7 +508,8 @@ struct Supervisor::Impl final : detail::TaskObserver {
   }
 
   // Registers a pool or process task and queues it with `enqueue` - at
-  // once, or after its delay (holding no slot meanwhile).
+  // once, or after its delay (holding no slot meanwhile). A template: the
+  // common case, no delay, calls `enqueue` without type-erasing it.
   template <class Enqueue>
   void launch(detail::TaskStateBase* t, const TaskOptions& o, Enqueue enqueue) {
     if (o.delay.count() < 0) throw OptionsError("Supervisor::submit() - delay must be >= 0");
@@ -665,31 +518,9 @@ struct Supervisor::Impl final : detail::TaskObserver {
     else
       t->mark_queued();
     self->register_task(t);
-    if (o.delay.count() == 0) return enqueue(*this);
-    ++delays_pending;
+    if (o.delay.count() == 0) return enqueue();
     t->add_ref();
-    asio::post(ctx, [this, r = detail::Ref<detail::TaskStateBase>::adopt(t), delay = o.delay,
-                     enqueue = std::move(enqueue)]() mutable {
-      auto id = r->id();
-      auto& timer = delay_timers[id];
-      timer = std::make_unique<asio::steady_timer>(ctx, delay);
-      timer->async_wait([this, r = std::move(r), enqueue = std::move(enqueue)](boost::system::error_code) mutable {
-        delay_timers.erase(r->id());
-        --delays_pending;
-        // The slot is taken only now: a delayed task holds none while it waits.
-        if (!r->try_enqueue_after_delay()) return;  // canceled meanwhile
-        try {
-          enqueue(*this);
-        } catch (const std::exception&) {  // stopping: the pool canceled it
-        }
-      });
-    });
-  }
-
-  Aloop& start_aloop_locked(const std::string& name) {
-    auto [it, inserted] = aloops.emplace(name, std::make_unique<Aloop>(name));
-    if (aloops_live) it->second->start();
-    return *it->second;
+    delays.add(detail::Ref<detail::TaskStateBase>::adopt(t), o.delay, std::move(enqueue));
   }
 };
 
@@ -889,16 +720,8 @@ std::uint64_t Supervisor::next_id() noexcept {
 
 void Supervisor::register_task(detail::TaskStateBase* t) {
   auto& d = *impl_;
-  std::lock_guard lk(d.reg_m);
-  if (d.state.load() != Impl::State::running)
+  if (!d.tasks.add(t))
     throw LifecycleError("Supervisor::submit() - supervisor '" + d.opt.id + "' is " + d.state_name());
-  t->set_observer(&d);
-  t->add_ref();
-  t->reg_next_ = d.live_head;
-  if (d.live_head) d.live_head->reg_prev_ = t;
-  d.live_head = t;
-  ++d.live;
-  ++d.submitted[index(t->priority())][index(t->kind())];
 }
 
 void Supervisor::fail_launch(detail::TaskStateBase* t, std::exception_ptr e) noexcept {
@@ -906,9 +729,9 @@ void Supervisor::fail_launch(detail::TaskStateBase* t, std::exception_ptr e) noe
 }
 
 void Supervisor::launch_thread(detail::TaskStateBase* t, const TaskOptions& o) {
-  impl_->launch(t, o, [t](Impl& d) {
-    t->add_ref();       // the pool's
-    d.pool.enqueue(t);  // on failure the pool discards it (canceled) and throws
+  impl_->launch(t, o, [t, &pool = impl_->pool] {
+    t->add_ref();     // the pool's
+    pool.enqueue(t);  // on failure the pool discards it (canceled) and throws
   });
 }
 
@@ -918,55 +741,20 @@ void Supervisor::launch_process(detail::ProcessJob& job, const TaskOptions& o) {
     throw LifecycleError("Supervisor::submit() - supervisor '" + d.opt.id +
                          "' has no process pool (set SupervisorOptions::processes.pool_size)");
   job.pool = d.procs.get();
-  d.launch(&job.task(), o, [j = &job](Impl& d) { d.procs->enqueue(*j); });  // on failure: canceled, throws
+  d.launch(&job.task(), o, [j = &job, procs = d.procs.get()] { procs->enqueue(*j); });  // on failure: canceled, throws
 }
 
 Aloop& Supervisor::create_aloop(const std::string& name, bool make_default) {
-  auto& d = *impl_;
-  if (name.empty()) throw Error("Supervisor::create_aloop() - the name must not be empty");
-  auto s = d.state.load();
-  if (s == Impl::State::stopping || s == Impl::State::stopped)
-    throw LifecycleError("Supervisor::create_aloop() - supervisor '" + d.opt.id + "' is " + d.state_name());
-  std::lock_guard lk(d.aloop_m);
-  if (d.aloops_done)
-    throw LifecycleError("Supervisor::create_aloop() - supervisor '" + d.opt.id + "' has stopped its aloops");
-  if (d.aloops.count(name)) throw Error("Supervisor::create_aloop() - an aloop named '" + name + "' exists");
-  Aloop& a = d.start_aloop_locked(name);
-  if (make_default) d.opt.default_aloop = name;
-  return a;
+  return impl_->aloops.create(name, make_default);
 }
-
 Aloop& Supervisor::aloop(std::string_view name) {
-  auto& d = *impl_;
-  std::lock_guard lk(d.aloop_m);
-  auto it = d.aloops.find(name);
-  if (it == d.aloops.end()) throw Error("Supervisor::aloop() - no aloop named '" + std::string(name) + "'");
-  return *it->second;
+  return impl_->aloops.find(name);
 }
-
 Aloop& Supervisor::default_aloop() {
-  auto& d = *impl_;
-  std::lock_guard lk(d.aloop_m);
-  if (auto it = d.aloops.find(d.opt.default_aloop); it != d.aloops.end()) return *it->second;
-  auto s = d.state.load();
-  if (s == Impl::State::stopping || s == Impl::State::stopped || d.aloops_done)
-    throw LifecycleError("Supervisor::default_aloop() - supervisor '" + d.opt.id + "' is " + d.state_name());
-  return d.start_aloop_locked(d.opt.default_aloop);
+  return impl_->aloops.default_aloop();
 }
-
 void Supervisor::stop_aloop(std::string_view name) {
-  auto& d = *impl_;
-  Aloop* a = nullptr;
-  {
-    std::lock_guard lk(d.aloop_m);
-    auto it = d.aloops.find(name);
-    if (it == d.aloops.end())
-      throw Error("Supervisor::stop_aloop() - no aloop named '" + std::string(name) + "'");
-    a = it->second.get();
-    d.retired.push_back(std::move(it->second));
-    d.aloops.erase(it);
-  }
-  a->stop();
+  impl_->aloops.stop(name);
 }
 
 Aloop& Supervisor::aloop_for(const TaskOptions& o) {
@@ -985,10 +773,7 @@ SupervisorInfo Supervisor::info() const {
   i.state = d.state_name();
   i.pool = d.pool.info();
   if (d.procs) i.processes = d.procs->info();
-  {
-    std::lock_guard lk(d.aloop_m);
-    for (auto& [n, a] : d.aloops) i.aloops.push_back({n, n == d.opt.default_aloop, a->running()});
-  }
+  i.aloops = d.aloops.infos();
   {
     std::lock_guard lk(d.stop_m);
     auto add = [&](const StepSlot& s) {
@@ -999,54 +784,16 @@ SupervisorInfo Supervisor::info() const {
     else
       for (auto& s : d.steps) add(s);
   }
-  std::lock_guard lk(d.reg_m);
-  for (std::size_t p = 0; p < priority_count; ++p)
-    for (std::size_t k = 0; k < task_kind_count; ++k) {
-      i.tasks.submitted[p] += d.submitted[p][k];
-      i.tasks.completed[p] += d.completed[p][k];
-      i.tasks.failed[p] += d.failed[p][k];
-      i.tasks.canceled[p] += d.canceled[p][k];
-    }
-  i.active_tasks = d.live;
+  d.tasks.fill(i.tasks, i.active_tasks);
   return i;
 }
 
 TaskMetrics Supervisor::task_metrics() const {
-  auto& d = *impl_;
-  TaskMetrics m;
-  detail::ByPriorityKind<detail::TimeHistogram<std::uint64_t>> run_time;
-  {
-    // Copies only: the vectors are built after the lock, which every
-    // submit and finish takes.
-    std::lock_guard lk(d.reg_m);
-    m.submitted = d.submitted;
-    m.completed = d.completed;
-    m.failed = d.failed;
-    m.canceled = d.canceled;
-    run_time = d.run_time;
-  }
-  // Read after the ended counts: a task's start happens before its end, so
-  // `started` is never below the started tasks those counts include.
-  for (std::size_t p = 0; p < priority_count; ++p)
-    for (std::size_t k = 0; k < task_kind_count; ++k) {
-      m.run_time[p][k] = run_time[p][k].snapshot();
-      m.queue_wait[p][k] = d.queue_wait[p][k].snapshot();
-      m.started[p][k] = m.queue_wait[p][k].count;
-    }
-  return m;
+  return impl_->tasks.metrics();
 }
 
 std::vector<TaskInfo> Supervisor::tasks(std::optional<TaskStatus> only) const {
-  auto& d = *impl_;
-  std::vector<TaskInfo> out;
-  std::lock_guard lk(d.reg_m);
-  for (auto* t = d.live_head; t; t = t->reg_next_) {
-    TaskInfo i = t->info();
-    if (!only || i.status == *only) out.push_back(std::move(i));
-  }
-  for (const auto& i : d.history)
-    if (!only || i.status == *only) out.push_back(i);
-  return out;
+  return impl_->tasks.list(only);
 }
 
 std::vector<WorkerInfo> Supervisor::workers() const {

@@ -29,7 +29,7 @@ constexpr auto tick_bounds = [] {
 }();
 
 // The bucket of a duration: the first bound >= d (Prometheus' `le`).
-std::size_t bucket_of(tick d) noexcept {
+inline std::size_t bucket_of(tick d) noexcept {
   return static_cast<std::size_t>(std::lower_bound(tick_bounds.begin(), tick_bounds.end(), d) -
                                   tick_bounds.begin());
 }
