@@ -15,8 +15,6 @@ void AloopSet::start_all() {
   for (auto& [n, a] : aloops_) a->start();
 }
 
-// After "pool": coroutine tasks have been drained (or abandoned) by then;
-// those still suspended end canceled when their aloop goes.
 void AloopSet::stop_all() {
   std::vector<Aloop*> loops;
   {
