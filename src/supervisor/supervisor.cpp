@@ -1,177 +1,87 @@
+// The supervisor is a composition: this file builds its parts, wires them
+// together and forwards the public calls to them. The parts, in
+// src/supervisor/, each with at most one lock of its own:
+//   options           option checks                                     no lock
+//   task_registry     active tasks, history, counters, histograms;
+//                     the TaskObserver of every task                    lock reg_m
+//   shutdown          steps, boot walk, stopper thread, closing,
+//                     signals, stop reports                             lock stop_m
+//   stop_stages       the warm / soft / cold stages                     loop thread only
+//   aloop_set         named aloops, the default, retired ones           lock aloop_m
+//   delay_queue       timers of delayed tasks                           loop thread only
+//   builtin_steps     the loop, aloops, processes, pool, workers steps  no lock
+//
+// Lock order (this is the reference; docs/foundation.md repeats it):
+//   stop_m (Shutdown) before reg_m (TaskRegistry). Shutdown::open() and
+//   close() take reg_m inside stop_m; never hold reg_m while taking stop_m.
+//   aloop_m (AloopSet) nests with neither: it is taken alone.
+//   No part holds one of the three while a step hook or a user callback
+//   runs.
+
 #include <atask/supervisor/supervisor.hpp>
 #include <atask/supervisor/detail/worker_registry.hpp>
 
 #include "util/platform.hpp"
 #include "process/process_pool.hpp"
-#include "supervisor/step_graph.hpp"
-#include "supervisor/time_histogram.hpp"
+#include "supervisor/aloop_set.hpp"
+#include "supervisor/builtin_steps.hpp"
+#include "supervisor/delay_queue.hpp"
+#include "supervisor/lifecycle.hpp"
+#include "supervisor/options.hpp"
+#include "supervisor/shutdown.hpp"
+#include "supervisor/task_registry.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-#include <array>
 #include <atomic>
-#include <condition_variable>
-#include <deque>
-#include <map>
-#include <set>
-#include <unordered_map>
+#include <exception>
+#include <optional>
+#include <system_error>
 
 namespace asio = boost::asio;
 
 namespace atask {
 
-using detail::joined;
-using detail::resolve;
-using detail::StepSlot;
-using detail::StepState;
-using detail::to_cstr;
-
-std::string_view to_string(StopStage s) noexcept {
-  switch (s) {
-    case StopStage::none:
-      return "none";
-    case StopStage::warm:
-      return "warm";
-    case StopStage::soft:
-      return "soft";
-    case StopStage::cold:
-      return "cold";
-  }
-  return "?";
-}
-
-namespace {
-
-PoolLimits limits_of(const SupervisorOptions& o) {
-  return {.pool_size = o.pool_size,
-          .reserve_normal = o.reserve_normal,
-          .reserve_high = o.reserve_high,
-          .min_threads = o.min_threads,
-          .max_threads = o.max_threads};
-}
-
-const SupervisorOptions& validated(const SupervisorOptions& o) {
-  validate(limits_of(o), "Supervisor::Supervisor()");
-  auto fail = [](const std::string& why) { throw OptionsError("Supervisor::Supervisor() - " + why); };
-  if (o.id.empty()) fail("id must not be empty");
-  if (o.timeout_warning.count() < 0 || o.timeout_critical.count() < 0)
-    fail("timeout_warning and timeout_critical must be >= 0");
-  if (o.idle_timeout.count() < 0) fail("idle_timeout must be >= 0");
-  // Checked here too so that the message names the call the user made.
-  if (o.prespawn && o.min_threads == 0) fail("prespawn needs min_threads > 0 (the threads it starts)");
-  if (o.history_size == 0) fail("history_size must be > 0");
-  if (o.default_aloop.empty()) fail("default_aloop must name an aloop");
-  const auto& p = o.processes;
-  if (p.pool_size < 0 || p.reserve_normal < 0 || p.reserve_high < 0)
-    fail("processes.pool_size and the process reserves must be >= 0");
-  if (p.pool_size == 0 && (p.reserve_normal > 0 || p.reserve_high > 0))
-    fail("process reserves need processes.pool_size > 0 (0 turns the process pool off)");
-  if (p.time_limit.count() < 0 || p.soft_time_limit.count() < 0) fail("process time limits must be >= 0");
-  if (p.time_limit.count() > 0 && p.soft_time_limit >= p.time_limit)
-    fail("processes.soft_time_limit must be shorter than processes.time_limit (the soft one warns first)");
-  return o;
-}
-
-// A timer can't take milliseconds::max(): treat anything past a century as "never".
-bool forever(std::chrono::milliseconds d) {
-  return d > std::chrono::hours(24 * 365 * 100);
-}
-
-
-}  // namespace
-
-// How the pieces fit (docs/steps.md has the user's view):
-//  - start() walks the boot order on the caller's thread; the "pool" step
-//    makes the supervisor `running` (it takes tasks from then on).
-//  - A stop begins once (stop_begun) and is carried out by one stopper
-//    thread, which runs every started step's stop hook in reverse order;
-//    the first thread that waits for the stop joins it (finish_stop).
-//  - close() ends `running`: the warm stage starts, the stages run on the
-//    loop as timers. A stop that can wait closes in the "pool" step's stop,
-//    so the steps above the pool stop while work is still taken; one that
-//    cannot wait closes at once, before the stopper walks.
-struct Supervisor::Impl final : detail::TaskObserver {
-  enum class State : int { created, running, stopping, stopped };
-
+struct Supervisor::Impl {
   Supervisor* self;
   SupervisorOptions opt;
   std::shared_ptr<spdlog::logger> log;
   asio::io_context ctx{1};
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::thread thread;
-  std::atomic<std::thread::id> thread_id{};
   ThreadPool pool;
   std::atomic<std::uint64_t> ids{0};
-  std::atomic<State> state{State::created};
-
-  // Aloops; stopped ones are kept (retired) so references stay valid.
-  mutable std::mutex aloop_m;
-  std::map<std::string, std::unique_ptr<Aloop>, std::less<>> aloops;
-  std::vector<std::unique_ptr<Aloop>> retired;
-  bool aloops_live = false, aloops_done = false;  // under aloop_m: the "aloops" step started / stopped
-
-  // Registry: active tasks (each holds a reference) and bounded history.
-  mutable std::mutex reg_m;
-  detail::TaskStateBase* live_head = nullptr;
-  std::size_t live = 0;
-  std::deque<TaskInfo> history;
-  // Task metrics (Supervisor::task_metrics). Under reg_m: what registering
-  // and finishing a task count, which take reg_m anyway. Without a lock:
-  // what starting one counts (task_started takes no lock) - the count of
-  // queue_wait is the number of tasks started.
-  TaskMetrics::table submitted{}, completed{}, failed{}, canceled{};
-  detail::ByPriorityKind<detail::TimeHistogram<std::uint64_t>> run_time{};
-  detail::ByPriorityKind<detail::StartHistogram> queue_wait{};
-  std::size_t shutdown_canceled = 0;
-
-  // Lifecycle, under stop_m. Steps are in registration order (built-ins
-  // first) and do not change once start() was called; `order` is the boot
-  // order start() fixed; `started` is written by the start() thread, then
-  // read by the stopper, which exists only once start() stopped walking.
-  mutable std::mutex stop_m;
-  std::condition_variable stop_cv;
-  std::vector<StepSlot> steps;
-  std::vector<std::size_t> order, started;
-  bool start_called = false, booting = false;
-  std::atomic<std::thread::id> boot_thread{};
-  std::optional<StopOptions> pending_stop;  // asked for while booting
-  bool stop_begun = false, graceful = false;
-  std::optional<std::chrono::steady_clock::time_point> warm_deadline;  // nullopt: none
-  std::thread stopper;
-  std::atomic<std::thread::id> stopper_id{};
-  bool walk_done = false, join_claimed = false, joined = false;
-
-  // Stop stages. Stage functions run on the io_context thread only.
-  StopOptions stop_opts;              // under stop_m; fixed when the stop begins
-  StopStage stage = StopStage::none;  // io_context thread; copied to report under stop_m
-  int advances_pending = 0;           // io_context thread: signals that came before the warm stage began
-  bool drained = false;               // under stop_m
-  StopReport report;                  // under stop_m
-  std::optional<asio::steady_timer> stage_timer;
-  std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> delay_timers;
-  std::atomic<int> delays_pending{0};
-  std::optional<asio::signal_set> signals;
+  detail::Lifecycle life;
   std::shared_ptr<detail::WorkerRegistry> workers;
+  detail::AloopSet aloops;
+  detail::TaskRegistry tasks;
+  detail::Shutdown shutdown;
+  detail::DelayQueue delays{ctx};
   // Declared after ctx: destroyed before it (its sockets and timers use it).
   std::unique_ptr<detail::ProcessPool> procs;
+  std::optional<detail::BuiltinSteps> builtin;  // after procs: it knows whether there is one
 
   Impl(Supervisor* owner, const SupervisorOptions& o)
       : self(owner),
-        opt(validated(o)),
+        opt(detail::validated(o)),
         log(opt.logger ? opt.logger : detail::default_logger()),
-        pool(PoolOptions{.limits = limits_of(opt),
+        pool(PoolOptions{.limits = detail::limits_of(opt),
                          .prespawn = opt.prespawn,
                          .idle_timeout = opt.idle_timeout,
                          .name = opt.id,
                          .on_error = {},
                          .logger = log}),
-        workers(std::make_shared<detail::WorkerRegistry>(owner)) {
+        workers(std::make_shared<detail::WorkerRegistry>(owner)),
+        aloops(life, opt.id, opt.default_aloop),
+        tasks(opt, log,
+              {.dequeue =
+                   [this](detail::TaskStateBase& t) {
+                     // Process tasks leave their queue themselves.
+                     if (t.kind() == TaskKind::thread) pool.remove(&t);
+                     delays.cancel(t);
+                   },
+               .drained = [this] { asio::post(ctx, [this] { shutdown.tasks_drained(); }); }}),
+        shutdown(*owner, opt, log, ctx, life, tasks, pool, *workers) {
     // First, before anything could start a thread: the fork server.
     if (opt.processes.pool_size > 0) {
       try {
@@ -181,519 +91,20 @@ struct Supervisor::Impl final : detail::TaskObserver {
                     std::string(e.what()));
       }
     }
-    // The built-in steps. "pool" depends on "aloops" (and "processes")
-    // because its stop is the staged shutdown of every task, coroutine and
-    // process ones included: what runs them must outlive it.
-    auto builtin = [&](const char* name, std::vector<std::string> deps, void (Impl::*up)(),
-                       void (Impl::*down)()) {
-      Step s{.name = name, .depends_on = std::move(deps), .start = {}, .stop = {}};
-      if (up) s.start = [this, up](Supervisor&) { (this->*up)(); };
-      if (down) s.stop = [this, down](Supervisor&) { (this->*down)(); };
-      steps.push_back({std::move(s), true});
-    };
-    builtin("loop", {}, &Impl::loop_start, &Impl::loop_stop);
-    builtin("aloops", {"loop"}, &Impl::aloops_start, &Impl::aloops_stop);
-    if (procs) {
-      builtin("processes", {"loop"}, &Impl::processes_start, &Impl::processes_stop);
-      builtin("pool", {"loop", "aloops", "processes"}, &Impl::pool_start, &Impl::pool_stop);
-    } else {
-      builtin("pool", {"loop", "aloops"}, &Impl::pool_start, &Impl::pool_stop);
-    }
-    builtin("workers", {"pool", "aloops"}, nullptr, &Impl::workers_stop);
-  }
-
-  const char* state_name() const {
-    switch (state.load()) {
-      case State::created:
-        return "created";
-      case State::running:
-        return "running";
-      case State::stopping:
-        return "stopping";
-      case State::stopped:
-        return "stopped";
-    }
-    return "?";
+    builtin.emplace(opt, log, ctx, pool, procs.get(), aloops, delays, shutdown, life, *workers);
+    for (auto& s : builtin->steps()) shutdown.add_builtin(std::move(s));
   }
 
   // The loop, the stopper, a pool thread, an aloop, or the thread inside
   // start(): none of them may wait for the shutdown.
   bool on_own_thread() const {
-    const auto me = std::this_thread::get_id();
-    if (pool.on_pool_thread() || me == thread_id.load() || me == stopper_id.load() ||
-        me == boot_thread.load())
-      return true;
-    std::lock_guard lk(aloop_m);
-    for (auto& [n, a] : aloops)
-      if (a->running() && a->on_thread()) return true;  // a stopped aloop's thread id may be reused
-    return false;
-  }
-
-  // -- TaskObserver ------------------------------------------------------------
-  void task_started(detail::TaskStateBase& t) noexcept override {
-    // The raw times, not info(): that copies the name, and this runs for every task.
-    const detail::tick queued = t.queued_at_rep(), started = t.started_at_rep();
-    queue_wait[index(t.priority())][index(t.kind())].observe(queued != 0 ? started - queued : 0);
-    if (opt.timeout_warning.count() == 0 && opt.timeout_critical.count() == 0) return;
-    TaskInfo i = t.info();
-    if (!i.queued_at || !i.started_at) return;
-    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(*i.started_at - *i.queued_at);
-    auto call = [&](const std::function<void(const TaskInfo&)>& cb) {
-      if (!cb) return;
-      try {
-        cb(i);
-      } catch (...) {
-        log->error("{}: timeout callback threw: {}", opt.id, detail::describe(std::current_exception()));
-      }
-    };
-    if (opt.timeout_critical.count() > 0 && waited > opt.timeout_critical) {
-      log->error("{}: task #{} ({}) waited {} ms before it started (critical: {} ms)", opt.id, i.id,
-                 to_string(i.priority), waited.count(), opt.timeout_critical.count());
-      call(opt.on_timeout_critical);
-    } else if (opt.timeout_warning.count() > 0 && waited > opt.timeout_warning) {
-      log->warn("{}: task #{} ({}) waited {} ms before it started (warning: {} ms)", opt.id, i.id,
-                to_string(i.priority), waited.count(), opt.timeout_warning.count());
-      call(opt.on_timeout_warning);
-    }
-  }
-
-  void task_finished(detail::TaskStateBase& t, const TaskInfo& final_info) noexcept override {
-    bool now_drained = false;
-    TaskInfo i = final_info;
-    {
-      std::lock_guard lk(reg_m);
-      if (t.reg_prev_)
-        t.reg_prev_->reg_next_ = t.reg_next_;
-      else
-        live_head = t.reg_next_;
-      if (t.reg_next_) t.reg_next_->reg_prev_ = t.reg_prev_;
-      t.reg_prev_ = t.reg_next_ = nullptr;
-      --live;
-      const auto p = index(i.priority), k = index(i.kind);
-      switch (i.status) {
-        case TaskStatus::completed:
-          ++completed[p][k];
-          break;
-        case TaskStatus::failed:
-          ++failed[p][k];
-          break;
-        default:
-          ++canceled[p][k];
-          if (state.load() == State::stopping && !i.started_at) ++shutdown_canceled;
-      }
-      if (i.started_at && i.finished_at) run_time[p][k].observe((*i.finished_at - *i.started_at).count());
-      history.push_back(std::move(i));
-      if (history.size() > opt.history_size) history.pop_front();
-      now_drained = live == 0 && state.load() == State::stopping;
-    }
-    if (now_drained) asio::post(ctx, [this] { on_drained(); });
-    t.release();  // the registry's reference; someone else still holds one
-  }
-
-  void task_cancel_pending(detail::TaskStateBase& t) noexcept override {
-    if (t.kind() == TaskKind::thread) pool.remove(&t);  // process tasks leave their queue themselves
-    if (delays_pending.load() > 0) {
-      t.add_ref();
-      asio::post(ctx, [this, r = detail::Ref<detail::TaskStateBase>::adopt(&t)] {
-        if (auto it = delay_timers.find(r->id()); it != delay_timers.end()) it->second->cancel();
-      });
-    }
-  }
-
-  // -- registry ------------------------------------------------------------------
-  template <class Fn>
-  std::vector<detail::Ref<detail::TaskStateBase>> live_tasks(Fn&& pred) {
-    std::vector<detail::Ref<detail::TaskStateBase>> out;
-    std::lock_guard lk(reg_m);
-    for (auto* t = live_head; t; t = t->reg_next_)
-      if (pred(*t)) {
-        t->add_ref();
-        out.push_back(detail::Ref<detail::TaskStateBase>::adopt(t));
-      }
-    return out;
-  }
-
-  static bool pending(const detail::TaskStateBase& t) {
-    auto s = t.status();
-    return s == TaskStatus::queued || s == TaskStatus::delayed;
-  }
-
-  std::size_t cancel_pending_tasks(bool queued_too, const char* why) {
-    auto ts = live_tasks([&](auto& t) {
-      auto s = t.status();
-      return s == TaskStatus::delayed || (queued_too && s == TaskStatus::queued);
-    });
-    std::size_t n = 0;
-    for (auto& t : ts)
-      n += t->cancel_pending(std::make_exception_ptr(TaskCanceled(
-          "task #" + std::to_string(t->id()) + " was canceled: supervisor '" + opt.id + "' " + why)));
-    return n;
-  }
-
-  // -- built-in steps ----------------------------------------------------------------
-  void loop_start() {
-    work.emplace(ctx.get_executor());
-    if (opt.handle_signals) {
-      signals.emplace(ctx, SIGINT, SIGTERM);
-      wait_signal();
-    }
-    thread = std::thread([this] {
-      thread_id.store(std::this_thread::get_id());
-      detail::set_thread_name(opt.id + "-sv");
-      for (;;) {
-        try {
-          ctx.run();
-          return;
-        } catch (...) {  // never let an exception take the loop down
-          log->error("{}: supervisor loop handler threw: {}", opt.id,
-                     detail::describe(std::current_exception()));
-        }
-      }
-    });
-    thread_id.store(thread.get_id());  // known once start() returns, not only once the thread runs
-  }
-
-  // Last: the stages of the "pool" step ran on this loop.
-  void loop_stop() {
-    asio::post(ctx, [this] {
-      signals.reset();
-      stage_timer.reset();
-      delay_timers.clear();
-      work.reset();
-    });
-    if (thread.joinable()) thread.join();
-    thread_id.store({});  // a joined thread's id may be given to a new thread
-  }
-
-  void aloops_start() {
-    std::lock_guard lk(aloop_m);
-    aloops_live = true;
-    for (auto& [n, a] : aloops) a->start();
-  }
-
-  // After "pool": coroutine tasks have been drained (or abandoned) by then;
-  // those still suspended end canceled when their aloop goes.
-  void aloops_stop() {
-    std::vector<Aloop*> loops;
-    {
-      std::lock_guard lk(aloop_m);
-      aloops_live = false;
-      aloops_done = true;
-      for (auto& [n, a] : aloops) loops.push_back(a.get());
-    }
-    for (auto* a : loops) a->stop();
-  }
-
-  void processes_start() { procs->start(ctx); }
-
-  // After "pool": every process task has ended (or was abandoned) by then.
-  // The children and the fork server are killed and reaped.
-  void processes_stop() { procs->stop(); }
-
-  void pool_start() {
-    pool.start();
-    std::lock_guard lk(stop_m);
-    state.store(State::running);
-  }
-
-  // The staged shutdown of every task (warm, soft, cold on the loop), then
-  // the pool's threads end.
-  void pool_stop() {
-    close(true);
-    StopStage reached;
-    std::chrono::milliseconds soft;
-    {
-      std::unique_lock lk(stop_m);
-      stop_cv.wait(lk, [&] { return drained; });
-      reached = report.stage;
-      soft = stop_opts.soft_timeout;
-    }
-    if (reached == StopStage::cold) {
-      int left = pool.abandon();
-      if (left > 0) log->error("{}: {} pool threads were left inside abandoned tasks", opt.id, left);
-      return;
-    }
-    // Fire-and-forget post()s are not in the registry; give them the soft budget.
-    auto budget = forever(soft) ? std::chrono::hours(24) : soft;
-    if (pool.wait_idle(std::chrono::steady_clock::now() + budget)) {
-      pool.stop(true);
-    } else {
-      int left = pool.abandon();
-      log->error("{}: {} posted tasks still running at shutdown were abandoned", opt.id, left);
-    }
-  }
-
-  // While the supervisor still takes work (a stop that can wait), workers
-  // finish their run and drain queues that drain, within the warm budget.
-  // Once it is closed they are only told to stop: their runs are tasks,
-  // which the stages bound.
-  void workers_stop() {
-    const bool open = state.load() == State::running;
-    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::now();
-    if (open) {
-      std::lock_guard lk(stop_m);
-      deadline = warm_deadline.value_or(std::chrono::steady_clock::time_point::max());
-    }
-    auto left = workers->stop_all(deadline);
-    if (open)
-      for (auto& n : left) log->warn("{}: worker '{}' did not stop within the warm stage", opt.id, n);
-  }
-
-  // -- stopping ----------------------------------------------------------------------
-  // Under stop_m; once per supervisor.
-  void begin_locked(const StopOptions& o, bool can_wait) {
-    stop_begun = true;
-    graceful = can_wait;
-    stop_opts = o;
-    if (!forever(o.warm_timeout)) warm_deadline = std::chrono::steady_clock::now() + o.warm_timeout;
-  }
-
-  // Under stop_m, after begin_locked().
-  void spawn_stopper_locked() {
-    stopper = std::thread([this] { walk(); });
-    stopper_id.store(stopper.get_id());
-  }
-
-  // Ends `running`: no new tasks, the warm stage begins. Any thread, not
-  // under stop_m; only the first call does something.
-  bool close(bool tell_workers) {
-    StopOptions o;
-    std::chrono::milliseconds warm_left{-1};
-    {
-      std::lock_guard lk(stop_m);
-      std::lock_guard rl(reg_m);  // no task registers past this point
-      if (state.load() != State::running) return false;
-      state.store(State::stopping);
-      o = stop_opts;
-      if (warm_deadline)
-        warm_left = std::max(
-            std::chrono::milliseconds(0),
-            std::chrono::ceil<std::chrono::milliseconds>(*warm_deadline - std::chrono::steady_clock::now()));
-    }
-    // Workers still active are told to stop, without waiting, before the
-    // pool closes: a worker whose next run is refused would log an error.
-    if (tell_workers) workers->stop_all(std::chrono::steady_clock::now());
-    log->info("{}: stopping (warm stage: {} queued tasks, up to {} ms)", opt.id,
-              o.cancel_queued ? "canceling" : "draining", warm_left.count());
-    pool.close(o.cancel_queued);
-    cancel_pending_tasks(o.cancel_queued, "is stopping");
-    asio::post(ctx, [this] { enter_warm(); });
-    return true;
-  }
-
-  // The stopper thread: every started step's stop hook, in reverse order.
-  void walk() {
-    stopper_id.store(std::this_thread::get_id());  // before any hook runs (the spawner stores it too)
-    detail::set_thread_name(opt.id + "-stop");
-    if (!graceful) close(true);  // begun by stop(wait=false) on the loop or a signal
-    for (auto it = started.rbegin(); it != started.rend(); ++it) {
-      auto& slot = steps[*it];
-      log->debug("{}: stopping step '{}'", opt.id, slot.step.name);
-      try {
-        if (slot.step.stop) slot.step.stop(*self);
-      } catch (...) {
-        log->error("{}: step '{}': its stop hook threw: {} - stopping the others", opt.id, slot.step.name,
-                   detail::describe(std::current_exception()));
-      }
-      std::lock_guard lk(stop_m);
-      slot.state = StepState::stopped;
-    }
-    std::size_t canceled = 0;
-    {
-      std::lock_guard lk(reg_m);
-      canceled = shutdown_canceled;
-    }
-    std::lock_guard lk(stop_m);  // never hold reg_m while taking stop_m: close() nests them the other way
-    report.canceled = canceled;
-    report.completed = true;
-    state.store(State::stopped);
-    log->info("{}: stopped ({} stage, {} canceled, {} asked to stop, {} abandoned)", opt.id,
-              to_string(report.stage), report.canceled, report.stop_requested, report.abandoned.size());
-    walk_done = true;
-    stop_cv.notify_all();  // nothing of *this is touched after the unlock: the joiner may free it
-  }
-
-  // Waits for the stopper's walk; the first caller joins the stopper.
-  StopReport finish_stop() {
-    std::unique_lock lk(stop_m);
-    stop_cv.wait(lk, [&] { return walk_done; });
-    if (!join_claimed) {
-      join_claimed = true;
-      lk.unlock();
-      if (stopper.joinable()) stopper.join();
-      stopper_id.store({});  // a joined thread's id may be given to a new thread
-      lk.lock();
-      joined = true;
-      stop_cv.notify_all();
-    } else {
-      stop_cv.wait(lk, [&] { return joined; });
-    }
-    StopReport r = report;
-    r.completed = true;
-    return r;
-  }
-
-  StopReport report_now(bool completed) {
-    std::lock_guard lk(stop_m);
-    StopReport r = report;
-    r.completed = completed;
-    return r;
-  }
-
-  // -- stop stages (io_context thread) -----------------------------------------------
-  void set_stage(StopStage s) {
-    stage = s;
-    std::lock_guard lk(stop_m);
-    report.stage = s;
-  }
-
-  bool registry_empty() {
-    std::lock_guard lk(reg_m);
-    return live == 0;
-  }
-
-  void arm(std::chrono::milliseconds d, void (Impl::*next)()) {
-    if (forever(d)) return;
-    arm_at(std::chrono::steady_clock::now() + d, next);
-  }
-
-  void arm_at(std::chrono::steady_clock::time_point when, void (Impl::*next)()) {
-    stage_timer.emplace(ctx, when);
-    stage_timer->async_wait([this, next](boost::system::error_code ec) {
-      if (!ec) (this->*next)();
-    });
-  }
-
-  void enter_warm() {
-    set_stage(StopStage::warm);
-    if (registry_empty()) return drain_done();
-    if (advances_pending > 0) {
-      --advances_pending;
-      return enter_soft();
-    }
-    std::optional<std::chrono::steady_clock::time_point> deadline;
-    {
-      std::lock_guard lk(stop_m);
-      deadline = warm_deadline;
-    }
-    // The warm stage began with the stop: steps above the pool may have
-    // used part of it already.
-    if (deadline) arm_at(*deadline, &Impl::enter_soft);
-  }
-
-  void enter_soft() {
-    if (is_drained() || stage != StopStage::warm) return;
-    if (stage_timer) stage_timer->cancel();
-    set_stage(StopStage::soft);
-    cancel_pending_tasks(true, "reached the soft shutdown stage");
-    auto running = live_tasks([](auto& t) { return t.status() == TaskStatus::started; });
-    std::chrono::milliseconds soft;
-    {
-      std::lock_guard lk(stop_m);
-      soft = stop_opts.soft_timeout;
-    }
-    log->warn("{}: soft stage: requesting stop of {} running tasks, up to {} ms", opt.id, running.size(),
-              soft.count());
-    for (auto& t : running) t->request_stop();
-    {
-      std::lock_guard lk(stop_m);
-      report.stop_requested += running.size();
-    }
-    if (registry_empty()) return drain_done();
-    if (advances_pending > 0) {
-      --advances_pending;
-      return enter_cold();
-    }
-    arm(soft, &Impl::enter_cold);
-  }
-
-  void enter_cold() {
-    if (is_drained() || stage != StopStage::soft) return;
-    if (stage_timer) stage_timer->cancel();
-    set_stage(StopStage::cold);
-    auto left = live_tasks([](auto&) { return true; });
-    std::vector<TaskInfo> infos;
-    for (auto& t : left) {
-      TaskInfo i = t->info();
-      log->error("{}: cold stage: abandoning task #{} ({}, {}, status {})", opt.id, i.id,
-                 i.name.empty() ? "unnamed" : i.name, to_string(i.kind), to_string(i.status));
-      t->abandon(std::make_exception_ptr(TaskAbandoned("task #" + std::to_string(i.id) +
-                                                       " was abandoned by the cold shutdown of supervisor '" +
-                                                       opt.id + "'")));
-      infos.push_back(std::move(i));
-    }
-    {
-      std::lock_guard lk(stop_m);
-      report.abandoned = std::move(infos);
-    }
-    drain_done();
-  }
-
-  void advance() {
-    if (stage == StopStage::warm)
-      enter_soft();
-    else if (stage == StopStage::soft)
-      enter_cold();
-    else if (stage == StopStage::none)
-      ++advances_pending;  // closed, but the warm stage has not begun yet: skip it when it does
-  }
-
-  void on_drained() {
-    if (stage != StopStage::none) drain_done();
-  }
-
-  bool is_drained() {
-    std::lock_guard lk(stop_m);
-    return drained;
-  }
-
-  void drain_done() {
-    if (stage_timer) stage_timer->cancel();
-    std::lock_guard lk(stop_m);
-    if (drained) return;
-    drained = true;
-    stop_cv.notify_all();
-  }
-
-  void wait_signal() {
-    signals->async_wait([this](boost::system::error_code ec, int sig) {
-      if (ec) return;
-      on_signal(sig);
-      wait_signal();
-    });
-  }
-
-  void on_signal(int sig) {
-    std::unique_lock lk(stop_m);
-    if (booting) {
-      if (!pending_stop) pending_stop = opt.signal_stop;
-      lk.unlock();
-      log->warn("{}: signal {} while starting - shutting down once start() returns", opt.id, sig);
-      return;
-    }
-    if (!stop_begun && state.load() == State::running) {
-      begin_locked(opt.signal_stop, false);
-      spawn_stopper_locked();  // it closes the supervisor first: worker hooks stay off this thread
-      lk.unlock();
-      log->warn("{}: signal {} - shutting down (warm stage; another signal skips to the next stage)", opt.id,
-                sig);
-      return;
-    }
-    const bool open = state.load() == State::running;
-    lk.unlock();
-    if (open) {
-      // A stop that waits is stopping the steps above the pool: take no
-      // more work from now on.
-      log->warn("{}: signal {} - closing to new work now", opt.id, sig);
-      close(false);
-    } else {
-      log->warn("{}: signal {} - moving to the next shutdown stage", opt.id, sig);
-      advance();
-    }
+    return pool.on_pool_thread() || builtin->on_loop_thread() || shutdown.on_own_thread() ||
+           aloops.on_thread();
   }
 
   // Registers a pool or process task and queues it with `enqueue` - at
-  // once, or after its delay (holding no slot meanwhile).
+  // once, or after its delay (holding no slot meanwhile). A template: the
+  // common case, no delay, calls `enqueue` without type-erasing it.
   template <class Enqueue>
   void launch(detail::TaskStateBase* t, const TaskOptions& o, Enqueue enqueue) {
     if (o.delay.count() < 0) throw OptionsError("Supervisor::submit() - delay must be >= 0");
@@ -702,31 +113,9 @@ struct Supervisor::Impl final : detail::TaskObserver {
     else
       t->mark_queued();
     self->register_task(t);
-    if (o.delay.count() == 0) return enqueue(*this);
-    ++delays_pending;
+    if (o.delay.count() == 0) return enqueue();
     t->add_ref();
-    asio::post(ctx, [this, r = detail::Ref<detail::TaskStateBase>::adopt(t), delay = o.delay,
-                     enqueue = std::move(enqueue)]() mutable {
-      auto id = r->id();
-      auto& timer = delay_timers[id];
-      timer = std::make_unique<asio::steady_timer>(ctx, delay);
-      timer->async_wait([this, r = std::move(r), enqueue = std::move(enqueue)](boost::system::error_code) mutable {
-        delay_timers.erase(r->id());
-        --delays_pending;
-        // The slot is taken only now: a delayed task holds none while it waits.
-        if (!r->try_enqueue_after_delay()) return;  // canceled meanwhile
-        try {
-          enqueue(*this);
-        } catch (const std::exception&) {  // stopping: the pool canceled it
-        }
-      });
-    });
-  }
-
-  Aloop& start_aloop_locked(const std::string& name) {
-    auto [it, inserted] = aloops.emplace(name, std::make_unique<Aloop>(name));
-    if (aloops_live) it->second->start();
-    return *it->second;
+    delays.add(detail::Ref<detail::TaskStateBase>::adopt(t), o.delay, std::move(enqueue));
   }
 };
 
@@ -734,12 +123,7 @@ Supervisor::Supervisor(SupervisorOptions options) : impl_(std::make_unique<Impl>
 
 Supervisor::~Supervisor() {
   auto& d = *impl_;
-  bool unfinished;
-  {
-    std::lock_guard lk(d.stop_m);
-    unfinished = d.start_called && !d.joined;
-  }
-  if (unfinished) {
+  if (d.shutdown.unfinished()) {
     if (d.on_own_thread()) {
       d.log->critical("{}: Supervisor destroyed from one of its own threads", d.opt.id);
       std::terminate();
@@ -750,174 +134,43 @@ Supervisor::~Supervisor() {
 }
 
 void Supervisor::add_step(Step step) {
-  auto& d = *impl_;
-  std::lock_guard lk(d.stop_m);
-  if (d.start_called || d.state.load() != Impl::State::created)
-    throw LifecycleError("Supervisor::add_step() - supervisor '" + d.opt.id +
-                         "' was already started; add steps before start()");
-  if (step.name.empty()) throw OptionsError("Supervisor::add_step() - the step name must not be empty");
-  for (auto& s : d.steps)
-    if (s.step.name == step.name)
-      throw OptionsError("Supervisor::add_step() - a step named '" + step.name + "' exists" +
-                         (s.builtin ? " (a built-in step)" : ""));
-  d.steps.push_back({std::move(step), false});
+  impl_->shutdown.add_step(std::move(step));
 }
 
 std::vector<std::string> Supervisor::boot_order() const {
-  auto& d = *impl_;
-  std::lock_guard lk(d.stop_m);
-  auto order = d.start_called && !d.order.empty() ? d.order : resolve(d.steps, "Supervisor::boot_order()");
-  std::vector<std::string> names;
-  for (auto i : order) names.push_back(d.steps[i].step.name);
-  return names;
+  return impl_->shutdown.boot_order();
 }
 
 void Supervisor::start() {
   auto& d = *impl_;
-  {
-    std::lock_guard lk(d.stop_m);
-    if (d.start_called || d.state.load() != Impl::State::created)
-      throw LifecycleError(
-          "Supervisor::start() - supervisor '" + d.opt.id + "' was already started" +
-          (d.state.load() == Impl::State::running && !d.stop_begun ? "" : " and stopped; create a new one"));
-    d.order =
-        resolve(d.steps, "Supervisor::start()");  // before anything starts: the supervisor stays created
-    d.start_called = true;
-    d.booting = true;
-    d.boot_thread.store(std::this_thread::get_id());
-  }
-  d.log->debug("{}: boot order: {}", d.opt.id, joined(d.steps, d.order));
-  std::exception_ptr failure;
-  std::string failed;
-  for (auto i : d.order) {
-    auto& slot = d.steps[i];
-    {
-      std::lock_guard lk(d.stop_m);
-      if (d.pending_stop) break;  // a stop came while starting: start no more
-    }
-    d.log->debug("{}: starting step '{}'", d.opt.id, slot.step.name);
-    try {
-      if (slot.step.start) slot.step.start(*this);
-    } catch (...) {
-      failure = std::current_exception();
-      failed = slot.step.name;
-      std::lock_guard lk(d.stop_m);
-      slot.state = StepState::failed;
-      break;
-    }
-    std::lock_guard lk(d.stop_m);
-    slot.state = StepState::running;
-    d.started.push_back(i);
-  }
-
-  std::unique_lock lk(d.stop_m);
-  d.booting = false;
-  d.boot_thread.store({});
-  d.stop_cv.notify_all();  // stop() calls that waited for start() to end
-  if (failure) {
-    const std::string why = detail::describe(failure);
-    const auto n = d.started.size();
-    d.begin_locked(StopOptions{}, true);
-    d.spawn_stopper_locked();
-    lk.unlock();
-    d.log->error("{}: step '{}' failed to start: {} - stopping the {} steps started before it", d.opt.id,
-                 failed, why, n);
-    d.finish_stop();
-    throw Error("Supervisor::start() - step '" + failed + "' failed to start: " + why + " (the " +
-                std::to_string(n) + " steps started before it were stopped)");
-  }
-  if (d.pending_stop) {
-    const StopOptions o = *d.pending_stop;
-    d.begin_locked(o, false);
-    lk.unlock();
-    d.log->info("{}: a stop was requested while starting - stopping", d.opt.id);
-    d.close(true);
-    lk.lock();
-    d.spawn_stopper_locked();
-    return;
-  }
-  lk.unlock();
-  d.log->debug("{}: started (pool_size {}, reserve_normal {}, reserve_high {})", d.opt.id, d.opt.pool_size,
-               d.opt.reserve_normal, d.opt.reserve_high);
+  if (d.shutdown.start())
+    d.log->debug("{}: started (pool_size {}, reserve_normal {}, reserve_high {})", d.opt.id, d.opt.pool_size,
+                 d.opt.reserve_normal, d.opt.reserve_high);
 }
 
 StopReport Supervisor::stop(StopOptions o) {
   auto& d = *impl_;
   if (o.warm_timeout.count() < 0 || o.soft_timeout.count() < 0)
     throw OptionsError("Supervisor::stop() - timeouts must be >= 0");
-  const bool own = d.on_own_thread();
-  const bool can_wait = o.wait && !own;
-  std::unique_lock lk(d.stop_m);
-  for (;;) {
-    if (d.joined) {
-      StopReport r = d.report;
-      r.already_stopped = true;
-      return r;
-    }
-    if (!d.start_called) {  // never started: nothing to stop, and no start() after this
-      d.start_called = true;
-      d.state.store(Impl::State::stopped);
-      d.walk_done = d.join_claimed = d.joined = true;
-      d.report.completed = true;
-      return d.report;
-    }
-    if (!d.booting) break;
-    if (own) {  // start() (or something it waits for) asked: done once its current step returns
-      if (!d.pending_stop) d.pending_stop = o;
-      StopReport r = d.report;
-      r.completed = false;
-      return r;
-    }
-    d.stop_cv.wait(lk, [&] { return !d.booting; });
-  }
-  if (d.stop_begun) {  // another stop is under way: it decides how
-    lk.unlock();
-    return can_wait ? d.finish_stop() : d.report_now(false);
-  }
-  d.begin_locked(o, can_wait);
-  if (can_wait) {
-    d.spawn_stopper_locked();
-    lk.unlock();
-    return d.finish_stop();
-  }
-  // Cannot wait: closed to new work before this returns - unless called on
-  // the loop itself, where the stopper closes (worker hooks are user code).
-  if (std::this_thread::get_id() != d.thread_id.load()) {
-    lk.unlock();
-    d.close(true);
-    lk.lock();
-  }
-  d.spawn_stopper_locked();
-  StopReport r = d.report;
-  r.completed = false;
-  return r;
+  return d.shutdown.stop(o, d.on_own_thread(), d.builtin->on_loop_thread());
 }
 
 StopReport Supervisor::block() {
   auto& d = *impl_;
-  {
-    std::lock_guard lk(d.stop_m);
-    if (!d.start_called)
-      throw LifecycleError("Supervisor::block() - supervisor '" + d.opt.id + "' is not started");
-  }
-  if (d.on_own_thread())
-    throw LifecycleError(
-        "Supervisor::block() - called from one of the supervisor's own threads; it would wait for itself");
-  return d.finish_stop();
+  return d.shutdown.block(d.on_own_thread());
 }
 
 bool Supervisor::is_running() const noexcept {
-  return impl_->state.load() == Impl::State::running;
+  return impl_->life.running();
 }
 const std::string& Supervisor::id() const noexcept {
   return impl_->opt.id;
 }
 
 void Supervisor::check_running(const char* call) const {
-  auto s = impl_->state.load();
-  if (s != Impl::State::running)
+  if (!impl_->life.running())
     throw LifecycleError(std::string(call) + " - supervisor '" + impl_->opt.id + "' is " +
-                         impl_->state_name());
+                         impl_->life.name());
 }
 
 std::uint64_t Supervisor::next_id() noexcept {
@@ -926,16 +179,8 @@ std::uint64_t Supervisor::next_id() noexcept {
 
 void Supervisor::register_task(detail::TaskStateBase* t) {
   auto& d = *impl_;
-  std::lock_guard lk(d.reg_m);
-  if (d.state.load() != Impl::State::running)
-    throw LifecycleError("Supervisor::submit() - supervisor '" + d.opt.id + "' is " + d.state_name());
-  t->set_observer(&d);
-  t->add_ref();
-  t->reg_next_ = d.live_head;
-  if (d.live_head) d.live_head->reg_prev_ = t;
-  d.live_head = t;
-  ++d.live;
-  ++d.submitted[index(t->priority())][index(t->kind())];
+  if (!d.tasks.add(t))
+    throw LifecycleError("Supervisor::submit() - supervisor '" + d.opt.id + "' is " + d.life.name());
 }
 
 void Supervisor::fail_launch(detail::TaskStateBase* t, std::exception_ptr e) noexcept {
@@ -943,9 +188,9 @@ void Supervisor::fail_launch(detail::TaskStateBase* t, std::exception_ptr e) noe
 }
 
 void Supervisor::launch_thread(detail::TaskStateBase* t, const TaskOptions& o) {
-  impl_->launch(t, o, [t](Impl& d) {
-    t->add_ref();       // the pool's
-    d.pool.enqueue(t);  // on failure the pool discards it (canceled) and throws
+  impl_->launch(t, o, [t, &pool = impl_->pool] {
+    t->add_ref();     // the pool's
+    pool.enqueue(t);  // on failure the pool discards it (canceled) and throws
   });
 }
 
@@ -955,57 +200,22 @@ void Supervisor::launch_process(detail::ProcessJob& job, const TaskOptions& o) {
     throw LifecycleError("Supervisor::submit() - supervisor '" + d.opt.id +
                          "' has no process pool (set SupervisorOptions::processes.pool_size)");
   job.pool = d.procs.get();
-  d.launch(&job.task(), o, [j = &job](Impl& d) { d.procs->enqueue(*j); });  // on failure: canceled, throws
+  // On failure the process pool cancels the job's task and throws.
+  d.launch(&job.task(), o, [j = &job, procs = d.procs.get()] { procs->enqueue(*j); });
 }
 
 Aloop& Supervisor::create_aloop(const std::string& name, bool make_default) {
-  auto& d = *impl_;
-  if (name.empty()) throw Error("Supervisor::create_aloop() - the name must not be empty");
-  auto s = d.state.load();
-  if (s == Impl::State::stopping || s == Impl::State::stopped)
-    throw LifecycleError("Supervisor::create_aloop() - supervisor '" + d.opt.id + "' is " + d.state_name());
-  std::lock_guard lk(d.aloop_m);
-  if (d.aloops_done)
-    throw LifecycleError("Supervisor::create_aloop() - supervisor '" + d.opt.id + "' has stopped its aloops");
-  if (d.aloops.count(name)) throw Error("Supervisor::create_aloop() - an aloop named '" + name + "' exists");
-  Aloop& a = d.start_aloop_locked(name);
-  if (make_default) d.opt.default_aloop = name;
-  return a;
+  return impl_->aloops.create(name, make_default);
 }
-
 Aloop& Supervisor::aloop(std::string_view name) {
-  auto& d = *impl_;
-  std::lock_guard lk(d.aloop_m);
-  auto it = d.aloops.find(name);
-  if (it == d.aloops.end()) throw Error("Supervisor::aloop() - no aloop named '" + std::string(name) + "'");
-  return *it->second;
+  return impl_->aloops.find(name);
 }
-
 Aloop& Supervisor::default_aloop() {
-  auto& d = *impl_;
-  std::lock_guard lk(d.aloop_m);
-  if (auto it = d.aloops.find(d.opt.default_aloop); it != d.aloops.end()) return *it->second;
-  auto s = d.state.load();
-  if (s == Impl::State::stopping || s == Impl::State::stopped || d.aloops_done)
-    throw LifecycleError("Supervisor::default_aloop() - supervisor '" + d.opt.id + "' is " + d.state_name());
-  return d.start_aloop_locked(d.opt.default_aloop);
+  return impl_->aloops.default_aloop();
 }
-
 void Supervisor::stop_aloop(std::string_view name) {
-  auto& d = *impl_;
-  Aloop* a = nullptr;
-  {
-    std::lock_guard lk(d.aloop_m);
-    auto it = d.aloops.find(name);
-    if (it == d.aloops.end())
-      throw Error("Supervisor::stop_aloop() - no aloop named '" + std::string(name) + "'");
-    a = it->second.get();
-    d.retired.push_back(std::move(it->second));
-    d.aloops.erase(it);
-  }
-  a->stop();
+  impl_->aloops.stop(name);
 }
-
 Aloop& Supervisor::aloop_for(const TaskOptions& o) {
   return o.aloop.empty() ? default_aloop() : aloop(o.aloop);
 }
@@ -1019,71 +229,21 @@ SupervisorInfo Supervisor::info() const {
   auto& d = *impl_;
   SupervisorInfo i;
   i.id = d.opt.id;
-  i.state = d.state_name();
+  i.state = d.life.name();
   i.pool = d.pool.info();
   if (d.procs) i.processes = d.procs->info();
-  {
-    std::lock_guard lk(d.aloop_m);
-    for (auto& [n, a] : d.aloops) i.aloops.push_back({n, n == d.opt.default_aloop, a->running()});
-  }
-  {
-    std::lock_guard lk(d.stop_m);
-    auto add = [&](const StepSlot& s) {
-      i.steps.push_back({s.step.name, s.step.depends_on, s.builtin, to_cstr(s.state)});
-    };
-    if (!d.order.empty())
-      for (auto k : d.order) add(d.steps[k]);
-    else
-      for (auto& s : d.steps) add(s);
-  }
-  std::lock_guard lk(d.reg_m);
-  for (std::size_t p = 0; p < priority_count; ++p)
-    for (std::size_t k = 0; k < task_kind_count; ++k) {
-      i.tasks.submitted[p] += d.submitted[p][k];
-      i.tasks.completed[p] += d.completed[p][k];
-      i.tasks.failed[p] += d.failed[p][k];
-      i.tasks.canceled[p] += d.canceled[p][k];
-    }
-  i.active_tasks = d.live;
+  i.aloops = d.aloops.infos();
+  i.steps = d.shutdown.step_infos();
+  d.tasks.fill(i.tasks, i.active_tasks);
   return i;
 }
 
 TaskMetrics Supervisor::task_metrics() const {
-  auto& d = *impl_;
-  TaskMetrics m;
-  detail::ByPriorityKind<detail::TimeHistogram<std::uint64_t>> run_time;
-  {
-    // Copies only: the vectors are built after the lock, which every
-    // submit and finish takes.
-    std::lock_guard lk(d.reg_m);
-    m.submitted = d.submitted;
-    m.completed = d.completed;
-    m.failed = d.failed;
-    m.canceled = d.canceled;
-    run_time = d.run_time;
-  }
-  // Read after the ended counts: a task's start happens before its end, so
-  // `started` is never below the started tasks those counts include.
-  for (std::size_t p = 0; p < priority_count; ++p)
-    for (std::size_t k = 0; k < task_kind_count; ++k) {
-      m.run_time[p][k] = run_time[p][k].snapshot();
-      m.queue_wait[p][k] = d.queue_wait[p][k].snapshot();
-      m.started[p][k] = m.queue_wait[p][k].count;
-    }
-  return m;
+  return impl_->tasks.metrics();
 }
 
 std::vector<TaskInfo> Supervisor::tasks(std::optional<TaskStatus> only) const {
-  auto& d = *impl_;
-  std::vector<TaskInfo> out;
-  std::lock_guard lk(d.reg_m);
-  for (auto* t = d.live_head; t; t = t->reg_next_) {
-    TaskInfo i = t->info();
-    if (!only || i.status == *only) out.push_back(std::move(i));
-  }
-  for (const auto& i : d.history)
-    if (!only || i.status == *only) out.push_back(i);
-  return out;
+  return impl_->tasks.list(only);
 }
 
 std::vector<WorkerInfo> Supervisor::workers() const {
