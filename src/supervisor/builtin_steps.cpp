@@ -1,5 +1,7 @@
 #include "supervisor/builtin_steps.hpp"
 
+#include <atask/supervisor/detail/worker_registry.hpp>
+
 #include "util/platform.hpp"
 #include "process/process_pool.hpp"
 #include "supervisor/aloop_set.hpp"

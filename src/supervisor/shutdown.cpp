@@ -1,5 +1,7 @@
 #include "supervisor/shutdown.hpp"
 
+#include <atask/supervisor/detail/worker_registry.hpp>
+
 #include "util/platform.hpp"
 #include "supervisor/options.hpp"
 #include "supervisor/task_registry.hpp"
