@@ -5,7 +5,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -14,8 +14,6 @@
 #include <algorithm>
 #include <condition_variable>
 #include <csignal>
-#include <cstdio>
-#include <cstdlib>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -74,16 +72,6 @@ struct TextLog {
   std::shared_ptr<spdlog::logger> log;
 };
 
-// block() with a time limit: a shutdown that never ends fails here.
-atask::StopReport block_within(atask::Supervisor& sv) {
-  auto f = std::async(std::launch::async, [&] { return sv.block(); });
-  if (f.wait_for(patience) != std::future_status::ready) {
-    std::fprintf(stderr, "FATAL: Supervisor::block() did not return in time\n");
-    std::abort();
-  }
-  return f.get();
-}
-
 }  // namespace
 
 TEST_SUITE("steps") {
@@ -132,12 +120,12 @@ TEST_SUITE("steps") {
     atask::Supervisor sv({.id = "work", .pool_size = 1, .logger = quiet_logger()});
     sv.add_step({.name = "user",
                  .depends_on = {"pool"},
-                 .start = [&](atask::Supervisor& s) { at_start = s.submit({}, [] { return 1; }).get(); },
+                 .start = [&](atask::Supervisor& s) { at_start = s.submit({}, [] { return 1; }).get_for(patience); },
                  .stop =
                      [&](atask::Supervisor& s) {
                        stop_thread = thread_name();
                        running_at_stop = s.is_running();
-                       at_stop = s.submit({}, [] { return 2; }).get();
+                       at_stop = s.submit({}, [] { return 2; }).get_for(patience);
                      }});
     sv.start();
     CHECK(at_start == 1);
@@ -374,8 +362,8 @@ TEST_SUITE("steps") {
     auto second = std::async(std::launch::async, [&] { return sv.stop(); });
     CHECK_FALSE(sv.stop({.wait = false}).completed);
     release.set();
-    CHECK(first.get().completed);
-    auto r2 = second.get();
+    CHECK(wait_or_abort(first, "the first Supervisor::stop()").completed);
+    auto r2 = wait_or_abort(second, "the second Supervisor::stop()");
     CHECK(r2.completed);
     CHECK_FALSE(inner_completed);
     CHECK(j.events() == Names{"stop slow"});

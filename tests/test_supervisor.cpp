@@ -2,7 +2,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -11,11 +11,8 @@
 #include <algorithm>
 #include <condition_variable>
 #include <csignal>
-#include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <future>
-#include <latch>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -34,24 +31,13 @@ using namespace test;
 
 namespace {
 
-// Blocks until `st` is requested, without polling.
+// Blocks until `st` is requested, without polling; gives up after the
+// patience (the test then fails on what the task returned).
 void wait_for_stop(std::stop_token st) {
   std::mutex m;
   std::condition_variable_any cv;
   std::unique_lock lk(m);
-  cv.wait(lk, st, [] { return false; });
-}
-
-// block() with a time limit: a shutdown that never ends fails here, with a
-// message, rather than when the CTest timeout kills the process.
-atask::StopReport block_within(atask::Supervisor& sv, std::chrono::seconds limit = patience) {
-  auto f = std::async(std::launch::async, [&] { return sv.block(); });
-  if (f.wait_for(limit) != std::future_status::ready) {
-    std::fprintf(stderr, "FATAL: Supervisor::block() did not return within %lld s\n",
-                 static_cast<long long>(limit.count()));
-    std::abort();
-  }
-  return f.get();
+  cv.wait_for(lk, st, patience, [] { return false; });
 }
 
 }  // namespace
@@ -69,7 +55,7 @@ TEST_SUITE("supervisor") {
     CHECK(sv.info().state == "running");
     auto t = sv.submit(
         {}, [](int a, int b) { return a * b; }, 6, 7);
-    CHECK(t.get() == 42);
+    CHECK(t.get_for(patience) == 42);
     auto r = sv.stop();
     CHECK(r.completed);
     CHECK_FALSE(r.already_stopped);
@@ -121,21 +107,22 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("submit while stopping throws LifecycleError naming the stopping state") {
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::Supervisor sv({.id = "closing", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
+    OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto r = sv.stop({.wait = false});
     CHECK_FALSE(r.completed);
     auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
     CHECK(contains(msg, "Supervisor::submit()"));
     CHECK(contains(msg, "stopping"));
     CHECK(sv.info().state == "stopping");
-    open.count_down();
+    open.set();
     CHECK(block_within(sv).completed);
   }
 
@@ -173,22 +160,23 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop while another stop is under way waits for it") {
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::Supervisor sv({.id = "stopstop", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
+    OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
       return 5;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     CHECK_FALSE(sv.stop({.wait = false}).completed);
-    open.count_down();
+    open.set();
     auto r = sv.stop();
     CHECK(r.completed);
     CHECK_FALSE(r.already_stopped);
     CHECK(r.stage == StopStage::warm);
-    CHECK(busy.get() == 5);
+    CHECK(busy.get_for(patience) == 5);
     CHECK(sv.stop().already_stopped);
   }
 
@@ -223,22 +211,23 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("destroying a running supervisor stops it") {
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::TaskHandle<int> running, delayed;
     {
       atask::Supervisor sv({.id = "dtor", .pool_size = 1, .logger = quiet_logger()});
       sv.start();
+      OpenOnExit guard{&open};
       running = sv.submit({}, [&] {
-        entered.count_down();
-        open.wait();
+        entered.set();
+        open.wait_for();
         return 3;
       });
-      entered.wait();
+      REQUIRE(entered.wait_for());
       delayed = sv.submit({.delay = 1h}, [] { return 5; });
-      open.count_down();
+      open.set();
     }
     // stop() with the default options: running tasks finish, delayed ones are canceled.
-    CHECK(running.get() == 3);
+    CHECK(running.get_for(patience) == 3);
     CHECK(delayed.status() == TaskStatus::canceled);
   }
 
@@ -290,47 +279,49 @@ TEST_SUITE("supervisor") {
   // -- stop stages -----------------------------------------------------------------
 
   TEST_CASE("the warm stage lets a running task finish") {
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::Supervisor sv({.id = "warm", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
+    OpenOnExit guard{&open};
     auto t = sv.submit({.name = "slow"}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
       return 11;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto begun = sv.stop({.wait = false});
     CHECK_FALSE(begun.completed);
     CHECK_FALSE(t.done());
-    open.count_down();
+    open.set();
     auto r = block_within(sv);
     CHECK(r.completed);
     CHECK(r.stage == StopStage::warm);
     CHECK(r.stop_requested == 0);
     CHECK(r.abandoned.empty());
     CHECK(t.status() == TaskStatus::completed);
-    CHECK(t.get() == 11);
+    CHECK(t.get_for(patience) == 11);
   }
 
   TEST_CASE("stop with cancel_queued cancels the queued tasks") {
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::Supervisor sv({.id = "cq", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
+    OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     std::vector<atask::TaskHandle<int>> queued;
     for (int i = 0; i < 3; ++i) queued.push_back(sv.submit({}, [i] { return i; }));
     for (auto& q : queued) CHECK(q.status() == TaskStatus::queued);
     sv.stop({.cancel_queued = true, .wait = false});
     for (auto& q : queued) {
       CHECK(q.status() == TaskStatus::canceled);
-      CHECK_THROWS_AS(q.get(), atask::TaskCanceled);
+      CHECK_THROWS_AS(q.get_for(patience), atask::TaskCanceled);
       CHECK(contains(q.info().error, "canceled"));
     }
-    open.count_down();
+    open.set();
     auto r = block_within(sv);
     CHECK(r.completed);
     CHECK(r.stage == StopStage::warm);
@@ -340,27 +331,28 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop without cancel_queued drains the queued tasks") {
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::Supervisor sv({.id = "drain", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
+    OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     std::vector<atask::TaskHandle<int>> queued;
     for (int i = 0; i < 3; ++i)
       queued.push_back(sv.submit({.priority = Priority::low}, [i] { return i * 10; }));
     sv.stop({.cancel_queued = false, .wait = false});
     for (auto& q : queued) CHECK(q.status() == TaskStatus::queued);
-    open.count_down();
+    open.set();
     auto r = block_within(sv);
     CHECK(r.completed);
     CHECK(r.stage == StopStage::warm);
     CHECK(r.canceled == 0);
     for (int i = 0; i < 3; ++i) {
       CHECK(queued[i].status() == TaskStatus::completed);
-      CHECK(queued[i].get() == i * 10);
+      CHECK(queued[i].get_for(patience) == i * 10);
     }
   }
 
@@ -373,20 +365,20 @@ TEST_SUITE("supervisor") {
     CHECK(r.completed);
     CHECK(r.canceled == 1);
     CHECK(later.status() == TaskStatus::canceled);
-    CHECK_THROWS_AS(later.get(), atask::TaskCanceled);
+    CHECK_THROWS_AS(later.get_for(patience), atask::TaskCanceled);
     CHECK_FALSE(later.info().started_at.has_value());
   }
 
   TEST_CASE("the soft stage requests stop of a running task after warm_timeout") {
-    std::latch entered{1};
+    Event entered;
     atask::Supervisor sv({.id = "soft", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
     auto t = sv.submit({.name = "polite"}, [&](std::stop_token st) {
-      entered.count_down();
+      entered.set();
       wait_for_stop(st);
       return 1;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     const auto t0 = std::chrono::steady_clock::now();
     auto r = sv.stop({.warm_timeout = 50ms, .soft_timeout = 10s});
     CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
@@ -395,42 +387,43 @@ TEST_SUITE("supervisor") {
     CHECK(r.stop_requested >= 1);
     CHECK(r.abandoned.empty());
     CHECK(t.status() == TaskStatus::completed);
-    CHECK(t.get() == 1);
+    CHECK(t.get_for(patience) == 1);
   }
 
   TEST_CASE("the soft stage cancels tasks still queued") {
-    std::latch entered{1};
+    Event entered;
     atask::Supervisor sv({.id = "softq", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
     auto busy = sv.submit({}, [&](std::stop_token st) {
-      entered.count_down();
+      entered.set();
       wait_for_stop(st);
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto waiting = sv.submit({}, [] { return 2; });
     auto r = sv.stop({.cancel_queued = false, .warm_timeout = 50ms, .soft_timeout = 10s});
     CHECK(r.stage == StopStage::soft);
     CHECK(r.canceled == 1);
     CHECK(waiting.status() == TaskStatus::canceled);
-    CHECK_THROWS_AS(waiting.get(), atask::TaskCanceled);
+    CHECK_THROWS_AS(waiting.get_for(patience), atask::TaskCanceled);
     CHECK(busy.status() == TaskStatus::completed);
   }
 
   TEST_CASE("the cold stage abandons a task that ignores its stop request") {
     // Shared with the task: the abandoned thread may still be inside it when
     // this test's scope ends.
-    auto gate = std::make_shared<std::latch>(1);
-    auto left = std::make_shared<std::latch>(1);
-    std::latch entered{1};
+    auto gate = std::make_shared<Event>();
+    auto left = std::make_shared<Event>();
+    Event entered;
     atask::Supervisor sv({.id = "cold", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
+    OpenOnExit guard{gate.get()};
     auto stubborn = sv.submit({.name = "stubborn"}, [gate, left, &entered] {
-      entered.count_down();
-      gate->wait();  // ignores its stop token
-      left->count_down();
+      entered.set();
+      gate->wait_for();  // ignores its stop token
+      left->set();
       return 1;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto r = sv.stop({.warm_timeout = 50ms, .soft_timeout = 100ms});
     CHECK(r.completed);
     CHECK(r.stage == StopStage::cold);
@@ -441,11 +434,11 @@ TEST_SUITE("supervisor") {
     CHECK(r.abandoned[0].status == TaskStatus::started);
     REQUIRE(stubborn.done());
     CHECK(stubborn.status() == TaskStatus::failed);
-    CHECK_THROWS_AS(stubborn.get(), atask::TaskAbandoned);
+    CHECK_THROWS_AS(stubborn.get_for(patience), atask::TaskAbandoned);
     CHECK(contains(stubborn.info().error, "abandoned"));
     CHECK(sv.info().state == "stopped");
-    gate->count_down();
-    left->wait();                                    // the abandoned thread leaves user code
+    gate->set();
+    REQUIRE(left->wait_for());                       // the abandoned thread leaves user code
     CHECK(stubborn.status() == TaskStatus::failed);  // its late return changes nothing
   }
 
@@ -459,7 +452,7 @@ TEST_SUITE("supervisor") {
                           .logger = quiet_logger()});
     sv.start();
     auto t = sv.submit({}, [] { return 1; });
-    CHECK(t.get() == 1);
+    CHECK(t.get_for(patience) == 1);
     std::raise(SIGTERM);
     auto r = block_within(sv);
     CHECK(r.completed);
@@ -471,7 +464,7 @@ TEST_SUITE("supervisor") {
     auto lines = std::make_shared<LineWaiter>();
     auto log = std::make_shared<spdlog::logger>("test", lines);
     log->set_level(spdlog::level::info);
-    std::latch entered{1};
+    Event entered;
     atask::Supervisor sv({.id = "sig2",
                           .pool_size = 1,
                           .handle_signals = true,
@@ -479,11 +472,11 @@ TEST_SUITE("supervisor") {
                           .logger = log});
     sv.start();
     auto t = sv.submit({}, [&](std::stop_token st) {
-      entered.count_down();
+      entered.set();
       wait_for_stop(st);
       return 2;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     std::raise(SIGINT);
     REQUIRE(lines->wait_for("stopping (warm stage"));
     CHECK_FALSE(sv.is_running());
@@ -494,26 +487,27 @@ TEST_SUITE("supervisor") {
     CHECK(r.stage == StopStage::soft);
     CHECK(r.stop_requested == 1);
     CHECK(r.abandoned.empty());
-    CHECK(t.get() == 2);
+    CHECK(t.get_for(patience) == 2);
   }
 
   TEST_CASE("a third signal moves a shutdown to the cold stage at once") {
     auto lines = std::make_shared<LineWaiter>();
     auto log = std::make_shared<spdlog::logger>("test", lines);
     log->set_level(spdlog::level::info);
-    auto gate = std::make_shared<std::latch>(1);
-    std::latch entered{1};
+    auto gate = std::make_shared<Event>();
+    Event entered;
     atask::Supervisor sv({.id = "sig3",
                           .pool_size = 1,
                           .handle_signals = true,
                           .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h},
                           .logger = log});
     sv.start();
+    OpenOnExit guard{gate.get()};
     auto t = sv.submit({}, [gate, &entered] {
-      entered.count_down();
-      gate->wait();
+      entered.set();
+      gate->wait_for();
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     std::raise(SIGTERM);
     REQUIRE(lines->wait_for("stopping (warm stage"));
     std::raise(SIGTERM);
@@ -525,15 +519,15 @@ TEST_SUITE("supervisor") {
     CHECK(r.stage == StopStage::cold);
     REQUIRE(r.abandoned.size() == 1);
     CHECK(r.abandoned[0].id == t.id());
-    CHECK_THROWS_AS(t.get(), atask::TaskAbandoned);
-    gate->count_down();
+    CHECK_THROWS_AS(t.get_for(patience), atask::TaskAbandoned);
+    gate->set();
   }
 
   // -- introspection ---------------------------------------------------------------
 
   TEST_CASE(
       "info reports what runs and waits by priority along with pool sizes and aloops and task counters") {
-    std::latch low_in{1}, high_in{1}, critical_in{1}, open{1};
+    Event low_in, high_in, critical_in, open;
     atask::Supervisor sv({.id = "info",
                           .pool_size = 2,
                           .reserve_normal = 0,
@@ -542,21 +536,22 @@ TEST_SUITE("supervisor") {
                           .logger = quiet_logger()});
     sv.create_aloop("net");
     sv.start();
+    OpenOnExit guard{&open};
     (void)sv.default_aloop();
-    auto blocker = [&](std::latch& entered) {
-      entered.count_down();
-      open.wait();
+    auto blocker = [&](Event& entered) {
+      entered.set();
+      open.wait_for();
     };
-    auto then_wait = [&] { open.wait(); };
+    auto then_wait = [&] { open.wait_for(); };
     std::vector<atask::TaskHandle<void>> all;
     // One at a time: a running critical task counts against pool_size too.
     all.push_back(sv.submit({.priority = Priority::low}, blocker, std::ref(low_in)));
-    low_in.wait();
+    REQUIRE(low_in.wait_for());
     all.push_back(sv.submit({.priority = Priority::high}, blocker, std::ref(high_in)));
-    high_in.wait();
+    REQUIRE(high_in.wait_for());
     all.push_back(
         sv.submit({.priority = Priority::critical}, blocker, std::ref(critical_in)));  // past the limit
-    critical_in.wait();
+    REQUIRE(critical_in.wait_for());
     all.push_back(sv.submit({.priority = Priority::low}, then_wait));
     all.push_back(sv.submit({.priority = Priority::low}, then_wait));
     all.push_back(sv.submit({.priority = Priority::normal}, then_wait));
@@ -592,7 +587,7 @@ TEST_SUITE("supervisor") {
     CHECK(find("default")->is_default);
     CHECK(find("default")->running);
 
-    open.count_down();
+    open.set();
     auto failing = sv.submit({.priority = Priority::normal}, []() -> int { throw std::runtime_error("no"); });
     for (auto& t : all) REQUIRE(t.wait_for(patience));
     REQUIRE(failing.wait_for(patience));
@@ -608,19 +603,20 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("tasks lists active tasks first then the history oldest first and filters by status") {
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::Supervisor sv({.id = "list", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
+    OpenOnExit guard{&open};
     // One slot: the blocker starts only after e1 and e2 have finished and
     // been recorded (same FIFO queue, the slot frees after the books).
     auto e1 = sv.submit({.name = "e1"}, [] { return 1; });
     auto e2 = sv.submit({.name = "e2"}, [] { return 2; });
     auto b = sv.submit({.name = "b"}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
       return 3;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto q = sv.submit({.name = "q"}, [] { return 4; });
 
     auto ts = sv.tasks();
@@ -646,7 +642,7 @@ TEST_SUITE("supervisor") {
     CHECK(sv.tasks(TaskStatus::completed).size() == 2);
     CHECK(sv.tasks(TaskStatus::failed).empty());
 
-    open.count_down();
+    open.set();
     REQUIRE(q.wait_for(patience));
     CHECK(sv.stop().completed);
     CHECK(sv.tasks(TaskStatus::completed).size() == 4);
@@ -660,7 +656,7 @@ TEST_SUITE("supervisor") {
     std::vector<atask::TaskHandle<int>> hs;
     hs.reserve(n);
     for (int i = 0; i < n; ++i) hs.push_back(sv.submit({}, [i] { return i; }));
-    for (int i = 0; i < n; ++i) REQUIRE(hs[i].get() == i);
+    for (int i = 0; i < n; ++i) REQUIRE(hs[i].get_for(patience) == i);
     // Active tasks only leave the registry, so this order makes the bound exact.
     const auto active = sv.info().active_tasks;
     CHECK(sv.tasks().size() <= 100 + active);
@@ -681,7 +677,7 @@ TEST_SUITE("supervisor") {
     int stale = 0;
     for (int i = 0; i < 20000; ++i) {
       auto t = sv.submit({}, [i] { return i; });
-      t.wait();
+      REQUIRE(t.wait_for(patience));
       auto info = sv.info();
       if (info.active_tasks != 0 ||
           info.tasks.completed[atask::index(Priority::normal)] != std::uint64_t(i) + 1)
@@ -695,7 +691,7 @@ TEST_SUITE("supervisor") {
   TEST_CASE("a task that waited past timeout_warning is handed to on_timeout_warning") {
     std::mutex m;
     std::vector<atask::TaskInfo> warned, critical;
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::Supervisor sv({.id = "warn",
                           .pool_size = 1,
                           .min_threads = 1,
@@ -713,19 +709,20 @@ TEST_SUITE("supervisor") {
                               },
                           .logger = quiet_logger()});
     sv.start();
+    OpenOnExit guard{&open};
     auto blocker = sv.submit({.name = "blocker"}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto late = sv.submit({.name = "late"}, [] { return 1; });
     // The behaviour under test is about time: keep the slot busy until the
     // queued task has waited three times the threshold.
     std::this_thread::sleep_until(*late.info().queued_at + 150ms);
-    open.count_down();
-    CHECK(late.get() == 1);
+    open.set();
+    CHECK(late.get_for(patience) == 1);
     auto quick = sv.submit({.name = "quick"}, [] { return 2; });
-    CHECK(quick.get() == 2);
+    CHECK(quick.get_for(patience) == 2);
     CHECK(sv.stop().completed);
 
     std::lock_guard lk(m);
@@ -741,7 +738,7 @@ TEST_SUITE("supervisor") {
   TEST_CASE("a task that waited past timeout_critical is handed to on_timeout_critical only") {
     std::mutex m;
     std::vector<atask::TaskInfo> warned, critical;
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::Supervisor sv({.id = "crit",
                           .pool_size = 1,
                           .min_threads = 1,
@@ -760,15 +757,16 @@ TEST_SUITE("supervisor") {
                               },
                           .logger = quiet_logger()});
     sv.start();
+    OpenOnExit guard{&open};
     auto blocker = sv.submit({.name = "blocker"}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto late = sv.submit({.priority = Priority::high, .name = "very late"}, [] { return 1; });
     std::this_thread::sleep_until(*late.info().queued_at + 250ms);  // the time under test
-    open.count_down();
-    CHECK(late.get() == 1);
+    open.set();
+    CHECK(late.get_for(patience) == 1);
     CHECK(sv.stop().completed);
 
     std::lock_guard lk(m);
@@ -781,14 +779,15 @@ TEST_SUITE("supervisor") {
   // -- resize ----------------------------------------------------------------------
 
   TEST_CASE("resize through the supervisor starts queued tasks at once") {
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::Supervisor sv({.id = "resize", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
+    OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto waiting = sv.submit({}, [] { return 9; });
     CHECK(waiting.status() == TaskStatus::queued);
     sv.resize({.pool_size = 2});
@@ -796,7 +795,7 @@ TEST_SUITE("supervisor") {
     REQUIRE(waiting.wait_for(patience));
     CHECK(waiting.get() == 9);
     CHECK_FALSE(busy.done());  // it started beside the blocker, not after it
-    open.count_down();
+    open.set();
     CHECK(sv.stop().completed);
   }
 
@@ -827,7 +826,7 @@ TEST_SUITE("supervisor") {
     sv.start();
     sv.post(Priority::normal, [] { throw std::runtime_error("posted boom"); });
     auto after = sv.submit({}, [] { return 1; });  // the sv keeps running
-    CHECK(after.get() == 1);
+    CHECK(after.get_for(patience) == 1);
     sv.stop();  // joins the pool threads: the log is complete
     const auto text = out.str();
     CAPTURE(text);
