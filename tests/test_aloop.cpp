@@ -4,7 +4,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
@@ -233,7 +233,7 @@ TEST_SUITE("aloop") {
     CHECK(early.running());
     auto t = sv.submit({.aloop = "early"},
                        []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
-    CHECK(t.get() == early.thread_id());
+    CHECK(t.get_for(patience) == early.thread_id());
   }
 
   TEST_CASE("default_aloop is created on first use") {
@@ -257,7 +257,7 @@ TEST_SUITE("aloop") {
     auto t =
         sv.submit({}, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
     CHECK(t.kind() == atask::TaskKind::coroutine);
-    CHECK(t.get() == sv.default_aloop().thread_id());
+    CHECK(t.get_for(patience) == sv.default_aloop().thread_id());
     CHECK(sv.default_aloop().name() == "default");
   }
 
@@ -268,7 +268,7 @@ TEST_SUITE("aloop") {
     CHECK(&sv.default_aloop() == &main);
     auto t =
         sv.submit({}, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
-    CHECK(t.get() == main.thread_id());
+    CHECK(t.get_for(patience) == main.thread_id());
     auto i = sv.info();
     REQUIRE(i.aloops.size() == 1);
     CHECK(i.aloops[0].name == "main");
@@ -296,7 +296,7 @@ TEST_SUITE("aloop") {
     sv.create_aloop("a-very-long-aloop-name");
     auto t = sv.submit({.aloop = "a-very-long-aloop-name"},
                        []() -> asio::awaitable<std::string> { co_return thread_name(); });
-    CHECK(t.get() == "a-very-long-alo");
+    CHECK(t.get_for(patience) == "a-very-long-alo");
   }
 
   TEST_CASE("stop_aloop ends a suspended coroutine task canceled") {
@@ -387,7 +387,7 @@ TEST_SUITE("aloop") {
     CHECK(r.stop_requested == 1);
     CHECK(r.abandoned.empty());
     CHECK(t.status() == TaskStatus::canceled);
-    CHECK_THROWS_AS((void)t.get(), atask::TaskCanceled);
+    CHECK_THROWS_AS((void)t.get_for(patience), atask::TaskCanceled);
   }
 
   TEST_CASE("stop from a coroutine task returns at once and block finishes the stop") {
@@ -396,7 +396,7 @@ TEST_SUITE("aloop") {
     auto t = sv.submit({}, [&]() -> asio::awaitable<bool> { co_return sv.stop().completed; });
     REQUIRE(t.wait_for(patience));
     CHECK_FALSE(t.get());
-    auto r = sv.block();
+    auto r = block_within(sv);
     CHECK(r.completed);
     CHECK(r.stage == StopStage::warm);
   }

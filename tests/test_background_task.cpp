@@ -12,7 +12,6 @@
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
-#include <latch>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -57,7 +56,7 @@ TEST_SUITE("background_task") {
     auto square = atask::background_task(sv, [](int x) { return x * x; });
     std::vector<atask::TaskHandle<int>> hs;
     for (int i = 0; i < 20; ++i) hs.push_back(square(i));
-    for (int i = 0; i < 20; ++i) CHECK(hs[i].get() == i * i);
+    for (int i = 0; i < 20; ++i) CHECK(hs[i].get_for(patience) == i * i);
     CHECK(hs[0].id() != hs[1].id());
     CHECK(hs[0].priority() == Priority::normal);  // TaskOptions defaults
     CHECK(hs[0].name().empty());
@@ -76,7 +75,7 @@ TEST_SUITE("background_task") {
         });
     }
     for (int c = 0; c < 4; ++c)
-      for (int i = 0; i < 50; ++i) CHECK(per[c][i].get() == 2 * (c * 100 + i));
+      for (int i = 0; i < 50; ++i) CHECK(per[c][i].get_for(patience) == 2 * (c * 100 + i));
   }
 
   TEST_CASE("with overrides the options for one call only") {
@@ -87,27 +86,27 @@ TEST_SUITE("background_task") {
     auto once = greet.with({.priority = Priority::critical, .name = "urgent"}, std::string("you"));
     CHECK(once.priority() == Priority::critical);
     CHECK(once.name() == "urgent");
-    CHECK(once.get() == "hello you");
+    CHECK(once.get_for(patience) == "hello you");
     auto usual = greet("me");
     CHECK(usual.priority() == Priority::low);
     CHECK(usual.name() == "greet");
-    CHECK(usual.get() == "hello me");
+    CHECK(usual.get_for(patience) == "hello me");
   }
 
   TEST_CASE("a callable taking a stop_token first gets its task's token") {
-    std::latch entered{1};
+    Event entered;
     atask::Supervisor sv({.id = "bttoken", .pool_size = 1, .logger = quiet_logger()});
     sv.start();
     auto wait_then = atask::background_task(sv, [&](std::stop_token st, int v) {
-      entered.count_down();
+      entered.set();
       std::mutex m;
       std::condition_variable_any cv;
       std::unique_lock lk(m);
-      cv.wait(lk, st, [] { return false; });
-      return v;
+      cv.wait_for(lk, st, patience, [] { return false; });
+      return st.stop_requested() ? v : -1;  // -1: the token was never requested
     });
     auto t = wait_then(8);
-    entered.wait();
+    REQUIRE(entered.wait_for());
     CHECK(t.cancel());
     REQUIRE(t.wait_for(patience));
     CHECK(t.status() == TaskStatus::completed);
@@ -143,10 +142,10 @@ TEST_SUITE("background_task") {
         {.aloop = "x"});
     auto t = where();
     CHECK(t.kind() == TaskKind::coroutine);
-    CHECK(t.get() == x.thread_id());
+    CHECK(t.get_for(patience) == x.thread_id());
     // the default aloop is another thread (and only now created)
     auto elsewhere = where.with({});
-    CHECK(elsewhere.get() == sv.default_aloop().thread_id());
+    CHECK(elsewhere.get_for(patience) == sv.default_aloop().thread_id());
     CHECK(x.thread_id() != sv.default_aloop().thread_id());
   }
 
@@ -177,7 +176,7 @@ TEST_SUITE("background_task") {
     CHECK(sv.tasks(TaskStatus::delayed).size() == 1);
     CHECK(later.cancel());
     CHECK(later.status() == TaskStatus::canceled);
-    CHECK_THROWS_AS(later.get(), atask::TaskCanceled);
+    CHECK_THROWS_AS(later.get_for(patience), atask::TaskCanceled);
   }
 
   TEST_CASE("a task that throws fails and get rethrows its exception") {
@@ -212,7 +211,7 @@ TEST_SUITE("background_task") {
     auto one = atask::background_task(sv, [] { return 1; });
     CHECK_THROWS_AS((void)one(), atask::LifecycleError);
     sv.start();
-    CHECK(one().get() == 1);
+    CHECK(one().get_for(patience) == 1);
     sv.stop();
     CHECK_THROWS_WITH_AS((void)one(), doctest::Contains("Supervisor::submit()"), atask::LifecycleError);
   }

@@ -9,7 +9,6 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <latch>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -222,11 +221,12 @@ TEST_SUITE("collections") {
     atask::FunctionCollection<int> fc;
     std::atomic<int> calls{0};
     {
-      std::latch go{4};
+      Counter go;  // all four start together
       std::vector<std::jthread> ts;
       for (int t = 0; t < 2; ++t)
         ts.emplace_back([&, t] {
-          go.arrive_and_wait();
+          go.bump();
+          go.wait_for_at_least(4);
           for (int i = 0; i < 100; ++i) {
             const auto name = std::to_string(t) + "-" + std::to_string(i);
             fc.add(
@@ -236,7 +236,8 @@ TEST_SUITE("collections") {
         });
       for (int t = 0; t < 2; ++t)
         ts.emplace_back([&] {
-          go.arrive_and_wait();
+          go.bump();
+          go.wait_for_at_least(4);
           for (int i = 0; i < 20; ++i) {
             auto r = fc.run();
             CHECK(r.all_ok);
@@ -270,25 +271,19 @@ TEST_SUITE("collections") {
   }
 
   TEST_CASE("a task collection runs its functions in parallel") {
-    // Both functions must reach the latch before either can return: this
-    // only finishes if they run at the same time.
-    std::latch both{2};
+    // Each function returns its value only once both have begun: that
+    // happens only if they run at the same time.
+    Counter both;
     atask::Supervisor sv({.id = "tcpar", .pool_size = 2, .logger = quiet_logger()});
     sv.start();
-    struct Unblock {  // if they did not, free the one still waiting
-      std::latch& l;
-      ~Unblock() {
-        if (!l.try_wait()) l.count_down();
-      }
-    } unblock{both};
     atask::TaskCollection<int> tc(sv, {.timeout = patience});
     tc.add("left", [&] {
-      both.arrive_and_wait();
-      return 1;
+      both.bump();
+      return both.wait_for_at_least(2) ? 1 : -1;
     });
     tc.add("right", [&] {
-      both.arrive_and_wait();
-      return 2;
+      both.bump();
+      return both.wait_for_at_least(2) ? 2 : -2;
     });
     auto r = tc.run();
     CHECK(r.all_ok);

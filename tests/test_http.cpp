@@ -75,7 +75,7 @@ TEST_CASE("http: GET /api/supervisor describes pools and tasks") {
   s.start();
   REQUIRE(s.server->url() == "http://127.0.0.1:" + std::to_string(s.port()));
   auto t = s.sv.submit({.priority = atask::Priority::high}, [] { return 1; });
-  REQUIRE(t.get() == 1);
+  REQUIRE(t.get_for(test::patience) == 1);
 
   auto r = http_request(s.port(), "GET", "/api/supervisor");
   REQUIRE(r.status == 200);

@@ -18,7 +18,6 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
-#include <latch>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -242,19 +241,17 @@ TEST_SUITE("jobs") {
     jobs.add_type("t", writer(runs));
     constexpr int threads = 8;
     for (int round = 0; round < 10; ++round) {
-      std::latch go(threads);
+      Counter go;  // the threads call at once
       std::vector<std::future<std::uint64_t>> ids;
       for (int t = 0; t < threads; ++t)
         ids.push_back(std::async(std::launch::async, [&] {
-          go.arrive_and_wait();
+          go.bump();
+          go.wait_for_at_least(threads);
           auto j = jobs.ensure_run("t", {{"round", round}, {"k", "v"}});
           return j->id();
         }));
       std::set<std::uint64_t> distinct;
-      for (auto& f : ids) {
-        REQUIRE(f.wait_for(patience) == std::future_status::ready);
-        distinct.insert(f.get());
-      }
+      for (auto& f : ids) distinct.insert(wait_or_abort(f, "Jobs::ensure_run()"));
       REQUIRE(distinct.size() == 1);
       auto j = jobs.find(*distinct.begin());
       REQUIRE(j);
@@ -298,7 +295,7 @@ TEST_SUITE("jobs") {
     REQUIRE(jobs.list().size() == 1);
     CHECK(jobs.list()[0].from_storage);
     // wait() returns at once.
-    CHECK(j->wait().status == JobStatus::done);
+    CHECK(call_within("Job::wait()", [&] { return j->wait(); }).status == JobStatus::done);
   }
 
   TEST_CASE("a stored result is returned even when the supervisor is not running") {
@@ -516,13 +513,12 @@ TEST_SUITE("jobs") {
       return j->wait_change(before.version, std::chrono::steady_clock::now() + patience);
     });
     half.set();
-    REQUIRE(later.wait_for(patience) == std::future_status::ready);
-    const auto after = later.get();
+    const auto after = wait_or_abort(later, "Job::wait_change()");
     CHECK(after.version == before.version + 1);
     CHECK(after.fraction == 0.5);
     CHECK(after.message == "half");
     release.set();
-    CHECK(j->wait().status == JobStatus::done);
+    CHECK(call_within("Job::wait()", [&] { return j->wait(); }).status == JobStatus::done);
   }
 
   TEST_CASE("a subscriber is called on changes and not after its Subscription is destroyed") {
@@ -591,8 +587,7 @@ TEST_SUITE("jobs") {
     // Still inside the callback: the destructor must not have returned.
     CHECK(destroyed.wait_for(50ms) == std::future_status::timeout);
     leave_callback.set();
-    REQUIRE(destroyed.wait_for(patience) == std::future_status::ready);
-    CHECK(destroyed.get());
+    CHECK(wait_or_abort(destroyed, "destroying a Subscription"));
     CHECK(wait_finished(*j).status == JobStatus::done);
   }
 
@@ -783,7 +778,7 @@ TEST_SUITE("jobs") {
     auto queued = jobs->ensure_run("wait_stop", {{"n", 2}});
     CHECK(queued->info().status == JobStatus::queued);
     auto destroyed = std::async(std::launch::async, [&] { jobs.reset(); });
-    REQUIRE(destroyed.wait_for(patience) == std::future_status::ready);
+    wait_or_abort(destroyed, "destroying the Jobs");
     // The handles outlive the Jobs object.
     const auto r = running->info();
     CHECK(r.status == JobStatus::failed);

@@ -20,7 +20,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <future>
-#include <latch>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -157,14 +156,17 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
     sv.start();
     auto ok = sv.submit(
         {}, [](int a, int b) { return a * b; }, 6, 7);
+    REQUIRE(ok.wait_for(patience));
     CHECK(ok.get() == 42);
     CHECK(ok.get() == 42);  // the result stays
 
     auto text = sv.submit({}, [] { return std::string("kept in the task"); });
+    REQUIRE(text.wait_for(patience));
     const std::string& ref = text.get();
     CHECK(ref == "kept in the task");
 
     auto bad = sv.submit({}, []() -> int { throw std::invalid_argument("bad argument"); });
+    REQUIRE(bad.wait_for(patience));
     CHECK_THROWS_WITH_AS(bad.get(), "bad argument", std::invalid_argument);
     CHECK_THROWS_AS(bad.get(), std::invalid_argument);  // every time
     CHECK(bad.status() == TaskStatus::failed);
@@ -172,6 +174,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
     CHECK(contains(bad.info().error, "bad argument"));
 
     auto custom = sv.submit({}, [] { throw CustomError("custom", 7); });
+    REQUIRE(custom.wait_for(patience));
     try {
       custom.get();
       FAIL("get() did not throw");
@@ -182,6 +185,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
     std::atomic<bool> ran{false};
     auto v = sv.submit({}, [&] { ran = true; });
+    REQUIRE(v.wait_for(patience));
     v.get();
     CHECK(ran.load());
     CHECK(v.status() == TaskStatus::completed);
@@ -235,9 +239,8 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
     CHECK(q.cancel());
     CHECK(q.status() == TaskStatus::canceled);
     CHECK(q.done());
-    CHECK_THROWS_AS(q.get(), atask::TaskCanceled);
-    REQUIRE(waiter.wait_for(patience) == std::future_status::ready);
-    CHECK(contains(waiter.get(), "canceled"));
+    CHECK_THROWS_AS(q.get_for(patience), atask::TaskCanceled);
+    CHECK(contains(wait_or_abort(waiter, "a get() that cancel() should release"), "canceled"));
     CHECK(sv.info().pool.queued_total == 0);  // out of the pool's queue at once
     auto i = q.info();
     CHECK_FALSE(i.started_at.has_value());
@@ -539,7 +542,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
     CHECK(delayed.status() == TaskStatus::delayed);
     CHECK(delayed.cancel());
     CHECK(delayed.status() == TaskStatus::canceled);
-    CHECK_THROWS_AS(delayed.get(), atask::TaskCanceled);
+    CHECK_THROWS_AS(delayed.get_for(patience), atask::TaskCanceled);
     CHECK_FALSE(delayed.cancel());
     // A later task with a longer delay: the canceled one's timer would have
     // fired first, and in a one-slot pool it would have run first.
@@ -567,18 +570,18 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
       "a running task asked to stop that throws TaskCanceled ends canceled, any other exception failed") {
     atask::Supervisor sv(options("endcancel", 2));
     sv.start();
-    std::latch both{2};
+    Counter both;
     auto ends_by_cancel = sv.submit({}, [&](std::stop_token st) -> int {
-      both.count_down();
+      both.bump();
       while (!st.stop_requested()) std::this_thread::yield();
       throw atask::TaskCanceled("gave up as asked");
     });
     auto ends_by_error = sv.submit({}, [&](std::stop_token st) -> int {
-      both.count_down();
+      both.bump();
       while (!st.stop_requested()) std::this_thread::yield();
       throw std::runtime_error("broke while stopping");
     });
-    both.wait();
+    REQUIRE(both.wait_for_at_least(2));
     CHECK(ends_by_cancel.cancel());
     CHECK(ends_by_error.cancel());
     REQUIRE(ends_by_cancel.wait_for(10s));

@@ -742,10 +742,10 @@ TEST_SUITE("thread_pool") {
     CHECK(low.status() == atask::TaskStatus::queued);
     open.set();
     REQUIRE(low.wait_for(patience));
-    CHECK(b.get());
+    CHECK(b.get_for(patience));
     CHECK(low.get() == low.id());
-    CHECK(normal.get() == normal.id());
-    CHECK(high.get() == high.id());
+    CHECK(normal.get_for(patience) == normal.id());
+    CHECK(high.get_for(patience) == high.id());
     CHECK(critical.get() == critical.id());
     auto started = [](auto& h) { return *h.info().started_at; };
     CHECK(started(critical) < *b.info().finished_at);

@@ -270,8 +270,7 @@ TEST_SUITE("workers") {
     // A blocked put() completes once the executor frees a slot.
     auto f = std::async(std::launch::async, [&] { w->put(3); });
     gate.release.set();
-    REQUIRE(f.wait_for(patience) == std::future_status::ready);
-    f.get();
+    wait_or_abort(f, "QueueWorker::put() on a full queue");
     REQUIRE(done.wait_for_at_least(4));
     w->stop();
     CHECK(done.value() == 4);
@@ -833,8 +832,7 @@ TEST_SUITE("workers") {
     a.start();
     b.start();
     auto f = std::async(std::launch::async, [&] { return sv.stop(); });
-    REQUIRE(f.wait_for(patience) == std::future_status::ready);
-    CHECK(f.get().completed);
+    CHECK(wait_or_abort(f, "Supervisor::stop()").completed);
     CHECK(a.seen == 2);
     CHECK(b.seen == 2);
   }
