@@ -6,7 +6,7 @@
 
 #include <atask/atask.hpp>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <doctest/doctest.h>
 
@@ -294,9 +294,7 @@ void check_well_formed(const Exposition& ex, const std::string& supervisor_id) {
 
 TEST_SUITE("metrics") {
   TEST_CASE("task metrics count every task by priority and kind and time it") {
-    atask::Supervisor sv(
-        {.id = "metrics", .pool_size = 1, .logger = quiet_logger(), .processes = {.pool_size = 1}});
-    sv.start();
+    StartedSupervisor sv({.id = "metrics", .pool_size = 1, .processes = {.pool_size = 1}});
     Event running, gate;
     OpenOnExit open{&gate};
 
@@ -418,13 +416,11 @@ TEST_SUITE("metrics") {
   }
 
   TEST_CASE("metrics text has the task and pool and process series and passes promtool") {
-    atask::Supervisor sv({.id = "svc-metrics",
+    StartedSupervisor sv({.id = "svc-metrics",
                           .pool_size = 3,
                           .reserve_normal = 1,
                           .reserve_high = 2,
-                          .logger = quiet_logger(),
                           .processes = {.pool_size = 1}});
-    sv.start();
     std::vector<std::uint64_t> ids;
     for (int i = 0; i < 2; ++i) {
       auto t = sv.submit({.priority = Priority::high, .name = "secret-task-name"}, [] { return 1; });
@@ -508,8 +504,7 @@ TEST_SUITE("metrics") {
   }
 
   TEST_CASE("metrics text without a process pool has no process series") {
-    atask::Supervisor sv({.id = "noproc", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("noproc", 1));
     CHECK(sv.submit({}, [] { return 1; }).get_for(patience) == 1);
     const std::string text = atask::http::prometheus_text(sv);
     INFO(text);
@@ -525,8 +520,7 @@ TEST_SUITE("metrics") {
   }
 
   TEST_CASE("worker metrics count an event worker's runs and errors and show whether it is active") {
-    atask::Supervisor sv({.id = "wm", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("wm"));
     std::atomic<int> calls{0};
     Event third;
     auto w = atask::event_worker(sv,

@@ -3,7 +3,7 @@
 
 #include <atask/atask.hpp>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <doctest/doctest.h>
 
@@ -159,19 +159,20 @@ bool alive(int pid) {
   return ::kill(pid, 0) == 0;
 }
 
-atask::SupervisorOptions opts(int size, atask::ProcessPoolOptions p = {}) {
-  p.pool_size = size;
-  return {.id = "proc", .pool_size = 4, .logger = quiet_logger(), .processes = p};
+// A supervisor with 4 pool threads and a process pool of `size` children.
+atask::SupervisorOptions with_processes(int size, atask::ProcessPoolOptions p = {}) {
+  auto o = options("proc", 4);
+  o.processes = p;
+  o.processes.pool_size = size;
+  return o;
 }
-
 
 }  // namespace
 
 TEST_SUITE("process") {
 
 TEST_CASE("round trips of ints and strings and vectors and a user struct") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   CHECK(sv.submit({}, atask::process(&square), 7).get_for(patience) == 49);
   CHECK(sv.submit({}, atask::process(&greet), "ann", 2).get_for(patience) == "hello ann;hello ann;");
   CHECK(sv.submit({}, atask::process(&doubled), std::vector<int>{1, 2, 3}).get_for(patience) == std::vector<int>{2, 4, 6});
@@ -197,8 +198,7 @@ TEST_CASE("round trips of ints and strings and vectors and a user struct") {
 }
 
 TEST_CASE("background_task with a process function returns typed handles") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   auto sq = atask::background_task(sv, atask::process(&square), {.priority = atask::Priority::high});
   std::vector<atask::TaskHandle<int>> hs;
   for (int i = 0; i < 50; ++i) hs.push_back(sq(i));
@@ -210,8 +210,7 @@ TEST_CASE("background_task with a process function returns typed handles") {
 }
 
 TEST_CASE("an exception in the child fails the task with its message") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto t = sv.submit({}, atask::process(&throws_invalid), 5);
   REQUIRE(t.wait_for(patience));
   CHECK(t.status() == atask::TaskStatus::failed);
@@ -244,8 +243,7 @@ TEST_CASE("a child that crashes fails its task and is replaced") {
                         {+abrt, "signal 6 (SIGABRT)"},
                         {&exits, "exited with code 3"},
                         {+kill9, "signal 9 (SIGKILL)"}};
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   std::uint64_t crashes = 0;
   for (const auto& c : cases) {
     CAPTURE(c.expect);
@@ -275,8 +273,7 @@ TEST_CASE("a child that crashes fails its task and is replaced") {
 }
 
 TEST_CASE("100 crashing tasks then 100 good ones") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   std::vector<atask::TaskHandle<int>> bad, good;
   for (int i = 0; i < 100; ++i) bad.push_back(sv.submit({}, atask::process(&crash_or_square), 2 * i));
   for (int i = 0; i < 100; ++i) good.push_back(sv.submit({}, atask::process(&crash_or_square), 2 * i + 1));
@@ -295,8 +292,7 @@ TEST_CASE("100 crashing tasks then 100 good ones") {
 }
 
 TEST_CASE("hard time limit kills the child and fails the task") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto t = sv.submit({}, atask::process(&hangs, {.time_limit = 100ms}));
   REQUIRE(t.wait_for(patience));
   CHECK(t.status() == atask::TaskStatus::failed);
@@ -309,8 +305,7 @@ TEST_CASE("hard time limit kills the child and fails the task") {
   CHECK(sv.info().processes.crashed == 0);
   sv.stop();
 
-  atask::Supervisor sv2(opts(1, {.time_limit = 100ms}));
-  sv2.start();
+  StartedSupervisor sv2(with_processes(1, {.time_limit = 100ms}));
   auto t2 = sv2.submit({}, atask::process(&hangs));
   REQUIRE(t2.wait_for(patience));
   CHECK(contains(what_of<atask::TimeLimitExceeded>([&] { t2.get_for(patience); }), "100 ms"));
@@ -319,8 +314,7 @@ TEST_CASE("hard time limit kills the child and fails the task") {
 }
 
 TEST_CASE("soft time limit lets the function see it is over time") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto t = sv.submit({}, atask::process(&sleeper, {.soft_time_limit = 50ms}), 60'000, true);
   REQUIRE(t.wait_for(patience));
   const int r = t.get_for(patience);
@@ -332,8 +326,7 @@ TEST_CASE("soft time limit lets the function see it is over time") {
 }
 
 TEST_CASE("request_stop reaches the function in the child") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto t = sv.submit({}, atask::process(&sleeper), 60'000, true);
   REQUIRE(eventually([&] { return t.status() == atask::TaskStatus::started; }));
   // The request may land before the child has begun the task: repeat until seen.
@@ -350,8 +343,7 @@ TEST_CASE("request_stop reaches the function in the child") {
 }
 
 TEST_CASE("request_stop on a queued process task applies once it runs") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
   auto queued = sv.submit({}, atask::process(&sleeper), 60'000, true);
   queued.request_stop();  // still queued behind `busy`
@@ -363,8 +355,7 @@ TEST_CASE("request_stop on a queued process task applies once it runs") {
 }
 
 TEST_CASE("max_tasks_per_child recycles children") {
-  atask::Supervisor sv(opts(1, {.max_tasks_per_child = 3}));
-  sv.start();
+  StartedSupervisor sv(with_processes(1, {.max_tasks_per_child = 3}));
   std::vector<int> pids;
   for (int i = 0; i < 9; ++i) pids.push_back(sv.submit({}, atask::process(&my_pid)).get_for(patience));
   CHECK(pids[0] == pids[1]);
@@ -379,8 +370,7 @@ TEST_CASE("max_tasks_per_child recycles children") {
 }
 
 TEST_CASE("cancel of a queued process task: it never runs") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
   auto queued = sv.submit({}, atask::process(&my_pid));
   CHECK(eventually([&] { return sv.info().processes.queued_total == 1; }));
@@ -396,8 +386,7 @@ TEST_CASE("cancel of a queued process task: it never runs") {
 }
 
 TEST_CASE("cancel of a running process task kills its child") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   const int first = sv.submit({}, atask::process(&my_pid)).get_for(patience);
   auto t = sv.submit({}, atask::process(&hangs));
   REQUIRE(eventually([&] { return t.status() == atask::TaskStatus::started; }));
@@ -417,8 +406,7 @@ TEST_CASE("cancel of a running process task kills its child") {
 
 TEST_CASE("priority admission with reserves in the process pool") {
   // 1 child for everyone, +1 for normal and up, +1 for high and up.
-  atask::Supervisor sv(opts(1, {.reserve_normal = 1, .reserve_high = 1}));
-  sv.start();
+  StartedSupervisor sv(with_processes(1, {.reserve_normal = 1, .reserve_high = 1}));
   REQUIRE(eventually([&] { return sv.info().processes.idle_children == 3; }));
   using P = atask::Priority;
   auto hold = [&](P p) { return sv.submit({.priority = p}, atask::process(&sleeper), 60'000, true); };
@@ -456,8 +444,7 @@ TEST_CASE("priority admission with reserves in the process pool") {
 }
 
 TEST_CASE("awaiting a process task from a coroutine") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   auto t = sv.submit({}, [&sv]() -> boost::asio::awaitable<int> {
     auto a = sv.submit({}, atask::process(&square), 3);
     auto b = sv.submit({}, atask::process(&square), 4);
@@ -483,8 +470,7 @@ TEST_CASE("awaiting a process task from a coroutine") {
 }
 
 TEST_CASE("delayed process task") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   const auto t0 = std::chrono::steady_clock::now();
   auto t = sv.submit({.delay = 50ms}, atask::process(&square), 5);
   CHECK(t.status() == atask::TaskStatus::delayed);
@@ -497,8 +483,7 @@ TEST_CASE("delayed process task") {
 }
 
 TEST_CASE("an interval worker with a static executor sums results in process_result") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   std::atomic<int> sum{0};
   Event ten;
   auto w = atask::interval_worker(
@@ -541,8 +526,7 @@ lopsided::Half make_half(int v) {
 }  // namespace
 
 TEST_CASE("arguments and results larger than a socket buffer") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   REQUIRE(eventually([&] { return sv.info().processes.idle_children == 2; }));
   // 6 MB each way: the request is written in parts (the submitting thread
   // writes what fits, the loop the rest) and the reply read in many reads.
@@ -560,8 +544,7 @@ TEST_CASE("arguments and results larger than a socket buffer") {
 }
 
 TEST_CASE("a result that does not convert back fails the task") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto t = sv.submit({}, atask::process(&make_half), 3);
   REQUIRE(t.wait_for(patience));
   CHECK(t.status() == atask::TaskStatus::failed);
@@ -571,8 +554,7 @@ TEST_CASE("a result that does not convert back fails the task") {
 }
 
 TEST_CASE("many submitting threads with cancels in between") {
-  atask::Supervisor sv(opts(2, {.reserve_high = 1}));
-  sv.start();
+  StartedSupervisor sv(with_processes(2, {.reserve_high = 1}));
   constexpr int threads = 4, per = 300;
   std::atomic<int> wrong{0}, completed{0}, canceled{0};
   std::vector<std::thread> ts;
@@ -643,8 +625,7 @@ int fails_in_child() {
 }  // namespace
 
 TEST_CASE("process workers by subclassing: a queue and an event worker") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   atask::AutoStop<Squares> q(sv, atask::QueueOptions<int>{.name = "squares"});
   q.start();
   for (int i = 1; i <= 4; ++i) q.put(i);
@@ -661,8 +642,7 @@ TEST_CASE("process workers by subclassing: a queue and an event worker") {
 }
 
 TEST_CASE("a process worker's failed run goes to on_error") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   std::mutex m;
   std::vector<std::string> errors;
   Event two;
@@ -690,7 +670,7 @@ TEST_CASE("stopping the supervisor leaves no child process and no zombie") {
   std::vector<int> pids;
   int server = 0;
   {
-    atask::Supervisor sv(opts(3, {.max_tasks_per_child = 2}));
+    atask::Supervisor sv(with_processes(3, {.max_tasks_per_child = 2}));
     sv.start();
     REQUIRE(eventually([&] { return sv.info().processes.idle_children == 3; }));
     server = sv.info().processes.fork_server_pid;
@@ -716,7 +696,7 @@ TEST_CASE("a supervisor never started still reaps its fork server") {
   const int self = static_cast<int>(::getpid());
   int server = 0;
   {
-    atask::Supervisor sv(opts(2));
+    atask::Supervisor sv(with_processes(2));
     server = sv.info().processes.fork_server_pid;
     CHECK(children_of(self).count(server) == 1);
   }
@@ -725,8 +705,7 @@ TEST_CASE("a supervisor never started still reaps its fork server") {
 }
 
 TEST_CASE("a fork server that dies fails process tasks with a clear error") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   REQUIRE(eventually([&] { return sv.info().processes.idle_children == 1; }));
   auto running = sv.submit({}, atask::process(&hangs));
   REQUIRE(eventually([&] { return running.status() == atask::TaskStatus::started; }));
@@ -760,7 +739,7 @@ TEST_CASE("process pool options and misuse get clear errors") {
   CHECK_FALSE(none.info().processes.enabled);
   none.stop();
 
-  atask::Supervisor sv(opts(1));
+  atask::Supervisor sv(with_processes(1));
   CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 1); }),
                  "is created"));
   sv.start();

@@ -46,7 +46,7 @@ TEST_SUITE("supervisor") {
   // -- lifecycle -------------------------------------------------------------------
 
   TEST_CASE("a started supervisor runs tasks and stops with a completed report") {
-    atask::Supervisor sv({.id = "lc", .pool_size = 2, .logger = quiet_logger()});
+    atask::Supervisor sv(options("lc"));
     CHECK_FALSE(sv.is_running());
     CHECK(sv.id() == "lc");
     CHECK(sv.info().state == "created");
@@ -67,14 +67,14 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("starting twice throws LifecycleError") {
-    atask::Supervisor sv({.id = "twice", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("twice", 1));
     sv.start();
     CHECK_THROWS_WITH_AS(sv.start(), doctest::Contains("Supervisor::start()"), atask::LifecycleError);
     CHECK(sv.is_running());
   }
 
   TEST_CASE("starting after stop throws LifecycleError") {
-    atask::Supervisor sv({.id = "again", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("again", 1));
     sv.start();
     sv.stop();
     CHECK_THROWS_WITH_AS(sv.start(), doctest::Contains("Supervisor::start()"), atask::LifecycleError);
@@ -82,7 +82,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("submit and post before start throw LifecycleError naming the call and the state") {
-    atask::Supervisor sv({.id = "early", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("early", 1));
     auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
     CHECK(contains(msg, "Supervisor::submit()"));
     CHECK(contains(msg, "'early'"));
@@ -94,8 +94,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("submit and post after stop throw LifecycleError naming the call and the state") {
-    atask::Supervisor sv({.id = "late", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("late", 1));
     sv.stop();
     auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
     CHECK(contains(msg, "Supervisor::submit()"));
@@ -108,8 +107,7 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("submit while stopping throws LifecycleError naming the stopping state") {
     Event entered, open;
-    atask::Supervisor sv({.id = "closing", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("closing", 1));
     OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
       entered.set();
@@ -129,8 +127,7 @@ TEST_SUITE("supervisor") {
   TEST_CASE("post runs a fire-and-forget callable on the pool") {
     std::promise<std::thread::id> ran;
     auto f = ran.get_future();
-    atask::Supervisor sv({.id = "post", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("post", 1));
     sv.post(Priority::low, [&] { ran.set_value(std::this_thread::get_id()); });
     REQUIRE(f.wait_for(patience) == std::future_status::ready);
     CHECK(f.get() != std::this_thread::get_id());
@@ -138,8 +135,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("a second stop returns a report marked already_stopped") {
-    atask::Supervisor sv({.id = "stop2", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("stop2", 1));
     auto first = sv.stop();
     CHECK(first.completed);
     CHECK_FALSE(first.already_stopped);
@@ -149,7 +145,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop of a never-started supervisor completes at once and forbids start") {
-    atask::Supervisor sv({.id = "never", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("never", 1));
     auto r = sv.stop();
     CHECK(r.completed);
     CHECK_FALSE(r.already_stopped);
@@ -161,8 +157,7 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("stop while another stop is under way waits for it") {
     Event entered, open;
-    atask::Supervisor sv({.id = "stopstop", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("stopstop", 1));
     OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
       entered.set();
@@ -181,8 +176,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop called from inside a task returns at once and the supervisor finishes stopping") {
-    atask::Supervisor sv({.id = "inner", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("inner", 1));
     auto t = sv.submit({}, [&] { return sv.stop(); });
     REQUIRE(t.wait_for(patience));
     const atask::StopReport& inner = t.get();
@@ -196,8 +190,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("block called from inside a task throws LifecycleError") {
-    atask::Supervisor sv({.id = "blockin", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("blockin", 1));
     auto t = sv.submit({}, [&] { return what_of<atask::LifecycleError>([&] { sv.block(); }); });
     REQUIRE(t.wait_for(patience));
     CHECK(contains(t.get(), "Supervisor::block()"));
@@ -206,7 +199,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("block before start throws LifecycleError") {
-    atask::Supervisor sv({.id = "blockearly", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("blockearly", 1));
     CHECK_THROWS_WITH_AS(sv.block(), doctest::Contains("Supervisor::block()"), atask::LifecycleError);
   }
 
@@ -214,7 +207,7 @@ TEST_SUITE("supervisor") {
     Event entered, open;
     atask::TaskHandle<int> running, delayed;
     {
-      atask::Supervisor sv({.id = "dtor", .pool_size = 1, .logger = quiet_logger()});
+      atask::Supervisor sv(options("dtor", 1));
       sv.start();
       OpenOnExit guard{&open};
       running = sv.submit({}, [&] {
@@ -266,8 +259,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop and resize with invalid values throw OptionsError naming the call") {
-    atask::Supervisor sv({.id = "badargs", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("badargs", 1));
     CHECK_THROWS_WITH_AS(sv.stop({.warm_timeout = -1ms}), doctest::Contains("Supervisor::stop()"),
                          atask::OptionsError);
     CHECK_THROWS_WITH_AS(sv.resize({.pool_size = -3}), doctest::Contains("Supervisor::resize()"),
@@ -280,8 +272,7 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("the warm stage lets a running task finish") {
     Event entered, open;
-    atask::Supervisor sv({.id = "warm", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("warm", 1));
     OpenOnExit guard{&open};
     auto t = sv.submit({.name = "slow"}, [&] {
       entered.set();
@@ -304,8 +295,7 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("stop with cancel_queued cancels the queued tasks") {
     Event entered, open;
-    atask::Supervisor sv({.id = "cq", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("cq", 1));
     OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
       entered.set();
@@ -332,8 +322,7 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("stop without cancel_queued drains the queued tasks") {
     Event entered, open;
-    atask::Supervisor sv({.id = "drain", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("drain", 1));
     OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
       entered.set();
@@ -357,8 +346,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("delayed tasks are canceled at stop even when queued tasks drain") {
-    atask::Supervisor sv({.id = "delayed", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("delayed", 1));
     auto later = sv.submit({.delay = 1h, .name = "later"}, [] { return 1; });
     CHECK(later.status() == TaskStatus::delayed);
     auto r = sv.stop({.cancel_queued = false});
@@ -371,8 +359,7 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("the soft stage requests stop of a running task after warm_timeout") {
     Event entered;
-    atask::Supervisor sv({.id = "soft", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("soft", 1));
     auto t = sv.submit({.name = "polite"}, [&](std::stop_token st) {
       entered.set();
       wait_for_stop(st);
@@ -392,8 +379,7 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("the soft stage cancels tasks still queued") {
     Event entered;
-    atask::Supervisor sv({.id = "softq", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("softq", 1));
     auto busy = sv.submit({}, [&](std::stop_token st) {
       entered.set();
       wait_for_stop(st);
@@ -414,8 +400,7 @@ TEST_SUITE("supervisor") {
     auto gate = std::make_shared<Event>();
     auto left = std::make_shared<Event>();
     Event entered;
-    atask::Supervisor sv({.id = "cold", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("cold", 1));
     OpenOnExit guard{gate.get()};
     auto stubborn = sv.submit({.name = "stubborn"}, [gate, left, &entered] {
       entered.set();
@@ -445,12 +430,10 @@ TEST_SUITE("supervisor") {
   // -- signals ---------------------------------------------------------------------
 
   TEST_CASE("SIGTERM starts a shutdown that block waits for") {
-    atask::Supervisor sv({.id = "sigterm",
+    StartedSupervisor sv({.id = "sigterm",
                           .pool_size = 1,
                           .handle_signals = true,
-                          .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h},
-                          .logger = quiet_logger()});
-    sv.start();
+                          .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h}});
     auto t = sv.submit({}, [] { return 1; });
     CHECK(t.get_for(patience) == 1);
     std::raise(SIGTERM);
@@ -465,12 +448,11 @@ TEST_SUITE("supervisor") {
     auto log = std::make_shared<spdlog::logger>("test", lines);
     log->set_level(spdlog::level::info);
     Event entered;
-    atask::Supervisor sv({.id = "sig2",
+    StartedSupervisor sv({.id = "sig2",
                           .pool_size = 1,
                           .handle_signals = true,
                           .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h},
                           .logger = log});
-    sv.start();
     auto t = sv.submit({}, [&](std::stop_token st) {
       entered.set();
       wait_for_stop(st);
@@ -496,12 +478,11 @@ TEST_SUITE("supervisor") {
     log->set_level(spdlog::level::info);
     auto gate = std::make_shared<Event>();
     Event entered;
-    atask::Supervisor sv({.id = "sig3",
+    StartedSupervisor sv({.id = "sig3",
                           .pool_size = 1,
                           .handle_signals = true,
                           .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h},
                           .logger = log});
-    sv.start();
     OpenOnExit guard{gate.get()};
     auto t = sv.submit({}, [gate, &entered] {
       entered.set();
@@ -604,8 +585,7 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("tasks lists active tasks first then the history oldest first and filters by status") {
     Event entered, open;
-    atask::Supervisor sv({.id = "list", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("list", 1));
     OpenOnExit guard{&open};
     // One slot: the blocker starts only after e1 and e2 have finished and
     // been recorded (same FIFO queue, the slot frees after the books).
@@ -651,8 +631,7 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("the task history is bounded by history_size") {
     constexpr int n = 5000;
-    atask::Supervisor sv({.id = "hist", .pool_size = 2, .history_size = 100, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv({.id = "hist", .pool_size = 2, .history_size = 100});
     std::vector<atask::TaskHandle<int>> hs;
     hs.reserve(n);
     for (int i = 0; i < n; ++i) hs.push_back(sv.submit({}, [i] { return i; }));
@@ -672,8 +651,7 @@ TEST_SUITE("supervisor") {
   // status: a waiter that finds the task final returns at once, and info()
   // must already agree with it.
   TEST_CASE("a task whose get has returned is no longer counted as active") {
-    atask::Supervisor sv({.id = "books", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("books"));
     int stale = 0;
     for (int i = 0; i < 20000; ++i) {
       auto t = sv.submit({}, [i] { return i; });
@@ -692,7 +670,7 @@ TEST_SUITE("supervisor") {
     std::mutex m;
     std::vector<atask::TaskInfo> warned, critical;
     Event entered, open;
-    atask::Supervisor sv({.id = "warn",
+    StartedSupervisor sv({.id = "warn",
                           .pool_size = 1,
                           .min_threads = 1,
                           .prespawn = true,
@@ -706,9 +684,7 @@ TEST_SUITE("supervisor") {
                               [&](const atask::TaskInfo& i) {
                                 std::lock_guard lk(m);
                                 critical.push_back(i);
-                              },
-                          .logger = quiet_logger()});
-    sv.start();
+                              }});
     OpenOnExit guard{&open};
     auto blocker = sv.submit({.name = "blocker"}, [&] {
       entered.set();
@@ -739,7 +715,7 @@ TEST_SUITE("supervisor") {
     std::mutex m;
     std::vector<atask::TaskInfo> warned, critical;
     Event entered, open;
-    atask::Supervisor sv({.id = "crit",
+    StartedSupervisor sv({.id = "crit",
                           .pool_size = 1,
                           .min_threads = 1,
                           .prespawn = true,
@@ -754,9 +730,7 @@ TEST_SUITE("supervisor") {
                               [&](const atask::TaskInfo& i) {
                                 std::lock_guard lk(m);
                                 critical.push_back(i);
-                              },
-                          .logger = quiet_logger()});
-    sv.start();
+                              }});
     OpenOnExit guard{&open};
     auto blocker = sv.submit({.name = "blocker"}, [&] {
       entered.set();
@@ -780,8 +754,7 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("resize through the supervisor starts queued tasks at once") {
     Event entered, open;
-    atask::Supervisor sv({.id = "resize", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("resize", 1));
     OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
       entered.set();
@@ -822,8 +795,7 @@ TEST_SUITE("supervisor") {
     auto log =
         std::make_shared<spdlog::logger>("mine", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
     log->set_level(spdlog::level::warn);
-    atask::Supervisor sv({.id = "logpost", .pool_size = 1, .logger = log});
-    sv.start();
+    StartedSupervisor sv({.id = "logpost", .pool_size = 1, .logger = log});
     sv.post(Priority::normal, [] { throw std::runtime_error("posted boom"); });
     auto after = sv.submit({}, [] { return 1; });  // the sv keeps running
     CHECK(after.get_for(patience) == 1);
