@@ -40,6 +40,19 @@ void wait_for_stop(std::stop_token st) {
   cv.wait_for(lk, st, patience, [] { return false; });
 }
 
+// Submits a task that takes a pool slot and holds it until `open` is set
+// (at the latest after the patience); returns once the task has begun.
+atask::TaskHandle<void> hold_slot(atask::Supervisor& sv, const Event& open,
+                                  const atask::TaskOptions& o = {}) {
+  auto entered = std::make_shared<Event>();
+  auto t = sv.submit(o, [entered, &open] {
+    entered->set();
+    open.wait_for();
+  });
+  REQUIRE(entered->wait_for());
+  return t;
+}
+
 }  // namespace
 
 TEST_SUITE("supervisor") {
@@ -106,14 +119,10 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("submit while stopping throws LifecycleError naming the stopping state") {
-    Event entered, open;
+    Event open;
     StartedSupervisor sv(options("closing", 1));
     OpenOnExit guard{&open};
-    auto busy = sv.submit({}, [&] {
-      entered.set();
-      open.wait_for();
-    });
-    REQUIRE(entered.wait_for());
+    auto busy = hold_slot(sv, open);
     auto r = sv.stop({.wait = false});
     CHECK_FALSE(r.completed);
     auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
@@ -294,14 +303,10 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop with cancel_queued cancels the queued tasks") {
-    Event entered, open;
+    Event open;
     StartedSupervisor sv(options("cq", 1));
     OpenOnExit guard{&open};
-    auto busy = sv.submit({}, [&] {
-      entered.set();
-      open.wait_for();
-    });
-    REQUIRE(entered.wait_for());
+    auto busy = hold_slot(sv, open);
     std::vector<atask::TaskHandle<int>> queued;
     for (int i = 0; i < 3; ++i) queued.push_back(sv.submit({}, [i] { return i; }));
     for (auto& q : queued) CHECK(q.status() == TaskStatus::queued);
@@ -321,14 +326,10 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop without cancel_queued drains the queued tasks") {
-    Event entered, open;
+    Event open;
     StartedSupervisor sv(options("drain", 1));
     OpenOnExit guard{&open};
-    auto busy = sv.submit({}, [&] {
-      entered.set();
-      open.wait_for();
-    });
-    REQUIRE(entered.wait_for());
+    auto busy = hold_slot(sv, open);
     std::vector<atask::TaskHandle<int>> queued;
     for (int i = 0; i < 3; ++i)
       queued.push_back(sv.submit({.priority = Priority::low}, [i] { return i * 10; }));
@@ -669,7 +670,7 @@ TEST_SUITE("supervisor") {
   TEST_CASE("a task that waited past timeout_warning is handed to on_timeout_warning") {
     std::mutex m;
     std::vector<atask::TaskInfo> warned, critical;
-    Event entered, open;
+    Event open;
     StartedSupervisor sv({.id = "warn",
                           .pool_size = 1,
                           .min_threads = 1,
@@ -686,11 +687,7 @@ TEST_SUITE("supervisor") {
                                 critical.push_back(i);
                               }});
     OpenOnExit guard{&open};
-    auto blocker = sv.submit({.name = "blocker"}, [&] {
-      entered.set();
-      open.wait_for();
-    });
-    REQUIRE(entered.wait_for());
+    auto blocker = hold_slot(sv, open, {.name = "blocker"});
     auto late = sv.submit({.name = "late"}, [] { return 1; });
     // The behaviour under test is about time: keep the slot busy until the
     // queued task has waited three times the threshold.
@@ -714,7 +711,7 @@ TEST_SUITE("supervisor") {
   TEST_CASE("a task that waited past timeout_critical is handed to on_timeout_critical only") {
     std::mutex m;
     std::vector<atask::TaskInfo> warned, critical;
-    Event entered, open;
+    Event open;
     StartedSupervisor sv({.id = "crit",
                           .pool_size = 1,
                           .min_threads = 1,
@@ -732,11 +729,7 @@ TEST_SUITE("supervisor") {
                                 critical.push_back(i);
                               }});
     OpenOnExit guard{&open};
-    auto blocker = sv.submit({.name = "blocker"}, [&] {
-      entered.set();
-      open.wait_for();
-    });
-    REQUIRE(entered.wait_for());
+    auto blocker = hold_slot(sv, open, {.name = "blocker"});
     auto late = sv.submit({.priority = Priority::high, .name = "very late"}, [] { return 1; });
     std::this_thread::sleep_until(*late.info().queued_at + 250ms);  // the time under test
     open.set();
@@ -753,14 +746,10 @@ TEST_SUITE("supervisor") {
   // -- resize ----------------------------------------------------------------------
 
   TEST_CASE("resize through the supervisor starts queued tasks at once") {
-    Event entered, open;
+    Event open;
     StartedSupervisor sv(options("resize", 1));
     OpenOnExit guard{&open};
-    auto busy = sv.submit({}, [&] {
-      entered.set();
-      open.wait_for();
-    });
-    REQUIRE(entered.wait_for());
+    auto busy = hold_slot(sv, open);
     auto waiting = sv.submit({}, [] { return 9; });
     CHECK(waiting.status() == TaskStatus::queued);
     sv.resize({.pool_size = 2});
