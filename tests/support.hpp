@@ -1,6 +1,10 @@
 #pragma once
 // Helpers shared by the test files: timed waits that fail instead of
-// hanging, a silent logger, and small exception/string checks.
+// hanging, a silent logger, and small exception/string checks. The atask
+// fixtures (a started supervisor, options, a temporary directory) are in
+// fixtures.hpp.
+
+#include <doctest/doctest.h>
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
@@ -10,9 +14,13 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
+#include <source_location>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -65,6 +73,34 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = patience) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return pred();
+}
+
+// f.get() once f is ready, for a future of std::async. When it is not ready
+// within `limit` this names `what` (and the caller's line) on stderr and
+// aborts: failing the test would not do, as the future's destructor waits
+// for its thread, which uses the test's objects, until the CTest timeout.
+// (A std::promise's future needs no helper:
+// REQUIRE(f.wait_for(patience) == std::future_status::ready) before get().)
+template <class T>
+T wait_or_abort(std::future<T>& f, std::string_view what, std::chrono::milliseconds limit = patience,
+                std::source_location where = std::source_location::current()) {
+  if (f.wait_for(limit) != std::future_status::ready) {
+    std::fprintf(stderr, "%s:%u: FATAL: %.*s did not finish within %lld ms\n", where.file_name(),
+                 static_cast<unsigned>(where.line()), static_cast<int>(what.size()), what.data(),
+                 static_cast<long long>(limit.count()));
+    std::abort();
+  }
+  return f.get();
+}
+
+// fn() on a thread of its own, for a blocking call that has no timed form
+// (Supervisor::block(), Job::wait()): what fn returns, or what it throws;
+// aborts as wait_or_abort() does when fn has not returned within `limit`.
+template <class F>
+auto call_within(std::string_view what, F&& fn, std::chrono::milliseconds limit = patience,
+                 std::source_location where = std::source_location::current()) {
+  auto f = std::async(std::launch::async, std::forward<F>(fn));
+  return wait_or_abort(f, what, limit, where);
 }
 
 // A counter a test can wait on.

@@ -4,7 +4,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
@@ -191,8 +191,7 @@ TEST_SUITE("aloop") {
   // -- aloops of a supervisor --------------------------------------------------------
 
   TEST_CASE("create_aloop creates a running aloop that aloop finds by name") {
-    atask::Supervisor sv({.id = "al", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("al", 1));
     atask::Aloop& net = sv.create_aloop("net");
     CHECK(net.name() == "net");
     CHECK(net.running());
@@ -205,8 +204,7 @@ TEST_SUITE("aloop") {
   }
 
   TEST_CASE("create_aloop with a taken name throws Error") {
-    atask::Supervisor sv({.id = "dup", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("dup", 1));
     atask::Aloop& first = sv.create_aloop("net");
     CHECK_THROWS_WITH_AS(sv.create_aloop("net"), doctest::Contains("'net'"), atask::Error);
     CHECK_THROWS_AS(sv.create_aloop(""), atask::Error);
@@ -215,8 +213,7 @@ TEST_SUITE("aloop") {
   }
 
   TEST_CASE("aloop with an unknown name throws Error") {
-    atask::Supervisor sv({.id = "unknown", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("unknown", 1));
     CHECK_THROWS_WITH_AS(sv.aloop("nope"), doctest::Contains("Supervisor::aloop()"), atask::Error);
     CHECK_THROWS_WITH_AS(sv.stop_aloop("nope"), doctest::Contains("'nope'"), atask::Error);
     auto msg = what_of<atask::Error>(
@@ -226,19 +223,18 @@ TEST_SUITE("aloop") {
   }
 
   TEST_CASE("an aloop created before start starts with the supervisor") {
-    atask::Supervisor sv({.id = "early", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("early", 1));
     atask::Aloop& early = sv.create_aloop("early");
     CHECK_FALSE(early.running());
     sv.start();
     CHECK(early.running());
     auto t = sv.submit({.aloop = "early"},
                        []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
-    CHECK(t.get() == early.thread_id());
+    CHECK(t.get_for(patience) == early.thread_id());
   }
 
   TEST_CASE("default_aloop is created on first use") {
-    atask::Supervisor sv({.id = "dflt", .pool_size = 1, .default_aloop = "main", .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv({.id = "dflt", .pool_size = 1, .default_aloop = "main"});
     CHECK(sv.info().aloops.empty());
     CHECK_THROWS_AS(sv.aloop("main"), atask::Error);
     atask::Aloop& d = sv.default_aloop();
@@ -252,23 +248,21 @@ TEST_SUITE("aloop") {
   }
 
   TEST_CASE("a coroutine task without an aloop runs on the default aloop which is created for it") {
-    atask::Supervisor sv({.id = "dfltco", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("dfltco", 1));
     auto t =
         sv.submit({}, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
     CHECK(t.kind() == atask::TaskKind::coroutine);
-    CHECK(t.get() == sv.default_aloop().thread_id());
+    CHECK(t.get_for(patience) == sv.default_aloop().thread_id());
     CHECK(sv.default_aloop().name() == "default");
   }
 
   TEST_CASE("create_aloop with make_default makes coroutine tasks without an aloop use it") {
-    atask::Supervisor sv({.id = "mkdflt", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("mkdflt", 1));
     atask::Aloop& main = sv.create_aloop("main", true);
     CHECK(&sv.default_aloop() == &main);
     auto t =
         sv.submit({}, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
-    CHECK(t.get() == main.thread_id());
+    CHECK(t.get_for(patience) == main.thread_id());
     auto i = sv.info();
     REQUIRE(i.aloops.size() == 1);
     CHECK(i.aloops[0].name == "main");
@@ -276,8 +270,7 @@ TEST_SUITE("aloop") {
   }
 
   TEST_CASE("a coroutine task runs on its aloop's thread") {
-    atask::Supervisor sv({.id = "onloop", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("onloop", 1));
     atask::Aloop& a = sv.create_aloop("a");
     atask::Aloop& b = sv.create_aloop("b");
     auto where = []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); };
@@ -291,19 +284,17 @@ TEST_SUITE("aloop") {
   }
 
   TEST_CASE("an aloop thread of a supervisor is named after the aloop") {
-    atask::Supervisor sv({.id = "names", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("names", 1));
     sv.create_aloop("a-very-long-aloop-name");
     auto t = sv.submit({.aloop = "a-very-long-aloop-name"},
                        []() -> asio::awaitable<std::string> { co_return thread_name(); });
-    CHECK(t.get() == "a-very-long-alo");
+    CHECK(t.get_for(patience) == "a-very-long-alo");
   }
 
   TEST_CASE("stop_aloop ends a suspended coroutine task canceled") {
     std::promise<void> suspended;
     auto f = suspended.get_future();
-    atask::Supervisor sv({.id = "stopal", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("stopal", 1));
     sv.create_aloop("net");
     auto t = sv.submit({.aloop = "net", .name = "sleeper"}, long_wait(suspended));
     REQUIRE(f.wait_for(patience) == std::future_status::ready);
@@ -321,8 +312,7 @@ TEST_SUITE("aloop") {
   }
 
   TEST_CASE("submitting to a stopped aloop throws LifecycleError") {
-    atask::Supervisor sv({.id = "stopped", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("stopped", 1));
     atask::Aloop& gone = sv.create_aloop("gone");
     gone.stop();
     auto coro = []() -> asio::awaitable<int> { co_return 1; };
@@ -339,8 +329,7 @@ TEST_SUITE("aloop") {
   TEST_CASE("cancel of a suspended coroutine task aborts the operation it awaits") {
     std::promise<void> suspended;
     auto f = suspended.get_future();
-    atask::Supervisor sv({.id = "cocancel", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("cocancel", 1));
     auto t = sv.submit({}, long_wait(suspended));
     REQUIRE(f.wait_for(patience) == std::future_status::ready);
     CHECK(t.cancel());
@@ -355,8 +344,7 @@ TEST_SUITE("aloop") {
   TEST_CASE("a coroutine task can catch its cancellation and return a value") {
     std::promise<void> suspended;
     auto f = suspended.get_future();
-    atask::Supervisor sv({.id = "cocatch", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("cocatch", 1));
     auto t = sv.submit({}, [&]() -> asio::awaitable<int> {
       asio::steady_timer timer(co_await asio::this_coro::executor, 1h);
       suspended.set_value();
@@ -377,8 +365,7 @@ TEST_SUITE("aloop") {
   TEST_CASE("the soft stage cancels a suspended coroutine task") {
     std::promise<void> suspended;
     auto f = suspended.get_future();
-    atask::Supervisor sv({.id = "cosoft", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("cosoft", 1));
     auto t = sv.submit({.name = "sleeper"}, long_wait(suspended));
     REQUIRE(f.wait_for(patience) == std::future_status::ready);
     auto r = sv.stop({.warm_timeout = 50ms, .soft_timeout = 10s});
@@ -387,23 +374,21 @@ TEST_SUITE("aloop") {
     CHECK(r.stop_requested == 1);
     CHECK(r.abandoned.empty());
     CHECK(t.status() == TaskStatus::canceled);
-    CHECK_THROWS_AS((void)t.get(), atask::TaskCanceled);
+    CHECK_THROWS_AS((void)t.get_for(patience), atask::TaskCanceled);
   }
 
   TEST_CASE("stop from a coroutine task returns at once and block finishes the stop") {
-    atask::Supervisor sv({.id = "costop", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("costop", 1));
     auto t = sv.submit({}, [&]() -> asio::awaitable<bool> { co_return sv.stop().completed; });
     REQUIRE(t.wait_for(patience));
     CHECK_FALSE(t.get());
-    auto r = sv.block();
+    auto r = block_within(sv);
     CHECK(r.completed);
     CHECK(r.stage == StopStage::warm);
   }
 
   TEST_CASE("block from a coroutine task throws LifecycleError") {
-    atask::Supervisor sv({.id = "coblock", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("coblock", 1));
     auto t = sv.submit({}, [&]() -> asio::awaitable<std::string> {
       co_return what_of<atask::LifecycleError>([&] { sv.block(); });
     });
@@ -413,8 +398,7 @@ TEST_SUITE("aloop") {
   }
 
   TEST_CASE("a supervisor's aloops stop with it and no new one can be made") {
-    atask::Supervisor sv({.id = "alstop", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("alstop", 1));
     atask::Aloop& net = sv.create_aloop("net");
     CHECK(sv.stop().completed);
     CHECK_FALSE(net.running());

@@ -2,7 +2,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -12,7 +12,6 @@
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
-#include <latch>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -34,8 +33,7 @@ namespace {}  // namespace
 
 TEST_SUITE("background_task") {
   TEST_CASE("a wrapped callable submits a task with the bound priority and name") {
-    atask::Supervisor sv({.id = "bt", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("bt"));
     auto add = atask::background_task(sv, [](int a, int b) { return a + b; },
                                       {.priority = Priority::high, .name = "adder"});
     auto t = add(2, 3);
@@ -52,20 +50,18 @@ TEST_SUITE("background_task") {
   }
 
   TEST_CASE("every call of a wrapped callable is a new task with its own arguments") {
-    atask::Supervisor sv({.id = "btmany", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("btmany"));
     auto square = atask::background_task(sv, [](int x) { return x * x; });
     std::vector<atask::TaskHandle<int>> hs;
     for (int i = 0; i < 20; ++i) hs.push_back(square(i));
-    for (int i = 0; i < 20; ++i) CHECK(hs[i].get() == i * i);
+    for (int i = 0; i < 20; ++i) CHECK(hs[i].get_for(patience) == i * i);
     CHECK(hs[0].id() != hs[1].id());
     CHECK(hs[0].priority() == Priority::normal);  // TaskOptions defaults
     CHECK(hs[0].name().empty());
   }
 
   TEST_CASE("a wrapped callable may be called from many threads") {
-    atask::Supervisor sv({.id = "btthreads", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("btthreads"));
     auto twice = atask::background_task(sv, [](int x) { return 2 * x; });
     std::vector<std::vector<atask::TaskHandle<int>>> per(4);
     {
@@ -76,38 +72,36 @@ TEST_SUITE("background_task") {
         });
     }
     for (int c = 0; c < 4; ++c)
-      for (int i = 0; i < 50; ++i) CHECK(per[c][i].get() == 2 * (c * 100 + i));
+      for (int i = 0; i < 50; ++i) CHECK(per[c][i].get_for(patience) == 2 * (c * 100 + i));
   }
 
   TEST_CASE("with overrides the options for one call only") {
-    atask::Supervisor sv({.id = "btwith", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("btwith"));
     auto greet = atask::background_task(sv, [](std::string who) { return "hello " + who; },
                                         {.priority = Priority::low, .name = "greet"});
     auto once = greet.with({.priority = Priority::critical, .name = "urgent"}, std::string("you"));
     CHECK(once.priority() == Priority::critical);
     CHECK(once.name() == "urgent");
-    CHECK(once.get() == "hello you");
+    CHECK(once.get_for(patience) == "hello you");
     auto usual = greet("me");
     CHECK(usual.priority() == Priority::low);
     CHECK(usual.name() == "greet");
-    CHECK(usual.get() == "hello me");
+    CHECK(usual.get_for(patience) == "hello me");
   }
 
   TEST_CASE("a callable taking a stop_token first gets its task's token") {
-    std::latch entered{1};
-    atask::Supervisor sv({.id = "bttoken", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    Event entered;
+    StartedSupervisor sv(options("bttoken", 1));
     auto wait_then = atask::background_task(sv, [&](std::stop_token st, int v) {
-      entered.count_down();
+      entered.set();
       std::mutex m;
       std::condition_variable_any cv;
       std::unique_lock lk(m);
-      cv.wait(lk, st, [] { return false; });
-      return v;
+      cv.wait_for(lk, st, patience, [] { return false; });
+      return st.stop_requested() ? v : -1;  // -1: the token was never requested
     });
     auto t = wait_then(8);
-    entered.wait();
+    REQUIRE(entered.wait_for());
     CHECK(t.cancel());
     REQUIRE(t.wait_for(patience));
     CHECK(t.status() == TaskStatus::completed);
@@ -115,8 +109,7 @@ TEST_SUITE("background_task") {
   }
 
   TEST_CASE("a callable returning an awaitable becomes a coroutine task on the default aloop") {
-    atask::Supervisor sv({.id = "btco", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("btco", 1));
     auto where = atask::background_task(sv,
                                         [](int add) -> asio::awaitable<std::pair<std::thread::id, int>> {
                                           asio::steady_timer timer(co_await asio::this_coro::executor, 1ms);
@@ -135,24 +128,22 @@ TEST_SUITE("background_task") {
   }
 
   TEST_CASE("the aloop option runs a coroutine task on the named aloop") {
-    atask::Supervisor sv({.id = "btnamed", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("btnamed", 1));
     atask::Aloop& x = sv.create_aloop("x");
     auto where = atask::background_task(
         sv, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); },
         {.aloop = "x"});
     auto t = where();
     CHECK(t.kind() == TaskKind::coroutine);
-    CHECK(t.get() == x.thread_id());
+    CHECK(t.get_for(patience) == x.thread_id());
     // the default aloop is another thread (and only now created)
     auto elsewhere = where.with({});
-    CHECK(elsewhere.get() == sv.default_aloop().thread_id());
+    CHECK(elsewhere.get_for(patience) == sv.default_aloop().thread_id());
     CHECK(x.thread_id() != sv.default_aloop().thread_id());
   }
 
   TEST_CASE("the delay option queues the task only after the delay") {
-    atask::Supervisor sv({.id = "btdelay", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("btdelay", 1));
     auto stamp =
         atask::background_task(sv, [] { return std::chrono::steady_clock::now(); }, {.delay = 100ms});
     const auto t0 = std::chrono::steady_clock::now();
@@ -166,8 +157,7 @@ TEST_SUITE("background_task") {
   }
 
   TEST_CASE("a delayed task holds no pool slot while it waits") {
-    atask::Supervisor sv({.id = "btslot", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("btslot", 1));
     auto later = atask::background_task(sv, [] { return 1; }, {.delay = 1h})();
     CHECK(later.status() == TaskStatus::delayed);
     auto now = sv.submit({}, [] { return 2; });
@@ -177,12 +167,11 @@ TEST_SUITE("background_task") {
     CHECK(sv.tasks(TaskStatus::delayed).size() == 1);
     CHECK(later.cancel());
     CHECK(later.status() == TaskStatus::canceled);
-    CHECK_THROWS_AS(later.get(), atask::TaskCanceled);
+    CHECK_THROWS_AS(later.get_for(patience), atask::TaskCanceled);
   }
 
   TEST_CASE("a task that throws fails and get rethrows its exception") {
-    atask::Supervisor sv({.id = "btfail", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("btfail", 1));
     auto boom = atask::background_task(
         sv, [](int code) -> int { throw std::runtime_error("boom " + std::to_string(code)); });
     auto t = boom(7);
@@ -194,8 +183,7 @@ TEST_SUITE("background_task") {
   }
 
   TEST_CASE("a coroutine task that throws fails and get rethrows its exception") {
-    atask::Supervisor sv({.id = "btcofail", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("btcofail", 1));
     auto boom = atask::background_task(sv, []() -> asio::awaitable<int> {
       throw std::logic_error("co boom");
       co_return 0;
@@ -208,11 +196,11 @@ TEST_SUITE("background_task") {
   }
 
   TEST_CASE("calling a wrapped callable on a stopped supervisor throws LifecycleError") {
-    atask::Supervisor sv({.id = "btstopped", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("btstopped", 1));
     auto one = atask::background_task(sv, [] { return 1; });
     CHECK_THROWS_AS((void)one(), atask::LifecycleError);
     sv.start();
-    CHECK(one().get() == 1);
+    CHECK(one().get_for(patience) == 1);
     sv.stop();
     CHECK_THROWS_WITH_AS((void)one(), doctest::Contains("Supervisor::submit()"), atask::LifecycleError);
   }

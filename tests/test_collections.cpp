@@ -3,13 +3,12 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <latch>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -222,11 +221,12 @@ TEST_SUITE("collections") {
     atask::FunctionCollection<int> fc;
     std::atomic<int> calls{0};
     {
-      std::latch go{4};
+      Counter go;  // all four start together
       std::vector<std::jthread> ts;
       for (int t = 0; t < 2; ++t)
         ts.emplace_back([&, t] {
-          go.arrive_and_wait();
+          go.bump();
+          go.wait_for_at_least(4);
           for (int i = 0; i < 100; ++i) {
             const auto name = std::to_string(t) + "-" + std::to_string(i);
             fc.add(
@@ -236,7 +236,8 @@ TEST_SUITE("collections") {
         });
       for (int t = 0; t < 2; ++t)
         ts.emplace_back([&] {
-          go.arrive_and_wait();
+          go.bump();
+          go.wait_for_at_least(4);
           for (int i = 0; i < 20; ++i) {
             auto r = fc.run();
             CHECK(r.all_ok);
@@ -251,8 +252,7 @@ TEST_SUITE("collections") {
 
   TEST_CASE(
       "a task collection runs its functions on pool threads and keeps the priority order in its result") {
-    atask::Supervisor sv({.id = "tc", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("tc"));
     atask::TaskCollection<std::thread::id> tc(sv);
     tc.add(
         "b", [] { return std::this_thread::get_id(); }, 20);
@@ -270,25 +270,18 @@ TEST_SUITE("collections") {
   }
 
   TEST_CASE("a task collection runs its functions in parallel") {
-    // Both functions must reach the latch before either can return: this
-    // only finishes if they run at the same time.
-    std::latch both{2};
-    atask::Supervisor sv({.id = "tcpar", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
-    struct Unblock {  // if they did not, free the one still waiting
-      std::latch& l;
-      ~Unblock() {
-        if (!l.try_wait()) l.count_down();
-      }
-    } unblock{both};
+    // Each function returns its value only once both have begun: that
+    // happens only if they run at the same time.
+    Counter both;
+    StartedSupervisor sv(options("tcpar"));
     atask::TaskCollection<int> tc(sv, {.timeout = patience});
     tc.add("left", [&] {
-      both.arrive_and_wait();
-      return 1;
+      both.bump();
+      return both.wait_for_at_least(2) ? 1 : -1;
     });
     tc.add("right", [&] {
-      both.arrive_and_wait();
-      return 2;
+      both.bump();
+      return both.wait_for_at_least(2) ? 2 : -2;
     });
     auto r = tc.run();
     CHECK(r.all_ok);
@@ -297,8 +290,7 @@ TEST_SUITE("collections") {
   }
 
   TEST_CASE("a task collection reports a function that throws while the others succeed") {
-    atask::Supervisor sv({.id = "tcerr", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("tcerr"));
     atask::TaskCollection<int> tc(sv);
     std::atomic<int> sum{0};
     tc.add("one", [&] { return sum += 1; });
@@ -315,8 +307,7 @@ TEST_SUITE("collections") {
 
   TEST_CASE("a function still running at the timeout is reported as a timeout and run returns") {
     Event gate, started;
-    atask::Supervisor sv({.id = "tctime", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("tctime"));
     OpenOnExit open{&gate};
     atask::TaskCollection<> tc(sv, {.timeout = 50ms});
     tc.add("quick", [] {});
@@ -337,8 +328,7 @@ TEST_SUITE("collections") {
   TEST_CASE("a function that never started by the timeout is canceled") {
     Event gate;
     std::atomic<bool> second_ran{false};
-    atask::Supervisor sv({.id = "tcqueue", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("tcqueue", 1));
     OpenOnExit open{&gate};
     atask::TaskCollection<> tc(sv, {.timeout = 50ms});
     tc.add(
@@ -357,7 +347,7 @@ TEST_SUITE("collections") {
   }
 
   TEST_CASE("a task collection on a supervisor that is not running reports an error per function") {
-    atask::Supervisor sv({.id = "tcoff", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("tcoff", 1));
     atask::TaskCollection<int> tc(sv);
     tc.add("a", [] { return 1; });
     tc.add("b", [] { return 2; });
@@ -371,8 +361,7 @@ TEST_SUITE("collections") {
   }
 
   TEST_CASE("task collection tasks carry the pool priority and the function names") {
-    atask::Supervisor sv({.id = "tcprio", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("tcprio", 1));
     atask::TaskCollection<> tc(sv, {.priority = Priority::high});
     CHECK(tc.options().priority == Priority::high);
     tc.add("x", [] {});
@@ -388,8 +377,7 @@ TEST_SUITE("collections") {
   }
 
   TEST_CASE("a task collection submits its functions in priority order") {
-    atask::Supervisor sv({.id = "tcorder", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("tcorder", 1));
     std::mutex m;
     std::vector<std::string> ran;
     atask::TaskCollection<> tc(sv);
@@ -409,8 +397,7 @@ TEST_SUITE("collections") {
   }
 
   TEST_CASE("a task collection hands back move-only results") {
-    atask::Supervisor sv({.id = "tcmove", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("tcmove"));
     atask::TaskCollection<std::unique_ptr<int>> tc(sv);
     tc.add("seven", [] { return std::make_unique<int>(7); });
     auto r = tc.run();
@@ -420,7 +407,7 @@ TEST_SUITE("collections") {
   }
 
   TEST_CASE("a task collection rejects a negative timeout and bad registrations") {
-    atask::Supervisor sv({.id = "tcbad", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("tcbad", 1));
     CHECK(what_of<atask::OptionsError>([&] { atask::TaskCollection<> tc(sv, {.timeout = -1ms}); }) ==
           "TaskCollection::TaskCollection() - timeout must be >= 0 (got -1ms)");
     atask::TaskCollection<> tc(sv);

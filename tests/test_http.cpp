@@ -1,6 +1,6 @@
 // The HTTP control plane: JSON API, errors, auth, job streams, lifecycle.
 #include "http_client.hpp"
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <atask/atask.hpp>
 #include <atask/http.hpp>
@@ -12,7 +12,6 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <latch>
 #include <set>
 
 namespace json = boost::json;
@@ -49,20 +48,6 @@ struct Served {
   std::shared_ptr<atask::http::Server> server;
 };
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    static std::atomic<int> n{0};
-    path = std::filesystem::temp_directory_path() /
-           ("atask-http-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    std::filesystem::remove_all(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
 struct NoJson {
   int x = 0;
   bool operator<(const NoJson& o) const { return x < o.x; }
@@ -75,7 +60,7 @@ TEST_CASE("http: GET /api/supervisor describes pools and tasks") {
   s.start();
   REQUIRE(s.server->url() == "http://127.0.0.1:" + std::to_string(s.port()));
   auto t = s.sv.submit({.priority = atask::Priority::high}, [] { return 1; });
-  REQUIRE(t.get() == 1);
+  REQUIRE(t.get_for(test::patience) == 1);
 
   auto r = http_request(s.port(), "GET", "/api/supervisor");
   REQUIRE(r.status == 200);
@@ -407,7 +392,7 @@ TEST_CASE("http: an idle connection is closed after request_timeout") {
 namespace {
 
 struct JobFixture {
-  TempDir dir;
+  test::TempDir dir;
   atask::Supervisor sv{{.id = "jobs", .pool_size = 4, .logger = test::quiet_logger()}};
   std::unique_ptr<atask::Jobs> jobs;
   std::shared_ptr<atask::http::Server> server;
@@ -416,7 +401,7 @@ struct JobFixture {
   test::OpenOnExit open{&release};
 
   JobFixture() {
-    jobs = std::make_unique<atask::Jobs>(sv, atask::JobsOptions{.storage_dir = dir.path});
+    jobs = std::make_unique<atask::Jobs>(sv, atask::JobsOptions{.storage_dir = dir.path()});
     jobs->add_type("slow", [this](atask::JobContext& job) {
       ++runs;
       job.progress(0.5, "half way");
@@ -464,7 +449,7 @@ TEST_CASE("http: POST /api/jobs streams progress while the job runs and ends whe
   CHECK(ev.back().at("fraction").as_double() == 1.0);
   const auto result = json::value_to<std::string>(ev.back().at("result"));
   CHECK(result.find('/') == std::string::npos);
-  std::ifstream in(f.dir.path / result);
+  std::ifstream in(f.dir.path() / result);
   std::string content((std::istreambuf_iterator<char>(in)), {});
   CHECK(content == R"(result of {"doc":1})");
   // fractions never go back
@@ -576,9 +561,9 @@ TEST_CASE("http: connections beyond max_connections are closed and counted") {
 }
 
 TEST_CASE("http: a Jobs destroyed while the server runs is let go and answered with 503") {
-  TempDir dir;
-  atask::Supervisor sv({.id = "gone", .pool_size = 2, .logger = test::quiet_logger()});
-  auto jobs = std::make_unique<atask::Jobs>(sv, atask::JobsOptions{.storage_dir = dir.path});
+  test::TempDir dir;
+  atask::Supervisor sv(test::options("gone"));
+  auto jobs = std::make_unique<atask::Jobs>(sv, atask::JobsOptions{.storage_dir = dir.path()});
   jobs->add_type("t", [](atask::JobContext& j) { std::ofstream(j.output_path()) << "x"; });
   auto server = atask::http::serve(sv, {.port = 0, .jobs = jobs.get()});
   sv.start();

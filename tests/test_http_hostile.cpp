@@ -2,7 +2,7 @@
 // each gets a 4xx or a closed connection, the server keeps serving, memory
 // stays flat, and the rest of the supervisor does not notice.
 #include "http_client.hpp"
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <atask/atask.hpp>
 #include <atask/http.hpp>
@@ -157,7 +157,7 @@ std::vector<std::pair<std::string, bool>> hostile_requests(std::mt19937& rng) {
 TEST_CASE("http: 2000 hostile requests get 4xx or a closed connection and disturb nothing") {
   const auto dir = std::filesystem::temp_directory_path() / ("atask-hostile-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
-  atask::Supervisor sv({.id = "hostile", .pool_size = 4, .logger = test::quiet_logger()});
+  atask::Supervisor sv(test::options("hostile", 4));
   atask::Jobs jobs(sv, {.storage_dir = dir});
   jobs.add_type("report", [](atask::JobContext& j) { std::ofstream(j.output_path()) << "ok"; });
   auto server = atask::http::serve(sv, {.port = 0,

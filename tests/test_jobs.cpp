@@ -2,14 +2,12 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <atask/errors.hpp>
 #include <atask/supervisor.hpp>
 
 #include <boost/json.hpp>
-
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -18,7 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
-#include <latch>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -41,33 +38,6 @@ using atask::JobStatus;
 using namespace test;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> n{0};
-    path_ = fs::temp_directory_path() /
-            ("atask-jobs-" + std::to_string(::getpid()) + "-" + std::to_string(++n) + "-" +
-             std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-atask::SupervisorOptions opts(const char* id, int pool_size = 4) {
-  return {.id = id, .pool_size = pool_size, .logger = quiet_logger()};
-}
-
 
 // Subscribes to a job and keeps every snapshot its callback saw.
 struct Recorder {
@@ -137,8 +107,7 @@ TEST_SUITE("jobs") {
     Event entered, release;
     std::atomic<bool> output_ready{false}, saw_running{false};
     std::atomic<std::int64_t> saw_doc{0};
-    atask::Supervisor sv(opts("jobs1"));
-    sv.start();
+    StartedSupervisor sv(options("jobs1", 4));
     Jobs jobs(sv, {.storage_dir = dir.path()});
     OpenOnExit open{&release};
     jobs.add_type("count", [&](JobContext& job) {
@@ -204,8 +173,7 @@ TEST_SUITE("jobs") {
     TempDir dir;
     Event entered, release;
     Counter runs;
-    atask::Supervisor sv(opts("jobs2"));
-    sv.start();
+    StartedSupervisor sv(options("jobs2", 4));
     Jobs jobs(sv, {.storage_dir = dir.path()});
     OpenOnExit open{&release};
     jobs.add_type("t", [&](JobContext& job) {
@@ -236,25 +204,22 @@ TEST_SUITE("jobs") {
   TEST_CASE("concurrent ensure_run calls for the same params create exactly one job") {
     TempDir dir;
     Counter runs;
-    atask::Supervisor sv(opts("jobs3"));
-    sv.start();
+    StartedSupervisor sv(options("jobs3", 4));
     Jobs jobs(sv, {.storage_dir = dir.path(), .max_running = 2});
     jobs.add_type("t", writer(runs));
     constexpr int threads = 8;
     for (int round = 0; round < 10; ++round) {
-      std::latch go(threads);
+      Counter go;  // the threads call at once
       std::vector<std::future<std::uint64_t>> ids;
       for (int t = 0; t < threads; ++t)
         ids.push_back(std::async(std::launch::async, [&] {
-          go.arrive_and_wait();
+          go.bump();
+          go.wait_for_at_least(threads);
           auto j = jobs.ensure_run("t", {{"round", round}, {"k", "v"}});
           return j->id();
         }));
       std::set<std::uint64_t> distinct;
-      for (auto& f : ids) {
-        REQUIRE(f.wait_for(patience) == std::future_status::ready);
-        distinct.insert(f.get());
-      }
+      for (auto& f : ids) distinct.insert(wait_or_abort(f, "Jobs::ensure_run()"));
       REQUIRE(distinct.size() == 1);
       auto j = jobs.find(*distinct.begin());
       REQUIRE(j);
@@ -267,8 +232,7 @@ TEST_SUITE("jobs") {
   TEST_CASE("a done job is found in storage by a new Jobs object without running again") {
     TempDir dir;
     Counter runs1, runs2;
-    atask::Supervisor sv(opts("jobs4"));
-    sv.start();
+    StartedSupervisor sv(options("jobs4", 4));
     const json::object params{{"doc", 7}, {"server", "https://example.org"}};
     fs::path first_result;
     {
@@ -298,20 +262,19 @@ TEST_SUITE("jobs") {
     REQUIRE(jobs.list().size() == 1);
     CHECK(jobs.list()[0].from_storage);
     // wait() returns at once.
-    CHECK(j->wait().status == JobStatus::done);
+    CHECK(call_within("Job::wait()", [&] { return j->wait(); }).status == JobStatus::done);
   }
 
   TEST_CASE("a stored result is returned even when the supervisor is not running") {
     TempDir dir;
     Counter runs;
     {
-      atask::Supervisor sv(opts("jobs5a"));
-      sv.start();
+      StartedSupervisor sv(options("jobs5a", 4));
       Jobs jobs(sv, {.storage_dir = dir.path()});
       jobs.add_type("t", writer(runs));
       REQUIRE(wait_finished(*jobs.ensure_run("t", {{"a", 1}})).status == JobStatus::done);
     }
-    atask::Supervisor sv(opts("jobs5b"));  // never started
+    atask::Supervisor sv(options("jobs5b", 4));  // never started
     Jobs jobs(sv, {.storage_dir = dir.path()});
     jobs.add_type("t", writer(runs));
     CHECK(jobs.ensure_run("t", {{"a", 1}})->info().from_storage);
@@ -323,8 +286,7 @@ TEST_SUITE("jobs") {
   TEST_CASE("a tampered or missing sidecar is not trusted and the job runs again") {
     TempDir dir;
     Counter runs;
-    atask::Supervisor sv(opts("jobs6"));
-    sv.start();
+    StartedSupervisor sv(options("jobs6", 4));
     const json::object params{{"doc", 1}};
     const auto key = Jobs::key_of("t", params);
     const auto side = dir.path() / (key + ".json");
@@ -370,8 +332,7 @@ TEST_SUITE("jobs") {
     Counter runs;
     std::mutex m;
     std::vector<fs::path> outputs;
-    atask::Supervisor sv(opts("jobs7"));
-    sv.start();
+    StartedSupervisor sv(options("jobs7", 4));
     Jobs jobs(sv, {.storage_dir = dir.path()});
     jobs.add_type("flaky", [&](JobContext& job) {
       {
@@ -425,8 +386,7 @@ TEST_SUITE("jobs") {
     Event release;
     Counter entered;
     std::atomic<int> now{0}, peak{0};
-    atask::Supervisor sv(opts("jobs8", 6));
-    sv.start();
+    StartedSupervisor sv(options("jobs8", 6));
     Jobs jobs(sv, {.storage_dir = dir.path(), .max_running = 2});
     OpenOnExit open{&release};
     jobs.add_type("t", [&](JobContext& job) {
@@ -464,8 +424,7 @@ TEST_SUITE("jobs") {
     Event entered, release;
     std::mutex m;
     std::vector<std::int64_t> order;
-    atask::Supervisor sv(opts("jobs9"));
-    sv.start();
+    StartedSupervisor sv(options("jobs9", 4));
     Jobs jobs(sv, {.storage_dir = dir.path(), .max_running = 1});
     OpenOnExit open{&release};
     jobs.add_type("t", [&](JobContext& job) {
@@ -494,8 +453,7 @@ TEST_SUITE("jobs") {
   TEST_CASE("wait_change wakes up on progress and times out when nothing changes") {
     TempDir dir;
     Event entered, half, release;
-    atask::Supervisor sv(opts("jobs10"));
-    sv.start();
+    StartedSupervisor sv(options("jobs10", 4));
     Jobs jobs(sv, {.storage_dir = dir.path()});
     OpenOnExit open{&half, &release};
     jobs.add_type("t", [&](JobContext& job) {
@@ -516,20 +474,18 @@ TEST_SUITE("jobs") {
       return j->wait_change(before.version, std::chrono::steady_clock::now() + patience);
     });
     half.set();
-    REQUIRE(later.wait_for(patience) == std::future_status::ready);
-    const auto after = later.get();
+    const auto after = wait_or_abort(later, "Job::wait_change()");
     CHECK(after.version == before.version + 1);
     CHECK(after.fraction == 0.5);
     CHECK(after.message == "half");
     release.set();
-    CHECK(j->wait().status == JobStatus::done);
+    CHECK(call_within("Job::wait()", [&] { return j->wait(); }).status == JobStatus::done);
   }
 
   TEST_CASE("a subscriber is called on changes and not after its Subscription is destroyed") {
     TempDir dir;
     Event entered, step1, step2;
-    atask::Supervisor sv(opts("jobs11"));
-    sv.start();
+    StartedSupervisor sv(options("jobs11", 4));
     Jobs jobs(sv, {.storage_dir = dir.path()});
     OpenOnExit open{&step1, &step2};
     jobs.add_type("t", [&](JobContext& job) {
@@ -563,8 +519,7 @@ TEST_SUITE("jobs") {
   TEST_CASE("destroying a Subscription waits for its callback in progress") {
     TempDir dir;
     Event entered, go, in_callback, leave_callback;
-    atask::Supervisor sv(opts("jobs12"));
-    sv.start();
+    StartedSupervisor sv(options("jobs12", 4));
     Jobs jobs(sv, {.storage_dir = dir.path()});
     OpenOnExit open{&go, &leave_callback};
     jobs.add_type("t", [&](JobContext& job) {
@@ -591,16 +546,14 @@ TEST_SUITE("jobs") {
     // Still inside the callback: the destructor must not have returned.
     CHECK(destroyed.wait_for(50ms) == std::future_status::timeout);
     leave_callback.set();
-    REQUIRE(destroyed.wait_for(patience) == std::future_status::ready);
-    CHECK(destroyed.get());
+    CHECK(wait_or_abort(destroyed, "destroying a Subscription"));
     CHECK(wait_finished(*j).status == JobStatus::done);
   }
 
   TEST_CASE("a Subscription destroyed from inside its own callback does not deadlock") {
     TempDir dir;
     Event entered, go;
-    atask::Supervisor sv(opts("jobs13"));
-    sv.start();
+    StartedSupervisor sv(options("jobs13", 4));
     Jobs jobs(sv, {.storage_dir = dir.path()});
     OpenOnExit open{&go};
     jobs.add_type("t", [&](JobContext& job) {
@@ -627,8 +580,7 @@ TEST_SUITE("jobs") {
     TempDir dir;
     Event entered, go;
     std::atomic<bool> nan_refused{false};
-    atask::Supervisor sv(opts("jobs14"));
-    sv.start();
+    StartedSupervisor sv(options("jobs14", 4));
     Jobs jobs(sv, {.storage_dir = dir.path()});
     OpenOnExit open{&go};
     jobs.add_type("t", [&](JobContext& job) {
@@ -662,8 +614,7 @@ TEST_SUITE("jobs") {
 
   TEST_CASE("unknown types and bad options and bad type names are refused") {
     TempDir dir;
-    atask::Supervisor sv(opts("jobs15"));
-    sv.start();
+    StartedSupervisor sv(options("jobs15", 4));
     CHECK_THROWS_AS(Jobs(sv, {.storage_dir = {}}), atask::OptionsError);
     CHECK_THROWS_AS(Jobs(sv, {.storage_dir = dir.path(), .max_running = 0}), atask::OptionsError);
     const auto file = dir.path() / "a-file";
@@ -712,8 +663,7 @@ TEST_SUITE("jobs") {
     TempDir dir;
     Counter runs;
     const auto store = dir.path() / "store";
-    atask::Supervisor sv(opts("jobs16"));
-    sv.start();
+    StartedSupervisor sv(options("jobs16", 4));
     Jobs jobs(sv, {.storage_dir = store});
     jobs.add_type("x", writer(runs));
     const json::object hostile{{"path", "../../etc/passwd"}, {"name", "a/b\\c\n.result"}, {"../k", "/abs"}};
@@ -733,8 +683,7 @@ TEST_SUITE("jobs") {
   TEST_CASE("the history is bounded and a done job that left it is found in storage") {
     TempDir dir;
     Counter runs;
-    atask::Supervisor sv(opts("jobs17"));
-    sv.start();
+    StartedSupervisor sv(options("jobs17", 4));
     Jobs jobs(sv, {.storage_dir = dir.path(), .max_running = 1, .history_size = 2});
     jobs.add_type("t", writer(runs));
     std::vector<std::uint64_t> ids;
@@ -764,8 +713,7 @@ TEST_SUITE("jobs") {
     TempDir dir;
     Counter runs;
     Event started;
-    atask::Supervisor sv(opts("jobs18"));
-    sv.start();
+    StartedSupervisor sv(options("jobs18", 4));
     std::optional<Jobs> jobs;
     jobs.emplace(sv, atask::JobsOptions{.storage_dir = dir.path(), .max_running = 1});
     jobs->add_type("wait_stop", [&](JobContext& job) {
@@ -783,7 +731,7 @@ TEST_SUITE("jobs") {
     auto queued = jobs->ensure_run("wait_stop", {{"n", 2}});
     CHECK(queued->info().status == JobStatus::queued);
     auto destroyed = std::async(std::launch::async, [&] { jobs.reset(); });
-    REQUIRE(destroyed.wait_for(patience) == std::future_status::ready);
+    wait_or_abort(destroyed, "destroying the Jobs");
     // The handles outlive the Jobs object.
     const auto r = running->info();
     CHECK(r.status == JobStatus::failed);
@@ -797,7 +745,7 @@ TEST_SUITE("jobs") {
 
   TEST_CASE("ensure_run throws NotFoundError before LifecycleError") {
     TempDir dir;
-    atask::Supervisor sv(opts("jobs19"));
+    atask::Supervisor sv(options("jobs19", 4));
     Jobs jobs(sv, {.storage_dir = dir.path()});
     jobs.add_type("t", [](JobContext&) {});
     CHECK_THROWS_AS(jobs.ensure_run("missing"), atask::NotFoundError);

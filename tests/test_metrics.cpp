@@ -6,7 +6,7 @@
 
 #include <atask/atask.hpp>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <doctest/doctest.h>
 
@@ -294,9 +294,7 @@ void check_well_formed(const Exposition& ex, const std::string& supervisor_id) {
 
 TEST_SUITE("metrics") {
   TEST_CASE("task metrics count every task by priority and kind and time it") {
-    atask::Supervisor sv(
-        {.id = "metrics", .pool_size = 1, .logger = quiet_logger(), .processes = {.pool_size = 1}});
-    sv.start();
+    StartedSupervisor sv({.id = "metrics", .pool_size = 1, .processes = {.pool_size = 1}});
     Event running, gate;
     OpenOnExit open{&gate};
 
@@ -321,19 +319,20 @@ TEST_SUITE("metrics") {
     std::this_thread::sleep_for(40ms);
     const auto gate_opened = clock_type::now();
     gate.set();
-    const double blocker_ran = seconds(blocker.get());
+    const double blocker_ran = seconds(blocker.get_for(patience));
     const double blocker_at_most = seconds(clock_type::now() - blocker_submitted);
     const double high_waited = seconds(gate_opened - high_queued_by);
-    CHECK(high.get() == 2);
+    CHECK(high.get_for(patience) == 2);
     const double high_at_most = seconds(clock_type::now() - high_submitted);
 
     auto failing = sv.submit({.priority = Priority::high}, []() -> int { throw std::runtime_error("boom"); });
+    REQUIRE(failing.wait_for(patience));
     CHECK_THROWS_AS(failing.get(), std::runtime_error);
-    CHECK(sv.submit({.priority = Priority::high}, [] { return 3; }).get() == 3);
+    CHECK(sv.submit({.priority = Priority::high}, [] { return 3; }).get_for(patience) == 3);
     auto coro = sv.submit({.priority = Priority::low}, []() -> boost::asio::awaitable<int> { co_return 4; });
-    CHECK(coro.get() == 4);
+    CHECK(coro.get_for(patience) == 4);
     auto proc = sv.submit({.priority = Priority::critical}, atask::process(&twice), 5);
-    CHECK(proc.get() == 10);
+    CHECK(proc.get_for(patience) == 10);
     CHECK(proc.kind() == TaskKind::process);
 
     // Every task above is final, and a task is booked before its waiters
@@ -417,23 +416,22 @@ TEST_SUITE("metrics") {
   }
 
   TEST_CASE("metrics text has the task and pool and process series and passes promtool") {
-    atask::Supervisor sv({.id = "svc-metrics",
+    StartedSupervisor sv({.id = "svc-metrics",
                           .pool_size = 3,
                           .reserve_normal = 1,
                           .reserve_high = 2,
-                          .logger = quiet_logger(),
                           .processes = {.pool_size = 1}});
-    sv.start();
     std::vector<std::uint64_t> ids;
     for (int i = 0; i < 2; ++i) {
       auto t = sv.submit({.priority = Priority::high, .name = "secret-task-name"}, [] { return 1; });
-      t.get();
+      t.get_for(patience);
       ids.push_back(t.id());
     }
     auto f = sv.submit({.priority = Priority::low}, []() -> int { throw std::runtime_error("x"); });
+    REQUIRE(f.wait_for(patience));
     CHECK_THROWS(f.get());
     auto p = sv.submit({}, atask::process(&twice), 1);
-    CHECK(p.get() == 2);
+    CHECK(p.get_for(patience) == 2);
     ids.push_back(f.id());
     ids.push_back(p.id());
 
@@ -506,9 +504,8 @@ TEST_SUITE("metrics") {
   }
 
   TEST_CASE("metrics text without a process pool has no process series") {
-    atask::Supervisor sv({.id = "noproc", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
-    CHECK(sv.submit({}, [] { return 1; }).get() == 1);
+    StartedSupervisor sv(options("noproc", 1));
+    CHECK(sv.submit({}, [] { return 1; }).get_for(patience) == 1);
     const std::string text = atask::http::prometheus_text(sv);
     INFO(text);
     require_promtool_clean(text);
@@ -523,8 +520,7 @@ TEST_SUITE("metrics") {
   }
 
   TEST_CASE("worker metrics count an event worker's runs and errors and show whether it is active") {
-    atask::Supervisor sv({.id = "wm", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("wm"));
     std::atomic<int> calls{0};
     Event third;
     auto w = atask::event_worker(sv,

@@ -3,7 +3,7 @@
 
 #include <atask/atask.hpp>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <doctest/doctest.h>
 
@@ -159,46 +159,46 @@ bool alive(int pid) {
   return ::kill(pid, 0) == 0;
 }
 
-atask::SupervisorOptions opts(int size, atask::ProcessPoolOptions p = {}) {
-  p.pool_size = size;
-  return {.id = "proc", .pool_size = 4, .logger = quiet_logger(), .processes = p};
+// A supervisor with 4 pool threads and a process pool of `size` children.
+atask::SupervisorOptions with_processes(int size, atask::ProcessPoolOptions p = {}) {
+  auto o = options("proc", 4);
+  o.processes = p;
+  o.processes.pool_size = size;
+  return o;
 }
-
 
 }  // namespace
 
 TEST_SUITE("process") {
 
 TEST_CASE("round trips of ints and strings and vectors and a user struct") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
-  CHECK(sv.submit({}, atask::process(&square), 7).get() == 49);
-  CHECK(sv.submit({}, atask::process(&greet), "ann", 2).get() == "hello ann;hello ann;");
-  CHECK(sv.submit({}, atask::process(&doubled), std::vector<int>{1, 2, 3}).get() == std::vector<int>{2, 4, 6});
+  StartedSupervisor sv(with_processes(2));
+  CHECK(sv.submit({}, atask::process(&square), 7).get_for(patience) == 49);
+  CHECK(sv.submit({}, atask::process(&greet), "ann", 2).get_for(patience) == "hello ann;hello ann;");
+  CHECK(sv.submit({}, atask::process(&doubled), std::vector<int>{1, 2, 3}).get_for(patience) == std::vector<int>{2, 4, 6});
   const demo::Point p{1, 2, "p"};
-  CHECK(sv.submit({}, atask::process(&moved), p, 10).get() == demo::Point{11, 2, "p'"});
+  CHECK(sv.submit({}, atask::process(&moved), p, 10).get_for(patience) == demo::Point{11, 2, "p'"});
   auto v = sv.submit({}, atask::process(&nothing));
-  v.get();
+  v.get_for(patience);
   CHECK(v.status() == atask::TaskStatus::completed);
   // A lambda without captures is a plain function too.
-  CHECK(sv.submit({}, atask::process([](int a, int b) { return a - b; }), 10, 3).get() == 7);
+  CHECK(sv.submit({}, atask::process([](int a, int b) { return a - b; }), 10, 3).get_for(patience) == 7);
   auto t = sv.submit({.name = "sq"}, atask::process(&square), 3);
-  CHECK(t.get() == 9);
+  CHECK(t.get_for(patience) == 9);
   CHECK(t.kind() == atask::TaskKind::process);
   CHECK(t.name() == "sq");
   auto i = t.info();
   CHECK(i.started_at.has_value());
   CHECK(i.finished_at.has_value());
   // The child runs in another process, with the task's id.
-  CHECK(sv.submit({}, atask::process(&my_pid)).get() != static_cast<int>(::getpid()));
+  CHECK(sv.submit({}, atask::process(&my_pid)).get_for(patience) != static_cast<int>(::getpid()));
   auto own = sv.submit({}, atask::process(&own_task_id));
-  CHECK(own.get() == own.id());
+  CHECK(own.get_for(patience) == own.id());
   sv.stop();
 }
 
 TEST_CASE("background_task with a process function returns typed handles") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   auto sq = atask::background_task(sv, atask::process(&square), {.priority = atask::Priority::high});
   std::vector<atask::TaskHandle<int>> hs;
   for (int i = 0; i < 50; ++i) hs.push_back(sq(i));
@@ -210,13 +210,12 @@ TEST_CASE("background_task with a process function returns typed handles") {
 }
 
 TEST_CASE("an exception in the child fails the task with its message") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto t = sv.submit({}, atask::process(&throws_invalid), 5);
-  t.wait();
+  REQUIRE(t.wait_for(patience));
   CHECK(t.status() == atask::TaskStatus::failed);
   try {
-    t.get();
+    t.get_for(patience);
     FAIL("no exception");
   } catch (const atask::ChildError& e) {
     CHECK(e.type() == "std::invalid_argument");
@@ -225,9 +224,9 @@ TEST_CASE("an exception in the child fails the task with its message") {
     CHECK(contains(e.what(), "x must be negative, got 5"));
   }
   CHECK(contains(t.info().error, "x must be negative"));
-  CHECK(contains(what_of<atask::ChildError>([&] { sv.submit({}, atask::process(&throws_int)).get(); }), "int"));
+  CHECK(contains(what_of<atask::ChildError>([&] { sv.submit({}, atask::process(&throws_int)).get_for(patience); }), "int"));
   // The child survives an exception: same process for the next task.
-  CHECK(sv.submit({}, atask::process(&throws_invalid), -3).get() == -3);
+  CHECK(sv.submit({}, atask::process(&throws_invalid), -3).get_for(patience) == -3);
   CHECK(sv.info().processes.crashed == 0);
   sv.stop();
 }
@@ -244,8 +243,7 @@ TEST_CASE("a child that crashes fails its task and is replaced") {
                         {+abrt, "signal 6 (SIGABRT)"},
                         {&exits, "exited with code 3"},
                         {+kill9, "signal 9 (SIGKILL)"}};
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   std::uint64_t crashes = 0;
   for (const auto& c : cases) {
     CAPTURE(c.expect);
@@ -253,7 +251,7 @@ TEST_CASE("a child that crashes fails its task and is replaced") {
     REQUIRE(t.wait_for(patience));
     CHECK(t.status() == atask::TaskStatus::failed);
     try {
-      t.get();
+      t.get_for(patience);
       FAIL("no exception");
     } catch (const atask::ChildCrashed& e) {
       CHECK(contains(e.what(), c.expect));
@@ -275,15 +273,14 @@ TEST_CASE("a child that crashes fails its task and is replaced") {
 }
 
 TEST_CASE("100 crashing tasks then 100 good ones") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   std::vector<atask::TaskHandle<int>> bad, good;
   for (int i = 0; i < 100; ++i) bad.push_back(sv.submit({}, atask::process(&crash_or_square), 2 * i));
   for (int i = 0; i < 100; ++i) good.push_back(sv.submit({}, atask::process(&crash_or_square), 2 * i + 1));
   for (auto& t : bad) {
     REQUIRE(t.wait_for(patience));
     CHECK(t.status() == atask::TaskStatus::failed);
-    CHECK(contains(what_of<atask::ChildCrashed>([&] { t.get(); }), "SIGABRT"));
+    CHECK(contains(what_of<atask::ChildCrashed>([&] { t.get_for(patience); }), "SIGABRT"));
   }
   auto r = atask::wait_completed(good, patience);
   for (int i = 0; i < 100; ++i) CHECK(r[std::size_t(i)] == (2 * i + 1) * (2 * i + 1));
@@ -295,45 +292,41 @@ TEST_CASE("100 crashing tasks then 100 good ones") {
 }
 
 TEST_CASE("hard time limit kills the child and fails the task") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto t = sv.submit({}, atask::process(&hangs, {.time_limit = 100ms}));
   REQUIRE(t.wait_for(patience));
   CHECK(t.status() == atask::TaskStatus::failed);
-  const auto msg = what_of<atask::TimeLimitExceeded>([&] { t.get(); });
+  const auto msg = what_of<atask::TimeLimitExceeded>([&] { t.get_for(patience); });
   CHECK(contains(msg, "task #" + std::to_string(t.id()) + " exceeded its hard time limit of 100 ms"));
   CHECK(contains(msg, "was killed"));
   // The pool's default applies when the task sets none; the child is replaced.
-  CHECK(sv.submit({}, atask::process(&square), 6).get() == 36);
+  CHECK(sv.submit({}, atask::process(&square), 6).get_for(patience) == 36);
   CHECK(eventually([&] { return sv.info().processes.killed == 1; }));
   CHECK(sv.info().processes.crashed == 0);
   sv.stop();
 
-  atask::Supervisor sv2(opts(1, {.time_limit = 100ms}));
-  sv2.start();
+  StartedSupervisor sv2(with_processes(1, {.time_limit = 100ms}));
   auto t2 = sv2.submit({}, atask::process(&hangs));
   REQUIRE(t2.wait_for(patience));
-  CHECK(contains(what_of<atask::TimeLimitExceeded>([&] { t2.get(); }), "100 ms"));
-  CHECK(sv2.submit({}, atask::process(&sleeper), 20, false).get() == 20);  // within the limit
+  CHECK(contains(what_of<atask::TimeLimitExceeded>([&] { t2.get_for(patience); }), "100 ms"));
+  CHECK(sv2.submit({}, atask::process(&sleeper), 20, false).get_for(patience) == 20);  // within the limit
   sv2.stop();
 }
 
 TEST_CASE("soft time limit lets the function see it is over time") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto t = sv.submit({}, atask::process(&sleeper, {.soft_time_limit = 50ms}), 60'000, true);
   REQUIRE(t.wait_for(patience));
-  const int r = t.get();
+  const int r = t.get_for(patience);
   CHECK(r < 0);         // returned early, cleanly
   CHECK(-r - 1 >= 45);  // once the 50 ms were over (the child's clock starts just before the call)
   // No soft limit: stop_requested() stays false and the function runs to its end.
-  CHECK(sv.submit({}, atask::process(&sleeper), 30, true).get() == 30);
+  CHECK(sv.submit({}, atask::process(&sleeper), 30, true).get_for(patience) == 30);
   sv.stop();
 }
 
 TEST_CASE("request_stop reaches the function in the child") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto t = sv.submit({}, atask::process(&sleeper), 60'000, true);
   REQUIRE(eventually([&] { return t.status() == atask::TaskStatus::started; }));
   // The request may land before the child has begun the task: repeat until seen.
@@ -341,32 +334,30 @@ TEST_CASE("request_stop reaches the function in the child") {
     t.request_stop();
     return t.wait_for(20ms);
   }));
-  CHECK(t.get() < 0);
+  CHECK(t.get_for(patience) < 0);
   CHECK(t.status() == atask::TaskStatus::completed);
   // The child survived (SIGTERM is only a request).
   CHECK(sv.info().processes.crashed == 0);
-  CHECK(sv.submit({}, atask::process(&sleeper), 5, true).get() == 5);
+  CHECK(sv.submit({}, atask::process(&sleeper), 5, true).get_for(patience) == 5);
   sv.stop();
 }
 
 TEST_CASE("request_stop on a queued process task applies once it runs") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
   auto queued = sv.submit({}, atask::process(&sleeper), 60'000, true);
   queued.request_stop();  // still queued behind `busy`
   CHECK(queued.status() == atask::TaskStatus::queued);
   busy.request_stop();
-  CHECK(busy.get() < 0);
-  CHECK(queued.get() == -1);  // saw the request at once: ran 0 ms
+  CHECK(busy.get_for(patience) < 0);
+  CHECK(queued.get_for(patience) == -1);  // saw the request at once: ran 0 ms
   sv.stop();
 }
 
 TEST_CASE("max_tasks_per_child recycles children") {
-  atask::Supervisor sv(opts(1, {.max_tasks_per_child = 3}));
-  sv.start();
+  StartedSupervisor sv(with_processes(1, {.max_tasks_per_child = 3}));
   std::vector<int> pids;
-  for (int i = 0; i < 9; ++i) pids.push_back(sv.submit({}, atask::process(&my_pid)).get());
+  for (int i = 0; i < 9; ++i) pids.push_back(sv.submit({}, atask::process(&my_pid)).get_for(patience));
   CHECK(pids[0] == pids[1]);
   CHECK(pids[1] == pids[2]);
   CHECK(pids[3] != pids[2]);
@@ -379,37 +370,35 @@ TEST_CASE("max_tasks_per_child recycles children") {
 }
 
 TEST_CASE("cancel of a queued process task: it never runs") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
   auto queued = sv.submit({}, atask::process(&my_pid));
   CHECK(eventually([&] { return sv.info().processes.queued_total == 1; }));
   CHECK(queued.cancel());
   CHECK(queued.status() == atask::TaskStatus::canceled);
-  CHECK(contains(what_of<atask::TaskCanceled>([&] { queued.get(); }), "canceled before it started"));
+  CHECK(contains(what_of<atask::TaskCanceled>([&] { queued.get_for(patience); }), "canceled before it started"));
   CHECK(sv.info().processes.queued_total == 0);
   CHECK(busy.cancel());
   REQUIRE(busy.wait_for(patience));
-  CHECK(sv.submit({}, atask::process(&square), 2).get() == 4);
+  CHECK(sv.submit({}, atask::process(&square), 2).get_for(patience) == 4);
   CHECK(sv.info().processes.completed_total == 1);  // only the last one ran to a result
   sv.stop();
 }
 
 TEST_CASE("cancel of a running process task kills its child") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
-  const int first = sv.submit({}, atask::process(&my_pid)).get();
+  StartedSupervisor sv(with_processes(1));
+  const int first = sv.submit({}, atask::process(&my_pid)).get_for(patience);
   auto t = sv.submit({}, atask::process(&hangs));
   REQUIRE(eventually([&] { return t.status() == atask::TaskStatus::started; }));
   CHECK(t.cancel());
   REQUIRE(t.wait_for(patience));
   CHECK(t.status() == atask::TaskStatus::canceled);
-  const auto msg = what_of<atask::TaskCanceled>([&] { t.get(); });
+  const auto msg = what_of<atask::TaskCanceled>([&] { t.get_for(patience); });
   CHECK(contains(msg, "was canceled while running"));
   CHECK(contains(msg, "pid " + std::to_string(first)));
   CHECK(eventually([&] { return !alive(first) || children_of(static_cast<int>(::getpid())).empty(); }));
   // A fresh child takes over.
-  const int second = sv.submit({}, atask::process(&my_pid)).get();
+  const int second = sv.submit({}, atask::process(&my_pid)).get_for(patience);
   CHECK(second != first);
   CHECK(eventually([&] { return sv.info().processes.killed == 1; }));
   sv.stop();
@@ -417,8 +406,7 @@ TEST_CASE("cancel of a running process task kills its child") {
 
 TEST_CASE("priority admission with reserves in the process pool") {
   // 1 child for everyone, +1 for normal and up, +1 for high and up.
-  atask::Supervisor sv(opts(1, {.reserve_normal = 1, .reserve_high = 1}));
-  sv.start();
+  StartedSupervisor sv(with_processes(1, {.reserve_normal = 1, .reserve_high = 1}));
   REQUIRE(eventually([&] { return sv.info().processes.idle_children == 3; }));
   using P = atask::Priority;
   auto hold = [&](P p) { return sv.submit({.priority = p}, atask::process(&sleeper), 60'000, true); };
@@ -436,16 +424,16 @@ TEST_CASE("priority admission with reserves in the process pool") {
   CHECK(info.queued[1] == 1);
   // Critical never waits: an extra child is forked for it.
   auto crit = sv.submit({.priority = P::critical}, atask::process(&square), 9);
-  CHECK(crit.get() == 81);
+  CHECK(crit.get_for(patience) == 81);
   CHECK(low2.status() == atask::TaskStatus::queued);
   CHECK(normal2.status() == atask::TaskStatus::queued);
   // Freeing the high child does not let normal2 in: that slot is reserved
   // for high. Freeing normal1 too does (running 1 < 2), and normal2 goes
   // before low2, which still waits (running 2 >= 1).
   high1.request_stop();
-  CHECK(high1.get() < 0);
+  CHECK(high1.get_for(patience) < 0);
   normal1.request_stop();
-  CHECK(normal1.get() < 0);
+  CHECK(normal1.get_for(patience) < 0);
   REQUIRE(eventually([&] { return normal2.status() == atask::TaskStatus::started; }));
   CHECK(low2.status() == atask::TaskStatus::queued);
   for (auto* t : {&low1, &low2, &normal1, &normal2}) t->cancel();
@@ -456,8 +444,7 @@ TEST_CASE("priority admission with reserves in the process pool") {
 }
 
 TEST_CASE("awaiting a process task from a coroutine") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   auto t = sv.submit({}, [&sv]() -> boost::asio::awaitable<int> {
     auto a = sv.submit({}, atask::process(&square), 3);
     auto b = sv.submit({}, atask::process(&square), 4);
@@ -465,7 +452,7 @@ TEST_CASE("awaiting a process task from a coroutine") {
     const int y = co_await b.async_get(boost::asio::use_awaitable);
     co_return x + y;
   });
-  CHECK(t.get() == 25);
+  CHECK(t.get_for(patience) == 25);
   // A failure arrives as the exception.
   auto f = sv.submit({}, [&sv]() -> boost::asio::awaitable<std::string> {
     // The handle in a variable: GCC 12 destroys temporaries of a co_await
@@ -478,17 +465,16 @@ TEST_CASE("awaiting a process task from a coroutine") {
     }
     co_return "no exception";
   });
-  CHECK(f.get() == "std::invalid_argument");
+  CHECK(f.get_for(patience) == "std::invalid_argument");
   sv.stop();
 }
 
 TEST_CASE("delayed process task") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   const auto t0 = std::chrono::steady_clock::now();
   auto t = sv.submit({.delay = 50ms}, atask::process(&square), 5);
   CHECK(t.status() == atask::TaskStatus::delayed);
-  CHECK(t.get() == 25);
+  CHECK(t.get_for(patience) == 25);
   CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
   auto c = sv.submit({.delay = 10s}, atask::process(&square), 5);
   CHECK(c.cancel());
@@ -497,8 +483,7 @@ TEST_CASE("delayed process task") {
 }
 
 TEST_CASE("an interval worker with a static executor sums results in process_result") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   std::atomic<int> sum{0};
   Event ten;
   auto w = atask::interval_worker(
@@ -541,16 +526,15 @@ lopsided::Half make_half(int v) {
 }  // namespace
 
 TEST_CASE("arguments and results larger than a socket buffer") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   REQUIRE(eventually([&] { return sv.info().processes.idle_children == 2; }));
   // 6 MB each way: the request is written in parts (the submitting thread
   // writes what fits, the loop the rest) and the reply read in many reads.
   const std::string big(6 << 20, 'a');
   auto a = sv.submit({}, atask::process(&length_of), big);
   auto b = sv.submit({}, atask::process(&make_string), std::size_t{6} << 20);
-  CHECK(a.get() == big.size());
-  CHECK(b.get() == std::string(std::size_t{6} << 20, 'x'));
+  CHECK(a.get_for(patience) == big.size());
+  CHECK(b.get_for(patience) == std::string(std::size_t{6} << 20, 'x'));
   // Small tasks right after still work on both children.
   std::vector<atask::TaskHandle<int>> hs;
   for (int i = 0; i < 20; ++i) hs.push_back(sv.submit({}, atask::process(&square), i));
@@ -560,19 +544,17 @@ TEST_CASE("arguments and results larger than a socket buffer") {
 }
 
 TEST_CASE("a result that does not convert back fails the task") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   auto t = sv.submit({}, atask::process(&make_half), 3);
   REQUIRE(t.wait_for(patience));
   CHECK(t.status() == atask::TaskStatus::failed);
-  CHECK(contains(what_of<atask::ProcessError>([&] { t.get(); }), "does not convert to the function's return type"));
-  CHECK(sv.submit({}, atask::process(&square), 4).get() == 16);  // the child is fine
+  CHECK(contains(what_of<atask::ProcessError>([&] { t.get_for(patience); }), "does not convert to the function's return type"));
+  CHECK(sv.submit({}, atask::process(&square), 4).get_for(patience) == 16);  // the child is fine
   sv.stop();
 }
 
 TEST_CASE("many submitting threads with cancels in between") {
-  atask::Supervisor sv(opts(2, {.reserve_high = 1}));
-  sv.start();
+  StartedSupervisor sv(with_processes(2, {.reserve_high = 1}));
   constexpr int threads = 4, per = 300;
   std::atomic<int> wrong{0}, completed{0}, canceled{0};
   std::vector<std::thread> ts;
@@ -592,7 +574,7 @@ TEST_CASE("many submitting threads with cancels in between") {
         const int x = k * per + static_cast<int>(i);
         if (hs[i].status() == atask::TaskStatus::completed) {
           ++completed;
-          if (hs[i].get() != x * x) ++wrong;
+          if (hs[i].get_for(patience) != x * x) ++wrong;
         } else if (hs[i].status() == atask::TaskStatus::canceled) {
           ++canceled;
           if (i % 7 != 3) ++wrong;  // only the ones we canceled
@@ -643,8 +625,7 @@ int fails_in_child() {
 }  // namespace
 
 TEST_CASE("process workers by subclassing: a queue and an event worker") {
-  atask::Supervisor sv(opts(2));
-  sv.start();
+  StartedSupervisor sv(with_processes(2));
   atask::AutoStop<Squares> q(sv, atask::QueueOptions<int>{.name = "squares"});
   q.start();
   for (int i = 1; i <= 4; ++i) q.put(i);
@@ -661,8 +642,7 @@ TEST_CASE("process workers by subclassing: a queue and an event worker") {
 }
 
 TEST_CASE("a process worker's failed run goes to on_error") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   std::mutex m;
   std::vector<std::string> errors;
   Event two;
@@ -690,13 +670,13 @@ TEST_CASE("stopping the supervisor leaves no child process and no zombie") {
   std::vector<int> pids;
   int server = 0;
   {
-    atask::Supervisor sv(opts(3, {.max_tasks_per_child = 2}));
+    atask::Supervisor sv(with_processes(3, {.max_tasks_per_child = 2}));
     sv.start();
     REQUIRE(eventually([&] { return sv.info().processes.idle_children == 3; }));
     server = sv.info().processes.fork_server_pid;
     CHECK(server > 0);
     CHECK(children_of(self).count(server) == 1);
-    for (int i = 0; i < 10; ++i) pids.push_back(sv.submit({}, atask::process(&my_pid)).get());
+    for (int i = 0; i < 10; ++i) pids.push_back(sv.submit({}, atask::process(&my_pid)).get_for(patience));
     auto running = sv.submit({}, atask::process(&hangs));  // still running at stop: abandoned, its child killed
     REQUIRE(eventually([&] { return running.status() == atask::TaskStatus::started; }));
     for (int p : sv.info().processes.child_pids) pids.push_back(p);
@@ -716,7 +696,7 @@ TEST_CASE("a supervisor never started still reaps its fork server") {
   const int self = static_cast<int>(::getpid());
   int server = 0;
   {
-    atask::Supervisor sv(opts(2));
+    atask::Supervisor sv(with_processes(2));
     server = sv.info().processes.fork_server_pid;
     CHECK(children_of(self).count(server) == 1);
   }
@@ -725,19 +705,18 @@ TEST_CASE("a supervisor never started still reaps its fork server") {
 }
 
 TEST_CASE("a fork server that dies fails process tasks with a clear error") {
-  atask::Supervisor sv(opts(1));
-  sv.start();
+  StartedSupervisor sv(with_processes(1));
   REQUIRE(eventually([&] { return sv.info().processes.idle_children == 1; }));
   auto running = sv.submit({}, atask::process(&hangs));
   REQUIRE(eventually([&] { return running.status() == atask::TaskStatus::started; }));
   ::kill(sv.info().processes.fork_server_pid, SIGKILL);
   REQUIRE(running.wait_for(patience));
-  CHECK(contains(what_of<atask::ProcessError>([&] { running.get(); }), "fork server"));
+  CHECK(contains(what_of<atask::ProcessError>([&] { running.get_for(patience); }), "fork server"));
   CHECK(eventually([&] { return sv.info().processes.fork_server_pid == 0; }));
   CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 2); }),
                  "unusable"));
   // The rest of the supervisor is unaffected.
-  CHECK(sv.submit({}, [] { return 5; }).get() == 5);
+  CHECK(sv.submit({}, [] { return 5; }).get_for(patience) == 5);
   sv.stop();
   CHECK(children_of(static_cast<int>(::getpid())).empty());
 }
@@ -760,7 +739,7 @@ TEST_CASE("process pool options and misuse get clear errors") {
   CHECK_FALSE(none.info().processes.enabled);
   none.stop();
 
-  atask::Supervisor sv(opts(1));
+  atask::Supervisor sv(with_processes(1));
   CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 1); }),
                  "is created"));
   sv.start();

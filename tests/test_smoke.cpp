@@ -15,9 +15,9 @@ TEST_SUITE("smoke") {
     sv.start();
     auto t = sv.submit(
         {}, [](int a, int b) { return a + b; }, 2, 3);
-    CHECK(t.get() == 5);
+    CHECK(t.get_for(10s) == 5);
     auto co = sv.submit({}, []() -> asio::awaitable<int> { co_return 7; });
-    CHECK(co.get() == 7);
+    CHECK(co.get_for(10s) == 7);
     auto r = sv.stop();
     CHECK(r.completed);
   }

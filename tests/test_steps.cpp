@@ -5,7 +5,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -14,8 +14,6 @@
 #include <algorithm>
 #include <condition_variable>
 #include <csignal>
-#include <cstdio>
-#include <cstdlib>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -74,22 +72,12 @@ struct TextLog {
   std::shared_ptr<spdlog::logger> log;
 };
 
-// block() with a time limit: a shutdown that never ends fails here.
-atask::StopReport block_within(atask::Supervisor& sv) {
-  auto f = std::async(std::launch::async, [&] { return sv.block(); });
-  if (f.wait_for(patience) != std::future_status::ready) {
-    std::fprintf(stderr, "FATAL: Supervisor::block() did not return in time\n");
-    std::abort();
-  }
-  return f.get();
-}
-
 }  // namespace
 
 TEST_SUITE("steps") {
   TEST_CASE("steps start after what they depend on and stop in exact reverse order") {
     Journal j;
-    atask::Supervisor sv({.id = "order", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("order", 1));
     sv.add_step(j.step("c", {"b"}));
     sv.add_step(j.step("b", {"a", "pool"}));
     sv.add_step(j.step("a"));
@@ -106,7 +94,7 @@ TEST_SUITE("steps") {
 
   TEST_CASE("the built-in steps come first in the boot order and info lists every step with its state") {
     Journal j;
-    atask::Supervisor sv({.id = "builtin", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("builtin", 1));
     CHECK(sv.boot_order() == Names{"loop", "aloops", "pool", "workers"});
     sv.add_step(j.step("mine", {"workers"}));
     auto steps = sv.info().steps;
@@ -129,15 +117,15 @@ TEST_SUITE("steps") {
     int at_start = 0, at_stop = 0;
     std::string stop_thread;
     bool running_at_stop = false;
-    atask::Supervisor sv({.id = "work", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("work", 1));
     sv.add_step({.name = "user",
                  .depends_on = {"pool"},
-                 .start = [&](atask::Supervisor& s) { at_start = s.submit({}, [] { return 1; }).get(); },
+                 .start = [&](atask::Supervisor& s) { at_start = s.submit({}, [] { return 1; }).get_for(patience); },
                  .stop =
                      [&](atask::Supervisor& s) {
                        stop_thread = thread_name();
                        running_at_stop = s.is_running();
-                       at_stop = s.submit({}, [] { return 2; }).get();
+                       at_stop = s.submit({}, [] { return 2; }).get_for(patience);
                      }});
     sv.start();
     CHECK(at_start == 1);
@@ -152,7 +140,7 @@ TEST_SUITE("steps") {
   TEST_CASE("a stop that cannot wait closes the supervisor to new work before the stop hooks run") {
     std::string submit_error;
     bool running_at_stop = true;
-    atask::Supervisor sv({.id = "nowait", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("nowait", 1));
     sv.add_step({.name = "user", .depends_on = {"pool"}, .start = {}, .stop = [&](atask::Supervisor& s) {
                    running_at_stop = s.is_running();
                    submit_error = what_of<atask::LifecycleError>([&] { (void)s.submit({}, [] {}); });
@@ -169,7 +157,7 @@ TEST_SUITE("steps") {
 
   TEST_CASE("a step that depends on workers stops while its workers are still active") {
     bool active_at_stop = false;
-    atask::Supervisor sv({.id = "wk", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("wk", 1));
     std::unique_ptr<atask::EventWorker> ticker;  // after sv: gone before it
     sv.add_step({.name = "ticker",
                  .depends_on = {"workers"},
@@ -204,7 +192,7 @@ TEST_SUITE("steps") {
 
   TEST_CASE("a dependency cycle makes start throw OptionsError naming the cycle before any step starts") {
     Journal j;
-    atask::Supervisor sv({.id = "cycle", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("cycle", 1));
     sv.add_step(j.step("x", {"y"}));
     sv.add_step(j.step("y", {"z"}));
     sv.add_step(j.step("z", {"x", "pool"}));
@@ -224,7 +212,7 @@ TEST_SUITE("steps") {
   }
 
   TEST_CASE("a step that depends on itself is a cycle") {
-    atask::Supervisor sv({.id = "self", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("self", 1));
     sv.add_step({.name = "self", .depends_on = {"self"}});
     CHECK_THROWS_WITH_AS(sv.start(), doctest::Contains("step cycle: self -> self"), atask::OptionsError);
   }
@@ -233,7 +221,7 @@ TEST_SUITE("steps") {
       "a missing dependency makes start throw OptionsError naming both steps, and start works once it "
       "exists") {
     Journal j;
-    atask::Supervisor sv({.id = "missing", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("missing", 1));
     sv.add_step(j.step("cache", {"pool", "redis"}));
     auto msg = what_of<atask::OptionsError>([&] { sv.start(); });
     CAPTURE(msg);
@@ -249,7 +237,7 @@ TEST_SUITE("steps") {
   }
 
   TEST_CASE("add_step throws OptionsError for an empty name or one already taken") {
-    atask::Supervisor sv({.id = "names", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("names", 1));
     sv.add_step({.name = "mine"});
     CHECK_THROWS_WITH_AS(sv.add_step({.name = ""}), doctest::Contains("Supervisor::add_step()"),
                          atask::OptionsError);
@@ -263,8 +251,7 @@ TEST_SUITE("steps") {
   }
 
   TEST_CASE("add_step after start throws LifecycleError") {
-    atask::Supervisor sv({.id = "late", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("late", 1));
     CHECK_THROWS_WITH_AS(sv.add_step({.name = "late"}), doctest::Contains("Supervisor::add_step()"),
                          atask::LifecycleError);
     sv.stop();
@@ -337,7 +324,7 @@ TEST_SUITE("steps") {
   TEST_CASE("a stop asked for by a start hook stops the supervisor once that hook returns") {
     Journal j;
     bool inner_completed = true;
-    atask::Supervisor sv({.id = "early", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("early", 1));
     sv.add_step(j.step("a"));
     sv.add_step({.name = "quitter",
                  .depends_on = {"a"},
@@ -360,7 +347,7 @@ TEST_SUITE("steps") {
     Journal j;
     bool inner_completed = true;
     Event in_hook, release;
-    atask::Supervisor sv({.id = "once", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("once", 1));
     OpenOnExit guard{&release};
     sv.add_step({.name = "slow", .depends_on = {}, .start = {}, .stop = [&](atask::Supervisor& s) {
                    j.add("stop slow");
@@ -374,8 +361,8 @@ TEST_SUITE("steps") {
     auto second = std::async(std::launch::async, [&] { return sv.stop(); });
     CHECK_FALSE(sv.stop({.wait = false}).completed);
     release.set();
-    CHECK(first.get().completed);
-    auto r2 = second.get();
+    CHECK(wait_or_abort(first, "the first Supervisor::stop()").completed);
+    auto r2 = wait_or_abort(second, "the second Supervisor::stop()");
     CHECK(r2.completed);
     CHECK_FALSE(inner_completed);
     CHECK(j.events() == Names{"stop slow"});
@@ -408,7 +395,7 @@ TEST_SUITE("steps") {
   TEST_CASE("destroying a running supervisor runs the stop hooks in reverse order") {
     Journal j;
     {
-      atask::Supervisor sv({.id = "dtor", .pool_size = 1, .logger = quiet_logger()});
+      atask::Supervisor sv(options("dtor", 1));
       sv.add_step(j.step("a"));
       sv.add_step(j.step("b", {"a"}));
       sv.start();

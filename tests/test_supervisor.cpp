@@ -2,7 +2,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -11,11 +11,8 @@
 #include <algorithm>
 #include <condition_variable>
 #include <csignal>
-#include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <future>
-#include <latch>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -34,24 +31,26 @@ using namespace test;
 
 namespace {
 
-// Blocks until `st` is requested, without polling.
+// Blocks until `st` is requested, without polling; gives up after the
+// patience (the test then fails on what the task returned).
 void wait_for_stop(std::stop_token st) {
   std::mutex m;
   std::condition_variable_any cv;
   std::unique_lock lk(m);
-  cv.wait(lk, st, [] { return false; });
+  cv.wait_for(lk, st, patience, [] { return false; });
 }
 
-// block() with a time limit: a shutdown that never ends fails here, with a
-// message, rather than when the CTest timeout kills the process.
-atask::StopReport block_within(atask::Supervisor& sv, std::chrono::seconds limit = patience) {
-  auto f = std::async(std::launch::async, [&] { return sv.block(); });
-  if (f.wait_for(limit) != std::future_status::ready) {
-    std::fprintf(stderr, "FATAL: Supervisor::block() did not return within %lld s\n",
-                 static_cast<long long>(limit.count()));
-    std::abort();
-  }
-  return f.get();
+// Submits a task that takes a pool slot and holds it until `open` is set
+// (at the latest after the patience); returns once the task has begun.
+atask::TaskHandle<void> hold_slot(atask::Supervisor& sv, const Event& open,
+                                  const atask::TaskOptions& o = {}) {
+  auto entered = std::make_shared<Event>();
+  auto t = sv.submit(o, [entered, &open] {
+    entered->set();
+    open.wait_for();
+  });
+  REQUIRE(entered->wait_for());
+  return t;
 }
 
 }  // namespace
@@ -60,7 +59,7 @@ TEST_SUITE("supervisor") {
   // -- lifecycle -------------------------------------------------------------------
 
   TEST_CASE("a started supervisor runs tasks and stops with a completed report") {
-    atask::Supervisor sv({.id = "lc", .pool_size = 2, .logger = quiet_logger()});
+    atask::Supervisor sv(options("lc"));
     CHECK_FALSE(sv.is_running());
     CHECK(sv.id() == "lc");
     CHECK(sv.info().state == "created");
@@ -69,7 +68,7 @@ TEST_SUITE("supervisor") {
     CHECK(sv.info().state == "running");
     auto t = sv.submit(
         {}, [](int a, int b) { return a * b; }, 6, 7);
-    CHECK(t.get() == 42);
+    CHECK(t.get_for(patience) == 42);
     auto r = sv.stop();
     CHECK(r.completed);
     CHECK_FALSE(r.already_stopped);
@@ -81,14 +80,14 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("starting twice throws LifecycleError") {
-    atask::Supervisor sv({.id = "twice", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("twice", 1));
     sv.start();
     CHECK_THROWS_WITH_AS(sv.start(), doctest::Contains("Supervisor::start()"), atask::LifecycleError);
     CHECK(sv.is_running());
   }
 
   TEST_CASE("starting after stop throws LifecycleError") {
-    atask::Supervisor sv({.id = "again", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("again", 1));
     sv.start();
     sv.stop();
     CHECK_THROWS_WITH_AS(sv.start(), doctest::Contains("Supervisor::start()"), atask::LifecycleError);
@@ -96,7 +95,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("submit and post before start throw LifecycleError naming the call and the state") {
-    atask::Supervisor sv({.id = "early", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("early", 1));
     auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
     CHECK(contains(msg, "Supervisor::submit()"));
     CHECK(contains(msg, "'early'"));
@@ -108,8 +107,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("submit and post after stop throw LifecycleError naming the call and the state") {
-    atask::Supervisor sv({.id = "late", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("late", 1));
     sv.stop();
     auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
     CHECK(contains(msg, "Supervisor::submit()"));
@@ -121,29 +119,24 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("submit while stopping throws LifecycleError naming the stopping state") {
-    std::latch entered{1}, open{1};
-    atask::Supervisor sv({.id = "closing", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
-    auto busy = sv.submit({}, [&] {
-      entered.count_down();
-      open.wait();
-    });
-    entered.wait();
+    Event open;
+    StartedSupervisor sv(options("closing", 1));
+    OpenOnExit guard{&open};
+    auto busy = hold_slot(sv, open);
     auto r = sv.stop({.wait = false});
     CHECK_FALSE(r.completed);
     auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
     CHECK(contains(msg, "Supervisor::submit()"));
     CHECK(contains(msg, "stopping"));
     CHECK(sv.info().state == "stopping");
-    open.count_down();
+    open.set();
     CHECK(block_within(sv).completed);
   }
 
   TEST_CASE("post runs a fire-and-forget callable on the pool") {
     std::promise<std::thread::id> ran;
     auto f = ran.get_future();
-    atask::Supervisor sv({.id = "post", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("post", 1));
     sv.post(Priority::low, [&] { ran.set_value(std::this_thread::get_id()); });
     REQUIRE(f.wait_for(patience) == std::future_status::ready);
     CHECK(f.get() != std::this_thread::get_id());
@@ -151,8 +144,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("a second stop returns a report marked already_stopped") {
-    atask::Supervisor sv({.id = "stop2", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("stop2", 1));
     auto first = sv.stop();
     CHECK(first.completed);
     CHECK_FALSE(first.already_stopped);
@@ -162,7 +154,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop of a never-started supervisor completes at once and forbids start") {
-    atask::Supervisor sv({.id = "never", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("never", 1));
     auto r = sv.stop();
     CHECK(r.completed);
     CHECK_FALSE(r.already_stopped);
@@ -173,28 +165,27 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop while another stop is under way waits for it") {
-    std::latch entered{1}, open{1};
-    atask::Supervisor sv({.id = "stopstop", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    Event entered, open;
+    StartedSupervisor sv(options("stopstop", 1));
+    OpenOnExit guard{&open};
     auto busy = sv.submit({}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
       return 5;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     CHECK_FALSE(sv.stop({.wait = false}).completed);
-    open.count_down();
+    open.set();
     auto r = sv.stop();
     CHECK(r.completed);
     CHECK_FALSE(r.already_stopped);
     CHECK(r.stage == StopStage::warm);
-    CHECK(busy.get() == 5);
+    CHECK(busy.get_for(patience) == 5);
     CHECK(sv.stop().already_stopped);
   }
 
   TEST_CASE("stop called from inside a task returns at once and the supervisor finishes stopping") {
-    atask::Supervisor sv({.id = "inner", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("inner", 1));
     auto t = sv.submit({}, [&] { return sv.stop(); });
     REQUIRE(t.wait_for(patience));
     const atask::StopReport& inner = t.get();
@@ -208,8 +199,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("block called from inside a task throws LifecycleError") {
-    atask::Supervisor sv({.id = "blockin", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("blockin", 1));
     auto t = sv.submit({}, [&] { return what_of<atask::LifecycleError>([&] { sv.block(); }); });
     REQUIRE(t.wait_for(patience));
     CHECK(contains(t.get(), "Supervisor::block()"));
@@ -218,27 +208,28 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("block before start throws LifecycleError") {
-    atask::Supervisor sv({.id = "blockearly", .pool_size = 1, .logger = quiet_logger()});
+    atask::Supervisor sv(options("blockearly", 1));
     CHECK_THROWS_WITH_AS(sv.block(), doctest::Contains("Supervisor::block()"), atask::LifecycleError);
   }
 
   TEST_CASE("destroying a running supervisor stops it") {
-    std::latch entered{1}, open{1};
+    Event entered, open;
     atask::TaskHandle<int> running, delayed;
     {
-      atask::Supervisor sv({.id = "dtor", .pool_size = 1, .logger = quiet_logger()});
+      atask::Supervisor sv(options("dtor", 1));
       sv.start();
+      OpenOnExit guard{&open};
       running = sv.submit({}, [&] {
-        entered.count_down();
-        open.wait();
+        entered.set();
+        open.wait_for();
         return 3;
       });
-      entered.wait();
+      REQUIRE(entered.wait_for());
       delayed = sv.submit({.delay = 1h}, [] { return 5; });
-      open.count_down();
+      open.set();
     }
     // stop() with the default options: running tasks finish, delayed ones are canceled.
-    CHECK(running.get() == 3);
+    CHECK(running.get_for(patience) == 3);
     CHECK(delayed.status() == TaskStatus::canceled);
   }
 
@@ -277,8 +268,7 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop and resize with invalid values throw OptionsError naming the call") {
-    atask::Supervisor sv({.id = "badargs", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("badargs", 1));
     CHECK_THROWS_WITH_AS(sv.stop({.warm_timeout = -1ms}), doctest::Contains("Supervisor::stop()"),
                          atask::OptionsError);
     CHECK_THROWS_WITH_AS(sv.resize({.pool_size = -3}), doctest::Contains("Supervisor::resize()"),
@@ -290,47 +280,43 @@ TEST_SUITE("supervisor") {
   // -- stop stages -----------------------------------------------------------------
 
   TEST_CASE("the warm stage lets a running task finish") {
-    std::latch entered{1}, open{1};
-    atask::Supervisor sv({.id = "warm", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    Event entered, open;
+    StartedSupervisor sv(options("warm", 1));
+    OpenOnExit guard{&open};
     auto t = sv.submit({.name = "slow"}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
       return 11;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto begun = sv.stop({.wait = false});
     CHECK_FALSE(begun.completed);
     CHECK_FALSE(t.done());
-    open.count_down();
+    open.set();
     auto r = block_within(sv);
     CHECK(r.completed);
     CHECK(r.stage == StopStage::warm);
     CHECK(r.stop_requested == 0);
     CHECK(r.abandoned.empty());
     CHECK(t.status() == TaskStatus::completed);
-    CHECK(t.get() == 11);
+    CHECK(t.get_for(patience) == 11);
   }
 
   TEST_CASE("stop with cancel_queued cancels the queued tasks") {
-    std::latch entered{1}, open{1};
-    atask::Supervisor sv({.id = "cq", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
-    auto busy = sv.submit({}, [&] {
-      entered.count_down();
-      open.wait();
-    });
-    entered.wait();
+    Event open;
+    StartedSupervisor sv(options("cq", 1));
+    OpenOnExit guard{&open};
+    auto busy = hold_slot(sv, open);
     std::vector<atask::TaskHandle<int>> queued;
     for (int i = 0; i < 3; ++i) queued.push_back(sv.submit({}, [i] { return i; }));
     for (auto& q : queued) CHECK(q.status() == TaskStatus::queued);
     sv.stop({.cancel_queued = true, .wait = false});
     for (auto& q : queued) {
       CHECK(q.status() == TaskStatus::canceled);
-      CHECK_THROWS_AS(q.get(), atask::TaskCanceled);
+      CHECK_THROWS_AS(q.get_for(patience), atask::TaskCanceled);
       CHECK(contains(q.info().error, "canceled"));
     }
-    open.count_down();
+    open.set();
     auto r = block_within(sv);
     CHECK(r.completed);
     CHECK(r.stage == StopStage::warm);
@@ -340,53 +326,47 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("stop without cancel_queued drains the queued tasks") {
-    std::latch entered{1}, open{1};
-    atask::Supervisor sv({.id = "drain", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
-    auto busy = sv.submit({}, [&] {
-      entered.count_down();
-      open.wait();
-    });
-    entered.wait();
+    Event open;
+    StartedSupervisor sv(options("drain", 1));
+    OpenOnExit guard{&open};
+    auto busy = hold_slot(sv, open);
     std::vector<atask::TaskHandle<int>> queued;
     for (int i = 0; i < 3; ++i)
       queued.push_back(sv.submit({.priority = Priority::low}, [i] { return i * 10; }));
     sv.stop({.cancel_queued = false, .wait = false});
     for (auto& q : queued) CHECK(q.status() == TaskStatus::queued);
-    open.count_down();
+    open.set();
     auto r = block_within(sv);
     CHECK(r.completed);
     CHECK(r.stage == StopStage::warm);
     CHECK(r.canceled == 0);
     for (int i = 0; i < 3; ++i) {
       CHECK(queued[i].status() == TaskStatus::completed);
-      CHECK(queued[i].get() == i * 10);
+      CHECK(queued[i].get_for(patience) == i * 10);
     }
   }
 
   TEST_CASE("delayed tasks are canceled at stop even when queued tasks drain") {
-    atask::Supervisor sv({.id = "delayed", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("delayed", 1));
     auto later = sv.submit({.delay = 1h, .name = "later"}, [] { return 1; });
     CHECK(later.status() == TaskStatus::delayed);
     auto r = sv.stop({.cancel_queued = false});
     CHECK(r.completed);
     CHECK(r.canceled == 1);
     CHECK(later.status() == TaskStatus::canceled);
-    CHECK_THROWS_AS(later.get(), atask::TaskCanceled);
+    CHECK_THROWS_AS(later.get_for(patience), atask::TaskCanceled);
     CHECK_FALSE(later.info().started_at.has_value());
   }
 
   TEST_CASE("the soft stage requests stop of a running task after warm_timeout") {
-    std::latch entered{1};
-    atask::Supervisor sv({.id = "soft", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    Event entered;
+    StartedSupervisor sv(options("soft", 1));
     auto t = sv.submit({.name = "polite"}, [&](std::stop_token st) {
-      entered.count_down();
+      entered.set();
       wait_for_stop(st);
       return 1;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     const auto t0 = std::chrono::steady_clock::now();
     auto r = sv.stop({.warm_timeout = 50ms, .soft_timeout = 10s});
     CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
@@ -395,42 +375,41 @@ TEST_SUITE("supervisor") {
     CHECK(r.stop_requested >= 1);
     CHECK(r.abandoned.empty());
     CHECK(t.status() == TaskStatus::completed);
-    CHECK(t.get() == 1);
+    CHECK(t.get_for(patience) == 1);
   }
 
   TEST_CASE("the soft stage cancels tasks still queued") {
-    std::latch entered{1};
-    atask::Supervisor sv({.id = "softq", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    Event entered;
+    StartedSupervisor sv(options("softq", 1));
     auto busy = sv.submit({}, [&](std::stop_token st) {
-      entered.count_down();
+      entered.set();
       wait_for_stop(st);
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto waiting = sv.submit({}, [] { return 2; });
     auto r = sv.stop({.cancel_queued = false, .warm_timeout = 50ms, .soft_timeout = 10s});
     CHECK(r.stage == StopStage::soft);
     CHECK(r.canceled == 1);
     CHECK(waiting.status() == TaskStatus::canceled);
-    CHECK_THROWS_AS(waiting.get(), atask::TaskCanceled);
+    CHECK_THROWS_AS(waiting.get_for(patience), atask::TaskCanceled);
     CHECK(busy.status() == TaskStatus::completed);
   }
 
   TEST_CASE("the cold stage abandons a task that ignores its stop request") {
     // Shared with the task: the abandoned thread may still be inside it when
     // this test's scope ends.
-    auto gate = std::make_shared<std::latch>(1);
-    auto left = std::make_shared<std::latch>(1);
-    std::latch entered{1};
-    atask::Supervisor sv({.id = "cold", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    auto gate = std::make_shared<Event>();
+    auto left = std::make_shared<Event>();
+    Event entered;
+    StartedSupervisor sv(options("cold", 1));
+    OpenOnExit guard{gate.get()};
     auto stubborn = sv.submit({.name = "stubborn"}, [gate, left, &entered] {
-      entered.count_down();
-      gate->wait();  // ignores its stop token
-      left->count_down();
+      entered.set();
+      gate->wait_for();  // ignores its stop token
+      left->set();
       return 1;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto r = sv.stop({.warm_timeout = 50ms, .soft_timeout = 100ms});
     CHECK(r.completed);
     CHECK(r.stage == StopStage::cold);
@@ -441,25 +420,23 @@ TEST_SUITE("supervisor") {
     CHECK(r.abandoned[0].status == TaskStatus::started);
     REQUIRE(stubborn.done());
     CHECK(stubborn.status() == TaskStatus::failed);
-    CHECK_THROWS_AS(stubborn.get(), atask::TaskAbandoned);
+    CHECK_THROWS_AS(stubborn.get_for(patience), atask::TaskAbandoned);
     CHECK(contains(stubborn.info().error, "abandoned"));
     CHECK(sv.info().state == "stopped");
-    gate->count_down();
-    left->wait();                                    // the abandoned thread leaves user code
+    gate->set();
+    REQUIRE(left->wait_for());                       // the abandoned thread leaves user code
     CHECK(stubborn.status() == TaskStatus::failed);  // its late return changes nothing
   }
 
   // -- signals ---------------------------------------------------------------------
 
   TEST_CASE("SIGTERM starts a shutdown that block waits for") {
-    atask::Supervisor sv({.id = "sigterm",
+    StartedSupervisor sv({.id = "sigterm",
                           .pool_size = 1,
                           .handle_signals = true,
-                          .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h},
-                          .logger = quiet_logger()});
-    sv.start();
+                          .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h}});
     auto t = sv.submit({}, [] { return 1; });
-    CHECK(t.get() == 1);
+    CHECK(t.get_for(patience) == 1);
     std::raise(SIGTERM);
     auto r = block_within(sv);
     CHECK(r.completed);
@@ -471,19 +448,18 @@ TEST_SUITE("supervisor") {
     auto lines = std::make_shared<LineWaiter>();
     auto log = std::make_shared<spdlog::logger>("test", lines);
     log->set_level(spdlog::level::info);
-    std::latch entered{1};
-    atask::Supervisor sv({.id = "sig2",
+    Event entered;
+    StartedSupervisor sv({.id = "sig2",
                           .pool_size = 1,
                           .handle_signals = true,
                           .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h},
                           .logger = log});
-    sv.start();
     auto t = sv.submit({}, [&](std::stop_token st) {
-      entered.count_down();
+      entered.set();
       wait_for_stop(st);
       return 2;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     std::raise(SIGINT);
     REQUIRE(lines->wait_for("stopping (warm stage"));
     CHECK_FALSE(sv.is_running());
@@ -494,26 +470,26 @@ TEST_SUITE("supervisor") {
     CHECK(r.stage == StopStage::soft);
     CHECK(r.stop_requested == 1);
     CHECK(r.abandoned.empty());
-    CHECK(t.get() == 2);
+    CHECK(t.get_for(patience) == 2);
   }
 
   TEST_CASE("a third signal moves a shutdown to the cold stage at once") {
     auto lines = std::make_shared<LineWaiter>();
     auto log = std::make_shared<spdlog::logger>("test", lines);
     log->set_level(spdlog::level::info);
-    auto gate = std::make_shared<std::latch>(1);
-    std::latch entered{1};
-    atask::Supervisor sv({.id = "sig3",
+    auto gate = std::make_shared<Event>();
+    Event entered;
+    StartedSupervisor sv({.id = "sig3",
                           .pool_size = 1,
                           .handle_signals = true,
                           .signal_stop = {.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h},
                           .logger = log});
-    sv.start();
+    OpenOnExit guard{gate.get()};
     auto t = sv.submit({}, [gate, &entered] {
-      entered.count_down();
-      gate->wait();
+      entered.set();
+      gate->wait_for();
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     std::raise(SIGTERM);
     REQUIRE(lines->wait_for("stopping (warm stage"));
     std::raise(SIGTERM);
@@ -525,15 +501,15 @@ TEST_SUITE("supervisor") {
     CHECK(r.stage == StopStage::cold);
     REQUIRE(r.abandoned.size() == 1);
     CHECK(r.abandoned[0].id == t.id());
-    CHECK_THROWS_AS(t.get(), atask::TaskAbandoned);
-    gate->count_down();
+    CHECK_THROWS_AS(t.get_for(patience), atask::TaskAbandoned);
+    gate->set();
   }
 
   // -- introspection ---------------------------------------------------------------
 
   TEST_CASE(
       "info reports what runs and waits by priority along with pool sizes and aloops and task counters") {
-    std::latch low_in{1}, high_in{1}, critical_in{1}, open{1};
+    Event low_in, high_in, critical_in, open;
     atask::Supervisor sv({.id = "info",
                           .pool_size = 2,
                           .reserve_normal = 0,
@@ -542,21 +518,22 @@ TEST_SUITE("supervisor") {
                           .logger = quiet_logger()});
     sv.create_aloop("net");
     sv.start();
+    OpenOnExit guard{&open};
     (void)sv.default_aloop();
-    auto blocker = [&](std::latch& entered) {
-      entered.count_down();
-      open.wait();
+    auto blocker = [&](Event& entered) {
+      entered.set();
+      open.wait_for();
     };
-    auto then_wait = [&] { open.wait(); };
+    auto then_wait = [&] { open.wait_for(); };
     std::vector<atask::TaskHandle<void>> all;
     // One at a time: a running critical task counts against pool_size too.
     all.push_back(sv.submit({.priority = Priority::low}, blocker, std::ref(low_in)));
-    low_in.wait();
+    REQUIRE(low_in.wait_for());
     all.push_back(sv.submit({.priority = Priority::high}, blocker, std::ref(high_in)));
-    high_in.wait();
+    REQUIRE(high_in.wait_for());
     all.push_back(
         sv.submit({.priority = Priority::critical}, blocker, std::ref(critical_in)));  // past the limit
-    critical_in.wait();
+    REQUIRE(critical_in.wait_for());
     all.push_back(sv.submit({.priority = Priority::low}, then_wait));
     all.push_back(sv.submit({.priority = Priority::low}, then_wait));
     all.push_back(sv.submit({.priority = Priority::normal}, then_wait));
@@ -592,7 +569,7 @@ TEST_SUITE("supervisor") {
     CHECK(find("default")->is_default);
     CHECK(find("default")->running);
 
-    open.count_down();
+    open.set();
     auto failing = sv.submit({.priority = Priority::normal}, []() -> int { throw std::runtime_error("no"); });
     for (auto& t : all) REQUIRE(t.wait_for(patience));
     REQUIRE(failing.wait_for(patience));
@@ -608,19 +585,19 @@ TEST_SUITE("supervisor") {
   }
 
   TEST_CASE("tasks lists active tasks first then the history oldest first and filters by status") {
-    std::latch entered{1}, open{1};
-    atask::Supervisor sv({.id = "list", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    Event entered, open;
+    StartedSupervisor sv(options("list", 1));
+    OpenOnExit guard{&open};
     // One slot: the blocker starts only after e1 and e2 have finished and
     // been recorded (same FIFO queue, the slot frees after the books).
     auto e1 = sv.submit({.name = "e1"}, [] { return 1; });
     auto e2 = sv.submit({.name = "e2"}, [] { return 2; });
     auto b = sv.submit({.name = "b"}, [&] {
-      entered.count_down();
-      open.wait();
+      entered.set();
+      open.wait_for();
       return 3;
     });
-    entered.wait();
+    REQUIRE(entered.wait_for());
     auto q = sv.submit({.name = "q"}, [] { return 4; });
 
     auto ts = sv.tasks();
@@ -646,7 +623,7 @@ TEST_SUITE("supervisor") {
     CHECK(sv.tasks(TaskStatus::completed).size() == 2);
     CHECK(sv.tasks(TaskStatus::failed).empty());
 
-    open.count_down();
+    open.set();
     REQUIRE(q.wait_for(patience));
     CHECK(sv.stop().completed);
     CHECK(sv.tasks(TaskStatus::completed).size() == 4);
@@ -655,12 +632,11 @@ TEST_SUITE("supervisor") {
 
   TEST_CASE("the task history is bounded by history_size") {
     constexpr int n = 5000;
-    atask::Supervisor sv({.id = "hist", .pool_size = 2, .history_size = 100, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv({.id = "hist", .pool_size = 2, .history_size = 100});
     std::vector<atask::TaskHandle<int>> hs;
     hs.reserve(n);
     for (int i = 0; i < n; ++i) hs.push_back(sv.submit({}, [i] { return i; }));
-    for (int i = 0; i < n; ++i) REQUIRE(hs[i].get() == i);
+    for (int i = 0; i < n; ++i) REQUIRE(hs[i].get_for(patience) == i);
     // Active tasks only leave the registry, so this order makes the bound exact.
     const auto active = sv.info().active_tasks;
     CHECK(sv.tasks().size() <= 100 + active);
@@ -676,12 +652,11 @@ TEST_SUITE("supervisor") {
   // status: a waiter that finds the task final returns at once, and info()
   // must already agree with it.
   TEST_CASE("a task whose get has returned is no longer counted as active") {
-    atask::Supervisor sv({.id = "books", .pool_size = 2, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("books"));
     int stale = 0;
     for (int i = 0; i < 20000; ++i) {
       auto t = sv.submit({}, [i] { return i; });
-      t.wait();
+      REQUIRE(t.wait_for(patience));
       auto info = sv.info();
       if (info.active_tasks != 0 ||
           info.tasks.completed[atask::index(Priority::normal)] != std::uint64_t(i) + 1)
@@ -695,8 +670,8 @@ TEST_SUITE("supervisor") {
   TEST_CASE("a task that waited past timeout_warning is handed to on_timeout_warning") {
     std::mutex m;
     std::vector<atask::TaskInfo> warned, critical;
-    std::latch entered{1}, open{1};
-    atask::Supervisor sv({.id = "warn",
+    Event open;
+    StartedSupervisor sv({.id = "warn",
                           .pool_size = 1,
                           .min_threads = 1,
                           .prespawn = true,
@@ -710,22 +685,17 @@ TEST_SUITE("supervisor") {
                               [&](const atask::TaskInfo& i) {
                                 std::lock_guard lk(m);
                                 critical.push_back(i);
-                              },
-                          .logger = quiet_logger()});
-    sv.start();
-    auto blocker = sv.submit({.name = "blocker"}, [&] {
-      entered.count_down();
-      open.wait();
-    });
-    entered.wait();
+                              }});
+    OpenOnExit guard{&open};
+    auto blocker = hold_slot(sv, open, {.name = "blocker"});
     auto late = sv.submit({.name = "late"}, [] { return 1; });
     // The behaviour under test is about time: keep the slot busy until the
     // queued task has waited three times the threshold.
     std::this_thread::sleep_until(*late.info().queued_at + 150ms);
-    open.count_down();
-    CHECK(late.get() == 1);
+    open.set();
+    CHECK(late.get_for(patience) == 1);
     auto quick = sv.submit({.name = "quick"}, [] { return 2; });
-    CHECK(quick.get() == 2);
+    CHECK(quick.get_for(patience) == 2);
     CHECK(sv.stop().completed);
 
     std::lock_guard lk(m);
@@ -741,8 +711,8 @@ TEST_SUITE("supervisor") {
   TEST_CASE("a task that waited past timeout_critical is handed to on_timeout_critical only") {
     std::mutex m;
     std::vector<atask::TaskInfo> warned, critical;
-    std::latch entered{1}, open{1};
-    atask::Supervisor sv({.id = "crit",
+    Event open;
+    StartedSupervisor sv({.id = "crit",
                           .pool_size = 1,
                           .min_threads = 1,
                           .prespawn = true,
@@ -757,18 +727,13 @@ TEST_SUITE("supervisor") {
                               [&](const atask::TaskInfo& i) {
                                 std::lock_guard lk(m);
                                 critical.push_back(i);
-                              },
-                          .logger = quiet_logger()});
-    sv.start();
-    auto blocker = sv.submit({.name = "blocker"}, [&] {
-      entered.count_down();
-      open.wait();
-    });
-    entered.wait();
+                              }});
+    OpenOnExit guard{&open};
+    auto blocker = hold_slot(sv, open, {.name = "blocker"});
     auto late = sv.submit({.priority = Priority::high, .name = "very late"}, [] { return 1; });
     std::this_thread::sleep_until(*late.info().queued_at + 250ms);  // the time under test
-    open.count_down();
-    CHECK(late.get() == 1);
+    open.set();
+    CHECK(late.get_for(patience) == 1);
     CHECK(sv.stop().completed);
 
     std::lock_guard lk(m);
@@ -781,14 +746,10 @@ TEST_SUITE("supervisor") {
   // -- resize ----------------------------------------------------------------------
 
   TEST_CASE("resize through the supervisor starts queued tasks at once") {
-    std::latch entered{1}, open{1};
-    atask::Supervisor sv({.id = "resize", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
-    auto busy = sv.submit({}, [&] {
-      entered.count_down();
-      open.wait();
-    });
-    entered.wait();
+    Event open;
+    StartedSupervisor sv(options("resize", 1));
+    OpenOnExit guard{&open};
+    auto busy = hold_slot(sv, open);
     auto waiting = sv.submit({}, [] { return 9; });
     CHECK(waiting.status() == TaskStatus::queued);
     sv.resize({.pool_size = 2});
@@ -796,7 +757,7 @@ TEST_SUITE("supervisor") {
     REQUIRE(waiting.wait_for(patience));
     CHECK(waiting.get() == 9);
     CHECK_FALSE(busy.done());  // it started beside the blocker, not after it
-    open.count_down();
+    open.set();
     CHECK(sv.stop().completed);
   }
 
@@ -823,11 +784,10 @@ TEST_SUITE("supervisor") {
     auto log =
         std::make_shared<spdlog::logger>("mine", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
     log->set_level(spdlog::level::warn);
-    atask::Supervisor sv({.id = "logpost", .pool_size = 1, .logger = log});
-    sv.start();
+    StartedSupervisor sv({.id = "logpost", .pool_size = 1, .logger = log});
     sv.post(Priority::normal, [] { throw std::runtime_error("posted boom"); });
     auto after = sv.submit({}, [] { return 1; });  // the sv keeps running
-    CHECK(after.get() == 1);
+    CHECK(after.get_for(patience) == 1);
     sv.stop();  // joins the pool threads: the log is complete
     const auto text = out.str();
     CAPTURE(text);

@@ -5,7 +5,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -13,14 +13,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <spdlog/spdlog.h>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <future>
-#include <latch>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -42,12 +39,6 @@ using namespace test;
 
 namespace {
 
-atask::SupervisorOptions options(std::string id, int pool_size) {
-  auto log = std::make_shared<spdlog::logger>("test");
-  log->set_level(spdlog::level::off);
-  return {.id = std::move(id), .pool_size = pool_size, .logger = log};
-}
-
 struct CustomError : std::runtime_error {
   CustomError(const char* what, int c) : std::runtime_error(what), code(c) {}
   int code;
@@ -61,8 +52,7 @@ TEST_SUITE("task") {
 // on_done() once read the status before announcing itself, and a finisher
 // publishing in between skipped it for good (seen as a hang under TSan).
 TEST_CASE("async_get registered while the task finishes is never lost") {
-  atask::Supervisor sv({.id = "race", .pool_size = 2, .logger = test::quiet_logger()});
-  sv.start();
+  StartedSupervisor sv(options("race"));
   constexpr int n = 20000;
   std::atomic<int> called{0};
   test::Event all;
@@ -104,8 +94,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
   TEST_CASE("a handle reports the task's identity and status and times") {
     Event started, open;
-    atask::Supervisor sv(options("tk-ids", 2));
-    sv.start();
+    StartedSupervisor sv(options("tk-ids"));
     OpenOnExit guard{&open};
     auto t = sv.submit({.priority = Priority::high, .name = "answer"}, [&] {
       started.set();
@@ -153,18 +142,20 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
   }
 
   TEST_CASE("get() returns the value and rethrows the exception type the task threw") {
-    atask::Supervisor sv(options("tk-get", 2));
-    sv.start();
+    StartedSupervisor sv(options("tk-get"));
     auto ok = sv.submit(
         {}, [](int a, int b) { return a * b; }, 6, 7);
+    REQUIRE(ok.wait_for(patience));
     CHECK(ok.get() == 42);
     CHECK(ok.get() == 42);  // the result stays
 
     auto text = sv.submit({}, [] { return std::string("kept in the task"); });
+    REQUIRE(text.wait_for(patience));
     const std::string& ref = text.get();
     CHECK(ref == "kept in the task");
 
     auto bad = sv.submit({}, []() -> int { throw std::invalid_argument("bad argument"); });
+    REQUIRE(bad.wait_for(patience));
     CHECK_THROWS_WITH_AS(bad.get(), "bad argument", std::invalid_argument);
     CHECK_THROWS_AS(bad.get(), std::invalid_argument);  // every time
     CHECK(bad.status() == TaskStatus::failed);
@@ -172,6 +163,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
     CHECK(contains(bad.info().error, "bad argument"));
 
     auto custom = sv.submit({}, [] { throw CustomError("custom", 7); });
+    REQUIRE(custom.wait_for(patience));
     try {
       custom.get();
       FAIL("get() did not throw");
@@ -182,6 +174,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
     std::atomic<bool> ran{false};
     auto v = sv.submit({}, [&] { ran = true; });
+    REQUIRE(v.wait_for(patience));
     v.get();
     CHECK(ran.load());
     CHECK(v.status() == TaskStatus::completed);
@@ -189,8 +182,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
   TEST_CASE("wait_for and get_for time out with TimeoutError on a blocked task") {
     Event started, open;
-    atask::Supervisor sv(options("tk-timeout", 1));
-    sv.start();
+    StartedSupervisor sv(options("tk-timeout", 1));
     OpenOnExit guard{&open};
     auto t = sv.submit({}, [&] {
       started.set();
@@ -214,8 +206,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
   TEST_CASE("cancel() of a queued task means it never runs") {
     Event blocker, open;
     std::atomic<bool> ran{false};
-    atask::Supervisor sv(options("tk-cancel-q", 1));
-    sv.start();
+    StartedSupervisor sv(options("tk-cancel-q", 1));
     OpenOnExit guard{&open};
     auto b = sv.submit({.priority = Priority::low}, [&] {
       blocker.set();
@@ -235,9 +226,8 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
     CHECK(q.cancel());
     CHECK(q.status() == TaskStatus::canceled);
     CHECK(q.done());
-    CHECK_THROWS_AS(q.get(), atask::TaskCanceled);
-    REQUIRE(waiter.wait_for(patience) == std::future_status::ready);
-    CHECK(contains(waiter.get(), "canceled"));
+    CHECK_THROWS_AS(q.get_for(patience), atask::TaskCanceled);
+    CHECK(contains(wait_or_abort(waiter, "a get() that cancel() should release"), "canceled"));
     CHECK(sv.info().pool.queued_total == 0);  // out of the pool's queue at once
     auto i = q.info();
     CHECK_FALSE(i.started_at.has_value());
@@ -257,8 +247,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
   TEST_CASE("cancel() of a running task requests the stop_token it was given") {
     Event started;
-    atask::Supervisor sv(options("tk-cancel-run", 1));
-    sv.start();
+    StartedSupervisor sv(options("tk-cancel-run", 1));
     auto t = sv.submit({}, [&](std::stop_token st) {
       Event stopped;
       std::stop_callback cb(st, [&] { stopped.set(); });
@@ -275,8 +264,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
   TEST_CASE("cancel() of a running task is seen through this_task") {
     Event started;
-    atask::Supervisor sv(options("tk-this-task", 1));
-    sv.start();
+    StartedSupervisor sv(options("tk-this-task", 1));
     CHECK_FALSE(atask::this_task::stop_requested());  // not in a task
     CHECK(atask::this_task::id() == 0);
     CHECK_FALSE(atask::this_task::stop_token().stop_possible());
@@ -298,8 +286,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
   }
 
   TEST_CASE("cancel() of a finished task returns false and changes nothing") {
-    atask::Supervisor sv(options("tk-cancel-done", 1));
-    sv.start();
+    StartedSupervisor sv(options("tk-cancel-done", 1));
     auto ok = sv.submit({}, [] { return 3; });
     REQUIRE(ok.wait_for(patience));
     auto finished = ok.info().finished_at;
@@ -341,8 +328,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
   TEST_CASE("wait_completed returns the results in the handles' order") {
     std::vector<std::unique_ptr<Event>> gates;
     for (int k = 0; k < 4; ++k) gates.push_back(std::make_unique<Event>());
-    atask::Supervisor sv(options("tk-wait-all", 4));
-    sv.start();
+    StartedSupervisor sv(options("tk-wait-all", 4));
     OpenOnExit guard{gates[0].get(), gates[1].get(), gates[2].get(), gates[3].get()};
     std::vector<atask::TaskHandle<int>> hs;
     for (int k = 0; k < 4; ++k)
@@ -366,8 +352,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
   TEST_CASE("wait_completed throws TimeoutError naming how many tasks did not finish") {
     Event open;
-    atask::Supervisor sv(options("tk-wait-late", 3));
-    sv.start();
+    StartedSupervisor sv(options("tk-wait-late", 3));
     OpenOnExit guard{&open};
     std::vector<atask::TaskHandle<int>> hs;
     hs.push_back(sv.submit({}, [] { return 1; }));
@@ -382,8 +367,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
   }
 
   TEST_CASE("wait_completed rethrows the first failure in the handles' order") {
-    atask::Supervisor sv(options("tk-wait-fail", 2));
-    sv.start();
+    StartedSupervisor sv(options("tk-wait-fail"));
     std::vector<atask::TaskHandle<int>> hs;
     hs.push_back(sv.submit({}, [] { return 1; }));
     hs.push_back(sv.submit({}, []() -> int { throw std::domain_error("first"); }));
@@ -395,8 +379,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
   TEST_CASE("a coroutine co_awaits a thread task's handle without blocking its aloop") {
     Event started, open;
-    atask::Supervisor sv(options("tk-await", 2));
-    sv.start();
+    StartedSupervisor sv(options("tk-await"));
     OpenOnExit guard{&open};
     auto th = sv.submit({}, [&] {
       started.set();
@@ -425,8 +408,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
   }
 
   TEST_CASE("co_await async_get rethrows the thread task's exception in the coroutine") {
-    atask::Supervisor sv(options("tk-await-err", 2));
-    sv.start();
+    StartedSupervisor sv(options("tk-await-err"));
     auto th = sv.submit({}, []() -> int { throw std::domain_error("from the thread"); });
     auto caught = sv.submit({}, [th]() -> asio::awaitable<std::string> {
       try {
@@ -447,8 +429,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
   TEST_CASE("async_get completes a callback on the callback's executor") {
     Event open;
-    atask::Supervisor sv(options("tk-async-cb", 1));
-    sv.start();
+    StartedSupervisor sv(options("tk-async-cb", 1));
     OpenOnExit guard{&open};
     auto th = sv.submit({}, [&] {
       open.wait_for();
@@ -470,8 +451,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
   // -- arguments -----------------------------------------------------------------------
 
   TEST_CASE("tasks take move-only arguments and callables and return move-only results") {
-    atask::Supervisor sv(options("tk-move", 2));
-    sv.start();
+    StartedSupervisor sv(options("tk-move"));
     auto a = sv.submit(
         {}, [](std::unique_ptr<int> p, int k) { return *p + k; }, std::make_unique<int>(40), 2);
     CHECK(a.get_for(patience) == 42);
@@ -499,8 +479,7 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
   TEST_CASE("a delayed task leaves the pool slot to an immediate task while it waits") {
     Event started, open;
     std::atomic<bool> delayed_ran{false};
-    atask::Supervisor sv(options("tk-delay", 1));
-    sv.start();
+    StartedSupervisor sv(options("tk-delay", 1));
     OpenOnExit guard{&open};
     const auto t0 = std::chrono::steady_clock::now();
     auto delayed = sv.submit({.delay = 500ms}, [&] {
@@ -533,13 +512,12 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
   TEST_CASE("a canceled delayed task never runs") {
     std::atomic<bool> ran{false};
-    atask::Supervisor sv(options("tk-delay-cancel", 1));
-    sv.start();
+    StartedSupervisor sv(options("tk-delay-cancel", 1));
     auto delayed = sv.submit({.delay = 100ms}, [&] { ran = true; });
     CHECK(delayed.status() == TaskStatus::delayed);
     CHECK(delayed.cancel());
     CHECK(delayed.status() == TaskStatus::canceled);
-    CHECK_THROWS_AS(delayed.get(), atask::TaskCanceled);
+    CHECK_THROWS_AS(delayed.get_for(patience), atask::TaskCanceled);
     CHECK_FALSE(delayed.cancel());
     // A later task with a longer delay: the canceled one's timer would have
     // fired first, and in a one-slot pool it would have run first.
@@ -565,20 +543,19 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
 
   TEST_CASE(
       "a running task asked to stop that throws TaskCanceled ends canceled, any other exception failed") {
-    atask::Supervisor sv(options("endcancel", 2));
-    sv.start();
-    std::latch both{2};
+    StartedSupervisor sv(options("endcancel"));
+    Counter both;
     auto ends_by_cancel = sv.submit({}, [&](std::stop_token st) -> int {
-      both.count_down();
+      both.bump();
       while (!st.stop_requested()) std::this_thread::yield();
       throw atask::TaskCanceled("gave up as asked");
     });
     auto ends_by_error = sv.submit({}, [&](std::stop_token st) -> int {
-      both.count_down();
+      both.bump();
       while (!st.stop_requested()) std::this_thread::yield();
       throw std::runtime_error("broke while stopping");
     });
-    both.wait();
+    REQUIRE(both.wait_for_at_least(2));
     CHECK(ends_by_cancel.cancel());
     CHECK(ends_by_error.cancel());
     REQUIRE(ends_by_cancel.wait_for(10s));

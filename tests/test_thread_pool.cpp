@@ -5,7 +5,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -36,7 +36,7 @@ using namespace test;
 
 namespace {
 
-atask::PoolOptions options(atask::PoolLimits limits) {
+atask::PoolOptions pool_options(atask::PoolLimits limits) {
   return {.limits = limits, .name = "tp", .logger = quiet_logger()};
 }
 
@@ -112,7 +112,7 @@ TEST_SUITE("thread_pool") {
 
   TEST_CASE("low task starts only while fewer than pool_size tasks run") {
     Event s1, s2, s3, open;
-    ThreadPool pool(options({.pool_size = 2, .reserve_normal = 1, .reserve_high = 1}));
+    ThreadPool pool(pool_options({.pool_size = 2, .reserve_normal = 1, .reserve_high = 1}));
     OpenOnExit guard{&open};
     pool.start();
     post_blocker(pool, Priority::low, s1, open);
@@ -133,7 +133,7 @@ TEST_SUITE("thread_pool") {
 
   TEST_CASE("normal task may use reserve_normal but not reserve_high") {
     Event l1, n1, n2, h1, open;
-    ThreadPool pool(options({.pool_size = 1, .reserve_normal = 1, .reserve_high = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1, .reserve_normal = 1, .reserve_high = 1}));
     OpenOnExit guard{&open};
     pool.start();
     post_blocker(pool, Priority::low, l1, open);
@@ -159,7 +159,7 @@ TEST_SUITE("thread_pool") {
 
   TEST_CASE("high task may use reserve_normal and reserve_high but no more") {
     Event l1, h1, h2, h3, open;
-    ThreadPool pool(options({.pool_size = 1, .reserve_normal = 1, .reserve_high = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1, .reserve_normal = 1, .reserve_high = 1}));
     OpenOnExit guard{&open};
     pool.start();
     post_blocker(pool, Priority::low, l1, open);
@@ -180,7 +180,7 @@ TEST_SUITE("thread_pool") {
 
   TEST_CASE("a waiting high task takes a freed slot before a waiting normal or low task") {
     Event n1, n2, h, n3, l, open1, open2, open;
-    ThreadPool pool(options({.pool_size = 1, .reserve_normal = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1, .reserve_normal = 1}));
     OpenOnExit guard{&open1, &open2, &open};
     pool.start();
     post_blocker(pool, Priority::normal, n1, open1);
@@ -219,7 +219,7 @@ TEST_SUITE("thread_pool") {
     std::mutex m;
     std::vector<std::pair<Priority, int>> order;
     Counter criticals_ran;
-    ThreadPool pool(options({.pool_size = 1, .max_threads = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1, .max_threads = 1}));
     OpenOnExit guard{&open};
     pool.start();
     post_blocker(pool, Priority::low, blocker, open);
@@ -264,7 +264,7 @@ TEST_SUITE("thread_pool") {
 
   TEST_CASE("critical task starts while the pool is full") {
     Event l1, h1, c1, c2, open;
-    ThreadPool pool(options({.pool_size = 1, .max_threads = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1, .max_threads = 1}));
     OpenOnExit guard{&open};
     pool.start();
     post_blocker(pool, Priority::low, l1, open);
@@ -286,7 +286,7 @@ TEST_SUITE("thread_pool") {
   TEST_CASE("pool_size 0 is unlimited") {
     Counter started;
     Event open;
-    ThreadPool pool(options({.pool_size = 0}));
+    ThreadPool pool(pool_options({.pool_size = 0}));
     OpenOnExit guard{&open};
     pool.start();
     for (int k = 0; k < 20; ++k) post_blocker(pool, Priority::low, started, open);
@@ -304,7 +304,7 @@ TEST_SUITE("thread_pool") {
     // normal 3, high 4.
     Counter low, normal, high;
     Event open;
-    ThreadPool pool(options({.pool_size = 0, .reserve_normal = 1, .reserve_high = 1, .max_threads = 4}));
+    ThreadPool pool(pool_options({.pool_size = 0, .reserve_normal = 1, .reserve_high = 1, .max_threads = 4}));
     OpenOnExit guard{&open};
     pool.start();
     for (int k = 0; k < 3; ++k) post_blocker(pool, Priority::low, low, open);
@@ -334,7 +334,7 @@ TEST_SUITE("thread_pool") {
 
   TEST_CASE("growing the pool at run time starts queued tasks at once") {
     Event l1, l2, l3, open;
-    ThreadPool pool(options({.pool_size = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1}));
     OpenOnExit guard{&open};
     pool.start();
     post_blocker(pool, Priority::low, l1, open);
@@ -355,7 +355,7 @@ TEST_SUITE("thread_pool") {
     Counter blockers_started, done;
     Event open;
     std::atomic<int> active{0}, max_seen{0};
-    ThreadPool pool(options({.pool_size = 3}));
+    ThreadPool pool(pool_options({.pool_size = 3}));
     OpenOnExit guard{&open};
     pool.start();
     for (int k = 0; k < 3; ++k)
@@ -388,7 +388,7 @@ TEST_SUITE("thread_pool") {
 
   TEST_CASE("when a task finishes the next admissible one starts") {
     Event l1, l2, open1, open2;
-    ThreadPool pool(options({.pool_size = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1}));
     OpenOnExit guard{&open1, &open2};
     pool.start();
     post_blocker(pool, Priority::low, l1, open1);
@@ -414,7 +414,7 @@ TEST_SUITE("thread_pool") {
     CHECK(i.threads == 2);
     CHECK(i.idle_threads == 2);
 
-    ThreadPool lazy(options({.pool_size = 4, .min_threads = 2}));
+    ThreadPool lazy(pool_options({.pool_size = 4, .min_threads = 2}));
     lazy.start();
     CHECK(lazy.info().threads == 0);  // threads start on demand
   }
@@ -546,9 +546,10 @@ TEST_SUITE("thread_pool") {
     };
     for (const auto& c : cases) {
       CAPTURE(c.field);
-      CHECK_THROWS_WITH_AS(ThreadPool(options(c.limits)), doctest::Contains("ThreadPool::ThreadPool()"),
+      CHECK_THROWS_WITH_AS(ThreadPool(pool_options(c.limits)), doctest::Contains("ThreadPool::ThreadPool()"),
                            atask::OptionsError);
-      CHECK_THROWS_WITH_AS(ThreadPool(options(c.limits)), doctest::Contains(c.field), atask::OptionsError);
+      CHECK_THROWS_WITH_AS(ThreadPool(pool_options(c.limits)), doctest::Contains(c.field),
+                           atask::OptionsError);
     }
     CHECK_THROWS_WITH_AS(ThreadPool({.limits = {.pool_size = 2}, .prespawn = true, .logger = quiet_logger()}),
                          doctest::Contains("prespawn"), atask::OptionsError);
@@ -557,7 +558,7 @@ TEST_SUITE("thread_pool") {
         doctest::Contains("idle_timeout"), atask::OptionsError);
 
     // resize() validates too, and a rejected resize changes nothing.
-    ThreadPool pool(options({.pool_size = 2}));
+    ThreadPool pool(pool_options({.pool_size = 2}));
     pool.start();
     for (const auto& c : cases) {
       CAPTURE(c.field);
@@ -571,7 +572,7 @@ TEST_SUITE("thread_pool") {
   // -- lifecycle ---------------------------------------------------------------------
 
   TEST_CASE("post before start and after stop throws LifecycleError") {
-    ThreadPool pool(options({.pool_size = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1}));
     Tally t;
     CHECK_THROWS_WITH_AS(pool.post(Priority::normal, Probe(t)), doctest::Contains("not started"),
                          atask::LifecycleError);
@@ -588,7 +589,7 @@ TEST_SUITE("thread_pool") {
 
   TEST_CASE("stop() twice is a no-op") {
     Event ran;
-    ThreadPool pool(options({.pool_size = 2}));
+    ThreadPool pool(pool_options({.pool_size = 2}));
     pool.start();
     pool.post(Priority::low, [&] { ran.set(); });
     REQUIRE(ran.wait_for());
@@ -602,7 +603,7 @@ TEST_SUITE("thread_pool") {
   TEST_CASE("stop() from inside a pool task throws LifecycleError") {
     std::promise<std::string> what;
     auto f = what.get_future();
-    ThreadPool pool(options({.pool_size = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1}));
     pool.start();
     CHECK_FALSE(pool.on_pool_thread());
     pool.post(Priority::normal, [&] {
@@ -625,7 +626,7 @@ TEST_SUITE("thread_pool") {
   TEST_CASE("close(false) lets queued tasks run and refuses new ones") {
     Event blocker, open;
     Tally t;
-    ThreadPool pool(options({.pool_size = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1}));
     OpenOnExit guard{&open};
     pool.start();
     post_blocker(pool, Priority::low, blocker, open);
@@ -644,7 +645,7 @@ TEST_SUITE("thread_pool") {
   TEST_CASE("close(true) drops queued tasks without running them") {
     Event blocker, open;
     Tally t;
-    ThreadPool pool(options({.pool_size = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1}));
     OpenOnExit guard{&open};
     pool.start();
     post_blocker(pool, Priority::low, blocker, open);
@@ -666,7 +667,7 @@ TEST_SUITE("thread_pool") {
     Event blocker, open, stopped;
     Tally t;
     std::atomic<bool> blocker_done{false};
-    ThreadPool pool(options({.pool_size = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1}));
     pool.start();
     pool.post(Priority::low, [&] {
       blocker.set();
@@ -695,7 +696,7 @@ TEST_SUITE("thread_pool") {
   TEST_CASE("remove() takes a queued node out so that it never runs") {
     ProbeNode a(Priority::normal), b(Priority::normal);
     Event blocker, open;
-    ThreadPool pool(options({.pool_size = 1}));
+    ThreadPool pool(pool_options({.pool_size = 1}));
     OpenOnExit guard{&open};
     pool.start();
     post_blocker(pool, Priority::low, blocker, open);
@@ -721,8 +722,7 @@ TEST_SUITE("thread_pool") {
 
   TEST_CASE("supervisor tasks take a freed slot in priority order") {
     Event blocker, open;
-    atask::Supervisor sv({.id = "tpsv", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("tpsv", 1));
     auto b = sv.submit({.priority = Priority::low}, [&] {
       blocker.set();
       return open.wait_for();
@@ -742,10 +742,10 @@ TEST_SUITE("thread_pool") {
     CHECK(low.status() == atask::TaskStatus::queued);
     open.set();
     REQUIRE(low.wait_for(patience));
-    CHECK(b.get());
+    CHECK(b.get_for(patience));
     CHECK(low.get() == low.id());
-    CHECK(normal.get() == normal.id());
-    CHECK(high.get() == high.id());
+    CHECK(normal.get_for(patience) == normal.id());
+    CHECK(high.get_for(patience) == high.id());
     CHECK(critical.get() == critical.id());
     auto started = [](auto& h) { return *h.info().started_at; };
     CHECK(started(critical) < *b.info().finished_at);

@@ -4,7 +4,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -465,8 +465,7 @@ TEST_SUITE("timers") {
     auto fd = on_default.get_future();
     auto f_net = on_net.get_future();
     Event called, gone;
-    atask::Supervisor sv({.id = "timers", .pool_size = 1, .logger = captured.log});
-    sv.start();
+    StartedSupervisor sv({.id = "timers", .pool_size = 1, .logger = captured.log});
     atask::Aloop& net = sv.create_aloop("net");
     auto a = atask::after(sv, 0ms, [&] { on_default.set_value(std::this_thread::get_id()); });
     auto b =
@@ -492,8 +491,7 @@ TEST_SUITE("timers") {
   }
 
   TEST_CASE("options are checked before the Supervisor overloads create the default aloop") {
-    atask::Supervisor sv({.id = "tcheck", .pool_size = 1, .logger = quiet_logger()});
-    sv.start();
+    StartedSupervisor sv(options("tcheck", 1));
     CHECK_THROWS_AS((void)atask::after(sv, -1s, [] {}), atask::OptionsError);
     CHECK(sv.info().aloops.empty());
   }
@@ -502,7 +500,7 @@ TEST_SUITE("timers") {
     Event gone;
     atask::Timer t;
     {
-      atask::Supervisor sv({.id = "outlive", .pool_size = 1, .logger = quiet_logger()});
+      atask::Supervisor sv(options("outlive", 1));
       sv.start();
       t = atask::every(sv, 1h, [g = on_destroy(gone)] {});
       CHECK(t.active());

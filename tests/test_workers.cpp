@@ -2,7 +2,7 @@
 
 #include <doctest/doctest.h>
 
-#include "support.hpp"
+#include "fixtures.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -56,10 +56,6 @@ class Stamps {
   std::vector<clock_type::time_point> t_;
 };
 
-atask::SupervisorOptions opts(const char* id) {
-  return {.id = id, .pool_size = 2, .logger = quiet_logger()};
-}
-
 // Holds an executor call until the test opens it: the test knows the call
 // has begun (entered) and decides when it ends; opened at scope exit too.
 struct Gate {
@@ -106,8 +102,7 @@ class Recorder : public atask::EventWorker {
 TEST_SUITE("workers") {
   // -- background ------------------------------------------------------------------------
   TEST_CASE("a background worker runs its executor again and again until it returns false") {
-    atask::Supervisor sv(opts("bw"));
-    sv.start();
+    StartedSupervisor sv(options("bw"));
     std::atomic<int> n{0};
     auto w = atask::background_worker(sv, [&](WorkerContext&) { return ++n < 100; });
     CHECK(w->start());
@@ -118,8 +113,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("a background worker stops on stop() and its executor sees the stop token") {
-    atask::Supervisor sv(opts("bw2"));
-    sv.start();
+    StartedSupervisor sv(options("bw2"));
     Event inside, saw_stop;
     auto w = atask::background_worker(sv, [&](WorkerContext& ctx) {
       inside.set();
@@ -137,8 +131,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("an async worker runs its coroutine executor on the named aloop's thread") {
-    atask::Supervisor sv(opts("aw"));
-    sv.start();
+    StartedSupervisor sv(options("aw"));
     auto& loop = sv.create_aloop("work");
     std::atomic<int> n{0};
     std::atomic<bool> wrong_thread{false};
@@ -158,8 +151,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("a coroutine executor's wait is canceled when its worker stops and that is no error") {
-    atask::Supervisor sv(opts("aw2"));
-    sv.start();
+    StartedSupervisor sv(options("aw2"));
     Event waiting;
     std::atomic<bool> aborted{false};
     auto w = atask::background_worker(sv, [&](WorkerContext&) -> asio::awaitable<void> {
@@ -181,8 +173,7 @@ TEST_SUITE("workers") {
 
   // -- queue -----------------------------------------------------------------------------
   TEST_CASE("a queue worker sums 2 + 3 + 4 = 9") {
-    atask::Supervisor sv(opts("qw"));
-    sv.start();
+    StartedSupervisor sv(options("qw"));
     int sum = 0;  // one executor call at a time: no lock needed
     auto w = atask::queue_worker<int>(sv, [&](int x) { sum += x; });
     w->start();
@@ -195,8 +186,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("a queue worker takes items in FIFO order by default") {
-    atask::Supervisor sv(opts("qfifo"));
-    sv.start();
+    StartedSupervisor sv(options("qfifo"));
     std::vector<int> seen;
     auto w = atask::queue_worker<int>(sv, [&](int x) { seen.push_back(x); });
     w->start();
@@ -206,8 +196,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("a priority queue worker takes the smallest item first and equals in FIFO order") {
-    atask::Supervisor sv(opts("qprio"));
-    sv.start();
+    StartedSupervisor sv(options("qprio"));
     Gate gate;
     std::vector<std::pair<int, int>> seen;
     struct ByFirst {
@@ -235,7 +224,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("a priority order on items that can not be ordered is an options error") {
-    atask::Supervisor sv(opts("qbad"));
+    atask::Supervisor sv(options("qbad"));
     struct Blob {};
     CHECK(contains(what_of<atask::OptionsError>([&] {
                      auto w =
@@ -245,8 +234,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("a full queue pushes back: try_put fails and put_for times out and put waits for room") {
-    atask::Supervisor sv(opts("qcap"));
-    sv.start();
+    StartedSupervisor sv(options("qcap"));
     Gate gate;
     Counter done;
     auto w = atask::queue_worker<int>(sv,
@@ -270,16 +258,14 @@ TEST_SUITE("workers") {
     // A blocked put() completes once the executor frees a slot.
     auto f = std::async(std::launch::async, [&] { w->put(3); });
     gate.release.set();
-    REQUIRE(f.wait_for(patience) == std::future_status::ready);
-    f.get();
+    wait_or_abort(f, "QueueWorker::put() on a full queue");
     REQUIRE(done.wait_for_at_least(4));
     w->stop();
     CHECK(done.value() == 4);
   }
 
   TEST_CASE("async_put waits for room without blocking a thread") {
-    atask::Supervisor sv(opts("qasync"));
-    sv.start();
+    StartedSupervisor sv(options("qasync"));
     Gate gate;
     Counter done;
     auto w = atask::queue_worker<int>(sv,
@@ -317,8 +303,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("stop hands back the queued items when the worker is set to hand back") {
-    atask::Supervisor sv(opts("qhand"));
-    sv.start();
+    StartedSupervisor sv(options("qhand"));
     Gate gate;
     std::vector<int> handed;
     std::vector<int> processed;
@@ -343,8 +328,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("handed-back items wait in take_unprocessed when there is no callback") {
-    atask::Supervisor sv(opts("qtake"));
-    sv.start();
+    StartedSupervisor sv(options("qtake"));
     Gate gate;
     auto w = atask::queue_worker<std::string>(sv, [&](std::string s) {
       if (s == "hold") {
@@ -364,8 +348,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("put before start and after stop is a lifecycle error and the item is not queued") {
-    atask::Supervisor sv(opts("qlife"));
-    sv.start();
+    StartedSupervisor sv(options("qlife"));
     auto w = atask::queue_worker<int>(sv, [](int) {});
     CHECK(contains(what_of<atask::LifecycleError>([&] { w->put(1); }), "is not active"));
     w->start();
@@ -378,8 +361,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("an async queue worker runs its coroutine executor for each item on the aloop") {
-    atask::Supervisor sv(opts("aq"));
-    sv.start();
+    StartedSupervisor sv(options("aq"));
     auto& loop = sv.create_aloop("q");
     std::atomic<int> sum{0};
     std::atomic<bool> wrong_thread{false};
@@ -400,8 +382,7 @@ TEST_SUITE("workers") {
 
   // -- event -----------------------------------------------------------------------------
   TEST_CASE("an event worker triggered twice runs twice") {
-    atask::Supervisor sv(opts("ew"));
-    sv.start();
+    StartedSupervisor sv(options("ew"));
     Counter runs;
     auto w = atask::event_worker(sv, [&] { runs.bump(); });
     w->start();
@@ -414,8 +395,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("triggers during a run coalesce into one more run and forced triggers queue their own") {
-    atask::Supervisor sv(opts("ecoal"));
-    sv.start();
+    StartedSupervisor sv(options("ecoal"));
     Gate gate;
     Counter runs;
     auto w = atask::event_worker(sv, [&] {
@@ -437,8 +417,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("trigger on a worker that is not active is a no-op that returns false") {
-    atask::Supervisor sv(opts("eoff"));
-    sv.start();
+    StartedSupervisor sv(options("eoff"));
     Counter runs;
     auto w = atask::event_worker(sv, [&] { runs.bump(); });
     CHECK_FALSE(w->trigger());
@@ -449,8 +428,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("an async event worker runs on the default aloop") {
-    atask::Supervisor sv(opts("aew"));
-    sv.start();
+    StartedSupervisor sv(options("aew"));
     Counter runs;
     std::atomic<bool> wrong_thread{false};
     auto w = atask::event_worker(sv, [&]() -> asio::awaitable<void> {
@@ -469,8 +447,7 @@ TEST_SUITE("workers") {
 
   // -- interval --------------------------------------------------------------------------
   TEST_CASE("an interval worker at 20 ms runs about 5 times in 100 ms") {
-    atask::Supervisor sv(opts("iw"));
-    sv.start();
+    StartedSupervisor sv(options("iw"));
     Stamps s;
     const auto t0 = clock_type::now();
     auto w = atask::interval_worker(sv, [&] { s.add(); }, {.interval = 20ms});
@@ -486,8 +463,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("an interval worker with a delay waits that long after each run") {
-    atask::Supervisor sv(opts("idelay"));
-    sv.start();
+    StartedSupervisor sv(options("idelay"));
     std::mutex m;
     std::vector<std::pair<clock_type::time_point, clock_type::time_point>> runs;  // start, end
     Counter n;
@@ -510,8 +486,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("delay_before holds the first run back") {
-    atask::Supervisor sv(opts("ibefore"));
-    sv.start();
+    StartedSupervisor sv(options("ibefore"));
     Stamps s;
     const auto t0 = clock_type::now();
     auto w = atask::interval_worker(sv, [&] { s.add(); }, {.interval = 10ms, .delay_before = 40ms});
@@ -524,8 +499,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("trigger runs an interval worker now without waiting for its interval") {
-    atask::Supervisor sv(opts("itrig"));
-    sv.start();
+    StartedSupervisor sv(options("itrig"));
     Counter runs;
     auto w = atask::interval_worker(sv, [&] { runs.bump(); }, {.interval = 1h, .delay_before = 1h});
     w->start();
@@ -538,7 +512,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("bad interval options are options errors with a clear message") {
-    atask::Supervisor sv(opts("ibad"));
+    atask::Supervisor sv(options("ibad"));
     auto f = [] {};
     CHECK(contains(what_of<atask::OptionsError>([&] { atask::interval_worker(sv, f, {.interval = 0ms}); }),
                    "interval must be > 0"));
@@ -555,8 +529,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("start overrides the interval and the priority and the name for one active period") {
-    atask::Supervisor sv(opts("iover"));
-    sv.start();
+    StartedSupervisor sv(options("iover"));
     Counter runs;
     auto w = atask::interval_worker(sv, [&] { runs.bump(); },
                                     {.interval = 1h, .delay_before = 1h, .name = "tick"});
@@ -578,7 +551,7 @@ TEST_SUITE("workers") {
 
   // -- lifecycle -------------------------------------------------------------------------
   TEST_CASE("start twice returns false and start on a stopped supervisor is a lifecycle error") {
-    atask::Supervisor sv(opts("life"));
+    atask::Supervisor sv(options("life"));
     auto w = atask::event_worker(sv, [] {});
     CHECK(contains(what_of<atask::LifecycleError>([&] { w->start(); }), "is not running"));
     sv.start();
@@ -592,8 +565,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("a failed start leaves the worker stopped with its name") {
-    atask::Supervisor sv(opts("badstart"));
-    sv.start();
+    StartedSupervisor sv(options("badstart"));
     auto w = atask::event_worker(sv, []() -> asio::awaitable<void> { co_return; },
                                  {.name = "net-worker", .aloop = "no-such-loop"});
     CHECK(contains(what_of<atask::OptionsError>([&] { w->start({.name = "renamed"}); }), "no aloop named"));
@@ -615,8 +587,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("hooks run in order around start and stop and restart runs them again") {
-    atask::Supervisor sv(opts("hooks"));
-    sv.start();
+    StartedSupervisor sv(options("hooks"));
     atask::AutoStop<Recorder> w(sv, atask::WorkerOptions{.name = "rec"});
     w.start();
     w.trigger();
@@ -631,8 +602,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("make_worker owns a subclass and stops it before destroying it") {
-    atask::Supervisor sv(opts("make"));
-    sv.start();
+    StartedSupervisor sv(options("make"));
     auto w = atask::make_worker<Recorder>(sv, atask::WorkerOptions{});
     w->start();
     w->trigger();
@@ -642,8 +612,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("a worker destroyed while its executor runs asks it to stop and waits for it") {
-    atask::Supervisor sv(opts("destroy"));
-    sv.start();
+    StartedSupervisor sv(options("destroy"));
     Event inside;
     std::atomic<bool> returned{false};
     auto w = atask::background_worker(sv, [&](WorkerContext& ctx) {
@@ -661,8 +630,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("an executor that throws goes to on_error and the worker goes on") {
-    atask::Supervisor sv(opts("err"));
-    sv.start();
+    StartedSupervisor sv(options("err"));
     std::mutex m;
     std::vector<std::string> errors;
     Counter runs;
@@ -689,8 +657,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("an executor that throws every time keeps its worker going unless stop_after_errors is set") {
-    atask::Supervisor sv(opts("always"));
-    sv.start();
+    StartedSupervisor sv(options("always"));
     Counter runs;
     auto w = atask::background_worker(sv, [&](WorkerContext&) -> bool {
       runs.bump();
@@ -715,8 +682,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("stop() from inside the worker's own executor does not deadlock") {
-    atask::Supervisor sv(opts("selfstop"));
-    sv.start();
+    StartedSupervisor sv(options("selfstop"));
     std::atomic<bool> was_active_after{false};
     auto w = atask::background_worker(sv, [&](WorkerContext& ctx) {
       ctx.worker.stop();  // cannot wait for itself: returns at once
@@ -730,8 +696,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("restart() from inside the executor starts the worker again once the executor returns") {
-    atask::Supervisor sv(opts("selfrestart"));
-    sv.start();
+    StartedSupervisor sv(options("selfrestart"));
     struct SelfRestarter : atask::EventWorker {
       using EventWorker::EventWorker;
       Counter runs, starts;
@@ -753,8 +718,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("the executor gets its worker and its name and its task id and a stop token") {
-    atask::Supervisor sv(opts("ctx"));
-    sv.start();
+    StartedSupervisor sv(options("ctx"));
     std::promise<std::tuple<std::string, std::uint64_t, bool, atask::Worker*>> got;
     auto w = atask::event_worker(
         sv,
@@ -779,7 +743,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("worker names default to something readable and unique and a taken name is an options error") {
-    atask::Supervisor sv(opts("names"));
+    atask::Supervisor sv(options("names"));
     auto a = atask::event_worker(sv, [] {});
     auto b = atask::event_worker(sv, [] {});
     CHECK(a->name().rfind("event-", 0) == 0);
@@ -794,8 +758,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("the supervisor stops every worker when it stops") {
-    atask::Supervisor sv(opts("svstop"));
-    sv.start();
+    StartedSupervisor sv(options("svstop"));
     Event inside;
     auto bg = atask::background_worker(sv, [&](WorkerContext& ctx) {
       inside.set();
@@ -820,8 +783,7 @@ TEST_SUITE("workers") {
   }
 
   TEST_CASE("stop hooks may call back into the supervisor while it stops its workers") {
-    atask::Supervisor sv(opts("hookcall"));
-    sv.start();
+    StartedSupervisor sv(options("hookcall"));
     struct Asker : atask::EventWorker {
       using EventWorker::EventWorker;
       std::size_t seen = 0;
@@ -833,14 +795,13 @@ TEST_SUITE("workers") {
     a.start();
     b.start();
     auto f = std::async(std::launch::async, [&] { return sv.stop(); });
-    REQUIRE(f.wait_for(patience) == std::future_status::ready);
-    CHECK(f.get().completed);
+    CHECK(wait_or_abort(f, "Supervisor::stop()").completed);
     CHECK(a.seen == 2);
     CHECK(b.seen == 2);
   }
 
   TEST_CASE("a worker that outlives its supervisor is stopped and refuses to start") {
-    auto sv = std::make_unique<atask::Supervisor>(opts("gone"));
+    auto sv = std::make_unique<atask::Supervisor>(options("gone"));
     sv->start();
     auto w = atask::interval_worker(*sv, [] {}, {.interval = 1ms});
     w->start();
