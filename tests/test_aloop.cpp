@@ -222,6 +222,20 @@ TEST_SUITE("aloop") {
     CHECK(sv.info().active_tasks == 0);
   }
 
+  TEST_CASE("naming an aloop for a task that does not run on one is an OptionsError") {
+    StartedSupervisor sv(options("aloop-plain", 1));
+    sv.create_aloop("net");
+    std::atomic<int> ran{0};
+    auto msg = what_of<atask::OptionsError>([&] { (void)sv.submit({.aloop = "net"}, [&] { ++ran; }); });
+    CHECK(contains(msg, "Supervisor::submit()"));
+    CHECK(contains(msg, "'net'"));
+    CHECK(contains(msg, "does not return an awaitable"));
+    // Nothing was registered or run; a coroutine task may name the aloop.
+    CHECK(sv.info().active_tasks == 0);
+    CHECK(sv.submit({.aloop = "net"}, []() -> asio::awaitable<int> { co_return 5; }).get_for(patience) == 5);
+    CHECK(ran.load() == 0);
+  }
+
   TEST_CASE("an aloop created before start starts with the supervisor") {
     atask::Supervisor sv(options("early", 1));
     atask::Aloop& early = sv.create_aloop("early");

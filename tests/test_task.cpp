@@ -375,6 +375,25 @@ TEST_CASE("async_get registered while the task finishes is never lost") {
     CHECK_THROWS_WITH_AS(atask::wait_completed(hs, patience), "first", std::domain_error);
   }
 
+  TEST_CASE("wait_completed of one handle returns its result, rethrows its failure, or times out") {
+    Event open;
+    StartedSupervisor sv(options("tk-wait-one"));
+    OpenOnExit guard{&open};
+    auto late = sv.submit({}, [&] { return open.wait_for() ? 7 : -7; });
+    auto msg = what_of<atask::TimeoutError>([&] { (void)atask::wait_completed(late, 30ms); });
+    CHECK(contains(msg, "wait_completed() - the task did not finish in time"));
+    open.set();
+    CHECK(atask::wait_completed(late, patience) == 7);
+
+    auto fails = sv.submit({}, []() -> int { throw std::domain_error("one"); });
+    CHECK_THROWS_WITH_AS(atask::wait_completed(fails, patience), "one", std::domain_error);
+
+    std::atomic<int> ran{0};
+    atask::TaskHandle<void> v = sv.submit({}, [&] { ++ran; });
+    atask::wait_completed(v, patience);
+    CHECK(ran.load() == 1);
+  }
+
   // -- coroutines ----------------------------------------------------------------------
 
   TEST_CASE("a coroutine co_awaits a thread task's handle without blocking its aloop") {

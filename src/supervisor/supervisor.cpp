@@ -173,6 +173,12 @@ void Supervisor::check_running(const char* call) const {
                          impl_->life.name());
 }
 
+void Supervisor::reject_aloop(const TaskOptions& o) {
+  throw OptionsError("Supervisor::submit() - .aloop = '" + o.aloop +
+                     "' names an aloop, but this callable does not return an awaitable: it runs on the pool "
+                     "(or, from atask::process(), in a child), never on an aloop");
+}
+
 std::uint64_t Supervisor::next_id() noexcept {
   return impl_->ids.fetch_add(1, std::memory_order_relaxed) + 1;
 }

@@ -181,6 +181,14 @@ auto wait_completed(const std::vector<TaskHandle<T>>& tasks, std::chrono::durati
   }
 }
 
+/// wait_completed() for one task: its result (or its failure, rethrown), or
+/// TimeoutError if it does not finish within the timeout.
+template <class T, class Rep, class Period>
+T wait_completed(const TaskHandle<T>& task, std::chrono::duration<Rep, Period> timeout) {
+  if (!task.wait_for(timeout)) throw TimeoutError("wait_completed() - the task did not finish in time");
+  return task.get();
+}
+
 /// About the task running on the calling thread - a thread task, or, inside
 /// a child of the process pool, the process task the child runs.
 namespace this_task {

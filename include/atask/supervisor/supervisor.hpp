@@ -156,7 +156,8 @@ struct TaskOptions {
   Priority priority = Priority::normal;
   /// Wait this long before queueing (holding no pool slot meanwhile).
   std::chrono::milliseconds delay{0};
-  /// Aloop for a coroutine callable; empty = the default aloop.
+  /// Aloop for a coroutine callable; empty = the default aloop. Naming one
+  /// for a task that runs on the pool or in a child is an OptionsError.
   std::string aloop{};
   /// Shown in tasks() and logs.
   std::string name{};
@@ -289,6 +290,8 @@ class Supervisor {
   template <class F, class... Args>
   auto submit_callable(const TaskOptions& options, F&& f, Args&&... args);
   void check_running(const char* call) const;
+  // An .aloop on a task that does not run on an aloop is a mistake, not a hint.
+  [[noreturn]] static void reject_aloop(const TaskOptions& o);
   std::uint64_t next_id() noexcept;
   void launch_thread(detail::TaskStateBase* t, const TaskOptions& o);
   template <class T, class F>
@@ -307,6 +310,7 @@ auto Supervisor::submit(const TaskOptions& o, F&& f, Args&&... args) {
   check_running("Supervisor::submit()");
   if constexpr (detail::is_process_fn<std::remove_cvref_t<F>>::value) {
     using R = typename std::remove_cvref_t<F>::result_type;
+    if (!o.aloop.empty()) reject_aloop(o);
     auto* t = f.make_task(next_id(), o.priority, o.name, std::forward<Args>(args)...);
     TaskHandle<R> h(detail::Ref<detail::TaskState<R>>::adopt(t));
     launch_process(*t, o);
@@ -328,6 +332,7 @@ auto Supervisor::submit_callable(const TaskOptions& o, F&& f, Args&&... args) {
     launch_coroutine(t, o);
     return h;
   } else {
+    if (!o.aloop.empty()) reject_aloop(o);
     auto* t = new detail::ThreadTask<R, Bound>(next_id(), o.priority, o.name, std::move(bound));
     TaskHandle<R> h(detail::Ref<detail::TaskState<R>>::adopt(t));
     launch_thread(t, o);
