@@ -24,8 +24,9 @@ namespace atask {
 
 /// One event loop thread.
 ///
-/// Thread safety: all members may be called from any thread. stop() must not
-/// be called from the loop's own thread (LifecycleError).
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, except stop(), which must
+/// not be called from the loop's own thread (LifecycleError).
 class Aloop {
  public:
   using executor_type = boost::asio::io_context::executor_type;
@@ -39,12 +40,13 @@ class Aloop {
 
   const std::string& name() const noexcept { return name_; }
 
-  /// Starts the thread (named after the loop). Throws LifecycleError when
-  /// started twice or after stop().
+  /// Starts the thread (named after the loop).
+  /// @throws LifecycleError when started twice or after stop().
   void start();
   /// Stops the loop and joins its thread, then destroys what was still
   /// pending on it: suspended coroutine tasks end canceled. Executors taken
   /// from it must not be used afterwards. A second call is a no-op.
+  /// @throws LifecycleError when called from the loop's own thread.
   void stop();
 
   bool running() const noexcept { return running_.load(std::memory_order_acquire); }
@@ -55,14 +57,16 @@ class Aloop {
   /// True on the loop's own thread.
   bool on_thread() const noexcept { return std::this_thread::get_id() == thread_id(); }
 
-  /// The loop's executor. Throws LifecycleError once stopped.
+  /// The loop's executor.
+  /// @throws LifecycleError once stopped.
   executor_type get_executor() const;
 
   /// Starts a coroutine on the loop, bound to the cancellation slot (library
-  /// use; users co_spawn on get_executor()). Throws LifecycleError once stopped.
+  /// use; users co_spawn on get_executor()).
   /// co_spawn uses the slot's signal until its completion handler runs, after
   /// the coroutine returned; that handler calls, then destroys, `on_done`:
   /// let it own whatever keeps the signal alive.
+  /// @throws LifecycleError once stopped.
   void spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot,
              detail::UniqueFunction on_done = {});
 

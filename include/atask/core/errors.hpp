@@ -56,14 +56,16 @@ class TaskCanceled : public Error {
   using Error::Error;
 };
 
-/// The task was abandoned in the cold stage of a shutdown: it was still
-/// running past every deadline, so its waiters are released with this error.
+/// The task was abandoned in the cold stage of a shutdown (see StopOptions):
+/// it was still running past every deadline, so its waiters are released
+/// with this error.
 class TaskAbandoned : public Error {
  public:
   using Error::Error;
 };
 
-/// A process task failed for a reason of its own process (see process.hpp).
+/// A process task failed for a reason of its own process (see
+/// atask/process/process.hpp).
 /// The subclasses say which; the message always names the task.
 class ProcessError : public Error {
  public:

@@ -9,11 +9,19 @@
 
 namespace atask {
 
-/// How urgently a task wants a pool slot.
+/// How urgently a task wants a pool slot: a thread of the priority pool
+/// (ThreadPool, sized by PoolLimits), or a child of the process pool
+/// (sized by ProcessPoolOptions, the same rule with children for threads).
 ///
-/// Admission (see ThreadPool): low tasks use `pool_size` slots, normal ones
-/// may also take `reserve_normal` slots, high ones also `reserve_high`, and a
-/// critical task starts at once, growing the pool past every limit.
+/// Admission, with `running` the number of tasks executing now (critical
+/// ones included):
+///  - low starts when running < pool_size and no normal/high task waits,
+///  - normal when running < pool_size + reserve_normal and no high task waits,
+///  - high when running < pool_size + reserve_normal + reserve_high,
+///  - critical at once, growing the pool past every limit: an extra thread is
+///    started if every thread is busy (the process pool forks an extra child,
+///    which goes again once idle).
+/// Coroutine tasks hold no slot (see TaskOptions::priority).
 enum class Priority : unsigned char { low = 0, normal = 1, high = 2, critical = 3 };
 
 inline constexpr std::size_t priority_count = 4;

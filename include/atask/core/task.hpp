@@ -40,10 +40,12 @@ struct async_get_signature<void> {
 
 /// A shared handle to one submitted task. Copies refer to the same task.
 /// A default-constructed handle is empty: every call but valid() throws
-/// atask::Error.
+/// atask::Error. Destroying the last handle does not cancel the task (use
+/// cancel()).
 ///
-/// Thread safety: every member may be called from any thread, concurrently.
-/// Destroying the last handle does not cancel the task (use cancel()).
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, except the handle's own
+/// destruction or assignment (as for any object).
 template <class T = void>
 class [[nodiscard]] TaskHandle {
  public:
@@ -76,13 +78,15 @@ class [[nodiscard]] TaskHandle {
   bool wait_until(clock::time_point deadline) const { return s("wait_until").wait_until(deadline); }
 
   /// Waits, then returns the result (a reference valid while a handle lives)
-  /// or rethrows what the task threw; TaskCanceled for a canceled task.
+  /// or rethrows what the task threw.
+  /// @throws TaskCanceled for a canceled task.
   decltype(auto) get() const {
     auto& st = s("get");
     st.wait();
     return st.value();
   }
-  /// get() with a time limit; throws TimeoutError when it runs out.
+  /// get() with a time limit.
+  /// @throws TimeoutError when it runs out.
   template <class Rep, class Period>
   decltype(auto) get_for(std::chrono::duration<Rep, Period> d) const {
     auto& st = s("get_for");
@@ -159,8 +163,8 @@ class [[nodiscard]] TaskHandle {
 };
 
 /// Waits for every handle, up to `timeout` in all, and returns the results in
-/// the handles' order. Throws TimeoutError naming how many did not finish,
-/// or rethrows the first failure (in order).
+/// the handles' order, or rethrows the first failure (in order).
+/// @throws TimeoutError naming how many did not finish.
 template <class T, class Rep, class Period>
 auto wait_completed(const std::vector<TaskHandle<T>>& tasks, std::chrono::duration<Rep, Period> timeout) {
   const auto deadline =

@@ -29,10 +29,12 @@ constexpr std::string_view to_string(WorkerState s) noexcept {
   return "?";
 }
 
+/// A snapshot of one worker. Coroutine executors keep their type's kind
+/// ("background" for an AsyncWorker, ...) and set `coroutine`.
 struct WorkerInfo {
   std::string name;
   std::string
-      kind;  ///< "background", "async", "queue", "event", "interval" (+ "async " for coroutine executors)
+      kind;  ///< "background", "event", "interval" or "queue" (Worker::kind()); see `coroutine`
   WorkerState state = WorkerState::stopped;
   Priority priority = Priority::normal;
   bool coroutine = false;    ///< runs its executor on an aloop

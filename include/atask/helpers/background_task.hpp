@@ -19,8 +19,9 @@ namespace atask {
 
 /// A callable bound to a supervisor and task options.
 ///
-/// Thread safety: calls may come from any thread (the callable is copied
-/// into each task).
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe: calls may come from any
+/// thread (the callable is copied into each task).
 template <class F>
 class BackgroundTask {
  public:

@@ -74,7 +74,8 @@ struct CollectionResult {
       if (e.name == name) return &e;
     return nullptr;
   }
-  /// Same, but throws atask::Error when there is no such entry.
+  /// Same, but for a name that must be there.
+  /// @throws Error when there is no such entry.
   const CollectionEntry<R>& at(std::string_view name) const {
     if (const auto* e = find(name)) return *e;
     throw Error("CollectionResult::at() - no function named '" + std::string(name) + "' in this run");
@@ -96,7 +97,7 @@ namespace detail {
 
 /// what() of an exception_ptr (a fixed text for non-std exceptions).
 std::string collection_error_message(std::exception_ptr e);
-/// Throws OptionsError naming `call` when the options are invalid.
+/// @throws OptionsError naming `call` when the options are invalid.
 void validate(const TaskCollectionOptions& o, const char* call);
 
 /// The thread-safe, priority-ordered list both collections keep.
@@ -181,10 +182,9 @@ void fail_entry(CollectionEntry<R>& e, std::exception_ptr ex) {
 /// function once, catches whatever each throws, and returns a
 /// CollectionResult with one entry per function in run order.
 ///
-/// Thread safety: every member may be called from any thread. A run works on
-/// a snapshot taken when it starts: functions added or removed meanwhile
-/// (even by the running functions themselves) count from the next run. Two
-/// overlapping runs call the same callables concurrently.
+/// A run works on a snapshot taken when it starts: functions added or
+/// removed meanwhile (even by the running functions themselves) count from
+/// the next run.
 ///
 /// @code
 ///   atask::FunctionCollection<> shutdown;
@@ -192,6 +192,10 @@ void fail_entry(CollectionEntry<R>& e, std::exception_ptr ex) {
 ///   shutdown.add("close", [] { close(); }, 20);
 ///   bool ok = shutdown.run().all_ok;
 /// @endcode
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe (every member may be called
+/// from any thread); two overlapping runs call the same callables concurrently.
 template <class R = void>
 class FunctionCollection {
   static_assert(std::is_void_v<R> || (std::is_object_v<R> && !std::is_array_v<R>),
@@ -223,7 +227,8 @@ class FunctionCollection {
 
   /// Calls every registered function in order on this thread and returns
   /// their outcomes. Never throws what a function throws (that goes to its
-  /// entry); may throw std::bad_alloc.
+  /// entry).
+  /// @throws std::bad_alloc when memory runs out.
   result_type run() {
     auto items = list_.snapshot();
     result_type out;
@@ -266,9 +271,9 @@ class FunctionCollection {
 /// Do not run() with no timeout from a pool task of a pool that may be full:
 /// the collection's tasks would wait for the slot the caller holds.
 ///
-/// Thread safety: as FunctionCollection. The supervisor must outlive the
-/// collection; a function that timed out may still be running when run()
-/// returns, so what it captures must outlive it too.
+/// The supervisor must outlive the collection; a function that timed out
+/// may still be running when run() returns, so what it captures must
+/// outlive it too.
 ///
 /// @code
 ///   atask::TaskCollection<int> probes(sv, {.priority = atask::Priority::high, .timeout = 5s});
@@ -276,6 +281,9 @@ class FunctionCollection {
 ///   probes.add("net", [] { return check_net(); });
 ///   auto r = probes.run();   // both ran at once on pool threads
 /// @endcode
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as FunctionCollection.
 template <class R = void>
 class TaskCollection {
   static_assert(std::is_void_v<R> || (std::is_object_v<R> && !std::is_array_v<R>),

@@ -60,8 +60,11 @@ struct LockerOptions {
 /// Truthy when it holds the lock: a guard from a lock() that gave up is
 /// falsy and releases nothing.
 ///
-/// Thread safety: a guard must be released on the thread that took it (a
-/// std::timed_mutex rule), and before its Locker is destroyed.
+/// A guard must be released on the thread that took it (a std::timed_mutex
+/// rule), and before its Locker is destroyed.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Unsafe.
 class [[nodiscard]] LockerGuard {
  public:
   LockerGuard() noexcept = default;
@@ -101,12 +104,15 @@ class LockedFunction;
 ///   std::optional<result> (std::nullopt when the lock was not taken and f
 ///   did not run) or, when f returns void, bool (true = f ran).
 ///
-/// Thread safety: every member may be called from any thread. The Locker
-/// must outlive its guards and wrapped callables. Not copyable or movable.
+/// The Locker must outlive its guards and wrapped callables. Not copyable
+/// or movable.
 ///
-/// @throws OptionsError from the constructor when the timeout is negative;
-///         LifecycleError when a non-recursive Locker is locked again by the
+/// @throws OptionsError from the constructor when the timeout is negative.
+/// @throws LifecycleError when a non-recursive Locker is locked again by the
 ///         thread that holds it.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe.
 class Locker {
  public:
   using guard_type = LockerGuard;
@@ -171,6 +177,10 @@ inline void LockerGuard::unlock() noexcept {
 /// std::nullopt - or false for a callable returning void (true when it ran).
 /// A non-void result is returned by value (std::optional<std::remove_cvref_t<R>>).
 /// What the callable throws propagates, after the lock is released.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe: every call runs under the
+/// Locker's lock (which must outlive this object).
 template <class F>
 class LockedFunction {
  public:

@@ -64,6 +64,13 @@ struct ServerStats {
   std::size_t streams_open = 0;           ///< job progress streams being written
 };
 
+/// The control plane that serve() set up. It runs on the supervisor's
+/// io_context, from the "http" step's start to its stop; this object reads
+/// its state.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, except url() while
+/// Supervisor::start() runs the "http" step (call it once start() returned).
 class Server {
  public:
   /// The bound port (meaningful once the "http" step has started).
@@ -81,9 +88,9 @@ class Server {
 };
 
 /// Adds the step "http" (depends on "workers", so it stops before the
-/// workers do) that binds and serves. Call before sv.start(). Throws
-/// OptionsError for bad options (checked here; the bind itself happens in
-/// the step: an address in use makes start() throw).
+/// workers do) that binds and serves. Call before sv.start().
+/// @throws OptionsError for bad options (checked here; the bind itself
+///         happens in the step: an address in use makes start() throw).
 std::shared_ptr<Server> serve(Supervisor& sv, ServerOptions options = {});
 
 /// The supervisor's metrics in the Prometheus text format (what GET

@@ -1,7 +1,10 @@
 #pragma once
 /// @file
 /// Jobs: named, de-duplicated, long-running work that reports progress and
-/// produces a result file (the in-process work queue of seeds/003).
+/// produces a result file: an in-process work queue for a web service, in
+/// the manner of Python's `workqueue` package. A repeated request joins the
+/// job already under way, each set of parameters gets one result file, and
+/// clients follow a job's progress, picking it up again after a reconnect.
 ///
 /// @code
 ///   atask::Jobs jobs(sv, {.storage_dir = "/var/lib/svc/jobs", .max_running = 2});
@@ -69,13 +72,17 @@ struct JobInfo {
 };
 
 /// What a job's executor gets.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe.
 class JobContext {
  public:
   virtual ~JobContext() = default;
   virtual const JobInfo& info() const noexcept = 0;  ///< as it was when the job started
   const boost::json::object& params() const noexcept { return info().params; }
-  /// Reports progress: fraction is clamped to [0, 1] (NaN is refused with
-  /// OptionsError). Cheap: followers are woken, never waited for.
+  /// Reports progress: fraction is clamped to [0, 1]. Cheap: followers are
+  /// woken, never waited for.
+  /// @throws OptionsError when fraction is NaN.
   virtual void progress(double fraction, std::string_view message = {}) = 0;
   /// Where the executor writes its result (an empty file in storage_dir
   /// that exists when the job starts). On success it is renamed to the
@@ -105,7 +112,8 @@ class Jobs;
 
 /// A handle on one job; shared by everyone who follows it.
 ///
-/// Thread safety: every member may be called from any thread.
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe.
 class Job {
  public:
   JobInfo info() const;
@@ -119,7 +127,12 @@ class Job {
 
   /// Calls `on_change` after every change (on the thread that made it, with
   /// no lock held; it must not block) until the Subscription is destroyed.
-  /// Destroying the Subscription waits for a call in progress to return.
+  /// Destroying the Subscription waits for a call in progress to return
+  /// (except when destroyed inside on_change itself: then it only ends the
+  /// subscription).
+  ///
+  /// @par Thread safety
+  /// Distinct objects: Safe. Shared objects: Unsafe.
   class Subscription {
    public:
     Subscription() = default;
@@ -133,6 +146,8 @@ class Job {
     struct State;
     std::shared_ptr<State> state_;
   };
+  /// See Subscription.
+  /// @throws OptionsError when on_change is empty.
   Subscription subscribe(std::function<void()> on_change);
 
   struct Impl;
@@ -144,27 +159,33 @@ class Job {
 
 /// Registered job types, the running and recent jobs, and the storage.
 ///
-/// Thread safety: every member may be called from any thread. Destroy the
-/// Jobs object before its supervisor: the destructor asks running jobs to
-/// stop and waits for them (queued ones end failed, "canceled").
+/// Destroy the Jobs object before its supervisor: the destructor asks
+/// running jobs to stop and waits for them (queued ones end failed,
+/// "canceled").
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe.
 class Jobs {
  public:
-  /// OptionsError for bad options or a storage_dir that cannot be created.
+  /// @throws OptionsError for bad options or a storage_dir that cannot be
+  ///         created.
   Jobs(Supervisor& sv, JobsOptions options);
   ~Jobs();
   Jobs(const Jobs&) = delete;
   Jobs& operator=(const Jobs&) = delete;
 
-  /// OptionsError for an empty name, a name taken, a name with characters
-  /// other than [A-Za-z0-9_.-], or an empty fn.
+  /// Registers a job type.
+  /// @throws OptionsError for an empty name, a name taken, a name with
+  ///         characters other than [A-Za-z0-9_.-], or an empty fn.
   void add_type(std::string name, JobFn fn, JobTypeOptions options = {});
   std::vector<std::string> types() const;
   bool has_type(std::string_view name) const;
 
   /// Returns the identical job if one is queued, running or done (in memory
-  /// or in storage); otherwise queues a new one. Throws NotFoundError for
-  /// an unknown type, LifecycleError when the supervisor is not running
-  /// (for a job that would have to run).
+  /// or in storage); otherwise queues a new one.
+  /// @throws NotFoundError for an unknown type.
+  /// @throws LifecycleError for a job that would have to run, when the
+  ///         supervisor is not running or the Jobs object is being destroyed.
   std::shared_ptr<Job> ensure_run(std::string_view type, boost::json::object params = {});
 
   /// The job with this id, if still known.

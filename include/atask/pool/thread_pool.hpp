@@ -2,12 +2,7 @@
 /// @file
 /// ThreadPool: the priority thread pool behind the supervisor, usable alone.
 ///
-/// Admission (atasker's rule, event-driven): with `running` the number of
-/// tasks executing now,
-///  - low starts when running < pool_size and no normal/high task waits,
-///  - normal when running < pool_size + reserve_normal and no high task waits,
-///  - high when running < pool_size + reserve_normal + reserve_high,
-///  - critical at once, starting an extra thread if every thread is busy.
+/// Admission: atasker's rule, event-driven, as stated at atask::Priority.
 /// A finishing task hands its thread to the next admissible task in the same
 /// critical section; an idle thread is woken directly by the submitter.
 ///
@@ -53,7 +48,7 @@ struct PoolLimits {
   int max_threads = 0;
 };
 
-/// Throws OptionsError("<call> - <reason>") if the limits are inconsistent.
+/// @throws OptionsError ("<call> - <reason>") if the limits are inconsistent.
 void validate(const PoolLimits& limits, const char* call);
 
 struct PoolOptions {
@@ -87,24 +82,27 @@ struct PoolInfo {
 
 /// The priority thread pool.
 ///
-/// Thread safety: every member may be called from any thread, but stop()
-/// must not be called from one of the pool's own threads (it would wait for
-/// itself): that throws LifecycleError.
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, except stop(), which must not
+/// be called from one of the pool's own threads (it would wait for itself):
+/// that throws LifecycleError.
 class ThreadPool {
  public:
-  /// Throws OptionsError for invalid options. Starts no thread.
+  /// Starts no thread.
+  /// @throws OptionsError for invalid options.
   explicit ThreadPool(PoolOptions options = {});
   /// stop() with cancel_queued = true, then waits for running tasks.
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  /// Starts accepting tasks (and prespawns). Throws LifecycleError if already
-  /// started or stopped.
+  /// Starts accepting tasks (and prespawns).
+  /// @throws LifecycleError if already started or stopped.
   void start();
 
   /// Fire-and-forget: runs f() at priority p. What f throws goes to
-  /// on_error. Throws LifecycleError when the pool is not running.
+  /// on_error.
+  /// @throws LifecycleError when the pool is not running.
   template <class F>
   void post(Priority p, F&& f) {
     using Node = PostNode<std::decay_t<F>>;
@@ -120,14 +118,15 @@ class ThreadPool {
   }
 
   /// Queues a node (the pool takes one reference; library use).
-  /// Throws LifecycleError (after discarding the node) when not running.
+  /// @throws LifecycleError (after discarding the node) when not running.
   void enqueue(detail::PoolNode* node);
   /// Unlinks a queued node and drops the pool's reference; false if it is not
   /// queued any more (already started, or never queued here).
   bool remove(detail::PoolNode* node) noexcept;
 
   /// Changes the sizes while running; tasks that become admissible start at
-  /// once, extra idle threads exit. Throws OptionsError.
+  /// once, extra idle threads exit.
+  /// @throws OptionsError for invalid limits.
   void resize(const PoolLimits& limits);
 
   PoolInfo info() const;
@@ -141,6 +140,7 @@ class ThreadPool {
   void wait_idle() const;
   /// close(cancel_queued), wait for running tasks, join every thread.
   /// A second call is a no-op.
+  /// @throws LifecycleError when called from one of the pool's own threads.
   void stop(bool cancel_queued = true);
   /// Joins idle threads and lets threads still inside a task go: they exit
   /// on their own when the task returns (cold shutdown). Returns how many

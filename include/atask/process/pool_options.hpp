@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// The process pool's options and counters. The pool itself lives inside the
-/// supervisor; process tasks are described in process.hpp.
+/// supervisor; process tasks are described in atask/process/process.hpp.
 ///
 /// @code
 ///   atask::Supervisor sv({.id = "svc", .processes = {.pool_size = 4, .reserve_high = 1,
@@ -19,10 +19,7 @@
 namespace atask {
 
 /// Sizes and defaults of the process pool (SupervisorOptions::processes).
-/// Admission is the thread pool's rule with children for threads: low tasks
-/// use `pool_size` children, normal ones also `reserve_normal`, high ones
-/// also `reserve_high`; a critical task never waits in the queue (an extra
-/// child is forked for it when every child is busy, and goes once idle).
+/// Admission: the rule stated at atask::Priority, with children for threads.
 struct ProcessPoolOptions {
   /// Children kept for low-priority work; 0 = no process pool (no fork
   /// server is started and process tasks are refused).

@@ -145,6 +145,10 @@ class ProcessTask final : public TaskState<R>, public ProcessJob {
 /// A plain function bound for the process pool: what atask::process()
 /// returns. Pass it to Supervisor::submit() or background_task() in place of
 /// a callable.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, except assignment (every
+/// other member is const).
 template <class R, class... A>
 class ProcessFn {
  public:

@@ -26,10 +26,14 @@ class Supervisor;
 
 /// One step; pass it as designated initializers.
 ///
-/// Thread safety: a step's hooks are called one at a time, never
-/// concurrently with another step's hook. start runs on the thread that
-/// calls Supervisor::start(); stop runs on the supervisor's stopper thread
-/// ("<id>-stop"), never on its io_context thread, a pool thread or an aloop.
+/// A step's hooks are called one at a time, never concurrently with another
+/// step's hook. start runs on the thread that calls Supervisor::start(); stop
+/// runs on the supervisor's stopper thread ("<id>-stop"), never on its
+/// io_context thread, a pool thread or an aloop.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Unsafe (a plain struct;
+/// Supervisor::add_step() takes its own copy).
 struct Step {
   /// Unique within the supervisor; must not be empty or a built-in name.
   std::string name{};

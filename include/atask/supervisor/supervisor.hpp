@@ -57,7 +57,8 @@ template <class R, class... A>
 struct is_process_fn<ProcessFn<R, A...>> : std::true_type {};
 }  // namespace detail
 
-/// How stop() shuts down, in stages each bounded in time:
+/// How stop() shuts down, in stages each bounded in time. This is the
+/// contract; docs/foundation.md and docs/steps.md are guides to it.
 ///  - warm (from the moment the stop begins): the steps stop in reverse
 ///    boot order (workers finish their run); once the "pool" step stops,
 ///    no new tasks; delayed tasks are canceled; queued tasks are canceled
@@ -80,7 +81,7 @@ struct StopOptions {
 struct SupervisorOptions {
   /// Used in log lines and thread names ("<id>-sv", "<id>-N").
   std::string id = "atask";
-  /// Thread-pool sizes (see PoolLimits and ThreadPool for the admission rule).
+  /// Thread-pool sizes (see PoolLimits; the admission rule is at Priority).
   int pool_size = default_pool_size();
   int reserve_normal = 0;
   int reserve_high = 0;
@@ -110,7 +111,7 @@ struct SupervisorOptions {
   std::shared_ptr<spdlog::logger> logger{};
   /// The process pool (off unless processes.pool_size > 0). Its fork server
   /// is forked by the constructor: construct the supervisor before the
-  /// program starts threads. See process.hpp.
+  /// program starts threads. See atask/process/process.hpp.
   ProcessPoolOptions processes{};
 
   static int default_pool_size() noexcept {
@@ -119,6 +120,7 @@ struct SupervisorOptions {
   }
 };
 
+/// The stages of a stop (see StopOptions).
 enum class StopStage : unsigned char { none, warm, soft, cold };
 std::string_view to_string(StopStage s) noexcept;
 
@@ -153,6 +155,10 @@ struct SupervisorInfo {
 
 /// Options of one task.
 struct TaskOptions {
+  /// Admission priority on the thread pool, or on the process pool for a
+  /// process task (see Priority). For a coroutine task the priority does not
+  /// apply (it holds no pool slot), but it is recorded: tasks(),
+  /// task_metrics() and the task's handle show it.
   Priority priority = Priority::normal;
   /// Wait this long before queueing (holding no pool slot meanwhile).
   std::chrono::milliseconds delay{0};
@@ -165,15 +171,17 @@ struct TaskOptions {
 
 /// The task supervisor.
 ///
-/// Thread safety: every member may be called from any thread. stop() with
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, except that stop() with
 /// wait=true called from one of the supervisor's own threads (a task, an
 /// aloop, a timer) cannot wait for itself: it begins the shutdown and
 /// returns (report.completed == false); block() or the destructor finish it.
 class Supervisor {
  public:
-  /// Validates the options (OptionsError). Starts no thread; with a process
-  /// pool it forks the pool's fork server here, while the program is
-  /// (ideally) still single-threaded.
+  /// Validates the options. Starts no thread; with a process pool it forks
+  /// the pool's fork server here, while the program is (ideally) still
+  /// single-threaded.
+  /// @throws OptionsError for invalid options.
   explicit Supervisor(SupervisorOptions options = {});
   /// stop() with the default options if still running.
   ~Supervisor();
@@ -181,29 +189,31 @@ class Supervisor {
   Supervisor& operator=(const Supervisor&) = delete;
 
   /// Adds a step (see Step and docs/steps.md). Only before start().
-  /// Throws OptionsError for an empty name or one already taken (built-in
-  /// names included: "loop", "aloops", "pool", "workers"), LifecycleError
-  /// once start() has been called.
+  /// @throws OptionsError for an empty name or one already taken (built-in
+  ///         names included: "loop", "aloops", "pool", "workers").
+  /// @throws LifecycleError once start() has been called.
   void add_step(Step step);
 
   /// The step names in the order start() starts them: dependencies first,
   /// ties in registration order (built-ins first). Before start() it is
-  /// resolved on the fly and throws OptionsError like start() would.
+  /// resolved on the fly.
+  /// @throws OptionsError before start(), where start() would throw it.
   std::vector<std::string> boot_order() const;
 
   /// Starts the steps in boot order (the order is logged at debug level):
   /// "loop" (the io_context thread), "aloops", "processes" (only with a
   /// process pool: forks its children), "pool" (from here on the
   /// supervisor is running and takes tasks), "workers", then user steps.
-  /// Throws:
-  ///  - LifecycleError when called twice or after stop();
-  ///  - OptionsError for a step cycle or a missing dependency, before any
-  ///    step starts: the supervisor stays created (fix it and call again);
-  ///  - Error when a step's start hook throws: the steps already started
-  ///    are stopped in reverse order first, and the supervisor is stopped.
   /// A stop requested while start() runs (from a start hook, a task, a
   /// signal) takes effect once the running start hook returns: no further
   /// step starts, start() returns, block() returns the report.
+  /// @throws LifecycleError when called twice or after stop().
+  /// @throws OptionsError for a step cycle or a missing dependency, before
+  ///         any step starts: the supervisor stays created (fix it and call
+  ///         again).
+  /// @throws Error when a step's start hook throws: the steps already
+  ///         started are stopped in reverse order first, and the supervisor
+  ///         is stopped.
   void start();
 
   /// Shuts down in stages (see StopOptions): every started step's stop
@@ -216,6 +226,7 @@ class Supervisor {
   /// runs the same hooks. A second call is a no-op that returns
   /// {.already_stopped = true}; a call while another stop is under way
   /// does not change it, and waits for it if it can.
+  /// @throws OptionsError when a timeout is negative.
   StopReport stop(StopOptions options = {});
   /// Blocks until the supervisor is stopped (by stop(), a signal, or a task)
   /// and the shutdown has completed; returns its report.
@@ -230,15 +241,19 @@ class Supervisor {
   /// Submits f(args...) and returns its handle. A callable returning
   /// boost::asio::awaitable<T> runs on an aloop (TaskHandle<T>); an
   /// atask::process(fn) runs in a child of the process pool (TaskHandle<R>,
-  /// see process.hpp); any other on the pool (TaskHandle<result>). A callable whose first parameter is a
+  /// see atask/process/process.hpp); any other on the pool
+  /// (TaskHandle<result>). A callable whose first parameter is a
   /// std::stop_token gets the task's token. Arguments are copied or moved
   /// into the task, as std::thread does.
-  /// Throws LifecycleError when not running, or when the aloop is stopped.
+  /// @throws LifecycleError when not running, or when the aloop is stopped,
+  ///         or for a process task when there is no process pool.
+  /// @throws OptionsError when options.delay is negative.
   template <class F, class... Args>
   auto submit(const TaskOptions& options, F&& f, Args&&... args);
 
   /// Fire-and-forget on the pool: no handle, no registry entry. What f
-  /// throws is logged. Throws LifecycleError when not running.
+  /// throws is logged.
+  /// @throws LifecycleError when not running.
   template <class F>
   void post(Priority p, F&& f) {
     check_running("Supervisor::post()");
@@ -246,16 +261,19 @@ class Supervisor {
   }
 
   /// Creates and starts a named aloop; `make_default` makes coroutine tasks
-  /// that name no aloop use it. Throws Error if the name is taken.
+  /// that name no aloop use it.
+  /// @throws Error if the name is taken.
   Aloop& create_aloop(const std::string& name, bool make_default = false);
-  /// Throws Error if there is no such aloop.
+  /// The aloop named `name`.
+  /// @throws Error if there is no such aloop.
   Aloop& aloop(std::string_view name);
   /// The default aloop, created on first use.
   Aloop& default_aloop();
   /// Stops an aloop (its pending coroutine tasks end canceled) and forgets it.
   void stop_aloop(std::string_view name);
 
-  /// Changes the pool sizes at run time (OptionsError on bad values).
+  /// Changes the pool sizes at run time.
+  /// @throws OptionsError on bad values.
   void resize(const PoolLimits& limits);
 
   SupervisorInfo info() const;

@@ -62,7 +62,9 @@ class TimerState;
 /// Handed to a callable that takes `atask::TimerControl&`: the timer as seen
 /// from inside its own call. Valid during that call only.
 ///
-/// Thread safety: use it on the aloop thread, inside the call.
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Unsafe: use it on the aloop
+/// thread, inside the call.
 class TimerControl {
  public:
   explicit TimerControl(detail::TimerState& s) noexcept : s_(&s) {}
@@ -101,9 +103,10 @@ class TimerControl {
 ///    thread stopping the aloop. A timer whose aloop stops ends without a
 ///    call, and its handle stays safe to use (cancel() then returns false).
 ///
-/// Thread safety: every member may be called from any thread, concurrently
-/// with the timer's calls; as for any object, not concurrently with the
-/// Timer's own destruction or assignment.
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, also concurrently with the
+/// timer's calls, except the Timer's own destruction or assignment (as for
+/// any object).
 class [[nodiscard]] Timer {
  public:
   Timer() noexcept = default;
@@ -234,9 +237,10 @@ Timer start_timer(Supervisor& sv, const TimerSpec& spec, std::unique_ptr<TimerCa
 /// Calls `fn` once on `loop`, `delay` from now (0 = as soon as the loop
 /// gets to it).
 ///
-/// Throws OptionsError for a negative delay or misused options,
-/// LifecycleError when the aloop is not running (never started, or stopped).
-/// Thread safety: may be called from any thread, the aloop's own included.
+/// May be called from any thread, the aloop's own included.
+/// @throws OptionsError for a negative delay or misused options.
+/// @throws LifecycleError when the aloop is not running (never started, or
+///         stopped).
 template <class Rep, class Period, class F>
 Timer after(Aloop& loop, std::chrono::duration<Rep, Period> delay, F&& fn, TimerOptions options = {}) {
   return detail::start_timer(loop, {.kind = detail::TimerKind::after, .delay = detail::timer_duration(delay)},
@@ -259,13 +263,15 @@ Timer after(Supervisor& sv, std::chrono::duration<Rep, Period> delay, F&& fn, Ti
 /// counted (Timer::skipped()), not queued up. An exception from fn is
 /// logged and counted, and the calls go on.
 ///
-/// Throws OptionsError when `period` is not > 0 or for misused options,
-/// LifecycleError when the aloop is not running (never started, or stopped).
-/// Thread safety: may be called from any thread, the aloop's own included.
+/// May be called from any thread, the aloop's own included.
 ///
 /// @code
 ///   auto t = atask::every(loop, 100ms, [&] { poll_once(); }, {.name = "poller"});
 /// @endcode
+///
+/// @throws OptionsError when `period` is not > 0 or for misused options.
+/// @throws LifecycleError when the aloop is not running (never started, or
+///         stopped).
 template <class Rep, class Period, class F>
 Timer every(Aloop& loop, std::chrono::duration<Rep, Period> period, F&& fn, TimerOptions options = {}) {
   return detail::start_timer(loop,
@@ -285,9 +291,10 @@ Timer every(Supervisor& sv, std::chrono::duration<Rep, Period> period, F&& fn, T
 /// past means at once. `when` becomes a steady-clock delay when at() is
 /// called: changing the system clock afterwards does not move the call.
 ///
-/// Throws OptionsError for misused options, LifecycleError when the aloop
-/// is not running (never started, or stopped).
-/// Thread safety: may be called from any thread, the aloop's own included.
+/// May be called from any thread, the aloop's own included.
+/// @throws OptionsError for misused options.
+/// @throws LifecycleError when the aloop is not running (never started, or
+///         stopped).
 template <class F>
 Timer at(Aloop& loop, std::chrono::system_clock::time_point when, F&& fn, TimerOptions options = {}) {
   return detail::start_timer(loop, {.kind = detail::TimerKind::at, .when = when},

@@ -22,6 +22,9 @@ namespace atask {
 
 /// Runs its executor again and again, each run a task on the priority pool
 /// at the worker's priority (so other work interleaves between runs).
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Worker.
 class BackgroundWorker : public Worker {
  public:
   explicit BackgroundWorker(Supervisor& sv, WorkerOptions o = {})
@@ -38,6 +41,9 @@ class BackgroundWorker : public Worker {
 };
 
 /// BackgroundWorker with a coroutine executor, run on an aloop.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Worker.
 class AsyncWorker : public Worker {
  public:
   explicit AsyncWorker(Supervisor& sv, WorkerOptions o = {})
@@ -133,7 +139,8 @@ class FnAsyncWorker final : public Base {
 /// Builds a background worker from a callable taking (WorkerContext&) or ()
 /// and returning void or bool (false stops the worker) - a BackgroundWorker
 /// - or returning boost::asio::awaitable<void|bool> - an AsyncWorker on an
-/// aloop. The worker is not started. Throws OptionsError for a taken name.
+/// aloop. The worker is not started.
+/// @throws OptionsError for a taken name.
 template <class F>
 auto background_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)

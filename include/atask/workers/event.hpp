@@ -15,6 +15,9 @@
 namespace atask {
 
 /// Runs its blocking executor on the pool each time it is triggered.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Worker.
 class EventWorker : public Worker {
  public:
   explicit EventWorker(Supervisor& sv, WorkerOptions o = {})
@@ -36,6 +39,9 @@ class EventWorker : public Worker {
 };
 
 /// EventWorker with a coroutine executor, run on an aloop.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Worker.
 class AsyncEventWorker : public Worker {
  public:
   explicit AsyncEventWorker(Supervisor& sv, WorkerOptions o = {})
@@ -55,6 +61,7 @@ class AsyncEventWorker : public Worker {
 
 /// Builds an event worker from a callable ((WorkerContext&) or (); void,
 /// bool or awaitable<void|bool>). Not started.
+/// @throws OptionsError for a taken name.
 template <class F>
 auto event_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)

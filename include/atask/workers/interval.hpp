@@ -43,10 +43,13 @@ inline WorkerSettings interval_settings(const IntervalOptions& o) {
 }  // namespace detail
 
 /// Runs its blocking executor on the pool on a schedule.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Worker.
 class IntervalWorker : public Worker {
  public:
-  /// OptionsError: interval <= 0 without a delay, interval with delay,
-  /// negative delay or delay_before.
+  /// @throws OptionsError for interval <= 0 without a delay, interval with
+  ///         delay, negative delay or delay_before (or a taken name).
   explicit IntervalWorker(Supervisor& sv, IntervalOptions o)
       : Worker(sv, Mode::interval, false, detail::interval_settings(o)) {}
 
@@ -64,6 +67,9 @@ class IntervalWorker : public Worker {
 };
 
 /// IntervalWorker with a coroutine executor, run on an aloop.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Worker.
 class AsyncIntervalWorker : public Worker {
  public:
   explicit AsyncIntervalWorker(Supervisor& sv, IntervalOptions o)
@@ -82,6 +88,7 @@ class AsyncIntervalWorker : public Worker {
 
 /// Builds an interval worker from a callable ((WorkerContext&) or ();
 /// void, bool or awaitable<void|bool>). Not started.
+/// @throws OptionsError for a taken name or bad options (see IntervalWorker).
 template <class F>
 auto interval_worker(Supervisor& sv, F f, IntervalOptions o) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)

@@ -104,6 +104,9 @@ inline constexpr bool is_async_worker_base =
 ///   static R run_in_child();          // runs in a child process
 ///   bool process_result(R result);    // or void; runs in the parent
 /// (for R = void: process_result()).
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Base.
 template <class Derived, class Base>
 class ProcessWorker : public Base {
   static_assert(detail::is_async_worker_base<Base>,
@@ -124,6 +127,9 @@ class ProcessWorker : public Base {
 /// A queue worker with a process executor: each item is the argument of
 ///   static R run_in_child(T item);
 ///   bool process_result(R result);    // or void
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as AsyncQueueWorker.
 template <class Derived, class T, class Compare = std::less<>>
 class ProcessQueueWorker : public AsyncQueueWorker<T, Compare> {
  public:

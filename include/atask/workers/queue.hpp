@@ -82,10 +82,10 @@ class PutCompletion {
 template <class T, class Compare>
 class QueueBase : public Worker {
  public:
-  /// Queues an item; blocks while the queue is full. Throws LifecycleError
-  /// when the worker is not active (the item is not queued), or when called
-  /// from the worker's own executor while the queue is full (it would wait
-  /// for itself).
+  /// Queues an item; blocks while the queue is full.
+  /// @throws LifecycleError when the worker is not active (the item is not
+  ///         queued), or when called from the worker's own executor while
+  ///         the queue is full (it would wait for itself).
   void put(T item) {
     std::unique_lock lk(m_);
     check_accepting("put()");
@@ -99,7 +99,8 @@ class QueueBase : public Worker {
   }
 
   /// Queues an item if there is room now; false otherwise (the item is left
-  /// untouched in `item`). LifecycleError when not active.
+  /// untouched in `item`).
+  /// @throws LifecycleError when not active.
   bool try_put(T& item) {
     std::lock_guard lk(m_);
     check_accepting("try_put()");
@@ -126,6 +127,8 @@ class QueueBase : public Worker {
   }
 
   /// put() that waits up to `d` for room; false on timeout (item untouched).
+  /// @throws LifecycleError when not active (also when the worker stops
+  ///         while the call waits).
   template <class Rep, class Period>
   bool put_for(T& item, std::chrono::duration<Rep, Period> d) {
     std::unique_lock lk(m_);
@@ -350,9 +353,15 @@ class QueueBase : public Worker {
 
 /// Runs its blocking executor on the pool for each queued item, one at a
 /// time, in FIFO or priority order.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Worker (put() from the
+/// worker's own executor throws when the queue is full, see put()).
 template <class T, class Compare = std::less<>>
 class QueueWorker : public detail::QueueBase<T, Compare> {
  public:
+  /// @throws OptionsError for a taken name, or for QueueOrder::priority when
+  ///         Compare cannot order T.
   explicit QueueWorker(Supervisor& sv, QueueOptions<T> o = {})
       : detail::QueueBase<T, Compare>(sv, false, std::move(o), "QueueWorker") {}
 
@@ -371,9 +380,13 @@ class QueueWorker : public detail::QueueBase<T, Compare> {
 };
 
 /// QueueWorker with a coroutine executor, run on an aloop.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as QueueWorker.
 template <class T, class Compare = std::less<>>
 class AsyncQueueWorker : public detail::QueueBase<T, Compare> {
  public:
+  /// @throws OptionsError as QueueWorker's constructor does.
   explicit AsyncQueueWorker(Supervisor& sv, QueueOptions<T> o = {})
       : detail::QueueBase<T, Compare>(sv, true, std::move(o), "AsyncQueueWorker") {}
 

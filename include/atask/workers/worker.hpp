@@ -141,13 +141,15 @@ bool keep_going(R&& r) {
 /// QueueWorker<T>, IntervalWorker, and their Async* coroutine forms) or
 /// build one with a factory (background_worker(), event_worker(), ...).
 ///
-/// Thread safety: every public member may be called from any thread.
-///
 /// Destruction: a worker stops when destroyed. The base class can only do
 /// that after a subclass's members are gone, so a subclass whose executor
 /// uses its own members must stop first: own it through AutoStop<W> (or
 /// make_worker<W>()), or call stop() in its destructor. Factory-made workers
 /// do this themselves.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe (every public member may be
+/// called from any thread).
 class Worker : private detail::RegisteredWorker {
  public:
   Worker(const Worker&) = delete;
@@ -155,9 +157,9 @@ class Worker : private detail::RegisteredWorker {
   virtual ~Worker();
 
   /// Starts the worker; false if it is already active or still stopping.
-  /// Throws LifecycleError when the supervisor is not running, OptionsError
-  /// for bad overrides (or a name another worker has). What before_start()
-  /// throws propagates and the worker stays stopped.
+  /// What before_start() throws propagates and the worker stays stopped.
+  /// @throws LifecycleError when the supervisor is not running.
+  /// @throws OptionsError for bad overrides (or a name another worker has).
   bool start(const StartOptions& overrides = {});
 
   /// Stops the worker: no new executor runs (a queue worker drains or hands
@@ -196,28 +198,32 @@ class Worker : private detail::RegisteredWorker {
   /// True for coroutine executors (they run on an aloop).
   bool coroutine() const noexcept { return coroutine_; }
   WorkerInfo info() const;
-  /// The supervisor; LifecycleError once it is gone.
+  /// The supervisor.
+  /// @throws LifecycleError once it is gone.
   Supervisor& supervisor() const;
 
   // -- for control planes (the HTTP API), which know workers only by name -------
   /// True for event and interval workers: trigger() applies.
   bool can_trigger() const noexcept { return mode_ == Mode::event || mode_ == Mode::interval; }
   /// EventWorker/IntervalWorker::trigger() through the base class. False
-  /// when the worker is not active; LifecycleError for other kinds.
+  /// when the worker is not active.
+  /// @throws LifecycleError for other kinds.
   bool trigger_any(bool force = false);
   /// True for queue workers whose item type converts from Boost.JSON
   /// (boost::json::value_to, tag_invoke for user types).
   virtual bool accepts_json() const noexcept { return false; }
   /// Converts `item` to the queue's item type and try_put()s it: false when
-  /// the queue is full. Throws ConversionError when the value does not fit
-  /// the item type, LifecycleError when the worker is not active or takes no
-  /// JSON (accepts_json() is false).
+  /// the queue is full.
+  /// @throws ConversionError when the value does not fit the item type.
+  /// @throws LifecycleError when the worker is not active or takes no JSON
+  ///         (accepts_json() is false).
   virtual bool try_put_json(const boost::json::value& item);
 
  protected:
   enum class Mode : unsigned char { background, event, interval, queue };
 
-  /// Registers the worker with the supervisor (OptionsError on a taken name).
+  /// Registers the worker with the supervisor.
+  /// @throws OptionsError on a taken name.
   Worker(Supervisor& sv, Mode mode, bool coroutine, detail::WorkerSettings settings);
 
   /// Hooks, on the thread that calls start()/stop() (after_stop: the thread
@@ -377,6 +383,9 @@ class Worker : private detail::RegisteredWorker {
 /// @code
 ///   atask::AutoStop<MyWorker> w(sv, ...);   // or auto w = atask::make_worker<MyWorker>(sv, ...);
 /// @endcode
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as W.
 template <class W>
 class AutoStop final : public W {
  public:

@@ -49,7 +49,7 @@ class WorkerRegistry {
   /// this returns: only use it from code the supervisor waits for.
   Supervisor* supervisor() const noexcept;
 
-  /// Throws OptionsError if another worker has the name.
+  /// @throws OptionsError if another worker has the name.
   void add(RegisteredWorker& w, const std::string& name);
   void rename(RegisteredWorker& w, const std::string& from, const std::string& to);
   void remove(RegisteredWorker& w) noexcept;
