@@ -256,6 +256,12 @@ bool Worker::start(const StartOptions& o) {
 
 void Worker::stop(bool wait) {
   std::unique_lock lk(m_);
+  // The period this call found ends with stop number `target`. A waiting
+  // stop waits for that count, not for the stopped state: another thread may
+  // start the worker again between the stop completing and this thread
+  // waking up, and the stopped state would then never come back.
+  const std::uint64_t target = stops_done_ + 1;
+  const bool was_stopped = state_ == WorkerState::stopped;
   if (state_ == WorkerState::active && !stop_hook_) {
     stop_hook_ = true;
     lk.unlock();
@@ -265,14 +271,16 @@ void Worker::stop(bool wait) {
       log().error("worker '{}': before_stop() threw: {}", name(), detail::describe(std::current_exception()));
     }
     lk.lock();
-    if (state_ == WorkerState::active) begin_stop_locked(false);
+    // Only the period this call found: while before_stop() ran, it may have
+    // ended (its executor returned false) and another one begun.
+    if (state_ == WorkerState::active && stops_done_ + 1 == target) begin_stop_locked(false);
   }
-  const bool can_wait = wait && !on_executor_thread_locked();
+  const bool can_wait = wait && !was_stopped && !on_executor_thread_locked();
   lk.unlock();
   after_unlock();
   if (!can_wait) return;
   lk.lock();
-  state_cv_.wait(lk, [&] { return state_ == WorkerState::stopped; });
+  state_cv_.wait(lk, [&] { return stops_done_ >= target; });
 }
 
 void Worker::restart() {
@@ -285,11 +293,15 @@ void Worker::restart() {
   }
   stop(true);
   bool pending;
+  StartOptions overrides;
   {
+    // A copy taken under the lock: start() reads its argument without the
+    // lock while another thread's start() may assign last_start_ under it.
     std::lock_guard lk(m_);
     pending = restart_pending_;
+    if (!pending) overrides = last_start_;
   }
-  if (!pending) start(last_start_);
+  if (!pending) start(overrides);
 }
 
 bool Worker::is_active() const noexcept {
@@ -635,17 +647,20 @@ void Worker::after_unlock() {
     log().error("worker '{}': after_stop() threw: {}", name(), detail::describe(std::current_exception()));
   }
   bool again = false;
+  StartOptions overrides;  // copied under the lock, as in restart()
   {
     std::lock_guard lk(m_);
+    if (state_ != WorkerState::stopped) ++stops_done_;  // supervisor_gone() may have counted it
     state_ = WorkerState::stopped;
     finalizing_ = false;
     again = std::exchange(restart_pending_, false);
+    if (again) overrides = last_start_;
     state_cv_.notify_all();
   }
   log().debug("worker '{}' stopped", name());
   if (again) {
     try {
-      start(last_start_);
+      start(overrides);
     } catch (...) {
       log().error("worker '{}': restart failed: {}", name(), detail::describe(std::current_exception()));
     }
@@ -707,6 +722,7 @@ void Worker::supervisor_gone() noexcept {
       current_ = {};
       hand_back_locked();
       state_ = WorkerState::stopped;
+      ++stops_done_;
       finalizing_ = need_finalize_ = false;
       state_cv_.notify_all();
     }

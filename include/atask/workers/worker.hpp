@@ -164,13 +164,23 @@ class Worker : private detail::RegisteredWorker {
 
   /// Stops the worker: no new executor runs (a queue worker drains or hands
   /// back its items, see QueueOptions::on_stop), the running call sees its
-  /// stop token. wait=true blocks until the running call has returned -
-  /// except when called from the worker's own executor (or, for a coroutine
-  /// executor, from its aloop's thread), which cannot wait for itself: the
-  /// stop then completes when the executor returns. A no-op when stopped.
+  /// stop token. A no-op when stopped.
+  ///
+  /// wait=true blocks until the stop of the active (or stopping) period this
+  /// call found has completed: its running call has returned and
+  /// after_stop() has run. It returns then, whatever other threads do: it
+  /// neither waits for nor stops a period that begins after that stop
+  /// completed (a start() from another thread, a restart() asked for by the
+  /// executor), so the worker may be active again when it returns; no
+  /// executor call of the period it stopped begins after it returned. On a
+  /// stopped (or never started) worker it returns at once. Called from the
+  /// worker's own executor (or, for a coroutine executor, from its aloop's
+  /// thread) it cannot wait for itself: it returns at once and the stop
+  /// completes when the executor returns.
   void stop(bool wait = true);
 
-  /// stop(true), then start() with the overrides of the last start().
+  /// stop(true), then start() with the overrides of the last start() (the
+  /// start may return false: another thread started the worker first).
   /// Called from the worker's own executor, the worker starts again once the
   /// executor returns.
   void restart();
@@ -347,7 +357,7 @@ class Worker : private detail::RegisteredWorker {
   const char* kind_;
   detail::WorkerSettings base_;  // as constructed
   detail::WorkerSettings cur_;   // in force for this active period
-  StartOptions last_start_{};
+  StartOptions last_start_{};    // under m_ (start() assigns it): callers copy it under the lock
 
   // -- state under m_ ----------------------------------------------------------
   Supervisor* sv_;  // nullptr once the supervisor is gone
@@ -361,6 +371,11 @@ class Worker : private detail::RegisteredWorker {
   bool stop_hook_ = false;  // before_stop() is being called
   bool draining_ = false;   // a queue worker drains while stopping
   bool restart_pending_ = false;
+  // Active periods that have ended (the worker went back to stopped). A
+  // waiting stop() waits for the count to pass the period it found, not for
+  // the stopped state, which a start() from another thread may take away
+  // before the waiter wakes.
+  std::uint64_t stops_done_ = 0;
   bool running_ = false;       // a run (task) is in flight
   std::uint64_t run_gen_ = 0;  // which run is in flight
   TaskHandle<void> current_{};
