@@ -5,13 +5,13 @@
 set -euo pipefail
 
 packages=(
-  g++ cmake ninja-build ccache pkg-config
+  g++ cmake ninja-build ccache pkg-config clang-format
   libboost1.81-dev libboost-json1.81-dev
   libspdlog-dev libfmt-dev
   doctest-dev libbenchmark-dev
   libssl-dev prometheus-cpp-dev  # job keys (SHA-256) and the control plane's metrics
   prometheus wrk                 # scraping and load-testing the control plane
-  chromium                       # the dashboard's browser test (tests/browser)
+  chromium                       # the dashboard's browser test (tests/http/browser)
 )
 # The browser test needs node and npm. Debian's npm conflicts with a node from
 # elsewhere (e.g. nodesource, which ships its own npm): take Debian's only

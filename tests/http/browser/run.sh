@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the dashboard browser test against a demo binary (or --url <base-url>).
-# Usage: tests/browser/run.sh <demo-binary> [--screenshot file.png]
+# Usage: tests/http/browser/run.sh <demo-binary> [--screenshot file.png]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 [ $# -ge 1 ] || { echo "usage: $0 <demo-binary> | --url <base-url>" >&2; exit 2; }
