@@ -229,7 +229,7 @@ SupervisorInfo Supervisor::info() const {
   auto& d = *impl_;
   SupervisorInfo i;
   i.id = d.opt.id;
-  i.state = d.life.name();
+  i.state = d.life.load();
   i.pool = d.pool.info();
   if (d.procs) i.processes = d.procs->info();
   i.aloops = d.aloops.infos();

@@ -28,6 +28,7 @@
 /// the others wait in FIFO order.
 
 #include <atask/core/priority.hpp>
+#include <atask/util/enum_names.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -46,9 +47,10 @@ namespace atask {
 
 class Supervisor;
 
+/// Named "queued", "running", "done", "failed" by to_string() / from_string()
+/// (enum_names.hpp).
 enum class JobStatus : unsigned char { queued, running, done, failed };
-/// "queued", "running", "done", "failed".
-std::string_view to_string(JobStatus s) noexcept;
+BOOST_DESCRIBE_ENUM(JobStatus, queued, running, done, failed)
 
 /// A snapshot of one job.
 struct JobInfo {

@@ -25,6 +25,7 @@
 #include <atask/process/detail/process_job.hpp>
 #include <atask/process/pool_options.hpp>
 #include <atask/supervisor/step.hpp>
+#include <atask/util/enum_names.hpp>
 
 #include <array>
 #include <chrono>
@@ -119,8 +120,18 @@ struct SupervisorOptions {
   }
 };
 
+/// The stage a shutdown has reached (see StopOptions). Named "none", "warm",
+/// "soft", "cold" by to_string() / from_string() (enum_names.hpp).
 enum class StopStage : unsigned char { none, warm, soft, cold };
-std::string_view to_string(StopStage s) noexcept;
+BOOST_DESCRIBE_ENUM(StopStage, none, warm, soft, cold)
+
+/// Where a supervisor is in its life: created -> running -> stopping ->
+/// stopped (or created -> stopped when stopped before start() got far
+/// enough). Named "created", "running", "stopping", "stopped" by to_string()
+/// / from_string() (enum_names.hpp): the HTTP API's "state" and the metrics'
+/// `state` label.
+enum class SupervisorState : unsigned char { created, running, stopping, stopped };
+BOOST_DESCRIBE_ENUM(SupervisorState, created, running, stopping, stopped)
 
 /// What a stop did.
 struct StopReport {
@@ -141,7 +152,7 @@ struct AloopInfo {
 /// supervisor.info()
 struct SupervisorInfo {
   std::string id;
-  std::string state;  ///< "created", "running", "stopping", "stopped"
+  SupervisorState state = SupervisorState::created;
   PoolInfo pool;
   ProcessPoolInfo processes;
   std::vector<AloopInfo> aloops;
