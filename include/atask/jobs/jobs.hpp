@@ -122,7 +122,7 @@ class Job {
   /// Calls `on_change` after every change (on the thread that made it, with
   /// no lock held; it must not block) until the Subscription is destroyed.
   /// Destroying the Subscription waits for a call in progress to return.
-  class Subscription {
+  class [[nodiscard]] Subscription {
    public:
     Subscription() = default;
     Subscription(Subscription&&) noexcept;
@@ -135,7 +135,7 @@ class Job {
     struct State;
     std::shared_ptr<State> state_;
   };
-  Subscription subscribe(std::function<void()> on_change);
+  [[nodiscard]] Subscription subscribe(std::function<void()> on_change);
 
   struct Impl;
   explicit Job(std::shared_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}

@@ -56,7 +56,7 @@ class AsyncEventWorker : public Worker {
 /// Builds an event worker from a callable ((WorkerContext&) or (); void,
 /// bool or awaitable<void|bool>). Not started.
 template <class F>
-auto event_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
+[[nodiscard]] auto event_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)
     return std::unique_ptr<AsyncEventWorker>(
         new detail::FnAsyncWorker<AsyncEventWorker, F>(sv, std::move(f), std::move(o)));

@@ -83,7 +83,7 @@ class AsyncIntervalWorker : public Worker {
 /// Builds an interval worker from a callable ((WorkerContext&) or ();
 /// void, bool or awaitable<void|bool>). Not started.
 template <class F>
-auto interval_worker(Supervisor& sv, F f, IntervalOptions o) {
+[[nodiscard]] auto interval_worker(Supervisor& sv, F f, IntervalOptions o) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)
     return std::unique_ptr<AsyncIntervalWorker>(
         new detail::FnAsyncWorker<AsyncIntervalWorker, F>(sv, std::move(f), std::move(o)));
