@@ -246,7 +246,7 @@ bool Shutdown::close(bool tell_workers) {
   if (tell_workers) workers_.stop_all(std::chrono::steady_clock::now());
   log_->info("{}: stopping (warm stage: {} queued tasks, up to {} ms)", id_,
              o.cancel_queued ? "canceling" : "draining", warm_left.count());
-  pool_.close(o.cancel_queued);
+  pool_.close(o.cancel_queued ? QueuedTasks::cancel : QueuedTasks::run);
   tasks_.cancel_pending(o.cancel_queued, "is stopping");
   // The stop options and the warm deadline are fixed once the stop began:
   // the stages take them with them.

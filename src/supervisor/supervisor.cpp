@@ -204,8 +204,8 @@ void Supervisor::launch_process(detail::ProcessJob& job, const TaskOptions& o) {
   d.launch(&job.task(), o, [j = &job, procs = d.procs.get()] { procs->enqueue(*j); });
 }
 
-Aloop& Supervisor::create_aloop(const std::string& name, bool make_default) {
-  return impl_->aloops.create(name, make_default);
+Aloop& Supervisor::create_aloop(const std::string& name, AloopOptions options) {
+  return impl_->aloops.create(name, options.make_default);
 }
 Aloop& Supervisor::aloop(std::string_view name) {
   return impl_->aloops.find(name);

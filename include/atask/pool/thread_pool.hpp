@@ -85,6 +85,13 @@ struct PoolInfo {
   std::uint64_t completed_total = 0;  ///< tasks that ran to the end (ok or error)
 };
 
+/// What ThreadPool::close() and ThreadPool::stop() do with the tasks that
+/// are queued and not started: `pool.stop(atask::QueuedTasks::run)`.
+enum class QueuedTasks : unsigned char {
+  cancel,  ///< discard them: their handles end canceled (TaskCanceled)
+  run,     ///< still run them before the pool stops
+};
+
 /// The priority thread pool.
 ///
 /// Thread safety: every member may be called from any thread, but stop()
@@ -94,7 +101,7 @@ class ThreadPool {
  public:
   /// Throws OptionsError for invalid options. Starts no thread.
   explicit ThreadPool(PoolOptions options = {});
-  /// stop() with cancel_queued = true, then waits for running tasks.
+  /// stop(QueuedTasks::cancel): cancels the queued tasks, waits for the running ones.
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -132,16 +139,17 @@ class ThreadPool {
 
   PoolInfo info() const;
 
-  /// Stops accepting tasks. With cancel_queued, queued tasks are discarded
-  /// (task handles end canceled); otherwise they still run. Does not wait.
-  void close(bool cancel_queued);
+  /// Stops accepting tasks. QueuedTasks::cancel discards the queued tasks
+  /// (task handles end canceled); QueuedTasks::run still runs them. Does
+  /// not wait.
+  void close(QueuedTasks queued);
   /// Waits until nothing runs and nothing is queued, up to the deadline.
   bool wait_idle(std::chrono::steady_clock::time_point deadline) const;
   /// Waits without a deadline.
   void wait_idle() const;
-  /// close(cancel_queued), wait for running tasks, join every thread.
-  /// A second call is a no-op.
-  void stop(bool cancel_queued = true);
+  /// close(queued), wait for running tasks (and, with QueuedTasks::run, the
+  /// queued ones), join every thread. A second call is a no-op.
+  void stop(QueuedTasks queued = QueuedTasks::cancel);
   /// Joins idle threads and lets threads still inside a task go: they exit
   /// on their own when the task returns (cold shutdown). Returns how many
   /// were left running.

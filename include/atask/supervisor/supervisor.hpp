@@ -143,6 +143,14 @@ struct StopReport {
   std::vector<TaskInfo> abandoned;    ///< tasks still running at the cold stage
 };
 
+/// Options of Supervisor::create_aloop(); pass them as designated
+/// initializers: `sv.create_aloop("net", {.make_default = true})`.
+struct AloopOptions {
+  /// Coroutine tasks that name no aloop (TaskOptions::aloop empty) run on
+  /// this one from now on, in place of SupervisorOptions::default_aloop.
+  bool make_default = false;
+};
+
 struct AloopInfo {
   std::string name{};
   bool is_default = false;
@@ -255,9 +263,9 @@ class Supervisor {
     pool().post(p, std::forward<F>(f));
   }
 
-  /// Creates and starts a named aloop; `make_default` makes coroutine tasks
-  /// that name no aloop use it. Throws Error if the name is taken.
-  Aloop& create_aloop(const std::string& name, bool make_default = false);
+  /// Creates and starts a named aloop (see AloopOptions). Throws Error if
+  /// the name is taken.
+  Aloop& create_aloop(const std::string& name, AloopOptions options = {});
   /// Throws Error if there is no such aloop.
   Aloop& aloop(std::string_view name);
   /// The default aloop, created on first use.
