@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "atask_demo: %s\n(is another demo running? try --port 0)\n", e.what());
     return 1;
   }
-  sv.create_aloop("io", true);
+  sv.create_aloop("io", {.make_default = true});
   say("atask demo: supervisor 'demo' with pool_size 2 (+1 reserved for normal, +1 for high), "
       "aloop 'io', 2 child processes.\n");
   say("atask demo: dashboard on %s/ (JSON under /api, Prometheus metrics at /metrics, job results in %s)\n",

@@ -10,36 +10,6 @@
 
 namespace atask {
 
-std::string_view to_string(TaskStatus s) noexcept {
-  switch (s) {
-    case TaskStatus::queued:
-      return "queued";
-    case TaskStatus::delayed:
-      return "delayed";
-    case TaskStatus::started:
-      return "started";
-    case TaskStatus::completed:
-      return "completed";
-    case TaskStatus::failed:
-      return "failed";
-    case TaskStatus::canceled:
-      return "canceled";
-  }
-  return "?";
-}
-
-std::string_view to_string(TaskKind k) noexcept {
-  switch (k) {
-    case TaskKind::thread:
-      return "thread";
-    case TaskKind::coroutine:
-      return "coroutine";
-    case TaskKind::process:
-      return "process";
-  }
-  return "?";
-}
-
 namespace {
 thread_local detail::TaskStateBase* tls_current = nullptr;
 

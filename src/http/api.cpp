@@ -194,7 +194,7 @@ json::object Api::supervisor_json() const {
   const SupervisorInfo i = sv_.info();
   json::object o;
   o["id"] = i.id;
-  o["state"] = i.state;
+  o["state"] = to_string(i.state);
   o["uptime_seconds"] = seconds(clock::now() - started_);
 
   json::object pool;
@@ -241,7 +241,7 @@ json::object Api::supervisor_json() const {
   for (const auto& s : i.steps) {
     json::array deps;
     for (const auto& d : s.depends_on) deps.push_back(json::value(d));
-    steps.push_back(json::object{{"name", s.name}, {"builtin", s.builtin}, {"state", s.state}, {"depends_on", std::move(deps)}});
+    steps.push_back(json::object{{"name", s.name}, {"builtin", s.builtin}, {"state", to_string(s.state)}, {"depends_on", std::move(deps)}});
   }
   o["steps"] = std::move(steps);
 
@@ -411,10 +411,7 @@ Outcome Api::worker_post(const std::string& name, const std::string& action, std
 Reply Api::tasks_get(Supervisor& sv, std::string_view query) {
   std::optional<TaskStatus> only;
   if (auto s = query_param(query, "status")) {
-    static constexpr TaskStatus all[] = {TaskStatus::delayed,   TaskStatus::queued,   TaskStatus::started,
-                                         TaskStatus::completed, TaskStatus::failed,   TaskStatus::canceled};
-    for (auto st : all)
-      if (to_string(st) == *s) only = st;
+    only = from_string<TaskStatus>(*s);
     if (!only)
       return error_reply(400, "unknown status '" + std::string(*s) +
                                   "' (delayed, queued, started, completed, failed, canceled)");

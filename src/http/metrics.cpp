@@ -188,7 +188,7 @@ std::string prometheus_text(const Supervisor& sv) {
 
   Scrape s;
   s.gauge("atask_supervisor_info", "Always 1; the labels name the supervisor and its state.")
-      .Add({{"id", info.id}, {"state", info.state}})
+      .Add({{"id", info.id}, {"state", std::string(to_string(info.state))}})
       .Set(1);
   s.value("atask_supervisor_active_tasks", "Tasks queued, delayed or running.",
           static_cast<double>(info.active_tasks));

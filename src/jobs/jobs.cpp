@@ -30,20 +30,6 @@ namespace atask {
 namespace json = boost::json;
 namespace fs = std::filesystem;
 
-std::string_view to_string(JobStatus s) noexcept {
-  switch (s) {
-    case JobStatus::queued:
-      return "queued";
-    case JobStatus::running:
-      return "running";
-    case JobStatus::done:
-      return "done";
-    case JobStatus::failed:
-      return "failed";
-  }
-  return "?";
-}
-
 namespace {
 
 using sys_clock = std::chrono::system_clock;

@@ -372,11 +372,11 @@ ThreadPool::~ThreadPool() {
   if (on_pool_thread()) {
     impl_->log->error("{}: ThreadPool destroyed from one of its own threads; abandoning its threads",
                       impl_->opt.name);
-    close(true);
+    close(QueuedTasks::cancel);
     abandon();
     return;
   }
-  stop(true);
+  stop(QueuedTasks::cancel);
 }
 
 void ThreadPool::start() {
@@ -477,7 +477,7 @@ PoolInfo ThreadPool::info() const {
   return i;
 }
 
-void ThreadPool::close(bool cancel_queued) {
+void ThreadPool::close(QueuedTasks queued) {
   auto& d = *impl_;
   d.stop_accepting();
   std::vector<detail::PoolNode*> dropped;
@@ -485,7 +485,7 @@ void ThreadPool::close(bool cancel_queued) {
     std::lock_guard<detail::SpinMutex> lk(d.m);
     if (d.state == Impl::State::running || d.state == Impl::State::created) d.state = Impl::State::closing;
     d.drain_locked();
-    if (cancel_queued) {
+    if (queued == QueuedTasks::cancel) {
       for (auto& q : d.queues)
         while (auto* n = q.pop_front()) dropped.push_back(n);
       d.queued.fill(0);
@@ -517,7 +517,7 @@ void ThreadPool::wait_idle() const {
   --d.idle_waiters;
 }
 
-void ThreadPool::stop(bool cancel_queued) {
+void ThreadPool::stop(QueuedTasks queued) {
   if (on_pool_thread())
     throw LifecycleError(
         "ThreadPool::stop() - called from one of the pool's own threads; it would wait for itself");
@@ -526,7 +526,7 @@ void ThreadPool::stop(bool cancel_queued) {
     std::lock_guard<detail::SpinMutex> lk(d.m);
     if (d.abandoned) return;
   }
-  close(cancel_queued);
+  close(queued);
   wait_idle();
   std::vector<std::unique_ptr<Impl::Worker>> all;
   {

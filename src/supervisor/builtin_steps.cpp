@@ -127,7 +127,7 @@ void BuiltinSteps::pool_stop() {
   // Fire-and-forget post()s are not in the registry; give them the soft budget.
   auto budget = forever(soft) ? std::chrono::hours(24) : soft;
   if (pool_.wait_idle(std::chrono::steady_clock::now() + budget)) {
-    pool_.stop(true);
+    pool_.stop(QueuedTasks::cancel);
   } else {
     int left = pool_.abandon();
     log_->error("{}: {} posted tasks still running at shutdown were abandoned", opt_.id, left);

@@ -4,13 +4,16 @@
 // atomic, read anywhere without a lock; written by Shutdown only, under its
 // stop_m (see shutdown.hpp).
 
+#include <atask/supervisor/supervisor.hpp>
+
 #include <atomic>
+#include <string>
 
 namespace atask::detail {
 
 class Lifecycle {
  public:
-  enum class State : int { created, running, stopping, stopped };
+  using State = SupervisorState;
 
   State load() const noexcept { return state_.load(); }
   void store(State s) noexcept { state_.store(s); }
@@ -21,19 +24,8 @@ class Lifecycle {
     return s == State::stopping || s == State::stopped;
   }
 
-  const char* name() const noexcept {
-    switch (load()) {
-      case State::created:
-        return "created";
-      case State::running:
-        return "running";
-      case State::stopping:
-        return "stopping";
-      case State::stopped:
-        return "stopped";
-    }
-    return "?";
-  }
+  /// to_string(load()), for messages.
+  std::string name() const { return std::string(to_string(load())); }
 
  private:
   std::atomic<State> state_{State::created};

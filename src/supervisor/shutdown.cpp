@@ -131,7 +131,7 @@ std::vector<StepInfo> Shutdown::step_infos() const {
   std::vector<StepInfo> out;
   std::lock_guard lk(stop_m_);
   auto add = [&](const StepSlot& s) {
-    out.push_back({s.step.name, s.step.depends_on, s.builtin, to_cstr(s.state)});
+    out.push_back({s.step.name, s.step.depends_on, s.builtin, s.state});
   };
   if (!order_.empty())
     for (auto k : order_) add(steps_[k]);
@@ -246,7 +246,7 @@ bool Shutdown::close(bool tell_workers) {
   if (tell_workers) workers_.stop_all(std::chrono::steady_clock::now());
   log_->info("{}: stopping (warm stage: {} queued tasks, up to {} ms)", id_,
              o.cancel_queued ? "canceling" : "draining", warm_left.count());
-  pool_.close(o.cancel_queued);
+  pool_.close(o.cancel_queued ? QueuedTasks::cancel : QueuedTasks::run);
   tasks_.cancel_pending(o.cancel_queued, "is stopping");
   // The stop options and the warm deadline are fixed once the stop began:
   // the stages take them with them.

@@ -9,20 +9,6 @@
 
 namespace atask::detail {
 
-const char* to_cstr(StepState s) {
-  switch (s) {
-    case StepState::created:
-      return "created";
-    case StepState::running:
-      return "running";
-    case StepState::failed:
-      return "failed";
-    case StepState::stopped:
-      return "stopped";
-  }
-  return "?";
-}
-
 std::vector<std::size_t> resolve(const std::vector<StepSlot>& steps, const std::string& call) {
   const std::size_t n = steps.size();
   std::unordered_map<std::string_view, std::size_t> at;

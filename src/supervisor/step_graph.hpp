@@ -9,10 +9,6 @@
 
 namespace atask::detail {
 
-enum class StepState : unsigned char { created, running, failed, stopped };
-
-const char* to_cstr(StepState s);
-
 struct StepSlot {
   Step step;
   bool builtin = false;

@@ -7,24 +7,6 @@
 
 #include <utility>
 
-namespace atask {
-
-std::string_view to_string(StopStage s) noexcept {
-  switch (s) {
-    case StopStage::none:
-      return "none";
-    case StopStage::warm:
-      return "warm";
-    case StopStage::soft:
-      return "soft";
-    case StopStage::cold:
-      return "cold";
-  }
-  return "?";
-}
-
-}  // namespace atask
-
 namespace atask::detail {
 
 StopStages::StopStages(boost::asio::io_context& loop, TaskRegistry& tasks, Listener& listener,

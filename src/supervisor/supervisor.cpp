@@ -210,8 +210,8 @@ void Supervisor::launch_process(detail::ProcessJob& job, const TaskOptions& o) {
   d.launch(&job.task(), o, [j = &job, procs = d.procs.get()] { procs->enqueue(*j); });
 }
 
-Aloop& Supervisor::create_aloop(const std::string& name, bool make_default) {
-  return impl_->aloops.create(name, make_default);
+Aloop& Supervisor::create_aloop(const std::string& name, AloopOptions options) {
+  return impl_->aloops.create(name, options.make_default);
 }
 Aloop& Supervisor::aloop(std::string_view name) {
   return impl_->aloops.find(name);
@@ -235,7 +235,7 @@ SupervisorInfo Supervisor::info() const {
   auto& d = *impl_;
   SupervisorInfo i;
   i.id = d.opt.id;
-  i.state = d.life.name();
+  i.state = d.life.load();
   i.pool = d.pool.info();
   if (d.procs) i.processes = d.procs->info();
   i.aloops = d.aloops.infos();

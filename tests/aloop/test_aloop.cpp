@@ -62,6 +62,11 @@ auto long_wait(std::promise<void>& suspended) {
 
 }  // namespace
 
+// Convention (a): create_aloop takes AloopOptions, not a bare bool.
+template <class S>
+constexpr bool create_aloop_takes_a_bool = requires(S& s) { s.create_aloop("x", true); };
+static_assert(!create_aloop_takes_a_bool<atask::Supervisor>);
+
 TEST_SUITE("aloop") {
   // -- Aloop alone -----------------------------------------------------------------
 
@@ -272,7 +277,7 @@ TEST_SUITE("aloop") {
 
   TEST_CASE("create_aloop with make_default makes coroutine tasks without an aloop use it") {
     StartedSupervisor sv(options("mkdflt", 1));
-    atask::Aloop& main = sv.create_aloop("main", true);
+    atask::Aloop& main = sv.create_aloop("main", {.make_default = true});
     CHECK(&sv.default_aloop() == &main);
     auto t =
         sv.submit({}, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
@@ -281,6 +286,23 @@ TEST_SUITE("aloop") {
     REQUIRE(i.aloops.size() == 1);
     CHECK(i.aloops[0].name == "main");
     CHECK(i.aloops[0].is_default);
+  }
+
+  TEST_CASE("create_aloop without make_default leaves the default aloop alone") {
+    StartedSupervisor sv(options("nodflt", 1));
+    atask::Aloop& dflt = sv.default_aloop();
+    atask::Aloop& side = sv.create_aloop("side", {});
+    atask::Aloop& other = sv.create_aloop("other", {.make_default = false});
+    CHECK(&sv.default_aloop() == &dflt);
+    CHECK(&side != &dflt);
+    auto t =
+        sv.submit({}, []() -> asio::awaitable<std::thread::id> { co_return std::this_thread::get_id(); });
+    CHECK(t.get_for(patience) == dflt.thread_id());
+    for (const auto& a : sv.info().aloops) {
+      INFO("aloop ", a.name);
+      CHECK(a.is_default == (a.name == "default"));
+    }
+    CHECK(other.running());
   }
 
   TEST_CASE("a coroutine task runs on its aloop's thread") {

@@ -258,7 +258,7 @@ void check_well_formed(const Exposition& ex, const std::string& supervisor_id) {
         CHECK(s.name == "atask_supervisor_info");
         CHECK(v == supervisor_id);
       }
-      if (k == "priority") CHECK(atask::priority_from_string(v).has_value());
+      if (k == "priority") CHECK(atask::from_string<atask::Priority>(v).has_value());
       if (k == "kind" && s.name.rfind("atask_worker_", 0) != 0)
         CHECK((v == "thread" || v == "coroutine" || v == "process"));
     }

@@ -107,6 +107,13 @@ class ProbeNode final : public atask::detail::PoolNode {
 
 }  // namespace
 
+// Convention (a): close() and stop() take QueuedTasks, not a bare bool.
+template <class P>
+constexpr bool stop_takes_a_bool = requires(P& p) { p.stop(true); };
+template <class P>
+constexpr bool close_takes_a_bool = requires(P& p) { p.close(false); };
+static_assert(!stop_takes_a_bool<ThreadPool> && !close_takes_a_bool<ThreadPool>);
+
 TEST_SUITE("thread_pool") {
   // -- admission ---------------------------------------------------------------------
 
@@ -596,7 +603,8 @@ TEST_SUITE("thread_pool") {
     pool.stop();
     CHECK(pool.info().threads == 0);
     CHECK_NOTHROW(pool.stop());
-    CHECK_NOTHROW(pool.stop(false));
+    CHECK_NOTHROW(pool.stop(atask::QueuedTasks::run));
+    CHECK_NOTHROW(pool.stop(atask::QueuedTasks::cancel));
     CHECK(pool.info().threads == 0);
   }
 
@@ -623,7 +631,7 @@ TEST_SUITE("thread_pool") {
     CHECK(after.wait_for());
   }
 
-  TEST_CASE("close(false) lets queued tasks run and refuses new ones") {
+  TEST_CASE("close(QueuedTasks::run) lets queued tasks run and refuses new ones") {
     Event blocker, open;
     Tally t;
     ThreadPool pool(pool_options({.pool_size = 1}));
@@ -632,7 +640,7 @@ TEST_SUITE("thread_pool") {
     post_blocker(pool, Priority::low, blocker, open);
     REQUIRE(blocker.wait_for());
     for (int k = 0; k < 3; ++k) pool.post(Priority::normal, Probe(t));
-    pool.close(false);
+    pool.close(atask::QueuedTasks::run);
     CHECK(pool.info().queued_total == 3);
     CHECK_THROWS_AS(pool.post(Priority::normal, [] {}), atask::LifecycleError);
     open.set();
@@ -642,7 +650,7 @@ TEST_SUITE("thread_pool") {
     CHECK(pool.info().completed_total == 4);
   }
 
-  TEST_CASE("close(true) drops queued tasks without running them") {
+  TEST_CASE("close(QueuedTasks::cancel) drops queued tasks without running them") {
     Event blocker, open;
     Tally t;
     ThreadPool pool(pool_options({.pool_size = 1}));
@@ -652,7 +660,7 @@ TEST_SUITE("thread_pool") {
     REQUIRE(blocker.wait_for());
     for (int k = 0; k < 3; ++k) pool.post(Priority::high, Probe(t));
     CHECK(pool.info().queued_total == 3);
-    pool.close(true);
+    pool.close(atask::QueuedTasks::cancel);
     CHECK(t.discarded.value() == 3);
     auto i = pool.info();
     CHECK(i.queued_total == 0);
@@ -691,6 +699,43 @@ TEST_SUITE("thread_pool") {
     CHECK(blocker_done.load());
     CHECK(t.ran.value() == 0);
     CHECK(pool.info().threads == 0);
+  }
+
+  // stop() with each QueuedTasks value: the same three tasks queued behind a
+  // running one either all run before stop() returns or are all discarded.
+  TEST_CASE("stop(QueuedTasks::run) runs the queued tasks, stop(QueuedTasks::cancel) discards them") {
+    for (const auto queued : {atask::QueuedTasks::run, atask::QueuedTasks::cancel}) {
+      const char* mode = queued == atask::QueuedTasks::run ? "QueuedTasks::run" : "QueuedTasks::cancel";
+      CAPTURE(mode);
+      Event blocker, open, stopped;
+      Tally t;
+      ThreadPool pool(pool_options({.pool_size = 1}));
+      pool.start();
+      post_blocker(pool, Priority::low, blocker, open);
+      REQUIRE(blocker.wait_for());
+      for (int k = 0; k < 3; ++k) pool.post(Priority::normal, Probe(t));
+      std::jthread stopper([&] {
+        pool.stop(queued);
+        stopped.set();
+      });
+      {
+        OpenOnExit guard{&open};  // destroyed before the stopper is joined
+        if (queued == atask::QueuedTasks::cancel) REQUIRE(t.discarded.wait_for_at_least(3));
+        CHECK_FALSE(stopped.is_set());  // the blocker still runs
+        open.set();
+        REQUIRE(stopped.wait_for());
+      }
+      if (queued == atask::QueuedTasks::run) {
+        CHECK(t.ran.value() == 3);
+        CHECK(t.discarded.value() == 0);
+        CHECK(pool.info().completed_total == 4);
+      } else {
+        CHECK(t.ran.value() == 0);
+        CHECK(t.discarded.value() == 3);
+        CHECK(pool.info().completed_total == 1);
+      }
+      CHECK(pool.info().threads == 0);
+    }
   }
 
   TEST_CASE("remove() takes a queued node out so that it never runs") {

@@ -104,13 +104,13 @@ TEST_SUITE("steps") {
     CHECK(steps[2].depends_on == Names{"loop", "aloops"});
     CHECK(steps[4].name == "mine");
     CHECK_FALSE(steps[4].builtin);
-    CHECK(std::all_of(steps.begin(), steps.end(), [](auto& s) { return s.state == "created"; }));
+    CHECK(std::all_of(steps.begin(), steps.end(), [](auto& s) { return s.state == atask::StepState::created; }));
     sv.start();
     steps = sv.info().steps;
-    CHECK(std::all_of(steps.begin(), steps.end(), [](auto& s) { return s.state == "running"; }));
+    CHECK(std::all_of(steps.begin(), steps.end(), [](auto& s) { return s.state == atask::StepState::running; }));
     sv.stop();
     steps = sv.info().steps;
-    CHECK(std::all_of(steps.begin(), steps.end(), [](auto& s) { return s.state == "stopped"; }));
+    CHECK(std::all_of(steps.begin(), steps.end(), [](auto& s) { return s.state == atask::StepState::stopped; }));
   }
 
   TEST_CASE("a step that depends on the pool submits work when it starts and when a waiting stop stops it") {
@@ -202,7 +202,7 @@ TEST_SUITE("steps") {
     CHECK(contains(msg, "Supervisor::start() - step cycle: x -> y -> z -> x"));
     CHECK(j.events().empty());
     CHECK_FALSE(sv.is_running());
-    CHECK(sv.info().state == "created");
+    CHECK(sv.info().state == atask::SupervisorState::created);
     CHECK(contains(what_of<atask::OptionsError>([&] { (void)sv.boot_order(); }),
                    "Supervisor::boot_order() - step cycle: x -> y -> z -> x"));
     auto r = sv.stop();
@@ -229,7 +229,7 @@ TEST_SUITE("steps") {
     CHECK(contains(msg, "'cache'"));
     CHECK(contains(msg, "'redis'"));
     CHECK(j.events().empty());
-    CHECK(sv.info().state == "created");
+    CHECK(sv.info().state == atask::SupervisorState::created);
     sv.add_step(j.step("redis"));
     sv.start();
     CHECK(sv.is_running());
@@ -276,14 +276,14 @@ TEST_SUITE("steps") {
     CHECK(contains(msg, "no database"));
     CHECK(j.events() == Names{"start a", "start b", "stop b", "stop a"});
     CHECK_FALSE(sv.is_running());
-    CHECK(sv.info().state == "stopped");
+    CHECK(sv.info().state == atask::SupervisorState::stopped);
     auto steps = sv.info().steps;
     auto state_of = [&](std::string_view n) {
       return std::find_if(steps.begin(), steps.end(), [&](auto& s) { return s.name == n; })->state;
     };
-    CHECK(state_of("pool") == "stopped");
-    CHECK(state_of("c") == "failed");
-    CHECK(state_of("d") == "created");
+    CHECK(state_of("pool") == atask::StepState::stopped);
+    CHECK(state_of("c") == atask::StepState::failed);
+    CHECK(state_of("d") == atask::StepState::created);
     CHECK(contains(out.text(), "step 'c' failed to start"));
     CHECK_THROWS_AS(sv.start(), atask::LifecycleError);
     CHECK_THROWS_AS((void)sv.submit({}, [] {}), atask::LifecycleError);
@@ -340,7 +340,7 @@ TEST_SUITE("steps") {
     CHECK(r.completed);
     CHECK_FALSE(inner_completed);
     CHECK(j.events() == Names{"start a", "start quitter", "stop quitter", "stop a"});
-    CHECK(sv.info().state == "stopped");
+    CHECK(sv.info().state == atask::SupervisorState::stopped);
   }
 
   TEST_CASE("a stop hook runs once even when it calls stop itself and another thread stops too") {

@@ -62,10 +62,10 @@ TEST_SUITE("supervisor") {
     atask::Supervisor sv(options("lc"));
     CHECK_FALSE(sv.is_running());
     CHECK(sv.id() == "lc");
-    CHECK(sv.info().state == "created");
+    CHECK(sv.info().state == atask::SupervisorState::created);
     sv.start();
     CHECK(sv.is_running());
-    CHECK(sv.info().state == "running");
+    CHECK(sv.info().state == atask::SupervisorState::running);
     auto t = sv.submit(
         {}, [](int a, int b) { return a * b; }, 6, 7);
     CHECK(t.get_for(patience) == 42);
@@ -76,7 +76,7 @@ TEST_SUITE("supervisor") {
     CHECK(r.canceled == 0);
     CHECK(r.abandoned.empty());
     CHECK_FALSE(sv.is_running());
-    CHECK(sv.info().state == "stopped");
+    CHECK(sv.info().state == atask::SupervisorState::stopped);
   }
 
   TEST_CASE("starting twice throws LifecycleError") {
@@ -128,7 +128,7 @@ TEST_SUITE("supervisor") {
     auto msg = what_of<atask::LifecycleError>([&] { (void)sv.submit({}, [] { return 1; }); });
     CHECK(contains(msg, "Supervisor::submit()"));
     CHECK(contains(msg, "stopping"));
-    CHECK(sv.info().state == "stopping");
+    CHECK(sv.info().state == atask::SupervisorState::stopping);
     open.set();
     CHECK(block_within(sv).completed);
   }
@@ -159,7 +159,7 @@ TEST_SUITE("supervisor") {
     CHECK(r.completed);
     CHECK_FALSE(r.already_stopped);
     CHECK(r.stage == StopStage::none);
-    CHECK(sv.info().state == "stopped");
+    CHECK(sv.info().state == atask::SupervisorState::stopped);
     CHECK_THROWS_AS(sv.start(), atask::LifecycleError);
     CHECK(sv.stop().already_stopped);
   }
@@ -195,7 +195,7 @@ TEST_SUITE("supervisor") {
     CHECK(r.completed);
     CHECK(r.stage == StopStage::warm);
     CHECK(r.abandoned.empty());
-    CHECK(sv.info().state == "stopped");
+    CHECK(sv.info().state == atask::SupervisorState::stopped);
   }
 
   TEST_CASE("block called from inside a task throws LifecycleError") {
@@ -422,7 +422,7 @@ TEST_SUITE("supervisor") {
     CHECK(stubborn.status() == TaskStatus::failed);
     CHECK_THROWS_AS(stubborn.get_for(patience), atask::TaskAbandoned);
     CHECK(contains(stubborn.info().error, "abandoned"));
-    CHECK(sv.info().state == "stopped");
+    CHECK(sv.info().state == atask::SupervisorState::stopped);
     gate->set();
     REQUIRE(left->wait_for());                       // the abandoned thread leaves user code
     CHECK(stubborn.status() == TaskStatus::failed);  // its late return changes nothing
@@ -543,7 +543,7 @@ TEST_SUITE("supervisor") {
 
     auto i = sv.info();
     CHECK(i.id == "info");
-    CHECK(i.state == "running");
+    CHECK(i.state == atask::SupervisorState::running);
     CHECK(i.pool.limits.pool_size == 2);
     CHECK(i.pool.limits.max_threads == 6);
     CHECK(i.pool.running[atask::index(Priority::low)] == 1);
@@ -576,7 +576,7 @@ TEST_SUITE("supervisor") {
     // The books are final once the supervisor has stopped.
     CHECK(sv.stop().completed);
     i = sv.info();
-    CHECK(i.state == "stopped");
+    CHECK(i.state == atask::SupervisorState::stopped);
     CHECK(i.active_tasks == 0);
     CHECK(i.tasks.submitted == std::array<std::uint64_t, 4>{4, 2, 2, 1});
     CHECK(i.tasks.completed == std::array<std::uint64_t, 4>{3, 1, 2, 1});

@@ -514,17 +514,17 @@ TEST_SUITE("workers") {
   TEST_CASE("bad interval options are options errors with a clear message") {
     atask::Supervisor sv(options("ibad"));
     auto f = [] {};
-    CHECK(contains(what_of<atask::OptionsError>([&] { atask::interval_worker(sv, f, {.interval = 0ms}); }),
+    CHECK(contains(what_of<atask::OptionsError>([&] { (void)atask::interval_worker(sv, f, {.interval = 0ms}); }),
                    "interval must be > 0"));
-    CHECK(contains(what_of<atask::OptionsError>([&] { atask::interval_worker(sv, f, {.interval = -5ms}); }),
+    CHECK(contains(what_of<atask::OptionsError>([&] { (void)atask::interval_worker(sv, f, {.interval = -5ms}); }),
                    "interval must be > 0"));
     CHECK(contains(what_of<atask::OptionsError>(
-                       [&] { atask::interval_worker(sv, f, {.interval = 10ms, .delay = 10ms}); }),
+                       [&] { (void)atask::interval_worker(sv, f, {.interval = 10ms, .delay = 10ms}); }),
                    "can not be used together"));
-    CHECK(contains(what_of<atask::OptionsError>([&] { atask::interval_worker(sv, f, {.delay = -1ms}); }),
+    CHECK(contains(what_of<atask::OptionsError>([&] { (void)atask::interval_worker(sv, f, {.delay = -1ms}); }),
                    "delay must be >= 0"));
     CHECK(contains(what_of<atask::OptionsError>(
-                       [&] { atask::interval_worker(sv, f, {.interval = 1s, .delay_before = -1ms}); }),
+                       [&] { (void)atask::interval_worker(sv, f, {.interval = 1s, .delay_before = -1ms}); }),
                    "IntervalWorker::IntervalWorker()"));
   }
 
@@ -749,7 +749,7 @@ TEST_SUITE("workers") {
     CHECK(a->name().rfind("event-", 0) == 0);
     CHECK(a->name() != b->name());
     auto c = atask::queue_worker<int>(sv, [](int) {}, {.name = "jobs"});
-    CHECK(contains(what_of<atask::OptionsError>([&] { atask::event_worker(sv, [] {}, {.name = "jobs"}); }),
+    CHECK(contains(what_of<atask::OptionsError>([&] { (void)atask::event_worker(sv, [] {}, {.name = "jobs"}); }),
                    "'jobs' already exists"));
     auto infos = sv.workers();
     REQUIRE(infos.size() == 3);

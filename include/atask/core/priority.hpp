@@ -2,10 +2,10 @@
 /// @file
 /// Task priorities and their names.
 
+#include <atask/util/enum_names.hpp>
+
 #include <array>
 #include <cstddef>
-#include <optional>
-#include <string_view>
 
 namespace atask {
 
@@ -22,35 +22,16 @@ namespace atask {
 ///    started if every thread is busy (the process pool forks an extra child,
 ///    which goes again once idle).
 /// Coroutine tasks hold no slot (see TaskOptions::priority).
+/// Named "low", "normal", "high", "critical" by to_string() / from_string()
+/// (enum_names.hpp).
 enum class Priority : unsigned char { low = 0, normal = 1, high = 2, critical = 3 };
+BOOST_DESCRIBE_ENUM(Priority, low, normal, high, critical)
 
 inline constexpr std::size_t priority_count = 4;
 
 /// All priorities, lowest first.
 inline constexpr std::array<Priority, priority_count> all_priorities{Priority::low, Priority::normal,
                                                                      Priority::high, Priority::critical};
-
-/// "low", "normal", "high" or "critical".
-constexpr std::string_view to_string(Priority p) noexcept {
-  switch (p) {
-    case Priority::low:
-      return "low";
-    case Priority::normal:
-      return "normal";
-    case Priority::high:
-      return "high";
-    case Priority::critical:
-      return "critical";
-  }
-  return "?";
-}
-
-/// Parses a priority name; nullopt for anything else.
-constexpr std::optional<Priority> priority_from_string(std::string_view s) noexcept {
-  for (Priority p : all_priorities)
-    if (to_string(p) == s) return p;
-  return std::nullopt;
-}
 
 constexpr std::size_t index(Priority p) noexcept {
   return static_cast<std::size_t>(p);

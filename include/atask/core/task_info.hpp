@@ -4,6 +4,7 @@
 /// TaskInfo, the snapshot Supervisor::tasks() lists.
 
 #include <atask/core/priority.hpp>
+#include <atask/util/enum_names.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -14,15 +15,16 @@
 namespace atask {
 
 /// Where a task is in its life. queued/delayed/started are transient;
-/// completed/failed/canceled are final.
+/// completed/failed/canceled are final. Named by to_string() / from_string()
+/// (enum_names.hpp): "queued", "delayed", ..., as the enumerators.
 enum class TaskStatus : unsigned char { queued, delayed, started, completed, failed, canceled };
+BOOST_DESCRIBE_ENUM(TaskStatus, queued, delayed, started, completed, failed, canceled)
 
 /// What runs a task: a priority-pool thread, a coroutine on an aloop, or a
-/// forked child process.
+/// forked child process. Named "thread", "coroutine", "process" by
+/// to_string() / from_string() (enum_names.hpp).
 enum class TaskKind : unsigned char { thread, coroutine, process };
-
-std::string_view to_string(TaskStatus s) noexcept;
-std::string_view to_string(TaskKind k) noexcept;
+BOOST_DESCRIBE_ENUM(TaskKind, thread, coroutine, process)
 
 /// A snapshot of one task, as the supervisor lists it.
 struct TaskInfo {

@@ -4,6 +4,7 @@
 /// Worker::info() report it.
 
 #include <atask/core/priority.hpp>
+#include <atask/util/enum_names.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -14,20 +15,10 @@
 namespace atask {
 
 /// A worker's lifecycle: stopped -> active -> stopping -> stopped.
+/// Named "stopped", "active", "stopping" by to_string() / from_string()
+/// (enum_names.hpp).
 enum class WorkerState : unsigned char { stopped, active, stopping };
-
-/// "stopped", "active" or "stopping".
-constexpr std::string_view to_string(WorkerState s) noexcept {
-  switch (s) {
-    case WorkerState::stopped:
-      return "stopped";
-    case WorkerState::active:
-      return "active";
-    case WorkerState::stopping:
-      return "stopping";
-  }
-  return "?";
-}
+BOOST_DESCRIBE_ENUM(WorkerState, stopped, active, stopping)
 
 /// A snapshot of one worker. Coroutine executors keep their type's kind
 /// ("background" for an AsyncWorker, ...) and set `coroutine`.

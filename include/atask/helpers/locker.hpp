@@ -139,7 +139,7 @@ class Locker {
   /// `f` bound to this Locker: each call runs f(args...) under lock(). See
   /// LockedFunction for what a call returns.
   template <class F>
-  LockedFunction<std::decay_t<F>> wrap(F&& f) {
+  [[nodiscard]] LockedFunction<std::decay_t<F>> wrap(F&& f) {
     return LockedFunction<std::decay_t<F>>(*this, std::forward<F>(f));
   }
 

@@ -31,6 +31,7 @@
 /// the others wait in FIFO order.
 
 #include <atask/core/priority.hpp>
+#include <atask/util/enum_names.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -49,9 +50,10 @@ namespace atask {
 
 class Supervisor;
 
+/// Named "queued", "running", "done", "failed" by to_string() / from_string()
+/// (enum_names.hpp).
 enum class JobStatus : unsigned char { queued, running, done, failed };
-/// "queued", "running", "done", "failed".
-std::string_view to_string(JobStatus s) noexcept;
+BOOST_DESCRIBE_ENUM(JobStatus, queued, running, done, failed)
 
 /// A snapshot of one job.
 struct JobInfo {
@@ -133,7 +135,7 @@ class Job {
   ///
   /// @par Thread safety
   /// Distinct objects: Safe. Shared objects: Unsafe.
-  class Subscription {
+  class [[nodiscard]] Subscription {
    public:
     Subscription() = default;
     Subscription(Subscription&&) noexcept;
@@ -148,7 +150,7 @@ class Job {
   };
   /// See Subscription.
   /// @throws OptionsError when on_change is empty.
-  Subscription subscribe(std::function<void()> on_change);
+  [[nodiscard]] Subscription subscribe(std::function<void()> on_change);
 
   struct Impl;
   explicit Job(std::shared_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}

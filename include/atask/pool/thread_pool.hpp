@@ -80,6 +80,13 @@ struct PoolInfo {
   std::uint64_t completed_total = 0;  ///< tasks that ran to the end (ok or error)
 };
 
+/// What ThreadPool::close() and ThreadPool::stop() do with the tasks that
+/// are queued and not started: `pool.stop(atask::QueuedTasks::run)`.
+enum class QueuedTasks : unsigned char {
+  cancel,  ///< discard them: their handles end canceled (TaskCanceled)
+  run,     ///< still run them before the pool stops
+};
+
 /// The priority thread pool.
 ///
 /// @par Thread safety
@@ -91,7 +98,7 @@ class ThreadPool {
   /// Starts no thread.
   /// @throws OptionsError for invalid options.
   explicit ThreadPool(PoolOptions options = {});
-  /// stop() with cancel_queued = true, then waits for running tasks.
+  /// stop(QueuedTasks::cancel): cancels the queued tasks, waits for the running ones.
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -131,17 +138,18 @@ class ThreadPool {
 
   PoolInfo info() const;
 
-  /// Stops accepting tasks. With cancel_queued, queued tasks are discarded
-  /// (task handles end canceled); otherwise they still run. Does not wait.
-  void close(bool cancel_queued);
+  /// Stops accepting tasks. QueuedTasks::cancel discards the queued tasks
+  /// (task handles end canceled); QueuedTasks::run still runs them. Does
+  /// not wait.
+  void close(QueuedTasks queued);
   /// Waits until nothing runs and nothing is queued, up to the deadline.
   bool wait_idle(std::chrono::steady_clock::time_point deadline) const;
   /// Waits without a deadline.
   void wait_idle() const;
-  /// close(cancel_queued), wait for running tasks, join every thread.
-  /// A second call is a no-op.
+  /// close(queued), wait for running tasks (and, with QueuedTasks::run, the
+  /// queued ones), join every thread. A second call is a no-op.
   /// @throws LifecycleError when called from one of the pool's own threads.
-  void stop(bool cancel_queued = true);
+  void stop(QueuedTasks queued = QueuedTasks::cancel);
   /// Joins idle threads and lets threads still inside a task go: they exit
   /// on their own when the task returns (cold shutdown). Returns how many
   /// were left running.

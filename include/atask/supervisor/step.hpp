@@ -16,6 +16,8 @@
 /// See docs/steps.md for the built-in steps and what start and stop
 /// guarantee.
 
+#include <atask/util/enum_names.hpp>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -51,14 +53,19 @@ struct Step {
   std::function<void(Supervisor&)> stop{};
 };
 
+/// Where a step is: created (not started yet), running (started), failed
+/// (its start threw), stopped (its stop hook has run). Named "created",
+/// "running", "failed", "stopped" by to_string() / from_string()
+/// (enum_names.hpp).
+enum class StepState : unsigned char { created, running, failed, stopped };
+BOOST_DESCRIBE_ENUM(StepState, created, running, failed, stopped)
+
 /// One step as SupervisorInfo::steps shows it.
 struct StepInfo {
   std::string name{};
   std::vector<std::string> depends_on{};
   bool builtin = false;
-  /// "created" (not started yet), "running" (started), "failed" (its start
-  /// threw), "stopped" (its stop hook has run).
-  std::string state{};
+  StepState state = StepState::created;
 };
 
 }  // namespace atask

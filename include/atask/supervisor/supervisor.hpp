@@ -25,6 +25,7 @@
 #include <atask/process/detail/process_job.hpp>
 #include <atask/process/pool_options.hpp>
 #include <atask/supervisor/step.hpp>
+#include <atask/util/enum_names.hpp>
 
 #include <array>
 #include <chrono>
@@ -120,9 +121,18 @@ struct SupervisorOptions {
   }
 };
 
-/// The stages of a stop (see StopOptions).
+/// The stage a shutdown has reached (see StopOptions). Named "none", "warm",
+/// "soft", "cold" by to_string() / from_string() (enum_names.hpp).
 enum class StopStage : unsigned char { none, warm, soft, cold };
-std::string_view to_string(StopStage s) noexcept;
+BOOST_DESCRIBE_ENUM(StopStage, none, warm, soft, cold)
+
+/// Where a supervisor is in its life: created -> running -> stopping ->
+/// stopped (or created -> stopped when stopped before start() got far
+/// enough). Named "created", "running", "stopping", "stopped" by to_string()
+/// / from_string() (enum_names.hpp): the HTTP API's "state" and the metrics'
+/// `state` label.
+enum class SupervisorState : unsigned char { created, running, stopping, stopped };
+BOOST_DESCRIBE_ENUM(SupervisorState, created, running, stopping, stopped)
 
 /// What a stop did.
 struct StopReport {
@@ -134,6 +144,14 @@ struct StopReport {
   std::vector<TaskInfo> abandoned;    ///< tasks still running at the cold stage
 };
 
+/// Options of Supervisor::create_aloop(); pass them as designated
+/// initializers: `sv.create_aloop("net", {.make_default = true})`.
+struct AloopOptions {
+  /// Coroutine tasks that name no aloop (TaskOptions::aloop empty) run on
+  /// this one from now on, in place of SupervisorOptions::default_aloop.
+  bool make_default = false;
+};
+
 struct AloopInfo {
   std::string name{};
   bool is_default = false;
@@ -143,7 +161,7 @@ struct AloopInfo {
 /// supervisor.info()
 struct SupervisorInfo {
   std::string id;
-  std::string state;  ///< "created", "running", "stopping", "stopped"
+  SupervisorState state = SupervisorState::created;
   PoolInfo pool;
   ProcessPoolInfo processes;
   std::vector<AloopInfo> aloops;
@@ -260,10 +278,9 @@ class Supervisor {
     pool().post(p, std::forward<F>(f));
   }
 
-  /// Creates and starts a named aloop; `make_default` makes coroutine tasks
-  /// that name no aloop use it.
+  /// Creates and starts a named aloop (see AloopOptions).
   /// @throws Error if the name is taken.
-  Aloop& create_aloop(const std::string& name, bool make_default = false);
+  Aloop& create_aloop(const std::string& name, AloopOptions options = {});
   /// The aloop named `name`.
   /// @throws Error if there is no such aloop.
   Aloop& aloop(std::string_view name);

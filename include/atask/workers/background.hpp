@@ -142,7 +142,7 @@ class FnAsyncWorker final : public Base {
 /// aloop. The worker is not started.
 /// @throws OptionsError for a taken name.
 template <class F>
-auto background_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
+[[nodiscard]] auto background_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)
     return std::unique_ptr<AsyncWorker>(
         new detail::FnAsyncWorker<AsyncWorker, F>(sv, std::move(f), std::move(o)));

@@ -63,7 +63,7 @@ class AsyncEventWorker : public Worker {
 /// bool or awaitable<void|bool>). Not started.
 /// @throws OptionsError for a taken name.
 template <class F>
-auto event_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
+[[nodiscard]] auto event_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)
     return std::unique_ptr<AsyncEventWorker>(
         new detail::FnAsyncWorker<AsyncEventWorker, F>(sv, std::move(f), std::move(o)));

@@ -90,7 +90,7 @@ class AsyncIntervalWorker : public Worker {
 /// void, bool or awaitable<void|bool>). Not started.
 /// @throws OptionsError for a taken name or bad options (see IntervalWorker).
 template <class F>
-auto interval_worker(Supervisor& sv, F f, IntervalOptions o) {
+[[nodiscard]] auto interval_worker(Supervisor& sv, F f, IntervalOptions o) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)
     return std::unique_ptr<AsyncIntervalWorker>(
         new detail::FnAsyncWorker<AsyncIntervalWorker, F>(sv, std::move(f), std::move(o)));

@@ -182,14 +182,14 @@ class FnProcessQueueWorker final : public AsyncQueueWorker<T, Compare> {
 /// and again, each result handed to on_result(result[, ctx]) (void or bool:
 /// false stops the worker).
 template <class R, class... A, class OnResult>
-auto background_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, WorkerOptions o = {}) {
+[[nodiscard]] auto background_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, WorkerOptions o = {}) {
   return std::unique_ptr<AsyncWorker>(new detail::FnProcessWorker<AsyncWorker, ProcessFn<R, A...>, OnResult>(
       sv, std::move(fn), std::move(on_result), std::move(o)));
 }
 
 /// An event worker whose executor runs in the process pool.
 template <class R, class... A, class OnResult>
-auto event_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, WorkerOptions o = {}) {
+[[nodiscard]] auto event_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, WorkerOptions o = {}) {
   return std::unique_ptr<AsyncEventWorker>(
       new detail::FnProcessWorker<AsyncEventWorker, ProcessFn<R, A...>, OnResult>(sv, std::move(fn),
                                                                                   std::move(on_result), std::move(o)));
@@ -197,7 +197,7 @@ auto event_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, Wor
 
 /// An interval worker whose executor runs in the process pool.
 template <class R, class... A, class OnResult>
-auto interval_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, IntervalOptions o) {
+[[nodiscard]] auto interval_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, IntervalOptions o) {
   return std::unique_ptr<AsyncIntervalWorker>(
       new detail::FnProcessWorker<AsyncIntervalWorker, ProcessFn<R, A...>, OnResult>(
           sv, std::move(fn), std::move(on_result), std::move(o)));
@@ -206,7 +206,7 @@ auto interval_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, 
 /// A queue worker whose executor runs in the process pool: each item is
 /// fn's argument.
 template <class T, class Compare = std::less<>, class R, class... A, class OnResult>
-auto queue_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, QueueOptions<T> o = {}) {
+[[nodiscard]] auto queue_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, QueueOptions<T> o = {}) {
   return std::unique_ptr<AsyncQueueWorker<T, Compare>>(
       new detail::FnProcessQueueWorker<T, Compare, ProcessFn<R, A...>, OnResult>(sv, std::move(fn),
                                                                                  std::move(on_result), std::move(o)));

@@ -439,7 +439,7 @@ class FnAsyncQueueWorker final : public AsyncQueueWorker<T, Compare> {
 /// Builds a queue worker from a callable taking (T, WorkerContext&) or (T)
 /// and returning void, bool or awaitable<void|bool>. Not started.
 template <class T, class Compare = std::less<>, class F>
-auto queue_worker(Supervisor& sv, F f, QueueOptions<T> o = {}) {
+[[nodiscard]] auto queue_worker(Supervisor& sv, F f, QueueOptions<T> o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F, T>>::value)
     return std::unique_ptr<AsyncQueueWorker<T, Compare>>(
         new detail::FnAsyncQueueWorker<T, Compare, F>(sv, std::move(f), std::move(o)));
