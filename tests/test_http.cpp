@@ -193,7 +193,7 @@ TEST_CASE("http: POST put converts JSON into a queue worker's items") {
     if (got.size() == 2) two.set();
   }, {.name = "nums"});
   auto full = atask::queue_worker<std::string>(s.sv, [&](std::string) { gate.wait_for(); },
-                                                 {.capacity = 1, .name = "full"});
+                                                 {.name = "full", .capacity = 1});
   auto opaque = atask::queue_worker<NoJson>(s.sv, [](NoJson) {}, {.name = "opaque"});
   auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
   test::OpenOnExit open{&gate};  // after the workers: opened before they stop

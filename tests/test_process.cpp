@@ -492,7 +492,7 @@ TEST_CASE("an interval worker with a static executor sums results in process_res
         if (sum.fetch_add(r) + r == 10) ten.set();
         return sum.load() < 10;  // false stops the worker
       },
-      {.interval = 5ms, .name = "summer"});
+      {.name = "summer", .interval = 5ms});
   w->start();
   REQUIRE(ten.wait_for());
   REQUIRE(w->wait_stopped_for(patience));

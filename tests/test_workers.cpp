@@ -532,7 +532,7 @@ TEST_SUITE("workers") {
     StartedSupervisor sv(options("iover"));
     Counter runs;
     auto w = atask::interval_worker(sv, [&] { runs.bump(); },
-                                    {.interval = 1h, .delay_before = 1h, .name = "tick"});
+                                    {.name = "tick", .interval = 1h, .delay_before = 1h});
     CHECK(w->start({.name = "fast", .priority = Priority::high, .interval = 5ms, .delay_before = 0ms}));
     CHECK(w->name() == "fast");
     CHECK(w->priority() == Priority::high);
@@ -808,5 +808,42 @@ TEST_SUITE("workers") {
     sv.reset();
     CHECK(w->is_stopped());
     CHECK(contains(what_of<atask::LifecycleError>([&] { w->start(); }), "is gone"));
+  }
+  // -- issue 10: friction a new user hit -------------------------------------------------
+  TEST_CASE("interval and queue options take the common fields first in the order of WorkerOptions") {
+    // Designated initializers name fields in declaration order: these lines
+    // compile only when name, priority, aloop, on_error and stop_after_errors
+    // come first, in that order, and the fields of the kind after them.
+    StartedSupervisor sv(options("natural"));
+    Counter errors;
+    const atask::IntervalOptions io{.name = "beat",
+                                    .priority = Priority::high,
+                                    .aloop = {},
+                                    .on_error = [&](const atask::WorkerError&) { errors.bump(); },
+                                    .stop_after_errors = 3,
+                                    .interval = 1h,
+                                    .delay = {},
+                                    .delay_before = 1h};
+    const atask::QueueOptions<int> qo{.name = "ingest",
+                                      .priority = Priority::low,
+                                      .aloop = {},
+                                      .on_error = {},
+                                      .stop_after_errors = 2,
+                                      .capacity = 7,
+                                      .order = atask::QueueOrder::priority,
+                                      .on_stop = atask::QueueStop::hand_back,
+                                      .on_hand_back = {}};
+    auto beat = atask::interval_worker(sv, [] {}, io);
+    auto tick = atask::interval_worker(sv, [] {}, {.name = "tick", .interval = 1h});
+    auto ingest = atask::queue_worker<int>(sv, [](int) {}, qo);
+    auto adder = atask::queue_worker<int>(sv, [](int) {}, {.name = "adder", .capacity = 3});
+    CHECK(beat->name() == "beat");
+    CHECK(beat->priority() == Priority::high);
+    CHECK(tick->name() == "tick");
+    CHECK(ingest->name() == "ingest");
+    CHECK(ingest->priority() == Priority::low);
+    CHECK(ingest->capacity() == 7);
+    CHECK(adder->name() == "adder");
+    CHECK(adder->capacity() == 3);
   }
 }

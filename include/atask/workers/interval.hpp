@@ -5,7 +5,7 @@
 ///
 /// @code
 ///   auto beat = atask::interval_worker(sv, [] { send_heartbeat(); },
-///                                      {.interval = 1s, .priority = atask::Priority::high});
+///                                      {.priority = atask::Priority::high, .interval = 1s});
 ///   beat->start();
 ///   beat->trigger();   // one run now; the schedule stays as it was
 /// @endcode
@@ -14,8 +14,22 @@
 
 namespace atask {
 
-/// Options of interval workers (designated initializers).
+/// Options of interval workers (designated initializers). The common fields
+/// come first, in the order of WorkerOptions, then the schedule:
+/// `{.name = "beat", .priority = atask::Priority::high, .interval = 1s}`.
 struct IntervalOptions {
+  // -- the common fields, in the order of WorkerOptions --
+  /// Unique within the supervisor; empty = "interval-<n>".
+  std::string name{};
+  /// Pool priority of blocking executor runs (ignored by coroutine executors).
+  Priority priority = Priority::normal;
+  /// Aloop for coroutine executors; empty = the supervisor's default aloop.
+  std::string aloop{};
+  /// Called when an executor call throws; empty = log it.
+  ErrorHandler on_error{};
+  /// Stop the worker after this many executor calls in a row threw (0 = never).
+  std::size_t stop_after_errors = 0;
+  // -- interval workers only --
   /// Fixed rate: runs at start + delay_before + k * interval, however long
   /// each run takes (a run that overlaps the next tick delays it; ticks that
   /// pass during one run coalesce into one run, and the schedule stays put).
@@ -25,11 +39,6 @@ struct IntervalOptions {
   std::chrono::nanoseconds delay{0};
   /// Wait this long after start() before the first run (0: run at once).
   std::chrono::nanoseconds delay_before{0};
-  std::string name{};
-  Priority priority = Priority::normal;
-  std::string aloop{};
-  ErrorHandler on_error{};
-  std::size_t stop_after_errors = 0;
 };
 
 namespace detail {

@@ -36,9 +36,23 @@ enum class QueueStop : unsigned char {
   hand_back  ///< they are handed back: to on_hand_back, or kept for take_unprocessed()
 };
 
-/// Options of queue workers (designated initializers).
+/// Options of queue workers (designated initializers). The common fields
+/// come first, in the order of WorkerOptions, then the queue's own:
+/// `{.name = "ingest", .capacity = 1000}`.
 template <class T>
 struct QueueOptions {
+  // -- the common fields, in the order of WorkerOptions --
+  /// Unique within the supervisor; empty = "queue-<n>".
+  std::string name{};
+  /// Pool priority of blocking executor runs (ignored by coroutine executors).
+  Priority priority = Priority::normal;
+  /// Aloop for coroutine executors; empty = the supervisor's default aloop.
+  std::string aloop{};
+  /// Called when an executor call throws; empty = log it.
+  ErrorHandler on_error{};
+  /// Stop the worker after this many executor calls in a row threw (0 = never).
+  std::size_t stop_after_errors = 0;
+  // -- queue workers only --
   /// 0 = unbounded. When full, put() blocks, put_for() waits up to its
   /// timeout, try_put() fails and async_put() completes once there is room.
   std::size_t capacity = 0;
@@ -48,11 +62,6 @@ struct QueueOptions {
   /// false, or a supervisor that stopped before the queue drained), on the
   /// thread that completes the stop. Empty: they wait in take_unprocessed().
   std::function<void(std::vector<T>)> on_hand_back{};
-  std::string name{};
-  Priority priority = Priority::normal;
-  std::string aloop{};
-  ErrorHandler on_error{};
-  std::size_t stop_after_errors = 0;
 };
 
 namespace detail {
