@@ -846,4 +846,54 @@ TEST_SUITE("workers") {
     CHECK(adder->name() == "adder");
     CHECK(adder->capacity() == 3);
   }
+
+  TEST_CASE("an aloop on a blocking executor is an options error naming the worker and the aloop") {
+    StartedSupervisor sv(options("blockaloop"));
+    sv.create_aloop("io");
+    auto at_construction = [&](auto make) { return what_of<atask::OptionsError>(make); };
+    const auto bg =
+        at_construction([&] { (void)atask::background_worker(sv, [] {}, {.name = "bg", .aloop = "io"}); });
+    CHECK(contains(bg, "BackgroundWorker::BackgroundWorker()"));
+    CHECK(contains(bg, "worker 'bg'"));
+    CHECK(contains(bg, ".aloop = 'io'"));
+    CHECK(contains(bg, "runs on the pool"));
+    CHECK(contains(
+        at_construction([&] { (void)atask::event_worker(sv, [] {}, {.name = "ev", .aloop = "io"}); }),
+        "worker 'ev': .aloop = 'io'"));
+    CHECK(contains(at_construction([&] {
+                     (void)atask::interval_worker(sv, [] {}, {.name = "iv", .aloop = "io", .interval = 1h});
+                   }),
+                   "worker 'iv': .aloop = 'io'"));
+    CHECK(contains(
+        at_construction([&] { (void)atask::queue_worker<int>(sv, [](int) {}, {.name = "q", .aloop = "io"}); }),
+        "worker 'q': .aloop = 'io'"));
+    // Unnamed: the kind stands in for the name. Nothing was registered.
+    CHECK(contains(at_construction([&] { (void)atask::event_worker(sv, [] {}, {.aloop = "io"}); }),
+                   "an event worker: .aloop = 'io'"));
+    CHECK(sv.workers().empty());
+
+    // In a start() override: refused, and the worker stays stopped.
+    Counter runs;
+    auto ev = atask::event_worker(sv, [&] { runs.bump(); }, {.name = "ev"});
+    const auto st = what_of<atask::OptionsError>([&] { ev->start({.aloop = "io"}); });
+    CHECK(contains(st, "EventWorker::start()"));
+    CHECK(contains(st, "worker 'ev': .aloop = 'io'"));
+    CHECK(ev->is_stopped());
+    CHECK(ev->start());  // without the override it starts and runs
+    CHECK(ev->trigger());
+    CHECK(runs.wait_for_at_least(1));
+
+    // A coroutine executor takes the aloop, at construction and in start().
+    Event on_io;
+    auto co = atask::event_worker(
+        sv,
+        [&]() -> asio::awaitable<void> {
+          on_io.set();
+          co_return;
+        },
+        {.name = "co", .aloop = "io"});
+    CHECK(co->start({.aloop = "io"}));
+    CHECK(co->trigger());
+    CHECK(on_io.wait_for());
+  }
 }

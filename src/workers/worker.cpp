@@ -65,6 +65,14 @@ const char* kind_of(bool interval, bool queue, bool event) {
 
 std::atomic<std::uint64_t> worker_names{0};
 
+// An .aloop on a worker whose executor never runs on an aloop is a mistake,
+// not a hint (as for Supervisor::submit()).
+std::string blocking_aloop(const std::string& who, const std::string& aloop) {
+  return who + ": .aloop = '" + aloop +
+         "' names an aloop, but its executor does not return an awaitable: it runs on the pool, never on an "
+         "aloop";
+}
+
 // What a stop request makes code throw: an aborted Asio wait or TaskCanceled.
 bool is_cancellation(std::exception_ptr e) noexcept {
   try {
@@ -103,6 +111,12 @@ Worker::Worker(Supervisor& sv, Mode mode, bool coroutine, detail::WorkerSettings
     timer_ = std::make_unique<detail::WorkerTimer>(sv.io_context());
   } else if (base_.interval.count() != 0 || base_.delay.count() != 0 || base_.delay_before.count() != 0) {
     fail("interval, delay and delay_before are for interval workers");
+  }
+  if (!coroutine_ && !base_.aloop.empty()) {
+    const bool an = mode_ == Mode::event || mode_ == Mode::interval;
+    fail(blocking_aloop(base_.name.empty() ? std::string(an ? "an " : "a ") + kind_ + " worker"
+                                           : "worker '" + base_.name + "'",
+                        base_.aloop));
   }
   cur_ = base_;
   try {
@@ -153,6 +167,8 @@ void Worker::validate_overrides(const StartOptions& o) const {
   if (mode_ != Mode::interval && (o.interval || o.delay || o.delay_before))
     throw OptionsError(where + " - interval, delay and delay_before are for interval workers");
   if (o.name && o.name->empty()) throw OptionsError(where + " - the name must not be empty");
+  if (!coroutine_ && o.aloop && !o.aloop->empty())
+    throw OptionsError(where + " - " + blocking_aloop("worker '" + name() + "'", *o.aloop));
   if (mode_ == Mode::interval) {
     auto interval = o.interval.value_or(base_.interval);
     auto delay = o.delay.value_or(base_.delay);

@@ -61,7 +61,8 @@ class AsyncEventWorker : public Worker {
 
 /// Builds an event worker from a callable ((WorkerContext&) or (); void,
 /// bool or awaitable<void|bool>). Not started.
-/// @throws OptionsError for a taken name.
+/// @throws OptionsError for a taken name, or for an `.aloop` when f is
+///         blocking (it runs on the pool, never on an aloop).
 template <class F>
 auto event_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)

@@ -24,6 +24,7 @@ struct IntervalOptions {
   /// Pool priority of blocking executor runs (ignored by coroutine executors).
   Priority priority = Priority::normal;
   /// Aloop for coroutine executors; empty = the supervisor's default aloop.
+  /// OptionsError on a blocking executor (it runs on the pool).
   std::string aloop{};
   /// Called when an executor call throws; empty = log it.
   ErrorHandler on_error{};
@@ -58,7 +59,8 @@ inline WorkerSettings interval_settings(const IntervalOptions& o) {
 class IntervalWorker : public Worker {
  public:
   /// @throws OptionsError for interval <= 0 without a delay, interval with
-  ///         delay, negative delay or delay_before (or a taken name).
+  ///         delay, negative delay or delay_before (or a taken name, or an
+  ///         aloop: this executor runs on the pool).
   explicit IntervalWorker(Supervisor& sv, IntervalOptions o)
       : Worker(sv, Mode::interval, false, detail::interval_settings(o)) {}
 
@@ -97,7 +99,8 @@ class AsyncIntervalWorker : public Worker {
 
 /// Builds an interval worker from a callable ((WorkerContext&) or ();
 /// void, bool or awaitable<void|bool>). Not started.
-/// @throws OptionsError for a taken name or bad options (see IntervalWorker).
+/// @throws OptionsError for a taken name or bad options (see IntervalWorker;
+///         an `.aloop` when f is blocking).
 template <class F>
 auto interval_worker(Supervisor& sv, F f, IntervalOptions o) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)

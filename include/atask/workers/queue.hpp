@@ -47,6 +47,7 @@ struct QueueOptions {
   /// Pool priority of blocking executor runs (ignored by coroutine executors).
   Priority priority = Priority::normal;
   /// Aloop for coroutine executors; empty = the supervisor's default aloop.
+  /// OptionsError on a blocking executor (it runs on the pool).
   std::string aloop{};
   /// Called when an executor call throws; empty = log it.
   ErrorHandler on_error{};
@@ -369,8 +370,9 @@ class QueueBase : public Worker {
 template <class T, class Compare = std::less<>>
 class QueueWorker : public detail::QueueBase<T, Compare> {
  public:
-  /// @throws OptionsError for a taken name, or for QueueOrder::priority when
-  ///         Compare cannot order T.
+  /// @throws OptionsError for a taken name, for QueueOrder::priority when
+  ///         Compare cannot order T, or for an aloop (this executor runs on
+  ///         the pool).
   explicit QueueWorker(Supervisor& sv, QueueOptions<T> o = {})
       : detail::QueueBase<T, Compare>(sv, false, std::move(o), "QueueWorker") {}
 
@@ -395,7 +397,8 @@ class QueueWorker : public detail::QueueBase<T, Compare> {
 template <class T, class Compare = std::less<>>
 class AsyncQueueWorker : public detail::QueueBase<T, Compare> {
  public:
-  /// @throws OptionsError as QueueWorker's constructor does.
+  /// @throws OptionsError for a taken name, or for QueueOrder::priority
+  ///         when Compare cannot order T.
   explicit AsyncQueueWorker(Supervisor& sv, QueueOptions<T> o = {})
       : detail::QueueBase<T, Compare>(sv, true, std::move(o), "AsyncQueueWorker") {}
 

@@ -71,6 +71,8 @@ using ErrorHandler = std::function<void(const WorkerError&)>;
 struct StartOptions {
   std::optional<std::string> name{};
   std::optional<Priority> priority{};
+  /// Coroutine executors only: a non-empty aloop on a blocking executor is
+  /// an OptionsError.
   std::optional<std::string> aloop{};
   /// Interval workers only (OptionsError on other workers).
   std::optional<std::chrono::nanoseconds> interval{};
@@ -85,6 +87,8 @@ struct WorkerOptions {
   /// Pool priority of blocking executor runs (ignored by coroutine executors).
   Priority priority = Priority::normal;
   /// Aloop for coroutine executors; empty = the supervisor's default aloop.
+  /// On a blocking executor (it runs on the pool) a non-empty aloop is an
+  /// OptionsError at construction, naming the worker and the aloop.
   std::string aloop{};
   /// Called when an executor call throws; empty = log it.
   ErrorHandler on_error{};
@@ -159,7 +163,9 @@ class Worker : private detail::RegisteredWorker {
   /// Starts the worker; false if it is already active or still stopping.
   /// What before_start() throws propagates and the worker stays stopped.
   /// @throws LifecycleError when the supervisor is not running.
-  /// @throws OptionsError for bad overrides (or a name another worker has).
+  /// @throws OptionsError for bad overrides (or a name another worker has,
+  ///         or an aloop for a blocking executor, or an aloop that does not
+  ///         exist).
   bool start(const StartOptions& overrides = {});
 
   /// Stops the worker: no new executor runs (a queue worker drains or hands
@@ -233,7 +239,8 @@ class Worker : private detail::RegisteredWorker {
   enum class Mode : unsigned char { background, event, interval, queue };
 
   /// Registers the worker with the supervisor.
-  /// @throws OptionsError on a taken name.
+  /// @throws OptionsError on a taken name, or on an aloop for a blocking
+  ///         executor (`coroutine` false).
   Worker(Supervisor& sv, Mode mode, bool coroutine, detail::WorkerSettings settings);
 
   /// Hooks, on the thread that calls start()/stop() (after_stop: the thread
