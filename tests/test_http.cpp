@@ -97,6 +97,29 @@ TEST_CASE("http: the http step boots after workers and is off unless served") {
   CHECK(std::find(order.begin(), order.end(), "workers") < std::find(order.begin(), order.end(), "http"));
 }
 
+TEST_CASE("http: a worker's JSON counts the triggers that a stop dropped") {
+  Served s;
+  test::Event entered, release;
+  test::OpenOnExit open{&release};
+  auto ev = atask::event_worker(
+      s.sv,
+      [&] {
+        entered.set();
+        REQUIRE(release.wait_for());
+      },
+      {.name = "ev"});
+  s.start();
+  ev->start();
+  REQUIRE(ev->trigger());
+  REQUIRE(entered.wait_for());
+  REQUIRE(ev->trigger());  // pending behind the running call
+  CHECK(parse(http_request(s.port(), "GET", "/api/workers/ev").body).at("triggers_dropped").as_int64() == 0);
+  ev->stop(false);  // drops it
+  CHECK(parse(http_request(s.port(), "GET", "/api/workers/ev").body).at("triggers_dropped").as_int64() == 1);
+  release.set();
+  REQUIRE(ev->wait_stopped_for(test::patience));
+}
+
 TEST_CASE("http: GET /api/workers lists every worker with its counters") {
   Served s;
   test::Event ran;

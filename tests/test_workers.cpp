@@ -896,4 +896,64 @@ TEST_SUITE("workers") {
     CHECK(co->trigger());
     CHECK(on_io.wait_for());
   }
+
+  TEST_CASE("a trigger that a stop or a restart drops before its run began is counted") {
+    StartedSupervisor sv(options("dropped"));
+    Event release;
+    OpenOnExit open{&release};
+    Counter entered, runs;
+    auto w = atask::event_worker(sv, [&] {
+      entered.bump();
+      REQUIRE(release.wait_for());
+      runs.bump();
+    });
+    w->start();
+    REQUIRE(w->trigger());
+    REQUIRE(entered.wait_for_at_least(1));  // run 1 is going: what follows waits
+    CHECK(w->trigger());                    // one more run pending...
+    CHECK(w->trigger());                    // ...coalesced with it
+    CHECK(w->trigger(true));                // a run of its own
+    CHECK(w->info().pending_runs == 2);
+    CHECK(w->info().triggers_dropped == 0);
+    w->stop(false);  // the stop begins now: the two pending runs are dropped
+    CHECK(w->info().triggers_dropped == 2);
+    CHECK(w->info().pending_runs == 0);
+    CHECK_FALSE(w->trigger());  // not active: false, and not counted
+    release.set();
+    REQUIRE(w->wait_stopped_for(patience));
+    CHECK(runs.value() == 1);
+    CHECK(w->info().triggers_dropped == 2);
+
+    // restart() drops a pending trigger too. The run it finds is held open
+    // again: only the first run of each start waits.
+    Event release2;
+    OpenOnExit open2{&release2};
+    auto v = atask::event_worker(sv, [&] {
+      if (entered.bump() == 2) REQUIRE(release2.wait_for());
+    });
+    v->start();
+    REQUIRE(v->trigger());
+    REQUIRE(entered.wait_for_at_least(2));
+    CHECK(v->trigger());
+    auto restarted = std::async(std::launch::async, [&] { v->restart(); });
+    REQUIRE(eventually([&] { return v->state() == WorkerState::stopping; }));
+    CHECK(v->info().triggers_dropped == 1);
+    release2.set();
+    wait_or_abort(restarted, "Worker::restart()");
+    CHECK(v->is_active());
+    CHECK(v->info().triggers_dropped == 1);
+    CHECK(entered.value() == 2);  // the dropped trigger never ran
+  }
+
+  TEST_CASE("a run that a trigger asked for and that ran is not counted as dropped") {
+    StartedSupervisor sv(options("notdropped"));
+    Counter runs;
+    auto w = atask::event_worker(sv, [&] { runs.bump(); });
+    w->start();
+    CHECK(w->trigger());
+    REQUIRE(runs.wait_for_at_least(1));
+    REQUIRE(eventually([&] { return w->info().runs == 1; }));
+    w->stop();
+    CHECK(w->info().triggers_dropped == 0);
+  }
 }

@@ -256,7 +256,7 @@ bool Worker::start(const StartOptions& o) {
     last_start_ = o;
     state_ = WorkerState::active;
     stop_hook_ = draining_ = finalizing_ = need_finalize_ = false;
-    pending_runs_ = 0;
+    pending_runs_ = triggered_runs_ = 0;
     consecutive_errors_ = 0;
     schedule_first_locked();
   }
@@ -368,6 +368,7 @@ WorkerInfo Worker::info() const {
   i.queue_length = queued_locked();
   i.pending_runs = pending_runs_;
   i.skipped_ticks = skipped_;
+  i.triggers_dropped = triggers_dropped_;
   i.can_trigger = can_trigger();
   i.accepts_json = accepts_json();
   return i;
@@ -495,6 +496,7 @@ void Worker::kick_locked() {
     case Mode::interval:
       if (pending_runs_ == 0) return;
       --pending_runs_;
+      triggered_runs_ = std::min(triggered_runs_, pending_runs_);
       break;
     case Mode::queue:
       if (queued_locked() == 0) return;
@@ -511,10 +513,13 @@ bool Worker::trigger_run(bool force, const char*) {
   {
     std::lock_guard lk(m_);
     if (state_ != WorkerState::active) return false;
-    if (force)
+    if (force) {
       ++pending_runs_;
-    else if (pending_runs_ == 0)
-      pending_runs_ = 1;
+      ++triggered_runs_;
+    } else {
+      if (pending_runs_ == 0) pending_runs_ = 1;
+      if (triggered_runs_ == 0) triggered_runs_ = 1;  // a run already pending (a tick's) serves it too
+    }
     // Delay mode: the run happens now; the gap starts again after it.
     if (mode_ == Mode::interval && cur_.delay.count() > 0 && !running_) cancel_timer_locked();
     kick_locked();
@@ -621,7 +626,9 @@ void Worker::run_done(std::uint64_t gen, bool keep) noexcept {
 void Worker::begin_stop_locked(bool by_executor) {
   state_ = WorkerState::stopping;
   cancel_timer_locked();
-  pending_runs_ = 0;
+  // Runs that trigger() promised and that will not happen now.
+  triggers_dropped_ += std::min(triggered_runs_, pending_runs_);
+  pending_runs_ = triggered_runs_ = 0;
   draining_ = !by_executor && drains_on_stop() && sv_ && sv_->is_running();
   if (!draining_ && running_ && current_.valid()) stop_request_ = current_;
   queue_state_changed_locked();

@@ -26,6 +26,12 @@ class EventWorker : public Worker {
   /// Asks for a run. Idle: the executor runs at once. While a run is in
   /// progress: triggers coalesce into one more run; a forced trigger queues
   /// a run of its own. Returns false (a no-op) when the worker is not active.
+  ///
+  /// True means the run is pending, not that it will happen: a stop() or
+  /// restart() before it begins drops it (the running call finishes, pending
+  /// runs do not start). Each dropped run that a trigger asked for counts in
+  /// info().triggers_dropped (triggers that coalesced into one run count
+  /// once).
   bool trigger(bool force = false) { return trigger_run(force, "EventWorker::trigger()"); }
 
  protected:

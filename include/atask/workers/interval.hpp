@@ -66,6 +66,8 @@ class IntervalWorker : public Worker {
 
   /// Runs the executor now (coalescing with a run in progress, or queued
   /// when forced), without moving the schedule. False when not active.
+  /// A run it asked for that a stop() or restart() drops before it begins
+  /// counts in info().triggers_dropped (see EventWorker::trigger()).
   bool trigger(bool force = false) { return trigger_run(force, "IntervalWorker::trigger()"); }
 
  protected:
@@ -86,6 +88,7 @@ class AsyncIntervalWorker : public Worker {
   explicit AsyncIntervalWorker(Supervisor& sv, IntervalOptions o)
       : Worker(sv, Mode::interval, true, detail::interval_settings(o)) {}
 
+  /// See IntervalWorker::trigger().
   bool trigger(bool force = false) { return trigger_run(force, "AsyncIntervalWorker::trigger()"); }
 
  protected:

@@ -222,7 +222,8 @@ class Worker : private detail::RegisteredWorker {
   /// True for event and interval workers: trigger() applies.
   bool can_trigger() const noexcept { return mode_ == Mode::event || mode_ == Mode::interval; }
   /// EventWorker/IntervalWorker::trigger() through the base class. False
-  /// when the worker is not active.
+  /// when the worker is not active. A run it asked for that a stop or
+  /// restart drops before it begins is counted in info().triggers_dropped.
   /// @throws LifecycleError for other kinds.
   bool trigger_any(bool force = false);
   /// True for queue workers whose item type converts from Boost.JSON
@@ -388,6 +389,7 @@ class Worker : private detail::RegisteredWorker {
   TaskHandle<void> current_{};
   std::thread::id run_thread_{};  // the thread the running executor call is on
   std::size_t pending_runs_ = 0;  // event/interval: runs asked for
+  std::size_t triggered_runs_ = 0;  // how many of pending_runs_ a trigger() asked for
   std::atomic<std::size_t> consecutive_errors_{0};
   std::unique_ptr<detail::WorkerTimer> timer_;
   std::chrono::steady_clock::time_point next_due_{};
@@ -396,6 +398,7 @@ class Worker : private detail::RegisteredWorker {
   // -- counters: atomics, so that a call that goes well takes no lock ------------
   std::atomic<std::uint64_t> runs_{0}, errors_{0};
   std::uint64_t skipped_ = 0;                 // under m_
+  std::uint64_t triggers_dropped_ = 0;        // under m_
   std::atomic<std::int64_t> last_run_ns_{0};  // system_clock, ns since the epoch; 0 = never
 };
 
