@@ -956,4 +956,41 @@ TEST_SUITE("workers") {
     w->stop();
     CHECK(w->info().triggers_dropped == 0);
   }
+
+  TEST_CASE("put and try_put reach a queue worker held as a Worker and refuse other workers by name") {
+    StartedSupervisor sv(options("heldasworker"));
+    Counter got;
+    std::atomic<int> sum{0};
+    std::vector<std::unique_ptr<atask::Worker>> all;
+    all.push_back(atask::queue_worker<int>(
+        sv,
+        [&](int x) {
+          sum += x;
+          got.bump();
+        },
+        {.name = "nums", .capacity = 1}));
+    all.push_back(atask::event_worker(sv, [] {}, {.name = "ev"}));
+    all.push_back(atask::queue_worker<std::string>(sv, [](std::string) {}, {.name = "words"}));
+    for (auto& w : all) w->start();
+
+    atask::Worker& nums = *all[0];
+    atask::put(nums, 2);
+    int three = 3;
+    atask::put(nums, three);
+    REQUIRE(got.wait_for_at_least(2));
+    CHECK(atask::try_put(nums, 4));
+    REQUIRE(got.wait_for_at_least(3));
+    CHECK(sum.load() == 9);
+    CHECK(atask::try_put<std::string>(*all[2], "text"));
+
+    const auto ev = what_of<atask::LifecycleError>([&] { atask::put(*all[1], 1); });
+    CHECK(contains(ev, "atask::put()"));
+    CHECK(contains(ev, "worker 'ev' is an event worker, not a queue worker of 'int'"));
+    const auto words = what_of<atask::LifecycleError>([&] { (void)atask::try_put(*all[2], 5); });
+    CHECK(contains(words, "atask::try_put()"));
+    CHECK(contains(words, "worker 'words' is a queue worker, but its items are not of type 'int'"));
+    // The queue's own rules hold: a stopped queue refuses the item.
+    all[0]->stop();
+    CHECK(contains(what_of<atask::LifecycleError>([&] { atask::put(nums, 5); }), "is not active"));
+  }
 }

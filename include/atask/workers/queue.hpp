@@ -9,6 +9,10 @@
 ///   sum->put(2);                                        // any thread; blocks while full
 ///   co_await sum->async_put(3, asio::use_awaitable);    // coroutines wait without a thread
 ///   sum->stop();                                        // drains what is queued (the default)
+///
+///   std::vector<std::unique_ptr<atask::Worker>> all;   // held as Worker: no cast needed
+///   all.push_back(atask::queue_worker<int>(sv, [](int) {}));
+///   atask::put(*all[0], 4);                             // LifecycleError if not a queue of int
 /// @endcode
 
 #include <atask/workers/background.hpp>
@@ -17,9 +21,11 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/core/demangle.hpp>
 #include <boost/json/value_to.hpp>
 
 #include <deque>
+#include <typeinfo>
 #include <vector>
 
 namespace atask {
@@ -88,9 +94,38 @@ class PutCompletion {
   std::unique_ptr<Base> p_;
 };
 
+/// The input of a queue worker of items T, whatever its order and executor
+/// form: what atask::put() and atask::try_put() find behind a Worker& (a
+/// second base of the queue worker types, reached by a cross-cast).
+template <class T>
+class QueueInput {
+ public:
+  virtual void put_item(T&& item) = 0;
+  virtual bool try_put_item(T& item) = 0;
+
+ protected:
+  ~QueueInput() = default;
+};
+
+/// The queue of T behind `w`.
+/// @throws LifecycleError naming the worker and T when `w` is not a queue
+///         worker of T.
+template <class T>
+QueueInput<T>& queue_of(Worker& w, const char* call) {
+  if (auto* q = dynamic_cast<QueueInput<T>*>(&w)) return *q;
+  const std::string type = boost::core::demangle(typeid(T).name());
+  if (w.kind() == "queue")
+    throw LifecycleError(std::string(call) + " - worker '" + w.name() +
+                         "' is a queue worker, but its items are not of type '" + type + "'");
+  const std::string kind(w.kind());
+  const char* article = kind.front() == 'e' || kind.front() == 'i' ? "an " : "a ";
+  throw LifecycleError(std::string(call) + " - worker '" + w.name() + "' is " + article + kind +
+                       " worker, not a queue worker of '" + type + "'");
+}
+
 /// Queue storage and put/take for both queue worker forms.
 template <class T, class Compare>
-class QueueBase : public Worker {
+class QueueBase : public Worker, public QueueInput<T> {
  public:
   /// Queues an item; blocks while the queue is full.
   /// @throws LifecycleError when the worker is not active (the item is not
@@ -202,6 +237,9 @@ class QueueBase : public Worker {
     std::lock_guard lk(m_);
     return std::exchange(unprocessed_, {});
   }
+
+  void put_item(T&& item) final { put(std::move(item)); }
+  bool try_put_item(T& item) final { return try_put(item); }
 
   ~QueueBase() override {
     std::lock_guard lk(m_);
@@ -447,6 +485,36 @@ class FnAsyncQueueWorker final : public AsyncQueueWorker<T, Compare> {
 };
 
 }  // namespace detail
+
+/// Puts `item` into `w`, a queue worker of T held as a Worker (say in a
+/// `std::vector<std::unique_ptr<atask::Worker>>`), without a cast: what
+/// QueueWorker<T>::put() does (blocks while the queue is full). T is the
+/// queue's item type, deduced from `item`; name it when the argument's type
+/// differs: `atask::put<std::string>(w, "text")`.
+/// @throws LifecycleError when `w` is not a queue worker of T (the message
+///         names the worker and T), or as QueueWorker<T>::put().
+template <class T>
+void put(Worker& w, T&& item) {
+  using Item = std::remove_cvref_t<T>;
+  detail::queue_of<Item>(w, "atask::put()").put_item(Item(std::forward<T>(item)));
+}
+
+/// QueueWorker<T>::try_put() on `w` held as a Worker: false when the queue
+/// is full now (a non-const lvalue `item` is then left untouched). T as for
+/// atask::put().
+/// @throws LifecycleError when `w` is not a queue worker of T (the message
+///         names the worker and T), or when the worker is not active.
+template <class T>
+bool try_put(Worker& w, T&& item) {
+  using Item = std::remove_cvref_t<T>;
+  auto& q = detail::queue_of<Item>(w, "atask::try_put()");
+  if constexpr (std::is_lvalue_reference_v<T> && !std::is_const_v<std::remove_reference_t<T>>) {
+    return q.try_put_item(item);
+  } else {
+    Item copy(std::forward<T>(item));
+    return q.try_put_item(copy);
+  }
+}
 
 /// Builds a queue worker from a callable taking (T, WorkerContext&) or (T)
 /// and returning void, bool or awaitable<void|bool>. Not started.
