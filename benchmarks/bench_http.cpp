@@ -451,7 +451,7 @@ int main(int argc, char** argv) {
     std::snprintf(name, sizeof name, "queue-%04d", i);
     queues.push_back(
         atask::queue_worker<int>(sv, [&q_items](int) { q_items.fetch_add(1, std::memory_order_relaxed); },
-                                 {.capacity = 1000, .name = name}));
+                                 {.name = name, .capacity = 1000}));
   }
   // The probe: an async interval worker every 10 ms (timer on the loop thread, run on the aloop).
   others.push_back(atask::interval_worker(sv,
@@ -459,7 +459,7 @@ int main(int argc, char** argv) {
                                             probe.hit();
                                             co_return;
                                           },
-                                          {.interval = 10ms, .name = "probe-10ms"}));
+                                          {.name = "probe-10ms", .interval = 10ms}));
   for (int i = 0; i + 1 < n_interval; ++i) {
     std::snprintf(name, sizeof name, "interval-%04d", i);
     atask::QueueWorker<int>* q = queues[static_cast<std::size_t>(i) % queues.size()].get();
@@ -476,9 +476,9 @@ int main(int argc, char** argv) {
                                  } catch (const atask::LifecycleError&) {
                                  }
                                },
-                               {.interval = std::chrono::milliseconds(1000 + (i * 397) % 4001),
-                                .delay_before = std::chrono::milliseconds((i * 131) % 1000),
-                                .name = name}));
+                               {.name = name,
+                                .interval = std::chrono::milliseconds(1000 + (i * 397) % 4001),
+                                .delay_before = std::chrono::milliseconds((i * 131) % 1000)}));
   }
   for (int i = 0; i < n_async; ++i) {
     std::snprintf(name, sizeof name, "poller-%04d", i);

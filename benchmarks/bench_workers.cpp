@@ -504,7 +504,7 @@ int main(int argc, char** argv) {
                                       gate.open();
                                       return false;  // stops the worker
                                     },
-                                    {.interval = interval, .name = "drift"});
+                                    {.name = "drift", .interval = interval});
     const auto t_start = clk::now();
     w->start();  // schedules start() + k * interval; the first run at once
     gate.wait();

@@ -13,7 +13,7 @@ int main() {
   sv.start();
 
   int sum = 0;
-  auto adder = atask::queue_worker<int>(sv, [&](int x) { sum += x; }, {.capacity = 100, .name = "adder"});
+  auto adder = atask::queue_worker<int>(sv, [&](int x) { sum += x; }, {.name = "adder", .capacity = 100});
   adder->start();
   for (int x : {2, 3, 4}) adder->put(x);
   adder->stop();  // drains: every queued item is processed first
@@ -22,13 +22,13 @@ int main() {
   // Priority order: the smallest item first.
   auto jobs = atask::queue_worker<std::pair<int, std::string>>(
       sv, [](std::pair<int, std::string> job) { std::printf("job %d: %s\n", job.first, job.second.c_str()); },
-      {.order = atask::QueueOrder::priority,
+      {.name = "jobs",
+       .order = atask::QueueOrder::priority,
        .on_stop = atask::QueueStop::hand_back,
        .on_hand_back =
            [](std::vector<std::pair<int, std::string>> left) {
              std::printf("%zu jobs handed back at stop\n", left.size());
-           },
-       .name = "jobs"});
+           }});
   jobs->start();
   jobs->put({3, "send report"});
   jobs->put({1, "urgent fix"});

@@ -24,7 +24,7 @@ int main() {
                                        std::printf("heartbeat at %6.1f ms\n", ms());
                                        ticks.count_down();
                                      },
-                                     {.interval = 1s, .name = "heartbeat"});
+                                     {.name = "heartbeat", .interval = 1s});
   beat->start({.interval = 20ms});  // this run: every 20 ms instead of every second
   ticks.wait();
   beat->stop();
@@ -36,7 +36,7 @@ int main() {
         std::printf("cleanup at %6.1f ms\n", ms());
         gaps.count_down();
       },
-      {.delay = 15ms, .delay_before = 10ms, .name = "cleanup", .priority = atask::Priority::low});
+      {.name = "cleanup", .priority = atask::Priority::low, .delay = 15ms, .delay_before = 10ms});
   cleanup->start();
   cleanup->trigger();  // once now, then every 15 ms after a run ends
   gaps.wait();

@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
         ++ingested;
         ingest_sum += x;
       },
-      {.capacity = 1000, .name = "ingest"});
+      {.name = "ingest", .capacity = 1000});
   auto flush = atask::event_worker(  // runs when triggered; triggers during a run coalesce
       sv,
       [&](atask::WorkerContext& ctx) {
@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
         say("%6.2fs  ingested %ld items (sum %ld), %ld flushes, %ld housekeeping rounds, %ld pings\n",
             now_s(), ingested.load(), ingest_sum.load(), flushes.load(), housekeeping.load(), pings.load());
       },
-      {.interval = 1s, .delay_before = 500ms, .name = "stats", .priority = Priority::high});
+      {.name = "stats", .priority = Priority::high, .interval = 1s, .delay_before = 500ms});
   std::atomic<long> primes_runs{0};
   auto primes = atask::interval_worker(  // its executor runs in a child process; the result comes back here
       sv, atask::process(&primes_below_200k, {.time_limit = 1s}),
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
           say("%6.2fs  %s: a child process counted %ld primes below 200000 (task #%llu)\n", now_s(),
               ctx.name.c_str(), found, static_cast<unsigned long long>(ctx.task_id));
       },
-      {.interval = 500ms, .name = "primes"});
+      {.name = "primes", .interval = 500ms});
   for (atask::Worker* w : std::initializer_list<atask::Worker*>{ingest.get(), flush.get(), janitor.get(),
                                                                 pinger.get(), stats.get()})
     w->start();

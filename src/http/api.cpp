@@ -159,6 +159,7 @@ json::object Api::worker_json(const WorkerInfo& w) {
   o["queue_length"] = w.queue_length;
   o["pending_runs"] = w.pending_runs;
   o["skipped_ticks"] = w.skipped_ticks;
+  o["triggers_dropped"] = w.triggers_dropped;
   o["can_trigger"] = w.can_trigger;
   o["can_put"] = w.accepts_json;
   return o;

@@ -65,6 +65,14 @@ const char* kind_of(bool interval, bool queue, bool event) {
 
 std::atomic<std::uint64_t> worker_names{0};
 
+// An .aloop on a worker whose executor never runs on an aloop is a mistake,
+// not a hint (as for Supervisor::submit()).
+std::string blocking_aloop(const std::string& who, const std::string& aloop) {
+  return who + ": .aloop = '" + aloop +
+         "' names an aloop, but its executor does not return an awaitable: it runs on the pool, never on an "
+         "aloop";
+}
+
 // What a stop request makes code throw: an aborted Asio wait or TaskCanceled.
 bool is_cancellation(std::exception_ptr e) noexcept {
   try {
@@ -103,6 +111,12 @@ Worker::Worker(Supervisor& sv, Mode mode, bool coroutine, detail::WorkerSettings
     timer_ = std::make_unique<detail::WorkerTimer>(sv.io_context());
   } else if (base_.interval.count() != 0 || base_.delay.count() != 0 || base_.delay_before.count() != 0) {
     fail("interval, delay and delay_before are for interval workers");
+  }
+  if (!coroutine_ && !base_.aloop.empty()) {
+    const bool an = mode_ == Mode::event || mode_ == Mode::interval;
+    fail(blocking_aloop(base_.name.empty() ? std::string(an ? "an " : "a ") + kind_ + " worker"
+                                           : "worker '" + base_.name + "'",
+                        base_.aloop));
   }
   cur_ = base_;
   try {
@@ -153,6 +167,8 @@ void Worker::validate_overrides(const StartOptions& o) const {
   if (mode_ != Mode::interval && (o.interval || o.delay || o.delay_before))
     throw OptionsError(where + " - interval, delay and delay_before are for interval workers");
   if (o.name && o.name->empty()) throw OptionsError(where + " - the name must not be empty");
+  if (!coroutine_ && o.aloop && !o.aloop->empty())
+    throw OptionsError(where + " - " + blocking_aloop("worker '" + name() + "'", *o.aloop));
   if (mode_ == Mode::interval) {
     auto interval = o.interval.value_or(base_.interval);
     auto delay = o.delay.value_or(base_.delay);
@@ -240,7 +256,7 @@ bool Worker::start(const StartOptions& o) {
     last_start_ = o;
     state_ = WorkerState::active;
     stop_hook_ = draining_ = finalizing_ = need_finalize_ = false;
-    pending_runs_ = 0;
+    pending_runs_ = triggered_runs_ = 0;
     consecutive_errors_ = 0;
     schedule_first_locked();
   }
@@ -352,6 +368,7 @@ WorkerInfo Worker::info() const {
   i.queue_length = queued_locked();
   i.pending_runs = pending_runs_;
   i.skipped_ticks = skipped_;
+  i.triggers_dropped = triggers_dropped_;
   i.can_trigger = can_trigger();
   i.accepts_json = accepts_json();
   return i;
@@ -479,6 +496,7 @@ void Worker::kick_locked() {
     case Mode::interval:
       if (pending_runs_ == 0) return;
       --pending_runs_;
+      triggered_runs_ = std::min(triggered_runs_, pending_runs_);
       break;
     case Mode::queue:
       if (queued_locked() == 0) return;
@@ -495,10 +513,13 @@ bool Worker::trigger_run(bool force, const char*) {
   {
     std::lock_guard lk(m_);
     if (state_ != WorkerState::active) return false;
-    if (force)
+    if (force) {
       ++pending_runs_;
-    else if (pending_runs_ == 0)
-      pending_runs_ = 1;
+      ++triggered_runs_;
+    } else {
+      if (pending_runs_ == 0) pending_runs_ = 1;
+      if (triggered_runs_ == 0) triggered_runs_ = 1;  // a run already pending (a tick's) serves it too
+    }
     // Delay mode: the run happens now; the gap starts again after it.
     if (mode_ == Mode::interval && cur_.delay.count() > 0 && !running_) cancel_timer_locked();
     kick_locked();
@@ -605,7 +626,9 @@ void Worker::run_done(std::uint64_t gen, bool keep) noexcept {
 void Worker::begin_stop_locked(bool by_executor) {
   state_ = WorkerState::stopping;
   cancel_timer_locked();
-  pending_runs_ = 0;
+  // Runs that trigger() promised and that will not happen now.
+  triggers_dropped_ += std::min(triggered_runs_, pending_runs_);
+  pending_runs_ = triggered_runs_ = 0;
   draining_ = !by_executor && drains_on_stop() && sv_ && sv_->is_running();
   if (!draining_ && running_ && current_.valid()) stop_request_ = current_;
   queue_state_changed_locked();

@@ -97,6 +97,29 @@ TEST_CASE("http: the http step boots after workers and is off unless served") {
   CHECK(std::find(order.begin(), order.end(), "workers") < std::find(order.begin(), order.end(), "http"));
 }
 
+TEST_CASE("http: a worker's JSON counts the triggers that a stop dropped") {
+  Served s;
+  test::Event entered, release;
+  test::OpenOnExit open{&release};
+  auto ev = atask::event_worker(
+      s.sv,
+      [&] {
+        entered.set();
+        REQUIRE(release.wait_for());
+      },
+      {.name = "ev"});
+  s.start();
+  ev->start();
+  REQUIRE(ev->trigger());
+  REQUIRE(entered.wait_for());
+  REQUIRE(ev->trigger());  // pending behind the running call
+  CHECK(parse(http_request(s.port(), "GET", "/api/workers/ev").body).at("triggers_dropped").as_int64() == 0);
+  ev->stop(false);  // drops it
+  CHECK(parse(http_request(s.port(), "GET", "/api/workers/ev").body).at("triggers_dropped").as_int64() == 1);
+  release.set();
+  REQUIRE(ev->wait_stopped_for(test::patience));
+}
+
 TEST_CASE("http: GET /api/workers lists every worker with its counters") {
   Served s;
   test::Event ran;
@@ -193,7 +216,7 @@ TEST_CASE("http: POST put converts JSON into a queue worker's items") {
     if (got.size() == 2) two.set();
   }, {.name = "nums"});
   auto full = atask::queue_worker<std::string>(s.sv, [&](std::string) { gate.wait_for(); },
-                                                 {.capacity = 1, .name = "full"});
+                                                 {.name = "full", .capacity = 1});
   auto opaque = atask::queue_worker<NoJson>(s.sv, [](NoJson) {}, {.name = "opaque"});
   auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
   test::OpenOnExit open{&gate};  // after the workers: opened before they stop

@@ -167,7 +167,7 @@ TEST_CASE("http: 2000 hostile requests get 4xx or a closed connection and distur
                                         .jobs = &jobs});
   std::atomic<long> sum{0};
   auto q = atask::queue_worker<long>(sv, [&](long x) { sum += x; }, {.name = "q"});
-  auto tick = atask::interval_worker(sv, [] {}, {.interval = 2ms, .name = "tick"});
+  auto tick = atask::interval_worker(sv, [] {}, {.name = "tick", .interval = 2ms});
   sv.start();
   q->start();
   tick->start();

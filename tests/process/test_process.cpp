@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -492,7 +493,7 @@ TEST_CASE("an interval worker with a static executor sums results in process_res
         if (sum.fetch_add(r) + r == 10) ten.set();
         return sum.load() < 10;  // false stops the worker
       },
-      {.interval = 5ms, .name = "summer"});
+      {.name = "summer", .interval = 5ms});
   w->start();
   REQUIRE(ten.wait_for());
   REQUIRE(w->wait_stopped_for(patience));
@@ -619,6 +620,34 @@ struct Pids : atask::ProcessWorker<Pids, atask::AsyncEventWorker> {
   Event ran;
 };
 
+// The same by the plain names: the process executor takes the coroutine form.
+struct PlainPids : atask::ProcessWorker<PlainPids, atask::IntervalWorker> {
+  using ProcessWorker::ProcessWorker;
+  static int run_in_child() { return static_cast<int>(::getpid()); }
+  void process_result(int pid) {
+    last = pid;
+    ran.set();
+  }
+  std::atomic<int> last{0};
+  Event ran;
+};
+static_assert(std::is_base_of_v<atask::AsyncIntervalWorker, PlainPids>);
+
+struct PlainSquares : atask::ProcessWorker<PlainSquares, atask::QueueWorker<int>> {
+  using ProcessWorker::ProcessWorker;
+  static int run_in_child(int x) { return x * x; }
+  void process_result(int r) {
+    if ((total += r) == 1 + 4 + 9) done.set();
+  }
+  std::atomic<int> total{0};
+  Event done;
+};
+static_assert(std::is_base_of_v<atask::AsyncQueueWorker<int>, PlainSquares>);
+static_assert(std::is_same_v<atask::detail::process_base_t<atask::BackgroundWorker>, atask::AsyncWorker>);
+static_assert(std::is_same_v<atask::detail::process_base_t<atask::EventWorker>, atask::AsyncEventWorker>);
+static_assert(
+    std::is_same_v<atask::detail::process_base_t<atask::AsyncEventWorker>, atask::AsyncEventWorker>);
+
 int fails_in_child() {
   throw std::runtime_error("bad input");
 }
@@ -638,6 +667,22 @@ TEST_CASE("process workers by subclassing: a queue and an event worker") {
   REQUIRE(e.ran.wait_for());
   CHECK(e.last.load() != static_cast<int>(::getpid()));
   CHECK(e.coroutine());
+  sv.stop();
+}
+
+TEST_CASE("process workers by subclassing name the plain worker types as well as the Async ones") {
+  StartedSupervisor sv(with_processes(2));
+  atask::AutoStop<PlainPids> p(sv, atask::IntervalOptions{.name = "plain-pids", .interval = 1h});
+  CHECK(p.coroutine());
+  CHECK(p.start());  // the first run is due at once
+  REQUIRE(p.ran.wait_for());
+  CHECK(p.last.load() != static_cast<int>(::getpid()));
+
+  atask::AutoStop<PlainSquares> q(sv, atask::QueueOptions<int>{.name = "plain-squares"});
+  q.start();
+  for (int i = 1; i <= 3; ++i) q.put(i);
+  REQUIRE(q.done.wait_for());
+  CHECK(q.total.load() == 14);
   sv.stop();
 }
 

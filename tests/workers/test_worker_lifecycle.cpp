@@ -187,7 +187,7 @@ TEST_SUITE("worker lifecycle") {
       r.index = i;
       const std::string name = "w" + std::to_string(i);
       const atask::WorkerOptions wo{.name = name, .on_error = count_error};
-      const atask::IntervalOptions io{.interval = 2ms, .name = name, .on_error = count_error};
+      const atask::IntervalOptions io{.name = name, .on_error = count_error, .interval = 2ms};
       atask::QueueOptions<int> qo;
       qo.name = name;
       qo.on_error = count_error;

@@ -532,7 +532,7 @@ TEST_SUITE("workers") {
     StartedSupervisor sv(options("iover"));
     Counter runs;
     auto w = atask::interval_worker(sv, [&] { runs.bump(); },
-                                    {.interval = 1h, .delay_before = 1h, .name = "tick"});
+                                    {.name = "tick", .interval = 1h, .delay_before = 1h});
     CHECK(w->start({.name = "fast", .priority = Priority::high, .interval = 5ms, .delay_before = 0ms}));
     CHECK(w->name() == "fast");
     CHECK(w->priority() == Priority::high);
@@ -808,5 +808,189 @@ TEST_SUITE("workers") {
     sv.reset();
     CHECK(w->is_stopped());
     CHECK(contains(what_of<atask::LifecycleError>([&] { w->start(); }), "is gone"));
+  }
+  // -- issue 10: friction a new user hit -------------------------------------------------
+  TEST_CASE("interval and queue options take the common fields first in the order of WorkerOptions") {
+    // Designated initializers name fields in declaration order: these lines
+    // compile only when name, priority, aloop, on_error and stop_after_errors
+    // come first, in that order, and the fields of the kind after them.
+    StartedSupervisor sv(options("natural"));
+    Counter errors;
+    const atask::IntervalOptions io{.name = "beat",
+                                    .priority = Priority::high,
+                                    .aloop = {},
+                                    .on_error = [&](const atask::WorkerError&) { errors.bump(); },
+                                    .stop_after_errors = 3,
+                                    .interval = 1h,
+                                    .delay = {},
+                                    .delay_before = 1h};
+    const atask::QueueOptions<int> qo{.name = "ingest",
+                                      .priority = Priority::low,
+                                      .aloop = {},
+                                      .on_error = {},
+                                      .stop_after_errors = 2,
+                                      .capacity = 7,
+                                      .order = atask::QueueOrder::priority,
+                                      .on_stop = atask::QueueStop::hand_back,
+                                      .on_hand_back = {}};
+    auto beat = atask::interval_worker(sv, [] {}, io);
+    auto tick = atask::interval_worker(sv, [] {}, {.name = "tick", .interval = 1h});
+    auto ingest = atask::queue_worker<int>(sv, [](int) {}, qo);
+    auto adder = atask::queue_worker<int>(sv, [](int) {}, {.name = "adder", .capacity = 3});
+    CHECK(beat->name() == "beat");
+    CHECK(beat->priority() == Priority::high);
+    CHECK(tick->name() == "tick");
+    CHECK(ingest->name() == "ingest");
+    CHECK(ingest->priority() == Priority::low);
+    CHECK(ingest->capacity() == 7);
+    CHECK(adder->name() == "adder");
+    CHECK(adder->capacity() == 3);
+  }
+
+  TEST_CASE("an aloop on a blocking executor is an options error naming the worker and the aloop") {
+    StartedSupervisor sv(options("blockaloop"));
+    sv.create_aloop("io");
+    auto at_construction = [&](auto make) { return what_of<atask::OptionsError>(make); };
+    const auto bg =
+        at_construction([&] { (void)atask::background_worker(sv, [] {}, {.name = "bg", .aloop = "io"}); });
+    CHECK(contains(bg, "BackgroundWorker::BackgroundWorker()"));
+    CHECK(contains(bg, "worker 'bg'"));
+    CHECK(contains(bg, ".aloop = 'io'"));
+    CHECK(contains(bg, "runs on the pool"));
+    CHECK(contains(
+        at_construction([&] { (void)atask::event_worker(sv, [] {}, {.name = "ev", .aloop = "io"}); }),
+        "worker 'ev': .aloop = 'io'"));
+    CHECK(contains(at_construction([&] {
+                     (void)atask::interval_worker(sv, [] {}, {.name = "iv", .aloop = "io", .interval = 1h});
+                   }),
+                   "worker 'iv': .aloop = 'io'"));
+    CHECK(contains(
+        at_construction([&] { (void)atask::queue_worker<int>(sv, [](int) {}, {.name = "q", .aloop = "io"}); }),
+        "worker 'q': .aloop = 'io'"));
+    // Unnamed: the kind stands in for the name. Nothing was registered.
+    CHECK(contains(at_construction([&] { (void)atask::event_worker(sv, [] {}, {.aloop = "io"}); }),
+                   "an event worker: .aloop = 'io'"));
+    CHECK(sv.workers().empty());
+
+    // In a start() override: refused, and the worker stays stopped.
+    Counter runs;
+    auto ev = atask::event_worker(sv, [&] { runs.bump(); }, {.name = "ev"});
+    const auto st = what_of<atask::OptionsError>([&] { ev->start({.aloop = "io"}); });
+    CHECK(contains(st, "EventWorker::start()"));
+    CHECK(contains(st, "worker 'ev': .aloop = 'io'"));
+    CHECK(ev->is_stopped());
+    CHECK(ev->start());  // without the override it starts and runs
+    CHECK(ev->trigger());
+    CHECK(runs.wait_for_at_least(1));
+
+    // A coroutine executor takes the aloop, at construction and in start().
+    Event on_io;
+    auto co = atask::event_worker(
+        sv,
+        [&]() -> asio::awaitable<void> {
+          on_io.set();
+          co_return;
+        },
+        {.name = "co", .aloop = "io"});
+    CHECK(co->start({.aloop = "io"}));
+    CHECK(co->trigger());
+    CHECK(on_io.wait_for());
+  }
+
+  TEST_CASE("a trigger that a stop or a restart drops before its run began is counted") {
+    StartedSupervisor sv(options("dropped"));
+    Event release;
+    OpenOnExit open{&release};
+    Counter entered, runs;
+    auto w = atask::event_worker(sv, [&] {
+      entered.bump();
+      REQUIRE(release.wait_for());
+      runs.bump();
+    });
+    w->start();
+    REQUIRE(w->trigger());
+    REQUIRE(entered.wait_for_at_least(1));  // run 1 is going: what follows waits
+    CHECK(w->trigger());                    // one more run pending...
+    CHECK(w->trigger());                    // ...coalesced with it
+    CHECK(w->trigger(true));                // a run of its own
+    CHECK(w->info().pending_runs == 2);
+    CHECK(w->info().triggers_dropped == 0);
+    w->stop(false);  // the stop begins now: the two pending runs are dropped
+    CHECK(w->info().triggers_dropped == 2);
+    CHECK(w->info().pending_runs == 0);
+    CHECK_FALSE(w->trigger());  // not active: false, and not counted
+    release.set();
+    REQUIRE(w->wait_stopped_for(patience));
+    CHECK(runs.value() == 1);
+    CHECK(w->info().triggers_dropped == 2);
+
+    // restart() drops a pending trigger too. The run it finds is held open
+    // again: only the first run of each start waits.
+    Event release2;
+    OpenOnExit open2{&release2};
+    auto v = atask::event_worker(sv, [&] {
+      if (entered.bump() == 2) REQUIRE(release2.wait_for());
+    });
+    v->start();
+    REQUIRE(v->trigger());
+    REQUIRE(entered.wait_for_at_least(2));
+    CHECK(v->trigger());
+    auto restarted = std::async(std::launch::async, [&] { v->restart(); });
+    REQUIRE(eventually([&] { return v->state() == WorkerState::stopping; }));
+    CHECK(v->info().triggers_dropped == 1);
+    release2.set();
+    wait_or_abort(restarted, "Worker::restart()");
+    CHECK(v->is_active());
+    CHECK(v->info().triggers_dropped == 1);
+    CHECK(entered.value() == 2);  // the dropped trigger never ran
+  }
+
+  TEST_CASE("a run that a trigger asked for and that ran is not counted as dropped") {
+    StartedSupervisor sv(options("notdropped"));
+    Counter runs;
+    auto w = atask::event_worker(sv, [&] { runs.bump(); });
+    w->start();
+    CHECK(w->trigger());
+    REQUIRE(runs.wait_for_at_least(1));
+    REQUIRE(eventually([&] { return w->info().runs == 1; }));
+    w->stop();
+    CHECK(w->info().triggers_dropped == 0);
+  }
+
+  TEST_CASE("put and try_put reach a queue worker held as a Worker and refuse other workers by name") {
+    StartedSupervisor sv(options("heldasworker"));
+    Counter got;
+    std::atomic<int> sum{0};
+    std::vector<std::unique_ptr<atask::Worker>> all;
+    all.push_back(atask::queue_worker<int>(
+        sv,
+        [&](int x) {
+          sum += x;
+          got.bump();
+        },
+        {.name = "nums", .capacity = 1}));
+    all.push_back(atask::event_worker(sv, [] {}, {.name = "ev"}));
+    all.push_back(atask::queue_worker<std::string>(sv, [](std::string) {}, {.name = "words"}));
+    for (auto& w : all) w->start();
+
+    atask::Worker& nums = *all[0];
+    atask::put(nums, 2);
+    int three = 3;
+    atask::put(nums, three);
+    REQUIRE(got.wait_for_at_least(2));
+    CHECK(atask::try_put(nums, 4));
+    REQUIRE(got.wait_for_at_least(3));
+    CHECK(sum.load() == 9);
+    CHECK(atask::try_put<std::string>(*all[2], "text"));
+
+    const auto ev = what_of<atask::LifecycleError>([&] { atask::put(*all[1], 1); });
+    CHECK(contains(ev, "atask::put()"));
+    CHECK(contains(ev, "worker 'ev' is an event worker, not a queue worker of 'int'"));
+    const auto words = what_of<atask::LifecycleError>([&] { (void)atask::try_put(*all[2], 5); });
+    CHECK(contains(words, "atask::try_put()"));
+    CHECK(contains(words, "worker 'words' is a queue worker, but its items are not of type 'int'"));
+    // The queue's own rules hold: a stopped queue refuses the item.
+    all[0]->stop();
+    CHECK(contains(what_of<atask::LifecycleError>([&] { atask::put(nums, 5); }), "is not active"));
   }
 }

@@ -35,6 +35,10 @@ struct WorkerInfo {
   std::size_t queue_length = 0;                                     ///< queue workers: items waiting
   std::size_t pending_runs = 0;     ///< event/interval workers: runs asked for and not yet started
   std::uint64_t skipped_ticks = 0;  ///< interval workers: ticks that passed during a run (coalesced)
+  /// Event and interval workers: runs asked for by trigger() (which returned
+  /// true) that a stop or restart dropped before they began. Triggers that
+  /// coalesced into one pending run count once.
+  std::uint64_t triggers_dropped = 0;
   bool can_trigger = false;         ///< event and interval workers (Worker::trigger_any)
   bool accepts_json = false;        ///< queue workers whose items convert from JSON (Worker::try_put_json)
 };

@@ -140,7 +140,8 @@ class FnAsyncWorker final : public Base {
 /// and returning void or bool (false stops the worker) - a BackgroundWorker
 /// - or returning boost::asio::awaitable<void|bool> - an AsyncWorker on an
 /// aloop. The worker is not started.
-/// @throws OptionsError for a taken name.
+/// @throws OptionsError for a taken name, or for an `.aloop` when f is
+///         blocking (it runs on the pool, never on an aloop).
 template <class F>
 [[nodiscard]] auto background_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)

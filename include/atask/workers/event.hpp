@@ -26,6 +26,12 @@ class EventWorker : public Worker {
   /// Asks for a run. Idle: the executor runs at once. While a run is in
   /// progress: triggers coalesce into one more run; a forced trigger queues
   /// a run of its own. Returns false (a no-op) when the worker is not active.
+  ///
+  /// True means the run is pending, not that it will happen: a stop() or
+  /// restart() before it begins drops it (the running call finishes, pending
+  /// runs do not start). Each dropped run that a trigger asked for counts in
+  /// info().triggers_dropped (triggers that coalesced into one run count
+  /// once).
   bool trigger(bool force = false) { return trigger_run(force, "EventWorker::trigger()"); }
 
  protected:
@@ -61,7 +67,8 @@ class AsyncEventWorker : public Worker {
 
 /// Builds an event worker from a callable ((WorkerContext&) or (); void,
 /// bool or awaitable<void|bool>). Not started.
-/// @throws OptionsError for a taken name.
+/// @throws OptionsError for a taken name, or for an `.aloop` when f is
+///         blocking (it runs on the pool, never on an aloop).
 template <class F>
 [[nodiscard]] auto event_worker(Supervisor& sv, F f, WorkerOptions o = {}) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)

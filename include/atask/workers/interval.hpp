@@ -5,7 +5,7 @@
 ///
 /// @code
 ///   auto beat = atask::interval_worker(sv, [] { send_heartbeat(); },
-///                                      {.interval = 1s, .priority = atask::Priority::high});
+///                                      {.priority = atask::Priority::high, .interval = 1s});
 ///   beat->start();
 ///   beat->trigger();   // one run now; the schedule stays as it was
 /// @endcode
@@ -14,8 +14,23 @@
 
 namespace atask {
 
-/// Options of interval workers (designated initializers).
+/// Options of interval workers (designated initializers). The common fields
+/// come first, in the order of WorkerOptions, then the schedule:
+/// `{.name = "beat", .priority = atask::Priority::high, .interval = 1s}`.
 struct IntervalOptions {
+  // -- the common fields, in the order of WorkerOptions --
+  /// Unique within the supervisor; empty = "interval-<n>".
+  std::string name{};
+  /// Pool priority of blocking executor runs (ignored by coroutine executors).
+  Priority priority = Priority::normal;
+  /// Aloop for coroutine executors; empty = the supervisor's default aloop.
+  /// OptionsError on a blocking executor (it runs on the pool).
+  std::string aloop{};
+  /// Called when an executor call throws; empty = log it.
+  ErrorHandler on_error{};
+  /// Stop the worker after this many executor calls in a row threw (0 = never).
+  std::size_t stop_after_errors = 0;
+  // -- interval workers only --
   /// Fixed rate: runs at start + delay_before + k * interval, however long
   /// each run takes (a run that overlaps the next tick delays it; ticks that
   /// pass during one run coalesce into one run, and the schedule stays put).
@@ -25,11 +40,6 @@ struct IntervalOptions {
   std::chrono::nanoseconds delay{0};
   /// Wait this long after start() before the first run (0: run at once).
   std::chrono::nanoseconds delay_before{0};
-  std::string name{};
-  Priority priority = Priority::normal;
-  std::string aloop{};
-  ErrorHandler on_error{};
-  std::size_t stop_after_errors = 0;
 };
 
 namespace detail {
@@ -49,12 +59,15 @@ inline WorkerSettings interval_settings(const IntervalOptions& o) {
 class IntervalWorker : public Worker {
  public:
   /// @throws OptionsError for interval <= 0 without a delay, interval with
-  ///         delay, negative delay or delay_before (or a taken name).
+  ///         delay, negative delay or delay_before (or a taken name, or an
+  ///         aloop: this executor runs on the pool).
   explicit IntervalWorker(Supervisor& sv, IntervalOptions o)
       : Worker(sv, Mode::interval, false, detail::interval_settings(o)) {}
 
   /// Runs the executor now (coalescing with a run in progress, or queued
   /// when forced), without moving the schedule. False when not active.
+  /// A run it asked for that a stop() or restart() drops before it begins
+  /// counts in info().triggers_dropped (see EventWorker::trigger()).
   bool trigger(bool force = false) { return trigger_run(force, "IntervalWorker::trigger()"); }
 
  protected:
@@ -75,6 +88,7 @@ class AsyncIntervalWorker : public Worker {
   explicit AsyncIntervalWorker(Supervisor& sv, IntervalOptions o)
       : Worker(sv, Mode::interval, true, detail::interval_settings(o)) {}
 
+  /// See IntervalWorker::trigger().
   bool trigger(bool force = false) { return trigger_run(force, "AsyncIntervalWorker::trigger()"); }
 
  protected:
@@ -88,7 +102,8 @@ class AsyncIntervalWorker : public Worker {
 
 /// Builds an interval worker from a callable ((WorkerContext&) or ();
 /// void, bool or awaitable<void|bool>). Not started.
-/// @throws OptionsError for a taken name or bad options (see IntervalWorker).
+/// @throws OptionsError for a taken name or bad options (see IntervalWorker;
+///         an `.aloop` when f is blocking).
 template <class F>
 [[nodiscard]] auto interval_worker(Supervisor& sv, F f, IntervalOptions o) {
   if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)

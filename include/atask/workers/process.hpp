@@ -8,7 +8,7 @@
 ///
 /// @code
 ///   // Subclass: the executor is `static R run_in_child(...)`.
-///   struct Counter : atask::ProcessWorker<Counter, atask::AsyncIntervalWorker> {
+///   struct Counter : atask::ProcessWorker<Counter, atask::IntervalWorker> {   // or AsyncIntervalWorker
 ///     using ProcessWorker::ProcessWorker;
 ///     static int run_in_child() { return expensive(); }
 ///     bool process_result(int r) { total += r; return true; }
@@ -92,15 +92,42 @@ struct ResultTo<Derived, void> {
   }
 };
 
+/// The coroutine form a process run needs (it awaits the child), from the
+/// worker type a user names: BackgroundWorker/AsyncWorker -> AsyncWorker, and
+/// so on. Anything else is left as it is, for the static_assert to name.
+template <class W>
+struct process_base {
+  using type = W;
+};
+template <>
+struct process_base<BackgroundWorker> {
+  using type = AsyncWorker;
+};
+template <>
+struct process_base<EventWorker> {
+  using type = AsyncEventWorker;
+};
+template <>
+struct process_base<IntervalWorker> {
+  using type = AsyncIntervalWorker;
+};
+template <class W>
+using process_base_t = typename process_base<W>::type;
+
 template <class W>
 inline constexpr bool is_async_worker_base =
     std::is_same_v<W, AsyncWorker> || std::is_same_v<W, AsyncEventWorker> || std::is_same_v<W, AsyncIntervalWorker>;
 
 }  // namespace detail
 
-/// A worker with a process executor, by subclassing (CRTP). Base is
-/// AsyncWorker, AsyncEventWorker or AsyncIntervalWorker (the coroutine form
-/// of the worker type: the run awaits the child). Derived declares
+/// A worker with a process executor, by subclassing (CRTP). Base names the
+/// worker type: BackgroundWorker, EventWorker or IntervalWorker, or their
+/// coroutine forms AsyncWorker, AsyncEventWorker, AsyncIntervalWorker. Either
+/// name gives the coroutine form (the run awaits the child, holding no pool
+/// thread), so ProcessWorker<Me, IntervalWorker> is an AsyncIntervalWorker
+/// and takes IntervalOptions. For queues: ProcessQueueWorker<Me, T>, or
+/// ProcessWorker<Me, QueueWorker<T>> (or AsyncQueueWorker<T>), the same
+/// type. Derived declares
 ///   static R run_in_child();          // runs in a child process
 ///   bool process_result(R result);    // or void; runs in the parent
 /// (for R = void: process_result()).
@@ -108,13 +135,14 @@ inline constexpr bool is_async_worker_base =
 /// @par Thread safety
 /// Distinct objects: Safe. Shared objects: Safe, as Base.
 template <class Derived, class Base>
-class ProcessWorker : public Base {
-  static_assert(detail::is_async_worker_base<Base>,
-                "atask::ProcessWorker<Derived, Base>: Base must be AsyncWorker, AsyncEventWorker or "
-                "AsyncIntervalWorker (ProcessQueueWorker for queues)");
+class ProcessWorker : public detail::process_base_t<Base> {
+  using Async = detail::process_base_t<Base>;
+  static_assert(detail::is_async_worker_base<Async>,
+                "atask::ProcessWorker<Derived, Base>: Base must be BackgroundWorker, EventWorker, "
+                "IntervalWorker, QueueWorker<T> or their Async* forms");
 
  public:
-  using Base::Base;
+  using Async::Async;
 
  private:
   boost::asio::awaitable<bool> run(WorkerContext& ctx) final {
@@ -141,6 +169,19 @@ class ProcessQueueWorker : public AsyncQueueWorker<T, Compare> {
     return detail::run_in_process(*this, atask::process(&Derived::run_in_child), ctx,
                                   detail::ResultTo<Derived, R>{static_cast<Derived*>(this)}, std::move(item));
   }
+};
+
+/// ProcessWorker<Derived, QueueWorker<T, Compare>> (or AsyncQueueWorker):
+/// ProcessQueueWorker<Derived, T, Compare>, by the worker type's name.
+template <class Derived, class T, class Compare>
+class ProcessWorker<Derived, QueueWorker<T, Compare>> : public ProcessQueueWorker<Derived, T, Compare> {
+ public:
+  using ProcessQueueWorker<Derived, T, Compare>::ProcessQueueWorker;
+};
+template <class Derived, class T, class Compare>
+class ProcessWorker<Derived, AsyncQueueWorker<T, Compare>> : public ProcessQueueWorker<Derived, T, Compare> {
+ public:
+  using ProcessQueueWorker<Derived, T, Compare>::ProcessQueueWorker;
 };
 
 namespace detail {

@@ -9,6 +9,10 @@
 ///   sum->put(2);                                        // any thread; blocks while full
 ///   co_await sum->async_put(3, asio::use_awaitable);    // coroutines wait without a thread
 ///   sum->stop();                                        // drains what is queued (the default)
+///
+///   std::vector<std::unique_ptr<atask::Worker>> all;   // held as Worker: no cast needed
+///   all.push_back(atask::queue_worker<int>(sv, [](int) {}));
+///   atask::put(*all[0], 4);                             // LifecycleError if not a queue of int
 /// @endcode
 
 #include <atask/workers/background.hpp>
@@ -17,9 +21,11 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/core/demangle.hpp>
 #include <boost/json/value_to.hpp>
 
 #include <deque>
+#include <typeinfo>
 #include <vector>
 
 namespace atask {
@@ -36,9 +42,24 @@ enum class QueueStop : unsigned char {
   hand_back  ///< they are handed back: to on_hand_back, or kept for take_unprocessed()
 };
 
-/// Options of queue workers (designated initializers).
+/// Options of queue workers (designated initializers). The common fields
+/// come first, in the order of WorkerOptions, then the queue's own:
+/// `{.name = "ingest", .capacity = 1000}`.
 template <class T>
 struct QueueOptions {
+  // -- the common fields, in the order of WorkerOptions --
+  /// Unique within the supervisor; empty = "queue-<n>".
+  std::string name{};
+  /// Pool priority of blocking executor runs (ignored by coroutine executors).
+  Priority priority = Priority::normal;
+  /// Aloop for coroutine executors; empty = the supervisor's default aloop.
+  /// OptionsError on a blocking executor (it runs on the pool).
+  std::string aloop{};
+  /// Called when an executor call throws; empty = log it.
+  ErrorHandler on_error{};
+  /// Stop the worker after this many executor calls in a row threw (0 = never).
+  std::size_t stop_after_errors = 0;
+  // -- queue workers only --
   /// 0 = unbounded. When full, put() blocks, put_for() waits up to its
   /// timeout, try_put() fails and async_put() completes once there is room.
   std::size_t capacity = 0;
@@ -48,11 +69,6 @@ struct QueueOptions {
   /// false, or a supervisor that stopped before the queue drained), on the
   /// thread that completes the stop. Empty: they wait in take_unprocessed().
   std::function<void(std::vector<T>)> on_hand_back{};
-  std::string name{};
-  Priority priority = Priority::normal;
-  std::string aloop{};
-  ErrorHandler on_error{};
-  std::size_t stop_after_errors = 0;
 };
 
 namespace detail {
@@ -78,9 +94,38 @@ class PutCompletion {
   std::unique_ptr<Base> p_;
 };
 
+/// The input of a queue worker of items T, whatever its order and executor
+/// form: what atask::put() and atask::try_put() find behind a Worker& (a
+/// second base of the queue worker types, reached by a cross-cast).
+template <class T>
+class QueueInput {
+ public:
+  virtual void put_item(T&& item) = 0;
+  virtual bool try_put_item(T& item) = 0;
+
+ protected:
+  ~QueueInput() = default;
+};
+
+/// The queue of T behind `w`.
+/// @throws LifecycleError naming the worker and T when `w` is not a queue
+///         worker of T.
+template <class T>
+QueueInput<T>& queue_of(Worker& w, const char* call) {
+  if (auto* q = dynamic_cast<QueueInput<T>*>(&w)) return *q;
+  const std::string type = boost::core::demangle(typeid(T).name());
+  if (w.kind() == "queue")
+    throw LifecycleError(std::string(call) + " - worker '" + w.name() +
+                         "' is a queue worker, but its items are not of type '" + type + "'");
+  const std::string kind(w.kind());
+  const char* article = kind.front() == 'e' || kind.front() == 'i' ? "an " : "a ";
+  throw LifecycleError(std::string(call) + " - worker '" + w.name() + "' is " + article + kind +
+                       " worker, not a queue worker of '" + type + "'");
+}
+
 /// Queue storage and put/take for both queue worker forms.
 template <class T, class Compare>
-class QueueBase : public Worker {
+class QueueBase : public Worker, public QueueInput<T> {
  public:
   /// Queues an item; blocks while the queue is full.
   /// @throws LifecycleError when the worker is not active (the item is not
@@ -192,6 +237,9 @@ class QueueBase : public Worker {
     std::lock_guard lk(m_);
     return std::exchange(unprocessed_, {});
   }
+
+  void put_item(T&& item) final { put(std::move(item)); }
+  bool try_put_item(T& item) final { return try_put(item); }
 
   ~QueueBase() override {
     std::lock_guard lk(m_);
@@ -360,8 +408,9 @@ class QueueBase : public Worker {
 template <class T, class Compare = std::less<>>
 class QueueWorker : public detail::QueueBase<T, Compare> {
  public:
-  /// @throws OptionsError for a taken name, or for QueueOrder::priority when
-  ///         Compare cannot order T.
+  /// @throws OptionsError for a taken name, for QueueOrder::priority when
+  ///         Compare cannot order T, or for an aloop (this executor runs on
+  ///         the pool).
   explicit QueueWorker(Supervisor& sv, QueueOptions<T> o = {})
       : detail::QueueBase<T, Compare>(sv, false, std::move(o), "QueueWorker") {}
 
@@ -386,7 +435,8 @@ class QueueWorker : public detail::QueueBase<T, Compare> {
 template <class T, class Compare = std::less<>>
 class AsyncQueueWorker : public detail::QueueBase<T, Compare> {
  public:
-  /// @throws OptionsError as QueueWorker's constructor does.
+  /// @throws OptionsError for a taken name, or for QueueOrder::priority
+  ///         when Compare cannot order T.
   explicit AsyncQueueWorker(Supervisor& sv, QueueOptions<T> o = {})
       : detail::QueueBase<T, Compare>(sv, true, std::move(o), "AsyncQueueWorker") {}
 
@@ -435,6 +485,36 @@ class FnAsyncQueueWorker final : public AsyncQueueWorker<T, Compare> {
 };
 
 }  // namespace detail
+
+/// Puts `item` into `w`, a queue worker of T held as a Worker (say in a
+/// `std::vector<std::unique_ptr<atask::Worker>>`), without a cast: what
+/// QueueWorker<T>::put() does (blocks while the queue is full). T is the
+/// queue's item type, deduced from `item`; name it when the argument's type
+/// differs: `atask::put<std::string>(w, "text")`.
+/// @throws LifecycleError when `w` is not a queue worker of T (the message
+///         names the worker and T), or as QueueWorker<T>::put().
+template <class T>
+void put(Worker& w, T&& item) {
+  using Item = std::remove_cvref_t<T>;
+  detail::queue_of<Item>(w, "atask::put()").put_item(Item(std::forward<T>(item)));
+}
+
+/// QueueWorker<T>::try_put() on `w` held as a Worker: false when the queue
+/// is full now (a non-const lvalue `item` is then left untouched). T as for
+/// atask::put().
+/// @throws LifecycleError when `w` is not a queue worker of T (the message
+///         names the worker and T), or when the worker is not active.
+template <class T>
+bool try_put(Worker& w, T&& item) {
+  using Item = std::remove_cvref_t<T>;
+  auto& q = detail::queue_of<Item>(w, "atask::try_put()");
+  if constexpr (std::is_lvalue_reference_v<T> && !std::is_const_v<std::remove_reference_t<T>>) {
+    return q.try_put_item(item);
+  } else {
+    Item copy(std::forward<T>(item));
+    return q.try_put_item(copy);
+  }
+}
 
 /// Builds a queue worker from a callable taking (T, WorkerContext&) or (T)
 /// and returning void, bool or awaitable<void|bool>. Not started.

@@ -71,6 +71,8 @@ using ErrorHandler = std::function<void(const WorkerError&)>;
 struct StartOptions {
   std::optional<std::string> name{};
   std::optional<Priority> priority{};
+  /// Coroutine executors only: a non-empty aloop on a blocking executor is
+  /// an OptionsError.
   std::optional<std::string> aloop{};
   /// Interval workers only (OptionsError on other workers).
   std::optional<std::chrono::nanoseconds> interval{};
@@ -85,6 +87,8 @@ struct WorkerOptions {
   /// Pool priority of blocking executor runs (ignored by coroutine executors).
   Priority priority = Priority::normal;
   /// Aloop for coroutine executors; empty = the supervisor's default aloop.
+  /// On a blocking executor (it runs on the pool) a non-empty aloop is an
+  /// OptionsError at construction, naming the worker and the aloop.
   std::string aloop{};
   /// Called when an executor call throws; empty = log it.
   ErrorHandler on_error{};
@@ -159,7 +163,9 @@ class Worker : private detail::RegisteredWorker {
   /// Starts the worker; false if it is already active or still stopping.
   /// What before_start() throws propagates and the worker stays stopped.
   /// @throws LifecycleError when the supervisor is not running.
-  /// @throws OptionsError for bad overrides (or a name another worker has).
+  /// @throws OptionsError for bad overrides (or a name another worker has,
+  ///         or an aloop for a blocking executor, or an aloop that does not
+  ///         exist).
   bool start(const StartOptions& overrides = {});
 
   /// Stops the worker: no new executor runs (a queue worker drains or hands
@@ -216,7 +222,8 @@ class Worker : private detail::RegisteredWorker {
   /// True for event and interval workers: trigger() applies.
   bool can_trigger() const noexcept { return mode_ == Mode::event || mode_ == Mode::interval; }
   /// EventWorker/IntervalWorker::trigger() through the base class. False
-  /// when the worker is not active.
+  /// when the worker is not active. A run it asked for that a stop or
+  /// restart drops before it begins is counted in info().triggers_dropped.
   /// @throws LifecycleError for other kinds.
   bool trigger_any(bool force = false);
   /// True for queue workers whose item type converts from Boost.JSON
@@ -233,7 +240,8 @@ class Worker : private detail::RegisteredWorker {
   enum class Mode : unsigned char { background, event, interval, queue };
 
   /// Registers the worker with the supervisor.
-  /// @throws OptionsError on a taken name.
+  /// @throws OptionsError on a taken name, or on an aloop for a blocking
+  ///         executor (`coroutine` false).
   Worker(Supervisor& sv, Mode mode, bool coroutine, detail::WorkerSettings settings);
 
   /// Hooks, on the thread that calls start()/stop() (after_stop: the thread
@@ -381,6 +389,7 @@ class Worker : private detail::RegisteredWorker {
   TaskHandle<void> current_{};
   std::thread::id run_thread_{};  // the thread the running executor call is on
   std::size_t pending_runs_ = 0;  // event/interval: runs asked for
+  std::size_t triggered_runs_ = 0;  // how many of pending_runs_ a trigger() asked for
   std::atomic<std::size_t> consecutive_errors_{0};
   std::unique_ptr<detail::WorkerTimer> timer_;
   std::chrono::steady_clock::time_point next_due_{};
@@ -389,6 +398,7 @@ class Worker : private detail::RegisteredWorker {
   // -- counters: atomics, so that a call that goes well takes no lock ------------
   std::atomic<std::uint64_t> runs_{0}, errors_{0};
   std::uint64_t skipped_ = 0;                 // under m_
+  std::uint64_t triggers_dropped_ = 0;        // under m_
   std::atomic<std::int64_t> last_run_ns_{0};  // system_clock, ns since the epoch; 0 = never
 };
 
