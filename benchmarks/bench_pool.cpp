@@ -165,7 +165,8 @@ int main(int argc, char** argv) {
       // busy starts one more thread, which is what the row above pays for.
       atask::ThreadPool pool({.limits = {.pool_size = 2}, .logger = quiet()});
       pool.start();
-      at3.push_back(throughput(n, [&](long i, auto f) { pool.post(atask::all_priorities[i % 3], std::move(f)); }));
+      at3.push_back(
+          throughput(n, [&](long i, auto f) { pool.post(atask::all_priorities[i % 3], std::move(f)); }));
     }
     {
       boost::asio::thread_pool pool(2);
@@ -253,7 +254,8 @@ int main(int argc, char** argv) {
     sv.stop();
   }
 
-  const double at_m = median(at), at3_m = median(at3), as_m = median(as), pl_m = median(pl), sv_m = median(sv_rate);
+  const double at_m = median(at), at3_m = median(at3), as_m = median(as), pl_m = median(pl),
+               sv_m = median(sv_rate);
   std::printf("\natask benchmarks (%s): %ld tasks per throughput run, median of %d runs, 2 pool threads\n\n",
               quick ? "quick" : "full", n, runs);
   std::printf("%-58s %14s %10s\n", "throughput (one submitting thread)", "tasks/s", "ratio");
@@ -287,8 +289,8 @@ int main(int argc, char** argv) {
       "\"wake_latency_us\":{\"atask\":{\"p50\":%.2f,\"p99\":%.2f},\"asio\":{\"p50\":%.2f,\"p99\":%.2f},"
       "\"plain\":{\"p50\":%.2f,\"p99\":%.2f}},"
       "\"idle_cpu_percent\":%.3f,\"rss_kib\":{\"before\":%ld,\"mid\":%ld,\"after\":%ld},\"history\":%zu}\n",
-      n, runs, as_m, pl_m, at_m, sv_m, at_m / as_m, at_m / pl_m, at3_m, at3_m / pl_m, percentile(lat_atask, .5),
-      percentile(lat_atask, .99), percentile(lat_asio, .5), percentile(lat_asio, .99),
-      percentile(lat_plain, .5), percentile(lat_plain, .99), idle_cpu_pct, rss_before, rss_mid, rss_after,
-      history_len);
+      n, runs, as_m, pl_m, at_m, sv_m, at_m / as_m, at_m / pl_m, at3_m, at3_m / pl_m,
+      percentile(lat_atask, .5), percentile(lat_atask, .99), percentile(lat_asio, .5),
+      percentile(lat_asio, .99), percentile(lat_plain, .5), percentile(lat_plain, .99), idle_cpu_pct,
+      rss_before, rss_mid, rss_after, history_len);
 }

@@ -195,7 +195,8 @@ constexpr std::size_t msg_size = 16;
 
 Echo fork_echo(EchoKind kind) {
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die(std::string("socketpair: ") + std::strerror(errno));
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    die(std::string("socketpair: ") + std::strerror(errno));
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) die(std::string("fork: ") + std::strerror(errno));
@@ -251,7 +252,8 @@ double pipelined_msgs_per_s(int window, long total, bool stream) {
   std::vector<pollfd> pf(ss.size());
   auto send = [&](S& s, long k) {
     if (stream) {
-      if (!write_all(s.fd, out.data(), static_cast<std::size_t>(k) * msg_size)) die("echo child: write failed");
+      if (!write_all(s.fd, out.data(), static_cast<std::size_t>(k) * msg_size))
+        die("echo child: write failed");
     } else {
       for (long j = 0; j < k; ++j)
         if (!write_all(s.fd, out.data(), msg_size)) die("echo child: write failed");
@@ -296,7 +298,8 @@ class LogSink final : public spdlog::sinks::base_sink<std::mutex> {
   void sink_it_(const spdlog::details::log_msg& msg) override {
     ++total;
     const std::string_view text(msg.payload.data(), msg.payload.size());
-    if (msg.level == spdlog::level::warn && text.find("crashed: killed by signal 6") != std::string_view::npos) {
+    if (msg.level == spdlog::level::warn &&
+        text.find("crashed: killed by signal 6") != std::string_view::npos) {
       ++crash_reports;
       return;
     }
@@ -315,7 +318,8 @@ int value_of(const H& h, const char* what) {
     die(std::string("LIBRARY PROBLEM: ") + what + ": task #" + std::to_string(h.id()) +
         " did not finish within 60 s (status " + std::string(atask::to_string(h.status())) + ")");
   } catch (const std::exception& e) {
-    die(std::string("LIBRARY PROBLEM: ") + what + ": task #" + std::to_string(h.id()) + " failed: " + e.what());
+    die(std::string("LIBRARY PROBLEM: ") + what + ": task #" + std::to_string(h.id()) +
+        " failed: " + e.what());
   }
 }
 
@@ -334,7 +338,7 @@ std::string join(const std::vector<double>& v) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  const int rtt_rounds = quick ? 2 : 5;           // interleaved rounds of 1 and 2
+  const int rtt_rounds = quick ? 2 : 5;             // interleaved rounds of 1 and 2
   const int pipe_samples = quick ? 5'000 : 20'000;  // section 1, over all rounds
   const int task_samples = quick ? 2'000 : 10'000;  // section 2, over all rounds
   const long ceiling_msgs = quick ? 50'000 : 200'000;
@@ -370,11 +374,13 @@ int main(int argc, char** argv) {
   sv1.start();
   for (int i = 0; i < 1'000; ++i) echo_round_trip_us(echoes[0].fd);
   for (int i = 0; i < 200; ++i)
-    if (value_of(sv1.submit({}, atask::process(&trivial), i), "warm-up") != i + 1) die("LIBRARY PROBLEM: wrong result");
+    if (value_of(sv1.submit({}, atask::process(&trivial), i), "warm-up") != i + 1)
+      die("LIBRARY PROBLEM: wrong result");
   long wrong = 0;
   for (int r = 0; r < rtt_rounds; ++r) {
     for (int i = 0; i < pipe_samples / rtt_rounds; ++i) pipe_us.push_back(echo_round_trip_us(echoes[0].fd));
-    for (int i = 0; i < pipe_samples / rtt_rounds; ++i) spin_us.push_back(echo_round_trip_spin_us(echoes[0].fd));
+    for (int i = 0; i < pipe_samples / rtt_rounds; ++i)
+      spin_us.push_back(echo_round_trip_spin_us(echoes[0].fd));
     for (int i = 0; i < task_samples / rtt_rounds; ++i) {
       const auto t0 = clk::now();
       auto h = sv1.submit({}, atask::process(&trivial), i);
@@ -395,7 +401,8 @@ int main(int argc, char** argv) {
       std::vector<atask::TaskHandle<int>> hs;
       hs.reserve(static_cast<std::size_t>(tasks));
       const auto t0 = clk::now();
-      for (long i = 0; i < tasks; ++i) hs.push_back(sv1.submit({}, atask::process(&trivial), static_cast<int>(i)));
+      for (long i = 0; i < tasks; ++i)
+        hs.push_back(sv1.submit({}, atask::process(&trivial), static_cast<int>(i)));
       for (auto& h : hs) sum += value_of(h, "throughput (all at once)");
       all_at_once.push_back(tasks / secs(clk::now() - t0));
       want_sum += static_cast<long long>(tasks) * (tasks + 1) / 2;
@@ -424,7 +431,8 @@ int main(int argc, char** argv) {
   long not_crashed = 0;
   sv2.start();
   for (int i = 0; i < 50; ++i)
-    if (value_of(sv2.submit({}, atask::process(&trivial), i), "warm-up") != i + 1) die("LIBRARY PROBLEM: wrong result");
+    if (value_of(sv2.submit({}, atask::process(&trivial), i), "warm-up") != i + 1)
+      die("LIBRARY PROBLEM: wrong result");
   const auto before5 = sv2.info().processes;
   for (int k = 0; k < crashes; ++k) {
     const auto ts = clk::now();
@@ -449,7 +457,8 @@ int main(int argc, char** argv) {
     recover_us.push_back(us(t1 - t0));
     for (int j = 0; j < normal_per_crash; ++j) {
       const auto n0 = clk::now();
-      if (value_of(sv2.submit({}, atask::process(&trivial), j), "normal") != j + 1) die("LIBRARY PROBLEM: wrong result");
+      if (value_of(sv2.submit({}, atask::process(&trivial), j), "normal") != j + 1)
+        die("LIBRARY PROBLEM: wrong result");
       normal_us.push_back(us(clk::now() - n0));
     }
     for (int j = 0; j < fresh_per_crash; ++j) fresh_fork_us.push_back(echo_round_trip_us(echoes[4].fd));
@@ -507,10 +516,10 @@ int main(int argc, char** argv) {
                   num("%.2fx", rec50 / nor50), "", ""});
   rows.push_back({"   ChildCrashed -> next task done p99 (us)", num("%.1f", rec99), num("%.1f", nor99),
                   num("%.2fx", rec99 / nor99), "", ""});
-  rows.push_back({"   ChildCrashed -> next task vs raw fork+echo p50", num("%.1f", rec50), num("%.1f", fork50),
-                  num("%.2fx", rec50 / fork50), "", ""});
-  rows.push_back({"   ChildCrashed -> next task vs raw fork+echo p99", num("%.1f", rec99), num("%.1f", fork99),
-                  num("%.2fx", rec99 / fork99), "", ""});
+  rows.push_back({"   ChildCrashed -> next task vs raw fork+echo p50", num("%.1f", rec50),
+                  num("%.1f", fork50), num("%.2fx", rec50 / fork50), "", ""});
+  rows.push_back({"   ChildCrashed -> next task vs raw fork+echo p99", num("%.1f", rec99),
+                  num("%.1f", fork99), num("%.2fx", rec99 / fork99), "", ""});
   rows.push_back({"   submit(abort) -> ChildCrashed p50 (us)", num("%.1f", det50), num("%.1f", nor50),
                   num("%.2fx", det50 / nor50), "", ""});
   rows.push_back({"   submit(abort) -> ChildCrashed p99 (us)", num("%.1f", det99), num("%.1f", nor99),
@@ -521,39 +530,49 @@ int main(int argc, char** argv) {
   const std::string load_end = loadavg();
   std::printf("\natask process-pool benchmarks (%s): %s\n", quick ? "quick" : "full", command.c_str());
   std::printf("  %s, %u hardware threads, %s %s; load average at start %s, at end %s\n", cpu_model().c_str(),
-              std::thread::hardware_concurrency(), un.sysname, un.release, load_start.c_str(), load_end.c_str());
+              std::thread::hardware_concurrency(), un.sysname, un.release, load_start.c_str(),
+              load_end.c_str());
 #ifdef NDEBUG
   const char* build = "NDEBUG";
 #else
   const char* build = "assertions on";
 #endif
-  std::printf("  g++ %s, %s; threads when the supervisors were constructed: %d and %d (want 1)\n", __VERSION__, build,
-              threads_at_sv1, threads_at_sv2);
+  std::printf("  g++ %s, %s; threads when the supervisors were constructed: %d and %d (want 1)\n",
+              __VERSION__, build, threads_at_sv1, threads_at_sv2);
   std::printf(
-      "  1: %zu round trips of a %zu-byte message over an AF_UNIX SOCK_STREAM socketpair to a forked echo child, "
+      "  1: %zu round trips of a %zu-byte message over an AF_UNIX SOCK_STREAM socketpair to a forked echo "
+      "child, "
       "one at a time\n"
-      "  2: %zu calls of sv.submit({}, atask::process(&trivial), i).get(), one at a time, processes.pool_size 2; "
+      "  2: %zu calls of sv.submit({}, atask::process(&trivial), i).get(), one at a time, "
+      "processes.pool_size 2; "
       "1 and 2 in %d interleaved rounds after a warm-up\n"
-      "  3: %ld messages of %zu bytes over 2 echo children, %d outstanding per child, one poll() loop, one write() "
+      "  3: %ld messages of %zu bytes over 2 echo children, %d outstanding per child, one poll() loop, one "
+      "write() "
       "per message, children answering one message at a time; 'coalesced': as many messages per write() as "
       "came back, children echoing whatever arrived; '1 at a time': %ld messages, 1 outstanding per child\n"
-      "  4: %ld trivial process tasks per run, processes.pool_size 2, handles kept; 3 and 4 alternate, medians "
+      "  4: %ld trivial process tasks per run, processes.pool_size 2, handles kept; 3 and 4 alternate, "
+      "medians "
       "of %d runs\n"
-      "  5: %d crashes, processes.pool_size 1: t0 = get() throws ChildCrashed, t1 = the next trivial task's get() "
-      "returned; baselines: %d normal round trips after each recovery on the same pool, and %d raw 'fork+echo': a "
+      "  5: %d crashes, processes.pool_size 1: t0 = get() throws ChildCrashed, t1 = the next trivial task's "
+      "get() "
+      "returned; baselines: %d normal round trips after each recovery on the same pool, and %d raw "
+      "'fork+echo': a "
       "small single-threaded process forks a fresh child that echoes one message (socketpair) and exits. The "
-      "aborting child's death is reported by the fork server (SIGCHLD -> control socket -> the supervisor's loop); t1 - t0 "
+      "aborting child's death is reported by the fork server (SIGCHLD -> control socket -> the supervisor's "
+      "loop); t1 - t0 "
       "includes one task round trip\n\n",
-      pipe_us.size(), msg_size, task_us.size(), rtt_rounds, ceiling_msgs, msg_size, window, lockstep_msgs, tasks,
-      runs, crashes, normal_per_crash, fresh_per_crash);
+      pipe_us.size(), msg_size, task_us.size(), rtt_rounds, ceiling_msgs, msg_size, window, lockstep_msgs,
+      tasks, runs, crashes, normal_per_crash, fresh_per_crash);
   std::printf("%-50s %11s %11s %8s %8s %5s\n", "metric", "atask", "baseline", "ratio", "target", "met?");
   for (auto& r : rows)
     std::printf("%-50s %11s %11s %8s %8s %5s\n", r.metric.c_str(), r.atask.c_str(), r.base.c_str(),
                 r.ratio.c_str(), r.target.c_str(), r.met.c_str());
   std::printf(
-      "\n  runs: ceiling %s msg/s; coalesced %s msg/s; 1 at a time %s msg/s; all at once %s tasks/s; at most %d "
+      "\n  runs: ceiling %s msg/s; coalesced %s msg/s; 1 at a time %s msg/s; all at once %s tasks/s; at most "
+      "%d "
       "in flight %s tasks/s\n",
-      join(ceiling).c_str(), join(coalesced).c_str(), join(lockstep).c_str(), join(all_at_once).c_str(), in_flight, join(bounded).c_str());
+      join(ceiling).c_str(), join(coalesced).c_str(), join(lockstep).c_str(), join(all_at_once).c_str(),
+      in_flight, join(bounded).c_str());
   std::printf(
       "  pool (size 2): completed %llu, spawned %llu, crashed %llu; pool (size 1) during 5: crashed %llu, "
       "spawned %llu (want %d and %d)\n"
@@ -562,7 +581,8 @@ int main(int argc, char** argv) {
       "  after stop: %d of our pids still alive (want 0), children left unreaped: %s\n\n",
       (unsigned long long)info1.completed_total, (unsigned long long)info1.spawned,
       (unsigned long long)info1.crashed, (unsigned long long)crashed5, (unsigned long long)spawned5, crashes,
-      crashes, sums_ok ? "ok" : "WRONG", sink->total, sink->crash_reports, alive, no_children ? "none" : "SOME");
+      crashes, sums_ok ? "ok" : "WRONG", sink->total, sink->crash_reports, alive,
+      no_children ? "none" : "SOME");
 
   std::printf(
       "{\"bench\":\"process\",\"quick\":%s,"
@@ -577,9 +597,9 @@ int main(int argc, char** argv) {
       "\"p99\":%.1f},\"normal_round_trip_us\":{\"p50\":%.2f,\"p99\":%.2f},"
       "\"fresh_fork_echo_us\":{\"p50\":%.1f,\"p99\":%.1f}},"
       "\"results_ok\":%s,\"leftover_pids\":%d,\"runs\":%d,\"loadavg\":{\"start\":\"%s\",\"end\":\"%s\"}}\n",
-      quick ? "true" : "false", pipe50, pipe99, pipe_us.size(), spin50, spin99, task50, task99, task_us.size(),
-      task50 / pipe50, task50 / spin50,
-      ceil_m, coal_m, lock_m, tasks, all_m, bnd_m, all_m / ceil_m, crashes, rec50, rec99, det50, det99, nor50, nor99, fork50, fork99,
+      quick ? "true" : "false", pipe50, pipe99, pipe_us.size(), spin50, spin99, task50, task99,
+      task_us.size(), task50 / pipe50, task50 / spin50, ceil_m, coal_m, lock_m, tasks, all_m, bnd_m,
+      all_m / ceil_m, crashes, rec50, rec99, det50, det99, nor50, nor99, fork50, fork99,
       sums_ok ? "true" : "false", alive + (no_children ? 0 : 1), runs, load_start.c_str(), load_end.c_str());
   return sums_ok && alive == 0 && no_children ? 0 : 1;
 }

@@ -25,10 +25,9 @@ int main() {
       {.name = "jobs",
        .order = atask::QueueOrder::priority,
        .on_stop = atask::QueueStop::hand_back,
-       .on_hand_back =
-           [](std::vector<std::pair<int, std::string>> left) {
-             std::printf("%zu jobs handed back at stop\n", left.size());
-           }});
+       .on_hand_back = [](std::vector<std::pair<int, std::string>> left) {
+         std::printf("%zu jobs handed back at stop\n", left.size());
+       }});
   jobs->start();
   jobs->put({3, "send report"});
   jobs->put({1, "urgent fix"});

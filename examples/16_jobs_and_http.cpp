@@ -38,7 +38,8 @@ int main() {
   // Two identical requests (key order does not matter): one job.
   auto a = jobs.ensure_run("squares", {{"n", 5}});
   auto b = jobs.ensure_run("squares", {{"n", 5}});
-  std::printf("same job: %s (#%llu)\n", a->id() == b->id() ? "yes" : "no", static_cast<unsigned long long>(a->id()));
+  std::printf("same job: %s (#%llu)\n", a->id() == b->id() ? "yes" : "no",
+              static_cast<unsigned long long>(a->id()));
 
   // Follow it: wait_change() returns at every change.
   atask::JobInfo j = a->info();

@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
     } else if (std::strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
       port = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--seconds N (0: until Ctrl-C)] [--port N (0: any free port)]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--seconds N (0: until Ctrl-C)] [--port N (0: any free port)]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -261,8 +262,8 @@ int main(int argc, char** argv) {
           try {
             if (e) std::rethrow_exception(e);
           } catch (const atask::ChildCrashed& c) {
-            say("%6.2fs  a process task crashed its child (signal %d); the pool replaced the child\n", now_s(),
-                c.signal());
+            say("%6.2fs  a process task crashed its child (signal %d); the pool replaced the child\n",
+                now_s(), c.signal());
           } catch (...) {
           }
         });
@@ -278,7 +279,8 @@ int main(int argc, char** argv) {
     if (std::chrono::steady_clock::now() >= next_job) {  // a new report every 15 s
       next_job += 15s;
       try {
-        last_job = jobs.ensure_run("report", {{"rows", 30}, {"started_at_s", static_cast<std::int64_t>(now_s())}});
+        last_job =
+            jobs.ensure_run("report", {{"rows", 30}, {"started_at_s", static_cast<std::int64_t>(now_s())}});
         say("%6.2fs  job #%llu (report) started; follow it on the dashboard\n", now_s(),
             static_cast<unsigned long long>(last_job->id()));
       } catch (const atask::Error&) {
@@ -293,7 +295,8 @@ int main(int argc, char** argv) {
           now_s(), p.threads, p.running[0], p.running[1], p.running[2], p.running[3], p.queued[0],
           p.queued[1], p.queued[2], static_cast<unsigned long long>(p.completed_total), io_done.load());
       auto& pp = i.processes;
-      say("%6.2fs  processes: %d children (%d idle) | done %llu | crashed %llu, replaced: %llu forked in all\n",
+      say("%6.2fs  processes: %d children (%d idle) | done %llu | crashed %llu, replaced: %llu forked in "
+          "all\n",
           now_s(), pp.children, pp.idle_children, static_cast<unsigned long long>(pp.completed_total),
           static_cast<unsigned long long>(pp.crashed), static_cast<unsigned long long>(pp.spawned));
       next_report += 1s;

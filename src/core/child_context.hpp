@@ -2,7 +2,6 @@
 // What a child process knows about the task it runs, for atask::this_task.
 // Written by the child loop; the stop slot by the parent, through shared memory.
 
-
 #include <atomic>
 #include <cstdint>
 

@@ -115,8 +115,7 @@ bool bearer_matches(std::string_view header, std::string_view token) noexcept {
   constexpr std::string_view prefix = "Bearer ";
   if (header.size() != prefix.size() + token.size()) return false;
   unsigned diff = 0;
-  for (std::size_t i = 0; i < prefix.size(); ++i)
-    diff |= static_cast<unsigned>(header[i] ^ prefix[i]);
+  for (std::size_t i = 0; i < prefix.size(); ++i) diff |= static_cast<unsigned>(header[i] ^ prefix[i]);
   for (std::size_t i = 0; i < token.size(); ++i)
     diff |= static_cast<unsigned>(header[prefix.size() + i] ^ token[i]);
   return diff == 0;
@@ -235,14 +234,18 @@ json::object Api::supervisor_json() const {
   o["processes"] = std::move(pr);
 
   json::array aloops;
-  for (const auto& a : i.aloops) aloops.push_back(json::object{{"name", a.name}, {"default", a.is_default}, {"running", a.running}});
+  for (const auto& a : i.aloops)
+    aloops.push_back(json::object{{"name", a.name}, {"default", a.is_default}, {"running", a.running}});
   o["aloops"] = std::move(aloops);
 
   json::array steps;
   for (const auto& s : i.steps) {
     json::array deps;
     for (const auto& d : s.depends_on) deps.push_back(json::value(d));
-    steps.push_back(json::object{{"name", s.name}, {"builtin", s.builtin}, {"state", to_string(s.state)}, {"depends_on", std::move(deps)}});
+    steps.push_back(json::object{{"name", s.name},
+                                 {"builtin", s.builtin},
+                                 {"state", to_string(s.state)},
+                                 {"depends_on", std::move(deps)}});
   }
   o["steps"] = std::move(steps);
 
@@ -264,8 +267,9 @@ Outcome Api::handle(const Request& r) const {
     std::string_view query;
     auto seg = split_path(r.target, query);
     if (!seg)
-      return error_reply(400, "malformed request target (expected an absolute path without empty, '.' or '..' "
-                              "segments, valid %-escapes and no control characters)");
+      return error_reply(400,
+                         "malformed request target (expected an absolute path without empty, '.' or '..' "
+                         "segments, valid %-escapes and no control characters)");
     if (r.method == "POST" && !r.authorized)
       return error_reply(401, "this server needs 'Authorization: Bearer <token>' for POST requests");
     return route(r, *seg, query);
@@ -278,20 +282,24 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
   const bool get = r.method == "GET", post = r.method == "POST";
   auto only = [&](bool ok, const char* allow) -> std::optional<Reply> {
     if (ok) return std::nullopt;
-    return error_reply(405, "method " + std::string(r.method) + " is not allowed here (allowed: " + allow + ")", allow);
+    return error_reply(
+        405, "method " + std::string(r.method) + " is not allowed here (allowed: " + allow + ")", allow);
   };
 
   if (seg.empty()) {
     if (!opt_.dashboard) return error_reply(404, "the dashboard is off (ServerOptions::dashboard)");
     if (auto e = only(get, "GET")) return *e;
-    return Reply{.status = 200, .body = std::string(dashboard_html, dashboard_html_size),
+    return Reply{.status = 200,
+                 .body = std::string(dashboard_html, dashboard_html_size),
                  .content_type = "text/html; charset=utf-8"};
   }
   if (seg.size() == 1 && seg[0] == "metrics") {
     if (auto e = only(get, "GET")) return *e;
     // Thousands of series with many workers: built on a pool thread (below).
     return OnPool{[sv = &sv_] {
-      return Reply{.status = 200, .body = prometheus_text(*sv), .content_type = "text/plain; version=0.0.4; charset=utf-8"};
+      return Reply{.status = 200,
+                   .body = prometheus_text(*sv),
+                   .content_type = "text/plain; version=0.0.4; charset=utf-8"};
     }};
   }
   if (seg[0] != "api" || seg.size() < 2) return error_reply(404, "no such path");
@@ -321,7 +329,8 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
     std::lock_guard lk(jobs_->m);
     if (!jobs_->configured) return error_reply(404, "this server has no jobs (ServerOptions::jobs)");
     if (!jobs_->p)
-      return error_reply(503, "the server's Jobs object is gone (it was destroyed while the server still ran)");
+      return error_reply(503,
+                         "the server's Jobs object is gone (it was destroyed while the server still ran)");
     if (seg.size() == 2) {
       if (auto e = only(get, "GET")) return *e;
       return jobs_get(*jobs_->p);
@@ -339,7 +348,8 @@ Reply Api::workers_get(Supervisor& sv, const std::string& name) {
     return json_reply(json::object{{"workers", std::move(a)}});
   }
   std::optional<WorkerInfo> info;
-  if (!atask::detail::SupervisorAccess::worker_registry(sv)->with_worker(name, [&](Worker& w) { info = w.info(); }))
+  if (!atask::detail::SupervisorAccess::worker_registry(sv)->with_worker(name,
+                                                                         [&](Worker& w) { info = w.info(); }))
     return error_reply(404, "no worker named '" + name + "'");
   return json_reply(worker_json(*info));
 }
@@ -354,24 +364,25 @@ Outcome Api::worker_post(const std::string& name, const std::string& action, std
     reg->with_worker(name, [&](Worker&) { exists = true; });
     if (!exists) return missing();
     return OnPool{[reg, name, action]() -> Reply {
-      Reply out = error_reply(404, "no worker named '" + name + "'");
-      reg->with_worker(name, [&](Worker& w) {
-        try {
-          json::object o{{"ok", true}};
-          if (action == "start")
-            o["started"] = w.start();
-          else
-            w.stop(false);
-          o["worker"] = worker_json(w.info());
-          out = json_reply(o);
-        } catch (const LifecycleError& e) {
-          out = error_reply(409, e.what());
-        } catch (const std::exception& e) {
-          out = error_reply(500, e.what());
-        }
-      });
-      return out;
-    }, false};
+                    Reply out = error_reply(404, "no worker named '" + name + "'");
+                    reg->with_worker(name, [&](Worker& w) {
+                      try {
+                        json::object o{{"ok", true}};
+                        if (action == "start")
+                          o["started"] = w.start();
+                        else
+                          w.stop(false);
+                        o["worker"] = worker_json(w.info());
+                        out = json_reply(o);
+                      } catch (const LifecycleError& e) {
+                        out = error_reply(409, e.what());
+                      } catch (const std::exception& e) {
+                        out = error_reply(500, e.what());
+                      }
+                    });
+                    return out;
+                  },
+                  false};
   }
 
   Reply out = missing();
@@ -380,15 +391,17 @@ Outcome Api::worker_post(const std::string& name, const std::string& action, std
       json::object o{{"ok", true}};
       if (action == "trigger") {
         if (!w.can_trigger())
-          return void(out = error_reply(409, "worker '" + name + "' is a " + std::string(w.kind()) +
-                                                 " worker: only event and interval workers can be triggered"));
+          return void(out =
+                          error_reply(409, "worker '" + name + "' is a " + std::string(w.kind()) +
+                                               " worker: only event and interval workers can be triggered"));
         o["triggered"] = w.trigger_any();
       } else {  // put
         if (!w.accepts_json())
-          return void(out = error_reply(
-                          409, w.kind() == "queue"
-                                   ? "the items of queue worker '" + name + "' do not convert from JSON"
-                                   : "worker '" + name + "' is a " + std::string(w.kind()) + " worker, not a queue worker"));
+          return void(
+              out = error_reply(409, w.kind() == "queue"
+                                         ? "the items of queue worker '" + name + "' do not convert from JSON"
+                                         : "worker '" + name + "' is a " + std::string(w.kind()) +
+                                               " worker, not a queue worker"));
         json::value item;
         try {
           item = parse_body(body, json::value(nullptr));
@@ -440,10 +453,12 @@ Reply Api::tasks_get(Supervisor& sv, std::string_view query) {
     o["priority"] = to_string(t.priority);
     o["kind"] = to_string(t.kind);
     o["status"] = to_string(t.status);
-    o["wait_seconds"] = t.queued_at ? json::value(seconds((t.started_at ? *t.started_at : now) - *t.queued_at))
-                                    : json::value(nullptr);
-    o["run_seconds"] = t.started_at ? json::value(seconds((t.finished_at ? *t.finished_at : now) - *t.started_at))
-                                    : json::value(nullptr);
+    o["wait_seconds"] = t.queued_at
+                            ? json::value(seconds((t.started_at ? *t.started_at : now) - *t.queued_at))
+                            : json::value(nullptr);
+    o["run_seconds"] = t.started_at
+                           ? json::value(seconds((t.finished_at ? *t.finished_at : now) - *t.started_at))
+                           : json::value(nullptr);
     o["error"] = t.error;
     a.push_back(std::move(o));
   }

@@ -28,7 +28,7 @@ struct Request {
   std::string_view method;  // "GET", "POST", ...
   std::string_view target;  // raw request target: path and query
   std::string_view body;
-  bool authorized = true;   // false: a token is set and the request does not carry it
+  bool authorized = true;  // false: a token is set and the request does not carry it
 };
 
 struct Reply {

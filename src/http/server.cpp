@@ -41,7 +41,8 @@ using namespace net::experimental::awaitable_operators;
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 struct Server::Impl : std::enable_shared_from_this<Impl> {
-  Impl(Supervisor& s, ServerOptions o) : sv(s), opt(std::move(o)), jobs(std::make_shared<detail::JobsRef>()) {}
+  Impl(Supervisor& s, ServerOptions o)
+      : sv(s), opt(std::move(o)), jobs(std::make_shared<detail::JobsRef>()) {}
 
   Supervisor& sv;
   const ServerOptions opt;
@@ -102,8 +103,8 @@ void Server::Impl::start() {
   const tcp::endpoint ep(addr, opt.port);
   acceptor.emplace(sv.io_context());
   auto fail = [&](const char* what) {
-    throw Error("http: cannot " + std::string(what) + " " + opt.address + ":" + std::to_string(opt.port) + " - " +
-                ec.message());
+    throw Error("http: cannot " + std::string(what) + " " + opt.address + ":" + std::to_string(opt.port) +
+                " - " + ec.message());
   };
   if (acceptor->open(ep.protocol(), ec)) fail("open a socket for");
   acceptor->set_option(net::socket_base::reuse_address(true), ec);
@@ -115,8 +116,8 @@ void Server::Impl::start() {
   slots.emplace(acceptor->get_executor(), build_slots);
   for (std::size_t i = 0; i < build_slots; ++i) slots->try_send(error_code{});
   sv.logger().info("{}: http: serving on http://{}:{}/", sv.id(), address_for_url, port.load());
-  net::co_spawn(acceptor->get_executor(), [self = shared_from_this()] { return self->accept_loop(); },
-                net::detached);
+  net::co_spawn(
+      acceptor->get_executor(), [self = shared_from_this()] { return self->accept_loop(); }, net::detached);
 }
 
 void Server::Impl::stop() {
@@ -165,8 +166,8 @@ net::awaitable<void> Server::Impl::accept_loop() {
   }
 }
 
-net::awaitable<bool> Server::Impl::write_reply(beast::tcp_stream& stream, const detail::Reply& r, unsigned version,
-                                               bool keep_alive) {
+net::awaitable<bool> Server::Impl::write_reply(beast::tcp_stream& stream, const detail::Reply& r,
+                                               unsigned version, bool keep_alive) {
   bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
   res.set(bhttp::field::server, "atask");
   res.set(bhttp::field::content_type, r.content_type);
@@ -205,8 +206,8 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
       // The client went away (between requests or in the middle of one):
       // nobody to answer.
       if (stopping || ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
-          ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::operation_aborted ||
-          ec == net::error::broken_pipe)
+          ec == net::error::eof || ec == net::error::connection_reset ||
+          ec == net::error::operation_aborted || ec == net::error::broken_pipe)
         break;
       int status = 400;
       std::string msg = "malformed request: " + ec.message();
@@ -223,14 +224,16 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
 
     auto& req = parser.get();
     if (req.version() != 10 && req.version() != 11) {
-      co_await write_reply(stream, detail::error_reply(400, "only HTTP/1.0 and HTTP/1.1 are served"), 11, false);
+      co_await write_reply(stream, detail::error_reply(400, "only HTTP/1.0 and HTTP/1.1 are served"), 11,
+                           false);
       break;
     }
     detail::Request r;
     r.method = req.method_string();
     r.target = req.target();
     r.body = req.body();
-    if (!opt.token.empty()) r.authorized = detail::bearer_matches(req[bhttp::field::authorization], opt.token);
+    if (!opt.token.empty())
+      r.authorized = detail::bearer_matches(req[bhttp::field::authorization], opt.token);
     const bool keep_alive = req.keep_alive();
     const unsigned version = req.version();
 
@@ -260,7 +263,8 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
     } else {
       reply = std::move(std::get<detail::Reply>(out));
     }
-    if (!co_await write_reply(stream, reply, version, keep_alive && !stopping) || !keep_alive || stopping) break;
+    if (!co_await write_reply(stream, reply, version, keep_alive && !stopping) || !keep_alive || stopping)
+      break;
   }
   error_code ec;
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -272,23 +276,24 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
 // the task metrics.
 net::awaitable<detail::Reply> Server::Impl::run_on_pool(std::function<detail::Reply()> fn) {
   auto ex = co_await net::this_coro::executor;
-  auto [e, reply] = co_await net::async_initiate<decltype(use_tuple), void(std::exception_ptr, detail::Reply)>(
-      [this, ex](auto handler, std::function<detail::Reply()> f) {
-        sv.post(Priority::critical, [f = std::move(f), handler = std::move(handler),
-                                     work = net::make_work_guard(ex)]() mutable {
-          detail::Reply r;
-          std::exception_ptr err;
-          try {
-            r = f();
-          } catch (...) {
-            err = std::current_exception();
-          }
-          net::post(work.get_executor(), [handler = std::move(handler), err, r = std::move(r)]() mutable {
-            std::move(handler)(err, std::move(r));
-          });
-        });
-      },
-      use_tuple, std::move(fn));
+  auto [e, reply] =
+      co_await net::async_initiate<decltype(use_tuple), void(std::exception_ptr, detail::Reply)>(
+          [this, ex](auto handler, std::function<detail::Reply()> f) {
+            sv.post(Priority::critical, [f = std::move(f), handler = std::move(handler),
+                                         work = net::make_work_guard(ex)]() mutable {
+              detail::Reply r;
+              std::exception_ptr err;
+              try {
+                r = f();
+              } catch (...) {
+                err = std::current_exception();
+              }
+              net::post(work.get_executor(), [handler = std::move(handler), err, r = std::move(r)]() mutable {
+                std::move(handler)(err, std::move(r));
+              });
+            });
+          },
+          use_tuple, std::move(fn));
   if (e) std::rethrow_exception(e);
   co_return reply;
 }
@@ -380,7 +385,8 @@ std::shared_ptr<Server> serve(Supervisor& sv, ServerOptions o) {
     bad("binding " + o.address + " (not loopback) needs a token: set ServerOptions::token");
   if (o.token.find_first_of(" \t\r\n") != std::string::npos) bad("the token must not contain whitespace");
   if (o.max_body_size == 0) bad("max_body_size must be > 0");
-  if (o.max_header_size < 1024 || o.max_header_size > (1u << 30)) bad("max_header_size must be 1 KiB to 1 GiB");
+  if (o.max_header_size < 1024 || o.max_header_size > (1u << 30))
+    bad("max_header_size must be 1 KiB to 1 GiB");
   if (o.request_timeout.count() <= 0) bad("request_timeout must be > 0");
   if (o.max_connections == 0) bad("max_connections must be > 0");
   auto impl = std::make_shared<Server::Impl>(sv, std::move(o));

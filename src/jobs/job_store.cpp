@@ -129,8 +129,8 @@ std::optional<sys_clock::time_point> JobStore::find(const std::string& key, std:
   return std::chrono::time_point_cast<sys_clock::duration>(std::chrono::file_clock::to_sys(mtime));
 }
 
-void JobStore::store(const std::string& key, std::uint64_t id, std::string_view type, const json::object& params,
-                     const fs::path& output) const {
+void JobStore::store(const std::string& key, std::uint64_t id, std::string_view type,
+                     const json::object& params, const fs::path& output) const {
   const auto side_tmp = temp_path(key, id, ".json");
   try {
     const json::object side{{"type", type}, {"params", params}};

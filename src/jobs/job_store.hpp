@@ -32,7 +32,8 @@ class JobStore {
   /// this store's nonce: two stores (or processes) over one directory may
   /// run the same key at once, with the same ids, and must not write into
   /// each other's file.
-  std::filesystem::path temp_path(const std::string& key, std::uint64_t id, std::string_view suffix = {}) const;
+  std::filesystem::path temp_path(const std::string& key, std::uint64_t id,
+                                  std::string_view suffix = {}) const;
 
   /// The result of an earlier run, if its sidecar says it is for exactly
   /// this type and these params (a hash collision or a tampered file never
@@ -44,8 +45,8 @@ class JobStore {
   /// (a result is never visible without the sidecar that vouches for it),
   /// then renames the output into place. Throws atask::Error or
   /// std::filesystem::filesystem_error; leaves no temp sidecar behind.
-  void store(const std::string& key, std::uint64_t id, std::string_view type, const boost::json::object& params,
-             const std::filesystem::path& output) const;
+  void store(const std::string& key, std::uint64_t id, std::string_view type,
+             const boost::json::object& params, const std::filesystem::path& output) const;
 
  private:
   std::filesystem::path dir_;

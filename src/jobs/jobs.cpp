@@ -244,13 +244,14 @@ struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
   using JobPtr = std::shared_ptr<Job::Impl>;
   using Started = std::vector<std::pair<JobPtr, TaskHandle<void>>>;
 
-  Impl(Supervisor& s, JobsOptions o) : sv(s), opts(std::move(o)), log(s.logger_ptr()), store(opts.storage_dir) {}
+  Impl(Supervisor& s, JobsOptions o)
+      : sv(s), opts(std::move(o)), log(s.logger_ptr()), store(opts.storage_dir) {}
 
   Supervisor& sv;
   const JobsOptions opts;
   const std::shared_ptr<spdlog::logger> log;
   const detail::JobStore store;
-  std::stop_source stop;    // requested by ~Jobs; every running job follows it
+  std::stop_source stop;  // requested by ~Jobs; every running job follows it
 
   mutable std::mutex m;  // before any Job::Impl::m, never after
   std::map<std::string, TypeEntry, std::less<>> types;

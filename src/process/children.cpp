@@ -62,7 +62,8 @@ void ProcessPool::spawn(bool extra) {
   }
   CtlPacket packet;
   packet.msg = {CtlType::spawn, 0, c->slot,
-                static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_tasks_per_child, UINT32_MAX)), c->key};
+                static_cast<std::uint32_t>(std::min<std::size_t>(opt_.max_tasks_per_child, UINT32_MAX)),
+                c->key};
   packet.attach(sv[1]);
   ssize_t r;
   while ((r = ::sendmsg(ctl_->native_handle(), &packet.hdr, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
@@ -210,8 +211,8 @@ void ProcessPool::on_bytes(Child& c) {
     if (len < reply_head || len > max_frame) {
       log_->error("{}: child process {} sent a malformed reply - killing it", id_, ch->pid);
       in.clear();
-      return kill_child(*ch, std::make_exception_ptr(ProcessError("its child process sent a malformed reply")),
-                        false);
+      return kill_child(
+          *ch, std::make_exception_ptr(ProcessError("its child process sent a malformed reply")), false);
     }
     if (in.size() - at - 4 < len) break;
     const char* p = in.data() + at + 4;
@@ -221,7 +222,8 @@ void ProcessPool::on_bytes(Child& c) {
     at += 4 + len;
     on_reply(*ch, id, ok, payload);
   }
-  if (Child* ch = find_key(key)) ch->in.erase(ch->in.begin(), ch->in.begin() + static_cast<std::ptrdiff_t>(at));
+  if (Child* ch = find_key(key))
+    ch->in.erase(ch->in.begin(), ch->in.begin() + static_cast<std::ptrdiff_t>(at));
 }
 
 void ProcessPool::on_reply(Child& c, std::uint64_t id, bool ok, std::string_view payload) {
@@ -247,7 +249,8 @@ void ProcessPool::on_reply(Child& c, std::uint64_t id, bool ok, std::string_view
         int regular = 0;
         for (auto& [k, o] : children_)
           if (!o->extra && !o->last_task &&
-              (o->state == ChildState::forking || o->state == ChildState::idle || o->state == ChildState::busy))
+              (o->state == ChildState::forking || o->state == ChildState::idle ||
+               o->state == ChildState::busy))
             ++regular;
         if (regular < opt_.pool_size + opt_.reserve_normal + opt_.reserve_high) {
           c.extra = false;
@@ -274,9 +277,9 @@ void ProcessPool::on_reply(Child& c, std::uint64_t id, bool ok, std::string_view
     const auto nul = payload.find('\0');
     std::string type(payload.substr(0, nul));
     std::string what(nul == std::string_view::npos ? std::string_view{} : payload.substr(nul + 1));
-    job->fail(std::make_exception_ptr(ChildError("task #" + std::to_string(id) + " raised in its child process: " +
-                                                     type + ": " + what,
-                                                 type, what)),
+    job->fail(std::make_exception_ptr(ChildError(
+                  "task #" + std::to_string(id) + " raised in its child process: " + type + ": " + what, type,
+                  what)),
               false);
   }
   job->task().release();

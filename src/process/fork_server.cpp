@@ -94,7 +94,8 @@ std::string describe_current() {
   return type + what;
 }
 
-[[noreturn]] void child_main(int fd, std::uint32_t max_tasks, int slot, pid_t server, const std::string& name) {
+[[noreturn]] void child_main(int fd, std::uint32_t max_tasks, int slot, pid_t server,
+                             const std::string& name) {
   // Dies with the server (a single-threaded process, so the "parent thread"
   // of PR_SET_PDEATHSIG is the whole server); the check closes the race
   // with a server that died before the prctl.

@@ -28,8 +28,8 @@ enum class CtlType : std::uint32_t { spawn = 1, kill = 2, spawned = 3, spawn_fai
 
 struct CtlMsg {
   CtlType type;
-  std::int32_t pid;         // kill, spawned, exited
-  std::int32_t value;       // spawn: stop slot (-1: none); kill: signal; spawn_failed: errno; exited: wait status
+  std::int32_t pid;    // kill, spawned, exited
+  std::int32_t value;  // spawn: stop slot (-1: none); kill: signal; spawn_failed: errno; exited: wait status
   std::uint32_t max_tasks;  // spawn: the child exits after this many tasks (0 = never)
   std::uint64_t key;        // spawn/spawned/spawn_failed: the parent's id of the child; kill: task id
 };

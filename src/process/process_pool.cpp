@@ -114,10 +114,11 @@ ProcessPool::ProcessPool(ProcessPoolOptions o, std::string id, std::shared_ptr<s
   if (const int n = thread_count(); n > 1)
     log_->warn(
         "{}: forking the process pool's fork server while this process runs {} threads; construct the "
-        "Supervisor before starting threads, so that no lock another thread holds is copied into the children",
+        "Supervisor before starting threads, so that no lock another thread holds is copied into the "
+        "children",
         id_, n);
-  void* mem = ::mmap(nullptr, sizeof(StopSlot) * stop_slot_count, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                     -1, 0);
+  void* mem = ::mmap(nullptr, sizeof(StopSlot) * stop_slot_count, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap of the stop slots");
   slots_ = static_cast<StopSlot*>(mem);
   for (int i = stop_slot_count - 1; i >= 0; --i) {
@@ -225,7 +226,8 @@ void ProcessPool::enqueue(ProcessJob& job) {
     }
   }
   if (!refused.empty()) {
-    job.task().cancel_pending(std::make_exception_ptr(TaskCanceled(task_name(job) + " was canceled: " + refused)));
+    job.task().cancel_pending(
+        std::make_exception_ptr(TaskCanceled(task_name(job) + " was canceled: " + refused)));
     throw LifecycleError("Supervisor::submit() - " + refused);
   }
   if (took)
@@ -264,7 +266,8 @@ void ProcessPool::cancel_running(ProcessJob& job) noexcept {
       Child* c = child_running(j);
       if (!c) return;  // over already
       kill_child(*c,
-                 std::make_exception_ptr(TaskCanceled(task_name(*j) + " was canceled while running: its child process (pid " +
+                 std::make_exception_ptr(TaskCanceled(task_name(*j) +
+                                                      " was canceled while running: its child process (pid " +
                                                       std::to_string(c->pid) + ") was killed")),
                  true);
     });
@@ -367,7 +370,8 @@ void ProcessPool::launch(Dispatch& d, bool on_loop) {
     return;
   }
   // A stop requested while it was queued applies from its first instruction.
-  if (d.slot >= 0 && job.task().stop_token().stop_requested()) slots_[d.slot].store(d.id, std::memory_order_relaxed);
+  if (d.slot >= 0 && job.task().stop_token().stop_requested())
+    slots_[d.slot].store(d.id, std::memory_order_relaxed);
   // The request frame; the arguments are not needed in the parent any more.
   auto frame = std::make_shared<std::string>();
   frame->reserve(4 + request_head + job.args.size());
@@ -383,7 +387,8 @@ void ProcessPool::launch(Dispatch& d, bool on_loop) {
   std::size_t sent = 0;
   if (!on_loop) {
     while (sent < frame->size()) {
-      const ssize_t r = ::send(d.fd->fd, frame->data() + sent, frame->size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      const ssize_t r =
+          ::send(d.fd->fd, frame->data() + sent, frame->size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
       if (r > 0)
         sent += std::size_t(r);
       else if (r < 0 && errno == EINTR)
@@ -399,7 +404,8 @@ void ProcessPool::launch(Dispatch& d, bool on_loop) {
     if (sent < frame->size())
       asio::async_write(*c->sock, asio::buffer(frame->data() + sent, frame->size() - sent),
                         [frame](boost::system::error_code, std::size_t) {
-                          // A child that cannot be written to is dead or dying: its exit report fails the task.
+                          // A child that cannot be written to is dead or dying: its exit report fails the
+                          // task.
                         });
     if (lim.count() > 0) arm_limit(*c, lim);
   };
@@ -421,10 +427,10 @@ void ProcessPool::arm_limit(Child& c, std::chrono::milliseconds lim) {
     Child* ch = find_key(key);
     if (!ch || !runs(*ch, id)) return;
     kill_child(*ch,
-               std::make_exception_ptr(TimeLimitExceeded("task #" + std::to_string(id) +
-                                                         " exceeded its hard time limit of " +
-                                                         std::to_string(lim.count()) + " ms: its child process (pid " +
-                                                         std::to_string(ch->pid) + ") was killed")),
+               std::make_exception_ptr(
+                   TimeLimitExceeded("task #" + std::to_string(id) + " exceeded its hard time limit of " +
+                                     std::to_string(lim.count()) + " ms: its child process (pid " +
+                                     std::to_string(ch->pid) + ") was killed")),
                false);
   });
 }

@@ -69,18 +69,18 @@ class ProcessPool {
     int pid = 0;
     int slot = -1;  // its stop slot (-1: none free)
     ChildState state = ChildState::forking;
-    bool extra = false;           // forked for a critical task beyond the pool's size
-    bool counted_forking = false; // an extra child counted in extra_forking_ until it is up or gone
-    bool last_task = false;       // its current task is its max_tasks_per_child-th
-    bool killed = false;          // we killed it (time limit, cancel)
-    bool exited = false;          // its exit was reported: never give it a task again
-    std::size_t sent = 0;         // tasks sent
-    ProcessJob* job = nullptr;    // holds a reference to job->task()
+    bool extra = false;            // forked for a critical task beyond the pool's size
+    bool counted_forking = false;  // an extra child counted in extra_forking_ until it is up or gone
+    bool last_task = false;        // its current task is its max_tasks_per_child-th
+    bool killed = false;           // we killed it (time limit, cancel)
+    bool exited = false;           // its exit was reported: never give it a task again
+    std::size_t sent = 0;          // tasks sent
+    ProcessJob* job = nullptr;     // holds a reference to job->task()
     std::uint64_t job_id = 0;
     std::optional<boost::asio::local::stream_protocol::socket> sock;
     std::shared_ptr<Fd> wfd;
     std::optional<boost::asio::steady_timer> hard;
-    std::vector<char> in;         // bytes read, not yet a whole frame
+    std::vector<char> in;  // bytes read, not yet a whole frame
     std::size_t in_used = 0;
   };
   // Intrusive FIFO through ProcessJob::q_prev/q_next.
@@ -136,12 +136,12 @@ class ProcessPool {
   const ProcessPoolOptions opt_;
   const std::string id_;
   std::shared_ptr<spdlog::logger> log_;
-  StopSlot* slots_ = nullptr;  // shared with every child (mmap), stop_slot_count of them
+  StopSlot* slots_ = nullptr;    // shared with every child (mmap), stop_slot_count of them
   std::vector<int> free_slots_;  // under m_
   ForkServer server_;
   boost::asio::io_context* ctx_ = nullptr;
   std::optional<boost::asio::posix::stream_descriptor> ctl_;
-  std::uint64_t next_key_ = 0;  // loop thread
+  std::uint64_t next_key_ = 0;                      // loop thread
   std::optional<boost::asio::steady_timer> retry_;  // re-fork after a failed fork
 
   mutable std::mutex m_;
@@ -150,13 +150,13 @@ class ProcessPool {
   std::array<int, 4> queued_{}, running_{};
   int running_total_ = 0;
   int extra_forking_ = 0;
-  bool closed_ = false;      // stopping: no new tasks
-  bool broken_ = false;      // the fork server is gone
+  bool closed_ = false;  // stopping: no new tasks
+  bool broken_ = false;  // the fork server is gone
   std::string broken_why_;
   bool stopped_ = false;
   std::uint64_t completed_ = 0, spawned_ = 0, crashed_ = 0, killed_ = 0, recycled_ = 0;
   std::atomic<bool> pump_posted_{false};
-  int spawn_failures_ = 0;  // in a row
+  int spawn_failures_ = 0;                 // in a row
   std::array<char, 64 * 1024> scratch_{};  // loop thread: socket reads
 };
 

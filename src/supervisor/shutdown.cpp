@@ -130,9 +130,7 @@ bool Shutdown::start() {
 std::vector<StepInfo> Shutdown::step_infos() const {
   std::vector<StepInfo> out;
   std::lock_guard lk(stop_m_);
-  auto add = [&](const StepSlot& s) {
-    out.push_back({s.step.name, s.step.depends_on, s.builtin, s.state});
-  };
+  auto add = [&](const StepSlot& s) { out.push_back({s.step.name, s.step.depends_on, s.builtin, s.state}); };
   if (!order_.empty())
     for (auto k : order_) add(steps_[k]);
   else

@@ -64,7 +64,9 @@ auto long_wait(std::promise<void>& suspended) {
 
 // Convention (a): create_aloop takes AloopOptions, not a bare bool.
 template <class S>
-constexpr bool create_aloop_takes_a_bool = requires(S& s) { s.create_aloop("x", true); };
+constexpr bool create_aloop_takes_a_bool = requires(S& s) {
+  s.create_aloop("x", true);
+};
 static_assert(!create_aloop_takes_a_bool<atask::Supervisor>);
 
 TEST_SUITE("aloop") {

@@ -13,8 +13,12 @@
 #include <chrono>
 #include <memory>
 
-int answer() { return 42; }
-int square(int x) { return x * x; }
+int answer() {
+  return 42;
+}
+int square(int x) {
+  return x * x;
+}
 
 void use(atask::Supervisor& sv, atask::Locker& lk, const std::shared_ptr<atask::Job>& job) {
   using namespace std::chrono_literals;

@@ -10,7 +10,8 @@ int main() {
   sv.start();
   auto t = atask::background_task(sv, [](int x) { return x + 1; })(41);
   const int v = t.get();
-  const bool metrics = atask::http::prometheus_text(sv).find("atask_tasks_completed_total") != std::string::npos;
+  const bool metrics =
+      atask::http::prometheus_text(sv).find("atask_tasks_completed_total") != std::string::npos;
   const bool served = http->port() != 0;
   sv.stop();
   std::printf("consumer got %d (metrics %s, served %s)\n", v, metrics ? "yes" : "no", served ? "yes" : "no");

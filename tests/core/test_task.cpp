@@ -47,50 +47,49 @@ struct CustomError : std::runtime_error {
 }  // namespace
 
 TEST_SUITE("task") {
-
-// A continuation registered (async_get) just as the task finishes must run:
-// on_done() once read the status before announcing itself, and a finisher
-// publishing in between skipped it for good (seen as a hang under TSan).
-TEST_CASE("async_get registered while the task finishes is never lost") {
-  StartedSupervisor sv(options("race"));
-  constexpr int n = 20000;
-  std::atomic<int> called{0};
-  test::Event all;
-  boost::asio::io_context ctx;
-  auto guard = boost::asio::make_work_guard(ctx);
-  std::thread runner([&] { ctx.run(); });
-  // Both sides spin a random few microseconds, so that the registration
-  // often lands right when the task finishes: the window is nanoseconds.
-  auto spin = [](unsigned k) {
-    for (volatile unsigned x = 0; x < k; x = x + 1) {
+  // A continuation registered (async_get) just as the task finishes must run:
+  // on_done() once read the status before announcing itself, and a finisher
+  // publishing in between skipped it for good (seen as a hang under TSan).
+  TEST_CASE("async_get registered while the task finishes is never lost") {
+    StartedSupervisor sv(options("race"));
+    constexpr int n = 20000;
+    std::atomic<int> called{0};
+    test::Event all;
+    boost::asio::io_context ctx;
+    auto guard = boost::asio::make_work_guard(ctx);
+    std::thread runner([&] { ctx.run(); });
+    // Both sides spin a random few microseconds, so that the registration
+    // often lands right when the task finishes: the window is nanoseconds.
+    auto spin = [](unsigned k) {
+      for (volatile unsigned x = 0; x < k; x = x + 1) {
+      }
+    };
+    std::uint64_t seed = 88172645463325252ull;
+    auto next = [&seed] {
+      seed ^= seed << 13;
+      seed ^= seed >> 7;
+      seed ^= seed << 17;
+      return static_cast<unsigned>(seed % 4000);
+    };
+    for (int i = 0; i < n; ++i) {
+      const unsigned work = next();
+      auto h = sv.submit({}, [i, work, spin] {
+        spin(work);
+        return i;
+      });
+      spin(next());
+      h.async_get(boost::asio::bind_executor(ctx, [&](std::exception_ptr, int) {
+        if (called.fetch_add(1) + 1 == n) all.set();
+      }));
     }
-  };
-  std::uint64_t seed = 88172645463325252ull;
-  auto next = [&seed] {
-    seed ^= seed << 13;
-    seed ^= seed >> 7;
-    seed ^= seed << 17;
-    return static_cast<unsigned>(seed % 4000);
-  };
-  for (int i = 0; i < n; ++i) {
-    const unsigned work = next();
-    auto h = sv.submit({}, [i, work, spin] {
-      spin(work);
-      return i;
-    });
-    spin(next());
-    h.async_get(boost::asio::bind_executor(ctx, [&](std::exception_ptr, int) {
-      if (called.fetch_add(1) + 1 == n) all.set();
-    }));
+    const bool ok = all.wait_for();
+    guard.reset();
+    ctx.stop();
+    runner.join();
+    CHECK(ok);
+    CHECK(called.load() == n);
+    sv.stop();
   }
-  const bool ok = all.wait_for();
-  guard.reset();
-  ctx.stop();
-  runner.join();
-  CHECK(ok);
-  CHECK(called.load() == n);
-  sv.stop();
-}
 
   TEST_CASE("a handle reports the task's identity and status and times") {
     Event started, open;

@@ -101,13 +101,12 @@ TEST_CASE("http: a worker's JSON counts the triggers that a stop dropped") {
   Served s;
   test::Event entered, release;
   test::OpenOnExit open{&release};
-  auto ev = atask::event_worker(
-      s.sv,
-      [&] {
-        entered.set();
-        REQUIRE(release.wait_for());
-      },
-      {.name = "ev"});
+  auto ev = atask::event_worker(s.sv,
+                                [&] {
+                                  entered.set();
+                                  REQUIRE(release.wait_for());
+                                },
+                                {.name = "ev"});
   s.start();
   ev->start();
   REQUIRE(ev->trigger());
@@ -161,9 +160,11 @@ TEST_CASE("http: POST trigger start and stop control workers by name") {
   Served s;
   std::atomic<int> runs{0};
   test::Event second;
-  auto ev = atask::event_worker(s.sv, [&] {
-    if (++runs == 2) second.set();
-  }, {.name = "tick tock"});  // a name that needs %-escaping
+  auto ev = atask::event_worker(s.sv,
+                                [&] {
+                                  if (++runs == 2) second.set();
+                                },
+                                {.name = "tick tock"});  // a name that needs %-escaping
   auto bg = atask::background_worker(s.sv, [] {}, {.name = "bg"});
   s.start();
 
@@ -174,7 +175,9 @@ TEST_CASE("http: POST trigger start and stop control workers by name") {
   CHECK(v.at("started").as_bool());
   CHECK(v.at("worker").at("state").as_string() == "active");
   CHECK(ev->is_active());
-  CHECK(parse(http_request(s.port(), "POST", "/api/workers/tick%20tock/start").body).at("started").as_bool() == false);
+  CHECK(
+      parse(http_request(s.port(), "POST", "/api/workers/tick%20tock/start").body).at("started").as_bool() ==
+      false);
 
   // trigger twice: the executor runs twice
   for (int i = 0; i < 2; ++i) {
@@ -194,10 +197,12 @@ TEST_CASE("http: POST trigger start and stop control workers by name") {
   auto st = http_request(s.port(), "POST", "/api/workers/tick%20tock/stop");
   REQUIRE(st.status == 200);
   REQUIRE(ev->wait_stopped_for(test::patience));
-  CHECK(parse(http_request(s.port(), "GET", "/api/workers/tick%20tock").body).at("state").as_string() == "stopped");
+  CHECK(parse(http_request(s.port(), "GET", "/api/workers/tick%20tock").body).at("state").as_string() ==
+        "stopped");
   // a stopped worker is not triggered
-  CHECK(parse(http_request(s.port(), "POST", "/api/workers/tick%20tock/trigger").body).at("triggered").as_bool() ==
-        false);
+  CHECK(parse(http_request(s.port(), "POST", "/api/workers/tick%20tock/trigger").body)
+            .at("triggered")
+            .as_bool() == false);
 
   CHECK(http_request(s.port(), "POST", "/api/workers/nope/start").status == 404);
   CHECK(http_request(s.port(), "POST", "/api/workers/nope/trigger").status == 404);
@@ -210,13 +215,15 @@ TEST_CASE("http: POST put converts JSON into a queue worker's items") {
   std::vector<int> got;
   test::Event two;
   test::Event gate;
-  auto q = atask::queue_worker<int>(s.sv, [&](int x) {
-    std::lock_guard lk(m);
-    got.push_back(x);
-    if (got.size() == 2) two.set();
-  }, {.name = "nums"});
+  auto q = atask::queue_worker<int>(s.sv,
+                                    [&](int x) {
+                                      std::lock_guard lk(m);
+                                      got.push_back(x);
+                                      if (got.size() == 2) two.set();
+                                    },
+                                    {.name = "nums"});
   auto full = atask::queue_worker<std::string>(s.sv, [&](std::string) { gate.wait_for(); },
-                                                 {.name = "full", .capacity = 1});
+                                               {.name = "full", .capacity = 1});
   auto opaque = atask::queue_worker<NoJson>(s.sv, [](NoJson) {}, {.name = "opaque"});
   auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
   test::OpenOnExit open{&gate};  // after the workers: opened before they stop
@@ -303,33 +310,32 @@ TEST_CASE("http: a token guards POST requests and reads stay open") {
   auto no = http_request(s.port(), "POST", "/api/workers/ev/trigger");
   CHECK(no.status == 401);
   CHECK(no.www_authenticate == "Bearer");
-  CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger", {}, {{"Authorization", "Bearer wrong!"}}).status ==
-        401);
-  CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger", {}, {{"Authorization", "Bearer s3cret"}}).status ==
-        200);
+  CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger", {}, {{"Authorization", "Bearer wrong!"}})
+            .status == 401);
+  CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger", {}, {{"Authorization", "Bearer s3cret"}})
+            .status == 200);
   CHECK(http_request(s.port(), "GET", "/api/workers/ev").status == 200);
 }
 
 TEST_CASE("http: binding beyond loopback needs a token") {
   atask::Supervisor sv({.logger = test::quiet_logger()});
-  auto msg = test::what_of<atask::OptionsError>([&] { (void)atask::http::serve(sv, {.address = "0.0.0.0"}); });
+  auto msg =
+      test::what_of<atask::OptionsError>([&] { (void)atask::http::serve(sv, {.address = "0.0.0.0"}); });
   CHECK(test::contains(msg, "needs a token"));
-  CHECK(test::contains(test::what_of<atask::OptionsError>([&] {
-                         (void)atask::http::serve(sv, {.address = "localhost:80"});
-                       }),
-                       "not an IPv4 or IPv6 address"));
-  CHECK(test::contains(test::what_of<atask::OptionsError>([&] {
-                         (void)atask::http::serve(sv, {.request_timeout = 0ms});
-                       }),
-                       "request_timeout"));
+  CHECK(test::contains(
+      test::what_of<atask::OptionsError>([&] { (void)atask::http::serve(sv, {.address = "localhost:80"}); }),
+      "not an IPv4 or IPv6 address"));
+  CHECK(test::contains(
+      test::what_of<atask::OptionsError>([&] { (void)atask::http::serve(sv, {.request_timeout = 0ms}); }),
+      "request_timeout"));
 
   Served s({.address = "0.0.0.0", .token = "t0k"});
   auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
   s.start();
   ev->start();
   CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger").status == 401);
-  CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger", {}, {{"Authorization", "Bearer t0k"}}).status ==
-        200);
+  CHECK(http_request(s.port(), "POST", "/api/workers/ev/trigger", {}, {{"Authorization", "Bearer t0k"}})
+            .status == 200);
 }
 
 TEST_CASE("http: a port in use makes start fail with the address in the message") {
@@ -515,7 +521,8 @@ TEST_CASE("http: many clients follow one job and a client that leaves does not s
   again.send("POST", "/api/jobs/slow", R"({"n": [1, 2], "k": "same"})");
   again.read_header();
   auto first = again.read_body_until([](const std::string& s) { return test::contains(s, "}"); });
-  const bool at_half = test::contains(first, "\"fraction\":5E-1") || test::contains(first, "\"fraction\":0.5");
+  const bool at_half =
+      test::contains(first, "\"fraction\":5E-1") || test::contains(first, "\"fraction\":0.5");
   CHECK(at_half);
   f.release.set();
 

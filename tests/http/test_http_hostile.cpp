@@ -55,7 +55,8 @@ Outcome read_outcome(test::HttpConnection& c, const std::string& sent) {
     if (ec) break;
   }
   // EAGAIN here is the receive timeout: the server held the connection open.
-  REQUIRE_MESSAGE(ec != asio::error::would_block, "the server neither answered nor closed: ", sent.substr(0, 80));
+  REQUIRE_MESSAGE(ec != asio::error::would_block,
+                  "the server neither answered nor closed: ", sent.substr(0, 80));
   Outcome o;
   if (got.rfind("HTTP/1.", 0) == 0 && got.size() >= 12) o.status = std::stoi(got.substr(9, 3));
   o.head = got.substr(0, got.find("\r\n"));
@@ -118,10 +119,11 @@ std::vector<std::pair<std::string, bool>> hostile_requests(std::mt19937& rng) {
   add("POST /api/workers/q/put HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n1");
   add("POST /api/workers/q/put HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n12");
   add("POST /api/workers/q/put HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n1");
-  add("POST /api/workers/q/put HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n1\r\n0\r\n\r\n");
+  add("POST /api/workers/q/put HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+      "chunked\r\n\r\nzz\r\n1\r\n0\r\n\r\n");
   add("POST /api/workers/q/put HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n1");
-  add("POST /api/workers/q/put HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(1 << 20) + "\r\n\r\n" +
-      std::string(70000, '1'));
+  add("POST /api/workers/q/put HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(1 << 20) +
+      "\r\n\r\n" + std::string(70000, '1'));
   // invalid JSON and wrong types
   add(req("POST", "/api/workers/q/put", "{\"a\":"));
   add(req("POST", "/api/workers/q/put", "\"not a number\""));
@@ -134,10 +136,10 @@ std::vector<std::pair<std::string, bool>> hostile_requests(std::mt19937& rng) {
   add(req("POST", "/api/workers/tick/put", "1"));  // an interval worker takes no items
   // path tricks
   for (const char* t : {"/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/api/workers/..%2f..%2fetc",
-                        "//api//workers", "/api/./supervisor", "/api/workers/%00", "/api/workers/%", "/api/%zz",
-                        "*", "http://evil.example/api/supervisor", "/api/workers/a\x7f", "/api/jobs/../metrics",
-                        "/api/tasks?status=../../x", "/api/tasks?limit=99999999999999999999", "/api/nothing",
-                        "/metrics/../api"})
+                        "//api//workers", "/api/./supervisor", "/api/workers/%00", "/api/workers/%",
+                        "/api/%zz", "*", "http://evil.example/api/supervisor", "/api/workers/a\x7f",
+                        "/api/jobs/../metrics", "/api/tasks?status=../../x",
+                        "/api/tasks?limit=99999999999999999999", "/api/nothing", "/metrics/../api"})
     add(req("GET", t));
   add(req("POST", "/api/workers/nope/start"));
   add(req("DELETE", "/api/supervisor"));

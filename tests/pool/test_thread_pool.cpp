@@ -104,14 +104,17 @@ class ProbeNode final : public atask::detail::PoolNode {
   std::atomic<int> released{0};
 };
 
-
 }  // namespace
 
 // Convention (a): close() and stop() take QueuedTasks, not a bare bool.
 template <class P>
-constexpr bool stop_takes_a_bool = requires(P& p) { p.stop(true); };
+constexpr bool stop_takes_a_bool = requires(P& p) {
+  p.stop(true);
+};
 template <class P>
-constexpr bool close_takes_a_bool = requires(P& p) { p.close(false); };
+constexpr bool close_takes_a_bool = requires(P& p) {
+  p.close(false);
+};
 static_assert(!stop_takes_a_bool<ThreadPool> && !close_takes_a_bool<ThreadPool>);
 
 TEST_SUITE("thread_pool") {

@@ -110,7 +110,8 @@ int crash_or_square(int x) {
 int sleeper(int ms, bool watch) {
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {
-    const auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    const auto ran =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
     if (ran.count() >= ms) return ms;
     if (watch && atask::this_task::stop_requested()) return -1 - static_cast<int>(ran.count());
     ::usleep(1000);
@@ -171,628 +172,632 @@ atask::SupervisorOptions with_processes(int size, atask::ProcessPoolOptions p = 
 }  // namespace
 
 TEST_SUITE("process") {
-
-TEST_CASE("round trips of ints and strings and vectors and a user struct") {
-  StartedSupervisor sv(with_processes(2));
-  CHECK(sv.submit({}, atask::process(&square), 7).get_for(patience) == 49);
-  CHECK(sv.submit({}, atask::process(&greet), "ann", 2).get_for(patience) == "hello ann;hello ann;");
-  CHECK(sv.submit({}, atask::process(&doubled), std::vector<int>{1, 2, 3}).get_for(patience) == std::vector<int>{2, 4, 6});
-  const demo::Point p{1, 2, "p"};
-  CHECK(sv.submit({}, atask::process(&moved), p, 10).get_for(patience) == demo::Point{11, 2, "p'"});
-  auto v = sv.submit({}, atask::process(&nothing));
-  v.get_for(patience);
-  CHECK(v.status() == atask::TaskStatus::completed);
-  // A lambda without captures is a plain function too.
-  CHECK(sv.submit({}, atask::process([](int a, int b) { return a - b; }), 10, 3).get_for(patience) == 7);
-  auto t = sv.submit({.name = "sq"}, atask::process(&square), 3);
-  CHECK(t.get_for(patience) == 9);
-  CHECK(t.kind() == atask::TaskKind::process);
-  CHECK(t.name() == "sq");
-  auto i = t.info();
-  CHECK(i.started_at.has_value());
-  CHECK(i.finished_at.has_value());
-  // The child runs in another process, with the task's id.
-  CHECK(sv.submit({}, atask::process(&my_pid)).get_for(patience) != static_cast<int>(::getpid()));
-  auto own = sv.submit({}, atask::process(&own_task_id));
-  CHECK(own.get_for(patience) == own.id());
-  sv.stop();
-}
-
-TEST_CASE("background_task with a process function returns typed handles") {
-  StartedSupervisor sv(with_processes(2));
-  auto sq = atask::background_task(sv, atask::process(&square), {.priority = atask::Priority::high});
-  std::vector<atask::TaskHandle<int>> hs;
-  for (int i = 0; i < 50; ++i) hs.push_back(sq(i));
-  auto results = atask::wait_completed(hs, patience);
-  for (int i = 0; i < 50; ++i) CHECK(results[std::size_t(i)] == i * i);
-  CHECK(hs[0].priority() == atask::Priority::high);
-  CHECK(sv.info().processes.completed_total == 50);
-  sv.stop();
-}
-
-TEST_CASE("an exception in the child fails the task with its message") {
-  StartedSupervisor sv(with_processes(1));
-  auto t = sv.submit({}, atask::process(&throws_invalid), 5);
-  REQUIRE(t.wait_for(patience));
-  CHECK(t.status() == atask::TaskStatus::failed);
-  try {
-    t.get_for(patience);
-    FAIL("no exception");
-  } catch (const atask::ChildError& e) {
-    CHECK(e.type() == "std::invalid_argument");
-    CHECK(e.message() == "x must be negative, got 5");
-    CHECK(contains(e.what(), "task #" + std::to_string(t.id())));
-    CHECK(contains(e.what(), "x must be negative, got 5"));
+  TEST_CASE("round trips of ints and strings and vectors and a user struct") {
+    StartedSupervisor sv(with_processes(2));
+    CHECK(sv.submit({}, atask::process(&square), 7).get_for(patience) == 49);
+    CHECK(sv.submit({}, atask::process(&greet), "ann", 2).get_for(patience) == "hello ann;hello ann;");
+    CHECK(sv.submit({}, atask::process(&doubled), std::vector<int>{1, 2, 3}).get_for(patience) ==
+          std::vector<int>{2, 4, 6});
+    const demo::Point p{1, 2, "p"};
+    CHECK(sv.submit({}, atask::process(&moved), p, 10).get_for(patience) == demo::Point{11, 2, "p'"});
+    auto v = sv.submit({}, atask::process(&nothing));
+    v.get_for(patience);
+    CHECK(v.status() == atask::TaskStatus::completed);
+    // A lambda without captures is a plain function too.
+    CHECK(sv.submit({}, atask::process([](int a, int b) { return a - b; }), 10, 3).get_for(patience) == 7);
+    auto t = sv.submit({.name = "sq"}, atask::process(&square), 3);
+    CHECK(t.get_for(patience) == 9);
+    CHECK(t.kind() == atask::TaskKind::process);
+    CHECK(t.name() == "sq");
+    auto i = t.info();
+    CHECK(i.started_at.has_value());
+    CHECK(i.finished_at.has_value());
+    // The child runs in another process, with the task's id.
+    CHECK(sv.submit({}, atask::process(&my_pid)).get_for(patience) != static_cast<int>(::getpid()));
+    auto own = sv.submit({}, atask::process(&own_task_id));
+    CHECK(own.get_for(patience) == own.id());
+    sv.stop();
   }
-  CHECK(contains(t.info().error, "x must be negative"));
-  CHECK(contains(what_of<atask::ChildError>([&] { sv.submit({}, atask::process(&throws_int)).get_for(patience); }), "int"));
-  // The child survives an exception: same process for the next task.
-  CHECK(sv.submit({}, atask::process(&throws_invalid), -3).get_for(patience) == -3);
-  CHECK(sv.info().processes.crashed == 0);
-  sv.stop();
-}
 
-TEST_CASE("a child that crashes fails its task and is replaced") {
-  struct Case {
-    int (*fn)(int);
-    const char* expect;
-  };
-  auto segv = [](int) { return segfault(); };
-  auto abrt = [](int) { return aborts(); };
-  auto kill9 = [](int) { return kills_itself(); };
-  const Case cases[] = {{+segv, "signal 11 (SIGSEGV)"},
-                        {+abrt, "signal 6 (SIGABRT)"},
-                        {&exits, "exited with code 3"},
-                        {+kill9, "signal 9 (SIGKILL)"}};
-  StartedSupervisor sv(with_processes(2));
-  std::uint64_t crashes = 0;
-  for (const auto& c : cases) {
-    CAPTURE(c.expect);
-    auto t = sv.submit({}, atask::process(c.fn), 3);
+  TEST_CASE("background_task with a process function returns typed handles") {
+    StartedSupervisor sv(with_processes(2));
+    auto sq = atask::background_task(sv, atask::process(&square), {.priority = atask::Priority::high});
+    std::vector<atask::TaskHandle<int>> hs;
+    for (int i = 0; i < 50; ++i) hs.push_back(sq(i));
+    auto results = atask::wait_completed(hs, patience);
+    for (int i = 0; i < 50; ++i) CHECK(results[std::size_t(i)] == i * i);
+    CHECK(hs[0].priority() == atask::Priority::high);
+    CHECK(sv.info().processes.completed_total == 50);
+    sv.stop();
+  }
+
+  TEST_CASE("an exception in the child fails the task with its message") {
+    StartedSupervisor sv(with_processes(1));
+    auto t = sv.submit({}, atask::process(&throws_invalid), 5);
     REQUIRE(t.wait_for(patience));
     CHECK(t.status() == atask::TaskStatus::failed);
     try {
       t.get_for(patience);
       FAIL("no exception");
-    } catch (const atask::ChildCrashed& e) {
-      CHECK(contains(e.what(), c.expect));
+    } catch (const atask::ChildError& e) {
+      CHECK(e.type() == "std::invalid_argument");
+      CHECK(e.message() == "x must be negative, got 5");
       CHECK(contains(e.what(), "task #" + std::to_string(t.id())));
-      CHECK(e.pid() > 0);
+      CHECK(contains(e.what(), "x must be negative, got 5"));
     }
-    ++crashes;
-    // Normal tasks afterwards all succeed.
-    std::vector<atask::TaskHandle<int>> hs;
-    for (int i = 0; i < 10; ++i) hs.push_back(sv.submit({}, atask::process(&square), i));
-    auto r = atask::wait_completed(hs, patience);
-    for (int i = 0; i < 10; ++i) CHECK(r[std::size_t(i)] == i * i);
+    CHECK(contains(t.info().error, "x must be negative"));
+    CHECK(contains(
+        what_of<atask::ChildError>([&] { sv.submit({}, atask::process(&throws_int)).get_for(patience); }),
+        "int"));
+    // The child survives an exception: same process for the next task.
+    CHECK(sv.submit({}, atask::process(&throws_invalid), -3).get_for(patience) == -3);
+    CHECK(sv.info().processes.crashed == 0);
+    sv.stop();
   }
-  CHECK(eventually([&] {
-    auto i = sv.info().processes;
-    return i.crashed == crashes && i.children == 2 && i.idle_children == 2;
-  }));
-  sv.stop();
-}
 
-TEST_CASE("100 crashing tasks then 100 good ones") {
-  StartedSupervisor sv(with_processes(2));
-  std::vector<atask::TaskHandle<int>> bad, good;
-  for (int i = 0; i < 100; ++i) bad.push_back(sv.submit({}, atask::process(&crash_or_square), 2 * i));
-  for (int i = 0; i < 100; ++i) good.push_back(sv.submit({}, atask::process(&crash_or_square), 2 * i + 1));
-  for (auto& t : bad) {
+  TEST_CASE("a child that crashes fails its task and is replaced") {
+    struct Case {
+      int (*fn)(int);
+      const char* expect;
+    };
+    auto segv = [](int) { return segfault(); };
+    auto abrt = [](int) { return aborts(); };
+    auto kill9 = [](int) { return kills_itself(); };
+    const Case cases[] = {{+segv, "signal 11 (SIGSEGV)"},
+                          {+abrt, "signal 6 (SIGABRT)"},
+                          {&exits, "exited with code 3"},
+                          {+kill9, "signal 9 (SIGKILL)"}};
+    StartedSupervisor sv(with_processes(2));
+    std::uint64_t crashes = 0;
+    for (const auto& c : cases) {
+      CAPTURE(c.expect);
+      auto t = sv.submit({}, atask::process(c.fn), 3);
+      REQUIRE(t.wait_for(patience));
+      CHECK(t.status() == atask::TaskStatus::failed);
+      try {
+        t.get_for(patience);
+        FAIL("no exception");
+      } catch (const atask::ChildCrashed& e) {
+        CHECK(contains(e.what(), c.expect));
+        CHECK(contains(e.what(), "task #" + std::to_string(t.id())));
+        CHECK(e.pid() > 0);
+      }
+      ++crashes;
+      // Normal tasks afterwards all succeed.
+      std::vector<atask::TaskHandle<int>> hs;
+      for (int i = 0; i < 10; ++i) hs.push_back(sv.submit({}, atask::process(&square), i));
+      auto r = atask::wait_completed(hs, patience);
+      for (int i = 0; i < 10; ++i) CHECK(r[std::size_t(i)] == i * i);
+    }
+    CHECK(eventually([&] {
+      auto i = sv.info().processes;
+      return i.crashed == crashes && i.children == 2 && i.idle_children == 2;
+    }));
+    sv.stop();
+  }
+
+  TEST_CASE("100 crashing tasks then 100 good ones") {
+    StartedSupervisor sv(with_processes(2));
+    std::vector<atask::TaskHandle<int>> bad, good;
+    for (int i = 0; i < 100; ++i) bad.push_back(sv.submit({}, atask::process(&crash_or_square), 2 * i));
+    for (int i = 0; i < 100; ++i) good.push_back(sv.submit({}, atask::process(&crash_or_square), 2 * i + 1));
+    for (auto& t : bad) {
+      REQUIRE(t.wait_for(patience));
+      CHECK(t.status() == atask::TaskStatus::failed);
+      CHECK(contains(what_of<atask::ChildCrashed>([&] { t.get_for(patience); }), "SIGABRT"));
+    }
+    auto r = atask::wait_completed(good, patience);
+    for (int i = 0; i < 100; ++i) CHECK(r[std::size_t(i)] == (2 * i + 1) * (2 * i + 1));
+    auto info = sv.info().processes;
+    CHECK(info.crashed == 100);
+    CHECK(info.completed_total == 100);
+    CHECK(eventually([&] { return sv.info().processes.children == 2; }));
+    sv.stop();
+  }
+
+  TEST_CASE("hard time limit kills the child and fails the task") {
+    StartedSupervisor sv(with_processes(1));
+    auto t = sv.submit({}, atask::process(&hangs, {.time_limit = 100ms}));
     REQUIRE(t.wait_for(patience));
     CHECK(t.status() == atask::TaskStatus::failed);
-    CHECK(contains(what_of<atask::ChildCrashed>([&] { t.get_for(patience); }), "SIGABRT"));
+    const auto msg = what_of<atask::TimeLimitExceeded>([&] { t.get_for(patience); });
+    CHECK(contains(msg, "task #" + std::to_string(t.id()) + " exceeded its hard time limit of 100 ms"));
+    CHECK(contains(msg, "was killed"));
+    // The pool's default applies when the task sets none; the child is replaced.
+    CHECK(sv.submit({}, atask::process(&square), 6).get_for(patience) == 36);
+    CHECK(eventually([&] { return sv.info().processes.killed == 1; }));
+    CHECK(sv.info().processes.crashed == 0);
+    sv.stop();
+
+    StartedSupervisor sv2(with_processes(1, {.time_limit = 100ms}));
+    auto t2 = sv2.submit({}, atask::process(&hangs));
+    REQUIRE(t2.wait_for(patience));
+    CHECK(contains(what_of<atask::TimeLimitExceeded>([&] { t2.get_for(patience); }), "100 ms"));
+    CHECK(sv2.submit({}, atask::process(&sleeper), 20, false).get_for(patience) == 20);  // within the limit
+    sv2.stop();
   }
-  auto r = atask::wait_completed(good, patience);
-  for (int i = 0; i < 100; ++i) CHECK(r[std::size_t(i)] == (2 * i + 1) * (2 * i + 1));
-  auto info = sv.info().processes;
-  CHECK(info.crashed == 100);
-  CHECK(info.completed_total == 100);
-  CHECK(eventually([&] { return sv.info().processes.children == 2; }));
-  sv.stop();
-}
 
-TEST_CASE("hard time limit kills the child and fails the task") {
-  StartedSupervisor sv(with_processes(1));
-  auto t = sv.submit({}, atask::process(&hangs, {.time_limit = 100ms}));
-  REQUIRE(t.wait_for(patience));
-  CHECK(t.status() == atask::TaskStatus::failed);
-  const auto msg = what_of<atask::TimeLimitExceeded>([&] { t.get_for(patience); });
-  CHECK(contains(msg, "task #" + std::to_string(t.id()) + " exceeded its hard time limit of 100 ms"));
-  CHECK(contains(msg, "was killed"));
-  // The pool's default applies when the task sets none; the child is replaced.
-  CHECK(sv.submit({}, atask::process(&square), 6).get_for(patience) == 36);
-  CHECK(eventually([&] { return sv.info().processes.killed == 1; }));
-  CHECK(sv.info().processes.crashed == 0);
-  sv.stop();
-
-  StartedSupervisor sv2(with_processes(1, {.time_limit = 100ms}));
-  auto t2 = sv2.submit({}, atask::process(&hangs));
-  REQUIRE(t2.wait_for(patience));
-  CHECK(contains(what_of<atask::TimeLimitExceeded>([&] { t2.get_for(patience); }), "100 ms"));
-  CHECK(sv2.submit({}, atask::process(&sleeper), 20, false).get_for(patience) == 20);  // within the limit
-  sv2.stop();
-}
-
-TEST_CASE("soft time limit lets the function see it is over time") {
-  StartedSupervisor sv(with_processes(1));
-  auto t = sv.submit({}, atask::process(&sleeper, {.soft_time_limit = 50ms}), 60'000, true);
-  REQUIRE(t.wait_for(patience));
-  const int r = t.get_for(patience);
-  CHECK(r < 0);         // returned early, cleanly
-  CHECK(-r - 1 >= 45);  // once the 50 ms were over (the child's clock starts just before the call)
-  // No soft limit: stop_requested() stays false and the function runs to its end.
-  CHECK(sv.submit({}, atask::process(&sleeper), 30, true).get_for(patience) == 30);
-  sv.stop();
-}
-
-TEST_CASE("request_stop reaches the function in the child") {
-  StartedSupervisor sv(with_processes(1));
-  auto t = sv.submit({}, atask::process(&sleeper), 60'000, true);
-  REQUIRE(eventually([&] { return t.status() == atask::TaskStatus::started; }));
-  // The request may land before the child has begun the task: repeat until seen.
-  REQUIRE(eventually([&] {
-    t.request_stop();
-    return t.wait_for(20ms);
-  }));
-  CHECK(t.get_for(patience) < 0);
-  CHECK(t.status() == atask::TaskStatus::completed);
-  // The child survived (SIGTERM is only a request).
-  CHECK(sv.info().processes.crashed == 0);
-  CHECK(sv.submit({}, atask::process(&sleeper), 5, true).get_for(patience) == 5);
-  sv.stop();
-}
-
-TEST_CASE("request_stop on a queued process task applies once it runs") {
-  StartedSupervisor sv(with_processes(1));
-  auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
-  auto queued = sv.submit({}, atask::process(&sleeper), 60'000, true);
-  queued.request_stop();  // still queued behind `busy`
-  CHECK(queued.status() == atask::TaskStatus::queued);
-  busy.request_stop();
-  CHECK(busy.get_for(patience) < 0);
-  CHECK(queued.get_for(patience) == -1);  // saw the request at once: ran 0 ms
-  sv.stop();
-}
-
-TEST_CASE("max_tasks_per_child recycles children") {
-  StartedSupervisor sv(with_processes(1, {.max_tasks_per_child = 3}));
-  std::vector<int> pids;
-  for (int i = 0; i < 9; ++i) pids.push_back(sv.submit({}, atask::process(&my_pid)).get_for(patience));
-  CHECK(pids[0] == pids[1]);
-  CHECK(pids[1] == pids[2]);
-  CHECK(pids[3] != pids[2]);
-  CHECK(pids[3] == pids[5]);
-  CHECK(pids[6] != pids[5]);
-  CHECK(std::set<int>(pids.begin(), pids.end()).size() == 3);
-  CHECK(eventually([&] { return sv.info().processes.recycled >= 2; }));
-  CHECK(sv.info().processes.crashed == 0);
-  sv.stop();
-}
-
-TEST_CASE("cancel of a queued process task: it never runs") {
-  StartedSupervisor sv(with_processes(1));
-  auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
-  auto queued = sv.submit({}, atask::process(&my_pid));
-  CHECK(eventually([&] { return sv.info().processes.queued_total == 1; }));
-  CHECK(queued.cancel());
-  CHECK(queued.status() == atask::TaskStatus::canceled);
-  CHECK(contains(what_of<atask::TaskCanceled>([&] { queued.get_for(patience); }), "canceled before it started"));
-  CHECK(sv.info().processes.queued_total == 0);
-  CHECK(busy.cancel());
-  REQUIRE(busy.wait_for(patience));
-  CHECK(sv.submit({}, atask::process(&square), 2).get_for(patience) == 4);
-  CHECK(sv.info().processes.completed_total == 1);  // only the last one ran to a result
-  sv.stop();
-}
-
-TEST_CASE("cancel of a running process task kills its child") {
-  StartedSupervisor sv(with_processes(1));
-  const int first = sv.submit({}, atask::process(&my_pid)).get_for(patience);
-  auto t = sv.submit({}, atask::process(&hangs));
-  REQUIRE(eventually([&] { return t.status() == atask::TaskStatus::started; }));
-  CHECK(t.cancel());
-  REQUIRE(t.wait_for(patience));
-  CHECK(t.status() == atask::TaskStatus::canceled);
-  const auto msg = what_of<atask::TaskCanceled>([&] { t.get_for(patience); });
-  CHECK(contains(msg, "was canceled while running"));
-  CHECK(contains(msg, "pid " + std::to_string(first)));
-  CHECK(eventually([&] { return !alive(first) || children_of(static_cast<int>(::getpid())).empty(); }));
-  // A fresh child takes over.
-  const int second = sv.submit({}, atask::process(&my_pid)).get_for(patience);
-  CHECK(second != first);
-  CHECK(eventually([&] { return sv.info().processes.killed == 1; }));
-  sv.stop();
-}
-
-TEST_CASE("priority admission with reserves in the process pool") {
-  // 1 child for everyone, +1 for normal and up, +1 for high and up.
-  StartedSupervisor sv(with_processes(1, {.reserve_normal = 1, .reserve_high = 1}));
-  REQUIRE(eventually([&] { return sv.info().processes.idle_children == 3; }));
-  using P = atask::Priority;
-  auto hold = [&](P p) { return sv.submit({.priority = p}, atask::process(&sleeper), 60'000, true); };
-  auto low1 = hold(P::low);
-  auto low2 = hold(P::low);  // waits: low may use 1 child only
-  REQUIRE(eventually([&] { return sv.info().processes.running[0] == 1 && sv.info().processes.queued[0] == 1; }));
-  auto normal1 = hold(P::normal);
-  REQUIRE(eventually([&] { return sv.info().processes.running[1] == 1; }));
-  auto normal2 = hold(P::normal);  // waits: normal may use 2
-  auto high1 = hold(P::high);      // takes the last reserved child
-  REQUIRE(eventually([&] { return sv.info().processes.running[2] == 1; }));
-  auto info = sv.info().processes;
-  CHECK(info.running_total == 3);
-  CHECK(info.queued[0] == 1);
-  CHECK(info.queued[1] == 1);
-  // Critical never waits: an extra child is forked for it.
-  auto crit = sv.submit({.priority = P::critical}, atask::process(&square), 9);
-  CHECK(crit.get_for(patience) == 81);
-  CHECK(low2.status() == atask::TaskStatus::queued);
-  CHECK(normal2.status() == atask::TaskStatus::queued);
-  // Freeing the high child does not let normal2 in: that slot is reserved
-  // for high. Freeing normal1 too does (running 1 < 2), and normal2 goes
-  // before low2, which still waits (running 2 >= 1).
-  high1.request_stop();
-  CHECK(high1.get_for(patience) < 0);
-  normal1.request_stop();
-  CHECK(normal1.get_for(patience) < 0);
-  REQUIRE(eventually([&] { return normal2.status() == atask::TaskStatus::started; }));
-  CHECK(low2.status() == atask::TaskStatus::queued);
-  for (auto* t : {&low1, &low2, &normal1, &normal2}) t->cancel();
-  for (auto* t : {&low1, &low2, &normal1, &normal2}) CHECK(t->wait_for(patience));
-  // The extra child goes once idle: back to 3 children.
-  CHECK(eventually([&] { return sv.info().processes.children == 3; }));
-  sv.stop();
-}
-
-TEST_CASE("awaiting a process task from a coroutine") {
-  StartedSupervisor sv(with_processes(2));
-  auto t = sv.submit({}, [&sv]() -> boost::asio::awaitable<int> {
-    auto a = sv.submit({}, atask::process(&square), 3);
-    auto b = sv.submit({}, atask::process(&square), 4);
-    const int x = co_await a.async_get(boost::asio::use_awaitable);
-    const int y = co_await b.async_get(boost::asio::use_awaitable);
-    co_return x + y;
-  });
-  CHECK(t.get_for(patience) == 25);
-  // A failure arrives as the exception.
-  auto f = sv.submit({}, [&sv]() -> boost::asio::awaitable<std::string> {
-    // The handle in a variable: GCC 12 destroys temporaries of a co_await
-    // full-expression twice (the TaskOptions{} here).
-    auto h = sv.submit({}, atask::process(&throws_invalid), 1);
-    try {
-      co_await h.async_get(boost::asio::use_awaitable);
-    } catch (const atask::ChildError& e) {
-      co_return e.type();
-    }
-    co_return "no exception";
-  });
-  CHECK(f.get_for(patience) == "std::invalid_argument");
-  sv.stop();
-}
-
-TEST_CASE("delayed process task") {
-  StartedSupervisor sv(with_processes(1));
-  const auto t0 = std::chrono::steady_clock::now();
-  auto t = sv.submit({.delay = 50ms}, atask::process(&square), 5);
-  CHECK(t.status() == atask::TaskStatus::delayed);
-  CHECK(t.get_for(patience) == 25);
-  CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
-  auto c = sv.submit({.delay = 10s}, atask::process(&square), 5);
-  CHECK(c.cancel());
-  CHECK(c.status() == atask::TaskStatus::canceled);
-  sv.stop();
-}
-
-TEST_CASE("an interval worker with a static executor sums results in process_result") {
-  StartedSupervisor sv(with_processes(2));
-  std::atomic<int> sum{0};
-  Event ten;
-  auto w = atask::interval_worker(
-      sv, atask::process(&one),
-      [&](int r) {
-        if (sum.fetch_add(r) + r == 10) ten.set();
-        return sum.load() < 10;  // false stops the worker
-      },
-      {.name = "summer", .interval = 5ms});
-  w->start();
-  REQUIRE(ten.wait_for());
-  REQUIRE(w->wait_stopped_for(patience));
-  CHECK(sum.load() == 10);
-  CHECK(w->info().runs == 10);
-  // Every run was a process task at the worker's priority.
-  std::size_t process_tasks = 0;
-  for (auto& i : sv.tasks(atask::TaskStatus::completed))
-    if (i.kind == atask::TaskKind::process && i.name == "summer") ++process_tasks;
-  CHECK(process_tasks == 10);
-  sv.stop();
-}
-
-namespace lopsided {
-// value_from writes what value_to refuses: the child's result cannot be read back.
-struct Half {
-  int v = 0;
-};
-void tag_invoke(json::value_from_tag, json::value& jv, const Half& h) {
-  jv = {{"value", h.v}};
-}
-Half tag_invoke(json::value_to_tag<Half>, const json::value& jv) {
-  return {json::value_to<int>(jv.at("v"))};  // throws: the key is "value"
-}
-}  // namespace lopsided
-
-namespace {
-lopsided::Half make_half(int v) {
-  return {v};
-}
-}  // namespace
-
-TEST_CASE("arguments and results larger than a socket buffer") {
-  StartedSupervisor sv(with_processes(2));
-  REQUIRE(eventually([&] { return sv.info().processes.idle_children == 2; }));
-  // 6 MB each way: the request is written in parts (the submitting thread
-  // writes what fits, the loop the rest) and the reply read in many reads.
-  const std::string big(6 << 20, 'a');
-  auto a = sv.submit({}, atask::process(&length_of), big);
-  auto b = sv.submit({}, atask::process(&make_string), std::size_t{6} << 20);
-  CHECK(a.get_for(patience) == big.size());
-  CHECK(b.get_for(patience) == std::string(std::size_t{6} << 20, 'x'));
-  // Small tasks right after still work on both children.
-  std::vector<atask::TaskHandle<int>> hs;
-  for (int i = 0; i < 20; ++i) hs.push_back(sv.submit({}, atask::process(&square), i));
-  auto r = atask::wait_completed(hs, patience);
-  for (int i = 0; i < 20; ++i) CHECK(r[std::size_t(i)] == i * i);
-  sv.stop();
-}
-
-TEST_CASE("a result that does not convert back fails the task") {
-  StartedSupervisor sv(with_processes(1));
-  auto t = sv.submit({}, atask::process(&make_half), 3);
-  REQUIRE(t.wait_for(patience));
-  CHECK(t.status() == atask::TaskStatus::failed);
-  CHECK(contains(what_of<atask::ProcessError>([&] { t.get_for(patience); }), "does not convert to the function's return type"));
-  CHECK(sv.submit({}, atask::process(&square), 4).get_for(patience) == 16);  // the child is fine
-  sv.stop();
-}
-
-TEST_CASE("many submitting threads with cancels in between") {
-  StartedSupervisor sv(with_processes(2, {.reserve_high = 1}));
-  constexpr int threads = 4, per = 300;
-  std::atomic<int> wrong{0}, completed{0}, canceled{0};
-  std::vector<std::thread> ts;
-  for (int k = 0; k < threads; ++k)
-    ts.emplace_back([&, k] {
-      std::vector<atask::TaskHandle<int>> hs;
-      for (int i = 0; i < per; ++i) {
-        const auto p = (i % 3 == 0) ? atask::Priority::high : atask::Priority::normal;
-        hs.push_back(sv.submit({.priority = p}, atask::process(&square), k * per + i));
-        if (i % 7 == 3) hs.back().cancel();  // queued, taken, started or done: any moment
-      }
-      for (std::size_t i = 0; i < hs.size(); ++i) {
-        if (!hs[i].wait_for(patience)) {
-          ++wrong;
-          continue;
-        }
-        const int x = k * per + static_cast<int>(i);
-        if (hs[i].status() == atask::TaskStatus::completed) {
-          ++completed;
-          if (hs[i].get_for(patience) != x * x) ++wrong;
-        } else if (hs[i].status() == atask::TaskStatus::canceled) {
-          ++canceled;
-          if (i % 7 != 3) ++wrong;  // only the ones we canceled
-        } else {
-          ++wrong;
-        }
-      }
-    });
-  for (auto& t : ts) t.join();
-  CHECK(wrong.load() == 0);
-  CHECK(completed.load() + canceled.load() == threads * per);
-  CHECK(canceled.load() <= threads * ((per + 6) / 7));
-  // Every child is back and idle; nothing is left running or queued.
-  CHECK(eventually([&] {
-    auto i = sv.info().processes;
-    return i.running_total == 0 && i.queued_total == 0 && i.idle_children == 3;
-  }));
-  sv.stop();
-}
-
-namespace {
-struct Squares : atask::ProcessQueueWorker<Squares, int> {
-  using ProcessQueueWorker::ProcessQueueWorker;
-  static int run_in_child(int x) { return x * x; }
-  void process_result(int r) {
-    total += r;
-    if (++count == 4) done.set();
+  TEST_CASE("soft time limit lets the function see it is over time") {
+    StartedSupervisor sv(with_processes(1));
+    auto t = sv.submit({}, atask::process(&sleeper, {.soft_time_limit = 50ms}), 60'000, true);
+    REQUIRE(t.wait_for(patience));
+    const int r = t.get_for(patience);
+    CHECK(r < 0);         // returned early, cleanly
+    CHECK(-r - 1 >= 45);  // once the 50 ms were over (the child's clock starts just before the call)
+    // No soft limit: stop_requested() stays false and the function runs to its end.
+    CHECK(sv.submit({}, atask::process(&sleeper), 30, true).get_for(patience) == 30);
+    sv.stop();
   }
-  std::atomic<int> total{0}, count{0};
-  Event done;
-};
 
-struct Pids : atask::ProcessWorker<Pids, atask::AsyncEventWorker> {
-  using ProcessWorker::ProcessWorker;
-  static int run_in_child() { return static_cast<int>(::getpid()); }
-  bool process_result(int pid) {
-    last = pid;
-    ran.set();
-    return true;
+  TEST_CASE("request_stop reaches the function in the child") {
+    StartedSupervisor sv(with_processes(1));
+    auto t = sv.submit({}, atask::process(&sleeper), 60'000, true);
+    REQUIRE(eventually([&] { return t.status() == atask::TaskStatus::started; }));
+    // The request may land before the child has begun the task: repeat until seen.
+    REQUIRE(eventually([&] {
+      t.request_stop();
+      return t.wait_for(20ms);
+    }));
+    CHECK(t.get_for(patience) < 0);
+    CHECK(t.status() == atask::TaskStatus::completed);
+    // The child survived (SIGTERM is only a request).
+    CHECK(sv.info().processes.crashed == 0);
+    CHECK(sv.submit({}, atask::process(&sleeper), 5, true).get_for(patience) == 5);
+    sv.stop();
   }
-  std::atomic<int> last{0};
-  Event ran;
-};
 
-// The same by the plain names: the process executor takes the coroutine form.
-struct PlainPids : atask::ProcessWorker<PlainPids, atask::IntervalWorker> {
-  using ProcessWorker::ProcessWorker;
-  static int run_in_child() { return static_cast<int>(::getpid()); }
-  void process_result(int pid) {
-    last = pid;
-    ran.set();
+  TEST_CASE("request_stop on a queued process task applies once it runs") {
+    StartedSupervisor sv(with_processes(1));
+    auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
+    auto queued = sv.submit({}, atask::process(&sleeper), 60'000, true);
+    queued.request_stop();  // still queued behind `busy`
+    CHECK(queued.status() == atask::TaskStatus::queued);
+    busy.request_stop();
+    CHECK(busy.get_for(patience) < 0);
+    CHECK(queued.get_for(patience) == -1);  // saw the request at once: ran 0 ms
+    sv.stop();
   }
-  std::atomic<int> last{0};
-  Event ran;
-};
-static_assert(std::is_base_of_v<atask::AsyncIntervalWorker, PlainPids>);
 
-struct PlainSquares : atask::ProcessWorker<PlainSquares, atask::QueueWorker<int>> {
-  using ProcessWorker::ProcessWorker;
-  static int run_in_child(int x) { return x * x; }
-  void process_result(int r) {
-    if ((total += r) == 1 + 4 + 9) done.set();
+  TEST_CASE("max_tasks_per_child recycles children") {
+    StartedSupervisor sv(with_processes(1, {.max_tasks_per_child = 3}));
+    std::vector<int> pids;
+    for (int i = 0; i < 9; ++i) pids.push_back(sv.submit({}, atask::process(&my_pid)).get_for(patience));
+    CHECK(pids[0] == pids[1]);
+    CHECK(pids[1] == pids[2]);
+    CHECK(pids[3] != pids[2]);
+    CHECK(pids[3] == pids[5]);
+    CHECK(pids[6] != pids[5]);
+    CHECK(std::set<int>(pids.begin(), pids.end()).size() == 3);
+    CHECK(eventually([&] { return sv.info().processes.recycled >= 2; }));
+    CHECK(sv.info().processes.crashed == 0);
+    sv.stop();
   }
-  std::atomic<int> total{0};
-  Event done;
-};
-static_assert(std::is_base_of_v<atask::AsyncQueueWorker<int>, PlainSquares>);
-static_assert(std::is_same_v<atask::detail::process_base_t<atask::BackgroundWorker>, atask::AsyncWorker>);
-static_assert(std::is_same_v<atask::detail::process_base_t<atask::EventWorker>, atask::AsyncEventWorker>);
-static_assert(
-    std::is_same_v<atask::detail::process_base_t<atask::AsyncEventWorker>, atask::AsyncEventWorker>);
 
-int fails_in_child() {
-  throw std::runtime_error("bad input");
-}
-}  // namespace
+  TEST_CASE("cancel of a queued process task: it never runs") {
+    StartedSupervisor sv(with_processes(1));
+    auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
+    auto queued = sv.submit({}, atask::process(&my_pid));
+    CHECK(eventually([&] { return sv.info().processes.queued_total == 1; }));
+    CHECK(queued.cancel());
+    CHECK(queued.status() == atask::TaskStatus::canceled);
+    CHECK(contains(what_of<atask::TaskCanceled>([&] { queued.get_for(patience); }),
+                   "canceled before it started"));
+    CHECK(sv.info().processes.queued_total == 0);
+    CHECK(busy.cancel());
+    REQUIRE(busy.wait_for(patience));
+    CHECK(sv.submit({}, atask::process(&square), 2).get_for(patience) == 4);
+    CHECK(sv.info().processes.completed_total == 1);  // only the last one ran to a result
+    sv.stop();
+  }
 
-TEST_CASE("process workers by subclassing: a queue and an event worker") {
-  StartedSupervisor sv(with_processes(2));
-  atask::AutoStop<Squares> q(sv, atask::QueueOptions<int>{.name = "squares"});
-  q.start();
-  for (int i = 1; i <= 4; ++i) q.put(i);
-  REQUIRE(q.done.wait_for());
-  CHECK(q.total.load() == 1 + 4 + 9 + 16);
+  TEST_CASE("cancel of a running process task kills its child") {
+    StartedSupervisor sv(with_processes(1));
+    const int first = sv.submit({}, atask::process(&my_pid)).get_for(patience);
+    auto t = sv.submit({}, atask::process(&hangs));
+    REQUIRE(eventually([&] { return t.status() == atask::TaskStatus::started; }));
+    CHECK(t.cancel());
+    REQUIRE(t.wait_for(patience));
+    CHECK(t.status() == atask::TaskStatus::canceled);
+    const auto msg = what_of<atask::TaskCanceled>([&] { t.get_for(patience); });
+    CHECK(contains(msg, "was canceled while running"));
+    CHECK(contains(msg, "pid " + std::to_string(first)));
+    CHECK(eventually([&] { return !alive(first) || children_of(static_cast<int>(::getpid())).empty(); }));
+    // A fresh child takes over.
+    const int second = sv.submit({}, atask::process(&my_pid)).get_for(patience);
+    CHECK(second != first);
+    CHECK(eventually([&] { return sv.info().processes.killed == 1; }));
+    sv.stop();
+  }
 
-  atask::AutoStop<Pids> e(sv, atask::WorkerOptions{.name = "pids"});
-  e.start();
-  CHECK(e.trigger());
-  REQUIRE(e.ran.wait_for());
-  CHECK(e.last.load() != static_cast<int>(::getpid()));
-  CHECK(e.coroutine());
-  sv.stop();
-}
-
-TEST_CASE("process workers by subclassing name the plain worker types as well as the Async ones") {
-  StartedSupervisor sv(with_processes(2));
-  atask::AutoStop<PlainPids> p(sv, atask::IntervalOptions{.name = "plain-pids", .interval = 1h});
-  CHECK(p.coroutine());
-  CHECK(p.start());  // the first run is due at once
-  REQUIRE(p.ran.wait_for());
-  CHECK(p.last.load() != static_cast<int>(::getpid()));
-
-  atask::AutoStop<PlainSquares> q(sv, atask::QueueOptions<int>{.name = "plain-squares"});
-  q.start();
-  for (int i = 1; i <= 3; ++i) q.put(i);
-  REQUIRE(q.done.wait_for());
-  CHECK(q.total.load() == 14);
-  sv.stop();
-}
-
-TEST_CASE("a process worker's failed run goes to on_error") {
-  StartedSupervisor sv(with_processes(1));
-  std::mutex m;
-  std::vector<std::string> errors;
-  Event two;
-  auto w = atask::background_worker(
-      sv, atask::process(&fails_in_child), [](int) { return true; },
-      {.name = "failing",
-       .on_error =
-           [&](const atask::WorkerError& e) {
-             std::lock_guard lk(m);
-             errors.push_back(e.message);
-             if (errors.size() == 2) two.set();
-           },
-       .stop_after_errors = 2});
-  w->start();
-  REQUIRE(two.wait_for());
-  REQUIRE(w->wait_stopped_for(patience));
-  std::lock_guard lk(m);
-  CHECK(contains(errors.at(0), "bad input"));
-  CHECK(contains(errors.at(0), "raised in its child process"));
-  sv.stop();
-}
-
-TEST_CASE("stopping the supervisor leaves no child process and no zombie") {
-  const int self = static_cast<int>(::getpid());
-  std::vector<int> pids;
-  int server = 0;
-  {
-    atask::Supervisor sv(with_processes(3, {.max_tasks_per_child = 2}));
-    sv.start();
+  TEST_CASE("priority admission with reserves in the process pool") {
+    // 1 child for everyone, +1 for normal and up, +1 for high and up.
+    StartedSupervisor sv(with_processes(1, {.reserve_normal = 1, .reserve_high = 1}));
     REQUIRE(eventually([&] { return sv.info().processes.idle_children == 3; }));
-    server = sv.info().processes.fork_server_pid;
-    CHECK(server > 0);
-    CHECK(children_of(self).count(server) == 1);
-    for (int i = 0; i < 10; ++i) pids.push_back(sv.submit({}, atask::process(&my_pid)).get_for(patience));
-    auto running = sv.submit({}, atask::process(&hangs));  // still running at stop: abandoned, its child killed
-    REQUIRE(eventually([&] { return running.status() == atask::TaskStatus::started; }));
-    for (int p : sv.info().processes.child_pids) pids.push_back(p);
-    auto r = sv.stop({.warm_timeout = 50ms, .soft_timeout = 50ms});
-    CHECK(r.abandoned.size() == 1);
-    CHECK(running.status() == atask::TaskStatus::failed);
+    using P = atask::Priority;
+    auto hold = [&](P p) { return sv.submit({.priority = p}, atask::process(&sleeper), 60'000, true); };
+    auto low1 = hold(P::low);
+    auto low2 = hold(P::low);  // waits: low may use 1 child only
+    REQUIRE(eventually(
+        [&] { return sv.info().processes.running[0] == 1 && sv.info().processes.queued[0] == 1; }));
+    auto normal1 = hold(P::normal);
+    REQUIRE(eventually([&] { return sv.info().processes.running[1] == 1; }));
+    auto normal2 = hold(P::normal);  // waits: normal may use 2
+    auto high1 = hold(P::high);      // takes the last reserved child
+    REQUIRE(eventually([&] { return sv.info().processes.running[2] == 1; }));
+    auto info = sv.info().processes;
+    CHECK(info.running_total == 3);
+    CHECK(info.queued[0] == 1);
+    CHECK(info.queued[1] == 1);
+    // Critical never waits: an extra child is forked for it.
+    auto crit = sv.submit({.priority = P::critical}, atask::process(&square), 9);
+    CHECK(crit.get_for(patience) == 81);
+    CHECK(low2.status() == atask::TaskStatus::queued);
+    CHECK(normal2.status() == atask::TaskStatus::queued);
+    // Freeing the high child does not let normal2 in: that slot is reserved
+    // for high. Freeing normal1 too does (running 1 < 2), and normal2 goes
+    // before low2, which still waits (running 2 >= 1).
+    high1.request_stop();
+    CHECK(high1.get_for(patience) < 0);
+    normal1.request_stop();
+    CHECK(normal1.get_for(patience) < 0);
+    REQUIRE(eventually([&] { return normal2.status() == atask::TaskStatus::started; }));
+    CHECK(low2.status() == atask::TaskStatus::queued);
+    for (auto* t : {&low1, &low2, &normal1, &normal2}) t->cancel();
+    for (auto* t : {&low1, &low2, &normal1, &normal2}) CHECK(t->wait_for(patience));
+    // The extra child goes once idle: back to 3 children.
+    CHECK(eventually([&] { return sv.info().processes.children == 3; }));
+    sv.stop();
   }
-  CHECK(children_of(self).empty());  // the server was reaped: not even a zombie
-  CHECK_FALSE(alive(server));
-  for (int p : pids) {
-    CAPTURE(p);
-    CHECK_FALSE(alive(p));  // killed and reaped by the server before it exited
-  }
-}
 
-TEST_CASE("a supervisor never started still reaps its fork server") {
-  const int self = static_cast<int>(::getpid());
-  int server = 0;
-  {
-    atask::Supervisor sv(with_processes(2));
-    server = sv.info().processes.fork_server_pid;
-    CHECK(children_of(self).count(server) == 1);
-  }
-  CHECK(children_of(self).empty());
-  CHECK_FALSE(alive(server));
-}
-
-TEST_CASE("a fork server that dies fails process tasks with a clear error") {
-  StartedSupervisor sv(with_processes(1));
-  REQUIRE(eventually([&] { return sv.info().processes.idle_children == 1; }));
-  auto running = sv.submit({}, atask::process(&hangs));
-  REQUIRE(eventually([&] { return running.status() == atask::TaskStatus::started; }));
-  ::kill(sv.info().processes.fork_server_pid, SIGKILL);
-  REQUIRE(running.wait_for(patience));
-  CHECK(contains(what_of<atask::ProcessError>([&] { running.get_for(patience); }), "fork server"));
-  CHECK(eventually([&] { return sv.info().processes.fork_server_pid == 0; }));
-  CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 2); }),
-                 "unusable"));
-  // The rest of the supervisor is unaffected.
-  CHECK(sv.submit({}, [] { return 5; }).get_for(patience) == 5);
-  sv.stop();
-  CHECK(children_of(static_cast<int>(::getpid())).empty());
-}
-
-TEST_CASE("process pool options and misuse get clear errors") {
-  auto bad = [](atask::ProcessPoolOptions p) {
-    return what_of<atask::OptionsError>([&] {
-      atask::Supervisor sv({.logger = quiet_logger(), .processes = p});
+  TEST_CASE("awaiting a process task from a coroutine") {
+    StartedSupervisor sv(with_processes(2));
+    auto t = sv.submit({}, [&sv]() -> boost::asio::awaitable<int> {
+      auto a = sv.submit({}, atask::process(&square), 3);
+      auto b = sv.submit({}, atask::process(&square), 4);
+      const int x = co_await a.async_get(boost::asio::use_awaitable);
+      const int y = co_await b.async_get(boost::asio::use_awaitable);
+      co_return x + y;
     });
+    CHECK(t.get_for(patience) == 25);
+    // A failure arrives as the exception.
+    auto f = sv.submit({}, [&sv]() -> boost::asio::awaitable<std::string> {
+      // The handle in a variable: GCC 12 destroys temporaries of a co_await
+      // full-expression twice (the TaskOptions{} here).
+      auto h = sv.submit({}, atask::process(&throws_invalid), 1);
+      try {
+        co_await h.async_get(boost::asio::use_awaitable);
+      } catch (const atask::ChildError& e) {
+        co_return e.type();
+      }
+      co_return "no exception";
+    });
+    CHECK(f.get_for(patience) == "std::invalid_argument");
+    sv.stop();
+  }
+
+  TEST_CASE("delayed process task") {
+    StartedSupervisor sv(with_processes(1));
+    const auto t0 = std::chrono::steady_clock::now();
+    auto t = sv.submit({.delay = 50ms}, atask::process(&square), 5);
+    CHECK(t.status() == atask::TaskStatus::delayed);
+    CHECK(t.get_for(patience) == 25);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
+    auto c = sv.submit({.delay = 10s}, atask::process(&square), 5);
+    CHECK(c.cancel());
+    CHECK(c.status() == atask::TaskStatus::canceled);
+    sv.stop();
+  }
+
+  TEST_CASE("an interval worker with a static executor sums results in process_result") {
+    StartedSupervisor sv(with_processes(2));
+    std::atomic<int> sum{0};
+    Event ten;
+    auto w = atask::interval_worker(sv, atask::process(&one),
+                                    [&](int r) {
+                                      if (sum.fetch_add(r) + r == 10) ten.set();
+                                      return sum.load() < 10;  // false stops the worker
+                                    },
+                                    {.name = "summer", .interval = 5ms});
+    w->start();
+    REQUIRE(ten.wait_for());
+    REQUIRE(w->wait_stopped_for(patience));
+    CHECK(sum.load() == 10);
+    CHECK(w->info().runs == 10);
+    // Every run was a process task at the worker's priority.
+    std::size_t process_tasks = 0;
+    for (auto& i : sv.tasks(atask::TaskStatus::completed))
+      if (i.kind == atask::TaskKind::process && i.name == "summer") ++process_tasks;
+    CHECK(process_tasks == 10);
+    sv.stop();
+  }
+
+  namespace lopsided {
+  // value_from writes what value_to refuses: the child's result cannot be read back.
+  struct Half {
+    int v = 0;
   };
-  CHECK(contains(bad({.pool_size = -1}), "processes.pool_size"));
-  CHECK(contains(bad({.pool_size = 0, .reserve_high = 1}), "need processes.pool_size > 0"));
-  CHECK(contains(bad({.pool_size = 1, .time_limit = -1ms}), "time limits must be >= 0"));
-  CHECK(contains(bad({.pool_size = 1, .time_limit = 1s, .soft_time_limit = 2s}), "soft_time_limit must be shorter"));
+  void tag_invoke(json::value_from_tag, json::value& jv, const Half& h) {
+    jv = {{"value", h.v}};
+  }
+  Half tag_invoke(json::value_to_tag<Half>, const json::value& jv) {
+    return {json::value_to<int>(jv.at("v"))};  // throws: the key is "value"
+  }
+  }  // namespace lopsided
 
-  atask::Supervisor none({.logger = quiet_logger()});
-  none.start();
-  CHECK(contains(what_of<atask::LifecycleError>([&] { (void)none.submit({}, atask::process(&square), 1); }),
-                 "has no process pool"));
-  CHECK_FALSE(none.info().processes.enabled);
-  none.stop();
+  namespace {
+  lopsided::Half make_half(int v) {
+    return {v};
+  }
+  }  // namespace
 
-  atask::Supervisor sv(with_processes(1));
-  CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 1); }),
-                 "is created"));
-  sv.start();
-  auto order = sv.boot_order();
-  CHECK(order == std::vector<std::string>{"loop", "aloops", "processes", "pool", "workers"});
-  sv.stop();
-  CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 1); }),
-                 "is stopped"));
-}
+  TEST_CASE("arguments and results larger than a socket buffer") {
+    StartedSupervisor sv(with_processes(2));
+    REQUIRE(eventually([&] { return sv.info().processes.idle_children == 2; }));
+    // 6 MB each way: the request is written in parts (the submitting thread
+    // writes what fits, the loop the rest) and the reply read in many reads.
+    const std::string big(6 << 20, 'a');
+    auto a = sv.submit({}, atask::process(&length_of), big);
+    auto b = sv.submit({}, atask::process(&make_string), std::size_t{6} << 20);
+    CHECK(a.get_for(patience) == big.size());
+    CHECK(b.get_for(patience) == std::string(std::size_t{6} << 20, 'x'));
+    // Small tasks right after still work on both children.
+    std::vector<atask::TaskHandle<int>> hs;
+    for (int i = 0; i < 20; ++i) hs.push_back(sv.submit({}, atask::process(&square), i));
+    auto r = atask::wait_completed(hs, patience);
+    for (int i = 0; i < 20; ++i) CHECK(r[std::size_t(i)] == i * i);
+    sv.stop();
+  }
+
+  TEST_CASE("a result that does not convert back fails the task") {
+    StartedSupervisor sv(with_processes(1));
+    auto t = sv.submit({}, atask::process(&make_half), 3);
+    REQUIRE(t.wait_for(patience));
+    CHECK(t.status() == atask::TaskStatus::failed);
+    CHECK(contains(what_of<atask::ProcessError>([&] { t.get_for(patience); }),
+                   "does not convert to the function's return type"));
+    CHECK(sv.submit({}, atask::process(&square), 4).get_for(patience) == 16);  // the child is fine
+    sv.stop();
+  }
+
+  TEST_CASE("many submitting threads with cancels in between") {
+    StartedSupervisor sv(with_processes(2, {.reserve_high = 1}));
+    constexpr int threads = 4, per = 300;
+    std::atomic<int> wrong{0}, completed{0}, canceled{0};
+    std::vector<std::thread> ts;
+    for (int k = 0; k < threads; ++k)
+      ts.emplace_back([&, k] {
+        std::vector<atask::TaskHandle<int>> hs;
+        for (int i = 0; i < per; ++i) {
+          const auto p = (i % 3 == 0) ? atask::Priority::high : atask::Priority::normal;
+          hs.push_back(sv.submit({.priority = p}, atask::process(&square), k * per + i));
+          if (i % 7 == 3) hs.back().cancel();  // queued, taken, started or done: any moment
+        }
+        for (std::size_t i = 0; i < hs.size(); ++i) {
+          if (!hs[i].wait_for(patience)) {
+            ++wrong;
+            continue;
+          }
+          const int x = k * per + static_cast<int>(i);
+          if (hs[i].status() == atask::TaskStatus::completed) {
+            ++completed;
+            if (hs[i].get_for(patience) != x * x) ++wrong;
+          } else if (hs[i].status() == atask::TaskStatus::canceled) {
+            ++canceled;
+            if (i % 7 != 3) ++wrong;  // only the ones we canceled
+          } else {
+            ++wrong;
+          }
+        }
+      });
+    for (auto& t : ts) t.join();
+    CHECK(wrong.load() == 0);
+    CHECK(completed.load() + canceled.load() == threads * per);
+    CHECK(canceled.load() <= threads * ((per + 6) / 7));
+    // Every child is back and idle; nothing is left running or queued.
+    CHECK(eventually([&] {
+      auto i = sv.info().processes;
+      return i.running_total == 0 && i.queued_total == 0 && i.idle_children == 3;
+    }));
+    sv.stop();
+  }
+
+  namespace {
+  struct Squares : atask::ProcessQueueWorker<Squares, int> {
+    using ProcessQueueWorker::ProcessQueueWorker;
+    static int run_in_child(int x) { return x * x; }
+    void process_result(int r) {
+      total += r;
+      if (++count == 4) done.set();
+    }
+    std::atomic<int> total{0}, count{0};
+    Event done;
+  };
+
+  struct Pids : atask::ProcessWorker<Pids, atask::AsyncEventWorker> {
+    using ProcessWorker::ProcessWorker;
+    static int run_in_child() { return static_cast<int>(::getpid()); }
+    bool process_result(int pid) {
+      last = pid;
+      ran.set();
+      return true;
+    }
+    std::atomic<int> last{0};
+    Event ran;
+  };
+
+  // The same by the plain names: the process executor takes the coroutine form.
+  struct PlainPids : atask::ProcessWorker<PlainPids, atask::IntervalWorker> {
+    using ProcessWorker::ProcessWorker;
+    static int run_in_child() { return static_cast<int>(::getpid()); }
+    void process_result(int pid) {
+      last = pid;
+      ran.set();
+    }
+    std::atomic<int> last{0};
+    Event ran;
+  };
+  static_assert(std::is_base_of_v<atask::AsyncIntervalWorker, PlainPids>);
+
+  struct PlainSquares : atask::ProcessWorker<PlainSquares, atask::QueueWorker<int>> {
+    using ProcessWorker::ProcessWorker;
+    static int run_in_child(int x) { return x * x; }
+    void process_result(int r) {
+      if ((total += r) == 1 + 4 + 9) done.set();
+    }
+    std::atomic<int> total{0};
+    Event done;
+  };
+  static_assert(std::is_base_of_v<atask::AsyncQueueWorker<int>, PlainSquares>);
+  static_assert(std::is_same_v<atask::detail::process_base_t<atask::BackgroundWorker>, atask::AsyncWorker>);
+  static_assert(std::is_same_v<atask::detail::process_base_t<atask::EventWorker>, atask::AsyncEventWorker>);
+  static_assert(
+      std::is_same_v<atask::detail::process_base_t<atask::AsyncEventWorker>, atask::AsyncEventWorker>);
+
+  int fails_in_child() {
+    throw std::runtime_error("bad input");
+  }
+  }  // namespace
+
+  TEST_CASE("process workers by subclassing: a queue and an event worker") {
+    StartedSupervisor sv(with_processes(2));
+    atask::AutoStop<Squares> q(sv, atask::QueueOptions<int>{.name = "squares"});
+    q.start();
+    for (int i = 1; i <= 4; ++i) q.put(i);
+    REQUIRE(q.done.wait_for());
+    CHECK(q.total.load() == 1 + 4 + 9 + 16);
+
+    atask::AutoStop<Pids> e(sv, atask::WorkerOptions{.name = "pids"});
+    e.start();
+    CHECK(e.trigger());
+    REQUIRE(e.ran.wait_for());
+    CHECK(e.last.load() != static_cast<int>(::getpid()));
+    CHECK(e.coroutine());
+    sv.stop();
+  }
+
+  TEST_CASE("process workers by subclassing name the plain worker types as well as the Async ones") {
+    StartedSupervisor sv(with_processes(2));
+    atask::AutoStop<PlainPids> p(sv, atask::IntervalOptions{.name = "plain-pids", .interval = 1h});
+    CHECK(p.coroutine());
+    CHECK(p.start());  // the first run is due at once
+    REQUIRE(p.ran.wait_for());
+    CHECK(p.last.load() != static_cast<int>(::getpid()));
+
+    atask::AutoStop<PlainSquares> q(sv, atask::QueueOptions<int>{.name = "plain-squares"});
+    q.start();
+    for (int i = 1; i <= 3; ++i) q.put(i);
+    REQUIRE(q.done.wait_for());
+    CHECK(q.total.load() == 14);
+    sv.stop();
+  }
+
+  TEST_CASE("a process worker's failed run goes to on_error") {
+    StartedSupervisor sv(with_processes(1));
+    std::mutex m;
+    std::vector<std::string> errors;
+    Event two;
+    auto w = atask::background_worker(sv, atask::process(&fails_in_child), [](int) { return true; },
+                                      {.name = "failing",
+                                       .on_error =
+                                           [&](const atask::WorkerError& e) {
+                                             std::lock_guard lk(m);
+                                             errors.push_back(e.message);
+                                             if (errors.size() == 2) two.set();
+                                           },
+                                       .stop_after_errors = 2});
+    w->start();
+    REQUIRE(two.wait_for());
+    REQUIRE(w->wait_stopped_for(patience));
+    std::lock_guard lk(m);
+    CHECK(contains(errors.at(0), "bad input"));
+    CHECK(contains(errors.at(0), "raised in its child process"));
+    sv.stop();
+  }
+
+  TEST_CASE("stopping the supervisor leaves no child process and no zombie") {
+    const int self = static_cast<int>(::getpid());
+    std::vector<int> pids;
+    int server = 0;
+    {
+      atask::Supervisor sv(with_processes(3, {.max_tasks_per_child = 2}));
+      sv.start();
+      REQUIRE(eventually([&] { return sv.info().processes.idle_children == 3; }));
+      server = sv.info().processes.fork_server_pid;
+      CHECK(server > 0);
+      CHECK(children_of(self).count(server) == 1);
+      for (int i = 0; i < 10; ++i) pids.push_back(sv.submit({}, atask::process(&my_pid)).get_for(patience));
+      auto running =
+          sv.submit({}, atask::process(&hangs));  // still running at stop: abandoned, its child killed
+      REQUIRE(eventually([&] { return running.status() == atask::TaskStatus::started; }));
+      for (int p : sv.info().processes.child_pids) pids.push_back(p);
+      auto r = sv.stop({.warm_timeout = 50ms, .soft_timeout = 50ms});
+      CHECK(r.abandoned.size() == 1);
+      CHECK(running.status() == atask::TaskStatus::failed);
+    }
+    CHECK(children_of(self).empty());  // the server was reaped: not even a zombie
+    CHECK_FALSE(alive(server));
+    for (int p : pids) {
+      CAPTURE(p);
+      CHECK_FALSE(alive(p));  // killed and reaped by the server before it exited
+    }
+  }
+
+  TEST_CASE("a supervisor never started still reaps its fork server") {
+    const int self = static_cast<int>(::getpid());
+    int server = 0;
+    {
+      atask::Supervisor sv(with_processes(2));
+      server = sv.info().processes.fork_server_pid;
+      CHECK(children_of(self).count(server) == 1);
+    }
+    CHECK(children_of(self).empty());
+    CHECK_FALSE(alive(server));
+  }
+
+  TEST_CASE("a fork server that dies fails process tasks with a clear error") {
+    StartedSupervisor sv(with_processes(1));
+    REQUIRE(eventually([&] { return sv.info().processes.idle_children == 1; }));
+    auto running = sv.submit({}, atask::process(&hangs));
+    REQUIRE(eventually([&] { return running.status() == atask::TaskStatus::started; }));
+    ::kill(sv.info().processes.fork_server_pid, SIGKILL);
+    REQUIRE(running.wait_for(patience));
+    CHECK(contains(what_of<atask::ProcessError>([&] { running.get_for(patience); }), "fork server"));
+    CHECK(eventually([&] { return sv.info().processes.fork_server_pid == 0; }));
+    CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 2); }),
+                   "unusable"));
+    // The rest of the supervisor is unaffected.
+    CHECK(sv.submit({}, [] { return 5; }).get_for(patience) == 5);
+    sv.stop();
+    CHECK(children_of(static_cast<int>(::getpid())).empty());
+  }
+
+  TEST_CASE("process pool options and misuse get clear errors") {
+    auto bad = [](atask::ProcessPoolOptions p) {
+      return what_of<atask::OptionsError>(
+          [&] { atask::Supervisor sv({.logger = quiet_logger(), .processes = p}); });
+    };
+    CHECK(contains(bad({.pool_size = -1}), "processes.pool_size"));
+    CHECK(contains(bad({.pool_size = 0, .reserve_high = 1}), "need processes.pool_size > 0"));
+    CHECK(contains(bad({.pool_size = 1, .time_limit = -1ms}), "time limits must be >= 0"));
+    CHECK(contains(bad({.pool_size = 1, .time_limit = 1s, .soft_time_limit = 2s}),
+                   "soft_time_limit must be shorter"));
+
+    atask::Supervisor none({.logger = quiet_logger()});
+    none.start();
+    CHECK(contains(what_of<atask::LifecycleError>([&] { (void)none.submit({}, atask::process(&square), 1); }),
+                   "has no process pool"));
+    CHECK_FALSE(none.info().processes.enabled);
+    none.stop();
+
+    atask::Supervisor sv(with_processes(1));
+    CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 1); }),
+                   "is created"));
+    sv.start();
+    auto order = sv.boot_order();
+    CHECK(order == std::vector<std::string>{"loop", "aloops", "processes", "pool", "workers"});
+    sv.stop();
+    CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 1); }),
+                   "is stopped"));
+  }
 
 }  // TEST_SUITE("process")

@@ -104,13 +104,16 @@ TEST_SUITE("steps") {
     CHECK(steps[2].depends_on == Names{"loop", "aloops"});
     CHECK(steps[4].name == "mine");
     CHECK_FALSE(steps[4].builtin);
-    CHECK(std::all_of(steps.begin(), steps.end(), [](auto& s) { return s.state == atask::StepState::created; }));
+    CHECK(std::all_of(steps.begin(), steps.end(),
+                      [](auto& s) { return s.state == atask::StepState::created; }));
     sv.start();
     steps = sv.info().steps;
-    CHECK(std::all_of(steps.begin(), steps.end(), [](auto& s) { return s.state == atask::StepState::running; }));
+    CHECK(std::all_of(steps.begin(), steps.end(),
+                      [](auto& s) { return s.state == atask::StepState::running; }));
     sv.stop();
     steps = sv.info().steps;
-    CHECK(std::all_of(steps.begin(), steps.end(), [](auto& s) { return s.state == atask::StepState::stopped; }));
+    CHECK(std::all_of(steps.begin(), steps.end(),
+                      [](auto& s) { return s.state == atask::StepState::stopped; }));
   }
 
   TEST_CASE("a step that depends on the pool submits work when it starts and when a waiting stop stops it") {
@@ -118,15 +121,16 @@ TEST_SUITE("steps") {
     std::string stop_thread;
     bool running_at_stop = false;
     atask::Supervisor sv(options("work", 1));
-    sv.add_step({.name = "user",
-                 .depends_on = {"pool"},
-                 .start = [&](atask::Supervisor& s) { at_start = s.submit({}, [] { return 1; }).get_for(patience); },
-                 .stop =
-                     [&](atask::Supervisor& s) {
-                       stop_thread = thread_name();
-                       running_at_stop = s.is_running();
-                       at_stop = s.submit({}, [] { return 2; }).get_for(patience);
-                     }});
+    sv.add_step(
+        {.name = "user",
+         .depends_on = {"pool"},
+         .start = [&](atask::Supervisor& s) { at_start = s.submit({}, [] { return 1; }).get_for(patience); },
+         .stop =
+             [&](atask::Supervisor& s) {
+               stop_thread = thread_name();
+               running_at_stop = s.is_running();
+               at_stop = s.submit({}, [] { return 2; }).get_for(patience);
+             }});
     sv.start();
     CHECK(at_start == 1);
     auto r = sv.stop();

@@ -32,7 +32,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-
 // Timestamps of executor calls.
 class Stamps {
  public:
@@ -514,15 +513,18 @@ TEST_SUITE("workers") {
   TEST_CASE("bad interval options are options errors with a clear message") {
     atask::Supervisor sv(options("ibad"));
     auto f = [] {};
-    CHECK(contains(what_of<atask::OptionsError>([&] { (void)atask::interval_worker(sv, f, {.interval = 0ms}); }),
-                   "interval must be > 0"));
-    CHECK(contains(what_of<atask::OptionsError>([&] { (void)atask::interval_worker(sv, f, {.interval = -5ms}); }),
-                   "interval must be > 0"));
+    CHECK(contains(
+        what_of<atask::OptionsError>([&] { (void)atask::interval_worker(sv, f, {.interval = 0ms}); }),
+        "interval must be > 0"));
+    CHECK(contains(
+        what_of<atask::OptionsError>([&] { (void)atask::interval_worker(sv, f, {.interval = -5ms}); }),
+        "interval must be > 0"));
     CHECK(contains(what_of<atask::OptionsError>(
                        [&] { (void)atask::interval_worker(sv, f, {.interval = 10ms, .delay = 10ms}); }),
                    "can not be used together"));
-    CHECK(contains(what_of<atask::OptionsError>([&] { (void)atask::interval_worker(sv, f, {.delay = -1ms}); }),
-                   "delay must be >= 0"));
+    CHECK(
+        contains(what_of<atask::OptionsError>([&] { (void)atask::interval_worker(sv, f, {.delay = -1ms}); }),
+                 "delay must be >= 0"));
     CHECK(contains(what_of<atask::OptionsError>(
                        [&] { (void)atask::interval_worker(sv, f, {.interval = 1s, .delay_before = -1ms}); }),
                    "IntervalWorker::IntervalWorker()"));
@@ -749,8 +751,9 @@ TEST_SUITE("workers") {
     CHECK(a->name().rfind("event-", 0) == 0);
     CHECK(a->name() != b->name());
     auto c = atask::queue_worker<int>(sv, [](int) {}, {.name = "jobs"});
-    CHECK(contains(what_of<atask::OptionsError>([&] { (void)atask::event_worker(sv, [] {}, {.name = "jobs"}); }),
-                   "'jobs' already exists"));
+    CHECK(contains(
+        what_of<atask::OptionsError>([&] { (void)atask::event_worker(sv, [] {}, {.name = "jobs"}); }),
+        "'jobs' already exists"));
     auto infos = sv.workers();
     REQUIRE(infos.size() == 3);
     CHECK(infos[2].name == "jobs");
@@ -833,9 +836,11 @@ TEST_SUITE("workers") {
                                       .order = atask::QueueOrder::priority,
                                       .on_stop = atask::QueueStop::hand_back,
                                       .on_hand_back = {}};
-    auto beat = atask::interval_worker(sv, [] {}, io);
+    auto beat = atask::interval_worker(
+        sv, [] {}, io);
     auto tick = atask::interval_worker(sv, [] {}, {.name = "tick", .interval = 1h});
-    auto ingest = atask::queue_worker<int>(sv, [](int) {}, qo);
+    auto ingest = atask::queue_worker<int>(
+        sv, [](int) {}, qo);
     auto adder = atask::queue_worker<int>(sv, [](int) {}, {.name = "adder", .capacity = 3});
     CHECK(beat->name() == "beat");
     CHECK(beat->priority() == Priority::high);
@@ -864,9 +869,9 @@ TEST_SUITE("workers") {
                      (void)atask::interval_worker(sv, [] {}, {.name = "iv", .aloop = "io", .interval = 1h});
                    }),
                    "worker 'iv': .aloop = 'io'"));
-    CHECK(contains(
-        at_construction([&] { (void)atask::queue_worker<int>(sv, [](int) {}, {.name = "q", .aloop = "io"}); }),
-        "worker 'q': .aloop = 'io'"));
+    CHECK(contains(at_construction(
+                       [&] { (void)atask::queue_worker<int>(sv, [](int) {}, {.name = "q", .aloop = "io"}); }),
+                   "worker 'q': .aloop = 'io'"));
     // Unnamed: the kind stands in for the name. Nothing was registered.
     CHECK(contains(at_construction([&] { (void)atask::event_worker(sv, [] {}, {.aloop = "io"}); }),
                    "an event worker: .aloop = 'io'"));
@@ -885,13 +890,12 @@ TEST_SUITE("workers") {
 
     // A coroutine executor takes the aloop, at construction and in start().
     Event on_io;
-    auto co = atask::event_worker(
-        sv,
-        [&]() -> asio::awaitable<void> {
-          on_io.set();
-          co_return;
-        },
-        {.name = "co", .aloop = "io"});
+    auto co = atask::event_worker(sv,
+                                  [&]() -> asio::awaitable<void> {
+                                    on_io.set();
+                                    co_return;
+                                  },
+                                  {.name = "co", .aloop = "io"});
     CHECK(co->start({.aloop = "io"}));
     CHECK(co->trigger());
     CHECK(on_io.wait_for());
@@ -962,13 +966,12 @@ TEST_SUITE("workers") {
     Counter got;
     std::atomic<int> sum{0};
     std::vector<std::unique_ptr<atask::Worker>> all;
-    all.push_back(atask::queue_worker<int>(
-        sv,
-        [&](int x) {
-          sum += x;
-          got.bump();
-        },
-        {.name = "nums", .capacity = 1}));
+    all.push_back(atask::queue_worker<int>(sv,
+                                           [&](int x) {
+                                             sum += x;
+                                             got.bump();
+                                           },
+                                           {.name = "nums", .capacity = 1}));
     all.push_back(atask::event_worker(sv, [] {}, {.name = "ev"}));
     all.push_back(atask::queue_worker<std::string>(sv, [](std::string) {}, {.name = "words"}));
     for (auto& w : all) w->start();

@@ -24,8 +24,7 @@ BOOST_DESCRIBE_ENUM(WorkerState, stopped, active, stopping)
 /// ("background" for an AsyncWorker, ...) and set `coroutine`.
 struct WorkerInfo {
   std::string name;
-  std::string
-      kind;  ///< "background", "event", "interval" or "queue" (Worker::kind()); see `coroutine`
+  std::string kind;  ///< "background", "event", "interval" or "queue" (Worker::kind()); see `coroutine`
   WorkerState state = WorkerState::stopped;
   Priority priority = Priority::normal;
   bool coroutine = false;    ///< runs its executor on an aloop
@@ -39,8 +38,8 @@ struct WorkerInfo {
   /// true) that a stop or restart dropped before they began. Triggers that
   /// coalesced into one pending run count once.
   std::uint64_t triggers_dropped = 0;
-  bool can_trigger = false;         ///< event and interval workers (Worker::trigger_any)
-  bool accepts_json = false;        ///< queue workers whose items convert from JSON (Worker::try_put_json)
+  bool can_trigger = false;   ///< event and interval workers (Worker::trigger_any)
+  bool accepts_json = false;  ///< queue workers whose items convert from JSON (Worker::try_put_json)
 };
 
 }  // namespace atask

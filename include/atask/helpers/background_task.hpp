@@ -50,7 +50,8 @@ class BackgroundTask {
 /// boost::asio::awaitable<T> becomes a coroutine task on an aloop; any other
 /// runs on the priority pool.
 template <class F>
-[[nodiscard]] BackgroundTask<std::decay_t<F>> background_task(Supervisor& sv, F&& f, TaskOptions options = {}) {
+[[nodiscard]] BackgroundTask<std::decay_t<F>> background_task(Supervisor& sv, F&& f,
+                                                              TaskOptions options = {}) {
   return {sv, std::forward<F>(f), std::move(options)};
 }
 

@@ -58,10 +58,10 @@ struct ServerStats {
   std::uint64_t connections_accepted = 0;
   std::uint64_t connections_refused = 0;  ///< above max_connections
   std::size_t connections_open = 0;
-  std::uint64_t requests = 0;             ///< requests answered (any status)
-  std::uint64_t client_errors = 0;        ///< answered with 4xx, or closed for a malformed request
-  std::uint64_t timeouts = 0;             ///< connections closed by request_timeout
-  std::size_t streams_open = 0;           ///< job progress streams being written
+  std::uint64_t requests = 0;       ///< requests answered (any status)
+  std::uint64_t client_errors = 0;  ///< answered with 4xx, or closed for a malformed request
+  std::uint64_t timeouts = 0;       ///< connections closed by request_timeout
+  std::size_t streams_open = 0;     ///< job progress streams being written
 };
 
 /// The control plane that serve() set up. It runs on the supervisor's

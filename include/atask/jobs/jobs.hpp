@@ -58,17 +58,17 @@ BOOST_DESCRIBE_ENUM(JobStatus, queued, running, done, failed)
 /// A snapshot of one job.
 struct JobInfo {
   using time_point = std::chrono::system_clock::time_point;
-  std::uint64_t id = 0;          ///< unique within the Jobs object, from 1
+  std::uint64_t id = 0;  ///< unique within the Jobs object, from 1
   std::string type;
-  std::string key;               ///< hex SHA-256 of type + canonical params: the result's file stem
+  std::string key;  ///< hex SHA-256 of type + canonical params: the result's file stem
   boost::json::object params;
   JobStatus status = JobStatus::queued;
-  double fraction = 0;           ///< 0..1, as last reported (1 once done)
-  std::string message;           ///< as last reported
-  std::string error;             ///< failed: what the executor threw
+  double fraction = 0;                ///< 0..1, as last reported (1 once done)
+  std::string message;                ///< as last reported
+  std::string error;                  ///< failed: what the executor threw
   std::filesystem::path result_path;  ///< done: the result file in storage_dir
-  bool from_storage = false;     ///< done before this process saw it: found in storage_dir
-  std::uint64_t version = 0;     ///< grows by one at every change (progress or status)
+  bool from_storage = false;          ///< done before this process saw it: found in storage_dir
+  std::uint64_t version = 0;          ///< grows by one at every change (progress or status)
   std::optional<time_point> created_at, started_at, finished_at;
   bool finished() const noexcept { return status == JobStatus::done || status == JobStatus::failed; }
 };

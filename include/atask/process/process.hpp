@@ -85,17 +85,19 @@ std::string process_entry(void (*fn)(), std::string_view args) {
       f(boost::json::value_to<std::decay_t<A>>(a[I])...);
       return std::string("null");
     } else {
-      return boost::json::serialize(boost::json::value_from(f(boost::json::value_to<std::decay_t<A>>(a[I])...)));
+      return boost::json::serialize(
+          boost::json::value_from(f(boost::json::value_to<std::decay_t<A>>(a[I])...)));
     }
-  }(std::index_sequence_for<A...>{});
+  }
+  (std::index_sequence_for<A...>{});
 }
 
 /// A process task: the parent's side of one call.
 template <class R>
 class ProcessTask final : public TaskState<R>, public ProcessJob {
  public:
-  ProcessTask(std::uint64_t id, Priority p, std::string name, ProcessEntry entry, void (*fn)(), std::string args,
-              const ProcessLimits& l)
+  ProcessTask(std::uint64_t id, Priority p, std::string name, ProcessEntry entry, void (*fn)(),
+              std::string args, const ProcessLimits& l)
       : TaskState<R>(id, p, TaskKind::process, std::move(name)),
         ProcessJob(entry, fn, std::move(args), l.time_limit, l.soft_time_limit) {}
 
@@ -111,9 +113,9 @@ class ProcessTask final : public TaskState<R>, public ProcessJob {
         this->finish_value(boost::json::value_to<R>(v));
       }
     } catch (const std::exception& e) {
-      this->finish_error(std::make_exception_ptr(ProcessError(
-          "task #" + std::to_string(this->id()) + ": its result does not convert to the function's return type: " +
-          e.what())));
+      this->finish_error(std::make_exception_ptr(
+          ProcessError("task #" + std::to_string(this->id()) +
+                       ": its result does not convert to the function's return type: " + e.what())));
     }
   }
 
@@ -164,7 +166,8 @@ class ProcessFn {
   template <class... Args>
   std::string encode(Args&&... args) const {
     if constexpr (sizeof...(Args) != sizeof...(A)) {
-      static_assert(detail::dependent_false<R>, "atask::process(): wrong number of arguments for the function");
+      static_assert(detail::dependent_false<R>,
+                    "atask::process(): wrong number of arguments for the function");
       return {};
     } else {
       static_assert((std::is_constructible_v<std::decay_t<A>, Args&&> && ...),

@@ -51,7 +51,9 @@ concept DescribedEnum = std::is_enum_v<E> && boost::describe::has_describe_enume
 /// enumerator's name; "?" for a value that is no enumerator.
 template <DescribedEnum E>
 constexpr std::string_view to_string(E e) noexcept {
-  if constexpr (requires { { enum_name_override(e) } -> std::convertible_to<std::string_view>; }) {
+  if constexpr (requires {
+                  { enum_name_override(e) } -> std::convertible_to<std::string_view>;
+                }) {
     const std::string_view n = enum_name_override(e);
     if (!n.empty()) return n;
   }

@@ -46,7 +46,8 @@ namespace detail {
 /// The coroutine of one process run (src/workers/process_worker.cpp): waits for the
 /// task without blocking a thread, requests its stop when `st` is
 /// requested, then returns deliver().
-boost::asio::awaitable<bool> await_process(TaskStateBase& task, std::stop_token st, std::function<bool()> deliver);
+boost::asio::awaitable<bool> await_process(TaskStateBase& task, std::stop_token st,
+                                           std::function<bool()> deliver);
 
 /// Submits fn(args...) at the worker's priority and returns the run's
 /// awaitable; on_result(result[, ctx]) says whether to go on.
@@ -116,7 +117,8 @@ using process_base_t = typename process_base<W>::type;
 
 template <class W>
 inline constexpr bool is_async_worker_base =
-    std::is_same_v<W, AsyncWorker> || std::is_same_v<W, AsyncEventWorker> || std::is_same_v<W, AsyncIntervalWorker>;
+    std::is_same_v<W, AsyncWorker> || std::is_same_v<W, AsyncEventWorker> ||
+    std::is_same_v<W, AsyncIntervalWorker>;
 
 }  // namespace detail
 
@@ -223,22 +225,25 @@ class FnProcessQueueWorker final : public AsyncQueueWorker<T, Compare> {
 /// and again, each result handed to on_result(result[, ctx]) (void or bool:
 /// false stops the worker).
 template <class R, class... A, class OnResult>
-[[nodiscard]] auto background_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, WorkerOptions o = {}) {
+[[nodiscard]] auto background_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result,
+                                     WorkerOptions o = {}) {
   return std::unique_ptr<AsyncWorker>(new detail::FnProcessWorker<AsyncWorker, ProcessFn<R, A...>, OnResult>(
       sv, std::move(fn), std::move(on_result), std::move(o)));
 }
 
 /// An event worker whose executor runs in the process pool.
 template <class R, class... A, class OnResult>
-[[nodiscard]] auto event_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, WorkerOptions o = {}) {
+[[nodiscard]] auto event_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result,
+                                WorkerOptions o = {}) {
   return std::unique_ptr<AsyncEventWorker>(
-      new detail::FnProcessWorker<AsyncEventWorker, ProcessFn<R, A...>, OnResult>(sv, std::move(fn),
-                                                                                  std::move(on_result), std::move(o)));
+      new detail::FnProcessWorker<AsyncEventWorker, ProcessFn<R, A...>, OnResult>(
+          sv, std::move(fn), std::move(on_result), std::move(o)));
 }
 
 /// An interval worker whose executor runs in the process pool.
 template <class R, class... A, class OnResult>
-[[nodiscard]] auto interval_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, IntervalOptions o) {
+[[nodiscard]] auto interval_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result,
+                                   IntervalOptions o) {
   return std::unique_ptr<AsyncIntervalWorker>(
       new detail::FnProcessWorker<AsyncIntervalWorker, ProcessFn<R, A...>, OnResult>(
           sv, std::move(fn), std::move(on_result), std::move(o)));
@@ -247,10 +252,11 @@ template <class R, class... A, class OnResult>
 /// A queue worker whose executor runs in the process pool: each item is
 /// fn's argument.
 template <class T, class Compare = std::less<>, class R, class... A, class OnResult>
-[[nodiscard]] auto queue_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result, QueueOptions<T> o = {}) {
+[[nodiscard]] auto queue_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result,
+                                QueueOptions<T> o = {}) {
   return std::unique_ptr<AsyncQueueWorker<T, Compare>>(
-      new detail::FnProcessQueueWorker<T, Compare, ProcessFn<R, A...>, OnResult>(sv, std::move(fn),
-                                                                                 std::move(on_result), std::move(o)));
+      new detail::FnProcessQueueWorker<T, Compare, ProcessFn<R, A...>, OnResult>(
+          sv, std::move(fn), std::move(on_result), std::move(o)));
 }
 
 }  // namespace atask

@@ -162,8 +162,8 @@ class QueueBase : public Worker, public QueueInput<T> {
       try {
         item.emplace(boost::json::value_to<T>(v));
       } catch (const std::exception& e) {
-        throw ConversionError(call("try_put_json()") + " - the item does not convert to the queue's item type: " +
-                              e.what());
+        throw ConversionError(call("try_put_json()") +
+                              " - the item does not convert to the queue's item type: " + e.what());
       }
       return try_put(*item);
     } else {

@@ -387,8 +387,8 @@ class Worker : private detail::RegisteredWorker {
   bool running_ = false;       // a run (task) is in flight
   std::uint64_t run_gen_ = 0;  // which run is in flight
   TaskHandle<void> current_{};
-  std::thread::id run_thread_{};  // the thread the running executor call is on
-  std::size_t pending_runs_ = 0;  // event/interval: runs asked for
+  std::thread::id run_thread_{};    // the thread the running executor call is on
+  std::size_t pending_runs_ = 0;    // event/interval: runs asked for
   std::size_t triggered_runs_ = 0;  // how many of pending_runs_ a trigger() asked for
   std::atomic<std::size_t> consecutive_errors_{0};
   std::unique_ptr<detail::WorkerTimer> timer_;

@@ -6,9 +6,15 @@
 struct NoJson {
   int x = 0;
 };
-int takes_no_json(NoJson n) { return n.x; }
-NoJson returns_no_json(int x) { return {x}; }
-int square(int x) { return x * x; }
+int takes_no_json(NoJson n) {
+  return n.x;
+}
+NoJson returns_no_json(int x) {
+  return {x};
+}
+int square(int x) {
+  return x * x;
+}
 
 void use(atask::Supervisor& sv) {
 #if CASE == 1

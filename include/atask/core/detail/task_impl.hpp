@@ -79,7 +79,7 @@ class CoroTask final : public TaskState<T> {
         if (!t) return;
         t->fn_.reset();  // the frame is going away: nothing runs the callable now
         t->finish_canceled(std::make_exception_ptr(
-              TaskCanceled("task #" + std::to_string(t->id()) + " - its aloop stopped before it finished")));
+            TaskCanceled("task #" + std::to_string(t->id()) + " - its aloop stopped before it finished")));
       }
     } guard{self.get()};
     if (!self->try_start()) {

@@ -35,9 +35,9 @@ class ProcessJob {
 
   const ProcessEntry entry;
   void (*const fn)();
-  std::string args;  // JSON array; freed once sent or dropped
+  std::string args;                                             // JSON array; freed once sent or dropped
   const std::chrono::milliseconds time_limit, soft_time_limit;  // 0 = the pool's default
-  ProcessPool* pool = nullptr;  // set before the task is queued
+  ProcessPool* pool = nullptr;                                  // set before the task is queued
 
   // The pool's queue links, under the pool's mutex.
   ProcessJob* q_prev = nullptr;
