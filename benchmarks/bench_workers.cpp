@@ -248,17 +248,17 @@ int main(int argc, char** argv) {
     w_heap = heap_bytes() - heap0;
     create_ms = ms(t1 - t0);
     start_ms = ms(t2 - t1);
-    // (a) stop(false) on every worker, then wait for each to be stopped.
+    // (a) request_stop() on every worker, then wait for each to be stopped.
     t0 = clk::now();
-    for (auto& w : ws) w->stop(false);
+    for (auto& w : ws) w->request_stop();
     for (auto& w : ws) w->wait_stopped_for(60s);
     stop_nowait_ms = ms(clk::now() - t0);
     t0 = clk::now();
     for (auto& w : ws) w->start();
     restart_ms = ms(clk::now() - t0);
-    // (b) stop(true) on each, one after the other.
+    // (b) stop() on each, one after the other.
     t0 = clk::now();
-    for (auto& w : ws) w->stop(true);
+    for (auto& w : ws) w->stop();
     stop_wait_each_ms = ms(clk::now() - t0);
     for (auto& w : ws) w->start();
     // (c) Supervisor::stop() with all of them active (its "workers" step stops them).
@@ -628,11 +628,11 @@ int main(int argc, char** argv) {
   rows.push_back({"   heap (malloc) per worker (bytes)", num("%.0f", w_heap_b), num("%.0f", c_heap_b),
                   ratio(w_heap_b, c_heap_b), "", ""});
   rows.push_back({"   idle thread on a cv, RSS per thread (KiB)", "", num("%.2f", t_kib), "", "", ""});
-  rows.push_back({"   stop all: stop(false) each + wait (ms)", num("%.1f", stop_nowait_ms),
+  rows.push_back({"   stop all: request_stop() each + wait (ms)", num("%.1f", stop_nowait_ms),
                   num("%.1f", coro_cancel_ms), ratio(stop_nowait_ms, coro_cancel_ms), "< 100",
                   yes(stop_nowait_ms < 100)});
-  rows.push_back({"   stop all: stop(true) each in turn (ms)", num("%.1f", stop_wait_each_ms), "", "",
-                  "< 100", yes(stop_wait_each_ms < 100)});
+  rows.push_back({"   stop all: stop() each in turn (ms)", num("%.1f", stop_wait_each_ms), "", "", "< 100",
+                  yes(stop_wait_each_ms < 100)});
   rows.push_back({"   Supervisor::stop() with all active (ms)", num("%.1f", sv_stop_ms),
                   num("%.1f", sv_stop_empty_ms), ratio(sv_stop_ms, sv_stop_empty_ms), "< 100",
                   yes(sv_stop_ms < 100)});

@@ -10,7 +10,7 @@ using atask::WorkerContext;
 // A subclass: owned through AutoStop, which stops it before its members go.
 class Countdown : public atask::BackgroundWorker {
  public:
-  using BackgroundWorker::BackgroundWorker;
+  using BasicWorker::BasicWorker;
   int left = 5;  // only the executor touches it: one run at a time
 
  protected:

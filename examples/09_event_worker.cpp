@@ -21,7 +21,7 @@ int main() {
                                    {.name = "flush", .priority = atask::Priority::high});
   flush->start();
   flush->trigger();
-  flush->trigger(true);  // forced: its own run even if the first is still going
+  flush->trigger(atask::TriggerMode::force);  // forced: its own run even if the first is still going
   flushed.wait();
   flush->stop();
   std::printf("%d flushes, worker is %s\n", flushes, std::string(atask::to_string(flush->state())).c_str());

@@ -211,7 +211,8 @@ int main(int argc, char** argv) {
             say("%6.2fs  worker %-8s %-8s runs %-6llu errors %llu%s\n", now_s(), w.name.c_str(),
                 std::string(atask::to_string(w.state)).c_str(), static_cast<unsigned long long>(w.runs),
                 static_cast<unsigned long long>(w.errors),
-                w.kind == "queue" ? (" queued " + std::to_string(w.queue_length)).c_str() : "");
+                w.kind == atask::WorkerKind::queue ? (" queued " + std::to_string(w.queue_length)).c_str()
+                                                   : "");
         say("%6.2fs  ingested %ld items (sum %ld), %ld flushes, %ld housekeeping rounds, %ld pings\n",
             now_s(), ingested.load(), ingest_sum.load(), flushes.load(), housekeeping.load(), pings.load());
       },

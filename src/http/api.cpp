@@ -3,7 +3,8 @@
 #include "supervisor/access.hpp"
 
 #include <atask/core/errors.hpp>
-#include <atask/workers/worker.hpp>
+#include <atask/workers/event.hpp>
+#include <atask/workers/queue.hpp>
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/json/parse.hpp>
@@ -148,7 +149,7 @@ std::optional<std::vector<std::string>> split_path(std::string_view target, std:
 json::object Api::worker_json(const WorkerInfo& w) {
   json::object o;
   o["name"] = w.name;
-  o["kind"] = w.kind;
+  o["kind"] = to_string(w.kind);
   o["state"] = to_string(w.state);
   o["priority"] = to_string(w.priority);
   o["coroutine"] = w.coroutine;
@@ -371,7 +372,7 @@ Outcome Api::worker_post(const std::string& name, const std::string& action, std
                         if (action == "start")
                           o["started"] = w.start();
                         else
-                          w.stop(false);
+                          w.request_stop();
                         o["worker"] = worker_json(w.info());
                         out = json_reply(o);
                       } catch (const LifecycleError& e) {
@@ -390,17 +391,18 @@ Outcome Api::worker_post(const std::string& name, const std::string& action, std
     try {
       json::object o{{"ok", true}};
       if (action == "trigger") {
-        if (!w.can_trigger())
-          return void(out =
-                          error_reply(409, "worker '" + name + "' is a " + std::string(w.kind()) +
-                                               " worker: only event and interval workers can be triggered"));
-        o["triggered"] = w.trigger_any();
+        if (w.kind() != WorkerKind::event && w.kind() != WorkerKind::interval)
+          return void(out = error_reply(
+                          409, "worker '" + name + "' is " + atask::detail::kind_with_article(w.kind()) +
+                                   " worker: only event and interval workers can be triggered"));
+        o["triggered"] = atask::trigger(w);
       } else {  // put
-        if (!w.accepts_json())
+        if (!atask::accepts_json(w))
           return void(
-              out = error_reply(409, w.kind() == "queue"
+              out = error_reply(409, w.kind() == WorkerKind::queue
                                          ? "the items of queue worker '" + name + "' do not convert from JSON"
-                                         : "worker '" + name + "' is a " + std::string(w.kind()) +
+                                         : "worker '" + name + "' is " +
+                                               atask::detail::kind_with_article(w.kind()) +
                                                " worker, not a queue worker"));
         json::value item;
         try {
@@ -408,7 +410,7 @@ Outcome Api::worker_post(const std::string& name, const std::string& action, std
         } catch (const ConversionError& e) {
           return void(out = error_reply(400, e.what()));
         }
-        if (!w.try_put_json(item))
+        if (!atask::try_put_json(w, item))
           return void(out = error_reply(503, "the queue of worker '" + name + "' is full"));
       }
       o["worker"] = worker_json(w.info());

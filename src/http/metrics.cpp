@@ -170,7 +170,7 @@ void add_workers(Scrape& s, const std::vector<WorkerInfo>& ws) {
   for (const auto& w : ws) {
     // Names are unique within a supervisor; Add() would merge two equal
     // label sets into one series anyway.
-    const prometheus::Labels wk{{"worker", w.name}, {"kind", w.kind}};
+    const prometheus::Labels wk{{"worker", w.name}, {"kind", std::string(to_string(w.kind))}};
     runs.Add(wk).Increment(static_cast<double>(w.runs));
     errors.Add(wk).Increment(static_cast<double>(w.errors));
     active.Add({{"worker", w.name}}).Set(w.state == WorkerState::active ? 1 : 0);

@@ -3,8 +3,6 @@
 #include "supervisor/access.hpp"
 #include "util/platform.hpp"
 
-#include <boost/asio/steady_timer.hpp>
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -24,11 +22,6 @@ struct WorkerAnchor {
   explicit WorkerAnchor(Worker* worker) : w(worker) {}
   std::mutex m;
   Worker* w;
-};
-
-struct WorkerTimer {
-  explicit WorkerTimer(asio::io_context& ctx) : t(ctx) {}
-  asio::steady_timer t;
 };
 
 // Owned by the callable of one run. Its destruction - after the executor
@@ -59,10 +52,6 @@ struct RunToken {
 
 namespace {
 
-const char* kind_of(bool interval, bool queue, bool event) {
-  return interval ? "interval" : queue ? "queue" : event ? "event" : "background";
-}
-
 std::atomic<std::uint64_t> worker_names{0};
 
 // An .aloop on a worker whose executor never runs on an aloop is a mistake,
@@ -88,43 +77,28 @@ bool is_cancellation(std::exception_ptr e) noexcept {
 
 }  // namespace
 
-Worker::Worker(Supervisor& sv, Mode mode, bool coroutine, detail::WorkerSettings s)
-    : registry_(detail::SupervisorAccess::worker_registry(sv)),
-      logger_(sv.logger_ptr()),
+Worker::Worker(WorkerInit init, WorkerKind kind, bool coroutine, detail::WorkerSettings s)
+    : registry_(detail::SupervisorAccess::worker_registry(init.supervisor())),
+      logger_(init.supervisor().logger_ptr()),
       anchor_(std::make_shared<detail::WorkerAnchor>(this)),
-      mode_(mode),
+      kind_(kind),
       coroutine_(coroutine),
-      kind_(kind_of(mode == Mode::interval, mode == Mode::queue, mode == Mode::event)),
       base_(std::move(s)),
-      sv_(&sv) {
+      sv_(&init.supervisor()) {
   const std::string where = type_name() + "::" + type_name() + "()";
   auto fail = [&](const std::string& why) { throw OptionsError(where + " - " + why); };
-  if (mode_ == Mode::interval) {
-    if (base_.delay.count() < 0) fail("delay must be >= 0");
-    if (base_.delay_before.count() < 0) fail("delay_before must be >= 0");
-    if (base_.interval.count() > 0 && base_.delay.count() > 0)
-      fail(
-          "interval and delay can not be used together (interval: fixed rate; delay: fixed gap after each "
-          "run)");
-    if (base_.interval.count() <= 0 && base_.delay.count() == 0)
-      fail("interval must be > 0 (or set a delay > 0)");
-    timer_ = std::make_unique<detail::WorkerTimer>(sv.io_context());
-  } else if (base_.interval.count() != 0 || base_.delay.count() != 0 || base_.delay_before.count() != 0) {
-    fail("interval, delay and delay_before are for interval workers");
-  }
-  if (!coroutine_ && !base_.aloop.empty()) {
-    const bool an = mode_ == Mode::event || mode_ == Mode::interval;
-    fail(blocking_aloop(base_.name.empty() ? std::string(an ? "an " : "a ") + kind_ + " worker"
-                                           : "worker '" + base_.name + "'",
-                        base_.aloop));
-  }
+  if (!coroutine_ && !base_.aloop.empty())
+    fail(blocking_aloop(
+        base_.name.empty() ? detail::kind_with_article(kind_) + " worker" : "worker '" + base_.name + "'",
+        base_.aloop));
   cur_ = base_;
   try {
     if (!base_.name.empty()) {
       registry_->add(*this, base_.name);
     } else {
+      const std::string prefix(to_string(kind_));
       for (;;) {  // a user may have taken a generated-looking name: skip it
-        cur_.name = base_.name = std::string(kind_) + "-" + std::to_string(worker_names.fetch_add(1) + 1);
+        cur_.name = base_.name = prefix + "-" + std::to_string(worker_names.fetch_add(1) + 1);
         try {
           registry_->add(*this, cur_.name);
           break;
@@ -138,51 +112,58 @@ Worker::Worker(Supervisor& sv, Mode mode, bool coroutine, detail::WorkerSettings
 }
 
 Worker::~Worker() {
+  retire();
+}
+
+void Worker::retire() noexcept {
+  if (retired_.exchange(true)) return;
   {
     std::unique_lock lk(m_);
     if (state_ != WorkerState::stopped && running_ && on_executor_thread_locked())
       log().critical("{}: worker '{}' destroyed from its own executor", sv_ ? sv_->id() : "?", cur_.name);
   }
-  stop(true);
+  try {
+    stop();
+  } catch (...) {
+    log().error("worker '{}': stop at destruction threw: {}", cur_.name,
+                detail::describe(std::current_exception()));
+  }
   {
     std::lock_guard l(anchor_->m);
     anchor_->w = nullptr;
   }
   registry_->remove(*this);
-  std::lock_guard lk(m_);
-  timer_.reset();  // before the supervisor's io_context goes (supervisor_gone() did it otherwise)
 }
 
 std::string Worker::type_name() const {
-  std::string base = mode_ == Mode::background ? (coroutine_ ? "AsyncWorker" : "BackgroundWorker")
-                     : mode_ == Mode::event    ? "EventWorker"
-                     : mode_ == Mode::interval ? "IntervalWorker"
-                                               : "QueueWorker";
-  if (coroutine_ && mode_ != Mode::background) base = "Async" + base;
-  return base;
+  const char* base = "";
+  switch (kind_) {
+    case WorkerKind::background:
+      return coroutine_ ? "AsyncWorker" : "BackgroundWorker";
+    case WorkerKind::event:
+      base = "EventWorker";
+      break;
+    case WorkerKind::interval:
+      base = "IntervalWorker";
+      break;
+    case WorkerKind::queue:
+      base = "QueueWorker";
+      break;
+  }
+  return coroutine_ ? std::string("Async") + base : std::string(base);
+}
+
+void Worker::check_start(const StartOptions& o, const std::string& where) const {
+  if (o.interval || o.delay || o.delay_before)
+    throw OptionsError(where + " - interval, delay and delay_before are for interval workers");
 }
 
 void Worker::validate_overrides(const StartOptions& o) const {
   const std::string where = type_name() + "::start()";
-  if (mode_ != Mode::interval && (o.interval || o.delay || o.delay_before))
-    throw OptionsError(where + " - interval, delay and delay_before are for interval workers");
+  check_start(o, where);
   if (o.name && o.name->empty()) throw OptionsError(where + " - the name must not be empty");
   if (!coroutine_ && o.aloop && !o.aloop->empty())
     throw OptionsError(where + " - " + blocking_aloop("worker '" + name() + "'", *o.aloop));
-  if (mode_ == Mode::interval) {
-    auto interval = o.interval.value_or(base_.interval);
-    auto delay = o.delay.value_or(base_.delay);
-    // Overriding one of the two replaces the other (atasker: _interval or _delay).
-    if (o.interval && !o.delay) delay = {};
-    if (o.delay && !o.interval) interval = {};
-    auto before = o.delay_before.value_or(base_.delay_before);
-    if (delay.count() < 0 || before.count() < 0)
-      throw OptionsError(where + " - delay and delay_before must be >= 0");
-    if (interval.count() > 0 && delay.count() > 0)
-      throw OptionsError(where + " - interval and delay can not be used together");
-    if (interval.count() <= 0 && delay.count() == 0)
-      throw OptionsError(where + " - interval must be > 0 (or set a delay > 0)");
-  }
 }
 
 bool Worker::start(const StartOptions& o) {
@@ -207,11 +188,6 @@ bool Worker::start(const StartOptions& o) {
   if (o.name) next.name = *o.name;
   if (o.priority) next.priority = *o.priority;
   if (o.aloop) next.aloop = *o.aloop;
-  if (o.interval || o.delay) {
-    next.interval = o.interval.value_or(std::chrono::nanoseconds{0});
-    next.delay = o.delay.value_or(std::chrono::nanoseconds{0});
-  }
-  if (o.delay_before) next.delay_before = *o.delay_before;
   const bool renamed = next.name != old_name;
   auto undo = [&] {
     if (renamed) registry_->rename(*this, next.name, old_name);
@@ -256,9 +232,9 @@ bool Worker::start(const StartOptions& o) {
     last_start_ = o;
     state_ = WorkerState::active;
     stop_hook_ = draining_ = finalizing_ = need_finalize_ = false;
-    pending_runs_ = triggered_runs_ = 0;
     consecutive_errors_ = 0;
-    schedule_first_locked();
+    apply_start_locked(o);
+    started_locked();
   }
   log().debug("worker '{}' started", name());
   try {
@@ -270,7 +246,14 @@ bool Worker::start(const StartOptions& o) {
   return true;
 }
 
-void Worker::stop(bool wait) {
+void Worker::stop() {
+  stop_impl(true);
+}
+void Worker::request_stop() {
+  stop_impl(false);
+}
+
+void Worker::stop_impl(bool wait) {
   std::unique_lock lk(m_);
   // The period this call found ends with stop number `target`. A waiting
   // stop waits for that count, not for the stopped state: another thread may
@@ -307,7 +290,7 @@ void Worker::restart() {
       restart_pending_ = true;
     }
   }
-  stop(true);
+  stop();
   bool pending;
   StartOptions overrides;
   {
@@ -365,12 +348,7 @@ WorkerInfo Worker::info() const {
   if (const auto ns = last_run_ns_.load(std::memory_order_relaxed); ns != 0)
     i.last_run = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns)));
-  i.queue_length = queued_locked();
-  i.pending_runs = pending_runs_;
-  i.skipped_ticks = skipped_;
-  i.triggers_dropped = triggers_dropped_;
-  i.can_trigger = can_trigger();
-  i.accepts_json = accepts_json();
+  add_info_locked(i);
   return i;
 }
 
@@ -378,21 +356,6 @@ Supervisor& Worker::supervisor() const {
   std::lock_guard lk(m_);
   if (!sv_) throw LifecycleError(type_name() + "::supervisor() - the supervisor is gone");
   return *sv_;
-}
-
-bool Worker::trigger_any(bool force) {
-  if (!can_trigger())
-    throw LifecycleError(type_name() + "::trigger_any() - worker '" + name() + "' is a " + kind_ +
-                         " worker: only event and interval workers can be triggered");
-  return trigger_run(force, "trigger_any()");
-}
-
-bool Worker::try_put_json(const boost::json::value&) {
-  if (mode_ != Mode::queue)
-    throw LifecycleError(type_name() + "::try_put_json() - worker '" + name() + "' is a " + kind_ +
-                         " worker, not a queue worker");
-  throw LifecycleError(type_name() + "::try_put_json() - the items of queue worker '" + name() +
-                       "' do not convert from Boost.JSON");
 }
 
 bool Worker::execute(WorkerContext&) {
@@ -463,69 +426,10 @@ bool Worker::on_executor_thread_locked() const noexcept {
   return me == run_thread_ || (coroutine_ && me == loop_thread_);
 }
 
-void Worker::schedule_first_locked() {
-  switch (mode_) {
-    case Mode::event:
-      return;
-    case Mode::background:
-    case Mode::queue:
-      return kick_locked();
-    case Mode::interval:
-      break;
-  }
-  const auto now = std::chrono::steady_clock::now();
-  if (cur_.delay_before.count() > 0) {
-    next_due_ = now + cur_.delay_before;
-    arm_timer_locked(next_due_);
-    return;
-  }
-  pending_runs_ = 1;
-  if (cur_.interval.count() > 0) {
-    next_due_ = now + cur_.interval;
-    arm_timer_locked(next_due_);
-  }
-  kick_locked();
-}
-
-void Worker::kick_locked() {
-  if (state_ != WorkerState::active || running_) return;
-  switch (mode_) {
-    case Mode::background:
-      break;
-    case Mode::event:
-    case Mode::interval:
-      if (pending_runs_ == 0) return;
-      --pending_runs_;
-      triggered_runs_ = std::min(triggered_runs_, pending_runs_);
-      break;
-    case Mode::queue:
-      if (queued_locked() == 0) return;
-      break;
-  }
-  launch_locked();
-}
-
 void Worker::work_arrived_locked() {
-  kick_locked();
-}
-
-bool Worker::trigger_run(bool force, const char*) {
-  {
-    std::lock_guard lk(m_);
-    if (state_ != WorkerState::active) return false;
-    if (force) {
-      ++pending_runs_;
-      ++triggered_runs_;
-    } else {
-      if (pending_runs_ == 0) pending_runs_ = 1;
-      if (triggered_runs_ == 0) triggered_runs_ = 1;  // a run already pending (a tick's) serves it too
-    }
-    // Delay mode: the run happens now; the gap starts again after it.
-    if (mode_ == Mode::interval && cur_.delay.count() > 0 && !running_) cancel_timer_locked();
-    kick_locked();
-  }
-  after_unlock();
-  return true;
+  if (state_ != WorkerState::active || running_) return;
+  if (!take_run_locked()) return;
+  launch_locked();
 }
 
 void Worker::launch_locked() {
@@ -612,9 +516,8 @@ void Worker::run_done(std::uint64_t gen, bool keep) noexcept {
         log().info("worker '{}': its executor returned false - stopping", cur_.name);
         begin_stop_locked(true);
       } else {
-        if (mode_ == Mode::interval && cur_.delay.count() > 0 && pending_runs_ == 0)
-          arm_timer_locked(std::chrono::steady_clock::now() + cur_.delay);
-        kick_locked();
+        run_ended_locked();
+        work_arrived_locked();
       }
     } else if (state_ == WorkerState::stopping) {
       continue_stop_locked();
@@ -625,10 +528,7 @@ void Worker::run_done(std::uint64_t gen, bool keep) noexcept {
 
 void Worker::begin_stop_locked(bool by_executor) {
   state_ = WorkerState::stopping;
-  cancel_timer_locked();
-  // Runs that trigger() promised and that will not happen now.
-  triggers_dropped_ += std::min(triggered_runs_, pending_runs_);
-  pending_runs_ = triggered_runs_ = 0;
+  stopping_locked();
   draining_ = !by_executor && drains_on_stop() && sv_ && sv_->is_running();
   if (!draining_ && running_ && current_.valid()) stop_request_ = current_;
   queue_state_changed_locked();
@@ -648,7 +548,6 @@ void Worker::finalize_locked() {
   finalizing_ = true;
   need_finalize_ = true;
   draining_ = false;
-  cancel_timer_locked();
   hand_back_locked();
 }
 
@@ -690,54 +589,10 @@ void Worker::after_unlock() {
   }
 }
 
-// -- interval timer ------------------------------------------------------------------------------
-
-void Worker::arm_timer_locked(std::chrono::steady_clock::time_point when) {
-  if (!timer_) return;
-  const std::uint64_t gen = ++timer_gen_;
-  timer_->t.expires_at(when);
-  timer_->t.async_wait([a = anchor_, gen](boost::system::error_code ec) {
-    if (ec) return;
-    std::lock_guard l(a->m);
-    if (a->w) a->w->on_timer(gen);
-  });
-}
-
-void Worker::cancel_timer_locked() noexcept {
-  ++timer_gen_;
-  if (timer_) timer_->t.cancel();
-}
-
-void Worker::on_timer(std::uint64_t gen) noexcept {
-  {
-    std::lock_guard lk(m_);
-    if (gen != timer_gen_ || state_ != WorkerState::active) return;
-    if (cur_.interval.count() > 0) {
-      // Fixed rate: the next tick is on the schedule, whatever time it is.
-      if (pending_runs_ == 0)
-        pending_runs_ = 1;
-      else
-        ++skipped_;
-      const auto now = std::chrono::steady_clock::now();
-      next_due_ += cur_.interval;
-      while (next_due_ <= now) {
-        next_due_ += cur_.interval;
-        ++skipped_;
-      }
-      arm_timer_locked(next_due_);
-    } else {
-      pending_runs_ = 1;
-    }
-    kick_locked();
-  }
-  after_unlock();
-}
-
 void Worker::supervisor_gone() noexcept {
   {
     std::lock_guard lk(m_);
-    cancel_timer_locked();
-    timer_.reset();
+    supervisor_gone_locked();
     sv_ = nullptr;
     if (state_ != WorkerState::stopped) {
       // The supervisor's stop ended every task: nothing runs any more.

@@ -20,6 +20,11 @@ int square(int x) {
   return x * x;
 }
 
+struct Ticker : atask::BackgroundWorker {
+  using BasicWorker::BasicWorker;
+  bool run(atask::WorkerContext&) override { return true; }
+};
+
 void use(atask::Supervisor& sv, atask::Locker& lk, const std::shared_ptr<atask::Job>& job) {
   using namespace std::chrono_literals;
 #if DROP
@@ -36,6 +41,7 @@ void use(atask::Supervisor& sv, atask::Locker& lk, const std::shared_ptr<atask::
   atask::background_task(sv, [] { return 1; });
   lk.wrap([] {});
   atask::after(sv, 1s, [] {});
+  atask::make_worker<Ticker>(sv, {.name = "t"});
 #else
   // The control: every result kept.
   auto a = atask::background_worker(sv, [] {});
@@ -50,5 +56,6 @@ void use(atask::Supervisor& sv, atask::Locker& lk, const std::shared_ptr<atask::
   auto j = atask::background_task(sv, [] { return 1; });
   auto k = lk.wrap([] {});
   auto l = atask::after(sv, 1s, [] {});
+  auto m = atask::make_worker<Ticker>(sv, {.name = "t"});
 #endif
 }

@@ -113,7 +113,7 @@ TEST_CASE("http: a worker's JSON counts the triggers that a stop dropped") {
   REQUIRE(entered.wait_for());
   REQUIRE(ev->trigger());  // pending behind the running call
   CHECK(parse(http_request(s.port(), "GET", "/api/workers/ev").body).at("triggers_dropped").as_int64() == 0);
-  ev->stop(false);  // drops it
+  ev->request_stop();  // drops it
   CHECK(parse(http_request(s.port(), "GET", "/api/workers/ev").body).at("triggers_dropped").as_int64() == 1);
   release.set();
   REQUIRE(ev->wait_stopped_for(test::patience));

@@ -540,9 +540,9 @@ TEST_SUITE("metrics") {
                                       {.name = "jobs"});  // QueueOptions<int>
     REQUIRE(w->start());
     REQUIRE(q->start());
-    w->trigger(true);
-    w->trigger(true);
-    w->trigger(true);
+    w->trigger(atask::TriggerMode::force);
+    w->trigger(atask::TriggerMode::force);
+    w->trigger(atask::TriggerMode::force);
     REQUIRE(third.wait_for());
     q->put(1);
     REQUIRE(busy.wait_for());
@@ -551,7 +551,8 @@ TEST_SUITE("metrics") {
 
     auto ex = parse(atask::http::prometheus_text(sv));
     check_well_formed(ex, "wm");
-    const auto kind = std::string(w->info().kind);
+    REQUIRE(w->info().kind == atask::WorkerKind::event);
+    const std::string kind = "event";  // the label pins the name
     CHECK(value(ex, "atask_worker_active", {{"worker", "flusher"}}) == 1.0);
     CHECK(value(ex, "atask_worker_active", {{"worker", "jobs"}}) == 1.0);
     CHECK(value(ex, "atask_worker_queue_length", {{"worker", "jobs"}}) == 2.0);

@@ -8,6 +8,7 @@
 #include <atask/jobs.hpp>
 #include <atask/supervisor.hpp>
 #include <atask/worker_info.hpp>
+#include <atask/workers/event.hpp>
 
 #include <doctest/doctest.h>
 
@@ -68,6 +69,8 @@ TEST_SUITE("enum_names") {
   TEST_CASE("every atask enum round-trips through to_string and from_string with today's names") {
     CHECK(names_round_trip<atask::Priority>() == Names{"low", "normal", "high", "critical"});
     CHECK(names_round_trip<atask::WorkerState>() == Names{"stopped", "active", "stopping"});
+    CHECK(names_round_trip<atask::WorkerKind>() == Names{"background", "event", "interval", "queue"});
+    CHECK(names_round_trip<atask::TriggerMode>() == Names{"coalesce", "force"});
     CHECK(names_round_trip<atask::TaskStatus>() ==
           Names{"queued", "delayed", "started", "completed", "failed", "canceled"});
     CHECK(names_round_trip<atask::TaskKind>() == Names{"thread", "coroutine", "process"});

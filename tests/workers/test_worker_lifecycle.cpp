@@ -43,10 +43,10 @@ atask::SupervisorOptions opts(const char* id, int pool_size = 2) {
 // worker after the stop). Executors here never stop or restart their
 // worker themselves.
 //
-// A stopper reads `starts` before it calls stop(true). When no start is in
+// A stopper reads `starts` before it calls stop(). When no start is in
 // flight then, every start so far has returned before the stop was called:
 // the stop covers the active period they made, and only a start issued
-// later may make another. Once stop(true) has returned, the stopper
+// later may make another. Once stop() has returned, the stopper
 // publishes 1 + the begun count it read as `fence` (the largest wins). An
 // executor call that begins, sees a fence f and finds the begun count still
 // at f - 1 has begun after that stop returned with no start issued since
@@ -107,13 +107,13 @@ TEST_SUITE("worker lifecycle") {
     atask::Supervisor sv(opts("lc-never"));
     sv.start();
     auto w = atask::event_worker(sv, [] {});
-    auto f = std::async(std::launch::async, [&] { w->stop(true); });
+    auto f = std::async(std::launch::async, [&] { w->stop(); });
     REQUIRE(f.wait_for(patience) == std::future_status::ready);
     CHECK(w->is_stopped());
   }
 
   TEST_CASE("a waiting stop returns when its stop completed although the worker was started again at once") {
-    // Thread A calls stop(true) while the executor is held. The stop request
+    // Thread A calls stop() while the executor is held. The stop request
     // runs the executor's stop callback on A's thread, after the worker went
     // to stopping and before A begins to wait: there the callback lets the
     // executor return, waits until the worker is stopped, and has thread B
@@ -151,9 +151,9 @@ TEST_SUITE("worker lifecycle") {
       if (go_b.wait_for()) b_started = w->start();
       b_done.set();
     });
-    auto a = std::async(std::launch::async, [&] { w->stop(true); });
+    auto a = std::async(std::launch::async, [&] { w->stop(); });
     const bool a_returned = a.wait_for(patience) == std::future_status::ready;
-    if (!a_returned) w->stop(false);  // the old hang: let A go, so that the test fails instead of hanging
+    if (!a_returned) w->request_stop();  // the old hang: let A go, so that the test fails instead of hanging
     CHECK(a_returned);
     REQUIRE(a.wait_for(patience) == std::future_status::ready);
     REQUIRE(b.wait_for(patience) == std::future_status::ready);
@@ -163,7 +163,7 @@ TEST_SUITE("worker lifecycle") {
     CHECK(b_started.load());
     CHECK(w->is_active());  // A's stop did not stop the period B started
     CHECK(calls.load() == 1);
-    w->stop(true);
+    w->stop();
     CHECK(w->is_stopped());
   }
 
@@ -213,7 +213,9 @@ TEST_SUITE("worker lifecycle") {
         case 2: {
           auto e = atask::event_worker(
               sv, [&r] { enter(r); }, wo);
-          r.poke = [e = e.get()](std::uint32_t x) { e->trigger(x % 2 == 0); };
+          r.poke = [e = e.get()](std::uint32_t x) {
+            e->trigger(x % 2 == 0 ? atask::TriggerMode::force : atask::TriggerMode::coalesce);
+          };
           r.w = std::move(e);
           break;
         }
@@ -225,7 +227,9 @@ TEST_SUITE("worker lifecycle") {
                 co_return;
               },
               wo);
-          r.poke = [e = e.get()](std::uint32_t x) { e->trigger(x % 2 == 0); };
+          r.poke = [e = e.get()](std::uint32_t x) {
+            e->trigger(x % 2 == 0 ? atask::TriggerMode::force : atask::TriggerMode::coalesce);
+          };
           r.w = std::move(e);
           break;
         }
@@ -292,7 +296,7 @@ TEST_SUITE("worker lifecycle") {
     };
     auto waited_stop = [&](Tracked& t) {
       const std::uint64_t before = t.starts.load();
-      t.w->stop(true);
+      t.w->stop();
       if ((before & 0xffffffffu) == 0) {  // no start in flight when the stop was called
         publish_fence(t, (before >> 32) + 1);
         ++fences;
@@ -323,7 +327,7 @@ TEST_SUITE("worker lifecycle") {
           } else if (dice < 45) {
             waited_stop(t);
           } else if (dice < 60) {
-            t.w->stop(false);
+            t.w->request_stop();
           } else if (t.poke) {
             t.poke(rng());
           }
@@ -342,10 +346,10 @@ TEST_SUITE("worker lifecycle") {
     if (!all_returned) {
       // A call hangs. Let it go, so that the test fails instead of hanging:
       // the other threads quit, and stopping every worker brings back the
-      // stopped state a hung stop(true) may be waiting for.
+      // stopped state a hung stop() may be waiting for.
       quit = true;
       for (int round = 0; round < 20; ++round) {
-        for (auto& t : ws) t->w->stop(false);
+        for (auto& t : ws) t->w->request_stop();
         bool ready = true;
         for (auto& f : threads) ready = f.wait_for(500ms) == std::future_status::ready && ready;
         if (ready) break;
@@ -366,7 +370,7 @@ TEST_SUITE("worker lifecycle") {
     });
     if (final_stop.wait_for(60s) != std::future_status::ready) {
       std::fputs("worker lifecycle torture: stopping every worker with wait hangs\n", stderr);
-      std::abort();  // a hung stop(true) can not be let go any more: don't hang the suite
+      std::abort();  // a hung stop() can not be let go any more: don't hang the suite
     }
     final_stop.get();
 

@@ -10,6 +10,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/json/value.hpp>
 
 #include <atomic>
 #include <condition_variable>
@@ -69,7 +70,7 @@ struct Gate {
 // A subclass with every hook, recording what happened.
 class Recorder : public atask::EventWorker {
  public:
-  using EventWorker::EventWorker;
+  using BasicWorker::BasicWorker;
   std::vector<std::string> log() {
     std::lock_guard lk(lm_);
     return log_;
@@ -319,7 +320,7 @@ TEST_SUITE("workers") {
     w->put(0);
     REQUIRE(gate.entered.wait_for());
     for (int i : {1, 2, 3}) w->put(i);
-    w->stop(false);
+    w->request_stop();
     gate.release.set();
     REQUIRE(w->wait_stopped_for(patience));
     CHECK(processed == std::vector<int>{0});
@@ -405,8 +406,8 @@ TEST_SUITE("workers") {
     REQUIRE(gate.entered.wait_for());
     for (int i = 0; i < 5; ++i) w->trigger();
     CHECK(w->info().pending_runs == 1);
-    w->trigger(true);
-    w->trigger(true);
+    w->trigger(atask::TriggerMode::force);
+    w->trigger(atask::TriggerMode::force);
     CHECK(w->info().pending_runs == 3);
     gate.release.set();
     REQUIRE(runs.wait_for_at_least(4));
@@ -578,7 +579,7 @@ TEST_SUITE("workers") {
     CHECK(w->start());
 
     struct Refuser : atask::EventWorker {
-      using EventWorker::EventWorker;
+      using BasicWorker::BasicWorker;
       bool run(WorkerContext&) override { return true; }
       void before_start() override { throw std::runtime_error("not today"); }
     };
@@ -700,7 +701,7 @@ TEST_SUITE("workers") {
   TEST_CASE("restart() from inside the executor starts the worker again once the executor returns") {
     StartedSupervisor sv(options("selfrestart"));
     struct SelfRestarter : atask::EventWorker {
-      using EventWorker::EventWorker;
+      using BasicWorker::BasicWorker;
       Counter runs, starts;
       bool run(WorkerContext&) override {
         if (runs.bump() == 1) restart();
@@ -757,7 +758,7 @@ TEST_SUITE("workers") {
     auto infos = sv.workers();
     REQUIRE(infos.size() == 3);
     CHECK(infos[2].name == "jobs");
-    CHECK(infos[2].kind == "queue");
+    CHECK(infos[2].kind == atask::WorkerKind::queue);
   }
 
   TEST_CASE("the supervisor stops every worker when it stops") {
@@ -788,7 +789,7 @@ TEST_SUITE("workers") {
   TEST_CASE("stop hooks may call back into the supervisor while it stops its workers") {
     StartedSupervisor sv(options("hookcall"));
     struct Asker : atask::EventWorker {
-      using EventWorker::EventWorker;
+      using BasicWorker::BasicWorker;
       std::size_t seen = 0;
       bool run(WorkerContext&) override { return true; }
       void before_stop() override { seen = supervisor().workers().size(); }
@@ -913,13 +914,13 @@ TEST_SUITE("workers") {
     });
     w->start();
     REQUIRE(w->trigger());
-    REQUIRE(entered.wait_for_at_least(1));  // run 1 is going: what follows waits
-    CHECK(w->trigger());                    // one more run pending...
-    CHECK(w->trigger());                    // ...coalesced with it
-    CHECK(w->trigger(true));                // a run of its own
+    REQUIRE(entered.wait_for_at_least(1));         // run 1 is going: what follows waits
+    CHECK(w->trigger());                           // one more run pending...
+    CHECK(w->trigger());                           // ...coalesced with it
+    CHECK(w->trigger(atask::TriggerMode::force));  // a run of its own
     CHECK(w->info().pending_runs == 2);
     CHECK(w->info().triggers_dropped == 0);
-    w->stop(false);  // the stop begins now: the two pending runs are dropped
+    w->request_stop();  // the stop begins now: the two pending runs are dropped
     CHECK(w->info().triggers_dropped == 2);
     CHECK(w->info().pending_runs == 0);
     CHECK_FALSE(w->trigger());  // not active: false, and not counted
@@ -995,5 +996,153 @@ TEST_SUITE("workers") {
     // The queue's own rules hold: a stopped queue refuses the item.
     all[0]->stop();
     CHECK(contains(what_of<atask::LifecycleError>([&] { atask::put(nums, 5); }), "is not active"));
+  }
+
+  TEST_CASE(
+      "trigger, accepts_json and try_put_json reach a worker held as a Worker and refuse others by kind") {
+    StartedSupervisor sv(options("heldtrigger"));
+    Counter runs, got;
+    std::vector<std::unique_ptr<atask::Worker>> all;
+    all.push_back(atask::event_worker(sv, [&] { runs.bump(); }, {.name = "ev"}));
+    all.push_back(atask::queue_worker<int>(sv, [&](int) { got.bump(); }, {.name = "nums"}));
+    all.push_back(atask::background_worker(sv, [](WorkerContext& ctx) { return !ctx.stop_requested(); },
+                                           {.name = "loop"}));
+    struct Opaque {};
+    all.push_back(atask::queue_worker<Opaque>(sv, [](Opaque) {}, {.name = "opaque"}));
+    for (auto& w : all) w->start();
+
+    CHECK(atask::trigger(*all[0]));
+    REQUIRE(runs.wait_for_at_least(1));
+    CHECK(atask::trigger(*all[0], atask::TriggerMode::force));
+    REQUIRE(runs.wait_for_at_least(2));
+    CHECK(contains(what_of<atask::LifecycleError>([&] { (void)atask::trigger(*all[1]); }),
+                   "worker 'nums' is a queue worker: only event and interval workers can be triggered"));
+
+    CHECK(atask::accepts_json(*all[1]));
+    CHECK_FALSE(atask::accepts_json(*all[0]));
+    CHECK_FALSE(atask::accepts_json(*all[3]));
+    CHECK(atask::try_put_json(*all[1], boost::json::value(7)));
+    REQUIRE(got.wait_for_at_least(1));
+    CHECK(contains(
+        what_of<atask::ConversionError>([&] { (void)atask::try_put_json(*all[1], boost::json::value("x")); }),
+        "does not convert to the queue's item type"));
+    CHECK(contains(
+        what_of<atask::LifecycleError>([&] { (void)atask::try_put_json(*all[0], boost::json::value(1)); }),
+        "worker 'ev' is an event worker, not a queue worker"));
+    CHECK(contains(
+        what_of<atask::LifecycleError>([&] { (void)atask::try_put_json(*all[3], boost::json::value(1)); }),
+        "do not convert from JSON"));
+    const auto infos = sv.workers();
+    REQUIRE(infos.size() == 4);
+    CHECK(infos[0].can_trigger);
+    CHECK_FALSE(infos[1].can_trigger);
+    CHECK(infos[1].accepts_json);
+    CHECK_FALSE(infos[3].accepts_json);
+    CHECK(infos[2].kind == atask::WorkerKind::background);
+  }
+
+  TEST_CASE("request_stop returns at once and stop waits for the running call") {
+    StartedSupervisor sv(options("reqstop"));
+    Gate gate;
+    auto w = atask::event_worker(sv, [&] { gate.hold(); }, {.name = "held"});
+    w->start();
+    w->trigger();
+    REQUIRE(gate.entered.wait_for());
+    w->request_stop();  // the call is held: a waiting stop would not return
+    CHECK(w->state() == WorkerState::stopping);
+    auto waiting = std::async(std::launch::async, [&] { w->stop(); });
+    CHECK(waiting.wait_for(50ms) == std::future_status::timeout);  // still held: stop() waits
+    gate.release.set();
+    REQUIRE(waiting.wait_for(patience) == std::future_status::ready);
+    CHECK(w->is_stopped());
+  }
+
+  TEST_CASE("every worker type is a BasicWorker of a source and a form") {
+    static_assert(
+        std::is_same_v<atask::BackgroundWorker, atask::BasicWorker<atask::LoopSource, atask::Blocking>>);
+    static_assert(
+        std::is_same_v<atask::AsyncWorker, atask::BasicWorker<atask::LoopSource, atask::Coroutine>>);
+    static_assert(std::is_same_v<atask::EventWorker, atask::BasicWorker<atask::TriggerSource>>);
+    static_assert(std::is_same_v<atask::AsyncIntervalWorker,
+                                 atask::BasicWorker<atask::ScheduleSource, atask::Coroutine>>);
+    static_assert(std::is_same_v<atask::AsyncQueueWorker<int>,
+                                 atask::BasicWorker<atask::QueueSource<int>, atask::Coroutine>>);
+    static_assert(std::is_base_of_v<atask::TriggerSource, atask::IntervalWorker>);
+    // The factories pick the form from the callable.
+    StartedSupervisor sv(options("forms"));
+    auto a = atask::event_worker(sv, [] {});
+    auto b = atask::event_worker(sv, []() -> asio::awaitable<void> { co_return; });
+    static_assert(std::is_same_v<decltype(a), std::unique_ptr<atask::EventWorker>>);
+    static_assert(std::is_same_v<decltype(b), std::unique_ptr<atask::AsyncEventWorker>>);
+    CHECK_FALSE(a->coroutine());
+    CHECK(b->coroutine());
+    CHECK(a->kind() == atask::WorkerKind::event);
+    CHECK(b->kind() == atask::WorkerKind::event);
+  }
+}
+
+namespace {
+
+// A subclass whose executor uses one of its own members until it is asked
+// to stop; the member notes, as it is destroyed, whether the executor was
+// still inside its call.
+struct MemberProbe {
+  std::atomic<bool>* in_call;
+  std::atomic<int>* destroyed_during_call;
+  ~MemberProbe() {
+    if (in_call->load()) destroyed_during_call->fetch_add(1);
+  }
+};
+
+struct Spinner : atask::BackgroundWorker {
+  Spinner(atask::WorkerInit init, test::Event& entered, std::atomic<bool>& in_call, std::atomic<int>& bad)
+      : BasicWorker(std::move(init), {.name = "spinner"}), entered_(entered), probe_{&in_call, &bad} {}
+
+  bool run(WorkerContext& ctx) override {
+    probe_.in_call->store(true);
+    entered_.set();
+    // Uses the member until the stop comes (bounded: a missing stop fails the test, never hangs it).
+    for (int i = 0; i < 20'000 && !ctx.stop_requested(); ++i) std::this_thread::sleep_for(1ms);
+    probe_.in_call->store(false);
+    return false;
+  }
+
+  test::Event& entered_;
+  MemberProbe probe_;
+};
+
+// Construction goes through AutoStop only: these do not compile.
+static_assert(!std::is_constructible_v<Spinner, atask::Supervisor&, test::Event&, std::atomic<bool>&,
+                                       std::atomic<int>&>);
+static_assert(!std::is_constructible_v<atask::WorkerInit, atask::Supervisor&>);
+static_assert(!std::is_default_constructible_v<atask::WorkerInit>);
+static_assert(!std::is_copy_constructible_v<atask::WorkerInit>);
+static_assert(std::is_constructible_v<atask::AutoStop<Spinner>, atask::Supervisor&, test::Event&,
+                                      std::atomic<bool>&, std::atomic<int>&>);
+
+}  // namespace
+
+TEST_SUITE("workers") {
+  TEST_CASE("a subclass is stopped before its members go: make_worker and AutoStop, by construction") {
+    StartedSupervisor sv(options("bycons"));
+    for (int round = 0; round < 2; ++round) {
+      test::Event entered;
+      std::atomic<bool> in_call{false};
+      std::atomic<int> bad{0};
+      if (round == 0) {
+        auto w = atask::make_worker<Spinner>(sv, entered, in_call, bad);
+        w->start();
+        REQUIRE(entered.wait_for());
+        CHECK(in_call.load());
+      }  // destroyed while its executor runs
+      else {
+        atask::AutoStop<Spinner> w(sv, entered, in_call, bad);
+        w.start();
+        REQUIRE(entered.wait_for());
+      }
+      CHECK_FALSE(in_call.load());
+      CHECK(bad.load() == 0);
+      CHECK(sv.workers().empty());
+    }
   }
 }

@@ -20,11 +20,17 @@ namespace atask {
 enum class WorkerState : unsigned char { stopped, active, stopping };
 BOOST_DESCRIBE_ENUM(WorkerState, stopped, active, stopping)
 
-/// A snapshot of one worker. Coroutine executors keep their type's kind
-/// ("background" for an AsyncWorker, ...) and set `coroutine`.
+/// What a worker's work comes from: run again and again (background), on a
+/// trigger (event), on a schedule (interval), or per queued item (queue).
+/// Coroutine forms keep their kind (an AsyncWorker is a background worker)
+/// and set WorkerInfo::coroutine. Named by to_string() / from_string().
+enum class WorkerKind : unsigned char { background, event, interval, queue };
+BOOST_DESCRIBE_ENUM(WorkerKind, background, event, interval, queue)
+
+/// A snapshot of one worker.
 struct WorkerInfo {
   std::string name;
-  std::string kind;  ///< "background", "event", "interval" or "queue" (Worker::kind()); see `coroutine`
+  WorkerKind kind = WorkerKind::background;  ///< Worker::kind(); see `coroutine`
   WorkerState state = WorkerState::stopped;
   Priority priority = Priority::normal;
   bool coroutine = false;    ///< runs its executor on an aloop
@@ -38,8 +44,8 @@ struct WorkerInfo {
   /// true) that a stop or restart dropped before they began. Triggers that
   /// coalesced into one pending run count once.
   std::uint64_t triggers_dropped = 0;
-  bool can_trigger = false;   ///< event and interval workers (Worker::trigger_any)
-  bool accepts_json = false;  ///< queue workers whose items convert from JSON (Worker::try_put_json)
+  bool can_trigger = false;   ///< event and interval workers (atask::trigger(Worker&))
+  bool accepts_json = false;  ///< queue workers whose items convert from JSON (atask::try_put_json)
 };
 
 }  // namespace atask

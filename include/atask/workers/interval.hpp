@@ -1,7 +1,9 @@
 #pragma once
 /// @file
-/// IntervalWorker / AsyncIntervalWorker: run the executor on a schedule, and
-/// the interval_worker() factory.
+/// Interval workers: ScheduleSource (a run on a schedule, and on a
+/// trigger), IntervalWorker (blocking executor on the pool) and
+/// AsyncIntervalWorker (coroutine executor on an aloop), and the
+/// interval_worker() factory.
 ///
 /// @code
 ///   auto beat = atask::interval_worker(sv, [] { send_heartbeat(); },
@@ -10,7 +12,10 @@
 ///   beat->trigger();   // one run now; the schedule stays as it was
 /// @endcode
 
-#include <atask/workers/background.hpp>
+#include <atask/workers/event.hpp>
+
+#include <chrono>
+#include <memory>
 
 namespace atask {
 
@@ -43,75 +48,70 @@ struct IntervalOptions {
 };
 
 namespace detail {
-inline WorkerSettings interval_settings(const IntervalOptions& o) {
-  WorkerSettings s = WorkerSettings::common(o);
-  s.interval = o.interval;
-  s.delay = o.delay;
-  s.delay_before = o.delay_before;
-  return s;
-}
+struct ScheduleAnchor;
+struct ScheduleTimer;
 }  // namespace detail
 
-/// Runs its blocking executor on the pool on a schedule.
+/// The source of an interval worker: runs on a schedule (fixed rate or
+/// fixed gap, see IntervalOptions), and on trigger() as an event worker.
+/// The schedule lives in the supervisor's io_context (an Asio timer).
 ///
 /// @par Thread safety
 /// Distinct objects: Safe. Shared objects: Safe, as Worker.
-class IntervalWorker : public Worker {
+class ScheduleSource : public TriggerSource {
  public:
+  using options_type = IntervalOptions;
+  using items = detail::ItemList<>;
+
+ protected:
   /// @throws OptionsError for interval <= 0 without a delay, interval with
   ///         delay, negative delay or delay_before (or a taken name, or an
-  ///         aloop: this executor runs on the pool).
-  explicit IntervalWorker(Supervisor& sv, IntervalOptions o)
-      : Worker(sv, Mode::interval, false, detail::interval_settings(o)) {}
-
-  /// Runs the executor now (coalescing with a run in progress, or queued
-  /// when forced), without moving the schedule. False when not active.
-  /// A run it asked for that a stop() or restart() drops before it begins
-  /// counts in info().triggers_dropped (see EventWorker::trigger()).
-  bool trigger(bool force = false) { return trigger_run(force, "IntervalWorker::trigger()"); }
-
- protected:
-  virtual bool run(WorkerContext& ctx) = 0;
+  ///         aloop on a blocking executor).
+  ScheduleSource(WorkerInit init, bool coroutine, IntervalOptions o);
+  ~ScheduleSource() override;
 
  private:
-  bool execute(WorkerContext& ctx) final {
-    return guarded_call(ctx, [&] { return run(ctx); });
-  }
+  struct Schedule {
+    std::chrono::nanoseconds interval{0}, delay{0}, delay_before{0};
+  };
+  static void check(const Schedule& s, const std::string& where);
+
+  void check_start(const StartOptions& overrides, const std::string& where) const override;
+  void apply_start_locked(const StartOptions& overrides) override;
+  void started_locked() override;
+  void run_ended_locked() override;
+  void stopping_locked() override;
+  void triggered_locked() override;
+  void supervisor_gone_locked() noexcept override;
+  void add_info_locked(WorkerInfo& info) const override;
+
+  Schedule with_overrides(const StartOptions& o) const;
+  void arm_locked(std::chrono::steady_clock::time_point when);
+  void cancel_locked() noexcept;
+  void on_timer(std::uint64_t gen) noexcept;
+
+  const Schedule base_;                             // as constructed
+  Schedule cur_;                                    // in force for this active period (m_)
+  std::shared_ptr<detail::ScheduleAnchor> anchor_;  // what timer handlers reach this object through
+  std::unique_ptr<detail::ScheduleTimer> timer_;    // m_; null once the supervisor is gone
+  std::chrono::steady_clock::time_point next_due_{};
+  std::uint64_t timer_gen_ = 0;
+  std::uint64_t skipped_ = 0;
 };
 
-/// IntervalWorker with a coroutine executor, run on an aloop.
-///
-/// @par Thread safety
-/// Distinct objects: Safe. Shared objects: Safe, as Worker.
-class AsyncIntervalWorker : public Worker {
- public:
-  explicit AsyncIntervalWorker(Supervisor& sv, IntervalOptions o)
-      : Worker(sv, Mode::interval, true, detail::interval_settings(o)) {}
-
-  /// See IntervalWorker::trigger().
-  bool trigger(bool force = false) { return trigger_run(force, "AsyncIntervalWorker::trigger()"); }
-
- protected:
-  virtual boost::asio::awaitable<bool> run(WorkerContext& ctx) = 0;
-
- private:
-  boost::asio::awaitable<bool> execute_async(WorkerContext& ctx) final {
-    return guarded_call_async(ctx, [this, &ctx] { return run(ctx); });
-  }
-};
+/// Runs its executor `bool run(WorkerContext&)` on the pool on a schedule.
+using IntervalWorker = BasicWorker<ScheduleSource, Blocking>;
+/// IntervalWorker with a coroutine executor on an aloop.
+using AsyncIntervalWorker = BasicWorker<ScheduleSource, Coroutine>;
 
 /// Builds an interval worker from a callable ((WorkerContext&) or ();
 /// void, bool or awaitable<void|bool>). Not started.
-/// @throws OptionsError for a taken name or bad options (see IntervalWorker;
-///         an `.aloop` when f is blocking).
+/// @throws OptionsError for a taken name or bad options (see
+///         ScheduleSource; an `.aloop` when f is blocking).
 template <class F>
 [[nodiscard]] auto interval_worker(Supervisor& sv, F f, IntervalOptions o) {
-  if constexpr (detail::is_awaitable<detail::executor_result_t<F>>::value)
-    return std::unique_ptr<AsyncIntervalWorker>(
-        new detail::FnAsyncWorker<AsyncIntervalWorker, F>(sv, std::move(f), std::move(o)));
-  else
-    return std::unique_ptr<IntervalWorker>(
-        new detail::FnWorker<IntervalWorker, F>(sv, std::move(f), std::move(o)));
+  return detail::make_fn_worker<BasicWorker<ScheduleSource, detail::form_of_t<F>>>(sv, std::move(f),
+                                                                                   std::move(o));
 }
 
 }  // namespace atask

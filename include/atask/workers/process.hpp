@@ -14,7 +14,7 @@
 ///     bool process_result(int r) { total += r; return true; }
 ///     std::atomic<int> total{0};
 ///   };
-///   atask::AutoStop<Counter> c(sv, atask::IntervalOptions{.interval = 1s});
+///   auto c = atask::make_worker<Counter>(sv, {.interval = 1s});
 ///
 ///   // Factory: a process function and a result callback.
 ///   auto w = atask::interval_worker(sv, atask::process(&expensive),
@@ -29,10 +29,10 @@
 /// Stopping the worker requests the running task's stop
 /// (this_task::stop_requested() in the child) and waits for it.
 
+#include <atask/process/process.hpp>
 #include <atask/workers/background.hpp>
 #include <atask/workers/event.hpp>
 #include <atask/workers/interval.hpp>
-#include <atask/process/process.hpp>
 #include <atask/workers/queue.hpp>
 
 #include <functional>
@@ -95,131 +95,93 @@ struct ResultTo<Derived, void> {
 
 /// The coroutine form a process run needs (it awaits the child), from the
 /// worker type a user names: BackgroundWorker/AsyncWorker -> AsyncWorker, and
-/// so on. Anything else is left as it is, for the static_assert to name.
+/// so on.
 template <class W>
 struct process_base {
-  using type = W;
+  static_assert(dependent_false<W>,
+                "atask::ProcessWorker<Derived, Base>: Base must be BackgroundWorker, EventWorker, "
+                "IntervalWorker, QueueWorker<T> or their Async* forms");
 };
-template <>
-struct process_base<BackgroundWorker> {
-  using type = AsyncWorker;
-};
-template <>
-struct process_base<EventWorker> {
-  using type = AsyncEventWorker;
-};
-template <>
-struct process_base<IntervalWorker> {
-  using type = AsyncIntervalWorker;
+template <class Source, class Form>
+struct process_base<BasicWorker<Source, Form>> {
+  using type = BasicWorker<Source, Coroutine>;
 };
 template <class W>
 using process_base_t = typename process_base<W>::type;
 
-template <class W>
-inline constexpr bool is_async_worker_base =
-    std::is_same_v<W, AsyncWorker> || std::is_same_v<W, AsyncEventWorker> ||
-    std::is_same_v<W, AsyncIntervalWorker>;
+/// The run() of a process worker subclass: Derived::run_in_child(items...)
+/// in a child, Derived::process_result(result) in the parent.
+template <class Derived, class Async, class Items = typename Async::items>
+class ProcessRun;
 
-}  // namespace detail
-
-/// A worker with a process executor, by subclassing (CRTP). Base names the
-/// worker type: BackgroundWorker, EventWorker or IntervalWorker, or their
-/// coroutine forms AsyncWorker, AsyncEventWorker, AsyncIntervalWorker. Either
-/// name gives the coroutine form (the run awaits the child, holding no pool
-/// thread), so ProcessWorker<Me, IntervalWorker> is an AsyncIntervalWorker
-/// and takes IntervalOptions. For queues: ProcessQueueWorker<Me, T>, or
-/// ProcessWorker<Me, QueueWorker<T>> (or AsyncQueueWorker<T>), the same
-/// type. Derived declares
-///   static R run_in_child();          // runs in a child process
-///   bool process_result(R result);    // or void; runs in the parent
-/// (for R = void: process_result()).
-///
-/// @par Thread safety
-/// Distinct objects: Safe. Shared objects: Safe, as Base.
-template <class Derived, class Base>
-class ProcessWorker : public detail::process_base_t<Base> {
-  using Async = detail::process_base_t<Base>;
-  static_assert(detail::is_async_worker_base<Async>,
-                "atask::ProcessWorker<Derived, Base>: Base must be BackgroundWorker, EventWorker, "
-                "IntervalWorker, QueueWorker<T> or their Async* forms");
-
+template <class Derived, class Async, class... Items>
+class ProcessRun<Derived, Async, ItemList<Items...>> : public Async {
  public:
   using Async::Async;
 
  private:
-  boost::asio::awaitable<bool> run(WorkerContext& ctx) final {
-    using R = decltype(Derived::run_in_child());
-    return detail::run_in_process(*this, atask::process(&Derived::run_in_child), ctx,
-                                  detail::ResultTo<Derived, R>{static_cast<Derived*>(this)});
+  boost::asio::awaitable<bool> run(Items... items, WorkerContext& ctx) final {
+    using R = decltype(Derived::run_in_child(std::declval<Items>()...));
+    return run_in_process(*this, atask::process(&Derived::run_in_child), ctx,
+                          ResultTo<Derived, R>{static_cast<Derived*>(this)}, std::move(items)...);
   }
 };
 
-/// A queue worker with a process executor: each item is the argument of
-///   static R run_in_child(T item);
-///   bool process_result(R result);    // or void
+/// A worker whose run() submits fn(items...) to the process pool and hands
+/// the result to on_result: what the process factories build.
+template <class Base, class P, class OnResult, class Items = typename Base::items>
+class FnProcessWorker;
+
+template <class Base, class P, class OnResult, class... Items>
+class FnProcessWorker<Base, P, OnResult, ItemList<Items...>> : public Base {
+ public:
+  FnProcessWorker(WorkerInit init, P fn, OnResult r, typename Base::options_type o)
+      : Base(std::move(init), std::move(o)), fn_(std::move(fn)), on_result_(std::move(r)) {}
+
+ private:
+  boost::asio::awaitable<bool> run(Items... items, WorkerContext& ctx) override {
+    return run_in_process(*this, fn_, ctx, std::ref(on_result_), std::move(items)...);
+  }
+  P fn_;
+  OnResult on_result_;
+};
+
+template <class Base, class P, class OnResult>
+std::unique_ptr<Base> make_process_worker(Supervisor& sv, P fn, OnResult r, typename Base::options_type o) {
+  return make_worker<FnProcessWorker<Base, P, OnResult>>(sv, std::move(fn), std::move(r), std::move(o));
+}
+
+}  // namespace detail
+
+/// A worker with a process executor, by subclassing (CRTP). Base names the
+/// worker type: BackgroundWorker, EventWorker, IntervalWorker or
+/// QueueWorker<T>, or their coroutine forms. Either name gives the
+/// coroutine form (the run awaits the child, holding no pool thread), so
+/// ProcessWorker<Me, IntervalWorker> is an AsyncIntervalWorker and takes
+/// IntervalOptions. Derived declares
+///   static R run_in_child();          // runs in a child process (queues: run_in_child(T item))
+///   bool process_result(R result);    // or void; runs in the parent
+/// (for R = void: process_result()), inherits the constructor with
+/// `using ProcessWorker::ProcessWorker;` and is created by make_worker().
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Base.
+template <class Derived, class Base>
+class ProcessWorker : public detail::ProcessRun<Derived, detail::process_base_t<Base>> {
+ public:
+  using detail::ProcessRun<Derived, detail::process_base_t<Base>>::ProcessRun;
+};
+
+/// ProcessWorker<Derived, QueueWorker<T, Compare>>, by its item type: each
+/// item is the argument of `static R run_in_child(T item)`.
 ///
 /// @par Thread safety
 /// Distinct objects: Safe. Shared objects: Safe, as AsyncQueueWorker.
 template <class Derived, class T, class Compare = std::less<>>
-class ProcessQueueWorker : public AsyncQueueWorker<T, Compare> {
+class ProcessQueueWorker : public ProcessWorker<Derived, AsyncQueueWorker<T, Compare>> {
  public:
-  using AsyncQueueWorker<T, Compare>::AsyncQueueWorker;
-
- private:
-  boost::asio::awaitable<bool> run(T item, WorkerContext& ctx) final {
-    using R = decltype(Derived::run_in_child(std::declval<T>()));
-    return detail::run_in_process(*this, atask::process(&Derived::run_in_child), ctx,
-                                  detail::ResultTo<Derived, R>{static_cast<Derived*>(this)}, std::move(item));
-  }
+  using ProcessWorker<Derived, AsyncQueueWorker<T, Compare>>::ProcessWorker;
 };
-
-/// ProcessWorker<Derived, QueueWorker<T, Compare>> (or AsyncQueueWorker):
-/// ProcessQueueWorker<Derived, T, Compare>, by the worker type's name.
-template <class Derived, class T, class Compare>
-class ProcessWorker<Derived, QueueWorker<T, Compare>> : public ProcessQueueWorker<Derived, T, Compare> {
- public:
-  using ProcessQueueWorker<Derived, T, Compare>::ProcessQueueWorker;
-};
-template <class Derived, class T, class Compare>
-class ProcessWorker<Derived, AsyncQueueWorker<T, Compare>> : public ProcessQueueWorker<Derived, T, Compare> {
- public:
-  using ProcessQueueWorker<Derived, T, Compare>::ProcessQueueWorker;
-};
-
-namespace detail {
-
-template <class Base, class P, class OnResult>
-class FnProcessWorker final : public Base {
- public:
-  template <class Options>
-  FnProcessWorker(Supervisor& sv, P fn, OnResult r, Options o)
-      : Base(sv, std::move(o)), fn_(std::move(fn)), on_result_(std::move(r)) {}
-  ~FnProcessWorker() override { this->stop(true); }
-
- private:
-  boost::asio::awaitable<bool> run(WorkerContext& ctx) override {
-    return run_in_process(*this, fn_, ctx, std::ref(on_result_));
-  }
-  P fn_;
-  OnResult on_result_;
-};
-
-template <class T, class Compare, class P, class OnResult>
-class FnProcessQueueWorker final : public AsyncQueueWorker<T, Compare> {
- public:
-  FnProcessQueueWorker(Supervisor& sv, P fn, OnResult r, QueueOptions<T> o)
-      : AsyncQueueWorker<T, Compare>(sv, std::move(o)), fn_(std::move(fn)), on_result_(std::move(r)) {}
-  ~FnProcessQueueWorker() override { this->stop(true); }
-
- private:
-  boost::asio::awaitable<bool> run(T item, WorkerContext& ctx) override {
-    return run_in_process(*this, fn_, ctx, std::ref(on_result_), std::move(item));
-  }
-  P fn_;
-  OnResult on_result_;
-};
-
-}  // namespace detail
 
 /// A background worker whose executor runs in the process pool: fn() again
 /// and again, each result handed to on_result(result[, ctx]) (void or bool:
@@ -227,26 +189,22 @@ class FnProcessQueueWorker final : public AsyncQueueWorker<T, Compare> {
 template <class R, class... A, class OnResult>
 [[nodiscard]] auto background_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result,
                                      WorkerOptions o = {}) {
-  return std::unique_ptr<AsyncWorker>(new detail::FnProcessWorker<AsyncWorker, ProcessFn<R, A...>, OnResult>(
-      sv, std::move(fn), std::move(on_result), std::move(o)));
+  return detail::make_process_worker<AsyncWorker>(sv, std::move(fn), std::move(on_result), std::move(o));
 }
 
 /// An event worker whose executor runs in the process pool.
 template <class R, class... A, class OnResult>
 [[nodiscard]] auto event_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result,
                                 WorkerOptions o = {}) {
-  return std::unique_ptr<AsyncEventWorker>(
-      new detail::FnProcessWorker<AsyncEventWorker, ProcessFn<R, A...>, OnResult>(
-          sv, std::move(fn), std::move(on_result), std::move(o)));
+  return detail::make_process_worker<AsyncEventWorker>(sv, std::move(fn), std::move(on_result), std::move(o));
 }
 
 /// An interval worker whose executor runs in the process pool.
 template <class R, class... A, class OnResult>
 [[nodiscard]] auto interval_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result,
                                    IntervalOptions o) {
-  return std::unique_ptr<AsyncIntervalWorker>(
-      new detail::FnProcessWorker<AsyncIntervalWorker, ProcessFn<R, A...>, OnResult>(
-          sv, std::move(fn), std::move(on_result), std::move(o)));
+  return detail::make_process_worker<AsyncIntervalWorker>(sv, std::move(fn), std::move(on_result),
+                                                          std::move(o));
 }
 
 /// A queue worker whose executor runs in the process pool: each item is
@@ -254,9 +212,8 @@ template <class R, class... A, class OnResult>
 template <class T, class Compare = std::less<>, class R, class... A, class OnResult>
 [[nodiscard]] auto queue_worker(Supervisor& sv, ProcessFn<R, A...> fn, OnResult on_result,
                                 QueueOptions<T> o = {}) {
-  return std::unique_ptr<AsyncQueueWorker<T, Compare>>(
-      new detail::FnProcessQueueWorker<T, Compare, ProcessFn<R, A...>, OnResult>(
-          sv, std::move(fn), std::move(on_result), std::move(o)));
+  return detail::make_process_worker<AsyncQueueWorker<T, Compare>>(sv, std::move(fn), std::move(on_result),
+                                                                   std::move(o));
 }
 
 }  // namespace atask

@@ -1,7 +1,9 @@
 #pragma once
 /// @file
-/// QueueWorker<T> / AsyncQueueWorker<T>: run the executor for each item put
-/// into the worker's queue, and the queue_worker<T>() factory.
+/// Queue workers: QueueSource<T> (a run per queued item), QueueWorker<T>
+/// (blocking executor on the pool) and AsyncQueueWorker<T> (coroutine
+/// executor on an aloop), the queue_worker<T>() factory, and atask::put() /
+/// try_put() for a queue worker held as a Worker.
 ///
 /// @code
 ///   auto sum = atask::queue_worker<int>(sv, [&](int x) { total += x; }, {.capacity = 1000});
@@ -15,7 +17,9 @@
 ///   atask::put(*all[0], 4);                             // LifecycleError if not a queue of int
 /// @endcode
 
-#include <atask/workers/background.hpp>
+#include <atask/workers/basic_worker.hpp>
+#include <atask/workers/detail/fn_worker.hpp>
+#include <atask/workers/detail/json_input.hpp>
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -114,19 +118,28 @@ template <class T>
 QueueInput<T>& queue_of(Worker& w, const char* call) {
   if (auto* q = dynamic_cast<QueueInput<T>*>(&w)) return *q;
   const std::string type = boost::core::demangle(typeid(T).name());
-  if (w.kind() == "queue")
+  if (w.kind() == WorkerKind::queue)
     throw LifecycleError(std::string(call) + " - worker '" + w.name() +
                          "' is a queue worker, but its items are not of type '" + type + "'");
-  const std::string kind(w.kind());
-  const char* article = kind.front() == 'e' || kind.front() == 'i' ? "an " : "a ";
-  throw LifecycleError(std::string(call) + " - worker '" + w.name() + "' is " + article + kind +
+  throw LifecycleError(std::string(call) + " - worker '" + w.name() + "' is " + kind_with_article(w.kind()) +
                        " worker, not a queue worker of '" + type + "'");
 }
 
-/// Queue storage and put/take for both queue worker forms.
-template <class T, class Compare>
-class QueueBase : public Worker, public QueueInput<T> {
+}  // namespace detail
+
+/// The source of a queue worker: the queue, in FIFO or priority order, and
+/// a run per queued item (a run takes up to 64 items in a row while other
+/// work waits, then gives its pool slot back).
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Worker (put() from the
+/// worker's own executor throws when the queue is full, see put()).
+template <class T, class Compare = std::less<>>
+class QueueSource : public Worker, public detail::QueueInput<T>, public detail::JsonInput {
  public:
+  using options_type = QueueOptions<T>;
+  using items = detail::ItemList<T>;
+
   /// Queues an item; blocks while the queue is full.
   /// @throws LifecycleError when the worker is not active (the item is not
   ///         queued), or when called from the worker's own executor while
@@ -137,7 +150,7 @@ class QueueBase : public Worker, public QueueInput<T> {
     if (full_locked()) {
       if (this->on_executor_thread_locked())
         throw LifecycleError(call("put()") + " - the queue is full and this is the worker's own executor");
-      space_cv_.wait(lk, [&] { return !accepting_locked() || !full_locked(); });
+      space_cv_.wait(lk, [&] { return !this->active_locked() || !full_locked(); });
       check_accepting("put()");
     }
     push_locked(std::move(item));
@@ -155,22 +168,6 @@ class QueueBase : public Worker, public QueueInput<T> {
   }
   bool try_put(T&& item) { return try_put(item); }
 
-  bool accepts_json() const noexcept override { return boost::json::has_value_to<T>::value; }
-  bool try_put_json(const boost::json::value& v) override {
-    if constexpr (boost::json::has_value_to<T>::value) {
-      std::optional<T> item;
-      try {
-        item.emplace(boost::json::value_to<T>(v));
-      } catch (const std::exception& e) {
-        throw ConversionError(call("try_put_json()") +
-                              " - the item does not convert to the queue's item type: " + e.what());
-      }
-      return try_put(*item);
-    } else {
-      return Worker::try_put_json(v);
-    }
-  }
-
   /// put() that waits up to `d` for room; false on timeout (item untouched).
   /// @throws LifecycleError when not active (also when the worker stops
   ///         while the call waits).
@@ -178,7 +175,7 @@ class QueueBase : public Worker, public QueueInput<T> {
   bool put_for(T& item, std::chrono::duration<Rep, Period> d) {
     std::unique_lock lk(m_);
     check_accepting("put_for()");
-    if (!space_cv_.wait_for(lk, d, [&] { return !accepting_locked() || !full_locked(); })) return false;
+    if (!space_cv_.wait_for(lk, d, [&] { return !this->active_locked() || !full_locked(); })) return false;
     check_accepting("put_for()");
     push_locked(std::move(item));
     return true;
@@ -200,13 +197,13 @@ class QueueBase : public Worker, public QueueInput<T> {
     return boost::asio::async_initiate<CompletionToken, void(std::exception_ptr)>(
         [this](auto handler, T item) {
           auto work = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
-          PutCompletion done = [handler = std::move(handler),
-                                work = std::move(work)](std::exception_ptr e) mutable {
+          detail::PutCompletion done = [handler = std::move(handler),
+                                        work = std::move(work)](std::exception_ptr e) mutable {
             auto ex = work.get_executor();
             boost::asio::post(ex, [handler = std::move(handler), e]() mutable { std::move(handler)(e); });
           };
           std::unique_lock lk(m_);
-          if (!accepting_locked()) {
+          if (!this->active_locked()) {
             auto e = std::make_exception_ptr(LifecycleError(call("async_put()") + " - worker '" +
                                                             this->name_locked() + "' is not active"));
             lk.unlock();
@@ -241,23 +238,24 @@ class QueueBase : public Worker, public QueueInput<T> {
   void put_item(T&& item) final { put(std::move(item)); }
   bool try_put_item(T& item) final { return try_put(item); }
 
-  ~QueueBase() override {
+  ~QueueSource() override {
     std::lock_guard lk(m_);
     if (!unprocessed_.empty()) this->note_unprocessed_dropped(unprocessed_.size());
   }
 
  protected:
-  QueueBase(Supervisor& sv, bool coroutine, QueueOptions<T> o, const char* type)
-      : Worker(sv, Mode::queue, coroutine, WorkerSettings::common(o)),
-        type_(type),
+  /// @throws OptionsError for a taken name, for QueueOrder::priority when
+  ///         Compare cannot order T, or for an aloop on a blocking executor.
+  QueueSource(WorkerInit init, bool coroutine, QueueOptions<T> o)
+      : Worker(std::move(init), WorkerKind::queue, coroutine, detail::WorkerSettings::common(o)),
         capacity_(o.capacity),
         order_(o.order),
         on_stop_(o.on_stop),
         on_hand_back_(std::move(o.on_hand_back)) {
     if constexpr (!std::is_invocable_r_v<bool, Compare&, const T&, const T&>) {
       if (order_ == QueueOrder::priority)
-        throw OptionsError(std::string(type) + "::" + type +
-                           "() - priority order needs items that Compare can order");
+        throw OptionsError(call(coroutine ? "AsyncQueueWorker()" : "QueueWorker()") +
+                           " - priority order needs items that Compare can order");
     }
   }
 
@@ -267,7 +265,7 @@ class QueueBase : public Worker, public QueueInput<T> {
   std::optional<T> next_item(std::size_t done_in_run) {
     std::lock_guard lk(m_);
     const bool draining = draining_locked();
-    if (!accepting_locked() && !draining) return std::nullopt;
+    if (!this->active_locked() && !draining) return std::nullopt;
     if (!draining && done_in_run >= batch) return std::nullopt;
     if (queued_locked() == 0) return std::nullopt;
     std::optional<T> item(pop_locked());
@@ -280,13 +278,15 @@ class QueueBase : public Worker, public QueueInput<T> {
  private:
   struct Waiting {
     T item;
-    PutCompletion done;
+    detail::PutCompletion done;
   };
 
-  std::string call(const char* what) const { return std::string(type_) + "::" + what; }
+  std::string call(const char* what) const {
+    return std::string(this->coroutine() ? "AsyncQueueWorker::" : "QueueWorker::") + what;
+  }
 
   void check_accepting(const char* what) const {
-    if (!accepting_locked())
+    if (!this->active_locked())
       throw LifecycleError(call(what) + " - worker '" + this->name_locked() + "' is not active");
   }
   bool full_locked() const noexcept { return capacity_ != 0 && queued_locked() >= capacity_; }
@@ -300,7 +300,7 @@ class QueueBase : public Worker, public QueueInput<T> {
         std::push_heap(heap_.begin(), heap_.end(), HeapLess{&cmp_});
       }
     }
-    work_arrived_locked();
+    this->work_arrived_locked();
   }
 
   T pop_locked() {
@@ -329,12 +329,18 @@ class QueueBase : public Worker, public QueueInput<T> {
     space_cv_.notify_one();
   }
 
+  // -- the source of work --
+  bool take_run_locked() override { return queued_locked() != 0; }
+  void add_info_locked(WorkerInfo& info) const override {
+    info.queue_length = queued_locked();
+    info.accepts_json = boost::json::has_value_to<T>::value;
+  }
   std::size_t queued_locked() const noexcept override { return fifo_.size() + heap_.size(); }
   bool drains_on_stop() const noexcept override { return on_stop_ == QueueStop::drain; }
 
   void queue_state_changed_locked() override {
     space_cv_.notify_all();
-    if (!accepting_locked() && !waiting_.empty() && !draining_locked()) {
+    if (!this->active_locked() && !waiting_.empty() && !draining_locked()) {
       // Stopping: waiting async puts fail; their items are handed back.
       for (auto& w : waiting_) {
         w.done(std::make_exception_ptr(LifecycleError(
@@ -383,7 +389,25 @@ class QueueBase : public Worker, public QueueInput<T> {
     }
   };
 
-  const char* type_;
+  // -- JSON items (the HTTP put hook, atask::try_put_json()) --
+  bool json_items() const noexcept override { return boost::json::has_value_to<T>::value; }
+  bool try_put_json_item(const boost::json::value& v) override {
+    if constexpr (boost::json::has_value_to<T>::value) {
+      std::optional<T> item;
+      try {
+        item.emplace(boost::json::value_to<T>(v));
+      } catch (const std::exception& e) {
+        throw ConversionError(call("try_put_json()") +
+                              " - the item does not convert to the queue's item type: " + e.what());
+      }
+      return try_put(*item);
+    } else {
+      throw LifecycleError(call("try_put_json()") + " - the items of queue worker '" + this->name() +
+                           "' do not convert from JSON");
+    }
+  }
+
+  std::condition_variable space_cv_;  // putters waiting for room
   const std::size_t capacity_;
   const QueueOrder order_;
   const QueueStop on_stop_;
@@ -397,94 +421,14 @@ class QueueBase : public Worker, public QueueInput<T> {
   std::vector<T> unprocessed_;  // delivered to nobody: take_unprocessed()
 };
 
-}  // namespace detail
-
-/// Runs its blocking executor on the pool for each queued item, one at a
-/// time, in FIFO or priority order.
-///
-/// @par Thread safety
-/// Distinct objects: Safe. Shared objects: Safe, as Worker (put() from the
-/// worker's own executor throws when the queue is full, see put()).
+/// Runs its executor `bool run(T item, WorkerContext&)` on the pool for
+/// each queued item, one at a time, in FIFO or priority order.
 template <class T, class Compare = std::less<>>
-class QueueWorker : public detail::QueueBase<T, Compare> {
- public:
-  /// @throws OptionsError for a taken name, for QueueOrder::priority when
-  ///         Compare cannot order T, or for an aloop (this executor runs on
-  ///         the pool).
-  explicit QueueWorker(Supervisor& sv, QueueOptions<T> o = {})
-      : detail::QueueBase<T, Compare>(sv, false, std::move(o), "QueueWorker") {}
-
- protected:
-  /// The executor, once per item. Return false to stop the worker.
-  virtual bool run(T item, WorkerContext& ctx) = 0;
-
- private:
-  bool execute(WorkerContext& ctx) final {
-    for (std::size_t n = 0;; ++n) {
-      std::optional<T> item = this->next_item(n);
-      if (!item) return true;
-      if (!this->guarded_call(ctx, [&] { return run(std::move(*item), ctx); })) return false;
-    }
-  }
-};
-
-/// QueueWorker with a coroutine executor, run on an aloop.
-///
-/// @par Thread safety
-/// Distinct objects: Safe. Shared objects: Safe, as QueueWorker.
+using QueueWorker = BasicWorker<QueueSource<T, Compare>, Blocking>;
+/// QueueWorker with a coroutine executor
+/// `awaitable<bool> run(T item, WorkerContext&)` on an aloop.
 template <class T, class Compare = std::less<>>
-class AsyncQueueWorker : public detail::QueueBase<T, Compare> {
- public:
-  /// @throws OptionsError for a taken name, or for QueueOrder::priority
-  ///         when Compare cannot order T.
-  explicit AsyncQueueWorker(Supervisor& sv, QueueOptions<T> o = {})
-      : detail::QueueBase<T, Compare>(sv, true, std::move(o), "AsyncQueueWorker") {}
-
- protected:
-  virtual boost::asio::awaitable<bool> run(T item, WorkerContext& ctx) = 0;
-
- private:
-  boost::asio::awaitable<bool> execute_async(WorkerContext& ctx) final {
-    for (std::size_t n = 0;; ++n) {
-      std::optional<T> item = this->next_item(n);
-      if (!item) co_return true;
-      const bool keep =
-          co_await this->guarded_call_async(ctx, [this, &ctx, &item] { return run(std::move(*item), ctx); });
-      if (!keep) co_return false;
-    }
-  }
-};
-
-namespace detail {
-
-template <class T, class Compare, class F>
-class FnQueueWorker final : public QueueWorker<T, Compare> {
- public:
-  FnQueueWorker(Supervisor& sv, F f, QueueOptions<T> o)
-      : QueueWorker<T, Compare>(sv, std::move(o)), f_(std::move(f)) {}
-  ~FnQueueWorker() override { this->stop(true); }
-
- private:
-  bool run(T item, WorkerContext& ctx) override { return call_executor(f_, ctx, item); }
-  F f_;
-};
-
-template <class T, class Compare, class F>
-class FnAsyncQueueWorker final : public AsyncQueueWorker<T, Compare> {
- public:
-  FnAsyncQueueWorker(Supervisor& sv, F f, QueueOptions<T> o)
-      : AsyncQueueWorker<T, Compare>(sv, std::move(o)), f_(std::move(f)) {}
-  ~FnAsyncQueueWorker() override { this->stop(true); }
-
- private:
-  // `item` lives in this frame while the executor's coroutine uses it.
-  boost::asio::awaitable<bool> run(T item, WorkerContext& ctx) override {
-    co_return co_await await_executor(f_, ctx, item);
-  }
-  F f_;
-};
-
-}  // namespace detail
+using AsyncQueueWorker = BasicWorker<QueueSource<T, Compare>, Coroutine>;
 
 /// Puts `item` into `w`, a queue worker of T held as a Worker (say in a
 /// `std::vector<std::unique_ptr<atask::Worker>>`), without a cast: what
@@ -516,16 +460,26 @@ bool try_put(Worker& w, T&& item) {
   }
 }
 
+/// True when `w` is a queue worker whose items convert from Boost.JSON
+/// (boost::json::value_to, tag_invoke for user types): what the HTTP API's
+/// put needs.
+bool accepts_json(const Worker& w) noexcept;
+
+/// Converts `item` to the item type of queue worker `w` (held as a Worker)
+/// and try_put()s it: false when the queue is full.
+/// @throws ConversionError when the value does not fit the item type.
+/// @throws LifecycleError when `w` is not active, is not a queue worker, or
+///         its items do not convert from JSON (the message says which).
+bool try_put_json(Worker& w, const boost::json::value& item);
+
 /// Builds a queue worker from a callable taking (T, WorkerContext&) or (T)
 /// and returning void, bool or awaitable<void|bool>. Not started.
+/// @throws OptionsError as QueueSource (and for an `.aloop` when f is
+///         blocking).
 template <class T, class Compare = std::less<>, class F>
 [[nodiscard]] auto queue_worker(Supervisor& sv, F f, QueueOptions<T> o = {}) {
-  if constexpr (detail::is_awaitable<detail::executor_result_t<F, T>>::value)
-    return std::unique_ptr<AsyncQueueWorker<T, Compare>>(
-        new detail::FnAsyncQueueWorker<T, Compare, F>(sv, std::move(f), std::move(o)));
-  else
-    return std::unique_ptr<QueueWorker<T, Compare>>(
-        new detail::FnQueueWorker<T, Compare, F>(sv, std::move(f), std::move(o)));
+  return detail::make_fn_worker<BasicWorker<QueueSource<T, Compare>, detail::form_of_t<F, T>>>(
+      sv, std::move(f), std::move(o));
 }
 
 }  // namespace atask

@@ -4,9 +4,9 @@
 /// again, on a trigger, from a queue, on a timer) and runs its executor for
 /// each piece of it: a blocking executor on the priority pool at the
 /// worker's priority, a coroutine executor on an aloop. One executor run per
-/// worker at a time. See background_worker.hpp, event_worker.hpp,
-/// queue_worker.hpp and interval_worker.hpp for the types, and
-/// docs/workers.md for the whole story.
+/// worker at a time. basic_worker.hpp puts a source of work and an executor
+/// together; background.hpp, event.hpp, interval.hpp and queue.hpp hold
+/// the kinds, and docs/workers.md the whole story.
 ///
 /// Lifecycle: stopped -> start() -> active -> stop() -> stopping (the running
 /// executor call finishes) -> stopped. A worker can be started again.
@@ -30,10 +30,6 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-
-namespace boost::json {
-class value;
-}
 
 namespace atask {
 
@@ -97,6 +93,37 @@ struct WorkerOptions {
   std::size_t stop_after_errors = 0;
 };
 
+/// The pass a worker constructor takes first. Only AutoStop<W> (and
+/// make_worker<W>(), which uses it) makes one, so every worker object is
+/// the most derived part of an AutoStop, whose destructor stops the worker
+/// before any member its executor may use is destroyed: a worker subclass
+/// cannot be destroyed while its executor runs. A subclass with a
+/// constructor of its own takes the pass first and hands it to its base:
+///
+/// @code
+///   struct Poller : atask::BackgroundWorker {
+///     Poller(atask::WorkerInit init, Db& db) : BasicWorker(std::move(init), {.name = "poller"}), db_(db) {}
+///     ...
+///   };
+///   auto p = atask::make_worker<Poller>(sv, db);   // or atask::AutoStop<Poller> p(sv, db);
+/// @endcode
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Unsafe (it is moved once).
+class WorkerInit {
+ public:
+  WorkerInit(WorkerInit&&) noexcept = default;
+  WorkerInit& operator=(WorkerInit&&) = delete;
+  /// The supervisor the worker registers with.
+  Supervisor& supervisor() const noexcept { return sv_; }
+
+ private:
+  template <class W>
+  friend class AutoStop;
+  explicit WorkerInit(Supervisor& sv) noexcept : sv_(sv) {}
+  Supervisor& sv_;
+};
+
 namespace detail {
 
 /// The options every worker type has, gathered from its own options struct.
@@ -106,50 +133,33 @@ struct WorkerSettings {
   std::string aloop;
   ErrorHandler on_error;
   std::size_t stop_after_errors = 0;
-  std::chrono::nanoseconds interval{0}, delay{0}, delay_before{0};
 
   template <class O>
   static WorkerSettings common(const O& o) {
-    return {o.name, o.priority, o.aloop, o.on_error, o.stop_after_errors, {}, {}, {}};
+    return {o.name, o.priority, o.aloop, o.on_error, o.stop_after_errors};
   }
 };
 
+/// "a background", "an event", "an interval", "a queue": for messages.
+inline std::string kind_with_article(WorkerKind k) {
+  const std::string_view name = to_string(k);
+  return std::string(k == WorkerKind::event || k == WorkerKind::interval ? "an " : "a ") + std::string(name);
+}
+
 struct WorkerAnchor;
-struct WorkerTimer;
 struct RunToken;
-
-/// Calls an executor callable with (args..., ctx) when it takes the context,
-/// else with (args...). void counts as true; bool says whether to go on.
-template <class F, class... Args>
-decltype(auto) call_with_context(F& f, WorkerContext& ctx, Args&... args) {
-  if constexpr (std::is_invocable_v<F&, Args&..., WorkerContext&>)
-    return std::invoke(f, args..., ctx);
-  else if constexpr (std::is_invocable_v<F&, Args&...>)
-    return std::invoke(f, args...);
-  else
-    static_assert(std::is_invocable_v<F&, Args&..., WorkerContext&>,
-                  "atask: a worker executor must be callable with (item..., WorkerContext&) or (item...)");
-}
-
-template <class R>
-bool keep_going(R&& r) {
-  using T = std::remove_cvref_t<R>;
-  static_assert(std::is_same_v<T, bool>, "atask: a blocking executor returns void or bool");
-  return r;
-}
+template <class Source, class Form, class Items>
+class Executor;
 
 }  // namespace detail
 
-/// The base of every worker type: lifecycle, scheduling and bookkeeping.
-/// Users subclass one of the concrete types (BackgroundWorker, EventWorker,
-/// QueueWorker<T>, IntervalWorker, and their Async* coroutine forms) or
-/// build one with a factory (background_worker(), event_worker(), ...).
-///
-/// Destruction: a worker stops when destroyed. The base class can only do
-/// that after a subclass's members are gone, so a subclass whose executor
-/// uses its own members must stop first: own it through AutoStop<W> (or
-/// make_worker<W>()), or call stop() in its destructor. Factory-made workers
-/// do this themselves.
+/// The base of every worker type: the lifecycle and the engine that runs
+/// the executor, one call at a time. What a kind of worker adds is its
+/// source of work (LoopSource, TriggerSource, ScheduleSource, QueueSource),
+/// and BasicWorker<Source, Form> adds the executor (`run()`, blocking or a
+/// coroutine); BackgroundWorker, EventWorker, QueueWorker<T>, ... name the
+/// combinations. Workers are made by a factory (background_worker(), ...)
+/// or, for a subclass, by make_worker<W>() / AutoStop<W> (see WorkerInit).
 ///
 /// @par Thread safety
 /// Distinct objects: Safe. Shared objects: Safe (every public member may be
@@ -168,24 +178,27 @@ class Worker : private detail::RegisteredWorker {
   ///         exist).
   bool start(const StartOptions& overrides = {});
 
-  /// Stops the worker: no new executor runs (a queue worker drains or hands
-  /// back its items, see QueueOptions::on_stop), the running call sees its
-  /// stop token. A no-op when stopped.
+  /// Stops the worker and waits until the stop has completed: no new
+  /// executor run begins (a queue worker drains or hands back its items,
+  /// see QueueOptions::on_stop), the running call sees its stop token and
+  /// returns, after_stop() runs. A no-op on a stopped worker.
   ///
-  /// wait=true blocks until the stop of the active (or stopping) period this
-  /// call found has completed: its running call has returned and
-  /// after_stop() has run. It returns then, whatever other threads do: it
-  /// neither waits for nor stops a period that begins after that stop
-  /// completed (a start() from another thread, a restart() asked for by the
-  /// executor), so the worker may be active again when it returns; no
-  /// executor call of the period it stopped begins after it returned. On a
-  /// stopped (or never started) worker it returns at once. Called from the
-  /// worker's own executor (or, for a coroutine executor, from its aloop's
-  /// thread) it cannot wait for itself: it returns at once and the stop
-  /// completes when the executor returns.
-  void stop(bool wait = true);
+  /// It waits for the stop of the active (or stopping) period it found,
+  /// whatever other threads do: it neither waits for nor stops a period that
+  /// begins after that stop completed (a start() from another thread, a
+  /// restart() asked for by the executor), so the worker may be active
+  /// again when it returns; no executor call of the period it stopped
+  /// begins after it returned. Called from the worker's own executor (or,
+  /// for a coroutine executor, from its aloop's thread) it cannot wait for
+  /// itself: it acts as request_stop() and the stop completes when the
+  /// executor returns.
+  void stop();
 
-  /// stop(true), then start() with the overrides of the last start() (the
+  /// Begins the stop as stop() does and returns at once: the worker is
+  /// stopping (or stopped) when it returns. wait_stopped_for() waits.
+  void request_stop();
+
+  /// stop(), then start() with the overrides of the last start() (the
   /// start may return false: another thread started the worker first).
   /// Called from the worker's own executor, the worker starts again once the
   /// executor returns.
@@ -209,8 +222,7 @@ class Worker : private detail::RegisteredWorker {
 
   std::string name() const;
   Priority priority() const;
-  /// "background", "event", "queue" or "interval".
-  std::string_view kind() const noexcept { return kind_; }
+  WorkerKind kind() const noexcept { return kind_; }
   /// True for coroutine executors (they run on an aloop).
   bool coroutine() const noexcept { return coroutine_; }
   WorkerInfo info() const;
@@ -218,31 +230,11 @@ class Worker : private detail::RegisteredWorker {
   /// @throws LifecycleError once it is gone.
   Supervisor& supervisor() const;
 
-  // -- for control planes (the HTTP API), which know workers only by name -------
-  /// True for event and interval workers: trigger() applies.
-  bool can_trigger() const noexcept { return mode_ == Mode::event || mode_ == Mode::interval; }
-  /// EventWorker/IntervalWorker::trigger() through the base class. False
-  /// when the worker is not active. A run it asked for that a stop or
-  /// restart drops before it begins is counted in info().triggers_dropped.
-  /// @throws LifecycleError for other kinds.
-  bool trigger_any(bool force = false);
-  /// True for queue workers whose item type converts from Boost.JSON
-  /// (boost::json::value_to, tag_invoke for user types).
-  virtual bool accepts_json() const noexcept { return false; }
-  /// Converts `item` to the queue's item type and try_put()s it: false when
-  /// the queue is full.
-  /// @throws ConversionError when the value does not fit the item type.
-  /// @throws LifecycleError when the worker is not active or takes no JSON
-  ///         (accepts_json() is false).
-  virtual bool try_put_json(const boost::json::value& item);
-
  protected:
-  enum class Mode : unsigned char { background, event, interval, queue };
-
   /// Registers the worker with the supervisor.
   /// @throws OptionsError on a taken name, or on an aloop for a blocking
   ///         executor (`coroutine` false).
-  Worker(Supervisor& sv, Mode mode, bool coroutine, detail::WorkerSettings settings);
+  Worker(WorkerInit init, WorkerKind kind, bool coroutine, detail::WorkerSettings settings);
 
   /// Hooks, on the thread that calls start()/stop() (after_stop: the thread
   /// that completes the stop). What they throw: before_start propagates out
@@ -251,11 +243,6 @@ class Worker : private detail::RegisteredWorker {
   virtual void after_start() {}
   virtual void before_stop() {}
   virtual void after_stop() {}
-
-  /// One run of a blocking worker (on a pool thread). Return false to stop.
-  virtual bool execute(WorkerContext& ctx);
-  /// One run of a coroutine worker (on its aloop). Return false to stop.
-  virtual boost::asio::awaitable<bool> execute_async(WorkerContext& ctx);
 
   /// Calls f (the user's executor) for one call: counts it, and sends what it
   /// throws to on_error. Returns false when the worker must stop.
@@ -285,87 +272,115 @@ class Worker : private detail::RegisteredWorker {
     co_return call_ended(e, &ctx);
   }
 
-  /// Event and interval workers: one more run (see EventWorker::trigger).
-  bool trigger_run(bool force, const char* call);
+  // -- the source of work: what a kind of worker tells the engine ----------------
+  // Called with m_ held unless said otherwise.
 
-  // -- queue workers ---------------------------------------------------------
-  /// Items waiting; called with the worker's mutex held.
+  /// A run may begin now (the worker is active and no run is going): take
+  /// its work and say true, or say false when there is none.
+  virtual bool take_run_locked() = 0;
+  /// start() checks its overrides (without the lock); `where` names the call.
+  /// The default refuses interval, delay and delay_before.
+  /// @throws OptionsError
+  virtual void check_start(const StartOptions& overrides, const std::string& where) const;
+  /// The worker becomes active with these overrides (checked).
+  virtual void apply_start_locked(const StartOptions&) {}
+  /// The worker just became active: the default looks for work at once.
+  virtual void started_locked() { work_arrived_locked(); }
+  /// A run ended and the worker stays active (before it looks for work).
+  virtual void run_ended_locked() {}
+  /// The worker began to stop.
+  virtual void stopping_locked() {}
+  /// The supervisor is gone: release what belongs to it (timers).
+  virtual void supervisor_gone_locked() noexcept {}
+  /// Adds what the source knows to info().
+  virtual void add_info_locked(WorkerInfo&) const {}
+  // Queue workers: items waiting; hand them back at a stop (mutex held) and
+  // deliver them once it is released; wake or refuse waiting putters; drain.
   virtual std::size_t queued_locked() const noexcept { return 0; }
-  /// Stop handing-back: take every item still queued (mutex held) and hand
-  /// them over once the mutex is released (see QueueWorker).
   virtual void hand_back_locked() {}
   virtual void deliver_handed_back() {}
-  /// Wakes putters waiting for room / refuses them when stopping (mutex held).
   virtual void queue_state_changed_locked() {}
-  /// True while a queue worker should drain at stop.
   virtual bool drains_on_stop() const noexcept { return false; }
-  /// A queue worker got an item: launch a run if none is going.
-  void work_arrived_locked();
-  /// True while put() may queue: active, not stopping.
-  bool accepting_locked() const noexcept { return state_ == WorkerState::active; }
-  /// True in the worker's executor call for this run.
-  bool draining_locked() const noexcept { return state_ == WorkerState::stopping && draining_; }
 
-  /// The name in force (mutex held).
+  // -- what the engine offers a source ---------------------------------------------
+  /// Work arrived: begin a run if the worker is active and none is going.
+  void work_arrived_locked();
+  /// Completes what the last locked section left to do (stop requests, the
+  /// end of a stop): call it after releasing m_ when a *_locked() call may
+  /// have begun or ended a stop.
+  void after_unlock();
+  /// Active: started and not stopping.
+  bool active_locked() const noexcept { return state_ == WorkerState::active; }
+  /// A run is in flight.
+  bool running_locked() const noexcept { return running_; }
+  /// Stopping and draining a queue: the run goes on taking items.
+  bool draining_locked() const noexcept { return state_ == WorkerState::stopping && draining_; }
+  /// The name in force.
   const std::string& name_locked() const noexcept { return cur_.name; }
-  /// True on the thread of this worker's running executor call (mutex held).
+  /// True on the thread of this worker's running executor call.
   bool on_executor_thread_locked() const noexcept;
+  /// "EventWorker", "AsyncQueueWorker", ...: for messages.
+  std::string type_name() const;
+  spdlog::logger& log() const noexcept { return *logger_; }
   void note_unprocessed_dropped(std::size_t n) noexcept;
   void note_handed_back(std::size_t n, bool to_callback) noexcept;
   void note_hand_back_threw(std::exception_ptr e) noexcept;
 
-  /// Guards the worker's state (and a queue worker's items).
+  /// Guards the worker's state (and its source's).
   mutable std::mutex m_;
-  std::condition_variable space_cv_;  // queue workers: putters waiting for room
 
  private:
   friend struct detail::RunToken;
-  friend struct detail::WorkerTimer;
+  template <class W>
+  friend class AutoStop;
+  template <class Source, class Form, class Items>
+  friend class detail::Executor;
+
+  /// One run of a blocking worker (on a pool thread); one run of a
+  /// coroutine worker (on its aloop). Return false to stop. The executor
+  /// part of BasicWorker overrides the one of its form.
+  virtual bool execute(WorkerContext& ctx);
+  virtual boost::asio::awaitable<bool> execute_async(WorkerContext& ctx);
 
   // detail::RegisteredWorker: what the supervisor's registry calls.
   Worker& registered_worker() noexcept override { return *this; }
-  void registry_stop() override { stop(false); }
+  void registry_stop() override { request_stop(); }
   bool registry_wait_stopped_until(std::chrono::steady_clock::time_point deadline) const override {
     return wait_stopped_until(deadline);
   }
   WorkerInfo registry_info() const override { return info(); }
   void registry_supervisor_gone() noexcept override { supervisor_gone(); }
 
+  /// Stops the worker, waits, and takes it out of the registry and out of
+  /// reach of its pending callbacks: AutoStop's destructor calls it before
+  /// any part of the object is destroyed, and ~Worker() again (a no-op then).
+  void retire() noexcept;
+  void stop_impl(bool wait);
   void call_started() noexcept;
   bool call_ended(std::exception_ptr e, WorkerContext* ctx = nullptr) noexcept;
   void report(const WorkerError& err) noexcept;
 
-  bool has_work_locked() const noexcept;
-  void kick_locked();
   void launch_locked();
   void run_done(std::uint64_t gen, bool keep) noexcept;
   void begin_stop_locked(bool by_executor);
   void continue_stop_locked();
   void finalize_locked();
-  void after_unlock();
   void launch_failed_locked(const std::string& why);
-  void on_timer(std::uint64_t gen) noexcept;
-  void arm_timer_locked(std::chrono::steady_clock::time_point when);
-  void cancel_timer_locked() noexcept;
-  void schedule_first_locked();
-  bool on_own_executor() const noexcept;
   void supervisor_gone() noexcept;
   void validate_overrides(const StartOptions& o) const;
   bool begin_body(std::uint64_t& task_id);
   void run_body(std::stop_token st, detail::RunToken& token);
   boost::asio::awaitable<void> run_body_async(std::stop_token st, detail::RunToken* token);
-  std::string type_name() const;
-  spdlog::logger& log() const noexcept { return *logger_; }
 
   std::shared_ptr<detail::WorkerRegistry> registry_;
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<detail::WorkerAnchor> anchor_;
-  const Mode mode_;
+  const WorkerKind kind_;
   const bool coroutine_;
-  const char* kind_;
   detail::WorkerSettings base_;  // as constructed
   detail::WorkerSettings cur_;   // in force for this active period
   StartOptions last_start_{};    // under m_ (start() assigns it): callers copy it under the lock
+  std::atomic<bool> retired_{false};
 
   // -- state under m_ ----------------------------------------------------------
   Supervisor* sv_;  // nullptr once the supervisor is gone
@@ -387,26 +402,21 @@ class Worker : private detail::RegisteredWorker {
   bool running_ = false;       // a run (task) is in flight
   std::uint64_t run_gen_ = 0;  // which run is in flight
   TaskHandle<void> current_{};
-  std::thread::id run_thread_{};    // the thread the running executor call is on
-  std::size_t pending_runs_ = 0;    // event/interval: runs asked for
-  std::size_t triggered_runs_ = 0;  // how many of pending_runs_ a trigger() asked for
+  std::thread::id run_thread_{};  // the thread the running executor call is on
   std::atomic<std::size_t> consecutive_errors_{0};
-  std::unique_ptr<detail::WorkerTimer> timer_;
-  std::chrono::steady_clock::time_point next_due_{};
-  std::uint64_t timer_gen_ = 0;
 
   // -- counters: atomics, so that a call that goes well takes no lock ------------
   std::atomic<std::uint64_t> runs_{0}, errors_{0};
-  std::uint64_t skipped_ = 0;                 // under m_
-  std::uint64_t triggers_dropped_ = 0;        // under m_
   std::atomic<std::int64_t> last_run_ns_{0};  // system_clock, ns since the epoch; 0 = never
 };
 
-/// W with a destructor that stops the worker before W's own members go: the
-/// safe way to own a subclass whose executor uses its members.
+/// W, created so that it cannot be destroyed while its executor runs: the
+/// only way to create a worker subclass (see WorkerInit). Its destructor
+/// stops the worker (and waits) before any part of W is destroyed.
 ///
 /// @code
-///   atask::AutoStop<MyWorker> w(sv, ...);   // or auto w = atask::make_worker<MyWorker>(sv, ...);
+///   atask::AutoStop<Poller> p(sv, {.name = "poller"});   // W's options, or W's own constructor arguments
+///   auto q = atask::make_worker<Poller>(sv, {.name = "poller-2"});
 /// @endcode
 ///
 /// @par Thread safety
@@ -414,16 +424,25 @@ class Worker : private detail::RegisteredWorker {
 template <class W>
 class AutoStop final : public W {
  public:
-  using W::W;
-  ~AutoStop() override { this->stop(true); }
+  /// W(WorkerInit, args...).
+  template <class... Args>
+  explicit AutoStop(Supervisor& sv, Args&&... args) : W(WorkerInit(sv), std::forward<Args>(args)...) {}
+  /// W(WorkerInit, options): lets `{.name = "x"}` name W's options.
+  AutoStop(Supervisor& sv, typename W::options_type options) : W(WorkerInit(sv), std::move(options)) {}
+  ~AutoStop() override { this->retire(); }
 };
 
-/// Creates a W (constructed from args) owned by a unique_ptr that stops it
-/// before destroying it.
+/// Creates a W as AutoStop<W> does, owned by a unique_ptr.
 template <class W, class... Args>
-std::unique_ptr<W> make_worker(Args&&... args) {
+[[nodiscard]] std::unique_ptr<W> make_worker(Supervisor& sv, Args&&... args) {
   static_assert(std::is_base_of_v<Worker, W>, "atask::make_worker<W>() - W must derive from atask::Worker");
-  return std::make_unique<AutoStop<W>>(std::forward<Args>(args)...);
+  return std::make_unique<AutoStop<W>>(sv, std::forward<Args>(args)...);
+}
+/// make_worker<W>(sv, {.name = "x"}): W's options by designated initializers.
+template <class W>
+[[nodiscard]] std::unique_ptr<W> make_worker(Supervisor& sv, typename W::options_type options) {
+  static_assert(std::is_base_of_v<Worker, W>, "atask::make_worker<W>() - W must derive from atask::Worker");
+  return std::make_unique<AutoStop<W>>(sv, std::move(options));
 }
 
 }  // namespace atask

@@ -1,0 +1,128 @@
+#pragma once
+/// @file
+/// BasicWorker<Source, Form>: a source of work and an executor form put
+/// together. Every worker type is one of these, named by an alias:
+///
+/// | source                 | Blocking (pool thread) | Coroutine (aloop)        |
+/// |------------------------|------------------------|--------------------------|
+/// | LoopSource             | BackgroundWorker       | AsyncWorker              |
+/// | TriggerSource          | EventWorker            | AsyncEventWorker         |
+/// | ScheduleSource         | IntervalWorker         | AsyncIntervalWorker      |
+/// | QueueSource<T, C>      | QueueWorker<T, C>      | AsyncQueueWorker<T, C>   |
+///
+/// The source decides when a run begins and what it gets (nothing, or the
+/// queued items); the form decides what the executor `run()` returns: bool
+/// on a pool thread at the worker's priority, or awaitable<bool> on an aloop.
+/// A subclass overrides run() and inherits the constructor with
+/// `using BasicWorker::BasicWorker;`; it is created by make_worker<W>() or
+/// AutoStop<W> (see WorkerInit).
+
+#include <atask/workers/worker.hpp>
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <type_traits>
+
+namespace atask {
+
+/// Executor form: run() returns bool and runs on a pool thread at the
+/// worker's priority.
+struct Blocking {
+  static constexpr bool coroutine = false;
+};
+/// Executor form: run() returns boost::asio::awaitable<bool> and runs on an
+/// aloop (WorkerOptions::aloop, or the supervisor's default aloop).
+struct Coroutine {
+  static constexpr bool coroutine = true;
+};
+
+namespace detail {
+
+/// What one executor call gets besides its WorkerContext: nothing, or a
+/// queue's item.
+template <class... Items>
+struct ItemList {};
+
+/// The executor part of BasicWorker, one per form: declares run() and calls
+/// it for each run the source begins (per item, for a queue).
+template <class Source, class Form, class Items>
+class Executor;
+
+template <class Source, class... Items>
+class Executor<Source, Blocking, ItemList<Items...>> : public Source {
+ protected:
+  using Source::Source;
+
+  /// The executor, once per run (per item for a queue). Return false to
+  /// stop the worker.
+  virtual bool run(Items... items, WorkerContext& ctx) = 0;
+
+ private:
+  bool execute(WorkerContext& ctx) final {
+    if constexpr (sizeof...(Items) == 0) {
+      return this->guarded_call(ctx, [&] { return run(ctx); });
+    } else {
+      for (std::size_t n = 0;; ++n) {
+        auto item = this->next_item(n);
+        if (!item) return true;
+        if (!this->guarded_call(ctx, [&] { return run(std::move(*item), ctx); })) return false;
+      }
+    }
+  }
+};
+
+template <class Source, class... Items>
+class Executor<Source, Coroutine, ItemList<Items...>> : public Source {
+ protected:
+  using Source::Source;
+
+  /// The executor, once per run (per item for a queue). co_return false to
+  /// stop the worker.
+  virtual boost::asio::awaitable<bool> run(Items... items, WorkerContext& ctx) = 0;
+
+ private:
+  boost::asio::awaitable<bool> execute_async(WorkerContext& ctx) final {
+    if constexpr (sizeof...(Items) == 0)
+      return this->guarded_call_async(ctx, [this, &ctx] { return run(ctx); });
+    else
+      return each_item(ctx);
+  }
+
+  boost::asio::awaitable<bool> each_item(WorkerContext& ctx) {
+    for (std::size_t n = 0;; ++n) {
+      auto item = this->next_item(n);
+      if (!item) co_return true;
+      const bool keep =
+          co_await this->guarded_call_async(ctx, [this, &ctx, &item] { return run(std::move(*item), ctx); });
+      if (!keep) co_return false;
+    }
+  }
+};
+
+}  // namespace detail
+
+/// A worker: Source's work, run by an executor of form Form (Blocking or
+/// Coroutine). Subclass it through its alias (BackgroundWorker, ...) and
+/// override `run`.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe, as Worker and Source.
+template <class Source, class Form = Blocking>
+class BasicWorker : public detail::Executor<Source, Form, typename Source::items> {
+  using Base = detail::Executor<Source, Form, typename Source::items>;
+
+ public:
+  /// The options struct of this kind (WorkerOptions, IntervalOptions, QueueOptions<T>).
+  using options_type = typename Source::options_type;
+  using form_type = Form;
+  using source_type = Source;
+
+  /// @throws OptionsError for bad options, a taken name, or an aloop on a
+  ///         blocking executor (it runs on the pool, never on an aloop).
+  explicit BasicWorker(WorkerInit init, options_type options = {})
+      : Base(std::move(init), Form::coroutine, std::move(options)) {}
+};
+
+}  // namespace atask
