@@ -428,7 +428,7 @@ int main(int argc, char** argv) {
       {.id = "bench", .pool_size = 2, .reserve_normal = 1, .reserve_high = 1, .logger = log});
   auto server = atask::http::serve(sv, {.address = "127.0.0.1", .port = 0});
   sv.start();
-  const unsigned short port = server->port();
+  const unsigned short port = server.port();
   const std::string base_url = "http://127.0.0.1:" + std::to_string(port);
 
   // -- the workers -------------------------------------------------------------------
@@ -532,7 +532,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<Sample>> samples(static_cast<std::size_t>(phases));
   bool failed = false;
   std::vector<std::string> failures;
-  const auto stats0 = server->stats();
+  const auto stats0 = server.stats();
   auto wrk_args = [&](const std::string& path) {
     return std::vector<std::string>{"-t" + std::to_string(cfg.threads),
                                     "-c" + std::to_string(cfg.connections),
@@ -581,7 +581,7 @@ int main(int argc, char** argv) {
       samples[static_cast<std::size_t>(ph)].push_back(std::move(s));
     }
   }
-  const auto stats1 = server->stats();
+  const auto stats1 = server.stats();
   const std::uint64_t load_done = load.done();
   load.stop();
 

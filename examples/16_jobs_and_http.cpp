@@ -33,18 +33,18 @@ int main() {
   });
   auto http = atask::http::serve(sv, {.port = 0, .jobs = &jobs});  // 0: any free port
   sv.start();
-  std::printf("serving on %s/ (GET /api/jobs, POST /api/jobs/squares, /metrics)\n", http->url().c_str());
+  std::printf("serving on %s/ (GET /api/jobs, POST /api/jobs/squares, /metrics)\n", http.url().c_str());
 
   // Two identical requests (key order does not matter): one job.
   auto a = jobs.ensure_run("squares", {{"n", 5}});
   auto b = jobs.ensure_run("squares", {{"n", 5}});
-  std::printf("same job: %s (#%llu)\n", a->id() == b->id() ? "yes" : "no",
-              static_cast<unsigned long long>(a->id()));
+  std::printf("same job: %s (#%llu)\n", a.id() == b.id() ? "yes" : "no",
+              static_cast<unsigned long long>(a.id()));
 
   // Follow it: wait_change() returns at every change.
-  atask::JobInfo j = a->info();
+  atask::JobInfo j = a.info();
   while (!j.finished()) {
-    j = a->wait_change(j.version, std::chrono::steady_clock::now() + 10s);
+    j = a.wait_change(j.version, std::chrono::steady_clock::now() + 10s);
     std::printf("  %3.0f%%  %s\n", j.fraction * 100, j.message.c_str());
   }
   std::printf("%s: result in %s\n", std::string(atask::to_string(j.status)).c_str(), j.result_path.c_str());
@@ -52,7 +52,7 @@ int main() {
   // Later (even in another process): the done job is found in storage.
   atask::Jobs again(sv, {.storage_dir = dir});
   again.add_type("squares", [](atask::JobContext&) { std::puts("never runs"); });
-  auto found = again.ensure_run("squares", {{"n", 5}})->info();
+  auto found = again.ensure_run("squares", {{"n", 5}}).info();
   std::printf("found again: %s, from storage: %s\n", std::string(atask::to_string(found.status)).c_str(),
               found.from_storage ? "yes" : "no");
 

@@ -28,6 +28,7 @@
 #include <fstream>
 #include <initializer_list>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -165,7 +166,7 @@ int main(int argc, char** argv) {
   say("atask demo: supervisor 'demo' with pool_size 2 (+1 reserved for normal, +1 for high), "
       "aloop 'io', 2 child processes.\n");
   say("atask demo: dashboard on %s/ (JSON under /api, Prometheus metrics at /metrics, job results in %s)\n",
-      http->url().c_str(), jobs_dir.c_str());
+      http.url().c_str(), jobs_dir.c_str());
   if (seconds > 0)
     say("atask demo: running for %d s; Ctrl-C stops it early.\n", seconds);
   else
@@ -240,7 +241,7 @@ int main(int argc, char** argv) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   auto next_report = std::chrono::steady_clock::now();
   auto next_job = std::chrono::steady_clock::now() + 1s;
-  std::shared_ptr<atask::Job> last_job;
+  std::optional<atask::Job> last_job;
 
   while (sv.is_running() && (seconds == 0 || std::chrono::steady_clock::now() < end)) {
     try {

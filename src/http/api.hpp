@@ -40,7 +40,7 @@ struct Reply {
 
 /// POST /api/jobs/{type}: the server streams this job's progress.
 struct StreamJob {
-  std::shared_ptr<Job> job;
+  Job job;
 };
 
 /// Work that may block (a worker's start/stop hooks are user code) or take

@@ -73,7 +73,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   net::awaitable<void> session(tcp::socket sock);
   net::awaitable<bool> write_reply(beast::tcp_stream& stream, const detail::Reply& r, unsigned version,
                                    bool keep_alive);
-  net::awaitable<void> stream_job(beast::tcp_stream& stream, std::shared_ptr<Job> job, unsigned version);
+  net::awaitable<void> stream_job(beast::tcp_stream& stream, Job job, unsigned version);
   net::awaitable<detail::Reply> run_on_pool(std::function<detail::Reply()> fn);
 };
 
@@ -298,8 +298,7 @@ net::awaitable<detail::Reply> Server::Impl::run_on_pool(std::function<detail::Re
   co_return reply;
 }
 
-net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, std::shared_ptr<Job> job,
-                                              unsigned version) {
+net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, Job job, unsigned version) {
   ++streams;
   struct Count {
     std::atomic<std::size_t>& n;
@@ -309,7 +308,7 @@ net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, std::sh
   // The job wakes us through the channel (thread-safe try_send); one pending
   // wake-up is enough: we always read the job's latest state.
   net::experimental::concurrent_channel<void(error_code)> wake(stream.get_executor(), 1);
-  Job::Subscription sub = job->subscribe([&wake] { wake.try_send(error_code{}); });
+  Job::Subscription sub = job.subscribe([&wake] { wake.try_send(error_code{}); });
 
   bhttp::response<bhttp::empty_body> res{bhttp::status::ok, version};
   res.set(bhttp::field::server, "atask");
@@ -329,7 +328,7 @@ net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, std::sh
     co_return !ec;
   };
 
-  JobInfo info = job->info();
+  JobInfo info = job.info();
   if (!co_await send("[" + detail::Api::job_event(info))) co_return;
   std::uint64_t seen = info.version;
   while (!info.finished()) {
@@ -339,7 +338,7 @@ net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, std::sh
     auto woke = co_await (wake.async_receive(use_tuple) ||
                           stream.socket().async_wait(tcp::socket::wait_read, use_tuple));
     if (woke.index() == 1 || stopping) co_return;
-    info = job->info();
+    info = job.info();
     if (info.version == seen) continue;
     seen = info.version;
     if (!co_await send("," + detail::Api::job_event(info))) co_return;
@@ -376,7 +375,7 @@ ServerStats Server::stats() const {
   return s;
 }
 
-std::shared_ptr<Server> serve(Supervisor& sv, ServerOptions o) {
+Server serve(Supervisor& sv, ServerOptions o) {
   auto bad = [](const std::string& why) { throw OptionsError("atask::http::serve() - " + why); };
   boost::system::error_code ec;
   net::ip::make_address(o.address, ec);
@@ -405,7 +404,7 @@ std::shared_ptr<Server> serve(Supervisor& sv, ServerOptions o) {
                .depends_on = {"workers"},
                .start = [impl](Supervisor&) { impl->start(); },
                .stop = [impl](Supervisor&) { impl->stop(); }});
-  return std::make_shared<Server>(impl);
+  return Server(impl);
 }
 
 }  // namespace atask::http

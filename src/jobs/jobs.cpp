@@ -2,6 +2,8 @@
 // and subscriptions. Keys and the result files are in job_store.cpp.
 #include <atask/jobs/jobs.hpp>
 
+#include "supervisor/access.hpp"
+
 #include <atask/core/errors.hpp>
 #include <atask/supervisor/supervisor.hpp>
 
@@ -72,6 +74,14 @@ using detail::JobSubState;
 struct Job::Subscription::State : JobSubState {};
 
 // -- Job::Impl ---------------------------------------------------------------------------
+
+namespace detail {
+// The one way in to Job's private parts (its Impl and its constructor).
+struct JobAccess {
+  using Impl = Job::Impl;
+  static Job make(std::shared_ptr<Impl> impl) noexcept { return Job(std::move(impl)); }
+};
+}  // namespace detail
 
 struct Job::Impl {
   Impl(JobInfo i, std::shared_ptr<const JobFn> f, Priority p)
@@ -147,6 +157,8 @@ struct Job::Impl {
   }
 };
 
+using JobImpl = detail::JobAccess::Impl;
+
 // -- Job -------------------------------------------------------------------------------
 
 JobInfo Job::info() const {
@@ -169,7 +181,7 @@ JobInfo Job::wait() const {
   return impl_->info;
 }
 
-Job::Subscription Job::subscribe(std::function<void()> on_change) {
+Job::Subscription Job::subscribe(std::function<void()> on_change) const {
   if (!on_change) throw OptionsError("Job::subscribe() - empty callback");
   auto st = std::make_shared<Subscription::State>();
   st->fn = std::move(on_change);
@@ -224,7 +236,7 @@ const std::string canceled_by_destructor = "canceled: Jobs destroyed";
 
 class ContextImpl final : public JobContext {
  public:
-  ContextImpl(Job::Impl& job, JobInfo started, fs::path out, std::stop_token st)
+  ContextImpl(JobImpl& job, JobInfo started, fs::path out, std::stop_token st)
       : job_(job), info_(std::move(started)), out_(std::move(out)), st_(std::move(st)) {}
   const JobInfo& info() const noexcept override { return info_; }
   void progress(double fraction, std::string_view message) override { job_.progress(fraction, message); }
@@ -232,7 +244,7 @@ class ContextImpl final : public JobContext {
   std::stop_token stop_token() const noexcept override { return st_; }
 
  private:
-  Job::Impl& job_;
+  JobImpl& job_;
   JobInfo info_;
   fs::path out_;
   std::stop_token st_;
@@ -241,13 +253,25 @@ class ContextImpl final : public JobContext {
 }  // namespace
 
 struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
-  using JobPtr = std::shared_ptr<Job::Impl>;
+  using JobPtr = std::shared_ptr<JobImpl>;
   using Started = std::vector<std::pair<JobPtr, TaskHandle<void>>>;
 
   Impl(Supervisor& s, JobsOptions o)
-      : sv(s), opts(std::move(o)), log(s.logger_ptr()), store(opts.storage_dir) {}
+      : home(detail::SupervisorAccess::worker_registry(s)),
+        opts(std::move(o)),
+        log(s.logger_ptr()),
+        store(opts.storage_dir) {}
 
-  Supervisor& sv;
+  // The supervisor, through the registry it shares with whatever outlives
+  // it: home->supervisor() is null once it is gone (the lifetime rule,
+  // CONTRIBUTING.md (d)), and a Jobs used after that throws.
+  std::shared_ptr<detail::WorkerRegistry> home;
+
+  Supervisor& supervisor_or_throw(const char* call) const {
+    Supervisor* s = home->supervisor();
+    if (!s) throw LifecycleError(std::string(call) + " - the supervisor of this Jobs object is gone");
+    return *s;
+  }
   const JobsOptions opts;
   const std::shared_ptr<spdlog::logger> log;
   const detail::JobStore store;
@@ -311,7 +335,8 @@ struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
   TaskHandle<void> submit_locked(const JobPtr& job) {
     std::erase_if(tasks, [](const TaskHandle<void>& h) { return h.done(); });
     TaskOptions o{.priority = job->priority, .name = "job:" + job->info.type};
-    auto h = sv.submit(o, [self = shared_from_this(), job](std::stop_token st) { self->run(job, st); });
+    auto h = supervisor_or_throw("Jobs").submit(
+        o, [self = shared_from_this(), job](std::stop_token st) { self->run(job, st); });
     tasks.push_back(h);
     job->holds_slot = true;
     ++running;
@@ -500,15 +525,15 @@ bool Jobs::has_type(std::string_view name) const {
   return impl_->types.find(name) != impl_->types.end();
 }
 
-std::shared_ptr<Job> Jobs::ensure_run(std::string_view type, boost::json::object params) {
+Job Jobs::ensure_run(std::string_view type, boost::json::object params) {
   auto& im = *impl_;
   const std::string key = key_of(type, params);
 
   // The identical job in memory: queued, running, or done with its result
   // still there.
-  auto find_locked = [&]() -> std::shared_ptr<Job> {
+  auto find_locked = [&]() -> std::optional<Job> {
     auto it = im.by_key.find(key);
-    if (it == im.by_key.end()) return nullptr;
+    if (it == im.by_key.end()) return std::nullopt;
     const auto& job = it->second;
     bool gone = false;
     {
@@ -518,16 +543,16 @@ std::shared_ptr<Job> Jobs::ensure_run(std::string_view type, boost::json::object
         gone = !fs::is_regular_file(job->info.result_path, ec);
       }
     }
-    if (!gone) return std::make_shared<Job>(job);
+    if (!gone) return detail::JobAccess::make(job);
     im.by_key.erase(it);  // removed from storage behind our back: run it again
-    return nullptr;
+    return std::nullopt;
   };
 
   {
     std::lock_guard lk(im.m);
     if (im.types.find(type) == im.types.end())
       throw NotFoundError("Jobs::ensure_run() - no job type '" + std::string(type) + "'");
-    if (auto j = find_locked()) return j;
+    if (auto j = find_locked()) return *j;
   }
 
   // Storage is read without the lock; what it finds is checked again below.
@@ -535,10 +560,10 @@ std::shared_ptr<Job> Jobs::ensure_run(std::string_view type, boost::json::object
 
   Impl::Started started;
   std::vector<Impl::JobPtr> changed;
-  std::shared_ptr<Job> out;
+  std::optional<Job> out;
   {
     std::lock_guard lk(im.m);
-    if (auto j = find_locked()) return j;
+    if (auto j = find_locked()) return *j;
     const auto& te = im.types.find(type)->second;
     JobInfo i;
     i.id = im.next_id;
@@ -553,20 +578,21 @@ std::shared_ptr<Job> Jobs::ensure_run(std::string_view type, boost::json::object
       i.result_path = im.store.result_path(key);
       i.from_storage = true;
       i.finished_at = *stored;
-      auto job = std::make_shared<Job::Impl>(std::move(i), nullptr, te.options.priority);
+      auto job = std::make_shared<JobImpl>(std::move(i), nullptr, te.options.priority);
       im.by_key.emplace(key, job);
       im.by_id.emplace(job->id, job);
       im.history.push_back(job);
-      out = std::make_shared<Job>(job);
+      out = detail::JobAccess::make(job);
       im.trim_history_locked();
-      return out;
+      return *out;
     }
     if (im.closing) throw LifecycleError("Jobs::ensure_run() - the Jobs object is being destroyed");
-    if (!im.sv.is_running())
-      throw LifecycleError("Jobs::ensure_run() - supervisor '" + im.sv.id() + "' is not running");
+    Supervisor& sv = im.supervisor_or_throw("Jobs::ensure_run()");
+    if (!sv.is_running())
+      throw LifecycleError("Jobs::ensure_run() - supervisor '" + sv.id() + "' is not running");
     ++im.next_id;
     i.created_at = sys_clock::now();
-    auto job = std::make_shared<Job::Impl>(std::move(i), te.fn, te.options.priority);
+    auto job = std::make_shared<JobImpl>(std::move(i), te.fn, te.options.priority);
     if (im.running < im.opts.max_running) {
       // Submitted before anyone else can see it: on failure nothing to undo.
       started.emplace_back(job, im.submit_locked(job));
@@ -575,16 +601,17 @@ std::shared_ptr<Job> Jobs::ensure_run(std::string_view type, boost::json::object
     }
     im.by_key.emplace(key, job);
     im.by_id.emplace(job->id, job);
-    out = std::make_shared<Job>(job);
+    out = detail::JobAccess::make(job);
   }
   im.after_unlock(started, changed);
-  return out;
+  return *out;
 }
 
-std::shared_ptr<Job> Jobs::find(std::uint64_t id) const {
+std::optional<Job> Jobs::find(std::uint64_t id) const {
   std::lock_guard lk(impl_->m);
   auto it = impl_->by_id.find(id);
-  return it == impl_->by_id.end() ? nullptr : std::make_shared<Job>(it->second);
+  if (it == impl_->by_id.end()) return std::nullopt;
+  return detail::JobAccess::make(it->second);
 }
 
 std::vector<JobInfo> Jobs::list() const {

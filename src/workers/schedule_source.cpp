@@ -31,9 +31,10 @@ void ScheduleSource::check(const Schedule& s, const std::string& where) {
   if (s.delay.count() < 0) throw OptionsError(where + " - delay must be >= 0");
   if (s.delay_before.count() < 0) throw OptionsError(where + " - delay_before must be >= 0");
   if (s.interval.count() > 0 && s.delay.count() > 0)
-    throw OptionsError(where +
-                       " - interval and delay can not be used together (interval: fixed rate; delay: fixed gap "
-                       "after each run)");
+    throw OptionsError(
+        where +
+        " - interval and delay can not be used together (interval: fixed rate; delay: fixed gap "
+        "after each run)");
   if (s.interval.count() <= 0 && s.delay.count() == 0)
     throw OptionsError(where + " - interval must be > 0 (or set a delay > 0)");
 }

@@ -35,7 +35,9 @@ bool TriggerSource::take_run_locked() {
   return true;
 }
 
-void TriggerSource::apply_start_locked(const StartOptions&) { pending_runs_ = triggered_runs_ = 0; }
+void TriggerSource::apply_start_locked(const StartOptions&) {
+  pending_runs_ = triggered_runs_ = 0;
+}
 
 void TriggerSource::stopping_locked() {
   // Runs that trigger() promised and that will not happen now.
@@ -51,7 +53,8 @@ void TriggerSource::add_info_locked(WorkerInfo& info) const {
 
 bool trigger(Worker& w, TriggerMode mode) {
   if (auto* t = dynamic_cast<TriggerSource*>(&w)) return t->trigger(mode);
-  throw LifecycleError("atask::trigger() - worker '" + w.name() + "' is " + detail::kind_with_article(w.kind()) +
+  throw LifecycleError("atask::trigger() - worker '" + w.name() + "' is " +
+                       detail::kind_with_article(w.kind()) +
                        " worker: only event and interval workers can be triggered");
 }
 

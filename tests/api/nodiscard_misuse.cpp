@@ -25,7 +25,7 @@ struct Ticker : atask::BackgroundWorker {
   bool run(atask::WorkerContext&) override { return true; }
 };
 
-void use(atask::Supervisor& sv, atask::Locker& lk, const std::shared_ptr<atask::Job>& job) {
+void use(atask::Supervisor& sv, atask::Locker& lk, const atask::Job& job) {
   using namespace std::chrono_literals;
 #if DROP
   // Every line drops one result: each must warn.
@@ -37,7 +37,7 @@ void use(atask::Supervisor& sv, atask::Locker& lk, const std::shared_ptr<atask::
   atask::event_worker(sv, atask::process(&answer), [](int) {});
   atask::interval_worker(sv, atask::process(&answer), [](int) {}, {.interval = 1s});
   atask::queue_worker<int>(sv, atask::process(&square), [](int) {});
-  job->subscribe([] {});
+  job.subscribe([] {});
   atask::background_task(sv, [] { return 1; });
   lk.wrap([] {});
   atask::after(sv, 1s, [] {});
@@ -52,7 +52,7 @@ void use(atask::Supervisor& sv, atask::Locker& lk, const std::shared_ptr<atask::
   auto f = atask::event_worker(sv, atask::process(&answer), [](int) {});
   auto g = atask::interval_worker(sv, atask::process(&answer), [](int) {}, {.interval = 1s});
   auto h = atask::queue_worker<int>(sv, atask::process(&square), [](int) {});
-  auto i = job->subscribe([] {});
+  auto i = job.subscribe([] {});
   auto j = atask::background_task(sv, [] { return 1; });
   auto k = lk.wrap([] {});
   auto l = atask::after(sv, 1s, [] {});

@@ -12,7 +12,7 @@ int main() {
   const int v = t.get();
   const bool metrics =
       atask::http::prometheus_text(sv).find("atask_tasks_completed_total") != std::string::npos;
-  const bool served = http->port() != 0;
+  const bool served = http.port() != 0;
   sv.stop();
   std::printf("consumer got %d (metrics %s, served %s)\n", v, metrics ? "yes" : "no", served ? "yes" : "no");
   return v == 42 && metrics && served ? 0 : 1;

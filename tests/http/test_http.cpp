@@ -12,6 +12,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 
 namespace json = boost::json;
@@ -45,7 +46,7 @@ struct Served {
   unsigned short port() const { return server->port(); }
 
   atask::Supervisor sv;
-  std::shared_ptr<atask::http::Server> server;
+  std::optional<atask::http::Server> server;
 };
 
 struct NoJson {
@@ -424,7 +425,7 @@ struct JobFixture {
   test::TempDir dir;
   atask::Supervisor sv{{.id = "jobs", .pool_size = 4, .logger = test::quiet_logger()}};
   std::unique_ptr<atask::Jobs> jobs;
-  std::shared_ptr<atask::http::Server> server;
+  std::optional<atask::http::Server> server;
   test::Event half, release;
   std::atomic<int> runs{0};
   test::OpenOnExit open{&release};
@@ -595,13 +596,13 @@ TEST_CASE("http: a Jobs destroyed while the server runs is let go and answered w
   atask::Supervisor sv(test::options("gone"));
   auto jobs = std::make_unique<atask::Jobs>(sv, atask::JobsOptions{.storage_dir = dir.path()});
   jobs->add_type("t", [](atask::JobContext& j) { std::ofstream(j.output_path()) << "x"; });
-  auto server = atask::http::serve(sv, {.port = 0, .jobs = jobs.get()});
+  const auto server = atask::http::serve(sv, {.port = 0, .jobs = jobs.get()});
   sv.start();
-  REQUIRE(http_request(server->port(), "GET", "/api/jobs").status == 200);
+  REQUIRE(http_request(server.port(), "GET", "/api/jobs").status == 200);
   jobs.reset();  // before the supervisor stops, as the natural declaration order does
-  auto r = http_request(server->port(), "GET", "/api/jobs");
+  auto r = http_request(server.port(), "GET", "/api/jobs");
   CHECK(r.status == 503);
   CHECK(test::contains(err_of(r), "gone"));
-  CHECK(http_request(server->port(), "POST", "/api/jobs/t", "{}").status == 503);
-  CHECK(http_request(server->port(), "GET", "/api/supervisor").status == 200);
+  CHECK(http_request(server.port(), "POST", "/api/jobs/t", "{}").status == 503);
+  CHECK(http_request(server.port(), "GET", "/api/supervisor").status == 200);
 }

@@ -177,7 +177,7 @@ TEST_CASE("http: 2000 hostile requests get 4xx or a closed connection and distur
   std::mt19937 rng(2026);
   const auto requests = hostile_requests(rng);
   REQUIRE(requests.size() >= 50);
-  const auto port = server->port();
+  const auto port = server.port();
 
   long rss_after_warmup = 0;
   int sent = 0, closed = 0, answered = 0, round = 0;
@@ -235,9 +235,9 @@ TEST_CASE("http: 2000 hostile requests get 4xx or a closed connection and distur
   CHECK(answered > 1000);
 
   // Every connection is gone, and the server still serves.
-  REQUIRE(test::eventually([&] { return server->stats().connections_open == 0; }));
+  REQUIRE(test::eventually([&] { return server.stats().connections_open == 0; }));
   REQUIRE(test::http_request(port, "GET", "/metrics").status == 200);
-  CHECK(server->stats().timeouts > 0);  // the quiet clients were cut off
+  CHECK(server.stats().timeouts > 0);  // the quiet clients were cut off
 
   // The rest of the supervisor did not notice.
   REQUIRE(test::eventually([&] { return sum.load() == expected_sum; }));

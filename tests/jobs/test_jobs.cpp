@@ -41,11 +41,11 @@ namespace {
 
 // Subscribes to a job and keeps every snapshot its callback saw.
 struct Recorder {
-  explicit Recorder(const std::shared_ptr<atask::Job>& job)
-      : sub(job->subscribe([this, j = job.get()] {
+  explicit Recorder(const atask::Job& job)
+      : sub(job.subscribe([this, j = job] {
           {
             std::lock_guard lk(m);
-            seen.push_back(j->info());
+            seen.push_back(j.info());
           }
           calls.bump();
         })) {}
@@ -125,13 +125,12 @@ TEST_SUITE("jobs") {
     CHECK(jobs.types() == std::vector<std::string>{"count"});
 
     auto job = jobs.ensure_run("count", {{"doc", 1234}});
-    REQUIRE(job);
-    CHECK(job->id() == 1);
+    CHECK(job.id() == 1);
     REQUIRE(entered.wait_for());
     Recorder rec(job);
     auto& calls = rec.calls;
     release.set();
-    const auto done = wait_finished(*job);
+    const auto done = wait_finished(job);
     // Waiters wake before subscribers are called: wait for the last call.
     REQUIRE(calls.wait_for_at_least(5));
 
@@ -185,19 +184,19 @@ TEST_SUITE("jobs") {
     auto a = jobs.ensure_run("t", {{"a", 1}, {"b", {{"x", 1}, {"y", json::array{1, 2}}}}});
     REQUIRE(entered.wait_for());
     auto b = jobs.ensure_run("t", {{"b", {{"y", json::array{1, 2}}, {"x", 1}}}, {"a", 1}});
-    CHECK(a->id() == b->id());
-    CHECK(a->info().status == JobStatus::running);
+    CHECK(a.id() == b.id());
+    CHECK(a.info().status == JobStatus::running);
     release.set();
-    REQUIRE(wait_finished(*a).status == JobStatus::done);
+    REQUIRE(wait_finished(a).status == JobStatus::done);
     auto c = jobs.ensure_run("t", {{"a", 1}, {"b", {{"x", 1}, {"y", json::array{1, 2}}}}});
-    CHECK(c->id() == a->id());
-    CHECK(c->info().status == JobStatus::done);
-    CHECK_FALSE(c->info().from_storage);
+    CHECK(c.id() == a.id());
+    CHECK(c.info().status == JobStatus::done);
+    CHECK_FALSE(c.info().from_storage);
     CHECK(runs.value() == 1);
     // Other params: another job.
     auto d = jobs.ensure_run("t", {{"a", 2}});
-    CHECK(d->id() != a->id());
-    REQUIRE(wait_finished(*d).status == JobStatus::done);
+    CHECK(d.id() != a.id());
+    REQUIRE(wait_finished(d).status == JobStatus::done);
     CHECK(runs.value() == 2);
   }
 
@@ -216,7 +215,7 @@ TEST_SUITE("jobs") {
           go.bump();
           go.wait_for_at_least(threads);
           auto j = jobs.ensure_run("t", {{"round", round}, {"k", "v"}});
-          return j->id();
+          return j.id();
         }));
       std::set<std::uint64_t> distinct;
       for (auto& f : ids) distinct.insert(wait_or_abort(f, "Jobs::ensure_run()"));
@@ -239,7 +238,7 @@ TEST_SUITE("jobs") {
       Jobs jobs(sv, {.storage_dir = dir.path()});
       jobs.add_type("t", writer(runs1, "stored"));
       auto j = jobs.ensure_run("t", params);
-      const auto i = wait_finished(*j);
+      const auto i = wait_finished(j);
       REQUIRE(i.status == JobStatus::done);
       first_result = i.result_path;
     }
@@ -247,7 +246,7 @@ TEST_SUITE("jobs") {
     jobs.add_type("t", writer(runs2));
     // Key order does not matter here either.
     auto j = jobs.ensure_run("t", {{"server", "https://example.org"}, {"doc", 7}});
-    const auto i = j->info();
+    const auto i = j.info();
     CHECK(i.status == JobStatus::done);
     CHECK(i.from_storage);
     CHECK(i.fraction == 1.0);
@@ -257,12 +256,12 @@ TEST_SUITE("jobs") {
     CHECK(runs1.value() == 1);
     CHECK(runs2.value() == 0);
     // Remembered now: the same job again, findable by id, listed.
-    CHECK(jobs.ensure_run("t", params)->id() == j->id());
-    CHECK(jobs.find(j->id()));
+    CHECK(jobs.ensure_run("t", params).id() == j.id());
+    CHECK(jobs.find(j.id()));
     REQUIRE(jobs.list().size() == 1);
     CHECK(jobs.list()[0].from_storage);
     // wait() returns at once.
-    CHECK(call_within("Job::wait()", [&] { return j->wait(); }).status == JobStatus::done);
+    CHECK(call_within("Job::wait()", [&] { return j.wait(); }).status == JobStatus::done);
   }
 
   TEST_CASE("a stored result is returned even when the supervisor is not running") {
@@ -272,12 +271,12 @@ TEST_SUITE("jobs") {
       StartedSupervisor sv(options("jobs5a", 4));
       Jobs jobs(sv, {.storage_dir = dir.path()});
       jobs.add_type("t", writer(runs));
-      REQUIRE(wait_finished(*jobs.ensure_run("t", {{"a", 1}})).status == JobStatus::done);
+      REQUIRE(wait_finished(jobs.ensure_run("t", {{"a", 1}})).status == JobStatus::done);
     }
     atask::Supervisor sv(options("jobs5b", 4));  // never started
     Jobs jobs(sv, {.storage_dir = dir.path()});
     jobs.add_type("t", writer(runs));
-    CHECK(jobs.ensure_run("t", {{"a", 1}})->info().from_storage);
+    CHECK(jobs.ensure_run("t", {{"a", 1}}).info().from_storage);
     CHECK_THROWS_AS(jobs.ensure_run("t", {{"a", 2}}), atask::LifecycleError);
     CHECK(contains(what_of<atask::LifecycleError>([&] { jobs.ensure_run("t", {{"a", 3}}); }), "ensure_run"));
     CHECK(runs.value() == 1);
@@ -294,7 +293,7 @@ TEST_SUITE("jobs") {
     {
       Jobs jobs(sv, {.storage_dir = dir.path()});
       jobs.add_type("t", writer(runs, "genuine"));
-      REQUIRE(wait_finished(*jobs.ensure_run("t", params)).status == JobStatus::done);
+      REQUIRE(wait_finished(jobs.ensure_run("t", params)).status == JobStatus::done);
     }
     REQUIRE(fs::exists(side));
     const std::vector<std::string> bad_sidecars = {
@@ -312,7 +311,7 @@ TEST_SUITE("jobs") {
       Jobs jobs(sv, {.storage_dir = dir.path()});
       jobs.add_type("t", writer(runs, "genuine"));
       auto j = jobs.ensure_run("t", params);
-      const auto i = wait_finished(*j);
+      const auto i = wait_finished(j);
       REQUIRE(i.status == JobStatus::done);
       CHECK_FALSE(i.from_storage);
       CHECK(runs.value() == ++expected_runs);
@@ -323,7 +322,7 @@ TEST_SUITE("jobs") {
     fs::remove(side);
     Jobs jobs(sv, {.storage_dir = dir.path()});
     jobs.add_type("t", writer(runs));
-    CHECK_FALSE(wait_finished(*jobs.ensure_run("t", params)).from_storage);
+    CHECK_FALSE(wait_finished(jobs.ensure_run("t", params)).from_storage);
     CHECK(runs.value() == ++expected_runs);
   }
 
@@ -347,7 +346,7 @@ TEST_SUITE("jobs") {
       std::ofstream(job.output_path()) << "ok";
     });
     auto j1 = jobs.ensure_run("flaky", {{"p", 1}});
-    const auto f1 = wait_finished(*j1);
+    const auto f1 = wait_finished(j1);
     REQUIRE(f1.status == JobStatus::failed);
     CHECK(f1.error == "boom: disk on fire");
     CHECK(f1.result_path.empty());
@@ -355,14 +354,14 @@ TEST_SUITE("jobs") {
     CHECK(names_in(dir.path()).empty());  // the temp file is gone
 
     auto j2 = jobs.ensure_run("flaky", {{"p", 1}});
-    CHECK(j2->id() != j1->id());
-    const auto f2 = wait_finished(*j2);
+    CHECK(j2.id() != j1.id());
+    const auto f2 = wait_finished(j2);
     REQUIRE(f2.status == JobStatus::failed);
     CHECK(contains(f2.error, "not a std::exception"));
     CHECK(names_in(dir.path()).empty());
 
     auto j3 = jobs.ensure_run("flaky", {{"p", 1}});
-    const auto f3 = wait_finished(*j3);
+    const auto f3 = wait_finished(j3);
     REQUIRE(f3.status == JobStatus::done);
     CHECK(slurp(f3.result_path) == "ok");
     CHECK(runs.value() == 3);
@@ -378,7 +377,7 @@ TEST_SUITE("jobs") {
     CHECK(l[0].status == JobStatus::failed);
     CHECK(l[1].status == JobStatus::failed);
     CHECK(l[2].status == JobStatus::done);
-    CHECK(jobs.find(j1->id())->info().error == "boom: disk on fire");
+    CHECK(jobs.find(j1.id())->info().error == "boom: disk on fire");
   }
 
   TEST_CASE("no more than max_running executors run at once") {
@@ -399,7 +398,7 @@ TEST_SUITE("jobs") {
       --now;
       std::ofstream(job.output_path()) << "x";
     });
-    std::vector<std::shared_ptr<atask::Job>> all;
+    std::vector<atask::Job> all;
     for (int i = 0; i < 6; ++i) all.push_back(jobs.ensure_run("t", {{"i", i}}));
     REQUIRE(entered.wait_for_at_least(2));
     // Only two pool tasks exist: the other jobs wait inside Jobs, not in the pool.
@@ -414,7 +413,7 @@ TEST_SUITE("jobs") {
           4);
     CHECK_FALSE(entered.wait_for_at_least(3, 50ms));  // and none of them starts while the gate is shut
     release.set();
-    for (auto& j : all) CHECK(wait_finished(*j).status == JobStatus::done);
+    for (auto& j : all) CHECK(wait_finished(j).status == JobStatus::done);
     CHECK(entered.value() == 6);
     CHECK(peak.load() == 2);
   }
@@ -439,13 +438,13 @@ TEST_SUITE("jobs") {
       }
       std::ofstream(job.output_path()) << i;
     });
-    std::vector<std::shared_ptr<atask::Job>> all;
+    std::vector<atask::Job> all;
     all.push_back(jobs.ensure_run("t", {{"i", 0}}));
     REQUIRE(entered.wait_for());
     for (int i : {5, 3, 9, 1, 7}) all.push_back(jobs.ensure_run("t", {{"i", i}}));
-    for (std::size_t k = 1; k < all.size(); ++k) CHECK(all[k]->info().status == JobStatus::queued);
+    for (std::size_t k = 1; k < all.size(); ++k) CHECK(all[k].info().status == JobStatus::queued);
     release.set();
-    for (auto& j : all) CHECK(wait_finished(*j).status == JobStatus::done);
+    for (auto& j : all) CHECK(wait_finished(j).status == JobStatus::done);
     std::lock_guard lk(m);
     CHECK(order == std::vector<std::int64_t>{0, 5, 3, 9, 1, 7});
   }
@@ -465,13 +464,13 @@ TEST_SUITE("jobs") {
     });
     auto j = jobs.ensure_run("t");
     REQUIRE(entered.wait_for());
-    const auto before = j->info();
+    const auto before = j.info();
     REQUIRE(before.status == JobStatus::running);
     // Nothing changes while the gate is shut: the wait runs out.
-    const auto same = j->wait_change(before.version, std::chrono::steady_clock::now() + 20ms);
+    const auto same = j.wait_change(before.version, std::chrono::steady_clock::now() + 20ms);
     CHECK(same.version == before.version);
     auto later = std::async(std::launch::async, [&] {
-      return j->wait_change(before.version, std::chrono::steady_clock::now() + patience);
+      return j.wait_change(before.version, std::chrono::steady_clock::now() + patience);
     });
     half.set();
     const auto after = wait_or_abort(later, "Job::wait_change()");
@@ -479,7 +478,7 @@ TEST_SUITE("jobs") {
     CHECK(after.fraction == 0.5);
     CHECK(after.message == "half");
     release.set();
-    CHECK(call_within("Job::wait()", [&] { return j->wait(); }).status == JobStatus::done);
+    CHECK(call_within("Job::wait()", [&] { return j.wait(); }).status == JobStatus::done);
   }
 
   TEST_CASE("a subscriber is called on changes and not after its Subscription is destroyed") {
@@ -501,7 +500,7 @@ TEST_SUITE("jobs") {
     Counter calls;
     std::atomic<bool> on_job_thread{true};
     const auto test_thread = std::this_thread::get_id();
-    auto sub = j->subscribe([&] {
+    auto sub = j.subscribe([&] {
       if (std::this_thread::get_id() == test_thread) on_job_thread = false;
       calls.bump();
     });
@@ -511,7 +510,7 @@ TEST_SUITE("jobs") {
     sub = atask::Job::Subscription{};  // ends it
     CHECK_FALSE(static_cast<bool>(sub));
     step2.set();
-    REQUIRE(wait_finished(*j).status == JobStatus::done);
+    REQUIRE(wait_finished(j).status == JobStatus::done);
     CHECK(calls.value() == 1);
     CHECK(on_job_thread.load());
   }
@@ -531,7 +530,7 @@ TEST_SUITE("jobs") {
     auto j = jobs.ensure_run("t");
     REQUIRE(entered.wait_for());
     std::atomic<bool> callback_returned{false};
-    auto sub = std::make_unique<atask::Job::Subscription>(j->subscribe([&] {
+    auto sub = std::make_unique<atask::Job::Subscription>(j.subscribe([&] {
       if (in_callback.is_set()) return;  // the first call only
       in_callback.set();
       leave_callback.wait_for();
@@ -547,7 +546,7 @@ TEST_SUITE("jobs") {
     CHECK(destroyed.wait_for(50ms) == std::future_status::timeout);
     leave_callback.set();
     CHECK(wait_or_abort(destroyed, "destroying a Subscription"));
-    CHECK(wait_finished(*j).status == JobStatus::done);
+    CHECK(wait_finished(j).status == JobStatus::done);
   }
 
   TEST_CASE("a Subscription destroyed from inside its own callback does not deadlock") {
@@ -567,12 +566,12 @@ TEST_SUITE("jobs") {
     REQUIRE(entered.wait_for());
     std::atomic<int> calls{0};
     std::optional<atask::Job::Subscription> sub;
-    sub = j->subscribe([&] {
+    sub = j.subscribe([&] {
       ++calls;
       sub.reset();
     });
     go.set();
-    REQUIRE(wait_finished(*j).status == JobStatus::done);
+    REQUIRE(wait_finished(j).status == JobStatus::done);
     CHECK(calls.load() == 1);
   }
 
@@ -600,7 +599,7 @@ TEST_SUITE("jobs") {
     Recorder rec(j);
     auto& calls = rec.calls;
     go.set();
-    REQUIRE(wait_finished(*j).status == JobStatus::done);
+    REQUIRE(wait_finished(j).status == JobStatus::done);
     REQUIRE(calls.wait_for_at_least(3));
     CHECK(nan_refused.load());
     const auto seen = rec.snapshot();
@@ -636,7 +635,7 @@ TEST_SUITE("jobs") {
     CHECK_THROWS_AS(jobs.add_type("empty", atask::JobFn{}), atask::OptionsError);
     CHECK_FALSE(jobs.has_type("empty"));
     CHECK(contains(what_of<atask::NotFoundError>([&] { jobs.ensure_run("nope"); }), "nope"));
-    CHECK(jobs.find(12345) == nullptr);
+    CHECK_FALSE(jobs.find(12345).has_value());
     CHECK(jobs.list().empty());
     CHECK(jobs.options().max_running == 2);
   }
@@ -667,7 +666,7 @@ TEST_SUITE("jobs") {
     Jobs jobs(sv, {.storage_dir = store});
     jobs.add_type("x", writer(runs));
     const json::object hostile{{"path", "../../etc/passwd"}, {"name", "a/b\\c\n.result"}, {"../k", "/abs"}};
-    const auto i = wait_finished(*jobs.ensure_run("x", hostile));
+    const auto i = wait_finished(jobs.ensure_run("x", hostile));
     REQUIRE(i.status == JobStatus::done);
     CHECK(i.result_path.parent_path() == store);
     const std::regex hexname("^[0-9a-f]{64}\\.(result|json)$");
@@ -689,23 +688,23 @@ TEST_SUITE("jobs") {
     std::vector<std::uint64_t> ids;
     for (int i = 0; i < 4; ++i) {
       auto j = jobs.ensure_run("t", {{"i", i}});
-      REQUIRE(wait_finished(*j).status == JobStatus::done);
-      ids.push_back(j->id());
+      REQUIRE(wait_finished(j).status == JobStatus::done);
+      ids.push_back(j.id());
     }
     const auto l = jobs.list();
     REQUIRE(l.size() == 2);
     CHECK(l[0].id == ids[2]);
     CHECK(l[1].id == ids[3]);
-    CHECK(jobs.find(ids[0]) == nullptr);
+    CHECK_FALSE(jobs.find(ids[0]).has_value());
     auto again = jobs.ensure_run("t", {{"i", 0}});
-    CHECK(again->id() != ids[0]);
-    CHECK(again->info().from_storage);
+    CHECK(again.id() != ids[0]);
+    CHECK(again.info().from_storage);
     CHECK(runs.value() == 4);
     // A result removed behind the Jobs' back: the job runs again.
     fs::remove(jobs.find(ids[3])->info().result_path);
     auto rerun = jobs.ensure_run("t", {{"i", 3}});
-    CHECK(rerun->id() != ids[3]);
-    CHECK(wait_finished(*rerun).status == JobStatus::done);
+    CHECK(rerun.id() != ids[3]);
+    CHECK(wait_finished(rerun).status == JobStatus::done);
     CHECK(runs.value() == 5);
   }
 
@@ -729,14 +728,14 @@ TEST_SUITE("jobs") {
     auto running = jobs->ensure_run("wait_stop", {{"n", 1}});
     REQUIRE(started.wait_for());
     auto queued = jobs->ensure_run("wait_stop", {{"n", 2}});
-    CHECK(queued->info().status == JobStatus::queued);
+    CHECK(queued.info().status == JobStatus::queued);
     auto destroyed = std::async(std::launch::async, [&] { jobs.reset(); });
     wait_or_abort(destroyed, "destroying the Jobs");
     // The handles outlive the Jobs object.
-    const auto r = running->info();
+    const auto r = running.info();
     CHECK(r.status == JobStatus::failed);
     CHECK(r.error == "stopped on request");
-    const auto q = queued->info();
+    const auto q = queued.info();
     CHECK(q.status == JobStatus::failed);
     CHECK(q.error == "canceled: Jobs destroyed");
     CHECK(runs.value() == 1);
@@ -751,5 +750,22 @@ TEST_SUITE("jobs") {
     CHECK_THROWS_AS(jobs.ensure_run("missing"), atask::NotFoundError);
     CHECK_THROWS_AS(jobs.ensure_run("t"), atask::LifecycleError);
     CHECK(jobs.list().empty());
+  }
+
+  TEST_CASE("a Jobs that outlives its supervisor does not dangle: ensure_run throws LifecycleError") {
+    TempDir dir;
+    auto sv = std::make_unique<StartedSupervisor>(options("jobs20", 2));
+    Jobs jobs(*sv, {.storage_dir = dir.path()});
+    jobs.add_type("t", [](JobContext&) {});
+    const auto done = wait_finished(jobs.ensure_run("t", {{"a", 1}}));
+    REQUIRE(done.status == JobStatus::done);
+    sv.reset();  // the supervisor goes first (against the rule, but it must not dangle)
+    CHECK(contains(what_of<atask::LifecycleError>([&] {
+                     (void)jobs.ensure_run("t", {{"a", 2}});
+                   }),
+                   "is gone"));
+    // What needs no supervisor still works: the done job is found in storage.
+    CHECK(jobs.ensure_run("t", {{"a", 1}}).info().status == JobStatus::done);
+    CHECK(jobs.list().size() >= 1);
   }
 }

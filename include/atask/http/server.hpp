@@ -64,9 +64,10 @@ struct ServerStats {
   std::size_t streams_open = 0;     ///< job progress streams being written
 };
 
-/// The control plane that serve() set up. It runs on the supervisor's
-/// io_context, from the "http" step's start to its stop; this object reads
-/// its state.
+/// The control plane that serve() set up: a handle (a value; copies are the
+/// same server). It runs on the supervisor's io_context, from the "http"
+/// step's start to its stop, whether or not a handle is kept; the handle
+/// reads its state.
 ///
 /// @par Thread safety
 /// Distinct objects: Safe. Shared objects: Safe, except url() while
@@ -80,10 +81,11 @@ class Server {
   /// "http://<address>:<port>".
   std::string url() const;
 
-  struct Impl;
-  explicit Server(std::shared_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+  struct Impl;  // src/http/server.cpp
 
  private:
+  friend Server serve(Supervisor& sv, ServerOptions options);
+  explicit Server(std::shared_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
 };
 
@@ -91,7 +93,7 @@ class Server {
 /// workers do) that binds and serves. Call before sv.start().
 /// @throws OptionsError for bad options (checked here; the bind itself
 ///         happens in the step: an address in use makes start() throw).
-std::shared_ptr<Server> serve(Supervisor& sv, ServerOptions options = {});
+Server serve(Supervisor& sv, ServerOptions options = {});
 
 /// The supervisor's metrics in the Prometheus text format (what GET
 /// /metrics serves), for users who expose them elsewhere.

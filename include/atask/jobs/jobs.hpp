@@ -112,7 +112,12 @@ struct JobsOptions {
 
 class Jobs;
 
-/// A handle on one job; shared by everyone who follows it.
+namespace detail {
+struct JobAccess;
+}
+
+/// A handle on one job: a value, copied by everyone who follows the job
+/// (every copy is the same job).
 ///
 /// @par Thread safety
 /// Distinct objects: Safe. Shared objects: Safe.
@@ -150,12 +155,15 @@ class Job {
   };
   /// See Subscription.
   /// @throws OptionsError when on_change is empty.
-  [[nodiscard]] Subscription subscribe(std::function<void()> on_change);
+  [[nodiscard]] Subscription subscribe(std::function<void()> on_change) const;
 
-  struct Impl;
-  explicit Job(std::shared_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+  /// The same job.
+  friend bool operator==(const Job& a, const Job& b) noexcept { return a.impl_ == b.impl_; }
 
  private:
+  friend struct detail::JobAccess;
+  struct Impl;
+  explicit Job(std::shared_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
 };
 
@@ -163,7 +171,8 @@ class Job {
 ///
 /// Destroy the Jobs object before its supervisor: the destructor asks
 /// running jobs to stop and waits for them (queued ones end failed,
-/// "canceled").
+/// "canceled"). A Jobs that outlives its supervisor does not dangle: what
+/// would need the supervisor throws LifecycleError ("... is gone").
 ///
 /// @par Thread safety
 /// Distinct objects: Safe. Shared objects: Safe.
@@ -187,11 +196,12 @@ class Jobs {
   /// or in storage); otherwise queues a new one.
   /// @throws NotFoundError for an unknown type.
   /// @throws LifecycleError for a job that would have to run, when the
-  ///         supervisor is not running or the Jobs object is being destroyed.
-  std::shared_ptr<Job> ensure_run(std::string_view type, boost::json::object params = {});
+  ///         supervisor is not running (or gone) or the Jobs object is being
+  ///         destroyed.
+  Job ensure_run(std::string_view type, boost::json::object params = {});
 
   /// The job with this id, if still known.
-  std::shared_ptr<Job> find(std::uint64_t id) const;
+  std::optional<Job> find(std::uint64_t id) const;
   /// Queued and running jobs, then finished ones, newest last.
   std::vector<JobInfo> list() const;
 

@@ -62,14 +62,16 @@ inline boost::asio::awaitable<bool> true_after(boost::asio::awaitable<void> a) {
 template <class F, class... Args>
 boost::asio::awaitable<bool> await_executor(F& f, WorkerContext& ctx, Args&... args) {
   using A = executor_result_t<F, Args...>;
-  static_assert(is_awaitable<A>::value, "atask: a coroutine executor returns boost::asio::awaitable<void|bool>");
+  static_assert(is_awaitable<A>::value,
+                "atask: a coroutine executor returns boost::asio::awaitable<void|bool>");
   using V = typename is_awaitable<A>::value_type;
   static_assert(std::is_same_v<A, boost::asio::awaitable<V>>,
                 "atask: a coroutine executor returns awaitable<void|bool> on the default executor type");
   if constexpr (std::is_void_v<V>) {
     return true_after(call_with_context(f, ctx, args...));
   } else {
-    static_assert(std::is_same_v<V, bool>, "atask: a coroutine executor returns awaitable<void> or awaitable<bool>");
+    static_assert(std::is_same_v<V, bool>,
+                  "atask: a coroutine executor returns awaitable<void> or awaitable<bool>");
     return call_with_context(f, ctx, args...);
   }
 }
@@ -94,7 +96,8 @@ class FnWorker;
 template <class Base, class F, class... Items>
 class FnWorker<Base, F, ItemList<Items...>> : public Base {
  public:
-  FnWorker(WorkerInit init, F f, typename Base::options_type o) : Base(std::move(init), std::move(o)), f_(std::move(f)) {}
+  FnWorker(WorkerInit init, F f, typename Base::options_type o)
+      : Base(std::move(init), std::move(o)), f_(std::move(f)) {}
 
  private:
   using Result = std::conditional_t<Base::form_type::coroutine, boost::asio::awaitable<bool>, bool>;
