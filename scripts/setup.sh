@@ -12,6 +12,7 @@ packages=(
   libssl-dev prometheus-cpp-dev  # job keys (SHA-256) and the control plane's metrics
   prometheus wrk                 # scraping and load-testing the control plane
   chromium                       # the dashboard's browser test (tests/http/browser)
+  redis-server libhiredis-dev    # distributed mode: the broker the tests start, and its protocol
 )
 # The browser test needs node and npm. Debian's npm conflicts with a node from
 # elsewhere (e.g. nodesource, which ships its own npm): take Debian's only

@@ -15,7 +15,7 @@ declare -A rank=(
   [core]=1
   [pool]=2 [aloop]=2 [process]=2
   [supervisor]=3
-  [workers]=4 [timers]=4 [helpers]=4 [jobs]=4
+  [workers]=4 [timers]=4 [helpers]=4 [jobs]=4 [tasks]=4 [distributed]=5
   [http]=5
 )
 

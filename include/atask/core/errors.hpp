@@ -42,6 +42,13 @@ class ConversionError : public Error {
   using Error::Error;
 };
 
+/// The broker (Redis) failed a call: it is unreachable, the connection was
+/// lost or closed, or it answered with an error reply (the message has it).
+class BrokerError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A wait ran out of time (TaskHandle::get_for, wait_completed, ...).
 class TimeoutError : public Error {
  public:

@@ -194,6 +194,36 @@ class ProcessFn {
   ProcessLimits limits_;
 };
 
+/// One call of a process function whose arguments are already JSON and
+/// whose result stays JSON: what named tasks submit (the child decodes the
+/// arguments; one that does not fit fails the task with the child's
+/// message). Pass it to Supervisor::submit() with no further arguments.
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe (const).
+class JsonProcessCall {
+ public:
+  using result_type = boost::json::value;
+
+  template <class R, class... A>
+  JsonProcessCall(const ProcessFn<R, A...>& fn, std::string args_json)
+      : entry_(&detail::process_entry<R, A...>),
+        fn_(reinterpret_cast<void (*)()>(fn.function())),
+        args_(std::move(args_json)),
+        limits_(fn.limits()) {}
+
+  detail::ProcessTask<boost::json::value>* make_task(std::uint64_t id, Priority priority,
+                                                     const std::string& name) const {
+    return new detail::ProcessTask<boost::json::value>(id, priority, name, entry_, fn_, args_, limits_);
+  }
+
+ private:
+  detail::ProcessEntry entry_;
+  void (*fn_)();
+  std::string args_;
+  ProcessLimits limits_;
+};
+
 namespace detail {
 template <class R, class... A>
 ProcessFn<R, A...> make_process_fn(R (*f)(A...), const ProcessLimits& l) {

@@ -47,6 +47,7 @@ namespace atask {
 
 template <class R, class... A>
 class ProcessFn;
+class JsonProcessCall;
 
 namespace detail {
 class WorkerRegistry;
@@ -56,6 +57,8 @@ template <class F>
 struct is_process_fn : std::false_type {};
 template <class R, class... A>
 struct is_process_fn<ProcessFn<R, A...>> : std::true_type {};
+template <>
+struct is_process_fn<JsonProcessCall> : std::true_type {};
 }  // namespace detail
 
 /// How stop() shuts down, in stages each bounded in time. This is the
