@@ -11,8 +11,8 @@ namespace {
 // Names go into Redis keys, logs, URLs and command lines: keep them plain.
 void check_name(const std::string& n) {
   const auto ok = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '-' || c == ':' || c == '@' || c == '/';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-' || c == ':' || c == '@' || c == '/';
   };
   if (n.empty()) throw OptionsError("TaskRegistry::add() - the name is empty");
   if (n.size() > 200) throw OptionsError("TaskRegistry::add() - the name is longer than 200 characters");
@@ -31,7 +31,8 @@ void TaskRegistry::insert(Entry e) {
                        (e.info.kind == TaskKind::process ? "in a child process" : "on the pool"));
   std::lock_guard lk(m_);
   auto [it, added] = entries_.try_emplace(e.info.name, nullptr);
-  if (!added) throw OptionsError("TaskRegistry::add() - a task named '" + e.info.name + "' is already registered");
+  if (!added)
+    throw OptionsError("TaskRegistry::add() - a task named '" + e.info.name + "' is already registered");
   it->second = std::make_shared<const Entry>(std::move(e));
 }
 
@@ -65,10 +66,11 @@ TaskHandle<boost::json::value> TaskRegistry::submit(Supervisor& sv, std::string_
   if (!e) {
     // A task that fails, like a call that reaches a worker with an unknown
     // name: the caller learns it from the handle.
-    return sv.submit(TaskOptions{.priority = o.priority.value_or(Priority::normal), .name = std::string(name)},
-                     [n = std::string(name)]() -> boost::json::value {
-                       throw NotFoundError("no task named '" + n + "' is registered");
-                     });
+    return sv.submit(
+        TaskOptions{.priority = o.priority.value_or(Priority::normal), .name = std::string(name)},
+        [n = std::string(name)]() -> boost::json::value {
+          throw NotFoundError("no task named '" + n + "' is registered");
+        });
   }
   const TaskOptions to{.priority = o.priority.value_or(e->info.options.priority),
                        .aloop = e->info.kind == TaskKind::coroutine ? e->info.options.aloop : std::string(),

@@ -119,6 +119,7 @@ void Worker::retire() noexcept {
   if (retired_.exchange(true)) return;
   {
     std::unique_lock lk(m_);
+    retiring_ = true;  // no start from now on: not the one a restart() asked for, not anyone's
     if (state_ != WorkerState::stopped && running_ && on_executor_thread_locked())
       log().critical("{}: worker '{}' destroyed from its own executor", sv_ ? sv_->id() : "?", cur_.name);
   }
@@ -176,6 +177,7 @@ bool Worker::start(const StartOptions& o) {
     if (!sv_->is_running())
       throw LifecycleError(where + " - supervisor '" + sv_->id() + "' is not running (worker '" + cur_.name +
                            "')");
+    if (retiring_) throw LifecycleError(where + " - worker '" + cur_.name + "' is being destroyed");
     if (state_ != WorkerState::stopped || starting_) return false;
     starting_ = true;
     old_name = cur_.name;
@@ -575,7 +577,7 @@ void Worker::after_unlock() {
     if (state_ != WorkerState::stopped) ++stops_done_;  // supervisor_gone() may have counted it
     state_ = WorkerState::stopped;
     finalizing_ = false;
-    again = std::exchange(restart_pending_, false);
+    again = std::exchange(restart_pending_, false) && !retiring_;
     if (again) overrides = last_start_;
     state_cv_.notify_all();
   }

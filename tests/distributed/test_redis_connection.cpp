@@ -17,9 +17,9 @@
 #include <vector>
 
 namespace asio = boost::asio;
+using atask::redis::cmd;
 using atask::redis::Connection;
 using atask::redis::Reply;
-using atask::redis::cmd;
 using namespace std::chrono_literals;
 using namespace test;
 
@@ -110,8 +110,8 @@ TEST_SUITE("redis connection") {
     const auto [replies, error] =
         run([&](asio::any_io_executor ex) -> asio::awaitable<std::pair<std::vector<Reply>, std::string>> {
           auto c = co_await connect(ex, redis);
-          std::vector<Connection::Command> batch{cmd("SET", "a", "1"), cmd("INCR", "a"), cmd("LPUSH", "a", "x"),
-                                                 cmd("GET", "a")};
+          std::vector<Connection::Command> batch{cmd("SET", "a", "1"), cmd("INCR", "a"),
+                                                 cmd("LPUSH", "a", "x"), cmd("GET", "a")};
           auto r = co_await c->pipeline(std::move(batch));
           std::string what;
           try {
@@ -150,7 +150,8 @@ TEST_SUITE("redis connection") {
     }
     const auto what = run([&](asio::any_io_executor ex) -> asio::awaitable<std::string> {
       try {
-        co_await Connection::connect(ex, atask::redis::parse_url("redis://127.0.0.1:" + std::to_string(port)));
+        co_await Connection::connect(ex,
+                                     atask::redis::parse_url("redis://127.0.0.1:" + std::to_string(port)));
       } catch (const atask::BrokerError& e) {
         co_return e.what();
       }
@@ -163,8 +164,8 @@ TEST_SUITE("redis connection") {
   TEST_CASE("AUTH: a password from the URL is used and never shown; a wrong one is refused clearly") {
     RedisServer redis({"requirepass s3cret-pw"});
     const std::string base = "127.0.0.1:" + std::to_string(redis.port());
-    const auto [ok, wrong, none] =
-        run([&](asio::any_io_executor ex) -> asio::awaitable<std::tuple<std::string, std::string, std::string>> {
+    const auto [ok, wrong, none] = run(
+        [&](asio::any_io_executor ex) -> asio::awaitable<std::tuple<std::string, std::string, std::string>> {
           auto c = co_await Connection::connect(ex, atask::redis::parse_url("redis://:s3cret-pw@" + base));
           const std::string pong = (co_await c->call(cmd("PING"))).str;
           std::string wrong_what, none_what;
@@ -238,10 +239,12 @@ TEST_SUITE("redis connection") {
     CHECK(e.host == "::1");
     CHECK(e.port == 6380);
     CHECK(e.password == "pw");
-    for (const char* bad : {"http://x", "redis://", "redis://h:0", "redis://h:70000", "redis://h:12x", "redis://h/-1",
-                            "redis://[::1", "redis://h/db"})
+    for (const char* bad : {"http://x", "redis://", "redis://h:0", "redis://h:70000", "redis://h:12x",
+                            "redis://h/-1", "redis://[::1", "redis://h/db"})
       CHECK_THROWS_AS(parse_url(bad), atask::OptionsError);
-    CHECK(contains(what_of<atask::OptionsError>([] { (void)parse_url("redis://:secret@h:99999"); }), "99999"));
-    CHECK_FALSE(contains(what_of<atask::OptionsError>([] { (void)parse_url("redis://:secret@h:99999"); }), "secret"));
+    CHECK(
+        contains(what_of<atask::OptionsError>([] { (void)parse_url("redis://:secret@h:99999"); }), "99999"));
+    CHECK_FALSE(
+        contains(what_of<atask::OptionsError>([] { (void)parse_url("redis://:secret@h:99999"); }), "secret"));
   }
 }

@@ -121,7 +121,8 @@ class RedisServer {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     stop();
-    throw std::runtime_error("RedisServer: no PONG on port " + std::to_string(port_) + " within 10 s: " + log_tail());
+    throw std::runtime_error("RedisServer: no PONG on port " + std::to_string(port_) +
+                             " within 10 s: " + log_tail());
   }
 
   // One PING on a fresh connection: "+PONG" (or "-NOAUTH": up, with a password).

@@ -25,14 +25,22 @@ namespace {
 struct Point {
   int x = 0, y = 0;
 };
-void tag_invoke(const json::value_from_tag&, json::value& v, const Point& p) { v = {{"x", p.x}, {"y", p.y}}; }
+void tag_invoke(const json::value_from_tag&, json::value& v, const Point& p) {
+  v = {{"x", p.x}, {"y", p.y}};
+}
 Point tag_invoke(const json::value_to_tag<Point>&, const json::value& v) {
   return {json::value_to<int>(v.at("x")), json::value_to<int>(v.at("y"))};
 }
 
-int multiply(int a, int b) { return a * b; }
-int child_pid() { return static_cast<int>(::getpid()); }
-std::string shout(const std::string& s) { return s + "!"; }
+int multiply(int a, int b) {
+  return a * b;
+}
+int child_pid() {
+  return static_cast<int>(::getpid());
+}
+std::string shout(const std::string& s) {
+  return s + "!";
+}
 
 atask::SupervisorOptions with_processes(std::string id) {
   auto o = options(std::move(id));
@@ -61,7 +69,8 @@ TEST_SUITE("tasks") {
     CHECK(ran_on != std::this_thread::get_id());  // on a pool thread
   }
 
-  TEST_CASE("a named task shows in the supervisor's tasks under its name, at its default or the call's priority") {
+  TEST_CASE(
+      "a named task shows in the supervisor's tasks under its name, at its default or the call's priority") {
     StartedSupervisor sv(options("named2"));
     atask::TaskRegistry tasks;
     tasks.add("urgent", [] { return 1; }, {.priority = atask::Priority::high});
@@ -88,14 +97,13 @@ TEST_SUITE("tasks") {
     StartedSupervisor sv(options("named3"));
     sv.create_aloop("io");
     atask::TaskRegistry tasks;
-    tasks.add(
-        "later",
-        [](const std::string& s, int ms) -> asio::awaitable<std::string> {
-          asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
-          co_await t.async_wait(asio::use_awaitable);
-          co_return s + s;  // `s` refers to the decoded argument: still alive after the wait
-        },
-        {.aloop = "io"});
+    tasks.add("later",
+              [](const std::string& s, int ms) -> asio::awaitable<std::string> {
+                asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+                co_await t.async_wait(asio::use_awaitable);
+                co_return s + s;  // `s` refers to the decoded argument: still alive after the wait
+              },
+              {.aloop = "io"});
     tasks.add("void-co", []() -> asio::awaitable<void> { co_return; });
     CHECK(tasks.find("later")->kind == atask::TaskKind::coroutine);
     auto h = tasks.submit(sv, "later", {"ab", 20});
@@ -146,7 +154,8 @@ TEST_SUITE("tasks") {
     CHECK(tasks.submit(sv, "add", {1, 1}).get_for(patience) == json::value(2));
   }
 
-  TEST_CASE("registering a name twice, a malformed name or an aloop on a non-coroutine task is an options error") {
+  TEST_CASE(
+      "registering a name twice, a malformed name or an aloop on a non-coroutine task is an options error") {
     atask::TaskRegistry tasks;
     tasks.add("a.b-c_d:e@1/x", [] {});
     CHECK(contains(what_of<atask::OptionsError>([&] { tasks.add("a.b-c_d:e@1/x", [] { return 2; }); }),
@@ -155,8 +164,9 @@ TEST_SUITE("tasks") {
     CHECK(contains(what_of<atask::OptionsError>([&] { tasks.add("has space", [] {}); }), "no spaces"));
     CHECK(contains(what_of<atask::OptionsError>([&] { tasks.add("t", [] {}, {.aloop = "io"}); }),
                    "is for coroutine tasks"));
-    CHECK(contains(what_of<atask::OptionsError>([&] { tasks.add("p", atask::process(&multiply), {.aloop = "io"}); }),
-                   "in a child process"));
+    CHECK(contains(
+        what_of<atask::OptionsError>([&] { tasks.add("p", atask::process(&multiply), {.aloop = "io"}); }),
+        "in a child process"));
     CHECK(tasks.names() == std::vector<std::string>{"a.b-c_d:e@1/x"});
     CHECK(tasks.contains("a.b-c_d:e@1/x"));
     CHECK_FALSE(tasks.contains("t"));

@@ -1145,4 +1145,29 @@ TEST_SUITE("workers") {
       CHECK(sv.workers().empty());
     }
   }
+
+  TEST_CASE("a worker destroyed while its executor asks for a restart is not started again") {
+    StartedSupervisor sv(options("restartdestroy"));
+    for (int round = 0; round < 100; ++round) {
+      std::atomic<int> calls{0};
+      std::atomic<bool> first{true};
+      Event asked;
+      auto w = atask::background_worker(sv, [&](WorkerContext& ctx) {
+        calls.fetch_add(1);
+        if (first.exchange(false)) {
+          ctx.worker.restart();  // the worker starts again once this call returns...
+          asked.set();
+        }
+        return true;
+      });
+      w->start();
+      REQUIRE(asked.wait_for());
+      w.reset();  // ...unless it is being destroyed: then it must stay stopped
+      const int after = calls.load();
+      // A task submitted now runs after anything the pool had queued.
+      REQUIRE(sv.submit({.priority = Priority::low}, [] {}).wait_for(patience));
+      CHECK(calls.load() == after);
+      CHECK(sv.workers().empty());
+    }
+  }
 }

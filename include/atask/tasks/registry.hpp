@@ -98,21 +98,22 @@ template <class Tuple>
 Tuple decode_args(const std::string& name, const boost::json::array& a) {
   constexpr std::size_t n = std::tuple_size_v<Tuple>;
   if (a.size() != n)
-    throw ConversionError("task '" + name + "': takes " + std::to_string(n) + " argument" + (n == 1 ? "" : "s") +
-                          ", got " + std::to_string(a.size()));
+    throw ConversionError("task '" + name + "': takes " + std::to_string(n) + " argument" +
+                          (n == 1 ? "" : "s") + ", got " + std::to_string(a.size()));
   return [&]<std::size_t... I>(std::index_sequence<I...>) {
     auto one = [&]<std::size_t K>(std::integral_constant<std::size_t, K>) {
       using T = std::tuple_element_t<K, Tuple>;
       try {
         return boost::json::value_to<T>(a[K]);
       } catch (const std::exception& e) {
-        throw ConversionError("task '" + name + "': argument " + std::to_string(K + 1) + " does not convert: " +
-                              e.what());
+        throw ConversionError("task '" + name + "': argument " + std::to_string(K + 1) +
+                              " does not convert: " + e.what());
       }
     };
     (void)one;  // unused for a task without parameters
     return Tuple(one(std::integral_constant<std::size_t, I>{})...);
-  }(std::make_index_sequence<n>{});
+  }
+  (std::make_index_sequence<n>{});
 }
 
 template <class R>
@@ -167,7 +168,8 @@ class TaskRegistry {
     if constexpr (detail::is_awaitable<R>::value) {
       using V = typename detail::awaitable_value<R>::type;
       e.info.kind = TaskKind::coroutine;
-      e.coroutine = [f = std::move(f), name](boost::json::array a) -> boost::asio::awaitable<boost::json::value> {
+      e.coroutine = [f = std::move(f),
+                     name](boost::json::array a) -> boost::asio::awaitable<boost::json::value> {
         // The decoded arguments live as long as the coroutine (a parameter
         // taken by reference refers to them).
         auto args = std::make_shared<Args>(detail::decode_args<Args>(name, a));

@@ -107,7 +107,8 @@ std::string percent_decode(std::string_view s, const char* what) {
       continue;
     }
     unsigned v = 0;
-    if (i + 2 >= s.size() + 0 || std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16).ptr != s.data() + i + 3)
+    if (i + 2 >= s.size() + 0 ||
+        std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16).ptr != s.data() + i + 3)
       throw OptionsError(std::string("redis URL: a bad %-escape in the ") + what);
     out += static_cast<char>(v);
     i += 2;
@@ -336,10 +337,11 @@ asio::awaitable<void> Connection::read_loop(std::shared_ptr<Connection> self) {
   std::array<char, 16 * 1024> buf;
   for (;;) {
     error_code ec;
-    const std::size_t n =
-        co_await self->socket_.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    const std::size_t n = co_await self->socket_.async_read_some(
+        asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
-      self->fail_all(ec == asio::error::eof ? "the server closed the connection" : "read failed: " + ec.message());
+      self->fail_all(ec == asio::error::eof ? "the server closed the connection"
+                                            : "read failed: " + ec.message());
       co_return;
     }
     if (redisReaderFeed(self->reader_, buf.data(), n) != REDIS_OK) {
@@ -389,6 +391,8 @@ void Connection::fail_all(const std::string& why) noexcept {
   }
 }
 
-void Connection::close() noexcept { fail_all("closed"); }
+void Connection::close() noexcept {
+  fail_all("closed");
+}
 
 }  // namespace atask::redis

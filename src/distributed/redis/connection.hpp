@@ -95,7 +95,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                                                      Endpoint ep, ConnectOptions o);
   /// connect() with the default options. (Not a default argument: GCC 12
   /// destroys a coroutine's defaulted class-type argument twice.)
-  static boost::asio::awaitable<std::shared_ptr<Connection>> connect(boost::asio::any_io_executor ex, Endpoint ep) {
+  static boost::asio::awaitable<std::shared_ptr<Connection>> connect(boost::asio::any_io_executor ex,
+                                                                     Endpoint ep) {
     return connect(std::move(ex), std::move(ep), ConnectOptions{});
   }
 
@@ -138,8 +139,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   redisReader* reader_ = nullptr;
   bool open_ = false;
   bool writing_ = false;
-  std::string out_;      // formatted commands waiting for the next write
-  std::string sending_;  // the write in flight
+  std::string out_;                               // formatted commands waiting for the next write
+  std::string sending_;                           // the write in flight
   std::deque<std::shared_ptr<Pending>> pending_;  // in the order their commands were written
   std::string closed_why_;
 };
