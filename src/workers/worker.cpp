@@ -122,6 +122,11 @@ void Worker::retire() noexcept {
     retiring_ = true;  // no start from now on: not the one a restart() asked for, not anyone's
     if (state_ != WorkerState::stopped && running_ && on_executor_thread_locked())
       log().critical("{}: worker '{}' destroyed from its own executor", sv_ ? sv_->id() : "?", cur_.name);
+    // A start() under way (a restart the executor asked for, finishing on
+    // another thread) sees retiring_ before it activates, and gives up:
+    // wait for that, so that the stop below finds the worker as it stays
+    // and no thread is still inside this object when it goes.
+    state_cv_.wait(lk, [&] { return !starting_ && !restarting_; });
   }
   try {
     stop();
@@ -185,6 +190,7 @@ bool Worker::start(const StartOptions& o) {
   auto unmark = [&] {
     std::lock_guard lk(m_);
     starting_ = false;
+    state_cv_.notify_all();
   };
   detail::WorkerSettings next = base_;
   if (o.name) next.name = *o.name;
@@ -214,6 +220,8 @@ bool Worker::start(const StartOptions& o) {
     Aloop* loop = nullptr;
     if (!sv_ || !sv_->is_running()) {
       failure = "the supervisor stopped while worker '" + next.name + "' was starting";
+    } else if (retiring_) {
+      failure = "worker '" + next.name + "' is being destroyed";
     } else if (coroutine_) {
       try {  // the aloop must exist; its thread is where the executor runs
         loop = next.aloop.empty() ? &sv_->default_aloop() : &sv_->aloop(next.aloop);
@@ -230,6 +238,7 @@ bool Worker::start(const StartOptions& o) {
     }
     if (loop) loop_thread_ = loop->thread_id();
     starting_ = false;
+    state_cv_.notify_all();
     cur_ = next;
     last_start_ = o;
     state_ = WorkerState::active;
@@ -572,23 +581,42 @@ void Worker::after_unlock() {
   }
   bool again = false;
   StartOptions overrides;  // copied under the lock, as in restart()
+  std::shared_ptr<spdlog::logger> logger;
+  std::string name_now;
   {
     std::lock_guard lk(m_);
     if (state_ != WorkerState::stopped) ++stops_done_;  // supervisor_gone() may have counted it
     state_ = WorkerState::stopped;
     finalizing_ = false;
     again = std::exchange(restart_pending_, false) && !retiring_;
-    if (again) overrides = last_start_;
+    if (again) {
+      overrides = last_start_;
+      restarting_ = true;  // retire() waits for the start below before the object may go
+    }
+    logger = logger_;
+    name_now = cur_.name;
     state_cv_.notify_all();
   }
-  log().debug("worker '{}' stopped", name());
-  if (again) {
-    try {
-      start(overrides);
-    } catch (...) {
-      log().error("worker '{}': restart failed: {}", name(), detail::describe(std::current_exception()));
+  // From here on `this` may be destroyed by a thread whose stop() waited
+  // for the count above, unless a restart is on its way (restarting_).
+  logger->debug("worker '{}' stopped", name_now);
+  if (!again) return;
+  try {
+    start(overrides);
+  } catch (...) {
+    bool dying = false;
+    {
+      std::lock_guard lk(m_);
+      dying = retiring_;
     }
+    if (dying)  // destroyed while the restart was on its way: it stays stopped
+      log().debug("worker '{}': restart dropped: {}", name_now, detail::describe(std::current_exception()));
+    else
+      log().error("worker '{}': restart failed: {}", name_now, detail::describe(std::current_exception()));
   }
+  std::lock_guard lk(m_);
+  restarting_ = false;
+  state_cv_.notify_all();
 }
 
 void Worker::supervisor_gone() noexcept {

@@ -394,7 +394,8 @@ class Worker : private detail::RegisteredWorker {
   bool stop_hook_ = false;  // before_stop() is being called
   bool draining_ = false;   // a queue worker drains while stopping
   bool restart_pending_ = false;
-  bool retiring_ = false;  // being destroyed: start() refuses, a pending restart is dropped
+  bool retiring_ = false;    // being destroyed: start() refuses, a pending restart is dropped
+  bool restarting_ = false;  // after_unlock() is starting the worker again (retire() waits for it)
   // Active periods that have ended (the worker went back to stopped). A
   // waiting stop() waits for the count to pass the period it found, not for
   // the stopped state, which a start() from another thread may take away
