@@ -61,8 +61,8 @@ TEST_SUITE("task") {
     // Both sides spin a random few microseconds, so that the registration
     // often lands right when the task finishes: the window is nanoseconds.
     auto spin = [](unsigned k) {
-      for (volatile unsigned x = 0; x < k; x = x + 1) {
-      }
+      static std::atomic<unsigned> sink{0};  // keeps the loop (a volatile counter is deprecated in C++20)
+      for (unsigned x = 0; x < k; ++x) sink.store(x, std::memory_order_relaxed);
     };
     std::uint64_t seed = 88172645463325252ull;
     auto next = [&seed] {
