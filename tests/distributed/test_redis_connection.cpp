@@ -228,13 +228,13 @@ TEST_SUITE("redis connection") {
     CHECK(e.host == "localhost");
     CHECK(e.port == 6379);
     CHECK(e.db == 0);
-    e = parse_url("redis://user:p%40ss@10.0.0.1:7000/3");
+    e = parse_url("redis://user:p%40ss@127.0.0.1:7000/3");
     CHECK(e.username == "user");
     CHECK(e.password == "p@ss");
-    CHECK(e.host == "10.0.0.1");
+    CHECK(e.host == "127.0.0.1");
     CHECK(e.port == 7000);
     CHECK(e.db == 3);
-    CHECK(e.to_string() == "redis://user:***@10.0.0.1:7000/3");
+    CHECK(e.to_string() == "redis://user:***@127.0.0.1:7000/3");
     e = parse_url("redis://:pw@[::1]:6380");
     CHECK(e.host == "::1");
     CHECK(e.port == 6380);
