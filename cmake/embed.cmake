@@ -1,8 +1,15 @@
 # Turns a file into a C++ source defining
-#   extern const char atask_dashboard_html[]; extern const std::size_t atask_dashboard_html_size;
-# Usage: cmake -DIN=page.html -DOUT=page.cpp -P embed.cmake
+#   extern const char NS::NAME[]; extern const std::size_t NS::NAME_size;
+# (NUL-terminated; the size leaves the NUL out).
+# Usage: cmake -DIN=page.html -DOUT=page.cpp [-DNS=atask::http::detail] [-DNAME=dashboard_html] -P embed.cmake
+if(NOT NS)
+  set(NS atask::http::detail)
+endif()
+if(NOT NAME)
+  set(NAME dashboard_html)
+endif()
 file(READ ${IN} hex HEX)
 string(LENGTH "${hex}" n)
 math(EXPR size "${n} / 2")
 string(REGEX REPLACE "([0-9a-f][0-9a-f])" "'\\\\x\\1'," body "${hex}")
-file(WRITE ${OUT} "// Generated from ${IN} by cmake/embed.cmake. Do not edit.\n#include <cstddef>\nnamespace atask::http::detail {\nextern const char dashboard_html[] = {${body} 0};\nextern const std::size_t dashboard_html_size = ${size};\n}  // namespace atask::http::detail\n")
+file(WRITE ${OUT} "// Generated from ${IN} by cmake/embed.cmake. Do not edit.\n#include <cstddef>\nnamespace ${NS} {\nextern const char ${NAME}[] = {${body} 0};\nextern const std::size_t ${NAME}_size = ${size};\n}  // namespace ${NS}\n")

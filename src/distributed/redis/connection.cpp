@@ -364,6 +364,11 @@ asio::awaitable<void> Connection::read_loop(std::shared_ptr<Connection> self) {
 }
 
 void Connection::deliver(Reply r) {
+  if (on_message_ && r.type == Reply::Type::array && r.elements.size() == 3 &&
+      r.elements[0].str == "message") {  // a published message, not a reply
+    on_message_(r.elements[1].str, r.elements[2].str);
+    return;
+  }
   if (pending_.empty()) {  // a reply nobody asked for: the stream is out of step
     fail_all("a reply came that no command asked for");
     return;

@@ -115,6 +115,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ///         connection.
   boost::asio::awaitable<Reply> call(Command command);
 
+  /// For a subscriber connection (SUBSCRIBE): `f(channel, payload)` gets
+  /// every published message, on the connection's executor. The replies to
+  /// SUBSCRIBE and PING still go to their commands.
+  void on_message(std::function<void(const std::string& channel, const std::string& payload)> f) {
+    on_message_ = std::move(f);
+  }
+
   /// Closes the socket: commands waiting for replies fail with BrokerError.
   void close() noexcept;
   bool is_open() const noexcept { return open_; }
@@ -143,6 +150,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string sending_;                           // the write in flight
   std::deque<std::shared_ptr<Pending>> pending_;  // in the order their commands were written
   std::string closed_why_;
+  std::function<void(const std::string&, const std::string&)> on_message_;
 };
 
 }  // namespace atask::redis

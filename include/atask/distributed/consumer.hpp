@@ -1,0 +1,113 @@
+#pragma once
+/// @file
+/// Consumer: the worker side of the distributed mode. It plugs into a
+/// Supervisor as a step, takes tasks from Redis queues and runs each one by
+/// its registered kind (pool thread, coroutine on an aloop, child of the
+/// process pool) through a TaskRegistry.
+///
+/// @code
+///   atask::TaskRegistry tasks;
+///   tasks.add("add", [](int a, int b) { return a + b; });
+///
+///   atask::Supervisor sv;
+///   atask::distributed::Consumer worker(sv, tasks, {.broker = "redis://127.0.0.1:6379",
+///                                                   .queues = {"default"}});
+///   sv.start();   // the "consumer:<name>" step starts after the pool
+///   sv.block();   // SIGTERM: stops fetching, finishes what runs, hands back the rest
+/// @endcode
+///
+/// What it guarantees (docs/distributed.md has the details and limits):
+///  - an entry stays in Redis until its outcome is stored, and the outcome
+///    and the acknowledgement are one atomic step;
+///  - heartbeats go from the supervisor's io_context on a connection of
+///    their own, never from task code: a long CPU-bound task does not make
+///    its worker look dead;
+///  - the tasks of a worker silent for `dead_after` go back to their queues
+///    (any worker's reaper does it), and a late finish of the old run is
+///    fenced off by the attempt number.
+
+#include <atask/core/errors.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace atask {
+class Supervisor;
+class TaskRegistry;
+}  // namespace atask
+
+namespace atask::distributed {
+
+struct ConsumerOptions {
+  /// redis://[[user]:password@]host[:port][/db]; the password is never logged.
+  std::string broker = "redis://127.0.0.1:6379";
+  /// Queues to take tasks from. Within one priority the queues are read in
+  /// this order; a higher priority always first.
+  std::vector<std::string> queues{"default"};
+  /// Tasks taken and not yet finished, at most (queued on the pools or
+  /// running). 0: twice the pool's size. A wake-up after an idle wait may
+  /// take one more entry per stream (see docs/distributed.md).
+  std::size_t prefetch = 0;
+  /// The consumer's name in Redis; empty: "<host>:<pid>:<random>". Must be
+  /// unique in the cluster.
+  std::string name{};
+  /// Heartbeat period, and the silence after which a worker counts as dead
+  /// and its tasks go back to their queues.
+  std::chrono::milliseconds heartbeat{1'000};
+  std::chrono::milliseconds dead_after{5'000};
+  /// How often this worker looks for dead workers (one sweep per period runs
+  /// in the whole cluster).
+  std::chrono::milliseconds reap_every{1'000};
+  /// How long one blocking read waits for work.
+  std::chrono::milliseconds block{1'000};
+  std::chrono::milliseconds connect_timeout{5'000};
+  /// Reconnect back-off: doubles from 50 ms up to this.
+  std::chrono::milliseconds max_backoff{2'000};
+  /// On stop: how long running tasks may finish; then they are asked to stop
+  /// (TaskHandle::cancel), and what has not finished goes back to its queue.
+  std::chrono::milliseconds stop_timeout{30'000};
+};
+
+/// Counters since start.
+struct ConsumerInfo {
+  std::string name;
+  bool connected = false;
+  std::size_t in_flight = 0;
+  std::uint64_t received = 0, succeeded = 0, failed = 0, canceled = 0, dead_lettered = 0, stale = 0;
+  std::uint64_t reaped = 0;  ///< entries this worker's sweeps handed back from dead workers
+};
+
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe.
+class Consumer {
+ public:
+  /// Before sv.start(): adds the step "consumer:<name>" (after "pool").
+  /// While sv runs: starts at once.
+  /// @throws OptionsError for bad options (a malformed URL or queue name,
+  ///         no queue, non-positive periods, dead_after not above heartbeat).
+  /// @throws LifecycleError once sv has stopped.
+  Consumer(Supervisor& sv, const TaskRegistry& tasks, ConsumerOptions options = {});
+  /// stop().
+  ~Consumer();
+  Consumer(const Consumer&) = delete;
+  Consumer& operator=(const Consumer&) = delete;
+
+  /// Stops taking tasks, lets the running ones finish (stop_timeout), hands
+  /// back to Redis what did not, and leaves the cluster. Idempotent; called
+  /// by the supervisor's stop as well.
+  void stop();
+
+  const std::string& name() const noexcept;
+  ConsumerInfo info() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace atask::distributed

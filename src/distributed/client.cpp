@@ -1,0 +1,577 @@
+#include <atask/distributed/client.hpp>
+#include <atask/tasks/registry.hpp>
+
+#include "distributed/keys.hpp"
+#include "distributed/redis/connection.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <thread>
+#include <unordered_map>
+
+// GCC 12 warns about Asio's coroutine frames, whose operator new and
+// delete are a matched pair of its own (GCC bug 109224, a false positive).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+namespace atask::distributed {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using redis::cmd;
+using redis::Reply;
+
+namespace {
+
+RemoteStatus parse_status(const std::string& s) {
+  if (auto v = from_string<RemoteStatus>(s)) return *v;
+  throw BrokerError("a task hash in Redis has an unknown state '" + s + "'");
+}
+
+std::int64_t to_int(const Reply& r) {
+  if (r.type == Reply::Type::integer) return r.integer;
+  if (r.type != Reply::Type::string || r.str.empty()) return 0;
+  try {
+    return std::stoll(r.str);
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+// ---- RemoteState ------------------------------------------------------------------------------
+
+namespace detail {
+
+class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
+ public:
+  explicit ClientImpl(ClientOptions o)
+      : options(std::move(o)), endpoint(redis::parse_url(options.broker)), channel("atask:r:" + random_id()) {}
+
+  void start() {
+    thread = std::thread([this] { io.run(); });
+    asio::co_spawn(io, watch(shared_from_this()), asio::detached);
+  }
+
+  // Stops the I/O thread; the handles still waiting end with BrokerError.
+  void shut_down() {
+    asio::post(io, [this] {
+      stopping = true;
+      if (cmd_conn) cmd_conn->close();
+      if (sub_conn) sub_conn->close();
+      wake.cancel();
+    });
+    work.reset();
+    if (thread.joinable()) thread.join();
+    std::unordered_map<std::string, Waiting> left;
+    {
+      std::lock_guard lk(m);
+      left.swap(waiting);
+    }
+    for (auto& [id, w] : left)
+      if (auto st = w.state.lock())
+        st->fail_here(std::make_exception_ptr(
+            BrokerError("task " + id + ": the client was destroyed before the task ended")));
+  }
+
+  // Runs a coroutine on the I/O thread and waits for it.
+  template <class R>
+  R run(asio::awaitable<R> a) {
+    if (io.get_executor().running_in_this_thread())
+      throw LifecycleError("distributed::Client - a blocking call from the client's own I/O thread");
+    return asio::co_spawn(io, std::move(a), asio::use_future).get();
+  }
+
+  // The command connection, connected (and the subscription in place)
+  // within retry_for.
+  asio::awaitable<std::shared_ptr<redis::Connection>> command_conn() {
+    if (cmd_conn && cmd_conn->is_open() && sub_conn && sub_conn->is_open()) co_return cmd_conn;
+    const auto deadline = std::chrono::steady_clock::now() + options.retry_for;
+    auto backoff = std::chrono::milliseconds(50);
+    for (;;) {
+      std::string why;
+      try {
+        co_await connect();
+        co_return cmd_conn;
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+      if (std::chrono::steady_clock::now() + backoff > deadline)
+        throw BrokerError("distributed::Client - Redis at " + endpoint.to_string() + " is unreachable: " + why);
+      asio::steady_timer t(io, backoff);
+      co_await t.async_wait(asio::use_awaitable);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    }
+  }
+
+  // A command on the command connection; a lost connection is retried
+  // within retry_for (the commands here are safe to repeat).
+  asio::awaitable<Reply> call(redis::Connection::Command c) {
+    const auto deadline = std::chrono::steady_clock::now() + options.retry_for;
+    for (;;) {
+      auto conn = co_await command_conn();
+      std::exception_ptr failed;
+      try {
+        co_return co_await conn->call(c);
+      } catch (const BrokerError&) {
+        failed = std::current_exception();  // (GCC 12: no throw inside a coroutine's catch)
+      }
+      if (conn->is_open() || std::chrono::steady_clock::now() >= deadline) std::rethrow_exception(failed);
+    }
+  }
+
+  asio::awaitable<void> connect() {
+    auto ex = co_await asio::this_coro::executor;
+    if (!cmd_conn || !cmd_conn->is_open()) {
+      // Named locals, not temporaries in the co_await: GCC 12 destroys a
+      // class-type temporary there twice.
+      redis::ConnectOptions co{.timeout = options.connect_timeout, .client_name = "atask-client"};
+      auto c = co_await redis::Connection::connect(ex, endpoint, std::move(co));
+      co_await c->call(cmd("FUNCTION", "LOAD", "REPLACE", std::string(functions_source())));
+      cmd_conn = std::move(c);
+    }
+    if (!sub_conn || !sub_conn->is_open()) {
+      redis::ConnectOptions co{.timeout = options.connect_timeout, .client_name = "atask-client-sub"};
+      auto s = co_await redis::Connection::connect(ex, endpoint, std::move(co));
+      std::weak_ptr<ClientImpl> self = weak_from_this();
+      s->on_message([self](const std::string&, const std::string& id) {
+        if (auto me = self.lock()) asio::co_spawn(me->io, me->refresh({id}), asio::detached);
+      });
+      co_await s->call(cmd("SUBSCRIBE", channel));
+      sub_conn = std::move(s);
+      // Outcomes published while we were not subscribed: look them up.
+      asio::co_spawn(io, refresh(waiting_ids()), asio::detached);
+    }
+  }
+
+  std::vector<std::string> waiting_ids() {
+    std::lock_guard lk(m);
+    std::vector<std::string> ids;
+    ids.reserve(waiting.size());
+    for (auto& [id, w] : waiting) ids.push_back(id);
+    return ids;
+  }
+
+  // Reads the outcome of these tasks and completes the handles of those
+  // that have ended.
+  asio::awaitable<void> refresh(std::vector<std::string> ids) {
+    if (ids.empty()) co_return;
+    try {
+      auto conn = co_await command_conn();
+      std::vector<redis::Connection::Command> cs;
+      cs.reserve(ids.size());
+      for (auto& id : ids) cs.push_back(cmd("HMGET", task_key(id), "state", "result", "etype", "emsg"));
+      auto replies = co_await conn->pipeline(std::move(cs));
+      for (std::size_t i = 0; i < ids.size(); ++i) settle(ids[i], replies[i]);
+    } catch (const std::exception&) {
+      // The watch loop reconnects and refreshes again.
+    }
+  }
+
+  void settle(const std::string& id, const Reply& r) {
+    std::shared_ptr<RemoteState> st;
+    if (r.type != Reply::Type::array || r.elements.size() != 4) return;
+    const Reply& state = r.elements[0];
+    RemoteStatus s{};
+    if (state.is_nil()) {
+      // Only for a task known to be in Redis: a send() under way has not
+      // put it there yet.
+      {
+        std::lock_guard lk(m);
+        auto it = waiting.find(id);
+        if (it == waiting.end() || !it->second.sent) return;
+      }
+      st = take(id);
+      if (st)
+        st->finish(RemoteStatus::failed, nullptr, "atask::NotFoundError",
+                   "task " + id + " is not known to Redis: its result expired, or Redis lost its data");
+      return;
+    }
+    try {
+      s = parse_status(state.str);
+    } catch (const std::exception&) {
+      return;
+    }
+    if (s == RemoteStatus::queued || s == RemoteStatus::started) return;
+    st = take(id);
+    if (!st) return;
+    json::value result;
+    std::string etype = r.elements[2].str, emsg = r.elements[3].str;
+    if (s == RemoteStatus::succeeded) {
+      boost::system::error_code ec;
+      result = json::parse(r.elements[1].str, ec);
+      if (ec) {
+        s = RemoteStatus::failed;
+        etype = "atask::ConversionError";
+        emsg = "the stored result is not JSON: " + ec.message();
+      }
+    }
+    st->finish(s, std::move(result), std::move(etype), std::move(emsg));
+  }
+
+  std::shared_ptr<RemoteState> take(const std::string& id) {
+    std::lock_guard lk(m);
+    auto it = waiting.find(id);
+    if (it == waiting.end()) return nullptr;
+    auto st = it->second.state.lock();
+    waiting.erase(it);
+    return st;
+  }
+
+  // Keeps the subscription alive while handles wait: a PING every 500 ms
+  // finds a lost connection, and a reconnect re-reads what was missed.
+  static asio::awaitable<void> watch(std::shared_ptr<ClientImpl> self) {
+    auto& me = *self;
+    self.reset();  // the loop must not keep the client alive
+    for (;;) {
+      me.wake.expires_after(std::chrono::milliseconds(500));
+      boost::system::error_code ec;
+      co_await me.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (me.stopping) co_return;
+      bool any;
+      {
+        std::lock_guard lk(me.m);
+        std::erase_if(me.waiting, [](auto& kv) { return kv.second.state.expired(); });
+        any = !me.waiting.empty();
+      }
+      if (!any) continue;
+      try {
+        if (me.sub_conn && me.sub_conn->is_open()) {
+          co_await me.sub_conn->call(cmd("PING"));
+        } else {
+          co_await me.command_conn();
+        }
+      } catch (const std::exception&) {
+        // Next round.
+      }
+    }
+  }
+
+  ClientOptions options;
+  redis::Endpoint endpoint;
+  const std::string channel;
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  asio::steady_timer wake{io};
+  std::thread thread;
+  // I/O thread only:
+  std::shared_ptr<redis::Connection> cmd_conn, sub_conn;
+  bool stopping = false;
+  // Handles waiting for an outcome, by task id.
+  struct Waiting {
+    std::weak_ptr<RemoteState> state;
+    bool sent = false;  // Redis has the task (its send() returned)
+  };
+  std::mutex m;
+  std::unordered_map<std::string, Waiting> waiting;
+};
+
+void RemoteState::finish(RemoteStatus s, json::value result, std::string etype, std::string emsg) {
+  std::vector<std::function<void()>> cs;
+  {
+    std::lock_guard lk(m_);
+    if (done_) return;
+    done_ = true;
+    status_ = s;
+    result_ = std::move(result);
+    etype_ = std::move(etype);
+    emsg_ = std::move(emsg);
+    cs.swap(continuations_);
+  }
+  cv_.notify_all();
+  for (auto& f : cs) f();
+}
+
+void RemoteState::fail_here(std::exception_ptr e) {
+  std::vector<std::function<void()>> cs;
+  {
+    std::lock_guard lk(m_);
+    if (done_) return;
+    done_ = true;
+    status_ = RemoteStatus::failed;
+    here_ = std::move(e);
+    cs.swap(continuations_);
+  }
+  cv_.notify_all();
+  for (auto& f : cs) f();
+}
+
+bool RemoteState::done() const {
+  std::lock_guard lk(m_);
+  return done_;
+}
+
+bool RemoteState::wait_until(std::chrono::steady_clock::time_point t) const {
+  std::unique_lock lk(m_);
+  if (t == std::chrono::steady_clock::time_point::max()) {
+    cv_.wait(lk, [&] { return done_; });
+    return true;
+  }
+  return cv_.wait_until(lk, t, [&] { return done_; });
+}
+
+std::exception_ptr RemoteState::error() const {
+  std::lock_guard lk(m_);
+  if (here_) return here_;
+  const std::string where = "task " + id_ + ": ";
+  switch (status_) {
+    case RemoteStatus::succeeded:
+    case RemoteStatus::queued:
+    case RemoteStatus::started:
+      return nullptr;
+    case RemoteStatus::canceled:
+      return std::make_exception_ptr(TaskCanceled(where + "canceled" + (emsg_.empty() ? "" : ": " + emsg_)));
+    case RemoteStatus::dead:
+      return std::make_exception_ptr(
+          RemoteError(where + "dead-lettered: " + etype_ + ": " + emsg_, etype_, emsg_));
+    case RemoteStatus::failed:
+      break;
+  }
+  return std::make_exception_ptr(RemoteError(where + etype_ + ": " + emsg_, etype_, emsg_));
+}
+
+const json::value& RemoteState::result() const {
+  if (auto e = error()) std::rethrow_exception(e);
+  std::lock_guard lk(m_);
+  if (!done_) throw Error("task " + id_ + ": no result yet");
+  return result_;
+}
+
+void RemoteState::on_done(std::function<void()> f) {
+  {
+    std::lock_guard lk(m_);
+    if (!done_) {
+      continuations_.push_back(std::move(f));
+      return;
+    }
+  }
+  f();
+}
+
+RemoteInfo RemoteState::info() const {
+  auto c = client_.lock();
+  if (!c) throw BrokerError("RemoteHandle::info() - the client is gone");
+  const std::string id = id_;
+  return c->run([](ClientImpl* c, std::string id) -> asio::awaitable<RemoteInfo> {
+    auto r = co_await c->call(cmd("HMGET", task_key(id), "state", "name", "queue", "prio", "attempt", "owner",
+                                  "created", "started", "finished", "etype", "emsg"));
+    if (r.elements.size() != 11 || r.elements[0].is_nil())
+      throw NotFoundError("RemoteHandle::info() - task " + id + " is not known to Redis (its result expired?)");
+    RemoteInfo i;
+    i.id = id;
+    i.status = parse_status(r.elements[0].str);
+    i.name = r.elements[1].str;
+    i.queue = r.elements[2].str;
+    i.priority = from_string<Priority>(r.elements[3].str).value_or(Priority::normal);
+    i.attempt = static_cast<unsigned>(to_int(r.elements[4]));
+    i.worker = r.elements[5].str;
+    i.created_ms = to_int(r.elements[6]);
+    i.started_ms = to_int(r.elements[7]);
+    i.finished_ms = to_int(r.elements[8]);
+    i.error_type = r.elements[9].str;
+    i.error_message = r.elements[10].str;
+    co_return i;
+  }(c.get(), id));
+}
+
+bool RemoteState::cancel() const {
+  auto c = client_.lock();
+  if (!c) throw BrokerError("RemoteHandle::cancel() - the client is gone");
+  const std::string id = id_;
+  const std::string r = c->run([](ClientImpl* c, std::string id) -> asio::awaitable<std::string> {
+    auto r = co_await c->call(cmd("FCALL", "atask_cancel", "1", task_key(id), id));
+    co_return r.str;
+  }(c.get(), id));
+  if (r == "canceled") asio::co_spawn(c->io, c->refresh({id}), asio::detached);
+  return r == "canceled" || r == "requested";  // else "unknown" or "ended:<state>"
+}
+
+}  // namespace detail
+
+// ---- Client -----------------------------------------------------------------------------------
+
+namespace {
+
+// Sends the enqueue calls. A connection lost on the way is retried within
+// retry_for with the same task ids: "exists already" then means that the
+// first try got through.
+asio::awaitable<void> enqueue(detail::ClientImpl* c, std::vector<redis::Connection::Command> cs) {
+  const auto deadline = std::chrono::steady_clock::now() + c->options.retry_for;
+  bool again = false;
+  for (;;) {
+    auto conn = co_await c->command_conn();
+    std::vector<Reply> replies;
+    std::string lost;
+    try {
+      replies = co_await conn->pipeline(cs);
+    } catch (const BrokerError& e) {
+      lost = e.what();
+    }
+    if (!lost.empty()) {
+      if (std::chrono::steady_clock::now() >= deadline) throw BrokerError("Client::send() - " + lost);
+      again = true;
+      continue;
+    }
+    for (auto& r : replies)
+      if (r.is_error() && !(again && r.str.find("exists already") != std::string::npos))
+        throw BrokerError("Client::send() - Redis refused the task: " + r.str);
+    co_return;
+  }
+}
+
+}  // namespace
+
+Client::Client(ClientOptions options) : impl_(std::make_shared<detail::ClientImpl>(std::move(options))) {
+  impl_->start();
+}
+
+Client::~Client() {
+  impl_->shut_down();
+}
+
+const std::string& Client::broker() const noexcept {
+  return impl_->options.broker;
+}
+
+std::vector<std::shared_ptr<detail::RemoteState>> Client::send_states(std::string_view name,
+                                                                      std::vector<json::array> args,
+                                                                      const SendOptions& o) {
+  if (name.empty()) throw OptionsError("Client::send() - the task name is empty");
+  std::string queue = "default";
+  Priority prio = Priority::normal;
+  if (impl_->options.registry)
+    if (auto info = impl_->options.registry->find(name)) {
+      queue = info->options.queue;
+      prio = info->options.priority;
+    }
+  if (o.queue) queue = *o.queue;
+  if (o.priority) prio = *o.priority;
+  detail::check_queue_name("Client::send()", queue);
+  if (o.max_deliveries == 0) throw OptionsError("Client::send() - max_deliveries must be at least 1");
+  if (o.time_limit.count() < 0) throw OptionsError("Client::send() - time_limit is negative");
+  if (o.result_ttl.count() <= 0) throw OptionsError("Client::send() - result_ttl must be positive");
+
+  const std::string stream = detail::stream_key(queue, prio);
+  std::vector<std::shared_ptr<detail::RemoteState>> states;
+  std::vector<redis::Connection::Command> cs;
+  states.reserve(args.size());
+  cs.reserve(args.size());
+  for (auto& a : args) {
+    std::string id = detail::random_id();
+    cs.push_back(cmd("FCALL", "atask_enqueue", "2", detail::task_key(id), stream, id, std::string(name),
+                     json::serialize(a), queue, std::string(to_string(prio)), impl_->channel,
+                     std::to_string(o.result_ttl.count()), std::to_string(o.max_deliveries),
+                     std::to_string(o.time_limit.count())));
+    states.push_back(std::make_shared<detail::RemoteState>(std::move(id), impl_));
+  }
+  // Waiting before the task exists: its outcome cannot be published unseen.
+  {
+    std::lock_guard lk(impl_->m);
+    for (auto& st : states) impl_->waiting.emplace(st->id(), detail::ClientImpl::Waiting{st, false});
+  }
+  try {
+    impl_->run(enqueue(impl_.get(), std::move(cs)));
+  } catch (...) {
+    std::lock_guard lk(impl_->m);
+    for (auto& st : states) impl_->waiting.erase(st->id());
+    throw;
+  }
+  {
+    std::lock_guard lk(impl_->m);
+    for (auto& st : states)
+      if (auto it = impl_->waiting.find(st->id()); it != impl_->waiting.end()) it->second.sent = true;
+  }
+  return states;
+}
+
+std::shared_ptr<detail::RemoteState> Client::send_state(std::string_view name, json::array args,
+                                                        const SendOptions& o) {
+  std::vector<json::array> one;
+  one.push_back(std::move(args));
+  return send_states(name, std::move(one), o).front();
+}
+
+std::shared_ptr<detail::RemoteState> Client::attach_state(std::string_view id) {
+  auto st = std::make_shared<detail::RemoteState>(std::string(id), impl_);
+  {
+    std::lock_guard lk(impl_->m);
+    impl_->waiting.emplace(st->id(), detail::ClientImpl::Waiting{st, true});
+  }
+  // A handle attached here is not on our reply channel: its outcome is
+  // looked up now, and by the watch loop's refresh after a reconnect.
+  impl_->run(impl_->refresh({std::string(id)}));
+  return st;
+}
+
+std::vector<Client::DeadLetter> Client::dead_letters(std::string_view queue, std::size_t limit) {
+  detail::check_queue_name("Client::dead_letters()", queue);
+  auto r = impl_->run(impl_->call(cmd("XRANGE", detail::dead_key(queue), "-", "+", "COUNT", std::to_string(limit))));
+  std::vector<DeadLetter> out;
+  for (const auto& e : r.elements) {
+    if (e.elements.size() != 2) continue;
+    DeadLetter d;
+    d.entry = e.elements[0].str;
+    const auto& f = e.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
+      const std::string& k = f[i].str;
+      const std::string& v = f[i + 1].str;
+      if (k == "id") d.task_id = v;
+      else if (k == "name") d.name = v;
+      else if (k == "args") d.args = v;
+      else if (k == "etype") d.error_type = v;
+      else if (k == "emsg") d.error_message = v;
+      else if (k == "worker") d.worker = v;
+      else if (k == "attempt") d.attempt = static_cast<unsigned>(std::strtoul(v.c_str(), nullptr, 10));
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::string Client::requeue(std::string_view queue, std::string_view entry) {
+  detail::check_queue_name("Client::requeue()", queue);
+  auto r = impl_->run(
+      impl_->call(cmd("FCALL", "atask_requeue_dead", "1", detail::dead_key(queue), std::string(entry))));
+  return r.str;
+}
+
+std::array<std::size_t, priority_count> Client::queued(std::string_view queue) {
+  detail::check_queue_name("Client::queued()", queue);
+  auto replies = impl_->run([](detail::ClientImpl* c, std::string q) -> asio::awaitable<std::vector<Reply>> {
+    auto conn = co_await c->command_conn();
+    std::vector<redis::Connection::Command> cs;
+    for (Priority p : all_priorities) {
+      cs.push_back(cmd("XLEN", detail::stream_key(q, p)));
+      cs.push_back(cmd("XINFO", "GROUPS", detail::stream_key(q, p)));
+    }
+    co_return co_await conn->pipeline(std::move(cs));
+  }(impl_.get(), std::string(queue)));
+  // Waiting = entries in the stream minus those delivered and not yet
+  // acknowledged (a finished task's entry is deleted with its ack).
+  std::array<std::size_t, priority_count> out{};
+  for (std::size_t i = 0; i < priority_count && 2 * i + 1 < replies.size(); ++i) {
+    long long n = replies[2 * i].integer, pending = 0;
+    for (const auto& g : replies[2 * i + 1].elements) {
+      bool ours = false;
+      long long p = 0;
+      for (std::size_t k = 0; k + 1 < g.elements.size(); k += 2) {
+        if (g.elements[k].str == "name") ours = g.elements[k + 1].str == detail::group;
+        if (g.elements[k].str == "pending") p = g.elements[k + 1].integer;
+      }
+      if (ours) pending = p;
+    }
+    out[i] = static_cast<std::size_t>(std::max(0LL, n - pending));
+  }
+  return out;
+}
+
+}  // namespace atask::distributed

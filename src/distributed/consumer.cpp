@@ -1,0 +1,680 @@
+#include <atask/distributed/consumer.hpp>
+#include <atask/supervisor/supervisor.hpp>
+#include <atask/tasks/registry.hpp>
+
+#include "distributed/keys.hpp"
+#include "distributed/redis/connection.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cxxabi.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <functional>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+
+// GCC 12 warns about Asio's coroutine frames, whose operator new and
+// delete are a matched pair of its own (GCC bug 109224, a false positive).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+namespace atask::distributed {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using redis::cmd;
+using redis::Connection;
+using redis::Reply;
+using std::chrono::milliseconds;
+
+namespace {
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "host";
+  return buf;
+}
+
+std::string demangle(const char* name) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  if (!d) return name;
+  std::string out = d;
+  std::free(d);
+  return out;
+}
+
+// The type and message of a task's error, as the client will see them
+// ("std::runtime_error", "atask::ConversionError"; a child's own type).
+std::pair<std::string, std::string> describe(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const ChildError& x) {
+    return {x.type(), x.message()};
+  } catch (const std::exception& x) {
+    return {demangle(typeid(x).name()), x.what()};
+  } catch (...) {
+    return {"unknown", "a non-standard exception"};
+  }
+}
+
+bool is_canceled(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const TaskCanceled&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+asio::awaitable<void> sleep_for(milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  boost::system::error_code ec;
+  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+}  // namespace
+
+struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
+  struct Stream {
+    std::string queue, key, dead;
+    Priority priority;
+  };
+  struct Flight {
+    const Stream* stream = nullptr;
+    std::string id;
+    std::string attempt;
+    TaskHandle<json::value> handle;
+    bool user_canceled = false, stopping = false, timed_out = false;
+  };
+
+  Impl(Supervisor& s, const TaskRegistry& t, ConsumerOptions o)
+      : sv(s), tasks(t), opt(std::move(o)), endpoint(redis::parse_url(opt.broker)), log(s.logger_ptr()) {
+    if (opt.queues.empty()) throw OptionsError("distributed::Consumer - no queue to consume (queues is empty)");
+    for (auto& q : opt.queues) detail::check_queue_name("distributed::Consumer", q);
+    const auto positive = [](milliseconds d, const char* what) {
+      if (d.count() <= 0) throw OptionsError(std::string("distributed::Consumer - ") + what + " must be positive");
+    };
+    positive(opt.heartbeat, "heartbeat");
+    positive(opt.dead_after, "dead_after");
+    positive(opt.reap_every, "reap_every");
+    positive(opt.block, "block");
+    positive(opt.connect_timeout, "connect_timeout");
+    positive(opt.max_backoff, "max_backoff");
+    if (opt.stop_timeout.count() < 0) throw OptionsError("distributed::Consumer - stop_timeout is negative");
+    if (opt.dead_after <= opt.heartbeat)
+      throw OptionsError("distributed::Consumer - dead_after (" + std::to_string(opt.dead_after.count()) +
+                         " ms) must be longer than heartbeat (" + std::to_string(opt.heartbeat.count()) +
+                         " ms): a live worker would be taken for dead");
+    name = opt.name.empty() ? host_name() + ":" + std::to_string(::getpid()) + ":" + detail::random_id().substr(0, 8)
+                            : opt.name;
+    if (name.find_first_of(" \t\r\n") != std::string::npos)
+      throw OptionsError("distributed::Consumer - the name '" + name + "' has white space");
+    // Higher priorities first; within one, the queues in the given order.
+    for (auto it = all_priorities.rbegin(); it != all_priorities.rend(); ++it)
+      for (auto& q : opt.queues)
+        streams.push_back({q, detail::stream_key(q, *it), detail::dead_key(q), *it});
+  }
+
+  // ---- lifecycle (any thread but the io_context's) --------------------------------------------
+
+  void start() {
+    if (opt.prefetch == 0) opt.prefetch = 2 * static_cast<std::size_t>(std::max(1, sv.info().pool.limits.pool_size));
+    auto& io = sv.io_context();
+    slot = std::make_unique<asio::steady_timer>(io);
+    hb_wake = std::make_unique<asio::steady_timer>(io);
+    running_loops = 2;
+    asio::co_spawn(io, fetch_loop(shared_from_this()), asio::detached);
+    asio::co_spawn(io, liveness_loop(shared_from_this()), asio::detached);
+    log->info("consumer {}: consuming {} from {} (prefetch {})", name, join(opt.queues, ","), endpoint.to_string(),
+              opt.prefetch);
+  }
+
+  void stop() {
+    auto& io = sv.io_context();
+    {
+      std::unique_lock lk(m);
+      if (stop_called) {  // a second caller waits for the first one's stop
+        cv.wait_for(lk, 2 * opt.stop_timeout + opt.connect_timeout + milliseconds(10'000), [&] { return finished; });
+        return;
+      }
+      stop_called = true;
+      if (!started) {
+        finished = true;
+        return;
+      }
+      if (io.get_executor().running_in_this_thread())
+        throw LifecycleError("distributed::Consumer::stop() - called on the supervisor's io_context thread");
+    }
+    asio::post(io, [self = shared_from_this()] {
+      self->stopping = true;
+      if (self->fetch_conn) self->fetch_conn->close();
+      if (self->slot) self->slot->cancel();
+    });
+    std::unique_lock lk(m);
+    if (!cv.wait_for(lk, opt.stop_timeout, [&] { return in_flight == 0; })) {
+      lk.unlock();
+      log->warn("consumer {}: {} tasks still running after stop_timeout ({} ms): asking them to stop", name,
+                in_flight.load(), opt.stop_timeout.count());
+      asio::post(io, [self = shared_from_this()] {
+        for (auto& [e, f] : self->flights) {
+          f.stopping = true;
+          if (f.handle.valid()) (void)f.handle.cancel();
+        }
+      });
+      lk.lock();
+      if (!cv.wait_for(lk, std::max(opt.stop_timeout, milliseconds(1000)), [&] { return in_flight == 0; }))
+        log->warn("consumer {}: {} tasks ignore their stop request; they go back to their queues now", name,
+                  in_flight.load());
+    }
+    leaving = true;
+    lk.unlock();
+    asio::post(io, [self = shared_from_this()] {
+      if (self->slot) self->slot->cancel();
+      if (self->hb_wake) self->hb_wake->cancel();
+    });
+    lk.lock();
+    // The liveness loop unregisters (handing back what is left) and ends.
+    cv.wait_for(lk, opt.connect_timeout + milliseconds(5000), [&] { return finished; });
+  }
+
+  // ---- connections ------------------------------------------------------------------------------
+
+  asio::awaitable<std::shared_ptr<Connection>> open(const char* role) {
+    // A named local, not a temporary in the co_await: GCC 12 destroys a
+    // class-type temporary there twice.
+    redis::ConnectOptions co{.timeout = opt.connect_timeout, .client_name = "atask-worker-" + std::string(role)};
+    auto ex = co_await asio::this_coro::executor;
+    co_return co_await Connection::connect(ex, endpoint, std::move(co));
+  }
+
+  // The command connection (start, complete): connected, the functions
+  // loaded, the groups there and this worker registered.
+  asio::awaitable<std::shared_ptr<Connection>> command() {
+    while (connecting) co_await sleep_for(milliseconds(10));
+    if (cmd_conn && cmd_conn->is_open()) co_return cmd_conn;
+    connecting = true;
+    std::exception_ptr failed;
+    try {
+      auto c = co_await open("cmd");
+      // Once leaving (a late outcome of a task that ignored the stop), only
+      // the connection: this worker must not join the cluster again.
+      if (!leaving) co_await join_cluster(*c);
+      cmd_conn = std::move(c);
+      if (!connected.exchange(true)) log->info("consumer {}: connected to {}", name, endpoint.to_string());
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    connecting = false;
+    if (failed) std::rethrow_exception(failed);
+    co_return cmd_conn;
+  }
+
+  // Loads the functions, creates the groups, registers this worker.
+  asio::awaitable<void> join_cluster(Connection& c) {
+    {
+      co_await c.call(cmd("FUNCTION", "LOAD", "REPLACE", std::string(detail::functions_source())));
+      std::vector<Connection::Command> groups;
+      for (auto& s : streams) groups.push_back(cmd("XGROUP", "CREATE", s.key, std::string(detail::group), "0", "MKSTREAM"));
+      for (auto& r : co_await c.pipeline(groups))
+        if (r.is_error() && r.str.find("BUSYGROUP") == std::string::npos)
+          throw BrokerError("XGROUP CREATE: " + r.str);
+      co_await c.call(register_command());
+      auto policy = co_await c.command(cmd("CONFIG", "GET", "maxmemory-policy"));
+      if (policy.elements.size() == 2 && policy.elements[1].str != "noeviction")
+        log->warn("consumer {}: Redis at {} has maxmemory-policy '{}': under memory pressure it may evict "
+                  "queued tasks and results; set it to 'noeviction'",
+                  name, endpoint.to_string(), policy.elements[1].str);
+    }
+  }
+
+  Connection::Command register_command() const {
+    std::string queues = join(opt.queues, " "), keys;
+    for (auto& s : streams) keys += (keys.empty() ? "" : " ") + s.key;
+    return cmd("FCALL", "atask_register", "2", std::string(detail::workers_key), detail::worker_key(name), name,
+               "host", host_name(), "pid", std::to_string(::getpid()), "queues", queues, "streams", keys,
+               "prefetch", std::to_string(opt.prefetch));
+  }
+
+  // A call on the command connection, retried through lost connections
+  // while `keep_trying` says so. An error reply throws BrokerError.
+  asio::awaitable<Reply> call(Connection::Command c, std::function<bool()> keep_trying) {
+    auto backoff = milliseconds(50);
+    for (;;) {
+      std::string lost;
+      try {
+        auto conn = co_await command();
+        Reply r = co_await conn->command(c);
+        if (!r.is_error()) co_return r;
+        lost = "!" + r.str;  // an error reply: not retried
+      } catch (const std::exception& e) {
+        lost = e.what();
+      }
+      if (lost[0] == '!') throw BrokerError(c[0] + " " + c[1] + ": " + lost.substr(1));
+      note_lost(lost);
+      if (!keep_trying()) throw BrokerError(lost);
+      co_await sleep_for(backoff);
+      backoff = std::min(backoff * 2, opt.max_backoff);
+    }
+  }
+
+  void note_lost(const std::string& why) {
+    if (connected.exchange(false)) log->warn("consumer {}: lost Redis at {}: {}", name, endpoint.to_string(), why);
+  }
+
+  // ---- fetching ---------------------------------------------------------------------------------
+
+  static asio::awaitable<void> fetch_loop(std::shared_ptr<Impl> self) {
+    auto& me = *self;
+    auto backoff = milliseconds(50);
+    bool reread_own = true;  // after a (re)connect: entries ours in Redis but not here
+    while (!me.stopping) {
+      std::string failed;
+      try {
+        co_await me.command();
+        if (!me.fetch_conn || !me.fetch_conn->is_open()) {
+          me.fetch_conn = co_await me.open("fetch");
+          reread_own = true;
+        }
+        if (reread_own) {
+          co_await me.read(std::string("0"), 0, false);
+          reread_own = false;
+        }
+        const std::size_t free = me.opt.prefetch > me.flights.size() ? me.opt.prefetch - me.flights.size() : 0;
+        if (free == 0) {
+          me.slot->expires_at(asio::steady_timer::time_point::max());
+          boost::system::error_code ec;
+          co_await me.slot->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          continue;
+        }
+        if (co_await me.read(std::string(">"), free, false) == 0 && !me.stopping)
+          co_await me.read(std::string(">"), 1, true);
+        backoff = milliseconds(50);
+      } catch (const std::exception& e) {
+        failed = e.what();
+      }
+      if (!failed.empty() && !me.stopping) {
+        me.note_lost(failed);
+        if (me.fetch_conn) me.fetch_conn->close();
+        co_await sleep_for(backoff);
+        backoff = std::min(backoff * 2, me.opt.max_backoff);
+      }
+    }
+    me.loop_ended();
+  }
+
+  // Reads entries and dispatches them. from ">" : new entries, at most
+  // `count` in all, streams in priority order, or (blocking) whatever comes
+  // first on any stream; "0": this consumer's own pending entries that this
+  // process does not run (a reply lost with a connection). Returns how many.
+  asio::awaitable<std::size_t> read(std::string from, std::size_t count, bool blocking) {
+    std::size_t got = 0;
+    if (blocking || from == "0") {
+      Connection::Command c = cmd("XREADGROUP", "GROUP", std::string(detail::group), name);
+      if (blocking) {
+        c.push_back("COUNT");
+        c.push_back(std::to_string(count));
+        c.push_back("BLOCK");
+        c.push_back(std::to_string(opt.block.count()));
+      }
+      c.push_back("STREAMS");
+      for (auto& s : streams) c.push_back(s.key);
+      for (std::size_t i = 0; i < streams.size(); ++i) c.push_back(from);
+      auto r = co_await fetch_conn->call(std::move(c));
+      got += dispatch_all(r, from == "0");
+      co_return got;
+    }
+    for (auto& s : streams) {
+      if (count == got || stopping) break;
+      auto r = co_await fetch_conn->call(cmd("XREADGROUP", "GROUP", std::string(detail::group), name, "COUNT",
+                                             std::to_string(count - got), "STREAMS", s.key, ">"));
+      got += dispatch_all(r, false);
+    }
+    co_return got;
+  }
+
+  std::size_t dispatch_all(const Reply& r, bool own) {
+    std::size_t n = 0;
+    for (const auto& st : r.elements) {  // [[key, [[id, [f, v, ...]], ...]], ...]
+      if (st.elements.size() != 2) continue;
+      const Stream* s = nullptr;
+      for (auto& x : streams)
+        if (x.key == st.elements[0].str) s = &x;
+      if (!s) continue;
+      for (const auto& e : st.elements[1].elements) {
+        if (e.elements.size() != 2) continue;
+        const std::string& entry = e.elements[0].str;
+        if (flights.count(entry)) continue;  // ours and running here
+        std::string id;
+        const auto& f = e.elements[1].elements;  // nil for an entry deleted meanwhile
+        for (std::size_t i = 0; i + 1 < f.size(); i += 2)
+          if (f[i].str == "id") id = f[i + 1].str;
+        if (own && f.empty()) {
+          // Deleted from the stream while pending: nothing to run.
+          asio::co_spawn(sv.io_context(), ack_only(shared_from_this(), s, entry), asio::detached);
+          continue;
+        }
+        auto& fl = flights[entry];
+        fl.stream = s;
+        fl.id = id;
+        ++in_flight;
+        ++received;
+        ++n;
+        asio::co_spawn(sv.io_context(), run_one(shared_from_this(), entry), asio::detached);
+      }
+    }
+    return n;
+  }
+
+  static asio::awaitable<void> ack_only(std::shared_ptr<Impl> self, const Stream* s, std::string entry) {
+    try {
+      co_await self->call(cmd("XACK", s->key, std::string(detail::group), entry), [] { return false; });
+    } catch (const std::exception&) {
+    }
+  }
+
+  // ---- running one task --------------------------------------------------------------------------
+
+  static asio::awaitable<void> run_one(std::shared_ptr<Impl> self, std::string entry) {
+    auto& me = *self;
+    const auto until_stopped = [&me] { return !me.leaving; };
+    Flight* fl = &me.flights[entry];
+    const Stream& s = *fl->stream;
+    const std::string id = fl->id;
+    std::string outcome, a, b;  // for atask_complete
+    try {
+      if (id.empty()) {
+        co_await me.call(cmd("FCALL", "atask_reject", "2", s.key, s.dead, entry,
+                             "the message has no task id (field 'id'); it was not sent by an atask client"),
+                         until_stopped);
+        ++me.dead_lettered;
+        me.log->error("consumer {}: entry {} of {} has no task id: moved to {}", me.name, entry, s.key, s.dead);
+        me.done_with(entry);
+        co_return;
+      }
+      const std::string hash = detail::task_key(id);
+      Reply r = co_await me.call(cmd("FCALL", "atask_start", "3", hash, s.key, s.dead, entry, me.name, id),
+                                 until_stopped);
+      fl = &me.flights[entry];  // (the map may have changed meanwhile; the node did not)
+      const std::string what = r.elements.empty() ? "" : r.elements[0].str;
+      if (what == "dead") {
+        ++me.dead_lettered;
+        me.log->error("consumer {}: task {} was delivered too many times without finishing: moved to {}", me.name,
+                      id, s.dead);
+      }
+      if (what != "run" || r.elements.size() != 6) {
+        me.done_with(entry);
+        co_return;
+      }
+      const std::string task = r.elements[1].str;
+      fl->attempt = r.elements[3].str;
+      const long long limit = std::atoll(r.elements[4].str.c_str());
+      if (r.elements[5].str == "1") {
+        outcome = "canceled", a = "atask::TaskCanceled", b = "canceled before it started";
+      } else if (!me.tasks.contains(task)) {
+        outcome = "dead", a = "atask::NotFoundError",
+        b = "no task named '" + task + "' is registered on worker " + me.name;
+      } else {
+        boost::system::error_code ec;
+        json::value args = json::parse(r.elements[2].str, ec);
+        if (ec || !args.is_array()) {
+          outcome = "dead", a = "atask::MalformedMessage",
+          b = "the arguments of task '" + task + "' are not a JSON array";
+        } else if (me.stopping) {
+          // Taken while stopping: not run; it goes back with the rest.
+          me.done_with(entry);
+          co_return;
+        } else {
+          fl->handle = me.tasks.submit(me.sv, task, std::move(args.as_array()), CallOptions{.priority = s.priority});
+          if (limit > 0) asio::co_spawn(me.sv.io_context(), time_limit(self, entry, milliseconds(limit)), asio::detached);
+          std::exception_ptr err;
+          json::value result;
+          try {
+            result = co_await fl->handle.async_get(asio::use_awaitable);
+          } catch (...) {
+            err = std::current_exception();
+          }
+          fl = &me.flights[entry];
+          if (!err) {
+            outcome = "succeeded", a = json::serialize(result);
+          } else if (fl->timed_out) {
+            outcome = "failed", a = "atask::TimeoutError",
+            b = "time limit of " + std::to_string(limit) + " ms exceeded";
+          } else if (is_canceled(err) && !fl->user_canceled) {
+            // Stopped by our own shutdown (or the supervisor's): not the
+            // task's outcome. It goes back to its queue.
+            me.done_with(entry);
+            co_return;
+          } else if (is_canceled(err)) {
+            outcome = "canceled", a = "atask::TaskCanceled", b = "canceled while running";
+          } else {
+            auto [type, message] = describe(err);
+            outcome = "failed", a = type, b = message;
+          }
+        }
+      }
+      Reply c = co_await me.call(cmd("FCALL", "atask_complete", "3", hash, s.key, s.dead, entry, me.name,
+                                     me.flights[entry].attempt, outcome, a, b),
+                                 until_stopped);
+      if (c.str == "stale") {
+        ++me.stale;
+        me.log->warn("consumer {}: task {} finished here after it was handed to another worker (this worker "
+                     "was presumed dead); its outcome was not stored",
+                     me.name, id);
+      } else if (outcome == "succeeded") {
+        ++me.succeeded;
+      } else if (outcome == "failed") {
+        ++me.failed;
+      } else if (outcome == "canceled") {
+        ++me.canceled;
+      } else if (outcome == "dead") {
+        ++me.dead_lettered;
+        me.log->error("consumer {}: task {}: {}: moved to {}", me.name, id, b, s.dead);
+      }
+    } catch (const std::exception& e) {
+      // Redis unreachable until the stop: the entry stays pending under this
+      // worker's name; unregister or a reaper hands it back.
+      me.log->warn("consumer {}: task {} (entry {}): {}", me.name, id, entry, e.what());
+    }
+    me.done_with(entry);
+  }
+
+  static asio::awaitable<void> time_limit(std::shared_ptr<Impl> self, std::string entry, milliseconds d) {
+    co_await sleep_for(d);
+    auto it = self->flights.find(entry);
+    if (it == self->flights.end() || !it->second.handle.valid() || it->second.handle.done()) co_return;
+    it->second.timed_out = true;
+    (void)it->second.handle.cancel();
+  }
+
+  void done_with(const std::string& entry) {
+    flights.erase(entry);
+    // The last late outcome after leaving: nothing may keep the
+    // supervisor's io_context busy now.
+    if (leaving && flights.empty() && cmd_conn) cmd_conn->close();
+    {
+      std::lock_guard lk(m);
+      --in_flight;
+    }
+    cv.notify_all();
+    if (slot) slot->cancel();
+  }
+
+  // ---- heartbeats and the reaper --------------------------------------------------------------
+
+  static asio::awaitable<void> liveness_loop(std::shared_ptr<Impl> self) {
+    auto& me = *self;
+    auto next_reap = std::chrono::steady_clock::now();
+    while (!me.leaving) {
+      // First a period's wait: the fetch loop registers this worker.
+      me.hb_wake->expires_after(me.opt.heartbeat);
+      boost::system::error_code ec;
+      co_await me.hb_wake->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (me.leaving) break;
+      std::string failed;
+      try {
+        if (!me.hb_conn || !me.hb_conn->is_open()) me.hb_conn = co_await me.open("heartbeat");
+        Connection::Command hb = cmd("FCALL", "atask_heartbeat", "", std::string(detail::workers_key),
+                                     detail::worker_key(me.name));
+        for (auto& [e, f] : me.flights)
+          if (f.handle.valid()) hb.push_back(detail::task_key(f.id));
+        hb[2] = std::to_string(hb.size() - 3);
+        hb.push_back(me.name);
+        Reply r = co_await me.hb_conn->call(std::move(hb));
+        if (r.elements.size() == 2) {
+          if (r.elements[0].integer == 1) {
+            me.log->warn("consumer {}: Redis did not know this worker (presumed dead, or Redis lost its data): "
+                         "registering again",
+                         me.name);
+            co_await me.hb_conn->call(me.register_command());
+          }
+          for (const auto& id : r.elements[1].elements)
+            for (auto& [e, f] : me.flights)
+              if (f.id == id.str && f.handle.valid() && !f.user_canceled) {
+                f.user_canceled = true;
+                (void)f.handle.cancel();
+                me.log->info("consumer {}: task {} asked to cancel", me.name, f.id);
+              }
+        }
+        if (std::chrono::steady_clock::now() >= next_reap) {
+          next_reap = std::chrono::steady_clock::now() + me.opt.reap_every;
+          const auto lock_ms = std::max<long long>(1, me.opt.reap_every.count() * 9 / 10);
+          Reply rr = co_await me.hb_conn->call(cmd("FCALL", "atask_reap", "2", std::string(detail::workers_key),
+                                                   std::string(detail::reap_lock_key),
+                                                   std::to_string(me.opt.dead_after.count()),
+                                                   std::to_string(lock_ms), me.name));
+          for (std::size_t i = 0; i + 1 < rr.elements.size(); i += 2) {
+            me.reaped += static_cast<std::uint64_t>(rr.elements[i + 1].integer);
+            me.log->warn("consumer {}: worker {} sent no heartbeat for {} ms: {} of its tasks went back to "
+                         "their queues",
+                         me.name, rr.elements[i].str, me.opt.dead_after.count(), rr.elements[i + 1].integer);
+          }
+        }
+      } catch (const std::exception& e) {
+        failed = e.what();
+      }
+      if (!failed.empty()) {
+        me.note_lost(failed);
+        if (me.hb_conn) me.hb_conn->close();
+      }
+    }
+    // Leaving: hand back what is still ours and leave the cluster.
+    try {
+      if (!me.hb_conn || !me.hb_conn->is_open()) me.hb_conn = co_await me.open("heartbeat");
+      Reply r = co_await me.hb_conn->call(cmd("FCALL", "atask_unregister", "2", std::string(detail::workers_key),
+                                              detail::worker_key(me.name), me.name));
+      if (r.integer > 0)
+        me.log->warn("consumer {}: {} unfinished tasks went back to their queues", me.name, r.integer);
+    } catch (const std::exception& e) {
+      me.log->warn("consumer {}: could not leave the cluster cleanly ({}); the reaper hands back its tasks "
+                   "after {} ms",
+                   me.name, e.what(), me.opt.dead_after.count());
+    }
+    if (me.hb_conn) me.hb_conn->close();
+    if (me.cmd_conn) me.cmd_conn->close();
+    if (me.fetch_conn) me.fetch_conn->close();
+    me.log->info("consumer {}: stopped ({} received, {} succeeded, {} failed)", me.name, me.received.load(),
+                 me.succeeded.load(), me.failed.load());
+    me.loop_ended();
+  }
+
+  void loop_ended() {
+    {
+      std::lock_guard lk(m);
+      if (--running_loops == 0) finished = true;
+    }
+    cv.notify_all();
+  }
+
+  static std::string join(const std::vector<std::string>& v, const char* sep) {
+    std::string out;
+    for (auto& x : v) out += (out.empty() ? "" : sep) + x;
+    return out;
+  }
+
+  Supervisor& sv;
+  const TaskRegistry& tasks;
+  ConsumerOptions opt;
+  redis::Endpoint endpoint;
+  std::shared_ptr<spdlog::logger> log;
+  std::string name;
+  std::vector<Stream> streams;
+
+  // io_context thread only:
+  std::shared_ptr<Connection> fetch_conn, cmd_conn, hb_conn;
+  bool connecting = false;
+  std::map<std::string, Flight> flights;  // by stream entry id
+  std::unique_ptr<asio::steady_timer> slot, hb_wake;
+
+  // Shared:
+  std::atomic<bool> stopping{false}, leaving{false}, connected{false};
+  std::atomic<std::uint64_t> received{0}, succeeded{0}, failed{0}, canceled{0}, dead_lettered{0}, stale{0},
+      reaped{0};
+  std::mutex m;
+  std::condition_variable cv;
+  std::atomic<std::size_t> in_flight{0};
+  int running_loops = 0;
+  bool started = false, stop_called = false, finished = false;
+};
+
+Consumer::Consumer(Supervisor& sv, const TaskRegistry& tasks, ConsumerOptions options)
+    : impl_(std::make_shared<Impl>(sv, tasks, std::move(options))) {
+  std::weak_ptr<Impl> weak = impl_;
+  try {
+    sv.add_step({.name = "consumer:" + impl_->name,
+                 .depends_on = {"pool"},
+                 .start =
+                     [weak](Supervisor&) {
+                       if (auto i = weak.lock()) {
+                         {
+                           std::lock_guard lk(i->m);
+                           if (i->stop_called) return;
+                           i->started = true;
+                         }
+                         i->start();
+                       }
+                     },
+                 .stop =
+                     [weak](Supervisor&) {
+                       if (auto i = weak.lock()) i->stop();
+                     }});
+  } catch (const LifecycleError& e) {
+    throw LifecycleError(std::string("distributed::Consumer - create it before Supervisor::start(): ") + e.what());
+  }
+}
+
+Consumer::~Consumer() {
+  try {
+    stop();
+  } catch (const std::exception& e) {
+    impl_->log->error("consumer {}: {}", impl_->name, e.what());
+  }
+}
+
+void Consumer::stop() {
+  impl_->stop();
+}
+
+const std::string& Consumer::name() const noexcept {
+  return impl_->name;
+}
+
+ConsumerInfo Consumer::info() const {
+  auto& i = *impl_;
+  return {i.name,          i.connected.load(), i.in_flight.load(),     i.received.load(), i.succeeded.load(),
+          i.failed.load(), i.canceled.load(),  i.dead_lettered.load(), i.stale.load(),    i.reaped.load()};
+}
+
+}  // namespace atask::distributed

@@ -1,0 +1,281 @@
+#!lua name=atask_v1
+-- atask's server-side state changes, as a Redis 7 Functions library. Every
+-- transition of a task happens in one of these functions, atomically; the
+-- key layout is in docs/distributed.md. Times come from the server's clock
+-- (TIME), so the machines of a cluster need not agree on theirs.
+--
+-- A task is a hash atask:t:<id> (its body, state, attempt, owner, result)
+-- plus, while it waits or runs, one entry {id = <id>} in the stream of its
+-- queue and priority, atask:{<queue>}:<priority>, read through the consumer
+-- group "w". An entry leaves its stream only here: acknowledged and deleted
+-- once the outcome is stored, or moved to the tail when its worker died.
+--
+-- Function names, keys and arguments are what src/distributed/*.cpp call
+-- them with. Keys computed inside a function (a dead worker's streams, a
+-- dead letter's task) make this a library for one Redis server, with
+-- replicas if you like, not for Redis Cluster.
+
+local GROUP = 'w'
+local FINAL = {succeeded = true, failed = true, canceled = true, dead = true}
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function to_map(flat)
+  local m = {}
+  for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end
+  return m
+end
+
+local function drop_entry(stream, entry)
+  redis.call('XACK', stream, GROUP, entry)
+  redis.call('XDEL', stream, entry)
+end
+
+-- A final state: timestamps, time-to-live, and the client told.
+local function finish(hash, id, state, now)
+  redis.call('HSET', hash, 'state', state, 'finished', now)
+  redis.call('HDEL', hash, 'cancel')
+  local ttl = tonumber(redis.call('HGET', hash, 'ttl') or '86400') or 86400
+  redis.call('EXPIRE', hash, ttl)
+  local reply = redis.call('HGET', hash, 'reply')
+  if reply and reply ~= '' then redis.call('PUBLISH', reply, id) end
+end
+
+-- Into the queue's dead-letter stream, with what it takes to requeue it.
+local function dead_letter(hash, dead, id, etype, emsg, now)
+  local h = to_map(redis.call('HGETALL', hash))
+  redis.call('XADD', dead, '*', 'id', id, 'name', h.name or '', 'args', h.args or '',
+    'queue', h.queue or '', 'prio', h.prio or '', 'ttl', h.ttl or '', 'maxd', h.maxd or '',
+    'tl', h.tl or '', 'reply', h.reply or '', 'attempt', h.attempt or '0', 'worker', h.owner or '',
+    'etype', etype, 'emsg', emsg, 'time', now)
+  redis.call('HSET', hash, 'etype', etype, 'emsg', emsg)
+  finish(hash, id, 'dead', now)
+end
+
+-- Moves a consumer's pending entries of one stream to the stream's tail
+-- (same fields, new entry id) and forgets the consumer there.
+local function requeue_pending(stream, consumer)
+  if redis.call('EXISTS', stream) == 0 then return 0 end
+  local n = 0
+  while true do
+    local ok, p = pcall(redis.call, 'XPENDING', stream, GROUP, '-', '+', 100, consumer)
+    if not ok or #p == 0 then break end
+    for _, e in ipairs(p) do
+      local r = redis.call('XRANGE', stream, e[1], e[1])
+      if #r > 0 then
+        redis.call('XADD', stream, '*', unpack(r[1][2]))
+        n = n + 1
+      end
+      drop_entry(stream, e[1])
+    end
+  end
+  pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream, GROUP, consumer)
+  return n
+end
+
+-- enqueue: keys = {task hash, stream}; args = {id, name, args json, queue,
+-- priority, reply channel, ttl s, max deliveries, time limit ms}.
+-- Returns the entry id.
+redis.register_function('atask_enqueue', function(keys, args)
+  local hash, stream = keys[1], keys[2]
+  if redis.call('EXISTS', hash) == 1 then
+    return redis.error_reply('ERR atask: a task with id ' .. args[1] .. ' exists already')
+  end
+  local now = now_ms()
+  redis.call('HSET', hash, 'name', args[2], 'args', args[3], 'queue', args[4], 'prio', args[5],
+    'reply', args[6], 'ttl', args[7], 'maxd', args[8], 'tl', args[9], 'state', 'queued',
+    'attempt', 0, 'created', now)
+  local entry = redis.call('XADD', stream, '*', 'id', args[1])
+  redis.call('HSET', hash, 'entry', entry)
+  return entry
+end)
+
+-- start: keys = {task hash, stream, dead stream}; args = {entry, consumer, id}.
+-- Returns {'run', name, args, attempt, time limit, cancel}, or {'done',
+-- state} (finished or canceled already: the entry is dropped), {'gone'}
+-- (no such task: expired or purged), {'dead'} (over its delivery limit).
+redis.register_function('atask_start', function(keys, args)
+  local hash, stream, dead = keys[1], keys[2], keys[3]
+  local entry, consumer, id = args[1], args[2], args[3]
+  if redis.call('EXISTS', hash) == 0 then
+    drop_entry(stream, entry)
+    return {'gone'}
+  end
+  local h = to_map(redis.call('HGETALL', hash))
+  if FINAL[h.state] then
+    drop_entry(stream, entry)
+    return {'done', h.state}
+  end
+  local now = now_ms()
+  local attempt = (tonumber(h.attempt) or 0) + 1
+  local maxd = tonumber(h.maxd) or 5
+  if attempt > maxd then
+    dead_letter(hash, dead, id, 'atask::DeliveryLimit',
+      'delivered ' .. (attempt - 1) .. ' times and never finished: the worker running it died each time (max_deliveries = ' .. maxd .. ')', now)
+    drop_entry(stream, entry)
+    return {'dead'}
+  end
+  redis.call('HSET', hash, 'state', 'started', 'attempt', attempt, 'owner', consumer, 'entry', entry,
+    'started', now)
+  return {'run', h.name or '', h.args or '', tostring(attempt), h.tl or '0', h.cancel or '0'}
+end)
+
+-- complete: keys = {task hash, stream, dead stream}; args = {entry,
+-- consumer, attempt, outcome, a, b} with outcome succeeded (a = result
+-- json), failed or canceled (a = error type, b = message), or dead (the
+-- same, into the dead-letter stream). Fenced: only the owner of the current
+-- attempt writes; anyone else gets 'stale' and changes nothing but its own
+-- entry's acknowledgement.
+redis.register_function('atask_complete', function(keys, args)
+  local hash, stream, dead = keys[1], keys[2], keys[3]
+  local entry, consumer, attempt, outcome = args[1], args[2], args[3], args[4]
+  drop_entry(stream, entry)
+  local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner')
+  if cur[1] ~= 'started' or cur[2] ~= attempt or cur[3] ~= consumer then return 'stale' end
+  local id = string.sub(hash, 9)
+  local now = now_ms()
+  if outcome == 'succeeded' then
+    redis.call('HSET', hash, 'result', args[5])
+  elseif outcome == 'dead' then
+    dead_letter(hash, dead, id, args[5], args[6], now)
+    return 'ok'
+  else
+    redis.call('HSET', hash, 'etype', args[5], 'emsg', args[6])
+  end
+  finish(hash, id, outcome, now)
+  return 'ok'
+end)
+
+-- reject: keys = {stream, dead stream}; args = {entry, reason}. An entry
+-- without a task id: its raw fields go to the dead-letter stream.
+redis.register_function('atask_reject', function(keys, args)
+  local stream, dead = keys[1], keys[2]
+  local r = redis.call('XRANGE', stream, args[1], args[1])
+  local fields = {}
+  if #r > 0 then fields = r[1][2] end
+  local out = {'etype', 'atask::MalformedMessage', 'emsg', args[2], 'time', now_ms()}
+  for i = 1, #fields, 2 do
+    table.insert(out, 'raw.' .. fields[i])
+    table.insert(out, fields[i + 1])
+  end
+  redis.call('XADD', dead, '*', unpack(out))
+  drop_entry(stream, args[1])
+  return 'ok'
+end)
+
+-- cancel: keys = {task hash}; args = {id}. A queued task is canceled here
+-- (its entry is dropped by whichever worker reads it); a running one gets a
+-- cancel flag that its worker's next heartbeat returns, and a message on
+-- atask:cancel:<owner>. Returns 'canceled', 'requested', 'unknown', or
+-- 'ended:<state>' for a task that had ended already.
+redis.register_function('atask_cancel', function(keys, args)
+  local hash, id = keys[1], args[1]
+  local h = redis.call('HMGET', hash, 'state', 'owner')
+  local state = h[1]
+  if not state then return 'unknown' end
+  if state == 'queued' then
+    redis.call('HSET', hash, 'etype', 'atask::TaskCanceled', 'emsg', 'canceled while queued')
+    finish(hash, id, 'canceled', now_ms())
+    return 'canceled'
+  end
+  if state == 'started' then
+    redis.call('HSET', hash, 'cancel', '1')
+    redis.call('PUBLISH', 'atask:cancel:' .. (h[2] or ''), id)
+    return 'requested'
+  end
+  return 'ended:' .. state
+end)
+
+-- register: keys = {workers zset, worker hash}; args = {consumer, then
+-- field/value pairs, among them streams = space-separated stream keys}.
+redis.register_function('atask_register', function(keys, args)
+  redis.call('ZADD', keys[1], now_ms(), args[1])
+  redis.call('DEL', keys[2])
+  local fv = {}
+  for i = 2, #args do table.insert(fv, args[i]) end
+  if #fv > 0 then redis.call('HSET', keys[2], unpack(fv)) end
+  return 'ok'
+end)
+
+-- heartbeat: keys = {workers zset, worker hash, then the hashes of the
+-- tasks running here}; args = {consumer}. Returns {1 if this worker was
+-- missing (presumed dead and reaped, or Redis lost its data), the ids of
+-- the running tasks that were asked to cancel}.
+redis.register_function('atask_heartbeat', function(keys, args)
+  local missing = 0
+  if redis.call('ZSCORE', keys[1], args[1]) == false or redis.call('EXISTS', keys[2]) == 0 then
+    missing = 1
+  end
+  redis.call('ZADD', keys[1], now_ms(), args[1])
+  local canceled = {}
+  for i = 3, #keys do
+    if redis.call('HGET', keys[i], 'cancel') == '1' then
+      table.insert(canceled, string.sub(keys[i], 9))
+    end
+  end
+  return {missing, canceled}
+end)
+
+-- reap: keys = {workers zset, sweep lock}; args = {dead after ms, lock ms,
+-- reaper}. Under the lock (one sweep per period across the cluster), every
+-- worker silent for longer than `dead after` has its pending entries moved
+-- to the tail of their streams and is forgotten. Returns {consumer, count,
+-- ...}.
+redis.register_function('atask_reap', function(keys, args)
+  local workers, lock = keys[1], keys[2]
+  if not redis.call('SET', lock, args[3], 'NX', 'PX', args[2]) then return {} end
+  local dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now_ms() - tonumber(args[1]), 'LIMIT', 0, 16)
+  local out = {}
+  for _, c in ipairs(dead) do
+    local info = 'atask:w:' .. c
+    local streams = redis.call('HGET', info, 'streams')
+    local n = 0
+    if streams then
+      for s in string.gmatch(streams, '%S+') do n = n + requeue_pending(s, c) end
+    end
+    redis.call('ZREM', workers, c)
+    redis.call('DEL', info)
+    table.insert(out, c)
+    table.insert(out, n)
+  end
+  return out
+end)
+
+-- unregister: keys = {workers zset, worker hash}; args = {consumer}. A
+-- worker that stops: whatever it still holds goes back to its streams.
+-- Returns the number of entries requeued.
+redis.register_function('atask_unregister', function(keys, args)
+  local streams = redis.call('HGET', keys[2], 'streams')
+  local n = 0
+  if streams then
+    for s in string.gmatch(streams, '%S+') do n = n + requeue_pending(s, args[1]) end
+  end
+  redis.call('ZREM', keys[1], args[1])
+  redis.call('DEL', keys[2])
+  return n
+end)
+
+-- requeue_dead: keys = {dead stream}; args = {dead entry id}. Puts a dead
+-- letter back into its queue as a fresh task with the same id (attempt 0).
+-- Returns the task id, or an error for a malformed or missing entry.
+redis.register_function('atask_requeue_dead', function(keys, args)
+  local dead = keys[1]
+  local r = redis.call('XRANGE', dead, args[1], args[1])
+  if #r == 0 then return redis.error_reply('ERR atask: no dead letter ' .. args[1]) end
+  local f = to_map(r[1][2])
+  if not f.id or not f.name or f.name == '' or not f.queue or not f.prio then
+    return redis.error_reply('ERR atask: dead letter ' .. args[1] .. ' is a malformed message; it cannot be requeued')
+  end
+  local hash = 'atask:t:' .. f.id
+  redis.call('DEL', hash)
+  redis.call('HSET', hash, 'name', f.name, 'args', f.args, 'queue', f.queue, 'prio', f.prio,
+    'reply', f.reply or '', 'ttl', f.ttl, 'maxd', f.maxd, 'tl', f.tl, 'state', 'queued',
+    'attempt', 0, 'created', now_ms())
+  local entry = redis.call('XADD', 'atask:{' .. f.queue .. '}:' .. f.prio, '*', 'id', f.id)
+  redis.call('HSET', hash, 'entry', entry)
+  redis.call('XDEL', dead, args[1])
+  return f.id
+end)

@@ -1,0 +1,45 @@
+#pragma once
+// Where the distributed mode keeps things in Redis (docs/distributed.md has
+// the whole layout), and the Functions library that changes them.
+
+#include <atask/core/priority.hpp>
+#include <atask/util/enum_names.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace atask::distributed::detail {
+
+inline constexpr std::string_view group = "w";
+inline constexpr std::string_view workers_key = "atask:workers";
+inline constexpr std::string_view reap_lock_key = "atask:reaper";
+
+inline std::string task_key(std::string_view id) {
+  return "atask:t:" + std::string(id);
+}
+/// One stream per queue and priority; the braces keep a queue's keys in one
+/// cluster slot should that ever matter.
+inline std::string stream_key(std::string_view queue, Priority p) {
+  return "atask:{" + std::string(queue) + "}:" + std::string(to_string(p));
+}
+inline std::string dead_key(std::string_view queue) {
+  return "atask:{" + std::string(queue) + "}:dead";
+}
+inline std::string worker_key(std::string_view consumer) {
+  return "atask:w:" + std::string(consumer);
+}
+inline std::string cancel_channel(std::string_view consumer) {
+  return "atask:cancel:" + std::string(consumer);
+}
+
+/// Queue names go into keys: letters, digits and _ . - : @ / only.
+/// @throws OptionsError naming `where`.
+void check_queue_name(std::string_view where, std::string_view q);
+
+/// The Functions library (src/distributed/functions.lua), for FUNCTION LOAD.
+std::string_view functions_source() noexcept;
+
+/// A random id: 32 hex digits (128 bits from the system's random source).
+std::string random_id();
+
+}  // namespace atask::distributed::detail

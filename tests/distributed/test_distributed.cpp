@@ -1,0 +1,420 @@
+// The distributed mode in one process: a Client and Consumers against a
+// redis-server the test starts. Killed workers (other processes) are in
+// test_distributed_kill.cpp.
+#include <atask/distributed/client.hpp>
+#include <atask/distributed/consumer.hpp>
+#include <atask/tasks/registry.hpp>
+
+#include "distributed/redis/connection.hpp"
+
+#include <doctest/doctest.h>
+
+#include "fixtures.hpp"
+#include "redis_server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <atomic>
+#include <latch>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace dist = atask::distributed;
+using atask::redis::cmd;
+using atask::redis::Connection;
+using atask::redis::Reply;
+using namespace std::chrono_literals;
+using namespace test;
+
+namespace {
+
+// Raw commands for the checks (and for what no atask client would send).
+std::vector<Reply> redis_calls(const RedisServer& r, std::vector<Connection::Command> cs) {
+  asio::io_context ctx;
+  auto fut = asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<std::vector<Reply>> {
+        auto c = co_await Connection::connect(ctx.get_executor(), atask::redis::parse_url(r.url()));
+        co_return co_await c->pipeline(cs);
+      },
+      asio::use_future);
+  ctx.run_for(patience);
+  REQUIRE(fut.wait_for(0s) == std::future_status::ready);
+  return fut.get();
+}
+Reply redis_call(const RedisServer& r, Connection::Command c) {
+  std::vector<Connection::Command> one;
+  one.push_back(std::move(c));
+  return redis_calls(r, std::move(one)).front();
+}
+
+atask::SupervisorOptions quiet_options(std::string id, int pool = 2) {
+  auto o = options(std::move(id), pool);
+  // ATASK_TEST_LOG=1 shows the supervisors' and consumers' logs.
+  if (!std::getenv("ATASK_TEST_LOG")) o.logger = quiet_logger();
+  return o;
+}
+
+dist::ConsumerOptions fast(const RedisServer& r, std::string name) {
+  return {.broker = r.url(), .name = std::move(name), .heartbeat = 100ms, .dead_after = 1000ms,
+          .reap_every = 200ms, .block = 200ms, .stop_timeout = 5000ms};
+}
+
+}  // namespace
+
+TEST_SUITE("distributed") {
+  TEST_CASE("a task sent by a client runs on a consumer, and the handle has its result, attempt and worker") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("add", [](int a, int b) { return a + b; });
+    tasks.add("greet", [](std::string who) -> asio::awaitable<std::string> { co_return "hello " + who; });
+    atask::Supervisor sv(quiet_options("d1"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w1"));
+    sv.start();
+
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<int>("add", {2, 3});
+    CHECK(h.get_for(patience) == 5);
+    CHECK(h.id().size() == 32);
+    const auto info = h.info();
+    CHECK(info.status == dist::RemoteStatus::succeeded);
+    CHECK(info.attempt == 1);
+    CHECK(info.worker == "w1");
+    CHECK(info.name == "add");
+    CHECK(info.queue == "default");
+    CHECK(info.finished_ms >= info.started_ms);
+    CHECK(client.send<std::string>("greet", {"ada"}).get_for(patience) == "hello ada");
+
+    // Another client finds it by id.
+    dist::Client other({.broker = redis.url()});
+    CHECK(other.handle<int>(h.id()).get_for(patience) == 5);
+    CHECK(worker.info().succeeded == 2);
+  }
+
+  TEST_CASE("a failing task gives its error type and message; a wrong result type a ConversionError") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("boom", [](std::string m) -> int { throw std::invalid_argument(m); });
+    tasks.add("text", [] { return std::string("x"); });
+    atask::Supervisor sv(quiet_options("d2"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w2"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+
+    auto h = client.send<int>("boom", {"bad value"});
+    REQUIRE(h.wait_for(patience));
+    try {
+      (void)h.get();
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "std::invalid_argument");
+      CHECK(e.message() == "bad value");
+      CHECK(contains(e.what(), h.id()));
+    }
+    CHECK(h.status() == dist::RemoteStatus::failed);
+    // Arguments that do not fit: the registry's ConversionError, by name.
+    auto wrong = client.send<int>("boom", {1, 2});
+    REQUIRE(wrong.wait_for(patience));
+    CHECK(contains(what_of<dist::RemoteError>([&] { (void)wrong.get(); }), "takes 1 argument, got 2"));
+    CHECK_THROWS_AS((void)client.send<int>("text", {}).get_for(patience), atask::ConversionError);
+  }
+
+  TEST_CASE("an unknown task name goes to the dead-letter stream, the worker goes on, and a requeue runs it") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("known", [] { return 1; });
+    atask::Supervisor sv(quiet_options("d3"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w3"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+
+    auto lost = client.send("later", {7});
+    REQUIRE(lost.wait_for(patience));
+    CHECK(lost.status() == dist::RemoteStatus::dead);
+    try {
+      (void)lost.get();
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "atask::NotFoundError");
+      CHECK(contains(e.message(), "no task named 'later' is registered on worker w3"));
+    }
+    CHECK(client.send<int>("known", {}).get_for(patience) == 1);  // the worker went on
+
+    const auto dead = client.dead_letters("default");
+    REQUIRE(dead.size() == 1);
+    CHECK(dead[0].task_id == lost.id());
+    CHECK(dead[0].name == "later");
+    CHECK(dead[0].args == "[7]");
+    CHECK(dead[0].error_type == "atask::NotFoundError");
+
+    tasks.add("later", [](int x) { return x * 6; });
+    CHECK(client.requeue("default", dead[0].entry) == lost.id());
+    CHECK(client.handle<int>(lost.id()).get_for(patience) == 42);
+    CHECK(client.dead_letters("default").empty());
+    CHECK_THROWS_AS(client.requeue("default", dead[0].entry), atask::BrokerError);
+  }
+
+  TEST_CASE("a message without a task id is dead-lettered with its raw fields, and good tasks keep flowing") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("one", [] { return 1; });
+    atask::Supervisor sv(quiet_options("d4"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w4"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    REQUIRE(client.send<int>("one", {}).get_for(patience) == 1);  // the groups exist
+
+    redis_call(redis, cmd("XADD", "atask:{default}:normal", "*", "junk", "1; FLUSHALL"));
+    CHECK(client.send<int>("one", {}).get_for(patience) == 1);
+    Reply dead;
+    REQUIRE(eventually([&] {
+      dead = redis_call(redis, cmd("XRANGE", "atask:{default}:dead", "-", "+"));
+      return dead.elements.size() == 1;
+    }));
+    const auto& f = dead.elements[0].elements[1].elements;
+    std::map<std::string, std::string> m;
+    for (std::size_t i = 0; i + 1 < f.size(); i += 2) m[f[i].str] = f[i + 1].str;
+    CHECK(m["etype"] == "atask::MalformedMessage");
+    CHECK(m["raw.junk"] == "1; FLUSHALL");  // data, never evaluated
+    CHECK(redis_call(redis, cmd("DBSIZE")).integer > 0);
+    CHECK(redis_call(redis, cmd("XLEN", "atask:{default}:normal")).integer == 0);
+  }
+
+  TEST_CASE("priorities hold across the queue: a high task sent behind 2,000 low ones starts first") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::mutex m;
+    std::vector<std::string> order;
+    tasks.add("note", [&](std::string tag) {
+      std::lock_guard lk(m);
+      order.push_back(tag);
+    });
+    dist::Client client({.broker = redis.url()});
+    std::vector<boost::json::array> lows(2000, boost::json::array{"low"});
+    auto low = client.send_many("note", lows, {.priority = atask::Priority::low});
+    auto high = client.send("note", {"high"}, {.priority = atask::Priority::high});
+    auto critical = client.send("note", {"critical"}, {.priority = atask::Priority::critical});
+    CHECK(client.queued("default") == std::array<std::size_t, 4>{2000, 0, 1, 1});
+
+    atask::Supervisor sv(quiet_options("d5", 1));
+    auto o = fast(redis, "w5");
+    o.prefetch = 1;
+    dist::Consumer worker(sv, tasks, o);
+    sv.start();
+    REQUIRE(high.wait_for(patience));
+    REQUIRE(low.back().wait_for(60s));
+    std::lock_guard lk(m);
+    REQUIRE(order.size() == 2002);
+    CHECK(order[0] == "critical");
+    CHECK(order[1] == "high");
+  }
+
+  TEST_CASE("cancel: a queued task never runs; a running one sees its stop request") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::atomic<int> ran{0};
+    std::promise<void> running;
+    tasks.add("count", [&] { ++ran; });
+    tasks.add("until_stopped", [&] {
+      running.set_value();
+      while (!atask::this_task::stop_requested()) std::this_thread::sleep_for(1ms);
+      throw atask::TaskCanceled("stopped on request");
+    });
+    dist::Client client({.broker = redis.url()});
+    auto queued = client.send("count", {});
+    CHECK(queued.cancel());
+    CHECK_THROWS_AS((void)queued.get_for(patience), atask::TaskCanceled);
+    CHECK(queued.status() == dist::RemoteStatus::canceled);
+    CHECK_FALSE(queued.cancel());  // over already
+
+    atask::Supervisor sv(quiet_options("d6"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w6"));
+    sv.start();
+    auto live = client.send("until_stopped", {});
+    REQUIRE(running.get_future().wait_for(patience) == std::future_status::ready);
+    CHECK(live.status() == dist::RemoteStatus::started);
+    CHECK(live.cancel());
+    CHECK_THROWS_AS((void)live.get_for(patience), atask::TaskCanceled);
+    CHECK(live.status() == dist::RemoteStatus::canceled);
+    CHECK(client.send("count", {}).wait_for(patience));
+    CHECK(ran == 1);  // only the one sent after
+  }
+
+  TEST_CASE("a time limit stops the run and fails the task with a TimeoutError") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("slow", [] {
+      while (!atask::this_task::stop_requested()) std::this_thread::sleep_for(1ms);
+      throw atask::TaskCanceled("stopped");
+    });
+    atask::Supervisor sv(quiet_options("d7"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w7"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send("slow", {}, {.time_limit = 100ms});
+    REQUIRE(h.wait_for(patience));
+    try {
+      (void)h.get();
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "atask::TimeoutError");
+      CHECK(e.message() == "time limit of 100 ms exceeded");
+    }
+  }
+
+  TEST_CASE("fencing: a worker presumed dead cannot overwrite the newer attempt's result") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("answer", [] { return 42; });
+    atask::Supervisor sv0(quiet_options("d8a"));
+    {
+      // A real consumer creates the groups, then leaves.
+      atask::TaskRegistry none;
+      dist::Consumer setup(sv0, none, fast(redis, "setup"));
+      sv0.start();
+      REQUIRE(eventually([&] { return redis_call(redis, cmd("EXISTS", "atask:w:setup")).integer == 1; }));
+      setup.stop();
+    }
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<int>("answer", {});
+    // A "ghost" worker takes the task and goes silent (what a paused or
+    // partitioned process looks like): registered, started, then nothing.
+    const auto read = redis_call(redis, cmd("XREADGROUP", "GROUP", "w", "ghost", "STREAMS", "atask:{default}:normal", ">"));
+    REQUIRE(read.elements.size() == 1);
+    const std::string entry = read.elements[0].elements[1].elements[0].elements[0].str;
+    const std::string key = "atask:t:" + h.id();
+    redis_calls(redis, {cmd("FCALL", "atask_register", "2", "atask:workers", "atask:w:ghost", "ghost", "streams",
+                            "atask:{default}:normal"),
+                        cmd("FCALL", "atask_start", "3", key, "atask:{default}:normal", "atask:{default}:dead", entry,
+                            "ghost", h.id())});
+    CHECK(h.info().worker == "ghost");
+
+    // A live worker's reaper hands the task back after dead_after; it runs again.
+    atask::Supervisor sv(quiet_options("d8"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w8"));
+    sv.start();
+    CHECK(h.get_for(patience) == 42);
+    CHECK(h.info().attempt == 2);
+    CHECK(h.info().worker == "w8");
+    CHECK(worker.info().reaped == 1);
+
+    // The ghost wakes up and finishes attempt 1: fenced off.
+    const auto late = redis_call(redis, cmd("FCALL", "atask_complete", "3", key, "atask:{default}:normal",
+                                            "atask:{default}:dead", entry, "ghost", "1", "succeeded", "-1", ""));
+    CHECK(late.str == "stale");
+    CHECK(client.handle<int>(h.id()).get_for(patience) == 42);
+  }
+
+  TEST_CASE("stop lets running tasks finish, then hands back what has not run; another worker runs it once") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::promise<void> started;
+    std::latch release(1);
+    std::atomic<int> quick_runs{0};
+    tasks.add("block", [&] {
+      started.set_value();
+      release.wait();  // ignores stop requests: the worst case for a stop
+      return 1;
+    });
+    tasks.add("quick", [&] { return ++quick_runs; });
+    dist::Client client({.broker = redis.url()});
+    auto first = client.send<int>("block", {});
+    std::vector<boost::json::array> five(5, boost::json::array{});
+    auto rest = client.send_many<int>("quick", five, {.priority = atask::Priority::low});
+
+    auto sv = std::make_unique<atask::Supervisor>(quiet_options("d9a", 1));
+    auto o = fast(redis, "w9a");
+    o.prefetch = 6;
+    o.stop_timeout = 200ms;
+    auto a = std::make_unique<dist::Consumer>(*sv, tasks, o);
+    sv->start();
+    REQUIRE(started.get_future().wait_for(patience) == std::future_status::ready);
+    // One pool thread, held by "block": the five quick ones wait on the pool.
+    a->stop();  // stop_timeout, cancel (the quick ones never ran), give up on "block", hand all back
+    CHECK(quick_runs == 0);
+    CHECK(a->info().succeeded == 0);
+    release.count_down();  // "block" ends now, late: its result is stored once (or fenced off)
+
+    atask::Supervisor sv2(quiet_options("d9b"));
+    dist::Consumer b(sv2, tasks, fast(redis, "w9b"));
+    sv2.start();
+    CHECK(first.get_for(patience) == 1);
+    for (auto& h : rest) CHECK(h.wait_for(patience));
+    CHECK(quick_runs == 5);  // each once
+    CHECK(redis_call(redis, cmd("ZRANGE", "atask:workers", "0", "-1")).elements.size() == 1);  // w9a left
+    sv->stop();
+  }
+
+  TEST_CASE("keys stay flat: 2,000 tasks leave no stream entry, pending entry or result past their TTL") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("id", [](int x) { return x; });
+    atask::Supervisor sv(quiet_options("d10"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w10"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    std::vector<boost::json::array> args;
+    for (int i = 0; i < 2000; ++i) args.push_back({i});
+    auto hs = client.send_many<int>("id", args, {.result_ttl = 1s});
+    for (int i = 0; i < 2000; ++i) REQUIRE(hs[static_cast<std::size_t>(i)].get_for(patience) == i);
+    CHECK(redis_call(redis, cmd("XLEN", "atask:{default}:normal")).integer == 0);
+    CHECK(redis_call(redis, cmd("XPENDING", "atask:{default}:normal", "w")).elements[0].integer == 0);
+    // Results expire after their TTL (Redis expires lazily and by sampling).
+    CHECK(eventually([&] { return redis_call(redis, cmd("KEYS", "atask:t:*")).elements.empty(); }, 15s));
+    const std::set<std::string> fixed{"atask:{default}:low", "atask:{default}:normal", "atask:{default}:high",
+                                      "atask:{default}:critical", "atask:workers", "atask:w:w10", "atask:reaper"};
+    for (const auto& k : redis_call(redis, cmd("KEYS", "*")).elements) CHECK_MESSAGE(fixed.count(k.str), k.str);
+  }
+
+  TEST_CASE("Redis restarted: the worker reconnects and resumes; the client retries within retry_for") {
+    RedisServer redis({"appendonly yes", "appendfsync always"});
+    atask::TaskRegistry tasks;
+    tasks.add("twice", [](int x) { return 2 * x; });
+    atask::Supervisor sv(quiet_options("d11"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w11"));
+    sv.start();
+    dist::Client client({.broker = redis.url(), .retry_for = 10s});
+    CHECK(client.send<int>("twice", {1}).get_for(patience) == 2);
+    redis.kill();
+    redis.restart();
+    CHECK(client.send<int>("twice", {2}).get_for(patience) == 4);
+
+    dist::Client impatient({.broker = "redis://127.0.0.1:1", .connect_timeout = 500ms});
+    CHECK(contains(what_of<atask::BrokerError>([&] { (void)impatient.send("twice", {3}); }), "unreachable"));
+  }
+
+  TEST_CASE("bad options and misuse give clear errors") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    atask::Supervisor sv(quiet_options("d12"));
+    CHECK(contains(what_of<atask::OptionsError>([&] {
+                     dist::Consumer c(sv, tasks, {.broker = redis.url(), .queues = {}});
+                   }),
+                   "no queue"));
+    CHECK(contains(what_of<atask::OptionsError>([&] {
+                     dist::Consumer c(sv, tasks, {.broker = redis.url(), .queues = {"a b"}});
+                   }),
+                   "a queue name has only"));
+    CHECK(contains(what_of<atask::OptionsError>([&] {
+                     dist::Consumer c(sv, tasks, {.broker = redis.url(), .heartbeat = 2s, .dead_after = 1s});
+                   }),
+                   "must be longer than heartbeat"));
+    CHECK(contains(what_of<atask::OptionsError>([&] { dist::Consumer c(sv, tasks, {.broker = "http://x"}); }),
+                   "redis://"));
+    dist::Client client({.broker = redis.url()});
+    CHECK_THROWS_AS((void)client.send("x", {}, {.queue = "no spaces"}), atask::OptionsError);
+    CHECK_THROWS_AS((void)client.send("x", {}, {.max_deliveries = 0}), atask::OptionsError);
+    CHECK_THROWS_AS((void)client.send("", {}), atask::OptionsError);
+    sv.start();
+    CHECK(contains(what_of<atask::LifecycleError>([&] { dist::Consumer c(sv, tasks, {.broker = redis.url()}); }),
+                   "before Supervisor::start()"));
+  }
+}
