@@ -55,7 +55,9 @@ namespace detail {
 class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
  public:
   explicit ClientImpl(ClientOptions o)
-      : options(std::move(o)), endpoint(redis::parse_url(options.broker)), channel("atask:r:" + random_id()) {}
+      : options(std::move(o)),
+        endpoint(redis::parse_url(options.broker)),
+        channel("atask:r:" + random_id()) {}
 
   void start() {
     thread = std::thread([this] { io.run(); });
@@ -106,7 +108,8 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
         why = e.what();
       }
       if (std::chrono::steady_clock::now() + backoff > deadline)
-        throw BrokerError("distributed::Client - Redis at " + endpoint.to_string() + " is unreachable: " + why);
+        throw BrokerError("distributed::Client - Redis at " + endpoint.to_string() +
+                          " is unreachable: " + why);
       asio::steady_timer t(io, backoff);
       co_await t.async_wait(asio::use_awaitable);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
@@ -365,7 +368,8 @@ RemoteInfo RemoteState::info() const {
     auto r = co_await c->call(cmd("HMGET", task_key(id), "state", "name", "queue", "prio", "attempt", "owner",
                                   "created", "started", "finished", "etype", "emsg"));
     if (r.elements.size() != 11 || r.elements[0].is_nil())
-      throw NotFoundError("RemoteHandle::info() - task " + id + " is not known to Redis (its result expired?)");
+      throw NotFoundError("RemoteHandle::info() - task " + id +
+                          " is not known to Redis (its result expired?)");
     RemoteInfo i;
     i.id = id;
     i.status = parse_status(r.elements[0].str);
@@ -514,7 +518,8 @@ std::shared_ptr<detail::RemoteState> Client::attach_state(std::string_view id) {
 
 std::vector<Client::DeadLetter> Client::dead_letters(std::string_view queue, std::size_t limit) {
   detail::check_queue_name("Client::dead_letters()", queue);
-  auto r = impl_->run(impl_->call(cmd("XRANGE", detail::dead_key(queue), "-", "+", "COUNT", std::to_string(limit))));
+  auto r = impl_->run(
+      impl_->call(cmd("XRANGE", detail::dead_key(queue), "-", "+", "COUNT", std::to_string(limit))));
   std::vector<DeadLetter> out;
   for (const auto& e : r.elements) {
     if (e.elements.size() != 2) continue;
@@ -524,13 +529,20 @@ std::vector<Client::DeadLetter> Client::dead_letters(std::string_view queue, std
     for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
       const std::string& k = f[i].str;
       const std::string& v = f[i + 1].str;
-      if (k == "id") d.task_id = v;
-      else if (k == "name") d.name = v;
-      else if (k == "args") d.args = v;
-      else if (k == "etype") d.error_type = v;
-      else if (k == "emsg") d.error_message = v;
-      else if (k == "worker") d.worker = v;
-      else if (k == "attempt") d.attempt = static_cast<unsigned>(std::strtoul(v.c_str(), nullptr, 10));
+      if (k == "id")
+        d.task_id = v;
+      else if (k == "name")
+        d.name = v;
+      else if (k == "args")
+        d.args = v;
+      else if (k == "etype")
+        d.error_type = v;
+      else if (k == "emsg")
+        d.error_message = v;
+      else if (k == "worker")
+        d.worker = v;
+      else if (k == "attempt")
+        d.attempt = static_cast<unsigned>(std::strtoul(v.c_str(), nullptr, 10));
     }
     out.push_back(std::move(d));
   }

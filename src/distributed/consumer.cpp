@@ -102,10 +102,12 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
 
   Impl(Supervisor& s, const TaskRegistry& t, ConsumerOptions o)
       : sv(s), tasks(t), opt(std::move(o)), endpoint(redis::parse_url(opt.broker)), log(s.logger_ptr()) {
-    if (opt.queues.empty()) throw OptionsError("distributed::Consumer - no queue to consume (queues is empty)");
+    if (opt.queues.empty())
+      throw OptionsError("distributed::Consumer - no queue to consume (queues is empty)");
     for (auto& q : opt.queues) detail::check_queue_name("distributed::Consumer", q);
     const auto positive = [](milliseconds d, const char* what) {
-      if (d.count() <= 0) throw OptionsError(std::string("distributed::Consumer - ") + what + " must be positive");
+      if (d.count() <= 0)
+        throw OptionsError(std::string("distributed::Consumer - ") + what + " must be positive");
     };
     positive(opt.heartbeat, "heartbeat");
     positive(opt.dead_after, "dead_after");
@@ -118,28 +120,29 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
       throw OptionsError("distributed::Consumer - dead_after (" + std::to_string(opt.dead_after.count()) +
                          " ms) must be longer than heartbeat (" + std::to_string(opt.heartbeat.count()) +
                          " ms): a live worker would be taken for dead");
-    name = opt.name.empty() ? host_name() + ":" + std::to_string(::getpid()) + ":" + detail::random_id().substr(0, 8)
-                            : opt.name;
+    name = opt.name.empty()
+               ? host_name() + ":" + std::to_string(::getpid()) + ":" + detail::random_id().substr(0, 8)
+               : opt.name;
     if (name.find_first_of(" \t\r\n") != std::string::npos)
       throw OptionsError("distributed::Consumer - the name '" + name + "' has white space");
     // Higher priorities first; within one, the queues in the given order.
     for (auto it = all_priorities.rbegin(); it != all_priorities.rend(); ++it)
-      for (auto& q : opt.queues)
-        streams.push_back({q, detail::stream_key(q, *it), detail::dead_key(q), *it});
+      for (auto& q : opt.queues) streams.push_back({q, detail::stream_key(q, *it), detail::dead_key(q), *it});
   }
 
   // ---- lifecycle (any thread but the io_context's) --------------------------------------------
 
   void start() {
-    if (opt.prefetch == 0) opt.prefetch = 2 * static_cast<std::size_t>(std::max(1, sv.info().pool.limits.pool_size));
+    if (opt.prefetch == 0)
+      opt.prefetch = 2 * static_cast<std::size_t>(std::max(1, sv.info().pool.limits.pool_size));
     auto& io = sv.io_context();
     slot = std::make_unique<asio::steady_timer>(io);
     hb_wake = std::make_unique<asio::steady_timer>(io);
     running_loops = 2;
     asio::co_spawn(io, fetch_loop(shared_from_this()), asio::detached);
     asio::co_spawn(io, liveness_loop(shared_from_this()), asio::detached);
-    log->info("consumer {}: consuming {} from {} (prefetch {})", name, join(opt.queues, ","), endpoint.to_string(),
-              opt.prefetch);
+    log->info("consumer {}: consuming {} from {} (prefetch {})", name, join(opt.queues, ","),
+              endpoint.to_string(), opt.prefetch);
   }
 
   void stop() {
@@ -147,7 +150,8 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     {
       std::unique_lock lk(m);
       if (stop_called) {  // a second caller waits for the first one's stop
-        cv.wait_for(lk, 2 * opt.stop_timeout + opt.connect_timeout + milliseconds(10'000), [&] { return finished; });
+        cv.wait_for(lk, 2 * opt.stop_timeout + opt.connect_timeout + milliseconds(10'000),
+                    [&] { return finished; });
         return;
       }
       stop_called = true;
@@ -195,7 +199,8 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   asio::awaitable<std::shared_ptr<Connection>> open(const char* role) {
     // A named local, not a temporary in the co_await: GCC 12 destroys a
     // class-type temporary there twice.
-    redis::ConnectOptions co{.timeout = opt.connect_timeout, .client_name = "atask-worker-" + std::string(role)};
+    redis::ConnectOptions co{.timeout = opt.connect_timeout,
+                             .client_name = "atask-worker-" + std::string(role)};
     auto ex = co_await asio::this_coro::executor;
     co_return co_await Connection::connect(ex, endpoint, std::move(co));
   }
@@ -227,25 +232,27 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     {
       co_await c.call(cmd("FUNCTION", "LOAD", "REPLACE", std::string(detail::functions_source())));
       std::vector<Connection::Command> groups;
-      for (auto& s : streams) groups.push_back(cmd("XGROUP", "CREATE", s.key, std::string(detail::group), "0", "MKSTREAM"));
+      for (auto& s : streams)
+        groups.push_back(cmd("XGROUP", "CREATE", s.key, std::string(detail::group), "0", "MKSTREAM"));
       for (auto& r : co_await c.pipeline(groups))
         if (r.is_error() && r.str.find("BUSYGROUP") == std::string::npos)
           throw BrokerError("XGROUP CREATE: " + r.str);
       co_await c.call(register_command());
       auto policy = co_await c.command(cmd("CONFIG", "GET", "maxmemory-policy"));
       if (policy.elements.size() == 2 && policy.elements[1].str != "noeviction")
-        log->warn("consumer {}: Redis at {} has maxmemory-policy '{}': under memory pressure it may evict "
-                  "queued tasks and results; set it to 'noeviction'",
-                  name, endpoint.to_string(), policy.elements[1].str);
+        log->warn(
+            "consumer {}: Redis at {} has maxmemory-policy '{}': under memory pressure it may evict "
+            "queued tasks and results; set it to 'noeviction'",
+            name, endpoint.to_string(), policy.elements[1].str);
     }
   }
 
   Connection::Command register_command() const {
     std::string queues = join(opt.queues, " "), keys;
     for (auto& s : streams) keys += (keys.empty() ? "" : " ") + s.key;
-    return cmd("FCALL", "atask_register", "2", std::string(detail::workers_key), detail::worker_key(name), name,
-               "host", host_name(), "pid", std::to_string(::getpid()), "queues", queues, "streams", keys,
-               "prefetch", std::to_string(opt.prefetch));
+    return cmd("FCALL", "atask_register", "2", std::string(detail::workers_key), detail::worker_key(name),
+               name, "host", host_name(), "pid", std::to_string(::getpid()), "queues", queues, "streams",
+               keys, "prefetch", std::to_string(opt.prefetch));
   }
 
   // A call on the command connection, retried through lost connections
@@ -271,7 +278,8 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   }
 
   void note_lost(const std::string& why) {
-    if (connected.exchange(false)) log->warn("consumer {}: lost Redis at {}: {}", name, endpoint.to_string(), why);
+    if (connected.exchange(false))
+      log->warn("consumer {}: lost Redis at {}: {}", name, endpoint.to_string(), why);
   }
 
   // ---- fetching ---------------------------------------------------------------------------------
@@ -292,7 +300,8 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
           co_await me.read(std::string("0"), 0, false);
           reread_own = false;
         }
-        const std::size_t free = me.opt.prefetch > me.flights.size() ? me.opt.prefetch - me.flights.size() : 0;
+        const std::size_t free =
+            me.opt.prefetch > me.flights.size() ? me.opt.prefetch - me.flights.size() : 0;
         if (free == 0) {
           me.slot->expires_at(asio::steady_timer::time_point::max());
           boost::system::error_code ec;
@@ -400,7 +409,8 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
                              "the message has no task id (field 'id'); it was not sent by an atask client"),
                          until_stopped);
         ++me.dead_lettered;
-        me.log->error("consumer {}: entry {} of {} has no task id: moved to {}", me.name, entry, s.key, s.dead);
+        me.log->error("consumer {}: entry {} of {} has no task id: moved to {}", me.name, entry, s.key,
+                      s.dead);
         me.done_with(entry);
         co_return;
       }
@@ -411,8 +421,8 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
       const std::string what = r.elements.empty() ? "" : r.elements[0].str;
       if (what == "dead") {
         ++me.dead_lettered;
-        me.log->error("consumer {}: task {} was delivered too many times without finishing: moved to {}", me.name,
-                      id, s.dead);
+        me.log->error("consumer {}: task {} was delivered too many times without finishing: moved to {}",
+                      me.name, id, s.dead);
       }
       if (what != "run" || r.elements.size() != 6) {
         me.done_with(entry);
@@ -437,8 +447,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
           me.done_with(entry);
           co_return;
         } else {
-          fl->handle = me.tasks.submit(me.sv, task, std::move(args.as_array()), CallOptions{.priority = s.priority});
-          if (limit > 0) asio::co_spawn(me.sv.io_context(), time_limit(self, entry, milliseconds(limit)), asio::detached);
+          fl->handle =
+              me.tasks.submit(me.sv, task, std::move(args.as_array()), CallOptions{.priority = s.priority});
+          if (limit > 0)
+            asio::co_spawn(me.sv.io_context(), time_limit(self, entry, milliseconds(limit)), asio::detached);
           std::exception_ptr err;
           json::value result;
           try {
@@ -470,9 +482,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
                                  until_stopped);
       if (c.str == "stale") {
         ++me.stale;
-        me.log->warn("consumer {}: task {} finished here after it was handed to another worker (this worker "
-                     "was presumed dead); its outcome was not stored",
-                     me.name, id);
+        me.log->warn(
+            "consumer {}: task {} finished here after it was handed to another worker (this worker "
+            "was presumed dead); its outcome was not stored",
+            me.name, id);
       } else if (outcome == "succeeded") {
         ++me.succeeded;
       } else if (outcome == "failed") {
@@ -535,9 +548,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
         Reply r = co_await me.hb_conn->call(std::move(hb));
         if (r.elements.size() == 2) {
           if (r.elements[0].integer == 1) {
-            me.log->warn("consumer {}: Redis did not know this worker (presumed dead, or Redis lost its data): "
-                         "registering again",
-                         me.name);
+            me.log->warn(
+                "consumer {}: Redis did not know this worker (presumed dead, or Redis lost its data): "
+                "registering again",
+                me.name);
             co_await me.hb_conn->call(me.register_command());
           }
           for (const auto& id : r.elements[1].elements)
@@ -551,15 +565,16 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
         if (std::chrono::steady_clock::now() >= next_reap) {
           next_reap = std::chrono::steady_clock::now() + me.opt.reap_every;
           const auto lock_ms = std::max<long long>(1, me.opt.reap_every.count() * 9 / 10);
-          Reply rr = co_await me.hb_conn->call(cmd("FCALL", "atask_reap", "2", std::string(detail::workers_key),
-                                                   std::string(detail::reap_lock_key),
-                                                   std::to_string(me.opt.dead_after.count()),
-                                                   std::to_string(lock_ms), me.name));
+          Reply rr = co_await me.hb_conn->call(
+              cmd("FCALL", "atask_reap", "2", std::string(detail::workers_key),
+                  std::string(detail::reap_lock_key), std::to_string(me.opt.dead_after.count()),
+                  std::to_string(lock_ms), me.name));
           for (std::size_t i = 0; i + 1 < rr.elements.size(); i += 2) {
             me.reaped += static_cast<std::uint64_t>(rr.elements[i + 1].integer);
-            me.log->warn("consumer {}: worker {} sent no heartbeat for {} ms: {} of its tasks went back to "
-                         "their queues",
-                         me.name, rr.elements[i].str, me.opt.dead_after.count(), rr.elements[i + 1].integer);
+            me.log->warn(
+                "consumer {}: worker {} sent no heartbeat for {} ms: {} of its tasks went back to "
+                "their queues",
+                me.name, rr.elements[i].str, me.opt.dead_after.count(), rr.elements[i + 1].integer);
           }
         }
       } catch (const std::exception& e) {
@@ -573,14 +588,16 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     // Leaving: hand back what is still ours and leave the cluster.
     try {
       if (!me.hb_conn || !me.hb_conn->is_open()) me.hb_conn = co_await me.open("heartbeat");
-      Reply r = co_await me.hb_conn->call(cmd("FCALL", "atask_unregister", "2", std::string(detail::workers_key),
-                                              detail::worker_key(me.name), me.name));
+      Reply r =
+          co_await me.hb_conn->call(cmd("FCALL", "atask_unregister", "2", std::string(detail::workers_key),
+                                        detail::worker_key(me.name), me.name));
       if (r.integer > 0)
         me.log->warn("consumer {}: {} unfinished tasks went back to their queues", me.name, r.integer);
     } catch (const std::exception& e) {
-      me.log->warn("consumer {}: could not leave the cluster cleanly ({}); the reaper hands back its tasks "
-                   "after {} ms",
-                   me.name, e.what(), me.opt.dead_after.count());
+      me.log->warn(
+          "consumer {}: could not leave the cluster cleanly ({}); the reaper hands back its tasks "
+          "after {} ms",
+          me.name, e.what(), me.opt.dead_after.count());
     }
     if (me.hb_conn) me.hb_conn->close();
     if (me.cmd_conn) me.cmd_conn->close();
@@ -651,7 +668,8 @@ Consumer::Consumer(Supervisor& sv, const TaskRegistry& tasks, ConsumerOptions op
                        if (auto i = weak.lock()) i->stop();
                      }});
   } catch (const LifecycleError& e) {
-    throw LifecycleError(std::string("distributed::Consumer - create it before Supervisor::start(): ") + e.what());
+    throw LifecycleError(std::string("distributed::Consumer - create it before Supervisor::start(): ") +
+                         e.what());
   }
 }
 

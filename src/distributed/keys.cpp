@@ -18,7 +18,8 @@ void check_queue_name(std::string_view where, std::string_view q) {
            c == '.' || c == '-' || c == ':' || c == '@' || c == '/';
   };
   if (q.empty()) throw OptionsError(std::string(where) + " - the queue name is empty");
-  if (q.size() > 200) throw OptionsError(std::string(where) + " - the queue name is longer than 200 characters");
+  if (q.size() > 200)
+    throw OptionsError(std::string(where) + " - the queue name is longer than 200 characters");
   if (!std::all_of(q.begin(), q.end(), ok))
     throw OptionsError(std::string(where) + " - queue '" + std::string(q) +
                        "': a queue name has only letters, digits and _ . - : @ /");

@@ -64,8 +64,13 @@ atask::SupervisorOptions quiet_options(std::string id, int pool = 2) {
 }
 
 dist::ConsumerOptions fast(const RedisServer& r, std::string name) {
-  return {.broker = r.url(), .name = std::move(name), .heartbeat = 100ms, .dead_after = 1000ms,
-          .reap_every = 200ms, .block = 200ms, .stop_timeout = 5000ms};
+  return {.broker = r.url(),
+          .name = std::move(name),
+          .heartbeat = 100ms,
+          .dead_after = 1000ms,
+          .reap_every = 200ms,
+          .block = 200ms,
+          .stop_timeout = 5000ms};
 }
 
 }  // namespace
@@ -127,7 +132,8 @@ TEST_SUITE("distributed") {
     CHECK_THROWS_AS((void)client.send<int>("text", {}).get_for(patience), atask::ConversionError);
   }
 
-  TEST_CASE("an unknown task name goes to the dead-letter stream, the worker goes on, and a requeue runs it") {
+  TEST_CASE(
+      "an unknown task name goes to the dead-letter stream, the worker goes on, and a requeue runs it") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     tasks.add("known", [] { return 1; });
@@ -287,14 +293,15 @@ TEST_SUITE("distributed") {
     auto h = client.send<int>("answer", {});
     // A "ghost" worker takes the task and goes silent (what a paused or
     // partitioned process looks like): registered, started, then nothing.
-    const auto read = redis_call(redis, cmd("XREADGROUP", "GROUP", "w", "ghost", "STREAMS", "atask:{default}:normal", ">"));
+    const auto read =
+        redis_call(redis, cmd("XREADGROUP", "GROUP", "w", "ghost", "STREAMS", "atask:{default}:normal", ">"));
     REQUIRE(read.elements.size() == 1);
     const std::string entry = read.elements[0].elements[1].elements[0].elements[0].str;
     const std::string key = "atask:t:" + h.id();
-    redis_calls(redis, {cmd("FCALL", "atask_register", "2", "atask:workers", "atask:w:ghost", "ghost", "streams",
-                            "atask:{default}:normal"),
-                        cmd("FCALL", "atask_start", "3", key, "atask:{default}:normal", "atask:{default}:dead", entry,
-                            "ghost", h.id())});
+    redis_calls(redis, {cmd("FCALL", "atask_register", "2", "atask:workers", "atask:w:ghost", "ghost",
+                            "streams", "atask:{default}:normal"),
+                        cmd("FCALL", "atask_start", "3", key, "atask:{default}:normal",
+                            "atask:{default}:dead", entry, "ghost", h.id())});
     CHECK(h.info().worker == "ghost");
 
     // A live worker's reaper hands the task back after dead_after; it runs again.
@@ -307,8 +314,9 @@ TEST_SUITE("distributed") {
     CHECK(worker.info().reaped == 1);
 
     // The ghost wakes up and finishes attempt 1: fenced off.
-    const auto late = redis_call(redis, cmd("FCALL", "atask_complete", "3", key, "atask:{default}:normal",
-                                            "atask:{default}:dead", entry, "ghost", "1", "succeeded", "-1", ""));
+    const auto late =
+        redis_call(redis, cmd("FCALL", "atask_complete", "3", key, "atask:{default}:normal",
+                              "atask:{default}:dead", entry, "ghost", "1", "succeeded", "-1", ""));
     CHECK(late.str == "stale");
     CHECK(client.handle<int>(h.id()).get_for(patience) == 42);
   }
@@ -348,7 +356,7 @@ TEST_SUITE("distributed") {
     sv2.start();
     CHECK(first.get_for(patience) == 1);
     for (auto& h : rest) CHECK(h.wait_for(patience));
-    CHECK(quick_runs == 5);  // each once
+    CHECK(quick_runs == 5);                                                                    // each once
     CHECK(redis_call(redis, cmd("ZRANGE", "atask:workers", "0", "-1")).elements.size() == 1);  // w9a left
     sv->stop();
   }
@@ -369,9 +377,12 @@ TEST_SUITE("distributed") {
     CHECK(redis_call(redis, cmd("XPENDING", "atask:{default}:normal", "w")).elements[0].integer == 0);
     // Results expire after their TTL (Redis expires lazily and by sampling).
     CHECK(eventually([&] { return redis_call(redis, cmd("KEYS", "atask:t:*")).elements.empty(); }, 15s));
-    const std::set<std::string> fixed{"atask:{default}:low", "atask:{default}:normal", "atask:{default}:high",
-                                      "atask:{default}:critical", "atask:workers", "atask:w:w10", "atask:reaper"};
-    for (const auto& k : redis_call(redis, cmd("KEYS", "*")).elements) CHECK_MESSAGE(fixed.count(k.str), k.str);
+    const std::set<std::string> fixed{"atask:{default}:low",  "atask:{default}:normal",
+                                      "atask:{default}:high", "atask:{default}:critical",
+                                      "atask:workers",        "atask:w:w10",
+                                      "atask:reaper"};
+    for (const auto& k : redis_call(redis, cmd("KEYS", "*")).elements)
+      CHECK_MESSAGE(fixed.count(k.str), k.str);
   }
 
   TEST_CASE("Redis restarted: the worker reconnects and resumes; the client retries within retry_for") {
@@ -395,13 +406,11 @@ TEST_SUITE("distributed") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     atask::Supervisor sv(quiet_options("d12"));
-    CHECK(contains(what_of<atask::OptionsError>([&] {
-                     dist::Consumer c(sv, tasks, {.broker = redis.url(), .queues = {}});
-                   }),
+    CHECK(contains(what_of<atask::OptionsError>(
+                       [&] { dist::Consumer c(sv, tasks, {.broker = redis.url(), .queues = {}}); }),
                    "no queue"));
-    CHECK(contains(what_of<atask::OptionsError>([&] {
-                     dist::Consumer c(sv, tasks, {.broker = redis.url(), .queues = {"a b"}});
-                   }),
+    CHECK(contains(what_of<atask::OptionsError>(
+                       [&] { dist::Consumer c(sv, tasks, {.broker = redis.url(), .queues = {"a b"}}); }),
                    "a queue name has only"));
     CHECK(contains(what_of<atask::OptionsError>([&] {
                      dist::Consumer c(sv, tasks, {.broker = redis.url(), .heartbeat = 2s, .dead_after = 1s});
@@ -414,7 +423,8 @@ TEST_SUITE("distributed") {
     CHECK_THROWS_AS((void)client.send("x", {}, {.max_deliveries = 0}), atask::OptionsError);
     CHECK_THROWS_AS((void)client.send("", {}), atask::OptionsError);
     sv.start();
-    CHECK(contains(what_of<atask::LifecycleError>([&] { dist::Consumer c(sv, tasks, {.broker = redis.url()}); }),
-                   "before Supervisor::start()"));
+    CHECK(contains(
+        what_of<atask::LifecycleError>([&] { dist::Consumer c(sv, tasks, {.broker = redis.url()}); }),
+        "before Supervisor::start()"));
   }
 }

@@ -87,8 +87,8 @@ struct ClientOptions {
 /// What one send() may set; what it leaves unset comes from the registry
 /// (ClientOptions::registry) when it knows the name, else the default shown.
 struct SendOptions {
-  std::optional<std::string> queue{};       ///< "default"
-  std::optional<Priority> priority{};       ///< normal
+  std::optional<std::string> queue{};  ///< "default"
+  std::optional<Priority> priority{};  ///< normal
   /// The worker cancels the run after this long and the task fails with
   /// atask::TimeoutError; 0: no limit.
   std::chrono::milliseconds time_limit{0};
@@ -109,7 +109,7 @@ struct RemoteInfo {
   unsigned attempt = 0;  ///< deliveries that started it (1 for the first run)
   std::string worker;    ///< the consumer that runs or ran it ("" while queued)
   std::int64_t created_ms = 0, started_ms = 0, finished_ms = 0;  ///< Redis server time, Unix ms
-  std::string error_type, error_message;                          ///< failed, canceled, dead
+  std::string error_type, error_message;                         ///< failed, canceled, dead
 };
 
 namespace detail {
@@ -174,8 +174,9 @@ class [[nodiscard]] RemoteHandle {
 
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) const {
-    return s("wait_for").wait_until(std::chrono::steady_clock::now() +
-                                    std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+    return s("wait_for")
+        .wait_until(std::chrono::steady_clock::now() +
+                    std::chrono::ceil<std::chrono::steady_clock::duration>(d));
   }
   /// Blocks until the task ends; its result converted to T.
   /// @throws RemoteError when it failed or was dead-lettered, TaskCanceled
