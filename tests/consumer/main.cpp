@@ -1,4 +1,5 @@
 #include <atask/atask.hpp>
+#include <atask/distributed/client.hpp>
 #include <atask/http.hpp>
 
 #include <cstdio>
@@ -14,6 +15,16 @@ int main() {
       atask::http::prometheus_text(sv).find("atask_tasks_completed_total") != std::string::npos;
   const bool served = http.port() != 0;
   sv.stop();
-  std::printf("consumer got %d (metrics %s, served %s)\n", v, metrics ? "yes" : "no", served ? "yes" : "no");
-  return v == 42 && metrics && served ? 0 : 1;
+  // atask::distributed from the installed package: nothing listens on port 1.
+  bool distributed = false;
+  try {
+    atask::distributed::Client client(
+        {.broker = "redis://127.0.0.1:1", .connect_timeout = std::chrono::seconds(2)});
+    (void)client.send("x", {});
+  } catch (const atask::BrokerError& e) {
+    distributed = std::string(e.what()).find("unreachable") != std::string::npos;
+  }
+  std::printf("consumer got %d (metrics %s, served %s, distributed %s)\n", v, metrics ? "yes" : "no",
+              served ? "yes" : "no", distributed ? "yes" : "no");
+  return v == 42 && metrics && served && distributed ? 0 : 1;
 }

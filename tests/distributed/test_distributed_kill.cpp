@@ -57,9 +57,10 @@ Reply redis_call(const RedisServer& r, Connection::Command c) {
 // still there.
 class WorkerProcess {
  public:
-  WorkerProcess(const RedisServer& redis, std::string name, const TempDir& dir, std::vector<std::string> extra = {})
+  WorkerProcess(const RedisServer& redis, std::string name, const TempDir& dir,
+                std::vector<std::string> extra = {})
       : name_(std::move(name)) {
-    std::vector<std::string> args{ATASK_TEST_WORKER, redis.url(), name_, dir.path().string(),
+    std::vector<std::string> args{ATASK_TEST_WORKER, redis.url(), name_,          dir.path().string(),
                                   "--heartbeat",     "200",       "--dead-after", "1000"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
@@ -78,7 +79,9 @@ class WorkerProcess {
       ::_exit(127);
     }
     // Up once it has registered (state in Redis: polled, bounded).
-    REQUIRE_MESSAGE(eventually([&] { return exited() || !redis_call(redis, cmd("ZSCORE", "atask:workers", name_)).is_nil(); }),
+    REQUIRE_MESSAGE(eventually([&] {
+                      return exited() || !redis_call(redis, cmd("ZSCORE", "atask:workers", name_)).is_nil();
+                    }),
                     "worker " << name_ << " did not register");
     REQUIRE_MESSAGE(!exited(), "worker " << name_ << " exited at start; see " << log);
   }
@@ -135,7 +138,9 @@ TEST_SUITE("distributed kill") {
     const auto killed = std::chrono::steady_clock::now();
     WorkerProcess b(redis, "kb", dir);
     CHECK(h.get_for(patience) == "t1");
-    MESSAGE("recovered " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed).count()
+    MESSAGE("recovered " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::steady_clock::now() - killed)
+                                .count()
                          << " ms after the kill (dead_after 1000 ms, task 1500 ms)");
     const auto m = marks(dir);
     CHECK(m.at("start t1") == 2);
@@ -144,7 +149,8 @@ TEST_SUITE("distributed kill") {
     CHECK(h.worker() == "kb");
   }
 
-  TEST_CASE("SIGKILL just after the fetch: tasks taken but not started are run by another worker, each once") {
+  TEST_CASE(
+      "SIGKILL just after the fetch: tasks taken but not started are run by another worker, each once") {
     RedisServer redis;
     TempDir dir;
     dist::Client client({.broker = redis.url()});
@@ -210,7 +216,9 @@ TEST_SUITE("distributed kill") {
     CHECK(marks(dir).at("end s1") == 1);
   }
 
-  TEST_CASE("a poison task that kills its worker every time is dead-lettered after max_deliveries; good tasks flow") {
+  TEST_CASE(
+      "a poison task that kills its worker every time is dead-lettered after max_deliveries; good tasks "
+      "flow") {
     RedisServer redis;
     TempDir dir;
     dist::Client client({.broker = redis.url()});

@@ -64,11 +64,16 @@ int main(int argc, char** argv) {
   for (int i = 4; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const int v = std::atoi(argv[i + 1]);
-    if (k == "--threads") threads = v;
-    else if (k == "--prefetch") co.prefetch = static_cast<std::size_t>(v);
-    else if (k == "--processes") processes = v;
-    else if (k == "--heartbeat") co.heartbeat = std::chrono::milliseconds(v);
-    else if (k == "--dead-after") co.dead_after = std::chrono::milliseconds(v);
+    if (k == "--threads")
+      threads = v;
+    else if (k == "--prefetch")
+      co.prefetch = static_cast<std::size_t>(v);
+    else if (k == "--processes")
+      processes = v;
+    else if (k == "--heartbeat")
+      co.heartbeat = std::chrono::milliseconds(v);
+    else if (k == "--dead-after")
+      co.dead_after = std::chrono::milliseconds(v);
     else {
       std::cerr << "atask_test_worker: unknown option " << k << "\n";
       return 2;
