@@ -108,8 +108,8 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
         why = e.what();
       }
       if (std::chrono::steady_clock::now() + backoff > deadline)
-        throw BrokerError("distributed::Client - Redis at " + endpoint.to_string() +
-                          " is unreachable: " + why);
+        throw BrokerError("distributed::Client - no connection to Redis at " + endpoint.to_string() + ": " +
+                          why);
       asio::steady_timer t(io, backoff);
       co_await t.async_wait(asio::use_awaitable);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
@@ -466,6 +466,7 @@ std::vector<std::shared_ptr<detail::RemoteState>> Client::send_states(std::strin
 
   const std::string stream = detail::stream_key(queue, prio);
   std::vector<std::shared_ptr<detail::RemoteState>> states;
+  if (args.empty()) return states;
   std::vector<redis::Connection::Command> cs;
   states.reserve(args.size());
   cs.reserve(args.size());

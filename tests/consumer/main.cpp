@@ -22,7 +22,7 @@ int main() {
         {.broker = "redis://127.0.0.1:1", .connect_timeout = std::chrono::seconds(2)});
     (void)client.send("x", {});
   } catch (const atask::BrokerError& e) {
-    distributed = std::string(e.what()).find("unreachable") != std::string::npos;
+    distributed = std::string(e.what()).find("no connection to Redis") != std::string::npos;
   }
   std::printf("consumer got %d (metrics %s, served %s, distributed %s)\n", v, metrics ? "yes" : "no",
               served ? "yes" : "no", distributed ? "yes" : "no");

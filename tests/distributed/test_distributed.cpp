@@ -15,6 +15,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <spdlog/sinks/ringbuffer_sink.h>
 
 #include <atomic>
 #include <latch>
@@ -399,7 +400,8 @@ TEST_SUITE("distributed") {
     CHECK(client.send<int>("twice", {2}).get_for(patience) == 4);
 
     dist::Client impatient({.broker = "redis://127.0.0.1:1", .connect_timeout = 500ms});
-    CHECK(contains(what_of<atask::BrokerError>([&] { (void)impatient.send("twice", {3}); }), "unreachable"));
+    CHECK(contains(what_of<atask::BrokerError>([&] { (void)impatient.send("twice", {3}); }),
+                   "no connection to Redis"));
   }
 
   TEST_CASE("bad options and misuse give clear errors") {
@@ -422,9 +424,40 @@ TEST_SUITE("distributed") {
     CHECK_THROWS_AS((void)client.send("x", {}, {.queue = "no spaces"}), atask::OptionsError);
     CHECK_THROWS_AS((void)client.send("x", {}, {.max_deliveries = 0}), atask::OptionsError);
     CHECK_THROWS_AS((void)client.send("", {}), atask::OptionsError);
+    CHECK(client.send_many("x", {}).empty());
     sv.start();
     CHECK(contains(
         what_of<atask::LifecycleError>([&] { dist::Consumer c(sv, tasks, {.broker = redis.url()}); }),
         "before Supervisor::start()"));
+  }
+
+  TEST_CASE(
+      "with AUTH: the worker warns when maxmemory-policy may evict tasks, and never logs the password") {
+    RedisServer redis({"maxmemory-policy allkeys-lru", "requirepass s3cret-pw"});
+    const std::string url = "redis://:s3cret-pw@127.0.0.1:" + std::to_string(redis.port());
+    auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(200);
+    auto o = quiet_options("d13");
+    o.logger = std::make_shared<spdlog::logger>("ring", ring);
+    atask::TaskRegistry tasks;
+    tasks.add("one", [] { return 1; });
+    atask::Supervisor sv(o);
+    dist::Consumer worker(sv, tasks, {.broker = url, .name = "w13"});
+    sv.start();
+    dist::Client client({.broker = url});
+    CHECK(client.send<int>("one", {}).get_for(patience) == 1);
+    const auto lines = [&] {
+      std::string all;
+      for (auto& l : ring->last_formatted()) all += l;
+      return all;
+    };
+    CHECK(eventually([&] { return contains(lines(), "maxmemory-policy 'allkeys-lru'"); }));
+    CHECK(contains(lines(), "set it to 'noeviction'"));
+    sv.stop();
+    CHECK_FALSE(contains(lines(), "s3cret-pw"));
+    dist::Client wrong({.broker = "redis://:nope@127.0.0.1:" + std::to_string(redis.port())});
+    const std::string why = what_of<atask::BrokerError>([&] { (void)wrong.send("one", {}); });
+    CHECK(contains(why, "no connection to Redis"));
+    CHECK(contains(why, "WRONGPASS"));
+    CHECK_FALSE(contains(why, "nope"));
   }
 }
