@@ -15,6 +15,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <cstdlib>
 #include <thread>
 #include <unordered_map>
 
@@ -146,8 +147,13 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
       redis::ConnectOptions co{.timeout = options.connect_timeout, .client_name = "atask-client-sub"};
       auto s = co_await redis::Connection::connect(ex, endpoint, std::move(co));
       std::weak_ptr<ClientImpl> self = weak_from_this();
-      s->on_message([self](const std::string&, const std::string& id) {
-        if (auto me = self.lock()) asio::co_spawn(me->io, me->refresh({id}), asio::detached);
+      s->on_message([self](const std::string&, const std::string& payload) {
+        auto me = self.lock();
+        if (!me) return;
+        if (payload.rfind("p:", 0) == 0)
+          asio::co_spawn(me->io, me->read_progress(payload.substr(2)), asio::detached);
+        else
+          asio::co_spawn(me->io, me->refresh({payload}), asio::detached);
       });
       co_await s->call(cmd("SUBSCRIBE", channel));
       sub_conn = std::move(s);
@@ -177,6 +183,23 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
       for (std::size_t i = 0; i < ids.size(); ++i) settle(ids[i], replies[i]);
     } catch (const std::exception&) {
       // The watch loop reconnects and refreshes again.
+    }
+  }
+
+  asio::awaitable<void> read_progress(std::string id) {
+    std::shared_ptr<RemoteState> st;
+    {
+      std::lock_guard lk(m);
+      if (auto it = waiting.find(id); it != waiting.end()) st = it->second.state.lock();
+    }
+    if (!st) co_return;
+    try {
+      auto conn = co_await command_conn();
+      auto r = co_await conn->call(cmd("HMGET", task_key(id), "progress", "pmsg"));
+      if (r.elements.size() == 2 && !r.elements[0].is_nil())
+        st->set_progress({std::strtod(r.elements[0].str.c_str(), nullptr), r.elements[1].str});
+    } catch (const std::exception&) {
+      // Best effort: the next report, or the outcome, comes anyway.
     }
   }
 
@@ -358,6 +381,32 @@ void RemoteState::on_done(std::function<void()> f) {
     }
   }
   f();
+}
+
+void RemoteState::set_progress(RemoteProgress p) {
+  std::vector<std::function<void(const RemoteProgress&)>> ls;
+  {
+    std::lock_guard lk(m_);
+    if (done_) return;
+    progress_ = p;
+    ls = progress_listeners_;
+  }
+  for (auto& f : ls) f(p);
+}
+
+std::optional<RemoteProgress> RemoteState::progress() const {
+  std::lock_guard lk(m_);
+  return progress_;
+}
+
+void RemoteState::on_progress(std::function<void(const RemoteProgress&)> f) {
+  std::optional<RemoteProgress> now;
+  {
+    std::lock_guard lk(m_);
+    progress_listeners_.push_back(f);
+    now = progress_;
+  }
+  if (now) f(*now);
 }
 
 RemoteInfo RemoteState::info() const {

@@ -23,6 +23,9 @@
 #include <functional>
 #include <condition_variable>
 #include <map>
+#include <optional>
+#include <unordered_map>
+#include <algorithm>
 #include <mutex>
 
 // GCC 12 warns about Asio's coroutine frames, whose operator new and
@@ -97,7 +100,11 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     std::string id;
     std::string attempt;
     TaskHandle<json::value> handle;
+    std::uint64_t local_id = 0;  // the handle's, for report_progress()
     bool user_canceled = false, stopping = false, timed_out = false;
+    // Progress: the latest report not yet sent, and whether one is on its way.
+    std::optional<std::pair<double, std::string>> progress;
+    bool progress_sending = false;
   };
 
   Impl(Supervisor& s, const TaskRegistry& t, ConsumerOptions o)
@@ -447,8 +454,15 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
           me.done_with(entry);
           co_return;
         } else {
-          fl->handle =
-              me.tasks.submit(me.sv, task, std::move(args.as_array()), CallOptions{.priority = s.priority});
+          {
+            // Under the reporters' lock: a report_progress() from the task
+            // waits until the task is known there.
+            std::lock_guard lk(reporters_mutex());
+            fl->handle =
+                me.tasks.submit(me.sv, task, std::move(args.as_array()), CallOptions{.priority = s.priority});
+            fl->local_id = fl->handle.id();
+            reporters()[fl->local_id] = {self, entry};
+          }
           if (limit > 0)
             asio::co_spawn(me.sv.io_context(), time_limit(self, entry, milliseconds(limit)), asio::detached);
           std::exception_ptr err;
@@ -513,6 +527,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   }
 
   void done_with(const std::string& entry) {
+    if (auto it = flights.find(entry); it != flights.end() && it->second.local_id != 0) {
+      std::lock_guard lk(reporters_mutex());
+      reporters().erase(it->second.local_id);
+    }
     flights.erase(entry);
     // The last late outcome after leaving: nothing may keep the
     // supervisor's io_context busy now.
@@ -523,6 +541,54 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     }
     cv.notify_all();
     if (slot) slot->cancel();
+  }
+
+  // ---- progress ---------------------------------------------------------------------------------
+
+  struct Reporter {
+    std::weak_ptr<Impl> impl;
+    std::string entry;
+  };
+  static std::mutex& reporters_mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::unordered_map<std::uint64_t, Reporter>& reporters() {
+    static std::unordered_map<std::uint64_t, Reporter> r;
+    return r;
+  }
+
+  // From the task's thread: the latest report wins; one FCALL at a time.
+  void send_progress(std::string entry, double fraction, std::string message) {
+    asio::post(sv.io_context(), [self = shared_from_this(), entry = std::move(entry), fraction,
+                                 message = std::move(message)]() mutable {
+      auto it = self->flights.find(entry);
+      if (it == self->flights.end()) return;
+      it->second.progress.emplace(fraction, std::move(message));
+      if (it->second.progress_sending) return;
+      it->second.progress_sending = true;
+      asio::co_spawn(self->sv.io_context(), progress_loop(self, entry), asio::detached);
+    });
+  }
+
+  static asio::awaitable<void> progress_loop(std::shared_ptr<Impl> self, std::string entry) {
+    for (;;) {
+      auto it = self->flights.find(entry);
+      if (it == self->flights.end()) co_return;
+      if (!it->second.progress) {
+        it->second.progress_sending = false;
+        co_return;
+      }
+      auto [fraction, message] = std::move(*it->second.progress);
+      it->second.progress.reset();
+      Connection::Command c = cmd("FCALL", "atask_progress", "1", detail::task_key(it->second.id), self->name,
+                                  it->second.attempt, fmt::format("{}", fraction), std::move(message));
+      try {
+        co_await self->call(std::move(c), [] { return false; });
+      } catch (const std::exception&) {
+        // Progress is best effort: the outcome is what must arrive.
+      }
+    }
   }
 
   // ---- heartbeats and the reaper --------------------------------------------------------------
@@ -645,6 +711,22 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   int running_loops = 0;
   bool started = false, stop_called = false, finished = false;
 };
+
+bool report_progress(double fraction, std::string_view message) {
+  const std::uint64_t id = this_task::id();
+  if (id == 0) return false;
+  Consumer::Impl::Reporter r;
+  {
+    std::lock_guard lk(Consumer::Impl::reporters_mutex());
+    auto it = Consumer::Impl::reporters().find(id);
+    if (it == Consumer::Impl::reporters().end()) return false;
+    r = it->second;
+  }
+  auto impl = r.impl.lock();
+  if (!impl) return false;
+  impl->send_progress(std::move(r.entry), std::clamp(fraction, 0.0, 1.0), std::string(message));
+  return true;
+}
 
 Consumer::Consumer(Supervisor& sv, const TaskRegistry& tasks, ConsumerOptions options)
     : impl_(std::make_shared<Impl>(sv, tasks, std::move(options))) {

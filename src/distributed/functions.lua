@@ -149,6 +149,17 @@ redis.register_function('atask_complete', function(keys, args)
   return 'ok'
 end)
 
+-- progress: keys = {task hash}; args = {consumer, attempt, fraction,
+-- message}. Fenced like complete; the client hears "p:<id>" on its channel.
+redis.register_function('atask_progress', function(keys, args)
+  local hash = keys[1]
+  local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner', 'reply')
+  if cur[1] ~= 'started' or cur[2] ~= args[2] or cur[3] ~= args[1] then return 'stale' end
+  redis.call('HSET', hash, 'progress', args[3], 'pmsg', args[4])
+  if cur[4] and cur[4] ~= '' then redis.call('PUBLISH', cur[4], 'p:' .. string.sub(hash, 9)) end
+  return 'ok'
+end)
+
 -- reject: keys = {stream, dead stream}; args = {entry, reason}. An entry
 -- without a task id: its raw fields go to the dead-letter stream.
 redis.register_function('atask_reject', function(keys, args)

@@ -460,4 +460,44 @@ TEST_SUITE("distributed") {
     CHECK(contains(why, "WRONGPASS"));
     CHECK_FALSE(contains(why, "nope"));
   }
+
+  TEST_CASE("progress reported by a task on a worker reaches the client's handle") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::promise<void> half_seen;
+    auto half_seen_f = half_seen.get_future().share();
+    tasks.add("steps", [half_seen_f] {
+      CHECK(dist::report_progress(0.5, "half way"));
+      // Go on once the client has seen it: nothing is folded away here.
+      REQUIRE(half_seen_f.wait_for(patience) == std::future_status::ready);
+      CHECK(dist::report_progress(7.0, "clamped"));
+      return 3;
+    });
+    atask::Supervisor sv(quiet_options("d14"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w14"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<int>("steps", {});
+    std::mutex m;
+    std::vector<std::pair<double, std::string>> seen;
+    bool signalled = false;
+    h.on_progress([&](const dist::RemoteProgress& p) {
+      std::lock_guard lk(m);
+      seen.emplace_back(p.fraction, p.message);
+      if (p.fraction == 0.5 && !signalled) {
+        signalled = true;
+        half_seen.set_value();
+      }
+    });
+    CHECK(h.get_for(patience) == 3);
+    std::lock_guard lk(m);
+    REQUIRE_FALSE(seen.empty());
+    CHECK(seen.front() == std::pair<double, std::string>{0.5, "half way"});
+    // The last report may arrive before or after the outcome; if before, it is clamped.
+    if (seen.size() > 1) CHECK(seen.back() == std::pair<double, std::string>{1.0, "clamped"});
+
+    // Outside a consumer's task: nothing to report to.
+    CHECK_FALSE(dist::report_progress(0.1));
+    CHECK_FALSE(sv.submit({}, [] { return dist::report_progress(0.1); }).get());
+  }
 }

@@ -112,6 +112,12 @@ struct RemoteInfo {
   std::string error_type, error_message;                         ///< failed, canceled, dead
 };
 
+/// The latest progress a task reported (report_progress(), consumer.hpp).
+struct RemoteProgress {
+  double fraction = 0;
+  std::string message;
+};
+
 namespace detail {
 
 class ClientImpl;
@@ -139,6 +145,10 @@ class RemoteState {
   RemoteInfo info() const;
   bool cancel() const;
 
+  void set_progress(RemoteProgress p);
+  std::optional<RemoteProgress> progress() const;
+  void on_progress(std::function<void(const RemoteProgress&)> f);
+
  private:
   const std::string id_;
   std::weak_ptr<ClientImpl> client_;
@@ -150,6 +160,8 @@ class RemoteState {
   std::string etype_, emsg_;
   std::exception_ptr here_;
   std::vector<std::function<void()>> continuations_;
+  std::optional<RemoteProgress> progress_;
+  std::vector<std::function<void(const RemoteProgress&)>> progress_listeners_;
 };
 
 }  // namespace detail
@@ -229,6 +241,17 @@ class [[nodiscard]] RemoteHandle {
   RemoteStatus status() const { return info().status; }
   unsigned attempt() const { return info().attempt; }
   std::string worker() const { return info().worker; }
+
+  /// The latest progress the task reported, as this client last heard it
+  /// (nullopt before the first report).
+  std::optional<RemoteProgress> progress() const { return s("progress").progress(); }
+  /// Calls f with every progress report this client hears from now on (and
+  /// with the latest one at once, if any), on the client's I/O thread: keep
+  /// it short. Reports can be folded: a fast task's intermediate ones may not
+  /// all arrive, the latest always does while the task runs.
+  void on_progress(std::function<void(const RemoteProgress&)> f) const {
+    s("on_progress").on_progress(std::move(f));
+  }
 
   /// A queued task never runs and ends canceled (true). A running one is
   /// asked to stop, as TaskHandle::cancel() asks, by its worker within a

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace atask {
@@ -109,5 +110,13 @@ class Consumer {
  private:
   std::shared_ptr<Impl> impl_;
 };
+
+/// Inside a pool-thread task that a Consumer runs: reports progress to the
+/// client, whose RemoteHandle::progress() and on_progress() see it (fraction
+/// clamped to [0, 1]). Cheap to call often: while one report is on its way
+/// the next ones are folded into the latest. Returns false, sending nothing,
+/// anywhere else (outside a task, a task run locally, a coroutine or process
+/// task: see docs/distributed.md).
+bool report_progress(double fraction, std::string_view message = {});
 
 }  // namespace atask::distributed
