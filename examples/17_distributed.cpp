@@ -35,9 +35,8 @@ void define(atask::TaskRegistry& tasks) {
     for (std::string w; in >> w;) ++n;
     return n;
   });
-  tasks.add(
-      "report", [](std::string title) { return "report '" + title + "' done"; },
-      {.priority = atask::Priority::high});
+  tasks.add("report", [](std::string title) { return "report '" + title + "' done"; },
+            {.priority = atask::Priority::high});
   tasks.add("nap", [](int ms) {
     for (int i = 0; i < ms; ++i) {
       if (atask::this_task::stop_requested()) throw atask::TaskCanceled("nap interrupted");
@@ -107,14 +106,15 @@ int main(int argc, char** argv) {
   try {
     // retry_for: Redis and the workers may still be starting.
     dist::Client client({.broker = broker, .retry_for = std::chrono::seconds(10), .registry = &tasks});
-    std::vector<boost::json::array> texts{{"the quick brown fox"}, {"jumps over"}, {"the lazy dog"}, {"atask"}};
+    std::vector<boost::json::array> texts{
+        {"the quick brown fox"}, {"jumps over"}, {"the lazy dog"}, {"atask"}};
     auto counts = client.send_many<int>("word_count", texts);
     auto report = client.send<std::string>("report", {"Q4"});  // high priority (the registry's default)
     auto nap = client.send("nap", {60'000});
 
     for (std::size_t i = 0; i < counts.size(); ++i)
-      std::cout << "word_count(" << texts[i][0] << ") = " << counts[i].get_for(std::chrono::seconds(20)) << " on "
-                << counts[i].worker() << "\n";
+      std::cout << "word_count(" << texts[i][0] << ") = " << counts[i].get_for(std::chrono::seconds(20))
+                << " on " << counts[i].worker() << "\n";
     std::cout << report.get_for(std::chrono::seconds(20)) << " on " << report.worker() << "\n";
     for (int i = 0; i < 500 && nap.status() == dist::RemoteStatus::queued; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -337,6 +337,8 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   // process does not run (a reply lost with a connection). Returns how many.
   asio::awaitable<std::size_t> read(std::string from, std::size_t count, bool blocking) {
     std::size_t got = 0;
+    auto conn = fetch_conn;  // (the member may be reset while we wait)
+    if (!conn) throw BrokerError("the fetch connection is closed");
     if (blocking || from == "0") {
       Connection::Command c = cmd("XREADGROUP", "GROUP", std::string(detail::group), name);
       if (blocking) {
@@ -348,14 +350,14 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
       c.push_back("STREAMS");
       for (auto& s : streams) c.push_back(s.key);
       for (std::size_t i = 0; i < streams.size(); ++i) c.push_back(from);
-      auto r = co_await fetch_conn->call(std::move(c));
+      auto r = co_await conn->call(std::move(c));
       got += dispatch_all(r, from == "0");
       co_return got;
     }
     for (auto& s : streams) {
       if (count == got || stopping) break;
-      auto r = co_await fetch_conn->call(cmd("XREADGROUP", "GROUP", std::string(detail::group), name, "COUNT",
-                                             std::to_string(count - got), "STREAMS", s.key, ">"));
+      auto r = co_await conn->call(cmd("XREADGROUP", "GROUP", std::string(detail::group), name, "COUNT",
+                                       std::to_string(count - got), "STREAMS", s.key, ">"));
       got += dispatch_all(r, false);
     }
     co_return got;
@@ -534,7 +536,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     flights.erase(entry);
     // The last late outcome after leaving: nothing may keep the
     // supervisor's io_context busy now.
-    if (leaving && flights.empty() && cmd_conn) cmd_conn->close();
+    if (leaving && flights.empty()) cmd_conn.reset();
     {
       std::lock_guard lk(m);
       --in_flight;
@@ -665,9 +667,11 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
           "after {} ms",
           me.name, e.what(), me.opt.dead_after.count());
     }
-    if (me.hb_conn) me.hb_conn->close();
-    if (me.cmd_conn) me.cmd_conn->close();
-    if (me.fetch_conn) me.fetch_conn->close();
+    // Let the connections go here, on the io_context: the Impl may be
+    // destroyed on another thread.
+    me.hb_conn.reset();
+    if (me.flights.empty()) me.cmd_conn.reset();
+    me.fetch_conn.reset();
     me.log->info("consumer {}: stopped ({} received, {} succeeded, {} failed)", me.name, me.received.load(),
                  me.succeeded.load(), me.failed.load());
     me.loop_ended();

@@ -1,6 +1,7 @@
 #include "distributed/redis/connection.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -264,10 +265,16 @@ asio::awaitable<std::shared_ptr<Connection>> Connection::connect(asio::any_io_ex
     throw BrokerError("redis " + where + ": " + failure);
   }
   // The caller's pointer: same object, its own count (see read_loop()).
+  // The last user reference may go on any thread: the close runs on the
+  // connection's executor (inline when already there). If that executor
+  // never runs again, its queue is destroyed with it, and the connection
+  // with the queue.
   struct Guard {
     std::shared_ptr<Connection> c;
     ~Guard() {
-      if (c) c->close();
+      if (!c) return;
+      auto ex = c->ex_;
+      asio::dispatch(ex, [c = std::move(c)] { c->close(); });
     }
   };
   auto guard = std::make_shared<Guard>();
