@@ -302,7 +302,7 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
 };
 
 void RemoteState::finish(RemoteStatus s, json::value result, std::string etype, std::string emsg) {
-  std::vector<std::function<void()>> cs;
+  std::vector<atask::detail::UniqueFunction> cs;
   {
     std::lock_guard lk(m_);
     if (done_) return;
@@ -318,7 +318,7 @@ void RemoteState::finish(RemoteStatus s, json::value result, std::string etype, 
 }
 
 void RemoteState::fail_here(std::exception_ptr e) {
-  std::vector<std::function<void()>> cs;
+  std::vector<atask::detail::UniqueFunction> cs;
   {
     std::lock_guard lk(m_);
     if (done_) return;
@@ -372,7 +372,7 @@ const json::value& RemoteState::result() const {
   return result_;
 }
 
-void RemoteState::on_done(std::function<void()> f) {
+void RemoteState::on_done(atask::detail::UniqueFunction f) {
   {
     std::lock_guard lk(m_);
     if (!done_) {

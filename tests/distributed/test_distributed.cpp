@@ -98,11 +98,20 @@ TEST_SUITE("distributed") {
     CHECK(info.queue == "default");
     CHECK(info.finished_ms >= info.started_ms);
     CHECK(client.send<std::string>("greet", {"ada"}).get_for(patience) == "hello ada");
+    // From a coroutine, without blocking a thread.
+    asio::io_context ctx;
+    auto h42 = client.send<int>("add", {20, 22});
+    auto fut = asio::co_spawn(
+        ctx, [&]() -> asio::awaitable<int> { co_return co_await h42.async_get(asio::use_awaitable); },
+        asio::use_future);
+    ctx.run_for(patience);
+    REQUIRE(fut.wait_for(0s) == std::future_status::ready);
+    CHECK(fut.get() == 42);
 
     // Another client finds it by id.
     dist::Client other({.broker = redis.url()});
     CHECK(other.handle<int>(h.id()).get_for(patience) == 5);
-    CHECK(worker.info().succeeded == 2);
+    CHECK(worker.info().succeeded == 3);
   }
 
   TEST_CASE("a failing task gives its error type and message; a wrong result type a ConversionError") {
@@ -454,6 +463,15 @@ TEST_SUITE("distributed") {
     CHECK(contains(lines(), "set it to 'noeviction'"));
     sv.stop();
     CHECK_FALSE(contains(lines(), "s3cret-pw"));
+    // An ACL user (Redis 6+ AUTH user password) for another worker and client.
+    redis_calls(redis, {cmd("AUTH", "s3cret-pw"),
+                        cmd("ACL", "SETUSER", "svc", "on", ">svc-pw", "~*", "&*", "+@all")});
+    const std::string acl = "redis://svc:svc-pw@127.0.0.1:" + std::to_string(redis.port());
+    atask::Supervisor sv2(quiet_options("d13b"));
+    dist::Consumer worker2(sv2, tasks, {.broker = acl, .name = "w13b"});
+    sv2.start();
+    dist::Client as_svc({.broker = acl});
+    CHECK(as_svc.send<int>("one", {}).get_for(patience) == 1);
     dist::Client wrong({.broker = "redis://:nope@127.0.0.1:" + std::to_string(redis.port())});
     const std::string why = what_of<atask::BrokerError>([&] { (void)wrong.send("one", {}); });
     CHECK(contains(why, "no connection to Redis"));

@@ -20,6 +20,7 @@
 #include <atask/core/errors.hpp>
 #include <atask/core/priority.hpp>
 #include <atask/util/enum_names.hpp>
+#include <atask/util/unique_function.hpp>
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -139,8 +140,8 @@ class RemoteState {
   const boost::json::value& result() const;
   std::exception_ptr error() const;
   /// Runs f once the outcome is known (at once if it is), on the thread
-  /// that learns it.
-  void on_done(std::function<void()> f);
+  /// that learns it. Move-only callables welcome (asio handlers).
+  void on_done(atask::detail::UniqueFunction f);
 
   RemoteInfo info() const;
   bool cancel() const;
@@ -159,7 +160,7 @@ class RemoteState {
   boost::json::value result_;
   std::string etype_, emsg_;
   std::exception_ptr here_;
-  std::vector<std::function<void()>> continuations_;
+  std::vector<atask::detail::UniqueFunction> continuations_;
   std::optional<RemoteProgress> progress_;
   std::vector<std::function<void(const RemoteProgress&)>> progress_listeners_;
 };
