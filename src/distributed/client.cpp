@@ -264,12 +264,16 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
       co_await me.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (me.stopping) co_return;
       bool any;
+      std::vector<std::string> polled;
       {
         std::lock_guard lk(me.m);
         std::erase_if(me.waiting, [](auto& kv) { return kv.second.state.expired(); });
         any = !me.waiting.empty();
+        for (auto& [id, w] : me.waiting)
+          if (w.polled) polled.push_back(id);
       }
       if (!any) continue;
+      co_await me.refresh(std::move(polled));
       try {
         if (me.sub_conn && me.sub_conn->is_open()) {
           co_await me.sub_conn->call(cmd("PING"));
@@ -295,7 +299,8 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
   // Handles waiting for an outcome, by task id.
   struct Waiting {
     std::weak_ptr<RemoteState> state;
-    bool sent = false;  // Redis has the task (its send() returned)
+    bool sent = false;    // Redis has the task (its send() returned)
+    bool polled = false;  // not sent by this client: no message comes, the watch loop looks
   };
   std::mutex m;
   std::unordered_map<std::string, Waiting> waiting;
@@ -558,10 +563,10 @@ std::shared_ptr<detail::RemoteState> Client::attach_state(std::string_view id) {
   auto st = std::make_shared<detail::RemoteState>(std::string(id), impl_);
   {
     std::lock_guard lk(impl_->m);
-    impl_->waiting.emplace(st->id(), detail::ClientImpl::Waiting{st, true});
+    impl_->waiting.emplace(st->id(), detail::ClientImpl::Waiting{st, true, true});
   }
   // A handle attached here is not on our reply channel: its outcome is
-  // looked up now, and by the watch loop's refresh after a reconnect.
+  // looked up now, then every 500 ms by the watch loop.
   impl_->run(impl_->refresh({std::string(id)}));
   return st;
 }

@@ -97,6 +97,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   };
   struct Flight {
     const Stream* stream = nullptr;
+    std::string entry;  // the stream entry's id
     std::string id;
     std::string attempt;
     TaskHandle<json::value> handle;
@@ -145,9 +146,11 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     auto& io = sv.io_context();
     slot = std::make_unique<asio::steady_timer>(io);
     hb_wake = std::make_unique<asio::steady_timer>(io);
-    running_loops = 2;
+    sub_wake = std::make_unique<asio::steady_timer>(io);
+    running_loops = 3;
     asio::co_spawn(io, fetch_loop(shared_from_this()), asio::detached);
     asio::co_spawn(io, liveness_loop(shared_from_this()), asio::detached);
+    asio::co_spawn(io, cancel_loop(shared_from_this()), asio::detached);
     log->info("consumer {}: consuming {} from {} (prefetch {})", name, join(opt.queues, ","),
               endpoint.to_string(), opt.prefetch);
   }
@@ -195,6 +198,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     asio::post(io, [self = shared_from_this()] {
       if (self->slot) self->slot->cancel();
       if (self->hb_wake) self->hb_wake->cancel();
+      if (self->sub_wake) self->sub_wake->cancel();
     });
     lk.lock();
     // The liveness loop unregisters (handing back what is left) and ends.
@@ -374,7 +378,6 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
       for (const auto& e : st.elements[1].elements) {
         if (e.elements.size() != 2) continue;
         const std::string& entry = e.elements[0].str;
-        if (flights.count(entry)) continue;  // ours and running here
         std::string id;
         const auto& f = e.elements[1].elements;  // nil for an entry deleted meanwhile
         for (std::size_t i = 0; i + 1 < f.size(); i += 2)
@@ -384,13 +387,18 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
           asio::co_spawn(sv.io_context(), ack_only(shared_from_this(), s, entry), asio::detached);
           continue;
         }
-        auto& fl = flights[entry];
+        // Entry ids are unique per stream only: two streams can hand out
+        // the same id in the same millisecond.
+        const std::string key = s->key + " " + entry;
+        if (flights.count(key)) continue;  // ours and running here
+        auto& fl = flights[key];
         fl.stream = s;
+        fl.entry = entry;
         fl.id = id;
         ++in_flight;
         ++received;
         ++n;
-        asio::co_spawn(sv.io_context(), run_one(shared_from_this(), entry), asio::detached);
+        asio::co_spawn(sv.io_context(), run_one(shared_from_this(), key), asio::detached);
       }
     }
     return n;
@@ -405,10 +413,12 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
 
   // ---- running one task --------------------------------------------------------------------------
 
-  static asio::awaitable<void> run_one(std::shared_ptr<Impl> self, std::string entry) {
+  // `key`: the flight's key in `flights` (stream and entry id).
+  static asio::awaitable<void> run_one(std::shared_ptr<Impl> self, std::string key) {
     auto& me = *self;
     const auto until_stopped = [&me] { return !me.leaving; };
-    Flight* fl = &me.flights[entry];
+    Flight* fl = &me.flights[key];
+    const std::string entry = fl->entry;
     const Stream& s = *fl->stream;
     const std::string id = fl->id;
     std::string outcome, a, b;  // for atask_complete
@@ -420,21 +430,22 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
         ++me.dead_lettered;
         me.log->error("consumer {}: entry {} of {} has no task id: moved to {}", me.name, entry, s.key,
                       s.dead);
-        me.done_with(entry);
+        me.done_with(key);
         co_return;
       }
       const std::string hash = detail::task_key(id);
       Reply r = co_await me.call(cmd("FCALL", "atask_start", "3", hash, s.key, s.dead, entry, me.name, id),
                                  until_stopped);
-      fl = &me.flights[entry];  // (the map may have changed meanwhile; the node did not)
+      fl = &me.flights[key];  // (the map may have changed meanwhile; the node did not)
       const std::string what = r.elements.empty() ? "" : r.elements[0].str;
+      me.log->debug("consumer {}: task {} entry {}: start says {}", me.name, id, entry, what);
       if (what == "dead") {
         ++me.dead_lettered;
         me.log->error("consumer {}: task {} was delivered too many times without finishing: moved to {}",
                       me.name, id, s.dead);
       }
       if (what != "run" || r.elements.size() != 6) {
-        me.done_with(entry);
+        me.done_with(key);
         co_return;
       }
       const std::string task = r.elements[1].str;
@@ -453,7 +464,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
           b = "the arguments of task '" + task + "' are not a JSON array";
         } else if (me.stopping) {
           // Taken while stopping: not run; it goes back with the rest.
-          me.done_with(entry);
+          me.done_with(key);
           co_return;
         } else {
           {
@@ -463,10 +474,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
             fl->handle =
                 me.tasks.submit(me.sv, task, std::move(args.as_array()), CallOptions{.priority = s.priority});
             fl->local_id = fl->handle.id();
-            reporters()[fl->local_id] = {self, entry};
+            reporters()[fl->local_id] = {self, key};
           }
           if (limit > 0)
-            asio::co_spawn(me.sv.io_context(), time_limit(self, entry, milliseconds(limit)), asio::detached);
+            asio::co_spawn(me.sv.io_context(), time_limit(self, key, milliseconds(limit)), asio::detached);
           std::exception_ptr err;
           json::value result;
           try {
@@ -474,7 +485,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
           } catch (...) {
             err = std::current_exception();
           }
-          fl = &me.flights[entry];
+          fl = &me.flights[key];
           if (!err) {
             outcome = "succeeded", a = json::serialize(result);
           } else if (fl->timed_out) {
@@ -483,7 +494,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
           } else if (is_canceled(err) && !fl->user_canceled) {
             // Stopped by our own shutdown (or the supervisor's): not the
             // task's outcome. It goes back to its queue.
-            me.done_with(entry);
+            me.done_with(key);
             co_return;
           } else if (is_canceled(err)) {
             outcome = "canceled", a = "atask::TaskCanceled", b = "canceled while running";
@@ -493,8 +504,9 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
           }
         }
       }
+      me.log->debug("consumer {}: task {} entry {}: {}", me.name, id, entry, outcome);
       Reply c = co_await me.call(cmd("FCALL", "atask_complete", "3", hash, s.key, s.dead, entry, me.name,
-                                     me.flights[entry].attempt, outcome, a, b),
+                                     me.flights[key].attempt, outcome, a, b),
                                  until_stopped);
       if (c.str == "stale") {
         ++me.stale;
@@ -517,7 +529,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
       // worker's name; unregister or a reaper hands it back.
       me.log->warn("consumer {}: task {} (entry {}): {}", me.name, id, entry, e.what());
     }
-    me.done_with(entry);
+    me.done_with(key);
   }
 
   static asio::awaitable<void> time_limit(std::shared_ptr<Impl> self, std::string entry, milliseconds d) {
@@ -593,6 +605,54 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     }
   }
 
+  // ---- cancel requests ---------------------------------------------------------------------------
+
+  void cancel_by_id(const std::string& id) {
+    for (auto& [e, f] : flights)
+      if (f.id == id && f.handle.valid() && !f.user_canceled) {
+        f.user_canceled = true;
+        (void)f.handle.cancel();
+        log->info("consumer {}: task {} asked to cancel", name, f.id);
+      }
+  }
+
+  // atask_cancel publishes on atask:cancel:<this worker>: a running task
+  // hears it at once. (A message missed while disconnected still arrives
+  // with the next heartbeat, which returns the tasks flagged to cancel.)
+  static asio::awaitable<void> cancel_loop(std::shared_ptr<Impl> self) {
+    auto& me = *self;
+    std::weak_ptr<Impl> weak = self;
+    auto backoff = milliseconds(50);
+    while (!me.leaving) {
+      std::string failed;
+      try {
+        if (!me.sub_conn || !me.sub_conn->is_open()) {
+          auto c = co_await me.open("cancel");
+          c->on_message([weak](const std::string&, const std::string& id) {
+            if (auto i = weak.lock()) i->cancel_by_id(id);
+          });
+          co_await c->call(cmd("SUBSCRIBE", detail::cancel_channel(me.name)));
+          me.sub_conn = std::move(c);
+          backoff = milliseconds(50);
+        }
+        me.sub_wake->expires_after(me.opt.heartbeat);
+        boost::system::error_code ec;
+        co_await me.sub_wake->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (me.leaving) break;
+        co_await me.sub_conn->call(cmd("PING"));  // finds a lost connection
+      } catch (const std::exception& e) {
+        failed = e.what();
+      }
+      if (!failed.empty() && !me.leaving) {
+        if (me.sub_conn) me.sub_conn->close();
+        co_await sleep_for(backoff);
+        backoff = std::min(backoff * 2, me.opt.max_backoff);
+      }
+    }
+    me.sub_conn.reset();
+    me.loop_ended();
+  }
+
   // ---- heartbeats and the reaper --------------------------------------------------------------
 
   static asio::awaitable<void> liveness_loop(std::shared_ptr<Impl> self) {
@@ -622,13 +682,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
                 me.name);
             co_await me.hb_conn->call(me.register_command());
           }
-          for (const auto& id : r.elements[1].elements)
-            for (auto& [e, f] : me.flights)
-              if (f.id == id.str && f.handle.valid() && !f.user_canceled) {
-                f.user_canceled = true;
-                (void)f.handle.cancel();
-                me.log->info("consumer {}: task {} asked to cancel", me.name, f.id);
-              }
+          for (const auto& id : r.elements[1].elements) me.cancel_by_id(id.str);
         }
         if (std::chrono::steady_clock::now() >= next_reap) {
           next_reap = std::chrono::steady_clock::now() + me.opt.reap_every;
@@ -700,10 +754,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   std::vector<Stream> streams;
 
   // io_context thread only:
-  std::shared_ptr<Connection> fetch_conn, cmd_conn, hb_conn;
+  std::shared_ptr<Connection> fetch_conn, cmd_conn, hb_conn, sub_conn;
   bool connecting = false;
   std::map<std::string, Flight> flights;  // by stream entry id
-  std::unique_ptr<asio::steady_timer> slot, hb_wake;
+  std::unique_ptr<asio::steady_timer> slot, hb_wake, sub_wake;
 
   // Shared:
   std::atomic<bool> stopping{false}, leaving{false}, connected{false};

@@ -60,7 +60,10 @@ Reply redis_call(const RedisServer& r, Connection::Command c) {
 atask::SupervisorOptions quiet_options(std::string id, int pool = 2) {
   auto o = options(std::move(id), pool);
   // ATASK_TEST_LOG=1 shows the supervisors' and consumers' logs.
-  if (!std::getenv("ATASK_TEST_LOG")) o.logger = quiet_logger();
+  if (std::getenv("ATASK_TEST_LOG")) {
+    o.logger = spdlog::default_logger();
+    o.logger->set_level(spdlog::level::debug);
+  }
   return o;
 }
 
@@ -111,7 +114,7 @@ TEST_SUITE("distributed") {
     // Another client finds it by id.
     dist::Client other({.broker = redis.url()});
     CHECK(other.handle<int>(h.id()).get_for(patience) == 5);
-    CHECK(worker.info().succeeded == 3);
+    CHECK(eventually([&] { return worker.info().succeeded == 3; }));
   }
 
   TEST_CASE("a failing task gives its error type and message; a wrong result type a ConversionError") {
@@ -321,7 +324,7 @@ TEST_SUITE("distributed") {
     CHECK(h.get_for(patience) == 42);
     CHECK(h.info().attempt == 2);
     CHECK(h.info().worker == "w8");
-    CHECK(worker.info().reaped == 1);
+    CHECK(eventually([&] { return worker.info().reaped == 1; }));
 
     // The ghost wakes up and finishes attempt 1: fenced off.
     const auto late =
@@ -517,5 +520,54 @@ TEST_SUITE("distributed") {
     // Outside a consumer's task: nothing to report to.
     CHECK_FALSE(dist::report_progress(0.1));
     CHECK_FALSE(sv.submit({}, [] { return dist::report_progress(0.1); }).get());
+  }
+
+  TEST_CASE("cancel reaches a running task at once (pub/sub), not a heartbeat later") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::promise<void> running;
+    tasks.add("until_stopped", [&] {
+      running.set_value();
+      while (!atask::this_task::stop_requested()) std::this_thread::sleep_for(1ms);
+      throw atask::TaskCanceled("stopped on request");
+    });
+    atask::Supervisor sv(quiet_options("d15"));
+    auto o = fast(redis, "w15");
+    o.heartbeat = 60s;  // no heartbeat within the test: only the cancel channel can deliver it
+    o.dead_after = 120s;
+    dist::Consumer worker(sv, tasks, o);
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send("until_stopped", {});
+    REQUIRE(running.get_future().wait_for(patience) == std::future_status::ready);
+    CHECK(h.cancel());
+    CHECK_THROWS_AS((void)h.get_for(patience), atask::TaskCanceled);
+    // (The worker counts once Redis has answered; the client may hear first.)
+    CHECK(eventually([&] { return worker.info().canceled == 1; }));
+  }
+
+  TEST_CASE(
+      "entries with the same id in two streams are two tasks; handle() follows tasks of other senders") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("one", [] { return 1; });
+    dist::Client client({.broker = redis.url()});
+    (void)client.queued("default");  // connected: the functions are loaded
+    // Stream entry ids are unique per stream only; two streams can hand out
+    // the same id in the same millisecond (as a requeue after a stop does).
+    const std::string a(32, 'a'), b(32, 'b');
+    redis_calls(redis, {cmd("FCALL", "atask_enqueue", "2", "atask:t:" + a, "scratch", a, "one", "[]",
+                            "default", "low", "", "60", "5", "0"),
+                        cmd("FCALL", "atask_enqueue", "2", "atask:t:" + b, "scratch", b, "one", "[]",
+                            "default", "high", "", "60", "5", "0"),
+                        cmd("XADD", "atask:{default}:low", "1-1", "id", a),
+                        cmd("XADD", "atask:{default}:high", "1-1", "id", b), cmd("DEL", "scratch")});
+    auto ha = client.handle<int>(a);
+    auto hb = client.handle<int>(b);
+    atask::Supervisor sv(quiet_options("d16"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w16"));
+    sv.start();
+    CHECK(ha.get_for(patience) == 1);
+    CHECK(hb.get_for(patience) == 1);
   }
 }

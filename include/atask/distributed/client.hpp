@@ -315,7 +315,8 @@ class Client {
     return out;
   }
 
-  /// A handle to a task sent earlier (by any client), by id.
+  /// A handle to a task sent earlier (by any client), by id. Its outcome
+  /// is not published to this client: it is looked up every 500 ms.
   template <class T = boost::json::value>
   RemoteHandle<T> handle(std::string_view id) {
     return RemoteHandle<T>(attach_state(id));
