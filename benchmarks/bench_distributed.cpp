@@ -5,11 +5,16 @@
 //
 //  a. throughput: N trivial tasks ("noop", int -> int) from one client,
 //     sent with send_many() in batches, then every result waited for; one
-//     worker process with 2 pool threads. Time = first send -> last result.
-//     Median of the runs. Also shown: the same with the consumer's default
-//     prefetch (0 = twice the pool: 4).
+//     worker process with 2 pool threads and prefetch 50 (as many tasks in
+//     flight as BullMQ's worker at concurrency 50). Time = first send -> last
+//     result. Median of the runs. Also shown: the CPU time per task of
+//     redis-server, the worker and the client (/proc/<pid>/stat), Redis
+//     commands per task (INFO commandstats, Lua's inner calls included), and
+//     the same throughput with the consumer's default prefetch (0 = twice
+//     the pool: 4).
 //  b. round trip: send<int>("noop", {i}).get(), one at a time, after a
-//     warm-up, on an idle worker: p50 / p90 / p99.
+//     warm-up, on an idle worker: p50 / p90 / p99; next to the floor, a raw
+//     PING to the same server over a blocking socket.
 //  c. recovery after SIGKILL: worker A (fork + exec of this program, its own
 //     process group) takes R "sleep_ms" tasks (a coroutine that sleeps, so
 //     all R run at once with prefetch R); once all R have started on A,
@@ -25,7 +30,8 @@
 // Usage:
 //   bench_distributed client --broker URL [--quick] [--tasks N] [--batch N] [--runs N] [--rtt N]
 //                           [--threads N] [--prefetch N] [--recovery-tasks N] [--sleep-ms N]
-//                           [--bound-s N] [--workdir DIR] [--no-recovery]
+//                           [--bound-s N] [--workdir DIR] [--no-recovery] [--redis-pid PID]
+//       (--redis-pid: the local redis-server's pid, for its CPU time per task)
 //   bench_distributed worker --broker URL [--threads 2] [--prefetch N] [--name NAME] [--log FILE]
 //       (runs until SIGTERM / SIGINT; registers "noop"(int) -> int and
 //        "sleep_ms"(ms, tag) -> tag)
@@ -43,7 +49,12 @@
 #include <boost/json/array.hpp>
 
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -77,8 +88,36 @@ namespace {
 }
 
 std::int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// CPU time (user + system) a process has used so far, in seconds; -1 when
+// it cannot be read (gone, or not on this machine).
+double cpu_s(pid_t pid) {
+  if (pid <= 0) return -1;
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto close = all.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream in(all.substr(close + 2));  // from field 3 (state) on
+  std::string field;
+  unsigned long long ut = 0, st = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) ut = std::stoull(field);
+    if (i == 15) st = std::stoull(field);
+  }
+  return static_cast<double>(ut + st) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// CPU used by the three processes of a throughput run.
+struct Cpu {
+  double redis = 0, worker = 0, client = 0;
+};
+
+Cpu cpu_now(pid_t redis, pid_t worker) {
+  return {cpu_s(redis), cpu_s(worker), cpu_s(::getpid())};
 }
 
 // -- options ------------------------------------------------------------------------------------
@@ -149,8 +188,8 @@ int run_worker(const Args& a) {
     co_return tag;
   });
   atask::Supervisor sv({.id = "bw", .pool_size = threads, .handle_signals = true});
-  dist::Consumer worker(sv, tasks,
-                        {.broker = broker, .queues = {"default"}, .prefetch = prefetch, .name = a.get("name", "")});
+  dist::Consumer worker(
+      sv, tasks, {.broker = broker, .queues = {"default"}, .prefetch = prefetch, .name = a.get("name", "")});
   sv.start();
   sv.block();
   return 0;
@@ -176,9 +215,13 @@ pid_t spawn_worker(const std::vector<std::string>& args, const std::string& out)
   argv.push_back(nullptr);
   const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) die("cannot open " + out + ": " + std::strerror(errno));
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) die("fork failed");
   if (pid == 0) {
+    // A worker never outlives the benchmark (killed by a timeout, say).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
     ::setpgid(0, 0);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
@@ -213,12 +256,121 @@ void wait_ready(dist::Client& client, pid_t pid, const std::string& what) {
   if (h.get() != 7) die("LIBRARY PROBLEM: noop(7) came back as something else");
 }
 
+// -- a raw connection to the same server: the floor, and Redis's own counters ---------------------
+// Plain blocking TCP (TCP_NODELAY), as the simplest client would. Used for
+// the PING floor (what one Redis round trip costs on this machine, the
+// wake-up of the blocked reader included) and to read INFO commandstats
+// (how many commands a task costs Redis, Lua's inner calls included).
+class RawRedis {
+ public:
+  explicit RawRedis(const std::string& url) {
+    std::string rest = url.substr(url.find("://") == std::string::npos ? 0 : url.find("://") + 3);
+    if (auto at = rest.rfind('@'); at != std::string::npos) rest = rest.substr(at + 1);
+    rest = rest.substr(0, rest.find('/'));
+    const auto colon = rest.rfind(':');
+    const std::string host = colon == std::string::npos ? rest : rest.substr(0, colon);
+    const std::string port = colon == std::string::npos ? "6379" : rest.substr(colon + 1);
+    addrinfo hints{}, *res = nullptr;
+    hints.ai_socktype = SOCK_STREAM;
+    if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res) return;
+    fd_ = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ >= 0 && ::connect(fd_, res->ai_addr, res->ai_addrlen) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    ::freeaddrinfo(res);
+    int one = 1;
+    if (fd_ >= 0) ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~RawRedis() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawRedis(const RawRedis&) = delete;
+  RawRedis& operator=(const RawRedis&) = delete;
+  bool ok() const { return fd_ >= 0; }
+
+  bool ping() {
+    static const char ping[] = "PING\r\n";
+    if (!send(ping, sizeof ping - 1)) return false;
+    char buf[16];
+    std::size_t got = 0;
+    while (got < 7) {  // "+PONG\r\n"
+      const ssize_t r = ::read(fd_, buf + got, sizeof buf - got);
+      if (r <= 0) return false;
+      got += static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+
+  /// INFO commandstats: calls per command ("hset", "fcall", ...).
+  std::map<std::string, double> commandstats() {
+    std::map<std::string, double> out;
+    static const char info[] = "INFO commandstats\r\n";
+    if (!ok() || !send(info, sizeof info - 1)) return out;
+    std::string in;
+    char buf[4096];
+    std::size_t need = std::string::npos;
+    while (need == std::string::npos || in.size() < need) {
+      const ssize_t r = ::read(fd_, buf, sizeof buf);
+      if (r <= 0) return out;
+      in.append(buf, static_cast<std::size_t>(r));
+      if (need == std::string::npos && in.find("\r\n") != std::string::npos)  // "$<len>\r\n<body>\r\n"
+        need = in.find("\r\n") + 2 + std::stoul(in.substr(1, in.find("\r\n") - 1)) + 2;
+    }
+    std::istringstream lines(in);
+    for (std::string l; std::getline(lines, l);) {
+      if (l.rfind("cmdstat_", 0) != 0) continue;
+      const auto colon = l.find(':'), calls = l.find("calls=");
+      if (colon == std::string::npos || calls == std::string::npos) continue;
+      out[l.substr(8, colon - 8)] = std::strtod(l.c_str() + calls + 6, nullptr);
+    }
+    return out;
+  }
+
+ private:
+  bool send(const char* p, std::size_t n) { return ::write(fd_, p, n) == static_cast<ssize_t>(n); }
+  int fd_ = -1;
+};
+
+std::vector<double> ping_round_trips_us(RawRedis& raw, long n) {
+  std::vector<double> out;
+  for (long i = 0; i < n / 10 && raw.ok() && raw.ping(); ++i) {
+  }
+  for (long i = 0; i < n && raw.ok(); ++i) {
+    const auto t0 = clk::now();
+    if (!raw.ping()) break;
+    out.push_back(us(clk::now() - t0));
+  }
+  return out;
+}
+
+// Redis commands per task between two INFO commandstats: the total, and
+// each command (most first).
+std::vector<std::pair<std::string, double>> per_task(const std::map<std::string, double>& before,
+                                                     const std::map<std::string, double>& after,
+                                                     double tasks) {
+  std::vector<std::pair<std::string, double>> out;
+  double total = 0;
+  for (auto& [k, v] : after) {
+    const auto b = before.find(k);
+    const double d = (v - (b == before.end() ? 0 : b->second)) / tasks;
+    if (k == "info" || d <= 0) continue;
+    total += d;
+    out.emplace_back(k, d);
+  }
+  std::sort(out.begin(), out.end(), [](auto& x, auto& y) { return x.second > y.second; });
+  out.insert(out.begin(), {"total", total});
+  return out;
+}
+
 // -- measurements -----------------------------------------------------------------------------------
 struct Throughput {
   double total_per_s = 0, enqueue_per_s = 0;
+  Cpu cpu;  // seconds used during the run
 };
 
-Throughput throughput_run(dist::Client& client, long n, long batch) {
+Throughput throughput_run(dist::Client& client, long n, long batch, pid_t redis = -1, pid_t worker = -1) {
+  const Cpu c0 = cpu_now(redis, worker);
   std::vector<dist::RemoteHandle<int>> hs;
   hs.reserve(static_cast<std::size_t>(n));
   const auto t0 = clk::now();
@@ -237,8 +389,11 @@ Throughput throughput_run(dist::Client& client, long n, long batch) {
     sum += h.get();
   }
   const auto t1 = clk::now();
+  const Cpu c1 = cpu_now(redis, worker);
   if (sum != static_cast<long long>(n) * (n - 1) / 2) die("LIBRARY PROBLEM: wrong sum of results");
-  return {static_cast<double>(n) / secs(t1 - t0), static_cast<double>(n) / secs(t_sent - t0)};
+  return {static_cast<double>(n) / secs(t1 - t0),
+          static_cast<double>(n) / secs(t_sent - t0),
+          {c1.redis - c0.redis, c1.worker - c0.worker, c1.client - c0.client}};
 }
 
 struct Recovery {
@@ -278,8 +433,9 @@ Recovery recovery_run(dist::Client& client, const std::string& broker, const std
   const std::string log = dir + "/recovery.log";
   ::unlink(log.c_str());
   const std::string me = std::to_string(::getpid());
-  const std::vector<std::string> common{"--broker", broker, "--threads", std::to_string(threads), "--prefetch",
-                                        std::to_string(r), "--log", log};
+  const std::vector<std::string> common{
+      "--broker",        broker,  "--threads", std::to_string(threads), "--prefetch",
+      std::to_string(r), "--log", log};
   auto args_a = common;
   args_a.insert(args_a.end(), {"--name", "bench-A-" + me});
   const pid_t a = spawn_worker(args_a, dir + "/worker-A.log");
@@ -385,6 +541,7 @@ int run_client(const Args& a, const std::string& command) {
   const long task_ms = a.num("sleep-ms", 2'000);
   const long bound_s = a.num("bound-s", 60);
   const bool recovery = !a.has("no-recovery");
+  const auto redis_pid = static_cast<pid_t>(a.num("redis-pid", -1));  // for CPU accounting only
   std::string dir = a.get("workdir", "");
   if (dir.empty()) {
     char tmpl[] = "/tmp/bench_distributed.XXXXXX";
@@ -403,12 +560,23 @@ int run_client(const Args& a, const std::string& command) {
   pid_t w = spawn_worker(wargs, dir + "/worker-main.log");
   wait_ready(client, w, "the worker");
   (void)throughput_run(client, std::min(n, 2'000L), batch);  // warm-up
+  RawRedis raw(broker);
+  const auto stats0 = raw.commandstats();
   std::vector<double> tput, enq;
+  Cpu cpu;  // all runs
   for (long i = 0; i < runs; ++i) {
-    auto t = throughput_run(client, n, batch);
+    auto t = throughput_run(client, n, batch, redis_pid, w);
     tput.push_back(t.total_per_s);
     enq.push_back(t.enqueue_per_s);
+    cpu.redis += t.cpu.redis;
+    cpu.worker += t.cpu.worker;
+    cpu.client += t.cpu.client;
   }
+  const auto cmds = per_task(stats0, raw.commandstats(), static_cast<double>(n * runs));
+  // CPU microseconds per task, each process (-1: not measured).
+  const double per = 1e6 / static_cast<double>(n * runs);
+  const double cpu_redis = redis_pid > 0 ? cpu.redis * per : -1, cpu_worker = cpu.worker * per,
+               cpu_client = cpu.client * per;
 
   std::vector<double> rtt_us;
   for (long i = 0; i < warmup; ++i)
@@ -420,6 +588,7 @@ int run_client(const Args& a, const std::string& command) {
     rtt_us.push_back(us(clk::now() - t0));
     if (v != i) die("LIBRARY PROBLEM: wrong round trip result");
   }
+  const std::vector<double> ping_us = ping_round_trips_us(raw, rtt_n);
   const bool main_clean = stop_worker(w, 40s);
 
   // ---- a with the default prefetch (0: twice the pool) ------------------------------------------
@@ -439,6 +608,7 @@ int run_client(const Args& a, const std::string& command) {
   const double t_med = median(tput), e_med = median(enq), d_med = median(tput_default);
   const double p50 = percentile(rtt_us, .5) / 1000, p90 = percentile(rtt_us, .9) / 1000,
                p99 = percentile(rtt_us, .99) / 1000, pmax = percentile(rtt_us, 1.0) / 1000;
+  const double ping50 = percentile(ping_us, .5) / 1000, ping99 = percentile(ping_us, .99) / 1000;
   utsname un{};
   ::uname(&un);
   const std::string load_end = loadavg();
@@ -450,8 +620,8 @@ int run_client(const Args& a, const std::string& command) {
 
   std::printf("\natask distributed mode (%s): %s\n", quick ? "quick" : "full", command.c_str());
   std::printf("  %s %s, %u hardware threads; load average at start %s, at end %s; worker logs in %s\n",
-              un.sysname, un.release, std::thread::hardware_concurrency(), load_start.c_str(), load_end.c_str(),
-              dir.c_str());
+              un.sysname, un.release, std::thread::hardware_concurrency(), load_start.c_str(),
+              load_end.c_str(), dir.c_str());
   std::printf(
       "  one client process, one worker process (Supervisor pool_size %ld, Consumer on queue 'default'); "
       "client, worker and redis-server share the machine\n"
@@ -466,31 +636,51 @@ int run_client(const Args& a, const std::string& command) {
         "5 s, reap_every 1 s; bounded at %ld s\n",
         r, task_ms, r, bound_s);
   std::printf("\n%-58s %14s\n", "metric", "atask");
-  auto row = [](const std::string& m, const std::string& v) { std::printf("%-58s %14s\n", m.c_str(), v.c_str()); };
+  auto row = [](const std::string& m, const std::string& v) {
+    std::printf("%-58s %14s\n", m.c_str(), v.c_str());
+  };
   row("a. throughput, prefetch " + std::to_string(prefetch) + " (tasks/s)", num("%.0f", t_med));
   row("   runs (tasks/s)", join(tput));
   row("   enqueue rate alone (send_many, tasks/s)", num("%.0f", e_med));
   row("   throughput, default prefetch (4) (tasks/s)", num("%.0f", d_med));
+  row("   CPU per task: redis-server / worker / client (us)",
+      (cpu_redis < 0 ? std::string("-") : num("%.1f", cpu_redis)) + " / " + num("%.1f", cpu_worker) + " / " +
+          num("%.1f", cpu_client));
+  {
+    std::string top;
+    for (std::size_t k = 1; k < cmds.size() && k <= 6; ++k)
+      top += (top.empty() ? "" : ", ") + cmds[k].first + " " + num("%.2f", cmds[k].second);
+    row("   Redis commands per task (Lua's inner calls included)",
+        cmds.empty() ? std::string("-") : num("%.1f", cmds.front().second));
+    if (!top.empty()) std::printf("     %s\n", top.c_str());
+  }
   row("b. round trip p50 (ms)", num("%.3f", p50));
-  row("   round trip p90 / p99 / max (ms)", num("%.3f", p90) + " / " + num("%.3f", p99) + " / " + num("%.2f", pmax));
+  row("   round trip p90 / p99 / max (ms)",
+      num("%.3f", p90) + " / " + num("%.3f", p99) + " / " + num("%.2f", pmax));
+  row("   floor: raw PING round trip p50 / p99 (ms)", num("%.3f", ping50) + " / " + num("%.3f", ping99));
+  row("   round trip p50 / PING p50", ping50 > 0 ? num("%.1fx", p50 / ping50) : std::string("-"));
   if (recovery) {
     row("c. kill -> all " + std::to_string(r) + " restarted on B (s)", fmt_s(rec.restarted_s));
     row("   kill -> all " + std::to_string(r) + " results at the client (s)", fmt_s(rec.results_s));
-    row("   results within " + std::to_string(bound_s) + " s", std::to_string(rec.results_within_bound) + "/" +
-                                                                 std::to_string(r));
+    row("   results within " + std::to_string(bound_s) + " s",
+        std::to_string(rec.results_within_bound) + "/" + std::to_string(r));
     row("   runs started / completed (want " + std::to_string(2 * r) + " / " + std::to_string(r) + ")",
         std::to_string(rec.starts) + " / " + std::to_string(rec.ends));
     row("   duplicate completions", std::to_string(rec.duplicate_completions));
     std::string att;
-    for (auto& [k, v] : rec.attempts) att += (att.empty() ? "" : ", ") + std::to_string(v) + "x" + std::to_string(k);
+    for (auto& [k, v] : rec.attempts)
+      att += (att.empty() ? "" : ", ") + std::to_string(v) + "x" + std::to_string(k);
     row("   attempt of each result (count x attempt)", att.empty() ? "-" : att);
   }
   const bool ok = main_clean && default_clean &&
                   (!recovery || (rec.started_all_on_a && rec.results_all && rec.wrong_results == 0));
   const std::string b_clean = recovery ? std::string(", B ") + yes(rec.b_stopped_cleanly) : "";
-  std::printf("\n  workers stopped cleanly on SIGTERM: main %s, default-prefetch %s%s; all results right: %s\n\n",
-              yes(main_clean), yes(default_clean), b_clean.c_str(), yes(rec.wrong_results == 0));
+  std::printf(
+      "\n  workers stopped cleanly on SIGTERM: main %s, default-prefetch %s%s; all results right: %s\n\n",
+      yes(main_clean), yes(default_clean), b_clean.c_str(), yes(rec.wrong_results == 0));
 
+  std::string cmds_json;
+  for (auto& [k, v] : cmds) cmds_json += (cmds_json.empty() ? "" : ",") + ("\"" + k + "\":" + num("%.3f", v));
   std::string runs_json;
   for (double x : tput) runs_json += (runs_json.empty() ? "" : ",") + num("%.0f", x);
   std::string att_json;
@@ -500,13 +690,17 @@ int run_client(const Args& a, const std::string& command) {
       "{\"bench\":\"distributed\",\"system\":\"atask\",\"quick\":%s,"
       "\"worker\":{\"processes\":1,\"threads\":%ld,\"prefetch\":%ld},"
       "\"throughput\":{\"tasks\":%ld,\"batch\":%ld,\"runs\":[%s],\"median\":%.0f,\"enqueue_median\":%.0f,"
-      "\"default_prefetch_median\":%.0f},"
-      "\"rtt_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"max\":%.3f,\"samples\":%zu},"
+      "\"default_prefetch_median\":%.0f,\"cpu_us_per_task\":{\"redis\":%s,\"worker\":%.1f,"
+      "\"client\":%.1f},\"redis_commands_per_task\":{%s}},"
+      "\"rtt_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"max\":%.3f,\"samples\":%zu,"
+      "\"ping_p50\":%.4f,\"ping_p99\":%.4f},"
       "\"recovery\":{\"ran\":%s,\"in_flight\":%ld,\"task_ms\":%ld,\"bound_s\":%ld,\"restarted_s\":%s,"
       "\"results_s\":%s,\"results_within_bound\":%ld,\"starts\":%ld,\"completions\":%ld,"
       "\"duplicate_completions\":%ld,\"attempts\":{%s}},"
       "\"ok\":%s,\"loadavg\":{\"start\":\"%s\",\"end\":\"%s\"}}\n",
-      quick ? "true" : "false", threads, prefetch, n, batch, runs_json.c_str(), t_med, e_med, d_med, p50, p90, p99, pmax, rtt_us.size(), recovery ? "true" : "false", r, task_ms, bound_s,
+      quick ? "true" : "false", threads, prefetch, n, batch, runs_json.c_str(), t_med, e_med, d_med,
+      cpu_redis < 0 ? "null" : num("%.1f", cpu_redis).c_str(), cpu_worker, cpu_client, cmds_json.c_str(), p50,
+      p90, p99, pmax, rtt_us.size(), ping50, ping99, recovery ? "true" : "false", r, task_ms, bound_s,
       json_s(rec.restarted_s).c_str(), json_s(rec.results_s).c_str(), rec.results_within_bound, rec.starts,
       rec.ends, rec.duplicate_completions, att_json.c_str(), ok ? "true" : "false", load_start.c_str(),
       load_end.c_str());
@@ -518,10 +712,13 @@ int run_client(const Args& a, const std::string& command) {
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::printf(
-        "usage: bench_distributed client --broker URL [--quick] [--tasks N] [--batch N] [--runs N] [--rtt N]\n"
+        "usage: bench_distributed client --broker URL [--quick] [--tasks N] [--batch N] [--runs N] [--rtt "
+        "N]\n"
         "                                [--warmup N] [--threads N] [--prefetch N] [--recovery-tasks N]\n"
         "                                [--sleep-ms N] [--bound-s N] [--workdir DIR] [--no-recovery]\n"
-        "       bench_distributed worker --broker URL [--threads N] [--prefetch N] [--name NAME] [--log FILE]\n");
+        "                                [--redis-pid PID]\n"
+        "       bench_distributed worker --broker URL [--threads N] [--prefetch N] [--name NAME] [--log "
+        "FILE]\n");
     return argc < 2 ? 2 : 0;
   }
   const std::string mode = argv[1];

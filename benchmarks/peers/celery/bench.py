@@ -16,10 +16,11 @@ Same measurements, same redis-server (scripts/bench_distributed.sh runs it):
 Prints a table, then one JSON object on the last line.
 
 Usage: /usr/bin/python3 bench.py --broker redis://127.0.0.1:PORT/0 [--quick]
-       [--tasks N] [--runs N] [--rtt N] [--bound-s N] [--workdir DIR]
+       [--tasks N] [--runs N] [--rtt N] [--bound-s N] [--workdir DIR] [--redis-pid PID]
 """
 
 import argparse
+import ctypes
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no __pycache__ beside the harness
 
 
 def percentile(v, p):
@@ -45,12 +47,19 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+def _die_with_parent():
+    # A worker never outlives the benchmark (killed by a timeout, say):
+    # prctl(PR_SET_PDEATHSIG, SIGKILL).
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
 def spawn_worker(name, env, out):
     f = open(out, "ab")
     p = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "bench_tasks", "worker", "--concurrency", "2", "-P", "prefork",
          "--loglevel", "WARNING", "-n", name + "@%h"],
-        cwd=HERE, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=HERE, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_die_with_parent)
     f.close()
     return p
 
@@ -72,6 +81,37 @@ def stop_worker(p, grace=40):
         pass
     p.wait()
     return clean
+
+
+def cpu_s(pid):
+    """CPU seconds (user + system) used by a process so far; 0 if it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def group_cpu_s(pgid):
+    """CPU seconds of the live processes of a process group (the worker and its pool processes)."""
+    return sum(cpu_s(p) for p in group_pids(pgid))
+
+
+def commandstats(conn):
+    """INFO commandstats: calls per command."""
+    out = {}
+    for k, v in conn.info("commandstats").items():
+        name = k[len("cmdstat_"):] if k.startswith("cmdstat_") else k
+        out[name] = float(v.get("calls", 0)) if isinstance(v, dict) else 0.0
+    return out
+
+
+def per_task(before, after, tasks):
+    """Redis commands per task between two snapshots: {"total": t, cmd: n, ...} (most first)."""
+    d = {k: (v - before.get(k, 0.0)) / tasks for k, v in after.items() if k != "info"}
+    d = {k: v for k, v in sorted(d.items(), key=lambda kv: -kv[1]) if v > 0}
+    return dict([("total", sum(d.values()))] + list(d.items()))
 
 
 def group_pids(pgid):
@@ -112,6 +152,7 @@ def main():
     ap.add_argument("--bound-s", type=int, default=60)
     ap.add_argument("--workdir")
     ap.add_argument("--no-recovery", action="store_true")
+    ap.add_argument("--redis-pid", type=int, default=0, help="the local redis-server, for its CPU per task")
     a = ap.parse_args()
     n = a.tasks or (2000 if a.quick else 20000)
     runs = a.runs or (1 if a.quick else 3)
@@ -138,7 +179,14 @@ def main():
         except Exception as e:  # noqa: BLE001
             sys.exit("%s (pid %d) did not answer within 60 s: %r" % (what, p.pid, e))
 
-    def throughput(count):
+    cpu = {"redis": 0.0, "worker": 0.0, "client": 0.0}
+
+    def cpu_now(worker):
+        return {"redis": cpu_s(a.redis_pid) if a.redis_pid else 0.0, "worker": group_cpu_s(worker.pid),
+                "client": cpu_s(os.getpid())}
+
+    def throughput(count, worker=None, account=False):
+        c0 = cpu_now(worker) if account else None
         t0 = time.monotonic()
         rs = [noop.apply_async((i,)) for i in range(count)]
         t_sent = time.monotonic()
@@ -146,19 +194,24 @@ def main():
         t1 = time.monotonic()
         if sum(values) != count * (count - 1) // 2:
             sys.exit("wrong sum of results")
-        for x in rs:
-            x.forget()  # the client's own bookkeeping only; not timed
+        if account:
+            c1 = cpu_now(worker)
+            for k in cpu:
+                cpu[k] += c1[k] - c0[k]
         return count / (t1 - t0), count / (t_sent - t0)
 
     # ---- a + b ---------------------------------------------------------------------------------
     w = spawn_worker("bench-main", env, os.path.join(workdir, "celery-main.log"))
     wait_ready(w, "the worker")
     throughput(min(n, 500))  # warm-up
+    raw = noop.app.backend.client  # a redis.Redis on the same server
+    stats0 = commandstats(raw)
     tput, enq = [], []
     for _ in range(runs):
-        t, e = throughput(n)
+        t, e = throughput(n, w, True)
         tput.append(t)
         enq.append(e)
+    cmds = {k: round(v, 3) for k, v in per_task(stats0, commandstats(raw), n * runs).items()}
     for i in range(warmup):
         noop.delay(i).get(timeout=30)
     rtt = []
@@ -224,6 +277,9 @@ def main():
 
     # ---- report --------------------------------------------------------------------------------
     t_med, e_med = statistics.median(tput), statistics.median(enq)
+    per = 1e6 / (n * runs)
+    cpu_us = {"redis": round(cpu["redis"] * per, 1) if a.redis_pid else None,
+              "worker": round(cpu["worker"] * per, 1), "client": round(cpu["client"] * per, 1)}
     p50, p90, p99, pmax = (percentile(rtt, q) for q in (0.5, 0.9, 0.99, 1.0))
     print("\nCelery %s, Redis transport and result backend (%s): %s" % (
         celery.__version__, "quick" if a.quick else "full", " ".join(sys.argv)))
@@ -248,6 +304,10 @@ def main():
     row("a. throughput (tasks/s)", "%.0f" % t_med)
     row("   runs (tasks/s)", " ".join("%.0f" % x for x in tput))
     row("   enqueue rate alone (apply_async, tasks/s)", "%.0f" % e_med)
+    row("   CPU per task: redis-server / worker / client (us)", "%s / %.1f / %.1f" % (
+        "-" if cpu_us["redis"] is None else "%.1f" % cpu_us["redis"], cpu_us["worker"], cpu_us["client"]))
+    row("   Redis commands per task (Lua's inner calls included)", "%.1f" % cmds.get("total", 0))
+    print("     " + ", ".join("%s %.2f" % (k, v) for k, v in list(cmds.items())[1:7]))
     row("b. round trip p50 (ms)", "%.3f" % p50)
     row("   round trip p90 / p99 / max (ms)", "%.3f / %.3f / %.2f" % (p90, p99, pmax))
     if not a.no_recovery:
@@ -264,7 +324,8 @@ def main():
         "bench": "distributed", "system": "celery", "version": celery.__version__, "quick": a.quick,
         "worker": {"processes": 1, "pool": "prefork", "concurrency": 2},
         "throughput": {"tasks": n, "runs": [round(x) for x in tput], "median": round(t_med),
-                       "enqueue_median": round(e_med)},
+                       "enqueue_median": round(e_med), "cpu_us_per_task": cpu_us,
+                       "redis_commands_per_task": cmds},
         "rtt_ms": {"p50": round(p50, 4), "p90": round(p90, 4), "p99": round(p99, 4), "max": round(pmax, 3),
                    "samples": len(rtt)},
         "recovery": rec, "loadavg": {"start": load_start, "end": loadavg()},
