@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include "fixtures.hpp"
+#include "redis_calls.hpp"
 #include "redis_server.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -18,6 +19,7 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <latch>
 #include <future>
 #include <map>
@@ -37,24 +39,13 @@ using namespace test;
 
 namespace {
 
-// Raw commands for the checks (and for what no atask client would send).
-std::vector<Reply> redis_calls(const RedisServer& r, std::vector<Connection::Command> cs) {
-  asio::io_context ctx;
-  auto fut = asio::co_spawn(
-      ctx,
-      [&]() -> asio::awaitable<std::vector<Reply>> {
-        auto c = co_await Connection::connect(ctx.get_executor(), atask::redis::parse_url(r.url()));
-        co_return co_await c->pipeline(cs);
-      },
-      asio::use_future);
-  ctx.run_for(patience);
-  REQUIRE(fut.wait_for(0s) == std::future_status::ready);
-  return fut.get();
-}
-Reply redis_call(const RedisServer& r, Connection::Command c) {
-  std::vector<Connection::Command> one;
-  one.push_back(std::move(c));
-  return redis_calls(r, std::move(one)).front();
+// A thread task that runs until it is asked to stop: it waits on its stop
+// token, not on a clock.
+void wait_until_stopped() {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock lk(m);
+  cv.wait(lk, atask::this_task::stop_token(), [] { return false; });
 }
 
 atask::SupervisorOptions quiet_options(std::string id, int pool = 2) {
@@ -244,7 +235,7 @@ TEST_SUITE("distributed") {
     tasks.add("count", [&] { ++ran; });
     tasks.add("until_stopped", [&] {
       running.set_value();
-      while (!atask::this_task::stop_requested()) std::this_thread::sleep_for(1ms);
+      wait_until_stopped();
       throw atask::TaskCanceled("stopped on request");
     });
     dist::Client client({.broker = redis.url()});
@@ -271,7 +262,7 @@ TEST_SUITE("distributed") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     tasks.add("slow", [] {
-      while (!atask::this_task::stop_requested()) std::this_thread::sleep_for(1ms);
+      wait_until_stopped();
       throw atask::TaskCanceled("stopped");
     });
     atask::Supervisor sv(quiet_options("d7"));
@@ -528,7 +519,7 @@ TEST_SUITE("distributed") {
     std::promise<void> running;
     tasks.add("until_stopped", [&] {
       running.set_value();
-      while (!atask::this_task::stop_requested()) std::this_thread::sleep_for(1ms);
+      wait_until_stopped();
       throw atask::TaskCanceled("stopped on request");
     });
     atask::Supervisor sv(quiet_options("d15"));

@@ -14,6 +14,7 @@
 #include <doctest/doctest.h>
 
 #include "fixtures.hpp"
+#include "redis_calls.hpp"
 #include "redis_server.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -38,20 +39,6 @@ using namespace std::chrono_literals;
 using namespace test;
 
 namespace {
-
-Reply redis_call(const RedisServer& r, Connection::Command c) {
-  asio::io_context ctx;
-  auto fut = asio::co_spawn(
-      ctx,
-      [&]() -> asio::awaitable<Reply> {
-        auto conn = co_await Connection::connect(ctx.get_executor(), atask::redis::parse_url(r.url()));
-        co_return co_await conn->call(c);
-      },
-      asio::use_future);
-  ctx.run_for(patience);
-  REQUIRE(fut.wait_for(0s) == std::future_status::ready);
-  return fut.get();
-}
 
 // One atask_test_worker process; SIGKILLed (and reaped) at scope exit if
 // still there.

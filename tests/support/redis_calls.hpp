@@ -1,0 +1,40 @@
+#pragma once
+// Raw Redis commands for the distributed tests' checks (and for what no
+// atask client would send), on a connection of their own to a RedisServer.
+
+#include "distributed/redis/connection.hpp"
+#include "redis_server.hpp"
+#include "support.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <future>
+#include <vector>
+
+namespace test {
+
+inline std::vector<atask::redis::Reply> redis_calls(const RedisServer& r,
+                                                    std::vector<atask::redis::Connection::Command> cs) {
+  namespace asio = boost::asio;
+  asio::io_context ctx;
+  auto fut = asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<std::vector<atask::redis::Reply>> {
+        auto c = co_await atask::redis::Connection::connect(ctx.get_executor(), atask::redis::parse_url(r.url()));
+        co_return co_await c->pipeline(cs);
+      },
+      asio::use_future);
+  ctx.run_for(patience);
+  REQUIRE(fut.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+  return fut.get();
+}
+
+inline atask::redis::Reply redis_call(const RedisServer& r, atask::redis::Connection::Command c) {
+  std::vector<atask::redis::Connection::Command> one;
+  one.push_back(std::move(c));
+  return redis_calls(r, std::move(one)).front();
+}
+
+}  // namespace test
