@@ -22,7 +22,8 @@ inline std::vector<atask::redis::Reply> redis_calls(const RedisServer& r,
   auto fut = asio::co_spawn(
       ctx,
       [&]() -> asio::awaitable<std::vector<atask::redis::Reply>> {
-        auto c = co_await atask::redis::Connection::connect(ctx.get_executor(), atask::redis::parse_url(r.url()));
+        auto c =
+            co_await atask::redis::Connection::connect(ctx.get_executor(), atask::redis::parse_url(r.url()));
         co_return co_await c->pipeline(cs);
       },
       asio::use_future);
