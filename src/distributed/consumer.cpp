@@ -303,6 +303,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
       std::string failed;
       try {
         co_await me.command();
+        if (me.stopping) break;  // stopped while connecting: open nothing more
         if (!me.fetch_conn || !me.fetch_conn->is_open()) {
           me.fetch_conn = co_await me.open("fetch");
           reread_own = true;
@@ -332,6 +333,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
         backoff = std::min(backoff * 2, me.opt.max_backoff);
       }
     }
+    // A fetch connection opened while the stop was on its way: nothing may
+    // keep the io_context busy once this worker has left.
+    if (me.fetch_conn) me.fetch_conn->close();
+    me.fetch_conn.reset();
     me.loop_ended();
   }
 
@@ -707,7 +712,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
         if (me.hb_conn) me.hb_conn->close();
       }
     }
-    // Leaving: hand back what is still ours and leave the cluster.
+    // Leaving: hand back what is still ours and leave the cluster. A join
+    // still on its way would register this worker again after it left (and
+    // keep a connection open): let it end first.
+    while (me.connecting) co_await sleep_for(milliseconds(10));
     try {
       if (!me.hb_conn || !me.hb_conn->is_open()) me.hb_conn = co_await me.open("heartbeat");
       Reply r =

@@ -365,6 +365,27 @@ TEST_SUITE("distributed") {
     sv->stop();
   }
 
+  TEST_CASE(
+      "a worker stopped while it is still joining the cluster stops, and leaves no registration behind") {
+    // The stop lands at a different point of the join each round: before the
+    // connection, during FUNCTION LOAD, during the registration, after it.
+    // A connection opened after the worker left kept the io_context busy,
+    // and Supervisor::stop() never returned (found by the example in CI).
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("nop", [] {});
+    for (int round = 0; round < 40; ++round) {
+      CAPTURE(round);
+      atask::Supervisor sv(quiet_options("d18-" + std::to_string(round)));
+      dist::Consumer worker(sv, tasks, fast(redis, "w18-" + std::to_string(round)));
+      sv.start();
+      for (int i = 0; i < round % 8; ++i) (void)redis_call(redis, cmd("PING"));  // moves the stop along
+      (void)call_within("Supervisor::stop()", [&] { return sv.stop(); });
+      CHECK(redis_call(redis, cmd("ZCARD", "atask:workers")).integer == 0);
+      CHECK(redis_call(redis, cmd("EXISTS", "atask:w:w18-" + std::to_string(round))).integer == 0);
+    }
+  }
+
   TEST_CASE("keys stay flat: 2,000 tasks leave no stream entry, pending entry or result past their TTL") {
     RedisServer redis;
     atask::TaskRegistry tasks;
