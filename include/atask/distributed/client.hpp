@@ -254,6 +254,14 @@ class [[nodiscard]] RemoteHandle {
     s("on_progress").on_progress(std::move(f));
   }
 
+  /// Calls f once, when the outcome is known here (at once if it is), on the
+  /// thread that learns it - usually the client's I/O thread: keep it short.
+  /// @throws Error for an empty f.
+  void when_done(atask::detail::UniqueFunction f) const {
+    if (!f) throw Error("RemoteHandle::when_done() - empty callable");
+    s("when_done").on_done(std::move(f));
+  }
+
   /// A queued task never runs and ends canceled (true). A running one is
   /// asked to stop, as TaskHandle::cancel() asks, by its worker within a
   /// heartbeat (true); it ends however its code decides. False when it had
