@@ -150,16 +150,62 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
       s->on_message([self](const std::string&, const std::string& payload) {
         auto me = self.lock();
         if (!me) return;
-        if (payload.rfind("p:", 0) == 0)
-          asio::co_spawn(me->io, me->read_progress(payload.substr(2)), asio::detached);
-        else
-          asio::co_spawn(me->io, me->refresh({payload}), asio::detached);
+        me->on_published(payload);
       });
       co_await s->call(cmd("SUBSCRIBE", channel));
       sub_conn = std::move(s);
       // Outcomes published while we were not subscribed: look them up.
       asio::co_spawn(io, refresh(waiting_ids()), asio::detached);
     }
+  }
+
+  // A message on this client's channel (functions.lua, finish() and
+  // atask_progress): "o:<id>\n<state>\n<etype>\n<result>\n<emsg>" carries an
+  // outcome, "p:<id>\n<fraction>\n<message>" a progress report, and a bare
+  // "<id>" an outcome too large to carry (read from the task's hash).
+  void on_published(const std::string& payload) {
+    const bool outcome = payload.rfind("o:", 0) == 0, progress = payload.rfind("p:", 0) == 0;
+    if (!outcome && !progress) {
+      asio::co_spawn(io, refresh({payload}), asio::detached);
+      return;
+    }
+    std::vector<std::string> parts;  // id, then the fields; the last one takes the rest
+    const std::size_t fields = outcome ? 5 : 3;
+    std::size_t at = 2;
+    while (parts.size() + 1 < fields) {
+      const auto nl = payload.find('\n', at);
+      if (nl == std::string::npos) break;
+      parts.push_back(payload.substr(at, nl - at));
+      at = nl + 1;
+    }
+    if (parts.size() + 1 < fields) {  // not ours to read: look the task up
+      const auto nl = payload.find('\n', 2);
+      const std::string id = payload.substr(2, nl == std::string::npos ? std::string::npos : nl - 2);
+      if (outcome)
+        asio::co_spawn(io, refresh({id}), asio::detached);
+      else
+        asio::co_spawn(io, read_progress(id), asio::detached);
+      return;
+    }
+    parts.push_back(payload.substr(at));
+    if (progress) {
+      std::shared_ptr<RemoteState> st;
+      {
+        std::lock_guard lk(m);
+        if (auto it = waiting.find(parts[0]); it != waiting.end()) st = it->second.state.lock();
+      }
+      if (st) st->set_progress({std::strtod(parts[1].c_str(), nullptr), std::move(parts[2])});
+      return;
+    }
+    Reply r;
+    r.type = Reply::Type::array;
+    for (std::size_t i : {1, 3, 2, 4}) {  // as refresh() reads them: state, result, etype, emsg
+      Reply f;
+      f.type = Reply::Type::string;
+      f.str = std::move(parts[i]);
+      r.elements.push_back(std::move(f));
+    }
+    settle(parts[0], r);
   }
 
   std::vector<std::string> waiting_ids() {

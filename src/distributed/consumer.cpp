@@ -142,7 +142,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
 
   void start() {
     if (opt.prefetch == 0)
-      opt.prefetch = 2 * static_cast<std::size_t>(std::max(1, sv.info().pool.limits.pool_size));
+      opt.prefetch = 4 * static_cast<std::size_t>(std::max(1, sv.info().pool.limits.pool_size));
+    // Refills wait for a quarter of the slots: one read for several tasks,
+    // not a pass over every stream for each task that ends.
+    refill_at = std::max<std::size_t>(1, opt.prefetch / 4);
     auto& io = sv.io_context();
     slot = std::make_unique<asio::steady_timer>(io);
     hb_wake = std::make_unique<asio::steady_timer>(io);
@@ -314,7 +317,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
         }
         const std::size_t free =
             me.opt.prefetch > me.flights.size() ? me.opt.prefetch - me.flights.size() : 0;
-        if (free == 0) {
+        if (free < me.refill_at) {
           me.slot->expires_at(asio::steady_timer::time_point::max());
           boost::system::error_code ec;
           co_await me.slot->async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -764,6 +767,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   // io_context thread only:
   std::shared_ptr<Connection> fetch_conn, cmd_conn, hb_conn, sub_conn;
   bool connecting = false;
+  std::size_t refill_at = 1;              // free slots before the fetch loop reads again
   std::map<std::string, Flight> flights;  // by stream entry id
   std::unique_ptr<asio::steady_timer> slot, hb_wake, sub_wake;
 

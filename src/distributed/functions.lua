@@ -34,14 +34,36 @@ local function drop_entry(stream, entry)
   redis.call('XDEL', stream, entry)
 end
 
--- A final state: timestamps, time-to-live, and the client told.
-local function finish(hash, id, state, now)
-  redis.call('HSET', hash, 'state', state, 'finished', now)
-  redis.call('HDEL', hash, 'cancel')
-  local ttl = tonumber(redis.call('HGET', hash, 'ttl') or '86400') or 86400
-  redis.call('EXPIRE', hash, ttl)
-  local reply = redis.call('HGET', hash, 'reply')
-  if reply and reply ~= '' then redis.call('PUBLISH', reply, id) end
+-- Outcomes up to this size travel in the message to the client (which then
+-- needs no read); larger ones are read from the hash.
+local INLINE_MAX = 65536
+
+-- A final state: timestamps, time-to-live, and the client told. `fields`:
+-- what the caller stores with it (result, or etype and emsg). `cur`: the
+-- task's {ttl, reply, cancel} if the caller has read them already.
+-- The message is "o:<id>\n<state>\n<etype>\n<result>\n<emsg>" (the result is
+-- serialized JSON, on one line; emsg comes last and may hold anything), or
+-- just "<id>" when that does not fit.
+local function finish(hash, id, state, now, result, etype, emsg, cur)
+  cur = cur or redis.call('HMGET', hash, 'ttl', 'reply', 'cancel')
+  local set = {'state', state, 'finished', now}
+  if result ~= '' then table.insert(set, 'result'); table.insert(set, result) end
+  if etype ~= '' then
+    table.insert(set, 'etype'); table.insert(set, etype)
+    table.insert(set, 'emsg'); table.insert(set, emsg)
+  end
+  redis.call('HSET', hash, unpack(set))
+  if cur[3] then redis.call('HDEL', hash, 'cancel') end
+  redis.call('EXPIRE', hash, tonumber(cur[1] or '86400') or 86400)
+  local reply = cur[2]
+  if reply and reply ~= '' then
+    if #result + #emsg < INLINE_MAX and not string.find(result, '\n', 1, true)
+        and not string.find(etype, '\n', 1, true) then
+      redis.call('PUBLISH', reply, 'o:' .. id .. '\n' .. state .. '\n' .. etype .. '\n' .. result .. '\n' .. emsg)
+    else
+      redis.call('PUBLISH', reply, id)
+    end
+  end
 end
 
 -- Into the queue's dead-letter stream, with what it takes to requeue it.
@@ -51,8 +73,7 @@ local function dead_letter(hash, dead, id, etype, emsg, now)
     'queue', h.queue or '', 'prio', h.prio or '', 'ttl', h.ttl or '', 'maxd', h.maxd or '',
     'tl', h.tl or '', 'reply', h.reply or '', 'attempt', h.attempt or '0', 'worker', h.owner or '',
     'etype', etype, 'emsg', emsg, 'time', now)
-  redis.call('HSET', hash, 'etype', etype, 'emsg', emsg)
-  finish(hash, id, 'dead', now)
+  finish(hash, id, 'dead', now, '', etype, emsg, {h.ttl, h.reply, h.cancel})
 end
 
 -- Moves a consumer's pending entries of one stream to the stream's tail
@@ -84,12 +105,10 @@ redis.register_function('atask_enqueue', function(keys, args)
   if redis.call('EXISTS', hash) == 1 then
     return redis.error_reply('ERR atask: a task with id ' .. args[1] .. ' exists already')
   end
-  local now = now_ms()
+  local entry = redis.call('XADD', stream, '*', 'id', args[1])
   redis.call('HSET', hash, 'name', args[2], 'args', args[3], 'queue', args[4], 'prio', args[5],
     'reply', args[6], 'ttl', args[7], 'maxd', args[8], 'tl', args[9], 'state', 'queued',
-    'attempt', 0, 'created', now)
-  local entry = redis.call('XADD', stream, '*', 'id', args[1])
-  redis.call('HSET', hash, 'entry', entry)
+    'attempt', 0, 'created', now_ms(), 'entry', entry)
   return entry
 end)
 
@@ -100,11 +119,12 @@ end)
 redis.register_function('atask_start', function(keys, args)
   local hash, stream, dead = keys[1], keys[2], keys[3]
   local entry, consumer, id = args[1], args[2], args[3]
-  if redis.call('EXISTS', hash) == 0 then
+  local flat = redis.call('HGETALL', hash)
+  if #flat == 0 then
     drop_entry(stream, entry)
     return {'gone'}
   end
-  local h = to_map(redis.call('HGETALL', hash))
+  local h = to_map(flat)
   if FINAL[h.state] then
     drop_entry(stream, entry)
     return {'done', h.state}
@@ -133,19 +153,17 @@ redis.register_function('atask_complete', function(keys, args)
   local hash, stream, dead = keys[1], keys[2], keys[3]
   local entry, consumer, attempt, outcome = args[1], args[2], args[3], args[4]
   drop_entry(stream, entry)
-  local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner')
+  local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner', 'ttl', 'reply', 'cancel')
   if cur[1] ~= 'started' or cur[2] ~= attempt or cur[3] ~= consumer then return 'stale' end
   local id = string.sub(hash, 9)
   local now = now_ms()
   if outcome == 'succeeded' then
-    redis.call('HSET', hash, 'result', args[5])
+    finish(hash, id, outcome, now, args[5], '', '', {cur[4], cur[5], cur[6]})
   elseif outcome == 'dead' then
     dead_letter(hash, dead, id, args[5], args[6], now)
-    return 'ok'
   else
-    redis.call('HSET', hash, 'etype', args[5], 'emsg', args[6])
+    finish(hash, id, outcome, now, '', args[5], args[6], {cur[4], cur[5], cur[6]})
   end
-  finish(hash, id, outcome, now)
   return 'ok'
 end)
 
@@ -156,7 +174,10 @@ redis.register_function('atask_progress', function(keys, args)
   local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner', 'reply')
   if cur[1] ~= 'started' or cur[2] ~= args[2] or cur[3] ~= args[1] then return 'stale' end
   redis.call('HSET', hash, 'progress', args[3], 'pmsg', args[4])
-  if cur[4] and cur[4] ~= '' then redis.call('PUBLISH', cur[4], 'p:' .. string.sub(hash, 9)) end
+  -- "p:<id>\n<fraction>\n<message>": the client needs no read.
+  if cur[4] and cur[4] ~= '' then
+    redis.call('PUBLISH', cur[4], 'p:' .. string.sub(hash, 9) .. '\n' .. args[3] .. '\n' .. args[4])
+  end
   return 'ok'
 end)
 
@@ -188,8 +209,7 @@ redis.register_function('atask_cancel', function(keys, args)
   local state = h[1]
   if not state then return 'unknown' end
   if state == 'queued' then
-    redis.call('HSET', hash, 'etype', 'atask::TaskCanceled', 'emsg', 'canceled while queued')
-    finish(hash, id, 'canceled', now_ms())
+    finish(hash, id, 'canceled', now_ms(), '', 'atask::TaskCanceled', 'canceled while queued')
     return 'canceled'
   end
   if state == 'started' then
@@ -282,11 +302,10 @@ redis.register_function('atask_requeue_dead', function(keys, args)
   end
   local hash = 'atask:t:' .. f.id
   redis.call('DEL', hash)
+  local entry = redis.call('XADD', 'atask:{' .. f.queue .. '}:' .. f.prio, '*', 'id', f.id)
   redis.call('HSET', hash, 'name', f.name, 'args', f.args, 'queue', f.queue, 'prio', f.prio,
     'reply', f.reply or '', 'ttl', f.ttl, 'maxd', f.maxd, 'tl', f.tl, 'state', 'queued',
-    'attempt', 0, 'created', now_ms())
-  local entry = redis.call('XADD', 'atask:{' .. f.queue .. '}:' .. f.prio, '*', 'id', f.id)
-  redis.call('HSET', hash, 'entry', entry)
+    'attempt', 0, 'created', now_ms(), 'entry', entry)
   redis.call('XDEL', dead, args[1])
   return f.id
 end)

@@ -500,7 +500,7 @@ TEST_SUITE("distributed") {
     std::promise<void> half_seen;
     auto half_seen_f = half_seen.get_future().share();
     tasks.add("steps", [half_seen_f] {
-      CHECK(dist::report_progress(0.5, "half way"));
+      CHECK(dist::report_progress(0.5, "half way\nsecond line"));
       // Go on once the client has seen it: nothing is folded away here.
       REQUIRE(half_seen_f.wait_for(patience) == std::future_status::ready);
       CHECK(dist::report_progress(7.0, "clamped"));
@@ -517,7 +517,7 @@ TEST_SUITE("distributed") {
     h.on_progress([&](const dist::RemoteProgress& p) {
       std::lock_guard lk(m);
       seen.emplace_back(p.fraction, p.message);
-      if (p.fraction == 0.5 && !signalled) {
+      if (p.fraction == 0.5 && !signalled) {  // (the message travels with its new line)
         signalled = true;
         half_seen.set_value();
       }
@@ -525,13 +525,59 @@ TEST_SUITE("distributed") {
     CHECK(h.get_for(patience) == 3);
     std::lock_guard lk(m);
     REQUIRE_FALSE(seen.empty());
-    CHECK(seen.front() == std::pair<double, std::string>{0.5, "half way"});
+    CHECK(seen.front() == std::pair<double, std::string>{0.5, "half way\nsecond line"});
     // The last report may arrive before or after the outcome; if before, it is clamped.
     if (seen.size() > 1) CHECK(seen.back() == std::pair<double, std::string>{1.0, "clamped"});
 
     // Outside a consumer's task: nothing to report to.
     CHECK_FALSE(dist::report_progress(0.1));
     CHECK_FALSE(sv.submit({}, [] { return dist::report_progress(0.1); }).get());
+  }
+
+  TEST_CASE("an outcome travels in the message to the client; one too large for it is read from Redis") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("echo", [](std::string s) { return s; });
+    tasks.add("fail", [](std::string why) -> int { throw std::runtime_error(why); });
+    atask::Supervisor sv(quiet_options("d19"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w19"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    (void)client.send<std::string>("echo", {"warm up"}).get_for(patience);  // connections made
+
+    const auto hmgets = [&] {
+      auto info = redis_call(redis, cmd("INFO", "commandstats")).str;
+      auto at = info.find("cmdstat_hmget:calls=");
+      return at == std::string::npos ? 0LL : std::atoll(info.c_str() + at + 20);
+    };
+    // Each completion reads the task once inside atask_complete; the client
+    // reads nothing when the outcome came in the message.
+    const long long before = hmgets();
+    std::vector<boost::json::array> args;
+    for (int i = 0; i < 20; ++i) args.push_back({"value " + std::to_string(i)});
+    auto hs = client.send_many<std::string>("echo", args);
+    for (int i = 0; i < 20; ++i) CHECK(hs[i].get_for(patience) == "value " + std::to_string(i));
+    CHECK(hmgets() - before == 20);
+
+    // Results that do not fit the message, errors with new lines and quotes:
+    // the same outcome either way.
+    const std::string big(100'000, 'x');
+    CHECK(client.send<std::string>("echo", {big}).get_for(patience) == big);
+    const std::string quoted = "line one\nline \"two\"\n\nend";
+    CHECK(client.send<std::string>("echo", {quoted}).get_for(patience) == quoted);
+    try {
+      (void)client.send<int>("fail", {quoted}).get_for(patience);
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "std::runtime_error");
+      CHECK(e.message() == quoted);
+    }
+    try {
+      (void)client.send<int>("fail", {big}).get_for(patience);
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.message() == big);
+    }
   }
 
   TEST_CASE("cancel reaches a running task at once (pub/sub), not a heartbeat later") {

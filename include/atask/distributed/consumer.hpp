@@ -50,8 +50,11 @@ struct ConsumerOptions {
   /// this order; a higher priority always first.
   std::vector<std::string> queues{"default"};
   /// Tasks taken and not yet finished, at most (queued on the pools or
-  /// running). 0: twice the pool's size. A wake-up after an idle wait may
-  /// take one more entry per stream (see docs/distributed.md).
+  /// running). 0: four times the pool's size (Celery's default too). The
+  /// worker takes more once a quarter of them (at least one) is free, in one
+  /// read. A wake-up after an idle wait may take one more entry per stream
+  /// (see docs/distributed.md). Long tasks and several workers: a smaller
+  /// prefetch spreads them better (1 = one task at a time).
   std::size_t prefetch = 0;
   /// The consumer's name in Redis; empty: "<host>:<pid>:<random>". Must be
   /// unique in the cluster.
