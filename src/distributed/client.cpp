@@ -2,6 +2,7 @@
 #include <atask/tasks/registry.hpp>
 
 #include "distributed/keys.hpp"
+#include "distributed/retry_json.hpp"
 #include "distributed/redis/connection.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -45,6 +46,32 @@ std::int64_t to_int(const Reply& r) {
   } catch (const std::exception&) {
     return 0;
   }
+}
+
+// The "history" field of a task hash (functions.lua, remember()).
+std::vector<RemoteAttempt> parse_history(const std::string& text) {
+  std::vector<RemoteAttempt> out;
+  const json::value h = json::parse(text);
+  for (const auto& v : h.as_array()) {
+    if (!v.is_object()) continue;
+    const auto& o = v.as_object();
+    const auto num = [&](const char* k) -> std::int64_t {
+      auto* x = o.if_contains(k);
+      return x && x->is_number() ? x->to_number<std::int64_t>() : 0;
+    };
+    const auto str = [&](const char* k) -> std::string {
+      auto* x = o.if_contains(k);
+      return x && x->is_string() ? std::string(x->as_string()) : std::string();
+    };
+    RemoteAttempt a;
+    a.attempt = static_cast<unsigned>(num("attempt"));
+    a.error_type = str("etype");
+    a.error_message = str("emsg");
+    a.worker = str("worker");
+    a.time_ms = num("time");
+    out.push_back(std::move(a));
+  }
+  return out;
 }
 
 }  // namespace
@@ -273,7 +300,7 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
     } catch (const std::exception&) {
       return;
     }
-    if (s == RemoteStatus::queued || s == RemoteStatus::started) return;
+    if (s == RemoteStatus::queued || s == RemoteStatus::started || s == RemoteStatus::delayed) return;
     st = take(id);
     if (!st) return;
     json::value result;
@@ -404,6 +431,7 @@ std::exception_ptr RemoteState::error() const {
     case RemoteStatus::succeeded:
     case RemoteStatus::queued:
     case RemoteStatus::started:
+    case RemoteStatus::delayed:
       return nullptr;
     case RemoteStatus::canceled:
       return std::make_exception_ptr(TaskCanceled(where + "canceled" + (emsg_.empty() ? "" : ": " + emsg_)));
@@ -466,8 +494,8 @@ RemoteInfo RemoteState::info() const {
   const std::string id = id_;
   return c->run([](ClientImpl* c, std::string id) -> asio::awaitable<RemoteInfo> {
     auto r = co_await c->call(cmd("HMGET", task_key(id), "state", "name", "queue", "prio", "attempt", "owner",
-                                  "created", "started", "finished", "etype", "emsg"));
-    if (r.elements.size() != 11 || r.elements[0].is_nil())
+                                  "created", "started", "finished", "etype", "emsg", "due"));
+    if (r.elements.size() != 12 || r.elements[0].is_nil())
       throw NotFoundError("RemoteHandle::info() - task " + id +
                           " is not known to Redis (its result expired?)");
     RemoteInfo i;
@@ -483,8 +511,27 @@ RemoteInfo RemoteState::info() const {
     i.finished_ms = to_int(r.elements[8]);
     i.error_type = r.elements[9].str;
     i.error_message = r.elements[10].str;
+    i.due_ms = to_int(r.elements[11]);
     co_return i;
   }(c.get(), id));
+}
+
+std::vector<RemoteAttempt> RemoteState::attempts() const {
+  auto c = client_.lock();
+  if (!c) throw BrokerError("RemoteHandle::attempts() - the client is gone");
+  const std::string id = id_;
+  auto r = c->run([](ClientImpl* c, std::string id) -> asio::awaitable<Reply> {
+    co_return co_await c->call(cmd("HMGET", task_key(id), "state", "history"));
+  }(c.get(), id));
+  if (r.elements.size() != 2 || r.elements[0].is_nil())
+    throw NotFoundError("RemoteHandle::attempts() - task " + id +
+                        " is not known to Redis (its result expired?)");
+  if (r.elements[1].is_nil() || r.elements[1].str.empty()) return {};
+  try {
+    return parse_history(r.elements[1].str);
+  } catch (const std::exception&) {
+    throw BrokerError("RemoteHandle::attempts() - task " + id + ": its history is not JSON");
+  }
 }
 
 bool RemoteState::cancel() const {
@@ -563,6 +610,24 @@ std::vector<std::shared_ptr<detail::RemoteState>> Client::send_states(std::strin
   if (o.max_deliveries == 0) throw OptionsError("Client::send() - max_deliveries must be at least 1");
   if (o.time_limit.count() < 0) throw OptionsError("Client::send() - time_limit is negative");
   if (o.result_ttl.count() <= 0) throw OptionsError("Client::send() - result_ttl must be positive");
+  if (o.countdown.count() < 0) throw OptionsError("Client::send() - countdown is negative");
+  std::chrono::milliseconds time_limit = o.time_limit;
+  std::string retry;
+  if (o.retry) {
+    o.retry->check("Client::send()");
+    retry = detail::retry_to_json(*o.retry);
+  }
+  if (impl_->options.registry)
+    if (auto info = impl_->options.registry->find(name)) {
+      if (time_limit.count() == 0) time_limit = info->options.time_limit;
+      if (!o.retry && info->options.retry.max_attempts > 1)
+        retry = detail::retry_to_json(info->options.retry);
+    }
+  long long eta_ms = 0;
+  if (o.eta) {
+    eta_ms = std::chrono::duration_cast<std::chrono::milliseconds>(o.eta->time_since_epoch()).count();
+    if (eta_ms <= 0) eta_ms = 1;  // (0 means "none" to the function; the epoch is long past anyway)
+  }
 
   const std::string stream = detail::stream_key(queue, prio);
   std::vector<std::shared_ptr<detail::RemoteState>> states;
@@ -572,10 +637,11 @@ std::vector<std::shared_ptr<detail::RemoteState>> Client::send_states(std::strin
   cs.reserve(args.size());
   for (auto& a : args) {
     std::string id = detail::random_id();
-    cs.push_back(cmd("FCALL", "atask_enqueue", "2", detail::task_key(id), stream, id, std::string(name),
-                     json::serialize(a), queue, std::string(to_string(prio)), impl_->channel,
-                     std::to_string(o.result_ttl.count()), std::to_string(o.max_deliveries),
-                     std::to_string(o.time_limit.count())));
+    cs.push_back(cmd("FCALL", "atask_enqueue", "3", detail::task_key(id), stream, detail::delayed_key(queue),
+                     id, std::string(name), json::serialize(a), queue, std::string(to_string(prio)),
+                     impl_->channel, std::to_string(o.result_ttl.count()), std::to_string(o.max_deliveries),
+                     std::to_string(time_limit.count()), std::to_string(o.countdown.count()),
+                     std::to_string(eta_ms), retry));
     states.push_back(std::make_shared<detail::RemoteState>(std::move(id), impl_));
   }
   // Waiting before the task exists: its outcome cannot be published unseen.
@@ -644,6 +710,11 @@ std::vector<Client::DeadLetter> Client::dead_letters(std::string_view queue, std
         d.worker = v;
       else if (k == "attempt")
         d.attempt = static_cast<unsigned>(std::strtoul(v.c_str(), nullptr, 10));
+      else if (k == "history" && !v.empty())
+        try {
+          d.attempts = parse_history(v);
+        } catch (const std::exception&) {  // a foreign entry: its raw fields are what it has
+        }
     }
     out.push_back(std::move(d));
   }
@@ -655,6 +726,18 @@ std::string Client::requeue(std::string_view queue, std::string_view entry) {
   auto r = impl_->run(
       impl_->call(cmd("FCALL", "atask_requeue_dead", "1", detail::dead_key(queue), std::string(entry))));
   return r.str;
+}
+
+std::size_t Client::purge_dead(std::string_view queue) {
+  detail::check_queue_name("Client::purge_dead()", queue);
+  auto r = impl_->run(impl_->call(cmd("FCALL", "atask_purge_dead", "1", detail::dead_key(queue))));
+  return static_cast<std::size_t>(std::max(0LL, r.integer));
+}
+
+std::size_t Client::delayed(std::string_view queue) {
+  detail::check_queue_name("Client::delayed()", queue);
+  auto r = impl_->run(impl_->call(cmd("ZCARD", detail::delayed_key(queue))));
+  return static_cast<std::size_t>(std::max(0LL, r.integer));
 }
 
 std::array<std::size_t, priority_count> Client::queued(std::string_view queue) {

@@ -3,6 +3,7 @@
 #include <atask/tasks/registry.hpp>
 
 #include "distributed/keys.hpp"
+#include "distributed/retry_json.hpp"
 #include "distributed/redis/connection.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -24,6 +25,7 @@
 #include <condition_variable>
 #include <map>
 #include <optional>
+#include <random>
 #include <unordered_map>
 #include <algorithm>
 #include <mutex>
@@ -150,7 +152,9 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     slot = std::make_unique<asio::steady_timer>(io);
     hb_wake = std::make_unique<asio::steady_timer>(io);
     sub_wake = std::make_unique<asio::steady_timer>(io);
-    running_loops = 3;
+    due_wake = std::make_unique<asio::steady_timer>(io);
+    running_loops = 4;
+    asio::co_spawn(io, delay_loop(shared_from_this()), asio::detached);
     asio::co_spawn(io, fetch_loop(shared_from_this()), asio::detached);
     asio::co_spawn(io, liveness_loop(shared_from_this()), asio::detached);
     asio::co_spawn(io, cancel_loop(shared_from_this()), asio::detached);
@@ -179,6 +183,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
       self->stopping = true;
       if (self->fetch_conn) self->fetch_conn->close();
       if (self->slot) self->slot->cancel();
+      if (self->due_wake) self->due_wake->cancel();
     });
     std::unique_lock lk(m);
     if (!cv.wait_for(lk, opt.stop_timeout, [&] { return in_flight == 0; })) {
@@ -224,6 +229,8 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   asio::awaitable<std::shared_ptr<Connection>> command() {
     while (connecting) co_await sleep_for(milliseconds(10));
     if (cmd_conn && cmd_conn->is_open()) co_return cmd_conn;
+    // Stopping: a new connection only for the outcome of a task still here.
+    if (stopping && flights.empty()) throw BrokerError("the worker is stopping");
     connecting = true;
     std::exception_ptr failed;
     try {
@@ -419,6 +426,52 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     }
   }
 
+  // ---- delayed tasks ----------------------------------------------------------------------------
+
+  // A task of our queues was delayed until `due` (server ms; 0: unknown):
+  // look sooner if it is due before what we wait for. (io_context thread)
+  void delayed_at(std::int64_t due) {
+    if (due != 0 && next_due >= 0 && due >= next_due) return;
+    if (due != 0) next_due = due;
+    if (due_wake) due_wake->cancel();
+  }
+
+  // Moves due tasks (countdown, eta, a retry's back-off) from the delayed
+  // sets of our queues to their streams, then sleeps until the next one is
+  // due, or a message says an earlier one came, or `block` at the most (a
+  // safety net for a missed message). Every worker of a queue does it; the
+  // function moves each task once.
+  static asio::awaitable<void> delay_loop(std::shared_ptr<Impl> self) {
+    auto& me = *self;
+    constexpr int limit = 200;
+    Connection::Command promote = cmd("FCALL", "atask_promote", std::to_string(me.opt.queues.size()));
+    for (auto& q : me.opt.queues) promote.push_back(detail::delayed_key(q));
+    promote.push_back(std::to_string(limit));
+    auto backoff = milliseconds(50);
+    while (!me.stopping) {
+      milliseconds wait = me.opt.block;
+      try {
+        Reply r = co_await me.call(promote, [&me] { return !me.stopping; });
+        backoff = milliseconds(50);
+        if (r.elements.size() == 3) {
+          me.next_due = r.elements[1].integer;
+          if (r.elements[0].integer >= limit) continue;  // more are due
+          if (me.next_due >= 0)
+            wait =
+                std::clamp(milliseconds(me.next_due - r.elements[2].integer), milliseconds(0), me.opt.block);
+        }
+      } catch (const std::exception&) {
+        wait = backoff;  // (the fetch loop reports the lost connection)
+        backoff = std::min(backoff * 2, me.opt.max_backoff);
+      }
+      if (me.stopping) break;
+      me.due_wake->expires_after(wait);
+      boost::system::error_code ec;
+      co_await me.due_wake->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    me.loop_ended();
+  }
+
   // ---- running one task --------------------------------------------------------------------------
 
   // `key`: the flight's key in `flights` (stream and entry id).
@@ -429,7 +482,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     const std::string entry = fl->entry;
     const Stream& s = *fl->stream;
     const std::string id = fl->id;
-    std::string outcome, a, b;  // for atask_complete
+    std::string outcome, a, b, c;  // for atask_complete
     try {
       if (id.empty()) {
         co_await me.call(cmd("FCALL", "atask_reject", "2", s.key, s.dead, entry,
@@ -452,16 +505,18 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
         me.log->error("consumer {}: task {} was delivered too many times without finishing: moved to {}",
                       me.name, id, s.dead);
       }
-      if (what != "run" || r.elements.size() != 6) {
+      if (what != "run" || r.elements.size() != 7) {
         me.done_with(key);
         co_return;
       }
       const std::string task = r.elements[1].str;
       fl->attempt = r.elements[3].str;
-      const long long limit = std::atoll(r.elements[4].str.c_str());
+      long long limit = std::atoll(r.elements[4].str.c_str());
+      const auto known = me.tasks.find(task);
+      if (limit == 0 && known) limit = known->options.time_limit.count();  // the task's default
       if (r.elements[5].str == "1") {
         outcome = "canceled", a = "atask::TaskCanceled", b = "canceled before it started";
-      } else if (!me.tasks.contains(task)) {
+      } else if (!known) {
         outcome = "dead", a = "atask::NotFoundError",
         b = "no task named '" + task + "' is registered on worker " + me.name;
       } else {
@@ -510,13 +565,35 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
             auto [type, message] = describe(err);
             outcome = "failed", a = type, b = message;
           }
+          if (outcome == "failed") {
+            // Retried? The send's policy, else the task's default here.
+            RetryPolicy policy = known->options.retry;
+            if (!r.elements[6].str.empty()) {
+              try {
+                policy = detail::retry_from_json(r.elements[6].str);
+              } catch (const std::exception& e) {
+                me.log->warn("consumer {}: task {}: its retry policy is unreadable ({}): not retried",
+                             me.name, id, e.what());
+                policy = RetryPolicy{};
+              }
+            }
+            const auto n = static_cast<unsigned>(std::strtoul(me.flights[key].attempt.c_str(), nullptr, 10));
+            if (policy.max_attempts > 1 && policy.retries(a)) {
+              if (n < policy.max_attempts) {
+                outcome = "retry";
+                c = std::to_string(policy.delay_before(n, me.unit()).count());
+              } else {
+                outcome = "dead";  // every attempt failed: the dead letters, with the history
+              }
+            }
+          }
         }
       }
       me.log->debug("consumer {}: task {} entry {}: {}", me.name, id, entry, outcome);
-      Reply c = co_await me.call(cmd("FCALL", "atask_complete", "3", hash, s.key, s.dead, entry, me.name,
-                                     me.flights[key].attempt, outcome, a, b),
-                                 until_stopped);
-      if (c.str == "stale") {
+      Reply done = co_await me.call(cmd("FCALL", "atask_complete", "3", hash, s.key, s.dead, entry, me.name,
+                                        me.flights[key].attempt, outcome, a, b, c),
+                                    until_stopped);
+      if (done.str == "stale") {
         ++me.stale;
         me.log->warn(
             "consumer {}: task {} finished here after it was handed to another worker (this worker "
@@ -528,6 +605,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
         ++me.failed;
       } else if (outcome == "canceled") {
         ++me.canceled;
+      } else if (outcome == "retry") {
+        ++me.retried;
+        me.log->info("consumer {}: task {} attempt {} failed ({}: {}); retry in {} ms", me.name, id,
+                     me.flights[key].attempt, a, b, c);
       } else if (outcome == "dead") {
         ++me.dead_lettered;
         me.log->error("consumer {}: task {}: {}: moved to {}", me.name, id, b, s.dead);
@@ -636,11 +717,21 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
       try {
         if (!me.sub_conn || !me.sub_conn->is_open()) {
           auto c = co_await me.open("cancel");
-          c->on_message([weak](const std::string&, const std::string& id) {
-            if (auto i = weak.lock()) i->cancel_by_id(id);
+          c->on_message([weak](const std::string& channel, const std::string& payload) {
+            auto i = weak.lock();
+            if (!i) return;
+            if (channel == detail::cancel_channel(i->name))
+              i->cancel_by_id(payload);
+            else
+              i->delayed_at(std::atoll(payload.c_str()));
           });
-          co_await c->call(cmd("SUBSCRIBE", detail::cancel_channel(me.name)));
+          // One SUBSCRIBE per channel: Redis confirms each channel with a
+          // reply of its own.
+          std::vector<Connection::Command> subs{cmd("SUBSCRIBE", detail::cancel_channel(me.name))};
+          for (auto& q : me.opt.queues) subs.push_back(cmd("SUBSCRIBE", detail::due_channel(q)));
+          co_await c->pipeline(std::move(subs));
           me.sub_conn = std::move(c);
+          me.delayed_at(0);  // messages missed while unsubscribed: look now
           backoff = milliseconds(50);
         }
         me.sub_wake->expires_after(me.opt.heartbeat);
@@ -743,6 +834,14 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   }
 
   void loop_ended() {
+    if (running_loops == 1 && flights.empty()) {
+      // The last loop out: whatever a loop opened on its way out goes now
+      // (an open connection keeps the supervisor's io_context running).
+      for (auto* c : {&fetch_conn, &cmd_conn, &hb_conn, &sub_conn}) {
+        if (*c) (*c)->close();
+        c->reset();
+      }
+    }
     {
       std::lock_guard lk(m);
       if (--running_loops == 0) finished = true;
@@ -769,12 +868,15 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   bool connecting = false;
   std::size_t refill_at = 1;              // free slots before the fetch loop reads again
   std::map<std::string, Flight> flights;  // by stream entry id
-  std::unique_ptr<asio::steady_timer> slot, hb_wake, sub_wake;
+  std::unique_ptr<asio::steady_timer> slot, hb_wake, sub_wake, due_wake;
+  std::int64_t next_due = -1;  // server ms of the earliest delayed task, as last seen; -1: none
 
   // Shared:
   std::atomic<bool> stopping{false}, leaving{false}, connected{false};
   std::atomic<std::uint64_t> received{0}, succeeded{0}, failed{0}, canceled{0}, dead_lettered{0}, stale{0},
-      reaped{0};
+      reaped{0}, retried{0};
+  std::mt19937_64 rng{std::random_device{}()};  // io_context thread only: retry jitter
+  double unit() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
   std::mutex m;
   std::condition_variable cv;
   std::atomic<std::size_t> in_flight{0};
@@ -844,7 +946,8 @@ const std::string& Consumer::name() const noexcept {
 ConsumerInfo Consumer::info() const {
   auto& i = *impl_;
   return {i.name,          i.connected.load(), i.in_flight.load(),     i.received.load(), i.succeeded.load(),
-          i.failed.load(), i.canceled.load(),  i.dead_lettered.load(), i.stale.load(),    i.reaped.load()};
+          i.failed.load(), i.canceled.load(),  i.dead_lettered.load(), i.stale.load(),    i.reaped.load(),
+          i.retried.load()};
 }
 
 }  // namespace atask::distributed

@@ -34,6 +34,29 @@ local function drop_entry(stream, entry)
   redis.call('XDEL', stream, entry)
 end
 
+local function stream_of(queue, prio) return 'atask:{' .. queue .. '}:' .. prio end
+local function delayed_of(queue) return 'atask:{' .. queue .. '}:delayed' end
+
+-- Into the queue's delayed set, due at `due` (server ms); the queue's
+-- workers hear of it on atask:{<queue>}:due and promote it when it is due.
+local function delay(hash, id, queue, due)
+  redis.call('HSET', hash, 'state', 'delayed', 'due', due)
+  redis.call('ZADD', delayed_of(queue), due, id)
+  redis.call('PUBLISH', 'atask:{' .. queue .. '}:due', due)
+end
+
+-- Appends one failed attempt to the task's history, a JSON array kept as
+-- text (cjson would turn an empty array into an object).
+local function remember(hash, old, attempt, etype, emsg, worker, now)
+  local item = cjson.encode({attempt = tonumber(attempt) or 0, etype = etype, emsg = emsg,
+    worker = worker or '', time = now})
+  if not old or old == '' or old == '[]' then
+    redis.call('HSET', hash, 'history', '[' .. item .. ']')
+  else
+    redis.call('HSET', hash, 'history', string.sub(old, 1, -2) .. ',' .. item .. ']')
+  end
+end
+
 -- Outcomes up to this size travel in the message to the client (which then
 -- needs no read); larger ones are read from the hash.
 local INLINE_MAX = 65536
@@ -72,7 +95,7 @@ local function dead_letter(hash, dead, id, etype, emsg, now)
   redis.call('XADD', dead, '*', 'id', id, 'name', h.name or '', 'args', h.args or '',
     'queue', h.queue or '', 'prio', h.prio or '', 'ttl', h.ttl or '', 'maxd', h.maxd or '',
     'tl', h.tl or '', 'reply', h.reply or '', 'attempt', h.attempt or '0', 'worker', h.owner or '',
-    'etype', etype, 'emsg', emsg, 'time', now)
+    'etype', etype, 'emsg', emsg, 'time', now, 'history', h.history or '[]', 'retry', h.retry or '')
   finish(hash, id, 'dead', now, '', etype, emsg, {h.ttl, h.reply, h.cancel})
 end
 
@@ -97,25 +120,72 @@ local function requeue_pending(stream, consumer)
   return n
 end
 
--- enqueue: keys = {task hash, stream}; args = {id, name, args json, queue,
--- priority, reply channel, ttl s, max deliveries, time limit ms}.
--- Returns the entry id.
+-- enqueue: keys = {task hash, stream, delayed set}; args = {id, name, args
+-- json, queue, priority, reply channel, ttl s, max deliveries, time limit
+-- ms, countdown ms, eta (Unix ms, 0: none), retry policy json ('' : the
+-- worker's default)}. Returns the entry id, or '' for a task that waits in
+-- the delayed set.
 redis.register_function('atask_enqueue', function(keys, args)
-  local hash, stream = keys[1], keys[2]
+  local hash, stream, delayed = keys[1], keys[2], keys[3]
   if redis.call('EXISTS', hash) == 1 then
     return redis.error_reply('ERR atask: a task with id ' .. args[1] .. ' exists already')
   end
+  local now = now_ms()
+  local due = tonumber(args[11]) or 0
+  if due <= 0 then due = now + (tonumber(args[10]) or 0) end
+  local fields = {'name', args[2], 'args', args[3], 'queue', args[4], 'prio', args[5],
+    'reply', args[6], 'ttl', args[7], 'maxd', args[8], 'tl', args[9], 'attempt', 0, 'lost', 0,
+    'created', now}
+  if args[12] and args[12] ~= '' then table.insert(fields, 'retry'); table.insert(fields, args[12]) end
+  if due > now then
+    redis.call('HSET', hash, unpack(fields))
+    redis.call('HSET', hash, 'state', 'delayed', 'due', due)
+    redis.call('ZADD', delayed, due, args[1])
+    redis.call('PUBLISH', 'atask:{' .. args[4] .. '}:due', due)
+    return ''
+  end
   local entry = redis.call('XADD', stream, '*', 'id', args[1])
-  redis.call('HSET', hash, 'name', args[2], 'args', args[3], 'queue', args[4], 'prio', args[5],
-    'reply', args[6], 'ttl', args[7], 'maxd', args[8], 'tl', args[9], 'state', 'queued',
-    'attempt', 0, 'created', now_ms(), 'entry', entry)
+  table.insert(fields, 'state'); table.insert(fields, 'queued')
+  table.insert(fields, 'entry'); table.insert(fields, entry)
+  redis.call('HSET', hash, unpack(fields))
   return entry
 end)
 
+-- promote: keys = the delayed sets of some queues; args = {limit}. Moves
+-- the tasks that are due (at most `limit`) to the tail of their streams.
+-- Returns {moved, the earliest due time left (-1: none), now}.
+redis.register_function('atask_promote', function(keys, args)
+  local now = now_ms()
+  local limit = tonumber(args[1]) or 100
+  local moved, next_due = 0, -1
+  for _, z in ipairs(keys) do
+    if moved < limit then
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, limit - moved)) do
+        local hash = 'atask:t:' .. id
+        local h = redis.call('HMGET', hash, 'state', 'queue', 'prio')
+        redis.call('ZREM', z, id)
+        if h[1] == 'delayed' then  -- (a canceled or expired task is dropped)
+          local entry = redis.call('XADD', stream_of(h[2], h[3]), '*', 'id', id)
+          redis.call('HSET', hash, 'state', 'queued', 'entry', entry)
+          moved = moved + 1
+        end
+      end
+    end
+    local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+    if #first == 2 then
+      local d = tonumber(first[2])
+      if next_due < 0 or d < next_due then next_due = d end
+    end
+  end
+  return {moved, next_due, now}
+end)
+
 -- start: keys = {task hash, stream, dead stream}; args = {entry, consumer, id}.
--- Returns {'run', name, args, attempt, time limit, cancel}, or {'done',
--- state} (finished or canceled already: the entry is dropped), {'gone'}
--- (no such task: expired or purged), {'dead'} (over its delivery limit).
+-- Returns {'run', name, args, attempt, time limit, cancel, retry policy},
+-- or {'done', state} (finished or canceled already: the entry is dropped),
+-- {'gone'} (no such task: expired or purged), {'dead'} (its workers died
+-- on it `max deliveries` times). A task found 'started' lost its last run
+-- with its worker: that goes into its history and counts toward the limit.
 redis.register_function('atask_start', function(keys, args)
   local hash, stream, dead = keys[1], keys[2], keys[3]
   local entry, consumer, id = args[1], args[2], args[3]
@@ -130,35 +200,51 @@ redis.register_function('atask_start', function(keys, args)
     return {'done', h.state}
   end
   local now = now_ms()
-  local attempt = (tonumber(h.attempt) or 0) + 1
+  local lost = tonumber(h.lost) or 0
+  if h.state == 'started' then
+    lost = lost + 1
+    remember(hash, h.history, h.attempt, 'atask::WorkerLost',
+      'worker ' .. (h.owner or '?') .. ' stopped (died, or was presumed dead) while running it', h.owner, now)
+    h.history = redis.call('HGET', hash, 'history')
+  end
   local maxd = tonumber(h.maxd) or 5
-  if attempt > maxd then
+  if lost >= maxd then
     dead_letter(hash, dead, id, 'atask::DeliveryLimit',
-      'delivered ' .. (attempt - 1) .. ' times and never finished: the worker running it died each time (max_deliveries = ' .. maxd .. ')', now)
+      'delivered ' .. lost .. ' times and never finished: the worker running it died each time (max_deliveries = ' .. maxd .. ')', now)
     drop_entry(stream, entry)
     return {'dead'}
   end
-  redis.call('HSET', hash, 'state', 'started', 'attempt', attempt, 'owner', consumer, 'entry', entry,
-    'started', now)
-  return {'run', h.name or '', h.args or '', tostring(attempt), h.tl or '0', h.cancel or '0'}
+  local attempt = (tonumber(h.attempt) or 0) + 1
+  redis.call('HSET', hash, 'state', 'started', 'attempt', attempt, 'lost', lost, 'owner', consumer,
+    'entry', entry, 'started', now)
+  return {'run', h.name or '', h.args or '', tostring(attempt), h.tl or '0', h.cancel or '0', h.retry or ''}
 end)
 
 -- complete: keys = {task hash, stream, dead stream}; args = {entry,
 -- consumer, attempt, outcome, a, b} with outcome succeeded (a = result
--- json), failed or canceled (a = error type, b = message), or dead (the
--- same, into the dead-letter stream). Fenced: only the owner of the current
--- attempt writes; anyone else gets 'stale' and changes nothing but its own
--- entry's acknowledgement.
+-- json), failed or canceled (a = error type, b = message), dead (the same,
+-- into the dead-letter stream), or retry (the same, and c = the delay in
+-- ms: the task waits in the delayed set for its next attempt). Every
+-- failure goes into the task's history. Fenced: only the owner of the
+-- current attempt writes; anyone else gets 'stale' and changes nothing but
+-- its own entry's acknowledgement.
 redis.register_function('atask_complete', function(keys, args)
   local hash, stream, dead = keys[1], keys[2], keys[3]
   local entry, consumer, attempt, outcome = args[1], args[2], args[3], args[4]
   drop_entry(stream, entry)
-  local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner', 'ttl', 'reply', 'cancel')
+  local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner', 'ttl', 'reply', 'cancel', 'history',
+    'queue')
   if cur[1] ~= 'started' or cur[2] ~= attempt or cur[3] ~= consumer then return 'stale' end
   local id = string.sub(hash, 9)
   local now = now_ms()
   if outcome == 'succeeded' then
     finish(hash, id, outcome, now, args[5], '', '', {cur[4], cur[5], cur[6]})
+    return 'ok'
+  end
+  if outcome ~= 'canceled' then remember(hash, cur[7], attempt, args[5], args[6], consumer, now) end
+  if outcome == 'retry' then
+    redis.call('HSET', hash, 'etype', args[5], 'emsg', args[6])
+    delay(hash, id, cur[8], now + (tonumber(args[7]) or 0))
   elseif outcome == 'dead' then
     dead_letter(hash, dead, id, args[5], args[6], now)
   else
@@ -208,6 +294,11 @@ redis.register_function('atask_cancel', function(keys, args)
   local h = redis.call('HMGET', hash, 'state', 'owner')
   local state = h[1]
   if not state then return 'unknown' end
+  if state == 'delayed' then
+    redis.call('ZREM', delayed_of(redis.call('HGET', hash, 'queue') or ''), id)
+    finish(hash, id, 'canceled', now_ms(), '', 'atask::TaskCanceled', 'canceled while delayed')
+    return 'canceled'
+  end
   if state == 'queued' then
     finish(hash, id, 'canceled', now_ms(), '', 'atask::TaskCanceled', 'canceled while queued')
     return 'canceled'
@@ -305,7 +396,16 @@ redis.register_function('atask_requeue_dead', function(keys, args)
   local entry = redis.call('XADD', 'atask:{' .. f.queue .. '}:' .. f.prio, '*', 'id', f.id)
   redis.call('HSET', hash, 'name', f.name, 'args', f.args, 'queue', f.queue, 'prio', f.prio,
     'reply', f.reply or '', 'ttl', f.ttl, 'maxd', f.maxd, 'tl', f.tl, 'state', 'queued',
-    'attempt', 0, 'created', now_ms(), 'entry', entry)
+    'attempt', 0, 'lost', 0, 'created', now_ms(), 'entry', entry, 'history', f.history or '[]')
+  if f.retry and f.retry ~= '' then redis.call('HSET', hash, 'retry', f.retry) end
   redis.call('XDEL', dead, args[1])
   return f.id
+end)
+
+-- purge_dead: keys = {dead stream}. Removes every dead letter; returns how
+-- many there were.
+redis.register_function('atask_purge_dead', function(keys, args)
+  local n = redis.call('XLEN', keys[1])
+  redis.call('DEL', keys[1])
+  return n
 end)

@@ -25,6 +25,16 @@ inline std::string stream_key(std::string_view queue, Priority p) {
 inline std::string dead_key(std::string_view queue) {
   return "atask:{" + std::string(queue) + "}:dead";
 }
+/// Tasks waiting for their time (countdown, eta, a retry's back-off): a
+/// sorted set of task ids by due time (server ms).
+inline std::string delayed_key(std::string_view queue) {
+  return "atask:{" + std::string(queue) + "}:delayed";
+}
+/// Published to when a task is delayed: the queue's workers re-arm their
+/// promotion timer.
+inline std::string due_channel(std::string_view queue) {
+  return "atask:{" + std::string(queue) + "}:due";
+}
 inline std::string worker_key(std::string_view consumer) {
   return "atask:w:" + std::string(consumer);
 }

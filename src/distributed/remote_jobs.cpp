@@ -38,8 +38,7 @@ struct Detach {
 
 }  // namespace
 
-void add_remote_job_type(Jobs& jobs, Client& client, std::string type, std::string task,
-                         RemoteJobOptions o) {
+void add_remote_job_type(Jobs& jobs, Client& client, std::string type, std::string task, RemoteJobOptions o) {
   if (task.empty()) throw OptionsError("add_remote_job_type() - the task name is empty");
   if (o.stop_grace.count() < 0) throw OptionsError("add_remote_job_type() - stop_grace is negative");
   const JobTypeOptions job_options = o.job;

@@ -29,6 +29,9 @@ void TaskRegistry::insert(Entry e) {
     throw OptionsError("TaskRegistry::add() - task '" + e.info.name + "': .aloop = '" + e.info.options.aloop +
                        "' is for coroutine tasks; this one runs " +
                        (e.info.kind == TaskKind::process ? "in a child process" : "on the pool"));
+  e.info.options.retry.check(("TaskRegistry::add() - task '" + e.info.name + "'").c_str());
+  if (e.info.options.time_limit.count() < 0)
+    throw OptionsError("TaskRegistry::add() - task '" + e.info.name + "': time_limit is negative");
   std::lock_guard lk(m_);
   auto [it, added] = entries_.try_emplace(e.info.name, nullptr);
   if (!added)

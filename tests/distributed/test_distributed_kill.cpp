@@ -134,6 +134,12 @@ TEST_SUITE("distributed kill") {
     CHECK(m.at("end t1") == 1);
     CHECK(h.attempt() == 2);
     CHECK(h.worker() == "kb");
+    // The lost run is in the task's history.
+    const auto tries = h.attempts();
+    REQUIRE(tries.size() == 1);
+    CHECK(tries[0].attempt == 1);
+    CHECK(tries[0].error_type == "atask::WorkerLost");
+    CHECK(tries[0].worker == "ka");
   }
 
   TEST_CASE(

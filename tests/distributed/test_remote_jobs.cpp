@@ -66,8 +66,11 @@ struct Cluster {
       throw atask::TaskCanceled("stopped as asked");
     });
     worker.emplace(worker_sv, tasks,
-                   dist::ConsumerOptions{.broker = redis.url(), .name = "rj-w", .heartbeat = 100ms,
-                                         .dead_after = 1000ms, .stop_timeout = 2000ms});
+                   dist::ConsumerOptions{.broker = redis.url(),
+                                         .name = "rj-w",
+                                         .heartbeat = 100ms,
+                                         .dead_after = 1000ms,
+                                         .stop_timeout = 2000ms});
     worker_sv.start();
 
     client.emplace(dist::ClientOptions{.broker = redis.url()});

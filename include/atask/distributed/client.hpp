@@ -19,6 +19,7 @@
 
 #include <atask/core/errors.hpp>
 #include <atask/core/priority.hpp>
+#include <atask/tasks/retry.hpp>
 #include <atask/util/enum_names.hpp>
 #include <atask/util/unique_function.hpp>
 
@@ -51,12 +52,14 @@ class TaskRegistry;
 
 namespace atask::distributed {
 
-/// Where a remote task is: queued (in its stream), started (a worker runs
-/// it), then one of succeeded, failed, canceled, dead (in the dead-letter
-/// stream: an unknown name, a malformed message, or a task whose worker
-/// died on every delivery). Named by to_string() / from_string().
-enum class RemoteStatus : unsigned char { queued, started, succeeded, failed, canceled, dead };
-BOOST_DESCRIBE_ENUM(RemoteStatus, queued, started, succeeded, failed, canceled, dead)
+/// Where a remote task is: delayed (waiting for its countdown, eta or
+/// retry back-off), queued (in its stream), started (a worker runs it),
+/// then one of succeeded, failed, canceled, dead (in the dead-letter stream:
+/// an unknown name, a malformed message, a task whose worker died on every
+/// delivery, or one whose every retry failed). Named by to_string() /
+/// from_string().
+enum class RemoteStatus : unsigned char { queued, started, succeeded, failed, canceled, dead, delayed };
+BOOST_DESCRIBE_ENUM(RemoteStatus, queued, started, succeeded, failed, canceled, dead, delayed)
 
 /// The task failed on its worker (or was dead-lettered): type() is the
 /// exception's type there ("std::runtime_error", "atask::NotFoundError",
@@ -98,6 +101,15 @@ struct SendOptions {
   /// Deliveries before a task whose worker dies every time goes to the
   /// dead-letter stream (a poison task).
   unsigned max_deliveries = 5;
+  /// Runs no sooner than this long after Redis has it (Redis's clock).
+  std::chrono::milliseconds countdown{0};
+  /// Runs no sooner than this (wins over countdown; compared with Redis's
+  /// clock, so the machines' clocks should agree).
+  std::optional<std::chrono::system_clock::time_point> eta{};
+  /// How a failed run is retried; unset: the task's registry default
+  /// (NamedTaskOptions::retry, the client's registry if it has the task,
+  /// else the worker's).
+  std::optional<RetryPolicy> retry{};
 };
 
 /// What Redis knows of a remote task right now (RemoteHandle::info()).
@@ -110,7 +122,18 @@ struct RemoteInfo {
   unsigned attempt = 0;  ///< deliveries that started it (1 for the first run)
   std::string worker;    ///< the consumer that runs or ran it ("" while queued)
   std::int64_t created_ms = 0, started_ms = 0, finished_ms = 0;  ///< Redis server time, Unix ms
-  std::string error_type, error_message;                         ///< failed, canceled, dead
+  std::int64_t due_ms = 0;                ///< delayed (or was): when it is due, Redis server time, Unix ms
+  std::string error_type, error_message;  ///< failed, canceled, dead; the last failure while retried
+};
+
+/// One run of a task that did not succeed (RemoteHandle::attempts()): an
+/// error it threw, a time limit, a crash, or its worker lost
+/// ("atask::WorkerLost").
+struct RemoteAttempt {
+  unsigned attempt = 0;
+  std::string error_type, error_message;
+  std::string worker;
+  std::int64_t time_ms = 0;  ///< when it ended, Redis server time, Unix ms
 };
 
 /// The latest progress a task reported (report_progress(), consumer.hpp).
@@ -144,6 +167,7 @@ class RemoteState {
   void on_done(atask::detail::UniqueFunction f);
 
   RemoteInfo info() const;
+  std::vector<RemoteAttempt> attempts() const;
   bool cancel() const;
 
   void set_progress(RemoteProgress p);
@@ -240,6 +264,10 @@ class [[nodiscard]] RemoteHandle {
   ///         the task is unknown there (its result expired).
   RemoteInfo info() const { return s("info").info(); }
   RemoteStatus status() const { return info().status; }
+  /// The runs that failed so far, oldest first (empty for a task that
+  /// succeeded at once).
+  /// @throws as info().
+  std::vector<RemoteAttempt> attempts() const { return s("attempts").attempts(); }
   unsigned attempt() const { return info().attempt; }
   std::string worker() const { return info().worker; }
 
@@ -337,14 +365,19 @@ class Client {
     std::string error_type, error_message;
     unsigned attempt = 0;
     std::string worker;
+    std::vector<RemoteAttempt> attempts;  ///< every run that failed, oldest first
   };
   std::vector<DeadLetter> dead_letters(std::string_view queue, std::size_t limit = 100);
   /// Puts a dead letter back into its queue (same task id, attempt 0);
   /// returns the task id.
   /// @throws BrokerError for an unknown or malformed entry.
   std::string requeue(std::string_view queue, std::string_view entry);
+  /// Removes every dead letter of a queue; returns how many there were.
+  std::size_t purge_dead(std::string_view queue);
   /// Tasks waiting in a queue, per priority (low .. critical).
   std::array<std::size_t, priority_count> queued(std::string_view queue);
+  /// Tasks of a queue waiting for their time (countdown, eta, retry).
+  std::size_t delayed(std::string_view queue);
 
   const std::string& broker() const noexcept;
 

@@ -82,7 +82,8 @@ struct ConsumerInfo {
   bool connected = false;
   std::size_t in_flight = 0;
   std::uint64_t received = 0, succeeded = 0, failed = 0, canceled = 0, dead_lettered = 0, stale = 0;
-  std::uint64_t reaped = 0;  ///< entries this worker's sweeps handed back from dead workers
+  std::uint64_t reaped = 0;   ///< entries this worker's sweeps handed back from dead workers
+  std::uint64_t retried = 0;  ///< failed runs put back, delayed, for another attempt
 };
 
 /// @par Thread safety

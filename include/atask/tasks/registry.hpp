@@ -25,6 +25,7 @@
 
 #include <atask/core/errors.hpp>
 #include <atask/core/priority.hpp>
+#include <atask/tasks/retry.hpp>
 #include <atask/core/task_info.hpp>
 #include <atask/process/process.hpp>
 #include <atask/supervisor/supervisor.hpp>
@@ -57,6 +58,12 @@ struct NamedTaskOptions {
   /// Coroutine tasks: the aloop to run on (empty: the supervisor's default).
   /// OptionsError on a thread or process task.
   std::string aloop{};
+  /// Distributed mode: the default time limit of a send (0: none; a send's
+  /// own time_limit wins).
+  std::chrono::milliseconds time_limit{0};
+  /// Distributed mode: how a failed run is retried (a send's own retry
+  /// wins). In-process submit() runs once whatever this says.
+  RetryPolicy retry{};
 };
 
 /// What one call may override.

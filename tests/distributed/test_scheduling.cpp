@@ -1,0 +1,237 @@
+// Delivery policy in the distributed mode: delayed tasks (countdown, eta)
+// and retries with back-off, against a redis-server the test starts.
+#include <atask/distributed/client.hpp>
+#include <atask/distributed/consumer.hpp>
+#include <atask/tasks/registry.hpp>
+
+#include <doctest/doctest.h>
+
+#include "fixtures.hpp"
+#include "redis_calls.hpp"
+#include "redis_server.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dist = atask::distributed;
+using atask::redis::cmd;
+using namespace std::chrono_literals;
+using namespace test;
+
+namespace {
+
+dist::ConsumerOptions fast(const RedisServer& r, std::string name) {
+  return {.broker = r.url(),
+          .name = std::move(name),
+          .heartbeat = 100ms,
+          .dead_after = 1000ms,
+          .reap_every = 200ms,
+          .block = 200ms,
+          .stop_timeout = 5000ms};
+}
+
+// When each run of a task started (steady clock), for the back-off checks.
+struct Runs {
+  std::mutex m;
+  std::vector<std::chrono::steady_clock::time_point> at;
+  std::size_t note() {
+    std::lock_guard lk(m);
+    at.push_back(std::chrono::steady_clock::now());
+    return at.size();
+  }
+  std::vector<std::chrono::steady_clock::time_point> all() {
+    std::lock_guard lk(m);
+    return at;
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("distributed") {
+  TEST_CASE("countdown and eta: a delayed task waits in Redis and runs once when due; cancel removes it") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::atomic<int> runs{0};
+    tasks.add("tick", [&](int x) {
+      ++runs;
+      return x;
+    });
+    atask::Supervisor sv(options("s1"));
+    dist::Consumer worker(sv, tasks, fast(redis, "ws1"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+
+    auto later = client.send<int>("tick", {1}, {.countdown = 400ms});
+    auto at = client.send<int>("tick", {2}, {.eta = std::chrono::system_clock::now() + 300ms});
+    auto never = client.send<int>("tick", {3}, {.countdown = 600s});
+    // Sent: all three wait in the delayed set, none in a stream.
+    CHECK(client.delayed("default") >= 2);  // (the first two may be due already on a slow machine)
+    CHECK(never.status() == dist::RemoteStatus::delayed);
+    CHECK(never.info().due_ms > never.info().created_ms);
+
+    CHECK(later.get_for(patience) == 1);
+    CHECK(at.get_for(patience) == 2);
+    for (auto* h : {&later, &at}) {
+      const auto i = h->info();
+      CHECK(i.due_ms > 0);
+      CHECK(i.started_ms >= i.due_ms);  // never early
+      CHECK(i.attempt == 1);
+    }
+    CHECK(later.info().due_ms - later.info().created_ms >= 400);
+
+    // Cancel: gone from the delayed set, canceled, never run.
+    CHECK(never.cancel());
+    CHECK_THROWS_AS((void)never.get_for(patience), atask::TaskCanceled);
+    CHECK(client.delayed("default") == 0);
+    CHECK(runs == 2);
+    CHECK(worker.info().succeeded == 2);
+
+    CHECK_THROWS_AS((void)client.send("tick", {1}, {.countdown = -1ms}), atask::OptionsError);
+  }
+
+  TEST_CASE("a delayed task survives the restart of every worker and of Redis (AOF), and runs once") {
+    RedisServer redis({"appendonly yes", "appendfsync always"});
+    atask::TaskRegistry tasks;
+    std::atomic<int> runs{0};
+    tasks.add("once", [&] { return ++runs; });
+    dist::Client client({.broker = redis.url(), .retry_for = 10s});
+    std::optional<dist::RemoteHandle<int>> h;
+    {
+      atask::Supervisor sv(options("s2a"));
+      dist::Consumer worker(sv, tasks, fast(redis, "ws2a"));
+      sv.start();
+      h = client.send<int>("once", {}, {.countdown = 700ms});
+      CHECK(h->status() == dist::RemoteStatus::delayed);
+      sv.stop();  // no worker is left
+    }
+    redis.kill();
+    redis.restart();
+    // Whether it fell due while nobody ran, or falls due now: it runs once.
+    atask::Supervisor sv(options("s2b"));
+    dist::Consumer worker(sv, tasks, fast(redis, "ws2b"));
+    sv.start();
+    CHECK(h->get_for(patience) == 1);
+    CHECK(runs == 1);
+    CHECK(client.delayed("default") == 0);
+  }
+
+  TEST_CASE("retries: a failing task runs again as a new attempt of the same id, after its back-off") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    Runs flaky_runs;
+    tasks.add("flaky", [&] {
+      if (flaky_runs.note() < 3) throw std::runtime_error("not yet");
+      return 42;
+    });
+    std::atomic<int> broken_runs{0};
+    tasks.add("broken", [&]() -> int {
+      ++broken_runs;
+      throw std::runtime_error("always");
+    });
+    std::atomic<int> picky_runs{0};
+    tasks.add("picky", [&]() -> int {
+      ++picky_runs;
+      throw std::logic_error("a bug, not a hiccup");
+    });
+    // The worker's registry default: used when the send says nothing.
+    Runs default_runs;
+    tasks.add("by_default",
+              [&] {
+                if (default_runs.note() < 2) throw std::runtime_error("first time");
+                return 7;
+              },
+              {.retry = {.max_attempts = 2, .delays = {10ms}}});
+    atask::Supervisor sv(options("s3"));
+    dist::Consumer worker(sv, tasks, fast(redis, "ws3"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+
+    auto h = client.send<int>("flaky", {},
+                              {.retry = atask::RetryPolicy{.max_attempts = 5, .delays = {150ms, 300ms}}});
+    CHECK(h.get_for(patience) == 42);
+    CHECK(h.attempt() == 3);
+    const auto tries = h.attempts();
+    REQUIRE(tries.size() == 2);
+    CHECK(tries[0].attempt == 1);
+    CHECK(tries[1].attempt == 2);
+    CHECK(tries[0].error_type == "std::runtime_error");
+    CHECK(tries[0].error_message == "not yet");
+    CHECK(tries[0].worker == "ws3");
+    // The back-off, loosely: never shorter than asked.
+    const auto at = flaky_runs.all();
+    REQUIRE(at.size() == 3);
+    CHECK(at[1] - at[0] >= 150ms);
+    CHECK(at[2] - at[1] >= 300ms);
+
+    // Every attempt fails: the dead letters, with each attempt's error.
+    auto dead =
+        client.send<int>("broken", {}, {.retry = atask::RetryPolicy{.max_attempts = 3, .backoff = 10ms}});
+    try {
+      (void)dead.get_for(patience);
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "std::runtime_error");
+      CHECK(e.message() == "always");
+    }
+    CHECK(dead.status() == dist::RemoteStatus::dead);
+    CHECK(broken_runs == 3);
+    auto letters = client.dead_letters("default");
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].task_id == dead.id());
+    REQUIRE(letters[0].attempts.size() == 3);
+    CHECK(letters[0].attempts[2].attempt == 3);
+    CHECK(letters[0].attempts[2].error_message == "always");
+
+    // An error the policy does not retry fails at once, and stays out of the dead letters.
+    auto picky = client.send<int>("picky", {},
+                                  {.retry = atask::RetryPolicy{.max_attempts = 3, .on = {"my::Transient"}}});
+    CHECK_THROWS_AS((void)picky.get_for(patience), dist::RemoteError);
+    CHECK(picky.status() == dist::RemoteStatus::failed);
+    CHECK(picky_runs == 1);
+
+    // The task's default on the worker.
+    CHECK(client.send<int>("by_default", {}).get_for(patience) == 7);
+    CHECK(default_runs.all().size() == 2);
+    CHECK(worker.info().retried == 2 + 2 + 1);
+
+    CHECK(client.purge_dead("default") == 1);
+    CHECK(client.dead_letters("default").empty());
+  }
+
+  TEST_CASE("retry policies: the delays they give and the errors they take; bad ones are refused") {
+    atask::RetryPolicy exp{.max_attempts = 10, .backoff = 100ms, .backoff_cap = 1000ms, .jitter = false};
+    CHECK(exp.delay_before(1, 0.5) == 100ms);
+    CHECK(exp.delay_before(2, 0.5) == 200ms);
+    CHECK(exp.delay_before(4, 0.5) == 800ms);
+    CHECK(exp.delay_before(5, 0.5) == 1000ms);  // capped
+    CHECK(exp.delay_before(500, 0.5) == 1000ms);
+    exp.jitter = true;  // full jitter: uniform in [0, the exponential delay]
+    CHECK(exp.delay_before(3, 0.0) == 0ms);
+    CHECK(exp.delay_before(3, 0.5) == 200ms);
+    CHECK(exp.delay_before(3, 0.999) <= 400ms);
+    atask::RetryPolicy list{.max_attempts = 5, .delays = {1s, 5s}};
+    CHECK(list.delay_before(1, 0.3) == 1s);
+    CHECK(list.delay_before(2, 0.3) == 5s);
+    CHECK(list.delay_before(3, 0.3) == 5s);  // the last one repeats
+
+    atask::RetryPolicy some{.on = {"my::Transient"}, .on_time_limit = false};
+    CHECK(some.retries("my::Transient"));
+    CHECK_FALSE(some.retries("std::runtime_error"));
+    CHECK_FALSE(some.retries("atask::TimeoutError"));
+    CHECK(some.retries("atask::ChildCrashed"));
+    CHECK_FALSE(atask::RetryPolicy{}.retries("atask::TaskCanceled"));
+
+    CHECK_THROWS_AS(atask::RetryPolicy{.max_attempts = 0}.check("here"), atask::OptionsError);
+    CHECK_THROWS_AS((atask::RetryPolicy{.backoff = 10s, .backoff_cap = 1s}.check("here")),
+                    atask::OptionsError);
+    atask::TaskRegistry tasks;
+    CHECK_THROWS_AS(tasks.add("x", [] {}, {.retry = {.max_attempts = 0}}), atask::OptionsError);
+    dist::Client client({.broker = "redis://127.0.0.1:1"});
+    CHECK_THROWS_AS((void)client.send("x", {}, {.retry = atask::RetryPolicy{.max_attempts = 0}}),
+                    atask::OptionsError);
+  }
+}
