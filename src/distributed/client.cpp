@@ -555,7 +555,8 @@ namespace {
 // Sends the enqueue calls. A connection lost on the way is retried within
 // retry_for with the same task ids: "exists already" then means that the
 // first try got through.
-asio::awaitable<void> enqueue(detail::ClientImpl* c, std::vector<redis::Connection::Command> cs) {
+asio::awaitable<std::vector<Reply>> enqueue(detail::ClientImpl* c,
+                                            std::vector<redis::Connection::Command> cs) {
   const auto deadline = std::chrono::steady_clock::now() + c->options.retry_for;
   bool again = false;
   for (;;) {
@@ -575,7 +576,7 @@ asio::awaitable<void> enqueue(detail::ClientImpl* c, std::vector<redis::Connecti
     for (auto& r : replies)
       if (r.is_error() && !(again && r.str.find("exists already") != std::string::npos))
         throw BrokerError("Client::send() - Redis refused the task: " + r.str);
-    co_return;
+    co_return replies;
   }
 }
 
@@ -611,6 +612,11 @@ std::vector<std::shared_ptr<detail::RemoteState>> Client::send_states(std::strin
   if (o.time_limit.count() < 0) throw OptionsError("Client::send() - time_limit is negative");
   if (o.result_ttl.count() <= 0) throw OptionsError("Client::send() - result_ttl must be positive");
   if (o.countdown.count() < 0) throw OptionsError("Client::send() - countdown is negative");
+  if (o.idempotency_key) {
+    if (o.idempotency_key->empty()) throw OptionsError("Client::send() - the idempotency key is empty");
+    if (args.size() > 1)
+      throw OptionsError("Client::send_many() - an idempotency key names one task: send them one by one");
+  }
   std::chrono::milliseconds time_limit = o.time_limit;
   std::string retry;
   if (o.retry) {
@@ -642,6 +648,10 @@ std::vector<std::shared_ptr<detail::RemoteState>> Client::send_states(std::strin
                      impl_->channel, std::to_string(o.result_ttl.count()), std::to_string(o.max_deliveries),
                      std::to_string(time_limit.count()), std::to_string(o.countdown.count()),
                      std::to_string(eta_ms), retry));
+    if (o.idempotency_key) {
+      cs.back()[2] = "4";
+      cs.back().insert(cs.back().begin() + 6, detail::idem_key(*o.idempotency_key));
+    }
     states.push_back(std::make_shared<detail::RemoteState>(std::move(id), impl_));
   }
   // Waiting before the task exists: its outcome cannot be published unseen.
@@ -649,18 +659,36 @@ std::vector<std::shared_ptr<detail::RemoteState>> Client::send_states(std::strin
     std::lock_guard lk(impl_->m);
     for (auto& st : states) impl_->waiting.emplace(st->id(), detail::ClientImpl::Waiting{st, false});
   }
+  std::vector<Reply> replies;
   try {
-    impl_->run(enqueue(impl_.get(), std::move(cs)));
+    replies = impl_->run(enqueue(impl_.get(), std::move(cs)));
   } catch (...) {
     std::lock_guard lk(impl_->m);
     for (auto& st : states) impl_->waiting.erase(st->id());
     throw;
   }
+  std::vector<std::string> dups;  // sent before under the same idempotency key
   {
     std::lock_guard lk(impl_->m);
-    for (auto& st : states)
-      if (auto it = impl_->waiting.find(st->id()); it != impl_->waiting.end()) it->second.sent = true;
+    for (std::size_t i = 0; i < states.size(); ++i) {
+      if (i < replies.size() && replies[i].str.rfind("dup:", 0) == 0) {
+        impl_->waiting.erase(states[i]->id());
+        const std::string first = replies[i].str.substr(4);
+        auto it = impl_->waiting.find(first);
+        if (auto same = it != impl_->waiting.end() ? it->second.state.lock() : nullptr) {
+          states[i] = std::move(same);  // this client waits for it already: one state
+          continue;
+        }
+        states[i] = std::make_shared<detail::RemoteState>(first, impl_);
+        impl_->waiting.insert_or_assign(first, detail::ClientImpl::Waiting{states[i], true});
+        dups.push_back(first);
+        continue;
+      }
+      if (auto it = impl_->waiting.find(states[i]->id()); it != impl_->waiting.end()) it->second.sent = true;
+    }
   }
+  // Its outcome is published to us from now on; it may have come already.
+  if (!dups.empty()) impl_->run(impl_->refresh(std::move(dups)));
   return states;
 }
 

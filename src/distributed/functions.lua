@@ -63,12 +63,12 @@ local INLINE_MAX = 65536
 
 -- A final state: timestamps, time-to-live, and the client told. `fields`:
 -- what the caller stores with it (result, or etype and emsg). `cur`: the
--- task's {ttl, reply, cancel} if the caller has read them already.
+-- task's {ttl, reply, cancel, idem} if the caller has read them already.
 -- The message is "o:<id>\n<state>\n<etype>\n<result>\n<emsg>" (the result is
 -- serialized JSON, on one line; emsg comes last and may hold anything), or
 -- just "<id>" when that does not fit.
 local function finish(hash, id, state, now, result, etype, emsg, cur)
-  cur = cur or redis.call('HMGET', hash, 'ttl', 'reply', 'cancel')
+  cur = cur or redis.call('HMGET', hash, 'ttl', 'reply', 'cancel', 'idem')
   local set = {'state', state, 'finished', now}
   if result ~= '' then table.insert(set, 'result'); table.insert(set, result) end
   if etype ~= '' then
@@ -77,15 +77,17 @@ local function finish(hash, id, state, now, result, etype, emsg, cur)
   end
   redis.call('HSET', hash, unpack(set))
   if cur[3] then redis.call('HDEL', hash, 'cancel') end
-  redis.call('EXPIRE', hash, tonumber(cur[1] or '86400') or 86400)
+  local ttl = tonumber(cur[1] or '86400') or 86400
+  redis.call('EXPIRE', hash, ttl)
+  if cur[4] and cur[4] ~= '' then redis.call('EXPIRE', cur[4], ttl) end  -- the idempotency key
   local reply = cur[2]
   if reply and reply ~= '' then
+    local msg = id
     if #result + #emsg < INLINE_MAX and not string.find(result, '\n', 1, true)
         and not string.find(etype, '\n', 1, true) then
-      redis.call('PUBLISH', reply, 'o:' .. id .. '\n' .. state .. '\n' .. etype .. '\n' .. result .. '\n' .. emsg)
-    else
-      redis.call('PUBLISH', reply, id)
+      msg = 'o:' .. id .. '\n' .. state .. '\n' .. etype .. '\n' .. result .. '\n' .. emsg
     end
+    for ch in string.gmatch(reply, '%S+') do redis.call('PUBLISH', ch, msg) end
   end
 end
 
@@ -95,8 +97,9 @@ local function dead_letter(hash, dead, id, etype, emsg, now)
   redis.call('XADD', dead, '*', 'id', id, 'name', h.name or '', 'args', h.args or '',
     'queue', h.queue or '', 'prio', h.prio or '', 'ttl', h.ttl or '', 'maxd', h.maxd or '',
     'tl', h.tl or '', 'reply', h.reply or '', 'attempt', h.attempt or '0', 'worker', h.owner or '',
-    'etype', etype, 'emsg', emsg, 'time', now, 'history', h.history or '[]', 'retry', h.retry or '')
-  finish(hash, id, 'dead', now, '', etype, emsg, {h.ttl, h.reply, h.cancel})
+    'etype', etype, 'emsg', emsg, 'time', now, 'history', h.history or '[]', 'retry', h.retry or '',
+    'idem', h.idem or '')
+  finish(hash, id, 'dead', now, '', etype, emsg, {h.ttl, h.reply, h.cancel, h.idem})
 end
 
 -- Moves a consumer's pending entries of one stream to the stream's tail
@@ -120,15 +123,30 @@ local function requeue_pending(stream, consumer)
   return n
 end
 
--- enqueue: keys = {task hash, stream, delayed set}; args = {id, name, args
--- json, queue, priority, reply channel, ttl s, max deliveries, time limit
--- ms, countdown ms, eta (Unix ms, 0: none), retry policy json ('' : the
--- worker's default)}. Returns the entry id, or '' for a task that waits in
--- the delayed set.
+-- enqueue: keys = {task hash, stream, delayed set[, idempotency key]};
+-- args = {id, name, args json, queue, priority, reply channel, ttl s, max
+-- deliveries, time limit ms, countdown ms, eta (Unix ms, 0: none), retry
+-- policy json ('' : the worker's default)}. Returns the entry id, '' for a
+-- task that waits in the delayed set, or 'dup:<id>' when the idempotency key
+-- names a task that Redis still has (its outcome will be published to this
+-- sender's channel too).
 redis.register_function('atask_enqueue', function(keys, args)
   local hash, stream, delayed = keys[1], keys[2], keys[3]
   if redis.call('EXISTS', hash) == 1 then
     return redis.error_reply('ERR atask: a task with id ' .. args[1] .. ' exists already')
+  end
+  local idem = keys[4]
+  if idem then
+    local prev = redis.call('GET', idem)
+    if prev and redis.call('EXISTS', 'atask:t:' .. prev) == 1 then
+      local ph = 'atask:t:' .. prev
+      local reply = redis.call('HGET', ph, 'reply') or ''
+      if args[6] ~= '' and not string.find(' ' .. reply .. ' ', ' ' .. args[6] .. ' ', 1, true) then
+        redis.call('HSET', ph, 'reply', (reply == '' and '' or reply .. ' ') .. args[6])
+      end
+      return 'dup:' .. prev
+    end
+    redis.call('SET', idem, args[1])
   end
   local now = now_ms()
   local due = tonumber(args[11]) or 0
@@ -137,6 +155,7 @@ redis.register_function('atask_enqueue', function(keys, args)
     'reply', args[6], 'ttl', args[7], 'maxd', args[8], 'tl', args[9], 'attempt', 0, 'lost', 0,
     'created', now}
   if args[12] and args[12] ~= '' then table.insert(fields, 'retry'); table.insert(fields, args[12]) end
+  if idem then table.insert(fields, 'idem'); table.insert(fields, idem) end
   if due > now then
     redis.call('HSET', hash, unpack(fields))
     redis.call('HSET', hash, 'state', 'delayed', 'due', due)
@@ -233,12 +252,12 @@ redis.register_function('atask_complete', function(keys, args)
   local entry, consumer, attempt, outcome = args[1], args[2], args[3], args[4]
   drop_entry(stream, entry)
   local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner', 'ttl', 'reply', 'cancel', 'history',
-    'queue')
+    'queue', 'idem')
   if cur[1] ~= 'started' or cur[2] ~= attempt or cur[3] ~= consumer then return 'stale' end
   local id = string.sub(hash, 9)
   local now = now_ms()
   if outcome == 'succeeded' then
-    finish(hash, id, outcome, now, args[5], '', '', {cur[4], cur[5], cur[6]})
+    finish(hash, id, outcome, now, args[5], '', '', {cur[4], cur[5], cur[6], cur[9]})
     return 'ok'
   end
   if outcome ~= 'canceled' then remember(hash, cur[7], attempt, args[5], args[6], consumer, now) end
@@ -248,7 +267,7 @@ redis.register_function('atask_complete', function(keys, args)
   elseif outcome == 'dead' then
     dead_letter(hash, dead, id, args[5], args[6], now)
   else
-    finish(hash, id, outcome, now, '', args[5], args[6], {cur[4], cur[5], cur[6]})
+    finish(hash, id, outcome, now, '', args[5], args[6], {cur[4], cur[5], cur[6], cur[9]})
   end
   return 'ok'
 end)
@@ -262,7 +281,8 @@ redis.register_function('atask_progress', function(keys, args)
   redis.call('HSET', hash, 'progress', args[3], 'pmsg', args[4])
   -- "p:<id>\n<fraction>\n<message>": the client needs no read.
   if cur[4] and cur[4] ~= '' then
-    redis.call('PUBLISH', cur[4], 'p:' .. string.sub(hash, 9) .. '\n' .. args[3] .. '\n' .. args[4])
+    local msg = 'p:' .. string.sub(hash, 9) .. '\n' .. args[3] .. '\n' .. args[4]
+    for ch in string.gmatch(cur[4], '%S+') do redis.call('PUBLISH', ch, msg) end
   end
   return 'ok'
 end)
@@ -398,6 +418,10 @@ redis.register_function('atask_requeue_dead', function(keys, args)
     'reply', f.reply or '', 'ttl', f.ttl, 'maxd', f.maxd, 'tl', f.tl, 'state', 'queued',
     'attempt', 0, 'lost', 0, 'created', now_ms(), 'entry', entry, 'history', f.history or '[]')
   if f.retry and f.retry ~= '' then redis.call('HSET', hash, 'retry', f.retry) end
+  if f.idem and f.idem ~= '' then
+    redis.call('HSET', hash, 'idem', f.idem)
+    redis.call('SET', f.idem, f.id)
+  end
   redis.call('XDEL', dead, args[1])
   return f.id
 end)

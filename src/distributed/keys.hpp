@@ -35,6 +35,10 @@ inline std::string delayed_key(std::string_view queue) {
 inline std::string due_channel(std::string_view queue) {
   return "atask:{" + std::string(queue) + "}:due";
 }
+/// An idempotency key (SendOptions::idempotency_key) -> the task id.
+inline std::string idem_key(std::string_view key) {
+  return "atask:idem:" + std::string(key);
+}
 inline std::string worker_key(std::string_view consumer) {
   return "atask:w:" + std::string(consumer);
 }

@@ -46,7 +46,9 @@ void add_remote_job_type(Jobs& jobs, Client& client, std::string type, std::stri
       std::move(type),
       [&client, task = std::move(task), o = std::move(o)](JobContext& job) {
         boost::json::array args = o.args ? o.args(job.params()) : boost::json::array{job.params()};
-        auto h = client.send(task, std::move(args), o.send);
+        SendOptions so = o.send;
+        if (o.shared && !so.idempotency_key) so.idempotency_key = "job:" + job.info().key;
+        auto h = client.send(task, std::move(args), so);
         auto relay = std::make_shared<Relay>();
         relay->job = &job;
         Detach detach{relay};

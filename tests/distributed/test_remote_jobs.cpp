@@ -97,6 +97,30 @@ std::string file_text(const std::filesystem::path& p) {
 }  // namespace
 
 TEST_SUITE("distributed") {
+  TEST_CASE("two API servers asked for the same remote job share one task on the cluster") {
+    Cluster c;
+    // A second API server: its own supervisor, Jobs and client.
+    TempDir dir2;
+    atask::Supervisor api2(options("rj-api2", 2));
+    dist::Client client2({.broker = c.redis.url()});
+    auto jobs2 = std::make_unique<atask::Jobs>(api2, atask::JobsOptions{.storage_dir = dir2.path()});
+    dist::add_remote_job_type(*jobs2, client2, "index", "index");
+    api2.start();
+
+    auto one = c.jobs->ensure_run("index", {{"doc", 3}});
+    REQUIRE(c.half.wait_for());  // the task runs on the worker
+    auto two = jobs2->ensure_run("index", {{"doc", 3}});
+    c.release.set();
+    const auto a = one.wait(), b = two.wait();
+    CHECK(a.status == atask::JobStatus::done);
+    CHECK(b.status == atask::JobStatus::done);
+    CHECK(file_text(a.result_path) == R"({"pages":30})");
+    CHECK(file_text(b.result_path) == R"({"pages":30})");
+    CHECK(c.worker->info().succeeded == 1);  // one run for both
+    api2.stop();
+    jobs2.reset();
+  }
+
   TEST_CASE("a remote job streams the worker's progress over HTTP and keeps the task's result") {
     Cluster c;
     HttpConnection http(c.server->port());

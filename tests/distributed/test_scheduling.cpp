@@ -202,6 +202,49 @@ TEST_SUITE("distributed") {
     CHECK(client.dead_letters("default").empty());
   }
 
+  TEST_CASE(
+      "an idempotency key: a second send returns the first task, from any client, until its result expires") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::atomic<int> runs{0};
+    Event release;
+    OpenOnExit open{&release};
+    tasks.add("charge", [&](int cents) {
+      ++runs;
+      if (!release.wait_for()) throw std::runtime_error("never released");
+      return cents;
+    });
+    atask::Supervisor sv(options("s5"));
+    dist::Consumer worker(sv, tasks, fast(redis, "ws5"));
+    sv.start();
+    dist::Client a({.broker = redis.url()}), b({.broker = redis.url()});
+
+    const dist::SendOptions once{.result_ttl = 1s, .idempotency_key = "order-17"};
+    auto first = a.send<int>("charge", {500}, once);
+    auto again = a.send<int>("charge", {999}, once);  // same client: the same task
+    auto other = b.send<int>("charge", {999}, once);  // another client: the same task
+    CHECK(again.id() == first.id());
+    CHECK(other.id() == first.id());
+    release.set();
+    CHECK(first.get_for(patience) == 500);
+    CHECK(again.get_for(patience) == 500);
+    CHECK(other.get_for(patience) == 500);  // told by pub/sub, like the sender
+    // Ended, within its result_ttl: still the same task, its result at once.
+    auto late = b.send<int>("charge", {1}, once);
+    CHECK(late.id() == first.id());
+    CHECK(late.get_for(patience) == 500);
+    CHECK(runs == 1);
+    // Once the result has expired, the key is free again.
+    CHECK(eventually([&] { return redis_call(redis, cmd("EXISTS", "atask:idem:order-17")).integer == 0; }));
+    auto fresh = a.send<int>("charge", {2}, once);
+    CHECK(fresh.id() != first.id());
+    CHECK(fresh.get_for(patience) == 2);
+    CHECK(runs == 2);
+
+    CHECK_THROWS_AS((void)a.send_many("charge", {{1}, {2}}, {.idempotency_key = "k"}), atask::OptionsError);
+    CHECK_THROWS_AS((void)a.send("charge", {1}, {.idempotency_key = ""}), atask::OptionsError);
+  }
+
   TEST_CASE("retry policies: the delays they give and the errors they take; bad ones are refused") {
     atask::RetryPolicy exp{.max_attempts = 10, .backoff = 100ms, .backoff_cap = 1000ms, .jitter = false};
     CHECK(exp.delay_before(1, 0.5) == 100ms);

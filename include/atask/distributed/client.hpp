@@ -110,6 +110,11 @@ struct SendOptions {
   /// (NamedTaskOptions::retry, the client's registry if it has the task,
   /// else the worker's).
   std::optional<RetryPolicy> retry{};
+  /// A second send with the same key, while Redis still has the first task
+  /// (queued, delayed, running, or ended within its result_ttl), sends
+  /// nothing and returns a handle to that task. send() only (a send_many()
+  /// with more than one call refuses it).
+  std::optional<std::string> idempotency_key{};
 };
 
 /// What Redis knows of a remote task right now (RemoteHandle::info()).

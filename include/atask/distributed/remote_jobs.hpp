@@ -19,7 +19,9 @@
 ///  - a failed, dead-lettered or canceled task fails the job, with the
 ///    remote error type and message in the job's error;
 ///  - the job asked to stop (its Jobs destroyed, its supervisor stopping)
-///    cancels the task, and waits for its outcome at most `stop_grace`.
+///    cancels the task, and waits for its outcome at most `stop_grace`;
+///  - jobs with the same type and params on other processes share the task
+///    (RemoteJobOptions::shared).
 /// While it follows the task a job holds one thread of the owner's pool,
 /// as every job does; JobsOptions::max_running bounds them.
 
@@ -46,6 +48,11 @@ struct RemoteJobOptions {
   /// After the job is asked to stop and the task canceled: how long the job
   /// waits for the task's outcome before it ends failed anyway.
   std::chrono::milliseconds stop_grace{5'000};
+  /// Jobs with the same type and params share one remote task across every
+  /// process that uses this job type on the cluster (an idempotency key
+  /// derived from Jobs::key_of), while Redis has it: two API servers asked
+  /// for the same job send it once. False: each job sends its own task.
+  bool shared = true;
 };
 
 /// Registers job type `type` on `jobs`: each job sends task `task` through
