@@ -13,6 +13,8 @@ packages=(
   prometheus wrk                 # scraping and load-testing the control plane
   chromium                       # the dashboard's browser test (tests/http/browser)
   redis-server libhiredis-dev    # distributed mode: the broker the tests start, and its protocol
+  libhowardhinnant-date-dev      # cron time zones (date/tz.h, libdate-tz3: IANA zones from tzdata)
+  python3-croniter python3-tz    # the cron differential test's reference (croniter pulls python3-dateutil)
 )
 # The browser test needs node and npm. Debian's npm conflicts with a node from
 # elsewhere (e.g. nodesource, which ships its own npm): take Debian's only
