@@ -74,11 +74,14 @@ class TimerDriver {
   using clock = std::chrono::steady_clock;
 
   TimerDriver(std::shared_ptr<TimerState> st, std::unique_ptr<TimerCall> fn, clock::time_point first,
-              clock::duration period, const char* call, std::string name, std::shared_ptr<spdlog::logger> log)
+              clock::duration period, const char* call, std::string name, std::shared_ptr<spdlog::logger> log,
+              std::optional<CronSchedule> cron = std::nullopt, std::chrono::system_clock::time_point due = {})
       : st_(std::move(st)),
         fn_(std::move(fn)),
         next_(first),
         period_(period),
+        cron_(std::move(cron)),
+        due_(due),
         call_(call),
         name_(std::move(name)),
         log_(std::move(log)) {}
@@ -95,9 +98,11 @@ class TimerDriver {
   }
 
  private:
-  bool periodic() const noexcept { return period_ != clock::duration::zero(); }
+  bool periodic() const noexcept { return period_ != clock::duration::zero() || cron_; }
   void finish_call(std::exception_ptr e) noexcept;
-  void advance() noexcept;
+  // False when the timer has no next call.
+  bool advance() noexcept;
+  bool advance_cron() noexcept;
 
   std::shared_ptr<TimerState> st_;
   std::unique_ptr<TimerCall> fn_;
@@ -105,7 +110,9 @@ class TimerDriver {
   // an io_context that might be stopping.
   std::optional<boost::asio::steady_timer> timer_;
   clock::time_point next_;
-  clock::duration period_;  // zero: one call (after, at)
+  clock::duration period_;  // zero: one call (after, at) or cron
+  std::optional<CronSchedule> cron_;
+  std::chrono::system_clock::time_point due_;  // cron: the wall time next_ stands for
   const char* call_;
   std::string name_;
   std::shared_ptr<spdlog::logger> log_;
@@ -149,8 +156,7 @@ boost::asio::awaitable<void> TimerDriver::run(std::shared_ptr<TimerDriver> self)
       }
     }
     d.finish_call(error);
-    if (!d.periodic()) co_return;
-    d.advance();
+    if (!d.periodic() || !d.advance()) co_return;
   }
 }
 
@@ -171,13 +177,40 @@ void TimerDriver::finish_call(std::exception_ptr e) noexcept {
 // Fixed rate: the next tick is the first one of start + k * period that is
 // still ahead; those that came due during the call (or while the aloop was
 // busy elsewhere) are counted as skipped, not run late.
-void TimerDriver::advance() noexcept {
+bool TimerDriver::advance() noexcept {
+  if (cron_) return advance_cron();
   next_ += period_;
   const auto now = clock::now();
   if (next_ <= now) {
     const auto k = (now - next_) / period_ + 1;
     next_ += k * period_;
     st_->skipped.fetch_add(static_cast<std::uint64_t>(k), std::memory_order_release);
+  }
+  return true;
+}
+
+// The fire time after the one just run, counting (as skipped) those that
+// came due during the call. Computed from the previous fire time, not from
+// now: a steady clock that runs ahead of the system clock must not make the
+// same fire time come twice.
+bool TimerDriver::advance_cron() noexcept {
+  try {
+    const auto wall = std::chrono::system_clock::now();
+    auto next = cron_->next_after(due_);
+    std::uint64_t k = 0;
+    for (; next <= wall && k < 1000; ++k) next = cron_->next_after(next);
+    if (next <= wall) next = cron_->next_after(wall);  // a long stall: stop counting one by one
+    if (k) st_->skipped.fetch_add(k, std::memory_order_release);
+    due_ = next;
+    next_ = clock::now() + timer_duration(next - wall);
+    return true;
+  } catch (const std::exception& e) {
+    try {
+      log_->error("{}{} - no next fire time, the timer ends: {}", call_,
+                  name_.empty() ? std::string() : " '" + name_ + "'", e.what());
+    } catch (...) {
+    }
+    return false;
   }
 }
 
@@ -216,6 +249,8 @@ const char* call_name(TimerKind k) noexcept {
       return "atask::every()";
     case TimerKind::at:
       return "atask::at()";
+    case TimerKind::cron:
+      return "atask::cron()";
   }
   return "atask timer";
 }
@@ -233,15 +268,30 @@ void validate(const TimerSpec& spec, const TimerOptions& o) {
     throw OptionsError(prefix(call, o) + " - period must be > 0");
   if (o.immediate && spec.kind != TimerKind::every)
     throw OptionsError(prefix(call, o) + " - TimerOptions::immediate is for every() only");
+  if (!o.time_zone.empty() && (spec.kind != TimerKind::cron || spec.schedule))
+    throw OptionsError(prefix(call, o) +
+                       " - TimerOptions::time_zone is for cron() with an expression (a CronSchedule "
+                       "carries its own zone)");
+}
+
+std::optional<CronSchedule> schedule_of(const TimerSpec& spec, const TimerOptions& o) {
+  if (spec.kind != TimerKind::cron) return std::nullopt;
+  if (spec.schedule) return *spec.schedule;
+  try {
+    return CronSchedule::parse(spec.cron_expression, o.time_zone.empty() ? "UTC" : o.time_zone);
+  } catch (const OptionsError& e) {
+    throw OptionsError(prefix(call_name(spec.kind), o) + " - " + e.what());
+  }
 }
 
 Timer start_on(Aloop& loop, const TimerSpec& spec, std::unique_ptr<TimerCall> fn, TimerOptions o,
-               std::shared_ptr<spdlog::logger> log) {
+               std::shared_ptr<spdlog::logger> log, std::optional<CronSchedule> cron) {
   using clock = std::chrono::steady_clock;
   const char* call = call_name(spec.kind);
   const auto now = clock::now();
   clock::time_point first = now;
   clock::duration period{};
+  std::chrono::system_clock::time_point due{};
   switch (spec.kind) {
     case TimerKind::after:
       first = now + spec.delay;
@@ -256,9 +306,16 @@ Timer start_on(Aloop& loop, const TimerSpec& spec, std::unique_ptr<TimerCall> fn
       if (spec.when > wall) first = now + timer_duration(spec.when - wall);
       break;
     }
+    case TimerKind::cron: {
+      const auto wall = std::chrono::system_clock::now();
+      due = cron->next_after(wall);
+      first = now + timer_duration(due - wall);
+      break;
+    }
   }
   auto st = std::make_shared<TimerState>();
-  auto driver = std::make_shared<TimerDriver>(st, std::move(fn), first, period, call, o.name, std::move(log));
+  auto driver = std::make_shared<TimerDriver>(st, std::move(fn), first, period, call, o.name, std::move(log),
+                                              std::move(cron), due);
   st->attach(driver, loop);
   try {
     loop.spawn(TimerDriver::run(std::move(driver)), boost::asio::cancellation_slot{});
@@ -273,23 +330,25 @@ Timer start_on(Aloop& loop, const TimerSpec& spec, std::unique_ptr<TimerCall> fn
 
 Timer start_timer(Aloop& loop, const TimerSpec& spec, std::unique_ptr<TimerCall> fn, TimerOptions o) {
   validate(spec, o);
+  auto cron = schedule_of(spec, o);
   if (!o.aloop.empty())
     throw OptionsError(prefix(call_name(spec.kind), o) + " - TimerOptions::aloop ('" + o.aloop +
                        "') is for the Supervisor overloads; this one was given an Aloop");
   std::shared_ptr<spdlog::logger> log = o.logger;
   if (!log) log = spdlog::get("atask");
   if (!log) log = spdlog::default_logger();
-  return start_on(loop, spec, std::move(fn), std::move(o), std::move(log));
+  return start_on(loop, spec, std::move(fn), std::move(o), std::move(log), std::move(cron));
 }
 
 Timer start_timer(Supervisor& sv, const TimerSpec& spec, std::unique_ptr<TimerCall> fn, TimerOptions o) {
   validate(spec, o);
+  auto cron = schedule_of(spec, o);
   Aloop& loop = o.aloop.empty() ? sv.default_aloop() : sv.aloop(o.aloop);
   std::shared_ptr<spdlog::logger> log = o.logger;
   // Not owned: the driver logs only on the supervisor's aloop, and the
   // supervisor stops (joins) its aloops before its logger goes away.
   if (!log) log = std::shared_ptr<spdlog::logger>(std::shared_ptr<void>(), &sv.logger());
-  return start_on(loop, spec, std::move(fn), std::move(o), std::move(log));
+  return start_on(loop, spec, std::move(fn), std::move(o), std::move(log), std::move(cron));
 }
 
 }  // namespace detail

@@ -1,6 +1,8 @@
 #include <atask/timers/cron.hpp>
 
 #include <atask/core/errors.hpp>
+#include <atask/supervisor.hpp>
+#include <atask/timer.hpp>
 
 #include <doctest/doctest.h>
 
@@ -222,5 +224,55 @@ TEST_SUITE("cron") {
     CHECK(parse_error("0 0 30 2 MON") == "<nothing thrown>");  // Mondays in February
     CHECK(parse_error("* * * * *", "Mars/Olympus_Mons") ==
           "cron: unknown time zone 'Mars/Olympus_Mons' (an IANA name such as 'UTC' or 'Europe/Berlin')");
+  }
+}
+
+TEST_SUITE("timers") {
+  TEST_CASE("cron every second fires twice and stops when canceled") {
+    StartedSupervisor sv({});
+    Event second;
+    std::vector<Wall::time_point> when;  // aloop thread; read after `second`
+    auto t = atask::cron(sv, "* * * * * *",
+                         [&](atask::TimerControl& c) {
+                           when.push_back(Wall::now());
+                           if (c.runs() == 1) {
+                             c.cancel();
+                             second.set();
+                           }
+                         },
+                         {.name = "every-second"});
+    REQUIRE(second.wait_for());
+    CHECK_FALSE(t.active());
+    REQUIRE(eventually([&] { return t.runs() == 2; }));
+    REQUIRE(when.size() == 2);
+    CHECK(when[1] > when[0]);
+  }
+
+  TEST_CASE("cron reads its expression in the time zone option and takes a parsed schedule") {
+    atask::Aloop loop("cron");
+    loop.start();
+    auto a = atask::cron(loop, "0 0 1 1 *", [] {}, {.time_zone = "Asia/Kolkata"});
+    CHECK(a.active());
+    const auto s = atask::CronSchedule::parse("@yearly", "America/New_York");
+    auto b = atask::cron(loop, s, [] {});
+    CHECK(b.active());
+    CHECK(b.cancel());
+    CHECK_FALSE(b.active());
+  }
+
+  TEST_CASE("cron refuses a bad expression, an unknown zone and a misplaced time zone option") {
+    StartedSupervisor sv({});
+    CHECK(what_of<atask::OptionsError>([&] { (void)atask::cron(sv, "61 * * * *", [] {}, {.name = "n"}); }) ==
+          "atask::cron() 'n' - cron: minute field '61' is out of range 0-59");
+    CHECK(contains(what_of<atask::OptionsError>(
+                       [&] { (void)atask::cron(sv, "* * * * *", [] {}, {.time_zone = "Nowhere/Land"}); }),
+                   "unknown time zone 'Nowhere/Land'"));
+    CHECK(contains(
+        what_of<atask::OptionsError>([&] { (void)atask::every(sv, 1s, [] {}, {.time_zone = "UTC"}); }),
+        "TimerOptions::time_zone is for cron()"));
+    const auto s = atask::CronSchedule::parse("@hourly");
+    CHECK(
+        contains(what_of<atask::OptionsError>([&] { (void)atask::cron(sv, s, [] {}, {.time_zone = "UTC"}); }),
+                 "TimerOptions::time_zone is for cron()"));
   }
 }

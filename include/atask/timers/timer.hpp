@@ -1,14 +1,16 @@
 #pragma once
 /// @file
 /// Timers (async jobs): call a function on an aloop after a delay
-/// (after), at a wall-clock time (at) or at a fixed rate (every) - Celery's
-/// apply_after / apply_at / apply_interval, atasker's async job scheduler.
+/// (after), at a wall-clock time (at), at a fixed rate (every) or on a cron
+/// schedule (cron) - Celery's apply_after / apply_at / apply_interval and
+/// beat, atasker's async job scheduler.
 /// Each returns a move-only Timer whose destructor cancels.
 ///
 /// @code
 ///   atask::Timer beat = atask::every(sv, 1s, [] { spdlog::info("alive"); });
 ///   atask::Timer once = atask::after(loop, 50ms, []() -> asio::awaitable<void> { co_await ping(); });
 ///   atask::Timer eta = atask::at(sv, std::chrono::system_clock::now() + 1h, [] { report(); });
+///   atask::Timer nightly = atask::cron(sv, "30 2 * * *", [] { rotate(); }, {.time_zone = "Europe/Berlin"});
 ///   once.cancel();  // no call starts after this returns
 /// @endcode
 ///
@@ -20,6 +22,7 @@
 /// See docs/timers.md for the exact guarantees.
 
 #include <atask/aloop/aloop.hpp>
+#include <atask/timers/cron.hpp>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -27,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -53,6 +57,10 @@ struct TimerOptions {
   /// supervisor's logger (Supervisor overloads), else spdlog's logger named
   /// "atask" if one is registered, else spdlog's default logger.
   std::shared_ptr<spdlog::logger> logger{};
+  /// cron() with an expression only: the IANA time zone the expression is
+  /// read in ("Europe/Berlin"); empty = "UTC". OptionsError elsewhere (a
+  /// CronSchedule carries its own zone).
+  std::string time_zone{};
 };
 
 namespace detail {
@@ -84,7 +92,7 @@ class TimerControl {
   detail::TimerState* s_;
 };
 
-/// A scheduled call (after, at) or series of calls (every). Move-only; the
+/// A scheduled call (after, at) or series of calls (every, cron). Move-only; the
 /// destructor (and a move-assignment onto it) cancels the timer it owns.
 /// A default-constructed or moved-from Timer is empty: cancel() returns
 /// false, active() false, the counters 0.
@@ -95,7 +103,7 @@ class TimerControl {
 ///    the aloop, possibly after cancel() returned. cancel() never waits for
 ///    it, so it may be called from inside the callable (see TimerControl)
 ///    and from any thread.
-///  - every() never overlaps calls: a tick that comes due while a call is
+///  - every() and cron() never overlap calls: a tick that comes due while a call is
 ///    still running (or while the aloop is busy) is skipped and counted in
 ///    skipped(), not queued up.
 ///  - When the timer is over (canceled, its last call done, or its aloop
@@ -136,7 +144,7 @@ class [[nodiscard]] Timer {
   std::uint64_t runs() const noexcept;
   /// Of runs(), those that ended with an exception (each is also logged).
   std::uint64_t errors() const noexcept;
-  /// every(): ticks not run because the previous call (or the aloop) was
+  /// every(), cron(): ticks not run because the previous call (or the aloop) was
   /// still busy when they came due.
   std::uint64_t skipped() const noexcept;
   /// False for an empty Timer.
@@ -220,13 +228,15 @@ std::chrono::steady_clock::duration timer_duration(std::chrono::duration<Rep, Pe
   return std::chrono::ceil<D>(d);
 }
 
-enum class TimerKind : unsigned char { after, every, at };
+enum class TimerKind : unsigned char { after, every, at, cron };
 
 /// What to schedule (library use).
 struct TimerSpec {
   TimerKind kind;
   std::chrono::steady_clock::duration delay{};   ///< after: delay; every: period
   std::chrono::system_clock::time_point when{};  ///< at
+  std::string_view cron_expression{};            ///< cron, parsed with TimerOptions::time_zone
+  const CronSchedule* schedule = nullptr;        ///< cron, already parsed (instead of the expression)
 };
 
 Timer start_timer(Aloop& loop, const TimerSpec& spec, std::unique_ptr<TimerCall> fn, TimerOptions options);
@@ -306,6 +316,54 @@ Timer at(Aloop& loop, std::chrono::system_clock::time_point when, F&& fn, TimerO
 template <class F>
 Timer at(Supervisor& sv, std::chrono::system_clock::time_point when, F&& fn, TimerOptions options = {}) {
   return detail::start_timer(sv, {.kind = detail::TimerKind::at, .when = when},
+                             detail::make_timer_call(std::forward<F>(fn)), std::move(options));
+}
+
+/// Calls `fn` on `loop` at each fire time of the cron expression `expr`
+/// (see CronSchedule for the syntax and the daylight-saving rules), read
+/// in `options.time_zone` (default UTC). Like every(), calls never
+/// overlap: a fire time that comes due while a call still runs is skipped
+/// and counted (Timer::skipped()). An exception from fn is logged and
+/// counted, and the calls go on. Each fire time becomes a steady-clock
+/// delay when it is armed: a system clock step moves the following ones.
+///
+/// May be called from any thread, the aloop's own included.
+///
+/// @code
+///   auto t = atask::cron(loop, "*/5 * * * *", [&] { sweep(); }, {.name = "sweeper"});
+/// @endcode
+///
+/// @throws OptionsError for a malformed expression, an unknown time zone,
+///         or misused options.
+/// @throws LifecycleError when the aloop is not running (never started, or
+///         stopped).
+template <class F>
+Timer cron(Aloop& loop, std::string_view expr, F&& fn, TimerOptions options = {}) {
+  return detail::start_timer(loop, {.kind = detail::TimerKind::cron, .cron_expression = expr},
+                             detail::make_timer_call(std::forward<F>(fn)), std::move(options));
+}
+
+/// cron() on `sv`'s default aloop (or the one `options.aloop` names),
+/// logging with `sv`'s logger.
+template <class F>
+Timer cron(Supervisor& sv, std::string_view expr, F&& fn, TimerOptions options = {}) {
+  return detail::start_timer(sv, {.kind = detail::TimerKind::cron, .cron_expression = expr},
+                             detail::make_timer_call(std::forward<F>(fn)), std::move(options));
+}
+
+/// cron() with a schedule parsed beforehand (it carries its time zone:
+/// `options.time_zone` must be empty).
+template <class F>
+Timer cron(Aloop& loop, const CronSchedule& schedule, F&& fn, TimerOptions options = {}) {
+  return detail::start_timer(loop, {.kind = detail::TimerKind::cron, .schedule = &schedule},
+                             detail::make_timer_call(std::forward<F>(fn)), std::move(options));
+}
+
+/// cron() with a parsed schedule on `sv`'s default aloop (or the one
+/// `options.aloop` names).
+template <class F>
+Timer cron(Supervisor& sv, const CronSchedule& schedule, F&& fn, TimerOptions options = {}) {
+  return detail::start_timer(sv, {.kind = detail::TimerKind::cron, .schedule = &schedule},
                              detail::make_timer_call(std::forward<F>(fn)), std::move(options));
 }
 
