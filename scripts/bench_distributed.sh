@@ -4,11 +4,16 @@
 # one Node worker at concurrency 50), one after the other against the same
 # redis-server of its own, started here on a free loopback port in a
 # temporary folder and stopped at exit. Prints each harness's table, then the
-# comparison (atask/Celery and atask/BullMQ) with the targets of issue 11.
+# comparison (atask/Celery and atask/BullMQ) with the targets of issues 11
+# and 12.
 #
 #   bash scripts/bench_distributed.sh           # full run, about 7-10 minutes on 2 cores
 #   bash scripts/bench_distributed.sh --quick   # smaller counts, one run each (recovery still waits for BullMQ)
+#   ATASK_BUILD_DIR=/tmp/b bash scripts/bench_distributed.sh   # build there, not in ./build
 #
+# ATASK_BUILD_DIR: the build folder for bench_distributed (configured with
+# the default preset's settings when it has no cache yet); default ./build,
+# through the default preset.
 # Installs what is missing: the build's packages (scripts/setup.sh, which
 # also brings redis-server and node), python3-celery and python3-redis
 # (apt-get), bullmq and ioredis (npm ci in benchmarks/peers/bullmq).
@@ -23,7 +28,7 @@ for a in "$@"; do
   case "$a" in
     --quick) quick=(--quick) ;;
     -h | --help)
-      sed -n '2,16p' "$0"
+      sed -n '2,21p' "$0"
       exit 0
       ;;
     *)
@@ -56,8 +61,16 @@ if [ ! -d benchmarks/peers/bullmq/node_modules/bullmq ] || [ ! -d benchmarks/pee
 fi
 
 # ---- build ------------------------------------------------------------------------------------
-cmake --preset default >/dev/null
-cmake --build build -j2 --target bench_distributed
+build_dir=${ATASK_BUILD_DIR:-}
+if [ -z "$build_dir" ]; then
+  cmake --preset default >/dev/null
+  build_dir=build
+elif [ ! -f "$build_dir/CMakeCache.txt" ]; then
+  # The default preset's settings, in a folder of the caller's choosing.
+  cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
+cmake --build "$build_dir" -j2 --target bench_distributed
+bench_bin="$build_dir/benchmarks/bench_distributed"
 
 # ---- a redis-server of our own ------------------------------------------------------------------
 tmp=$(mktemp -d /tmp/bench_distributed.XXXXXX)
@@ -137,7 +150,7 @@ limit=900
 [ ${#quick[@]} -eq 0 ] || limit=400
 run() { timeout --kill-after=10 "$limit" "$@"; }
 
-run ./build/benchmarks/bench_distributed client --broker "redis://127.0.0.1:$port" --redis-pid "$redis_pid" \
+run "$bench_bin" client --broker "redis://127.0.0.1:$port" --redis-pid "$redis_pid" \
   --workdir "$tmp/atask" "${quick[@]}" | tee "$tmp/atask.out" || status=1
 redis_alive atask
 flush
