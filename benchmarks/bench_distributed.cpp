@@ -10,11 +10,24 @@
 //     result. Median of the runs. Also shown: the CPU time per task of
 //     redis-server, the worker and the client (/proc/<pid>/stat), Redis
 //     commands per task (INFO commandstats, Lua's inner calls included), and
-//     the same throughput with the consumer's default prefetch (0 = twice
-//     the pool: 4).
+//     the same throughput with the consumer's default prefetch (0 = four
+//     times the pool: 8).
 //  b. round trip: send<int>("noop", {i}).get(), one at a time, after a
 //     warm-up, on an idle worker: p50 / p90 / p99; next to the floor, a raw
 //     PING to the same server over a blocking socket.
+//  d. delayed-task lateness (issue 12): D tasks "late_us"(due), sent one
+//     at a time to the idle worker of a and b, each with its own eta =
+//     the client's clock just before its send + a countdown spread over
+//     200-2,000 ms (countdown_i = 200 + (i * 7919) % 1801 ms, the same
+//     spread as the BullMQ peer). The task returns when it started on the
+//     worker minus its due time (system_clock of the same machine, us);
+//     next to it, the same lateness from Redis's side (info(): started_ms
+//     - due_ms, server ms, so rounded to the ms).
+//  e. throughput with retries on (issue 12): a, with every send carrying a
+//     RetryPolicy{.max_attempts = 3}; the tasks succeed, so this measures
+//     the bookkeeping of a retryable task, not retries. Its runs alternate
+//     with a's plain runs on the same worker; reported as the ratio of the
+//     medians (retry / plain), and its Redis commands per task.
 //  c. recovery after SIGKILL: worker A (fork + exec of this program, its own
 //     process group) takes R "sleep_ms" tasks (a coroutine that sleeps, so
 //     all R run at once with prefetch R); once all R have started on A,
@@ -31,10 +44,11 @@
 //   bench_distributed client --broker URL [--quick] [--tasks N] [--batch N] [--runs N] [--rtt N]
 //                           [--threads N] [--prefetch N] [--recovery-tasks N] [--sleep-ms N]
 //                           [--bound-s N] [--workdir DIR] [--no-recovery] [--redis-pid PID]
+//                           [--delayed N] [--retry-attempts N]
 //       (--redis-pid: the local redis-server's pid, for its CPU time per task)
 //   bench_distributed worker --broker URL [--threads 2] [--prefetch N] [--name NAME] [--log FILE]
-//       (runs until SIGTERM / SIGINT; registers "noop"(int) -> int and
-//        "sleep_ms"(ms, tag) -> tag)
+//       (runs until SIGTERM / SIGINT; registers "noop"(int) -> int,
+//        "sleep_ms"(ms, tag) -> tag and "late_us"(due unix ms) -> start - due in us)
 
 #include "support.hpp"
 
@@ -89,6 +103,12 @@ namespace {
 
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::int64_t unix_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
@@ -178,6 +198,9 @@ int run_worker(const Args& a) {
   }
   atask::TaskRegistry tasks;
   tasks.add("noop", [](int x) { return x; });
+  // d: how late it started, against the due time the client gave it (Unix
+  // ms, the same machine's clock). A pool-thread task, as noop.
+  tasks.add("late_us", [](std::int64_t due_ms) { return unix_us() - due_ms * 1000; });
   // A coroutine: many sleep at once on the aloop, as BullMQ's async jobs do
   // at its concurrency; a pool thread is not held while it sleeps.
   tasks.add("sleep_ms", [](int ms, int tag) -> asio::awaitable<int> {
@@ -363,13 +386,24 @@ std::vector<std::pair<std::string, double>> per_task(const std::map<std::string,
   return out;
 }
 
+// Adds the calls between two INFO commandstats to `acc` (for per_task()
+// over runs that alternate with others).
+void add_calls(std::map<std::string, double>& acc, const std::map<std::string, double>& before,
+               const std::map<std::string, double>& after) {
+  for (auto& [k, v] : after) {
+    const auto b = before.find(k);
+    acc[k] += v - (b == before.end() ? 0 : b->second);
+  }
+}
+
 // -- measurements -----------------------------------------------------------------------------------
 struct Throughput {
   double total_per_s = 0, enqueue_per_s = 0;
   Cpu cpu;  // seconds used during the run
 };
 
-Throughput throughput_run(dist::Client& client, long n, long batch, pid_t redis = -1, pid_t worker = -1) {
+Throughput throughput_run(dist::Client& client, long n, long batch, pid_t redis = -1, pid_t worker = -1,
+                          const dist::SendOptions& o = {}) {
   const Cpu c0 = cpu_now(redis, worker);
   std::vector<dist::RemoteHandle<int>> hs;
   hs.reserve(static_cast<std::size_t>(n));
@@ -379,7 +413,7 @@ Throughput throughput_run(dist::Client& client, long n, long batch, pid_t redis 
     const long end = std::min(n, i + batch);
     args.reserve(static_cast<std::size_t>(end - i));
     for (long k = i; k < end; ++k) args.push_back(json::array{k});
-    auto part = client.send_many<int>("noop", std::move(args));
+    auto part = client.send_many<int>("noop", std::move(args), o);
     for (auto& h : part) hs.push_back(std::move(h));
   }
   const auto t_sent = clk::now();
@@ -394,6 +428,50 @@ Throughput throughput_run(dist::Client& client, long n, long batch, pid_t redis 
   return {static_cast<double>(n) / secs(t1 - t0),
           static_cast<double>(n) / secs(t_sent - t0),
           {c1.redis - c0.redis, c1.worker - c0.worker, c1.client - c0.client}};
+}
+
+struct Lateness {
+  long tasks = 0, early = 0, missing = 0;
+  double send_s = 0;                        // the D sends, one after the other
+  std::vector<double> worker_ms, redis_ms;  // started - due: the worker's clock (us), Redis's (ms)
+};
+
+// The countdown of task i of d: 200-2,000 ms, every value about once per
+// 1,801 tasks, in an order that is not sorted (7919 is prime to 1801); the
+// BullMQ peer uses the same formula.
+long countdown_ms(long i) {
+  return 200 + (i * 7919) % 1801;
+}
+
+// d: each task is sent with an eta (not a countdown) so that its due time
+// is known to the millisecond on this side: Redis's clock and the worker's
+// are this machine's.
+Lateness lateness_run(dist::Client& client, long d) {
+  Lateness l;
+  l.tasks = d;
+  std::vector<dist::RemoteHandle<std::int64_t>> hs;
+  hs.reserve(static_cast<std::size_t>(d));
+  const auto t0 = clk::now();
+  for (long i = 0; i < d; ++i) {
+    const std::int64_t due = unix_ms() + countdown_ms(i);
+    dist::SendOptions o;
+    o.eta = std::chrono::system_clock::time_point(std::chrono::milliseconds(due));
+    hs.push_back(client.send<std::int64_t>("late_us", {due}, o));
+  }
+  l.send_s = secs(clk::now() - t0);
+  for (auto& h : hs) {
+    if (!h.wait_for(120s)) {
+      ++l.missing;
+      continue;
+    }
+    const double late = static_cast<double>(h.get()) / 1000.0;
+    l.worker_ms.push_back(late);
+    l.early += late < 0;
+    const auto info = h.info();
+    if (info.started_ms > 0 && info.due_ms > 0)
+      l.redis_ms.push_back(static_cast<double>(info.started_ms - info.due_ms));
+  }
+  return l;
 }
 
 struct Recovery {
@@ -541,6 +619,8 @@ int run_client(const Args& a, const std::string& command) {
   const long task_ms = a.num("sleep-ms", 2'000);
   const long bound_s = a.num("bound-s", 60);
   const bool recovery = !a.has("no-recovery");
+  const long delayed_n = a.num("delayed", quick ? 300 : 2'000);
+  const long retry_attempts = a.num("retry-attempts", 3);
   const auto redis_pid = static_cast<pid_t>(a.num("redis-pid", -1));  // for CPU accounting only
   std::string dir = a.get("workdir", "");
   if (dir.empty()) {
@@ -559,24 +639,40 @@ int run_client(const Args& a, const std::string& command) {
   wargs.insert(wargs.end(), {"--prefetch", std::to_string(prefetch), "--name", "bench-main"});
   pid_t w = spawn_worker(wargs, dir + "/worker-main.log");
   wait_ready(client, w, "the worker");
+  // e: every send of these runs may be retried (the tasks succeed).
+  dist::SendOptions with_retry;
+  with_retry.retry = atask::RetryPolicy{.max_attempts = static_cast<unsigned>(retry_attempts)};
   (void)throughput_run(client, std::min(n, 2'000L), batch);  // warm-up
+  (void)throughput_run(client, std::min(n, 2'000L), batch, -1, -1, with_retry);
   RawRedis raw(broker);
-  const auto stats0 = raw.commandstats();
-  std::vector<double> tput, enq;
-  Cpu cpu;  // all runs
+  std::map<std::string, double> calls, calls_retry;
+  std::vector<double> tput, enq, tput_retry;
+  Cpu cpu, cpu_retry;  // all runs
+  // a and e alternate, and which goes first alternates too, so that a
+  // change in the machine's load falls on both alike.
+  auto one = [&](bool retry) {
+    const auto s0 = raw.commandstats();
+    auto t = throughput_run(client, n, batch, redis_pid, w, retry ? with_retry : dist::SendOptions{});
+    add_calls(retry ? calls_retry : calls, s0, raw.commandstats());
+    (retry ? tput_retry : tput).push_back(t.total_per_s);
+    if (!retry) enq.push_back(t.enqueue_per_s);
+    Cpu& c = retry ? cpu_retry : cpu;
+    c.redis += t.cpu.redis;
+    c.worker += t.cpu.worker;
+    c.client += t.cpu.client;
+  };
   for (long i = 0; i < runs; ++i) {
-    auto t = throughput_run(client, n, batch, redis_pid, w);
-    tput.push_back(t.total_per_s);
-    enq.push_back(t.enqueue_per_s);
-    cpu.redis += t.cpu.redis;
-    cpu.worker += t.cpu.worker;
-    cpu.client += t.cpu.client;
+    one(i % 2 == 1);
+    one(i % 2 == 0);
   }
-  const auto cmds = per_task(stats0, raw.commandstats(), static_cast<double>(n * runs));
+  const auto cmds = per_task({}, calls, static_cast<double>(n * runs));
+  const auto cmds_retry = per_task({}, calls_retry, static_cast<double>(n * runs));
   // CPU microseconds per task, each process (-1: not measured).
   const double per = 1e6 / static_cast<double>(n * runs);
   const double cpu_redis = redis_pid > 0 ? cpu.redis * per : -1, cpu_worker = cpu.worker * per,
                cpu_client = cpu.client * per;
+  const double cpu_redis_retry = redis_pid > 0 ? cpu_retry.redis * per : -1,
+               cpu_worker_retry = cpu_retry.worker * per, cpu_client_retry = cpu_retry.client * per;
 
   std::vector<double> rtt_us;
   for (long i = 0; i < warmup; ++i)
@@ -589,9 +685,12 @@ int run_client(const Args& a, const std::string& command) {
     if (v != i) die("LIBRARY PROBLEM: wrong round trip result");
   }
   const std::vector<double> ping_us = ping_round_trips_us(raw, rtt_n);
+
+  // ---- d: delayed tasks on the same worker, idle again ------------------------------------------
+  const Lateness late = delayed_n > 0 ? lateness_run(client, delayed_n) : Lateness{};
   const bool main_clean = stop_worker(w, 40s);
 
-  // ---- a with the default prefetch (0: twice the pool) ------------------------------------------
+  // ---- a with the default prefetch (0: four times the pool) ------------------------------------------
   auto dargs = base;
   dargs.insert(dargs.end(), {"--prefetch", "0", "--name", "bench-default"});
   w = spawn_worker(dargs, dir + "/worker-default.log");
@@ -605,7 +704,9 @@ int run_client(const Args& a, const std::string& command) {
   if (recovery) rec = recovery_run(client, broker, dir, threads, r, task_ms, bound_s);
 
   // ---- report ----------------------------------------------------------------------------------
-  const double t_med = median(tput), e_med = median(enq), d_med = median(tput_default);
+  const double t_med = median(tput), e_med = median(enq), d_med = median(tput_default),
+               r_med = median(tput_retry), r_ratio = t_med > 0 ? r_med / t_med : 0;
+  const auto q = [](const std::vector<double>& v, double p) { return percentile(v, p); };
   const double p50 = percentile(rtt_us, .5) / 1000, p90 = percentile(rtt_us, .9) / 1000,
                p99 = percentile(rtt_us, .99) / 1000, pmax = percentile(rtt_us, 1.0) / 1000;
   const double ping50 = percentile(ping_us, .5) / 1000, ping99 = percentile(ping_us, .99) / 1000;
@@ -627,8 +728,12 @@ int run_client(const Args& a, const std::string& command) {
       "client, worker and redis-server share the machine\n"
       "  a: %ld noop tasks per run, send_many() in batches of %ld, then every result waited for; %ld runs, "
       "median\n"
-      "  b: %ld sequential send<int>(\"noop\").get() after %ld warm-up round trips\n",
-      threads, n, batch, runs, rtt_n, warmup);
+      "  b: %ld sequential send<int>(\"noop\").get() after %ld warm-up round trips\n"
+      "  d: %ld late_us tasks sent one at a time to the idle worker, each with eta = now + 200-2,000 ms "
+      "(spread); lateness = start on the worker - due\n"
+      "  e: a with RetryPolicy{.max_attempts = %ld} on every send (tasks succeed), runs alternating with "
+      "a's\n",
+      threads, n, batch, runs, rtt_n, warmup, delayed_n, retry_attempts);
   if (recovery)
     std::printf(
         "  c: %ld sleep_ms(%ld) coroutine tasks on worker A (prefetch %ld), SIGKILL to its process group "
@@ -642,7 +747,8 @@ int run_client(const Args& a, const std::string& command) {
   row("a. throughput, prefetch " + std::to_string(prefetch) + " (tasks/s)", num("%.0f", t_med));
   row("   runs (tasks/s)", join(tput));
   row("   enqueue rate alone (send_many, tasks/s)", num("%.0f", e_med));
-  row("   throughput, default prefetch (4) (tasks/s)", num("%.0f", d_med));
+  row("   throughput, default prefetch (4 x pool = " + std::to_string(4 * threads) + ") (tasks/s)",
+      num("%.0f", d_med));
   row("   CPU per task: redis-server / worker / client (us)",
       (cpu_redis < 0 ? std::string("-") : num("%.1f", cpu_redis)) + " / " + num("%.1f", cpu_worker) + " / " +
           num("%.1f", cpu_client));
@@ -672,7 +778,26 @@ int run_client(const Args& a, const std::string& command) {
       att += (att.empty() ? "" : ", ") + std::to_string(v) + "x" + std::to_string(k);
     row("   attempt of each result (count x attempt)", att.empty() ? "-" : att);
   }
-  const bool ok = main_clean && default_clean &&
+  if (delayed_n > 0) {
+    const auto& v = late.worker_ms;
+    row("d. delayed lateness p50 / p90 (ms)", num("%.2f", q(v, .5)) + " / " + num("%.2f", q(v, .9)));
+    row("   p99 / max (ms)", num("%.2f", q(v, .99)) + " / " + num("%.2f", q(v, 1.0)));
+    row("   Redis's side, started_ms - due_ms: p50 / p99 / max (ms)",
+        num("%.0f", q(late.redis_ms, .5)) + " / " + num("%.0f", q(late.redis_ms, .99)) + " / " +
+            num("%.0f", q(late.redis_ms, 1.0)));
+    row("   early / without a result (want 0 / 0)",
+        std::to_string(late.early) + " / " + std::to_string(late.missing));
+    row("   the " + std::to_string(delayed_n) + " sends took (s)", num("%.2f", late.send_s));
+  }
+  row("e. throughput, retries on (tasks/s)", num("%.0f", r_med));
+  row("   runs (tasks/s)", join(tput_retry));
+  row("   retries on / off (medians)", num("%.2fx", r_ratio));
+  row("   CPU per task, retries on: redis-server / worker / client (us)",
+      (cpu_redis_retry < 0 ? std::string("-") : num("%.1f", cpu_redis_retry)) + " / " +
+          num("%.1f", cpu_worker_retry) + " / " + num("%.1f", cpu_client_retry));
+  row("   Redis commands per task, retries on",
+      cmds_retry.empty() ? std::string("-") : num("%.1f", cmds_retry.front().second));
+  const bool ok = main_clean && default_clean && late.early == 0 && late.missing == 0 &&
                   (!recovery || (rec.started_all_on_a && rec.results_all && rec.wrong_results == 0));
   const std::string b_clean = recovery ? std::string(", B ") + yes(rec.b_stopped_cleanly) : "";
   std::printf(
@@ -683,6 +808,15 @@ int run_client(const Args& a, const std::string& command) {
   for (auto& [k, v] : cmds) cmds_json += (cmds_json.empty() ? "" : ",") + ("\"" + k + "\":" + num("%.3f", v));
   std::string runs_json;
   for (double x : tput) runs_json += (runs_json.empty() ? "" : ",") + num("%.0f", x);
+  std::string cmds_retry_json;
+  for (auto& [k, v] : cmds_retry)
+    cmds_retry_json += (cmds_retry_json.empty() ? "" : ",") + ("\"" + k + "\":" + num("%.3f", v));
+  std::string retry_runs_json;
+  for (double x : tput_retry) retry_runs_json += (retry_runs_json.empty() ? "" : ",") + num("%.0f", x);
+  auto pct_json = [&](const std::vector<double>& v, const char* f) {
+    return "{\"p50\":" + num(f, q(v, .5)) + ",\"p90\":" + num(f, q(v, .9)) + ",\"p99\":" + num(f, q(v, .99)) +
+           ",\"max\":" + num(f, q(v, 1.0)) + ",\"samples\":" + std::to_string(v.size()) + "}";
+  };
   std::string att_json;
   for (auto& [k, v] : rec.attempts)
     att_json += (att_json.empty() ? "" : ",") + ("\"" + std::to_string(k) + "\":" + std::to_string(v));
@@ -697,13 +831,21 @@ int run_client(const Args& a, const std::string& command) {
       "\"recovery\":{\"ran\":%s,\"in_flight\":%ld,\"task_ms\":%ld,\"bound_s\":%ld,\"restarted_s\":%s,"
       "\"results_s\":%s,\"results_within_bound\":%ld,\"starts\":%ld,\"completions\":%ld,"
       "\"duplicate_completions\":%ld,\"attempts\":{%s}},"
+      "\"delayed\":{\"ran\":%s,\"tasks\":%ld,\"countdown_ms\":[200,2000],\"send_s\":%.3f,\"early\":%ld,"
+      "\"missing\":%ld,\"lateness_ms\":%s,\"redis_lateness_ms\":%s},"
+      "\"retry\":{\"max_attempts\":%ld,\"runs\":[%s],\"median\":%.0f,\"ratio\":%.4f,"
+      "\"cpu_us_per_task\":{\"redis\":%s,\"worker\":%.1f,\"client\":%.1f},"
+      "\"redis_commands_per_task\":{%s}},"
       "\"ok\":%s,\"loadavg\":{\"start\":\"%s\",\"end\":\"%s\"}}\n",
       quick ? "true" : "false", threads, prefetch, n, batch, runs_json.c_str(), t_med, e_med, d_med,
       cpu_redis < 0 ? "null" : num("%.1f", cpu_redis).c_str(), cpu_worker, cpu_client, cmds_json.c_str(), p50,
       p90, p99, pmax, rtt_us.size(), ping50, ping99, recovery ? "true" : "false", r, task_ms, bound_s,
       json_s(rec.restarted_s).c_str(), json_s(rec.results_s).c_str(), rec.results_within_bound, rec.starts,
-      rec.ends, rec.duplicate_completions, att_json.c_str(), ok ? "true" : "false", load_start.c_str(),
-      load_end.c_str());
+      rec.ends, rec.duplicate_completions, att_json.c_str(), delayed_n > 0 ? "true" : "false", delayed_n,
+      late.send_s, late.early, late.missing, pct_json(late.worker_ms, "%.3f").c_str(),
+      pct_json(late.redis_ms, "%.0f").c_str(), retry_attempts, retry_runs_json.c_str(), r_med, r_ratio,
+      cpu_redis_retry < 0 ? "null" : num("%.1f", cpu_redis_retry).c_str(), cpu_worker_retry, cpu_client_retry,
+      cmds_retry_json.c_str(), ok ? "true" : "false", load_start.c_str(), load_end.c_str());
   return ok ? 0 : 1;
 }
 
@@ -716,7 +858,7 @@ int main(int argc, char** argv) {
         "N]\n"
         "                                [--warmup N] [--threads N] [--prefetch N] [--recovery-tasks N]\n"
         "                                [--sleep-ms N] [--bound-s N] [--workdir DIR] [--no-recovery]\n"
-        "                                [--redis-pid PID]\n"
+        "                                [--redis-pid PID] [--delayed N] [--retry-attempts N]\n"
         "       bench_distributed worker --broker URL [--threads N] [--prefetch N] [--name NAME] [--log "
         "FILE]\n");
     return argc < 2 ? 2 : 0;

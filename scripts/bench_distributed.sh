@@ -236,6 +236,29 @@ rows.append(("   results within the bound", "%s/100 (%s s)" % (wa, bound(at)), "
 xa, xc, xb = (rec(j, "duplicate_completions") for j in (at, ce, bu))
 rows.append(("   duplicate completions", str(xa), str(xc), str(xb), "", "", "0", "yes" if xa == 0 else "NO"))
 
+# Issue 12: delayed-task lateness (atask and BullMQ; the Celery harness has
+# no such phase) and throughput with retries on.
+def late(j, k):
+    d = j.get("delayed") or {}
+    return (d.get("lateness_ms") or {}).get(k) if d.get("ran") else None
+la, lb = late(at, "p50"), late(bu, "p50")
+rows.append(("d. delayed lateness p50 (ms)", f(la, "%.2f"), "-", f(lb, "%.2f"), "", f(ratio(lb, la), "%.1fx less"),
+             "<= 5 ms", "-" if la is None else ("yes" if la <= 5 else "NO")))
+qa, qb = late(at, "p99"), late(bu, "p99")
+rows.append(("   delayed lateness p99 (ms)", f(qa, "%.2f"), "-", f(qb, "%.2f"), "", f(ratio(qb, qa), "%.1fx less"),
+             "<= 50 ms", "-" if qa is None else ("yes" if qa <= 50 else "NO")))
+ma, mb = late(at, "max"), late(bu, "max")
+rows.append(("   delayed lateness max (ms)", f(ma, "%.2f"), "-", f(mb, "%.2f"), "", "", "", ""))
+ea = (at.get("delayed") or {}).get("early")
+rows.append(("   delayed tasks started early", str(ea), "-", str((bu.get("delayed") or {}).get("early")), "", "",
+             "0", "-" if ea is None else ("yes" if ea == 0 else "NO")))
+ya, yb = ((j.get("retry") or {}).get("ratio") for j in (at, bu))
+rows.append(("e. throughput retries on / off", f(ya, "%.2fx"), "-", f(yb, "%.2fx"), "", "",
+             ">= 0.8x", "-" if ya is None else ("yes" if ya >= 0.8 else "NO")))
+za, zb = ((j.get("retry") or {}).get("median") for j in (at, bu))
+rows.append(("   throughput, retries on (tasks/s)", f(za, "%.0f"), "-", f(zb, "%.0f"), "",
+             f(ratio(za, zb), "%.2fx"), "", ""))
+
 print("\nComparison (same redis-server, one worker process each; %s run)" % ("quick" if at.get("quick") else "full"))
 print("  atask: 2 pool threads, prefetch %s | Celery %s: prefork 2 | BullMQ %s (Node %s): concurrency %s" % (
     at["worker"]["prefetch"], ce.get("version"), bu.get("version"), bu.get("node"), bu["worker"]["concurrency"]))

@@ -6,6 +6,15 @@
 //     at concurrency 50. Time = first add -> last result; median of the runs.
 //  b. round trip: queue.add("noop") then job.waitUntilFinished(queueEvents),
 //     one at a time, after a warm-up.
+//  d. delayed-job lateness (issue 12): D jobs "late", added one at a time
+//     to the idle worker of a and b, each with its own delay over 200-2,000
+//     ms (delay_i = 200 + (i * 7919) % 1801, atask's spread) and a
+//     timestamp taken just before its add, so due = timestamp + delay is
+//     BullMQ's own due time. The worker returns when the job started
+//     (Date.now(), whole ms: reads up to 1 ms low) minus that due time.
+//  e. throughput with retries on: a with { attempts: 3, backoff:
+//     exponential 1 s } on every job (they succeed), runs alternating with
+//     a's plain runs; the ratio of the medians.
 //  c. recovery after SIGKILL: worker A at concurrency 100 (so all 100 jobs
 //     are active on it) takes 100 sleep_ms(2000) jobs; once all have started,
 //     300 ms later, A is killed with SIGKILL and worker B is started at once.
@@ -15,6 +24,7 @@
 //
 // Usage: node bench.mjs --redis 127.0.0.1:PORT [--quick] [--tasks N] [--batch N] [--runs N]
 //        [--rtt N] [--concurrency 50] [--bound-s 120] [--workdir DIR] [--no-recovery] [--redis-pid PID]
+//        [--delayed N] [--retry-attempts N]
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -43,6 +53,8 @@ const r = Number(arg('recovery-tasks', 100));
 const taskMs = Number(arg('sleep-ms', 2000));
 const boundS = Number(arg('bound-s', 120));
 const recovery = !flag('no-recovery');
+const delayedN = Number(arg('delayed', quick ? 300 : 2000));
+const retryAttempts = Number(arg('retry-attempts', 3));
 const redisPid = Number(arg('redis-pid', 0)); // the local redis-server, for its CPU per task
 const workdir = arg('workdir', '') || fs.mkdtempSync(path.join(os.tmpdir(), 'bench_bullmq.'));
 fs.mkdirSync(workdir, { recursive: true });
@@ -152,15 +164,16 @@ function cpuS(pid) {
   }
 }
 const cpu = { redis: 0, worker: 0, client: 0 };
+const cpuRetry = { redis: 0, worker: 0, client: 0 };
 const cpuNow = (worker) => ({ redis: redisPid ? cpuS(redisPid) : 0, worker: cpuS(worker.pid), client: cpuS(process.pid) });
 
-async function throughput(count, worker = null) {
+async function throughput(count, worker = null, opts = undefined, into = cpu) {
   const c0 = worker ? cpuNow(worker) : null;
   const ids = [];
   const t0 = now();
   for (let i = 0; i < count; i += batch) {
     const jobs = [];
-    for (let k = i; k < Math.min(count, i + batch); ++k) jobs.push({ name: 'noop', data: { x: k } });
+    for (let k = i; k < Math.min(count, i + batch); ++k) jobs.push({ name: 'noop', data: { x: k }, opts });
     for (const j of await queue.addBulk(jobs)) ids.push(j.id);
   }
   const tSent = now();
@@ -168,7 +181,7 @@ async function throughput(count, worker = null) {
   const t1 = now();
   if (worker) {
     const c1 = cpuNow(worker);
-    for (const k of Object.keys(cpu)) cpu[k] += c1[k] - c0[k];
+    for (const k of Object.keys(into)) into[k] += c1[k] - c0[k];
   }
   let sum = 0;
   for (const id of ids) sum += Number(completed.get(id));
@@ -212,16 +225,34 @@ const raw = conn();
 // ---- a + b ------------------------------------------------------------------------------------
 let w = spawnWorker(['--concurrency', String(concurrency)], path.join(workdir, 'bullmq-main.log'));
 await waitReady(w, 'the worker');
+// e: every job may be retried (they succeed).
+const withRetry = { attempts: retryAttempts, backoff: { type: 'exponential', delay: 1000 } };
 await throughput(Math.min(n, 2000)); // warm-up
-const stats0 = await commandstats();
+await throughput(Math.min(n, 2000), null, withRetry);
 const tput = [];
 const enq = [];
-for (let i = 0; i < runs; ++i) {
-  const [t, e] = await throughput(n, w);
-  tput.push(t);
-  enq.push(e);
+const tputRetry = [];
+const calls = {};
+const callsRetry = {};
+// a and e alternate, and which goes first alternates too.
+async function one(retry) {
+  const s0 = await commandstats();
+  const [t, e] = await throughput(n, w, retry ? withRetry : undefined, retry ? cpuRetry : cpu);
+  const s1 = await commandstats();
+  const acc = retry ? callsRetry : calls;
+  for (const [k, v] of Object.entries(s1)) acc[k] = (acc[k] || 0) + v - (s0[k] || 0);
+  if (retry) tputRetry.push(t);
+  else {
+    tput.push(t);
+    enq.push(e);
+  }
 }
-const cmds = perTask(stats0, await commandstats(), n * runs);
+for (let i = 0; i < runs; ++i) {
+  await one(i % 2 === 1);
+  await one(i % 2 === 0);
+}
+const cmds = perTask({}, calls, n * runs);
+const cmdsRetry = perTask({}, callsRetry, n * runs);
 for (let i = 0; i < warmup; ++i) await (await queue.add('noop', { x: i })).waitUntilFinished(events, 30000);
 const rtt = [];
 for (let i = 0; i < rttN; ++i) {
@@ -230,6 +261,31 @@ for (let i = 0; i < rttN; ++i) {
   const v = await job.waitUntilFinished(events, 30000);
   rtt.push(now() - t0);
   if (v !== i) die('wrong round trip result');
+}
+
+// ---- d: delayed jobs on the same worker, idle again --------------------------------------------
+const late = { ran: delayedN > 0, tasks: delayedN, countdown_ms: [200, 2000], send_s: 0, early: 0, missing: 0 };
+const lateMs = [];
+if (delayedN > 0) {
+  const ids = [];
+  const t0 = now();
+  for (let i = 0; i < delayedN; ++i) {
+    const delay = 200 + ((i * 7919) % 1801);
+    const ts = Date.now();
+    ids.push((await queue.add('late', { due: ts + delay }, { delay, timestamp: ts })).id);
+  }
+  late.send_s = +((now() - t0) / 1000).toFixed(3);
+  await waitAll(ids, 120000);
+  for (const id of ids) {
+    if (!completed.has(id)) {
+      ++late.missing;
+      continue;
+    }
+    const v = Number(completed.get(id));
+    lateMs.push(v);
+    if (v < 0) ++late.early;
+    completed.delete(id);
+  }
 }
 const mainClean = await stopWorker(w);
 
@@ -289,6 +345,11 @@ const tMed = median(tput);
 const eMed = median(enq);
 const [p50, p90, p99, pmax] = [0.5, 0.9, 0.99, 1.0].map((q) => percentile(rtt, q));
 const per = 1e6 / (n * runs);
+const rMed = median(tputRetry);
+const pct = (v, f) => Object.fromEntries(
+  [['p50', 0.5], ['p90', 0.9], ['p99', 0.99], ['max', 1.0]].map(([k, q]) => [k, +percentile(v, q).toFixed(f)]),
+);
+late.lateness_ms = { ...pct(lateMs, 3), samples: lateMs.length };
 const cpuUs = {
   redis: redisPid ? +(cpu.redis * per).toFixed(1) : null,
   worker: +(cpu.worker * per).toFixed(1),
@@ -301,6 +362,8 @@ console.log(`  load average at start ${loadStart}, at end ${loadavg()}; worker l
 console.log(`  one client process, one worker process (worker.mjs, concurrency ${concurrency}, defaults otherwise)`);
 console.log(`  a: ${n} noop jobs per run, addBulk in batches of ${batch}, then every "completed" event awaited; ${runs} runs, median`);
 console.log(`  b: ${rttN} sequential add() + job.waitUntilFinished(queueEvents) after ${warmup} warm-up round trips`);
+console.log(`  d: ${delayedN} "late" jobs added one at a time to the idle worker, each with delay 200-2,000 ms (spread); lateness = start on the worker - (timestamp + delay)`);
+console.log(`  e: a with { attempts: ${retryAttempts}, backoff exponential 1 s } on every job (they succeed), runs alternating with a's`);
 if (recovery)
   console.log(
     `  c: ${r} sleep_ms(${taskMs}) jobs active on worker A (concurrency ${r}), SIGKILL 300 ms after all started, ` +
@@ -333,6 +396,26 @@ if (recovery) {
   row('   duplicate completions', rec.duplicate_completions);
   row('   failed (stalled more than maxStalledCount)', rec.failed);
 }
+if (delayedN > 0) {
+  const L = late.lateness_ms;
+  row('d. delayed lateness p50 / p90 (ms)', `${L.p50.toFixed(2)} / ${L.p90.toFixed(2)}`);
+  row('   p99 / max (ms)', `${L.p99.toFixed(2)} / ${L.max.toFixed(2)}`);
+  row('   early / without a result (want 0 / 0)', `${late.early} / ${late.missing}`);
+  row(`   the ${delayedN} adds took (s)`, late.send_s.toFixed(2));
+}
+const cpuUsRetry = {
+  redis: redisPid ? +(cpuRetry.redis * per).toFixed(1) : null,
+  worker: +(cpuRetry.worker * per).toFixed(1),
+  client: +(cpuRetry.client * per).toFixed(1),
+};
+row('e. throughput, retries on (tasks/s)', rMed.toFixed(0));
+row('   runs (tasks/s)', tputRetry.map((x) => x.toFixed(0)).join(' '));
+row('   retries on / off (medians)', (rMed / tMed).toFixed(2) + 'x');
+row(
+  '   CPU per task, retries on: redis-server / worker / client (us)',
+  `${cpuUsRetry.redis === null ? '-' : cpuUsRetry.redis.toFixed(1)} / ${cpuUsRetry.worker.toFixed(1)} / ${cpuUsRetry.client.toFixed(1)}`,
+);
+row('   Redis commands per task, retries on', cmdsRetry.total.toFixed(1));
 console.log(`\n  workers stopped cleanly on SIGTERM: main ${mainClean ? 'yes' : 'NO'}, B ${bClean ? 'yes' : 'NO'}\n`);
 console.log(
   JSON.stringify({
@@ -341,6 +424,8 @@ console.log(
     throughput: { tasks: n, batch, runs: tput.map(Math.round), median: Math.round(tMed), enqueue_median: Math.round(eMed), cpu_us_per_task: cpuUs, redis_commands_per_task: cmds },
     rtt_ms: { p50: +p50.toFixed(4), p90: +p90.toFixed(4), p99: +p99.toFixed(4), max: +pmax.toFixed(3), samples: rtt.length },
     recovery: rec,
+    delayed: late,
+    retry: { attempts: retryAttempts, runs: tputRetry.map(Math.round), median: Math.round(rMed), ratio: +(rMed / tMed).toFixed(4), cpu_us_per_task: cpuUsRetry, redis_commands_per_task: cmdsRetry },
     loadavg: { start: loadStart, end: loadavg() },
   }),
 );

@@ -2,7 +2,7 @@
 //   node worker.mjs --redis 127.0.0.1:PORT [--concurrency 50] [--log FILE]
 // One Worker on queue "bench", BullMQ's defaults otherwise (lockDuration
 // 30 s, stalledInterval 30 s, maxStalledCount 1). Jobs: "noop" returns
-// data.x; "sleep_ms" appends "start|end <tag> <pid> <unix ms>" to the log
+// data.x; "late" returns how late it started, in ms; "sleep_ms" appends "start|end <tag> <pid> <unix ms>" to the log
 // and sleeps data.ms (an async wait, so `concurrency` of them run at once).
 // Runs until SIGTERM / SIGINT (worker.close(): active jobs finish first).
 import fs from 'node:fs';
@@ -29,6 +29,10 @@ const worker = new Worker(
   'bench',
   async (job) => {
     if (job.name === 'noop') return job.data.x;
+    // bench.mjs d: when it started minus its due time (the job's timestamp
+    // + delay, which the client also put in data.due). Date.now(): whole
+    // ms, but the wall clock itself (timeOrigin + now() can drift from it).
+    if (job.name === 'late') return Date.now() - job.data.due;
     if (job.name === 'sleep_ms') {
       note('start', job.data.tag);
       await new Promise((resolve) => setTimeout(resolve, job.data.ms));
