@@ -115,6 +115,10 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     if (opt.queues.empty())
       throw OptionsError("distributed::Consumer - no queue to consume (queues is empty)");
     for (auto& q : opt.queues) detail::check_queue_name("distributed::Consumer", q);
+    for (auto& [q, l] : opt.queue_limits) {
+      detail::check_queue_name("distributed::Consumer", q);
+      l.check("distributed::Consumer - queue_limits");
+    }
     const auto positive = [](milliseconds d, const char* what) {
       if (d.count() <= 0)
         throw OptionsError(std::string("distributed::Consumer - ") + what + " must be positive");
@@ -259,6 +263,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
         if (r.is_error() && r.str.find("BUSYGROUP") == std::string::npos)
           throw BrokerError("XGROUP CREATE: " + r.str);
       co_await c.call(register_command());
+      co_await c.call(limits_command());
       auto policy = co_await c.command(cmd("CONFIG", "GET", "maxmemory-policy"));
       if (policy.elements.size() == 2 && policy.elements[1].str != "noeviction")
         log->warn(
@@ -266,6 +271,22 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
             "queued tasks and results; set it to 'noeviction'",
             name, endpoint.to_string(), policy.elements[1].str);
     }
+  }
+
+  // The limits this worker knows, for every worker to apply (the last
+  // writer wins): its tasks' (a task without limits lifts them) and those of
+  // the queues named in queue_limits.
+  Connection::Command limits_command() const {
+    Connection::Command c = cmd("FCALL", "atask_limits", "1", "atask:limits");
+    const auto add = [&c](std::string scope, const TaskLimits& l) {
+      c.push_back(std::move(scope));
+      c.push_back(std::to_string(l.max_starts) + " " + std::to_string(l.max_starts ? l.per.count() : 0) +
+                  " " + std::to_string(l.max_running));
+    };
+    for (const auto& n : tasks.names())
+      if (auto info = tasks.find(n)) add("t:" + n, info->options.limits);
+    for (const auto& [q, l] : opt.queue_limits) add("q:" + q, l);
+    return c;
   }
 
   Connection::Command register_command() const {

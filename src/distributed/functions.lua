@@ -57,18 +57,61 @@ local function remember(hash, old, attempt, etype, emsg, worker, now)
   end
 end
 
+-- Limits (tasks/limits.hpp): atask:limits maps 't:<name>' and 'q:<queue>'
+-- to "<max starts> <per ms> <max running>", written by the workers. Returns
+-- the scopes of a task that have limits: {{scope, n, per, k}, ...}.
+local LIMITS = 'atask:limits'
+local function limits_of(name, queue)
+  local out = {}
+  local v = redis.call('HMGET', LIMITS, 't:' .. name, 'q:' .. queue)
+  local scopes = {'t:' .. name, 'q:' .. queue}
+  for i = 1, 2 do
+    if v[i] then
+      local n, per, k = string.match(v[i], '^(%d+) (%d+) (%d+)$')
+      n, per, k = tonumber(n), tonumber(per), tonumber(k)
+      if n and (n > 0 or k > 0) then table.insert(out, {scopes[i], n, per, k}) end
+    end
+  end
+  return out
+end
+
+-- A task that ran (or was let in) under a concurrency limit is done with
+-- its place: the first task waiting in line for it goes back to its stream.
+local function release(hash, id, name, queue)
+  redis.call('HDEL', hash, 'cc')
+  if not name then return end
+  for _, scope in ipairs({'t:' .. name, 'q:' .. (queue or '')}) do
+    if redis.call('SREM', 'atask:cc:' .. scope, id) == 1 then
+      while true do
+        local next_id = redis.call('LPOP', 'atask:cc:w:' .. scope)
+        if not next_id then break end
+        local nh = 'atask:t:' .. next_id
+        local f = redis.call('HMGET', nh, 'state', 'queue', 'prio', 'due')
+        if f[1] == 'delayed' and f[4] == 'line' then
+          local entry = redis.call('XADD', stream_of(f[2], f[3]), '*', 'id', next_id)
+          redis.call('HSET', nh, 'state', 'queued', 'entry', entry)
+          redis.call('HDEL', nh, 'due')
+          break
+        end
+      end
+    end
+  end
+end
+
 -- Outcomes up to this size travel in the message to the client (which then
 -- needs no read); larger ones are read from the hash.
 local INLINE_MAX = 65536
 
 -- A final state: timestamps, time-to-live, and the client told. `fields`:
 -- what the caller stores with it (result, or etype and emsg). `cur`: the
--- task's {ttl, reply, cancel, idem} if the caller has read them already.
+-- task's {ttl, reply, cancel, idem, cc, name, queue} if the caller has read
+-- them already.
 -- The message is "o:<id>\n<state>\n<etype>\n<result>\n<emsg>" (the result is
 -- serialized JSON, on one line; emsg comes last and may hold anything), or
 -- just "<id>" when that does not fit.
 local function finish(hash, id, state, now, result, etype, emsg, cur)
-  cur = cur or redis.call('HMGET', hash, 'ttl', 'reply', 'cancel', 'idem')
+  cur = cur or redis.call('HMGET', hash, 'ttl', 'reply', 'cancel', 'idem', 'cc', 'name', 'queue')
+  if cur[5] then release(hash, id, cur[6], cur[7]) end
   local set = {'state', state, 'finished', now}
   if result ~= '' then table.insert(set, 'result'); table.insert(set, result) end
   if etype ~= '' then
@@ -99,7 +142,7 @@ local function dead_letter(hash, dead, id, etype, emsg, now)
     'tl', h.tl or '', 'reply', h.reply or '', 'attempt', h.attempt or '0', 'worker', h.owner or '',
     'etype', etype, 'emsg', emsg, 'time', now, 'history', h.history or '[]', 'retry', h.retry or '',
     'idem', h.idem or '')
-  finish(hash, id, 'dead', now, '', etype, emsg, {h.ttl, h.reply, h.cancel, h.idem})
+  finish(hash, id, 'dead', now, '', etype, emsg, {h.ttl, h.reply, h.cancel, h.idem, h.cc, h.name, h.queue})
 end
 
 -- Moves a consumer's pending entries of one stream to the stream's tail
@@ -233,6 +276,71 @@ redis.register_function('atask_start', function(keys, args)
     drop_entry(stream, entry)
     return {'dead'}
   end
+  -- Limits. Over a concurrency limit: in line until one of the running ends
+  -- (release()). Over a rate: it waits in the delayed set for a start time
+  -- of its own (below), so it is not spun on.
+  local limited = limits_of(h.name or '', h.queue or '')
+  if #limited > 0 then
+    for _, l in ipairs(limited) do
+      local set = 'atask:cc:' .. l[1]
+      if l[4] > 0 and redis.call('SISMEMBER', set, id) == 0 and redis.call('SCARD', set) >= l[4] then
+        drop_entry(stream, entry)
+        redis.call('HSET', hash, 'state', 'delayed', 'due', 'line')
+        redis.call('RPUSH', 'atask:cc:w:' .. l[1], id)
+        return {'wait'}
+      end
+    end
+    -- Rate, as a GCRA: atask:rl:<scope> holds the theoretical time of the
+    -- next start (tat); a start is let in when tat - now <= tau, and moves
+    -- tat on by per / max starts. tau, the slack, is a tenth of max starts'
+    -- intervals: a backlog comes out evenly, starts that came late (a busy
+    -- machine) catch up by that much, and no window of `per` ever holds more
+    -- than max starts plus a tenth. A task let in too early gets a start time
+    -- of its own, the next free one (atask:rl:next:<scope>), and waits for it
+    -- in the delayed set: put off once, not spun on. (If the tasks before it
+    -- started late, its time may not have come yet when it arrives: then it
+    -- waits again, for the first free time.)
+    local wait_until = now
+    local tats = {}
+    for _, l in ipairs(limited) do
+      if l[2] > 0 then
+        local interval = l[3] / l[2]
+        local tau = math.floor(l[2] / 10) * interval
+        local tat = tonumber(redis.call('GET', 'atask:rl:' .. l[1]) or '') or now
+        if tat < now then tat = now end
+        tats[l[1]] = tat
+        if tat - now > tau then
+          local due = tat - tau
+          if not h.rl then
+            local cursor = tonumber(redis.call('GET', 'atask:rl:next:' .. l[1]) or '0') or 0
+            if cursor > due then due = cursor end
+            redis.call('SET', 'atask:rl:next:' .. l[1], tostring(due + interval), 'PX',
+              math.ceil(due - now + interval))
+          end
+          if due > wait_until then wait_until = due end
+        end
+      end
+    end
+    if wait_until > now then
+      drop_entry(stream, entry)
+      redis.call('HSET', hash, 'rl', '1')
+      delay(hash, id, h.queue, math.ceil(wait_until))
+      return {'wait'}
+    end
+    for _, l in ipairs(limited) do
+      if l[2] > 0 then
+        local tat = tats[l[1]] + l[3] / l[2]
+        redis.call('SET', 'atask:rl:' .. l[1], tostring(tat), 'PX', math.ceil(tat - now) + 1)
+      end
+    end
+    if h.rl then redis.call('HDEL', hash, 'rl') end
+    for _, l in ipairs(limited) do
+      if l[4] > 0 then
+        redis.call('SADD', 'atask:cc:' .. l[1], id)
+        redis.call('HSET', hash, 'cc', '1')  -- finish() gives its place back
+      end
+    end
+  end
   local attempt = (tonumber(h.attempt) or 0) + 1
   redis.call('HSET', hash, 'state', 'started', 'attempt', attempt, 'lost', lost, 'owner', consumer,
     'entry', entry, 'started', now)
@@ -252,22 +360,23 @@ redis.register_function('atask_complete', function(keys, args)
   local entry, consumer, attempt, outcome = args[1], args[2], args[3], args[4]
   drop_entry(stream, entry)
   local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner', 'ttl', 'reply', 'cancel', 'history',
-    'queue', 'idem')
+    'queue', 'idem', 'cc', 'name')
   if cur[1] ~= 'started' or cur[2] ~= attempt or cur[3] ~= consumer then return 'stale' end
   local id = string.sub(hash, 9)
   local now = now_ms()
   if outcome == 'succeeded' then
-    finish(hash, id, outcome, now, args[5], '', '', {cur[4], cur[5], cur[6], cur[9]})
+    finish(hash, id, outcome, now, args[5], '', '', {cur[4], cur[5], cur[6], cur[9], cur[10], cur[11], cur[8]})
     return 'ok'
   end
   if outcome ~= 'canceled' then remember(hash, cur[7], attempt, args[5], args[6], consumer, now) end
   if outcome == 'retry' then
     redis.call('HSET', hash, 'etype', args[5], 'emsg', args[6])
+    if cur[10] then release(hash, id, cur[11], cur[8]) end
     delay(hash, id, cur[8], now + (tonumber(args[7]) or 0))
   elseif outcome == 'dead' then
     dead_letter(hash, dead, id, args[5], args[6], now)
   else
-    finish(hash, id, outcome, now, '', args[5], args[6], {cur[4], cur[5], cur[6], cur[9]})
+    finish(hash, id, outcome, now, '', args[5], args[6], {cur[4], cur[5], cur[6], cur[9], cur[10], cur[11], cur[8]})
   end
   return 'ok'
 end)
@@ -339,6 +448,20 @@ redis.register_function('atask_register', function(keys, args)
   local fv = {}
   for i = 2, #args do table.insert(fv, args[i]) end
   if #fv > 0 then redis.call('HSET', keys[2], unpack(fv)) end
+  return 'ok'
+end)
+
+-- limits: keys = {limits hash}; args = {scope, "n per k", ...}. A worker
+-- publishes the limits it knows (its tasks', its queues'); the last writer
+-- wins. "0 0 0" lifts a limit.
+redis.register_function('atask_limits', function(keys, args)
+  for i = 1, #args, 2 do
+    if args[i + 1] == '0 0 0' then
+      redis.call('HDEL', keys[1], args[i])
+    else
+      redis.call('HSET', keys[1], args[i], args[i + 1])
+    end
+  end
   return 'ok'
 end)
 

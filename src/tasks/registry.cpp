@@ -30,6 +30,7 @@ void TaskRegistry::insert(Entry e) {
                        "' is for coroutine tasks; this one runs " +
                        (e.info.kind == TaskKind::process ? "in a child process" : "on the pool"));
   e.info.options.retry.check(("TaskRegistry::add() - task '" + e.info.name + "'").c_str());
+  e.info.options.limits.check(("TaskRegistry::add() - task '" + e.info.name + "'").c_str());
   if (e.info.options.time_limit.count() < 0)
     throw OptionsError("TaskRegistry::add() - task '" + e.info.name + "': time_limit is negative");
   std::lock_guard lk(m_);

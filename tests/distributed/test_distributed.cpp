@@ -550,18 +550,22 @@ TEST_SUITE("distributed") {
       auto at = info.find("cmdstat_hmget:calls=");
       return at == std::string::npos ? 0LL : std::atoll(info.c_str() + at + 20);
     };
-    // Each completion reads the task once inside atask_complete; the client
-    // reads nothing when the outcome came in the message.
-    const long long before = hmgets();
-    std::vector<boost::json::array> args;
-    for (int i = 0; i < 20; ++i) args.push_back({"value " + std::to_string(i)});
-    auto hs = client.send_many<std::string>("echo", args);
-    for (int i = 0; i < 20; ++i) CHECK(hs[i].get_for(patience) == "value " + std::to_string(i));
-    CHECK(hmgets() - before == 20);
+    // The functions read each task a fixed number of times; the client reads
+    // it once more only when the outcome did not fit the message: 20 small
+    // results and 20 large ones differ by exactly 20 reads.
+    const auto reads_for = [&](const std::string& value) {
+      const long long before = hmgets();
+      std::vector<boost::json::array> args(20, boost::json::array{value});
+      auto hs = client.send_many<std::string>("echo", args);
+      for (auto& h : hs) CHECK(h.get_for(patience) == value);
+      return hmgets() - before;
+    };
+    const std::string big(100'000, 'x');
+    const long long small_reads = reads_for("small"), big_reads = reads_for(big);
+    CHECK(big_reads - small_reads == 20);
 
     // Results that do not fit the message, errors with new lines and quotes:
     // the same outcome either way.
-    const std::string big(100'000, 'x');
     CHECK(client.send<std::string>("echo", {big}).get_for(patience) == big);
     const std::string quoted = "line one\nline \"two\"\n\nend";
     CHECK(client.send<std::string>("echo", {quoted}).get_for(patience) == quoted);

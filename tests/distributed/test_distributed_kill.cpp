@@ -25,7 +25,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <memory>
 #include <map>
 #include <string>
 #include <vector>
@@ -242,5 +244,37 @@ TEST_SUITE("distributed kill") {
     REQUIRE(dead.size() == 1);
     CHECK(dead[0].task_id == poison.id());
     CHECK(dead[0].name == "crash");
+  }
+
+  TEST_CASE(
+      "a rate limit holds across 4 worker processes: 2,000 tasks at 50/s, every 1 s window within 10%") {
+    RedisServer redis;
+    TempDir dir;
+    std::vector<std::unique_ptr<WorkerProcess>> workers;
+    for (int i = 0; i < 4; ++i)
+      workers.push_back(std::make_unique<WorkerProcess>(redis, "rl" + std::to_string(i), dir,
+                                                        std::vector<std::string>{"--prefetch", "16"}));
+    dist::Client client({.broker = redis.url()});
+    std::vector<boost::json::array> args;
+    for (int i = 0; i < 2000; ++i) args.push_back({i});
+    auto hs = client.send_many<int>("limited", args);
+    for (int i = 0; i < 2000; ++i) REQUIRE(hs[i].get_for(std::chrono::seconds(90)) == i);  // none lost
+    // When each started, by Redis's clock (set where the limiter let it in).
+    std::vector<std::int64_t> starts;
+    for (auto& h : hs) starts.push_back(h.info().started_ms);
+    std::sort(starts.begin(), starts.end());
+    const auto in_window = [&](std::int64_t from) {
+      return std::lower_bound(starts.begin(), starts.end(), from + 1000) -
+             std::lower_bound(starts.begin(), starts.end(), from);
+    };
+    long most = 0, least = 2000;
+    for (std::int64_t t = starts.front(); t + 1000 <= starts.back(); t += 10) {
+      most = std::max<long>(most, in_window(t));
+      least = std::min<long>(least, in_window(t));
+    }
+    MESSAGE("2,000 starts over " << (starts.back() - starts.front()) << " ms; per 1 s window: " << least
+                                 << " to " << most);
+    CHECK(most <= 55);
+    CHECK(least >= 45);
   }
 }

@@ -10,7 +10,9 @@
 #include "redis_calls.hpp"
 #include "redis_server.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <mutex>
 #include <stdexcept>
@@ -243,6 +245,83 @@ TEST_SUITE("distributed") {
 
     CHECK_THROWS_AS((void)a.send_many("charge", {{1}, {2}}, {.idempotency_key = "k"}), atask::OptionsError);
     CHECK_THROWS_AS((void)a.send("charge", {1}, {.idempotency_key = ""}), atask::OptionsError);
+  }
+
+  TEST_CASE("a rate limit spaces the starts evenly across workers; a task over it waits once, never spins") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("paced", [](int n) { return n; }, {.limits = {.max_starts = 20, .per = 1s}});  // one per 50 ms
+    tasks.add("free", [](int n) { return n; });
+    atask::Supervisor sv1(options("s6a", 4)), sv2(options("s6b", 4));
+    auto o1 = fast(redis, "ws6a"), o2 = fast(redis, "ws6b");
+    o1.prefetch = o2.prefetch = 16;
+    dist::Consumer w1(sv1, tasks, o1), w2(sv2, tasks, o2);
+    sv1.start();
+    sv2.start();
+    dist::Client client({.broker = redis.url()});
+    std::vector<boost::json::array> args;
+    for (int i = 0; i < 30; ++i) args.push_back({i});
+    auto hs = client.send_many<int>("paced", args);
+    auto unpaced = client.send_many<int>("free", args);
+    for (int i = 0; i < 30; ++i) CHECK(hs[i].get_for(patience) == i);  // none lost
+    for (int i = 0; i < 30; ++i) CHECK(unpaced[i].get_for(patience) == i);
+    std::vector<std::int64_t> starts;
+    for (auto& h : hs) starts.push_back(h.info().started_ms);
+    std::sort(starts.begin(), starts.end());
+    // One start per 50 ms, with a slack of a tenth of max_starts (2
+    // intervals) for starts that came late: 27 intervals at least, whatever
+    // the load.
+    CHECK(starts.back() - starts.front() >= (30 - 1 - 2) * 50);
+    // Not spun on: a task over the limit waits for a start time of its own
+    // (a second wait only when the ones before it started late).
+    CHECK(w1.info().received + w2.info().received <= 3 * 30 + 30);
+    CHECK(redis_call(redis, cmd("HGET", "atask:limits", "t:paced")).str == "20 1000 0");
+    CHECK(redis_call(redis, cmd("HEXISTS", "atask:limits", "t:free")).integer == 0);
+  }
+
+  TEST_CASE(
+      "a concurrency limit: at most K run at once across workers; the others wait in line, then all run") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::mutex m;
+    std::condition_variable cv;
+    int running = 0, most = 0;
+    bool open_gate = false;
+    tasks.add("licensed",
+              [&](int n) {
+                std::unique_lock lk(m);
+                most = std::max(most, ++running);
+                cv.notify_all();
+                cv.wait_for(lk, patience, [&] { return open_gate; });
+                --running;
+                return n;
+              },
+              {.limits = {.max_running = 2}});
+    atask::Supervisor sv1(options("s7a", 4)), sv2(options("s7b", 4));
+    dist::Consumer w1(sv1, tasks, fast(redis, "ws7a")), w2(sv2, tasks, fast(redis, "ws7b"));
+    sv1.start();
+    sv2.start();
+    dist::Client client({.broker = redis.url()});
+    std::vector<boost::json::array> args;
+    for (int i = 0; i < 8; ++i) args.push_back({i});
+    auto hs = client.send_many<int>("licensed", args);
+    {
+      std::unique_lock lk(m);
+      REQUIRE(cv.wait_for(lk, patience, [&] { return running == 2; }));
+    }
+    // Eight pool threads are free, yet six tasks wait in line in Redis.
+    CHECK(eventually([&] { return redis_call(redis, cmd("LLEN", "atask:cc:w:t:licensed")).integer == 6; }));
+    CHECK(redis_call(redis, cmd("SCARD", "atask:cc:t:licensed")).integer == 2);
+    CHECK(hs[0].status() != dist::RemoteStatus::succeeded);
+    {
+      std::lock_guard lk(m);
+      open_gate = true;
+    }
+    cv.notify_all();
+    for (int i = 0; i < 8; ++i) CHECK(hs[i].get_for(patience) == i);
+    std::lock_guard lk(m);
+    CHECK(most == 2);
+    CHECK(redis_call(redis, cmd("EXISTS", "atask:cc:t:licensed")).integer == 0);  // every place given back
   }
 
   TEST_CASE("retry policies: the delays they give and the errors they take; bad ones are refused") {

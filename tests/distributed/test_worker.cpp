@@ -97,6 +97,9 @@ int main(int argc, char** argv) {
   });
   tasks.add("hold_child", atask::process(&hold_child));
   tasks.add("crash", [] { std::abort(); });  // takes the worker process down: a poison task
+  // At most 50 starts a second across every worker process.
+  tasks.add("limited", [](int n) { return n; },
+            {.limits = {.max_starts = 50, .per = std::chrono::seconds(1)}});
 
   atask::SupervisorOptions so{.id = name, .pool_size = threads, .handle_signals = true};
   so.processes.pool_size = processes;

@@ -27,10 +27,12 @@
 ///    fenced off by the attempt number.
 
 #include <atask/core/errors.hpp>
+#include <atask/tasks/limits.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -56,6 +58,10 @@ struct ConsumerOptions {
   /// (see docs/distributed.md). Long tasks and several workers: a smaller
   /// prefetch spreads them better (1 = one task at a time).
   std::size_t prefetch = 0;
+  /// Cluster-wide limits per queue (tasks/limits.hpp), published to Redis
+  /// when this worker joins; the last worker to join wins. A queue not named
+  /// here keeps what others set.
+  std::map<std::string, TaskLimits> queue_limits{};
   /// The consumer's name in Redis; empty: "<host>:<pid>:<random>". Must be
   /// unique in the cluster.
   std::string name{};

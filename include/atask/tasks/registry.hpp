@@ -25,6 +25,7 @@
 
 #include <atask/core/errors.hpp>
 #include <atask/core/priority.hpp>
+#include <atask/tasks/limits.hpp>
 #include <atask/tasks/retry.hpp>
 #include <atask/core/task_info.hpp>
 #include <atask/process/process.hpp>
@@ -64,6 +65,9 @@ struct NamedTaskOptions {
   /// Distributed mode: how a failed run is retried (a send's own retry
   /// wins). In-process submit() runs once whatever this says.
   RetryPolicy retry{};
+  /// Distributed mode: at most so many starts per interval, and so many
+  /// running at once, across the cluster (tasks/limits.hpp).
+  TaskLimits limits{};
 };
 
 /// What one call may override.
