@@ -8,6 +8,8 @@
 // suite stays quick; the default 1 s / 5 s timings are measured by
 // benchmarks/bench_distributed.
 #include <atask/distributed/client.hpp>
+#include <atask/distributed/consumer.hpp>
+#include <atask/tasks/registry.hpp>
 
 #include "distributed/redis/connection.hpp"
 
@@ -26,6 +28,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <memory>
 #include <map>
@@ -67,9 +70,13 @@ class WorkerProcess {
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
-    // Up once it has registered (state in Redis: polled, bounded).
+    // Up once it has registered (state in Redis: polled, bounded); a beat
+    // process once some beat leads.
+    const bool beat = std::find(extra.begin(), extra.end(), "--beat") != extra.end();
     REQUIRE_MESSAGE(eventually([&] {
-                      return exited() || !redis_call(redis, cmd("ZSCORE", "atask:workers", name_)).is_nil();
+                      return exited() || !redis_call(redis, beat ? cmd("GET", "atask:beat:leader")
+                                                                 : cmd("ZSCORE", "atask:workers", name_))
+                                              .is_nil();
                     }),
                     "worker " << name_ << " did not register");
     REQUIRE_MESSAGE(!exited(), "worker " << name_ << " exited at start; see " << log);
@@ -92,6 +99,9 @@ class WorkerProcess {
     return false;
   }
   const std::string& name() const { return name_; }
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
 
  private:
   std::string name_;
@@ -276,5 +286,45 @@ TEST_SUITE("distributed kill") {
                                  << " to " << most);
     CHECK(most <= 55);
     CHECK(least >= 45);
+  }
+
+  TEST_CASE(
+      "two beat processes: the leader frozen (SIGSTOP) past its lease and resumed sends no tick twice") {
+    RedisServer redis;
+    TempDir dir;
+    atask::TaskRegistry tasks;
+    std::atomic<int> runs{0};
+    tasks.add("mark", [&](std::string) {
+      ++runs;
+      return std::string();
+    });
+    atask::Supervisor sv(options("bk-worker"));
+    dist::Consumer worker(
+        sv, tasks,
+        {.broker = redis.url(), .name = "bk-w", .heartbeat = 100ms, .dead_after = 1000ms, .block = 200ms});
+    sv.start();
+    WorkerProcess a(redis, "beat-a", dir, {"--beat", "1000"});
+    WorkerProcess b(redis, "beat-b", dir, {"--beat", "1000"});
+    REQUIRE(eventually([&] { return runs >= 5; }));
+    const std::string leader = redis_call(redis, cmd("GET", "atask:beat:leader")).str;
+    REQUIRE((leader == "beat-a" || leader == "beat-b"));
+    auto& frozen = leader == "beat-a" ? a : b;
+    const std::string other = leader == "beat-a" ? "beat-b" : "beat-a";
+    frozen.signal(SIGSTOP);
+    // Past its lease the other beat leads, and the ticks go on.
+    REQUIRE(eventually([&] { return redis_call(redis, cmd("GET", "atask:beat:leader")).str == other; }));
+    const int at_takeover = runs;
+    REQUIRE(eventually([&] { return runs >= at_takeover + 5; }));
+    frozen.signal(SIGCONT);  // it wakes up thinking it leads, with ticks it thinks are due
+    const int at_resume = runs;
+    REQUIRE(eventually([&] { return runs >= at_resume + 5; }));
+    CHECK(redis_call(redis, cmd("GET", "atask:beat:leader")).str == other);
+    a.kill();
+    b.kill();
+    // Every tick sent once: as many runs as distinct ticks in Redis.
+    CHECK(eventually([&] {
+      return runs == static_cast<int>(redis_call(redis, cmd("KEYS", "atask:t:beat:pulse:*")).elements.size());
+    }));
+    sv.stop();
   }
 }

@@ -5,8 +5,10 @@
 //
 //   atask_test_worker BROKER NAME DIR [--threads N] [--prefetch N]
 //                     [--processes N] [--heartbeat MS] [--dead-after MS]
+//                     [--beat LEASE_MS]   (a beat process instead: see below)
 //
 // Runs until SIGTERM or SIGINT (the supervisor's staged stop).
+#include <atask/distributed/beat.hpp>
 #include <atask/distributed/consumer.hpp>
 #include <atask/process/process.hpp>
 #include <atask/supervisor/supervisor.hpp>
@@ -58,7 +60,7 @@ int main(int argc, char** argv) {
   }
   const std::string broker = argv[1], name = argv[2];
   g_dir = argv[3];
-  int threads = 2, processes = 0;
+  int threads = 2, processes = 0, beat_lease = 0;
   atask::distributed::ConsumerOptions co{.broker = broker, .name = name};
   co.block = std::chrono::milliseconds(200);
   for (int i = 4; i + 1 < argc; i += 2) {
@@ -74,6 +76,8 @@ int main(int argc, char** argv) {
       co.heartbeat = std::chrono::milliseconds(v);
     else if (k == "--dead-after")
       co.dead_after = std::chrono::milliseconds(v);
+    else if (k == "--beat")
+      beat_lease = v;
     else {
       std::cerr << "atask_test_worker: unknown option " << k << "\n";
       return 2;
@@ -100,6 +104,17 @@ int main(int argc, char** argv) {
   // At most 50 starts a second across every worker process.
   tasks.add("limited", [](int n) { return n; },
             {.limits = {.max_starts = 50, .per = std::chrono::seconds(1)}});
+
+  if (beat_lease > 0) {
+    // A beat process, nothing else: "pulse" sends "mark" every 200 ms.
+    atask::Supervisor sv({.id = name, .pool_size = 1, .handle_signals = true});
+    atask::distributed::Beat beat(
+        sv, {{.name = "pulse", .every = std::chrono::milliseconds(200), .task = "mark", .args = {"pulse"}}},
+        {.broker = broker, .name = name, .lease = std::chrono::milliseconds(beat_lease)});
+    sv.start();
+    sv.block();
+    return 0;
+  }
 
   atask::SupervisorOptions so{.id = name, .pool_size = threads, .handle_signals = true};
   so.processes.pool_size = processes;
