@@ -711,6 +711,65 @@ std::shared_ptr<detail::RemoteState> Client::attach_state(std::string_view id) {
   return st;
 }
 
+std::shared_ptr<detail::RemoteState> Client::chain_state(std::vector<ChainStep> steps) {
+  if (steps.empty()) throw OptionsError("Client::chain() - no steps");
+  const std::string chain = detail::random_id();
+  redis::Connection::Command c =
+      cmd("FCALL", "atask_chain", "0", chain, impl_->channel, std::to_string(steps.size()));
+  for (std::size_t k = 0; k < steps.size(); ++k) {
+    const auto& st = steps[k];
+    const std::string where = "Client::chain() - step " + std::to_string(k);
+    if (st.name.empty()) throw OptionsError(where + ": the task name is empty");
+    const SendOptions& o = st.options;
+    if (o.countdown.count() != 0 || o.eta || o.idempotency_key)
+      throw OptionsError(where + ": countdown, eta and idempotency_key are not for chain steps");
+    if (o.max_deliveries == 0) throw OptionsError(where + ": max_deliveries must be at least 1");
+    if (o.time_limit.count() < 0) throw OptionsError(where + ": time_limit is negative");
+    if (o.result_ttl.count() <= 0) throw OptionsError(where + ": result_ttl must be positive");
+    std::string queue = "default";
+    Priority prio = Priority::normal;
+    std::chrono::milliseconds time_limit = o.time_limit;
+    std::string retry;
+    if (o.retry) {
+      o.retry->check(where.c_str());
+      retry = detail::retry_to_json(*o.retry);
+    }
+    if (impl_->options.registry)
+      if (auto info = impl_->options.registry->find(st.name)) {
+        queue = info->options.queue;
+        prio = info->options.priority;
+        if (time_limit.count() == 0) time_limit = info->options.time_limit;
+        if (!o.retry && info->options.retry.max_attempts > 1)
+          retry = detail::retry_to_json(info->options.retry);
+      }
+    if (o.queue) queue = *o.queue;
+    if (o.priority) prio = *o.priority;
+    detail::check_queue_name(where, queue);
+    for (std::string v : {st.name, json::serialize(st.args), queue, std::string(to_string(prio)),
+                          std::to_string(o.result_ttl.count()), std::to_string(o.max_deliveries),
+                          std::to_string(time_limit.count()), retry})
+      c.push_back(std::move(v));
+  }
+  auto state = std::make_shared<detail::RemoteState>(chain + ":" + std::to_string(steps.size() - 1), impl_);
+  {
+    std::lock_guard lk(impl_->m);
+    impl_->waiting.emplace(state->id(), detail::ClientImpl::Waiting{state, false});
+  }
+  try {
+    std::vector<redis::Connection::Command> one{std::move(c)};
+    (void)impl_->run(enqueue(impl_.get(), std::move(one)));
+  } catch (...) {
+    std::lock_guard lk(impl_->m);
+    impl_->waiting.erase(state->id());
+    throw;
+  }
+  {
+    std::lock_guard lk(impl_->m);
+    if (auto it = impl_->waiting.find(state->id()); it != impl_->waiting.end()) it->second.sent = true;
+  }
+  return state;
+}
+
 std::vector<Client::DeadLetter> Client::dead_letters(std::string_view queue, std::size_t limit) {
   detail::check_queue_name("Client::dead_letters()", queue);
   auto r = impl_->run(

@@ -109,8 +109,11 @@ local INLINE_MAX = 65536
 -- The message is "o:<id>\n<state>\n<etype>\n<result>\n<emsg>" (the result is
 -- serialized JSON, on one line; emsg comes last and may hold anything), or
 -- just "<id>" when that does not fit.
+local continue_chain  -- (below: it and finish() call each other)
+
 local function finish(hash, id, state, now, result, etype, emsg, cur)
-  cur = cur or redis.call('HMGET', hash, 'ttl', 'reply', 'cancel', 'idem', 'cc', 'name', 'queue')
+  cur = cur or redis.call('HMGET', hash, 'ttl', 'reply', 'cancel', 'idem', 'cc', 'name', 'queue', 'chain', 'step',
+    'steps')
   if cur[5] then release(hash, id, cur[6], cur[7]) end
   local set = {'state', state, 'finished', now}
   if result ~= '' then table.insert(set, 'result'); table.insert(set, result) end
@@ -132,6 +135,32 @@ local function finish(hash, id, state, now, result, etype, emsg, cur)
     end
     for ch in string.gmatch(reply, '%S+') do redis.call('PUBLISH', ch, msg) end
   end
+  if cur[8] then continue_chain(cur[8], cur[9], cur[10], state, result, etype, emsg, now) end
+end
+
+-- A step of a chain ended: on success the next step gets the result as its
+-- first argument and goes to its stream; otherwise the next step (and so,
+-- in turn, every later one) fails with atask::ChainBroken. One atomic step
+-- with the outcome: a crash never loses or repeats a link.
+continue_chain = function(chain, step, steps, state, result, etype, emsg, now)
+  step, steps = tonumber(step), tonumber(steps)
+  if not step or not steps or step + 1 >= steps then return end
+  local next_id = chain .. ':' .. (step + 1)
+  local nh = 'atask:t:' .. next_id
+  local f = redis.call('HMGET', nh, 'state', 'args', 'queue', 'prio', 'name')
+  if f[1] ~= 'delayed' then return end  -- canceled meanwhile, or expired
+  if state == 'succeeded' then
+    local rest = f[2] or '[]'
+    local args = '[' .. result .. ']'
+    if rest ~= '[]' then args = '[' .. result .. ',' .. string.sub(rest, 2) end
+    local entry = redis.call('XADD', stream_of(f[3], f[4]), '*', 'id', next_id)
+    redis.call('HSET', nh, 'args', args, 'state', 'queued', 'entry', entry)
+    redis.call('HDEL', nh, 'due')
+  else
+    finish(nh, next_id, 'failed', now, '', 'atask::ChainBroken',
+      'step ' .. step .. ' of chain ' .. chain .. ' ended ' .. state .. (etype ~= '' and (': ' .. etype .. ': ' .. emsg) or ''),
+      nil)
+  end
 end
 
 -- Into the queue's dead-letter stream, with what it takes to requeue it.
@@ -142,7 +171,8 @@ local function dead_letter(hash, dead, id, etype, emsg, now)
     'tl', h.tl or '', 'reply', h.reply or '', 'attempt', h.attempt or '0', 'worker', h.owner or '',
     'etype', etype, 'emsg', emsg, 'time', now, 'history', h.history or '[]', 'retry', h.retry or '',
     'idem', h.idem or '')
-  finish(hash, id, 'dead', now, '', etype, emsg, {h.ttl, h.reply, h.cancel, h.idem, h.cc, h.name, h.queue})
+  finish(hash, id, 'dead', now, '', etype, emsg,
+    {h.ttl, h.reply, h.cancel, h.idem, h.cc, h.name, h.queue, h.chain, h.step, h.steps})
 end
 
 -- Moves a consumer's pending entries of one stream to the stream's tail
@@ -361,12 +391,13 @@ redis.register_function('atask_complete', function(keys, args)
   local entry, consumer, attempt, outcome = args[1], args[2], args[3], args[4]
   drop_entry(stream, entry)
   local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner', 'ttl', 'reply', 'cancel', 'history',
-    'queue', 'idem', 'cc', 'name')
+    'queue', 'idem', 'cc', 'name', 'chain', 'step', 'steps')
   if cur[1] ~= 'started' or cur[2] ~= attempt or cur[3] ~= consumer then return 'stale' end
   local id = string.sub(hash, 9)
   local now = now_ms()
   if outcome == 'succeeded' then
-    finish(hash, id, outcome, now, args[5], '', '', {cur[4], cur[5], cur[6], cur[9], cur[10], cur[11], cur[8]})
+    finish(hash, id, outcome, now, args[5], '', '',
+      {cur[4], cur[5], cur[6], cur[9], cur[10], cur[11], cur[8], cur[12], cur[13], cur[14]})
     return 'ok'
   end
   if outcome ~= 'canceled' then remember(hash, cur[7], attempt, args[5], args[6], consumer, now) end
@@ -377,7 +408,8 @@ redis.register_function('atask_complete', function(keys, args)
   elseif outcome == 'dead' then
     dead_letter(hash, dead, id, args[5], args[6], now)
   else
-    finish(hash, id, outcome, now, '', args[5], args[6], {cur[4], cur[5], cur[6], cur[9], cur[10], cur[11], cur[8]})
+    finish(hash, id, outcome, now, '', args[5], args[6],
+      {cur[4], cur[5], cur[6], cur[9], cur[10], cur[11], cur[8], cur[12], cur[13], cur[14]})
   end
   return 'ok'
 end)
@@ -414,13 +446,7 @@ redis.register_function('atask_reject', function(keys, args)
   return 'ok'
 end)
 
--- cancel: keys = {task hash}; args = {id}. A queued task is canceled here
--- (its entry is dropped by whichever worker reads it); a running one gets a
--- cancel flag that its worker's next heartbeat returns, and a message on
--- atask:cancel:<owner>. Returns 'canceled', 'requested', 'unknown', or
--- 'ended:<state>' for a task that had ended already.
-redis.register_function('atask_cancel', function(keys, args)
-  local hash, id = keys[1], args[1]
+local function cancel_one(hash, id)
   local h = redis.call('HMGET', hash, 'state', 'owner')
   local state = h[1]
   if not state then return 'unknown' end
@@ -439,6 +465,59 @@ redis.register_function('atask_cancel', function(keys, args)
     return 'requested'
   end
   return 'ended:' .. state
+end
+
+-- cancel: keys = {task hash}; args = {id}. A queued task is canceled here
+-- (its entry is dropped by whichever worker reads it); a running one gets a
+-- cancel flag that its worker's next heartbeat returns, and a message on
+-- atask:cancel:<owner>. A step of a chain cancels the whole chain, last
+-- step first. Returns 'canceled', 'requested', 'unknown', or
+-- 'ended:<state>' for a task that had ended already.
+redis.register_function('atask_cancel', function(keys, args)
+  local hash, id = keys[1], args[1]
+  local c = redis.call('HMGET', hash, 'chain', 'steps')
+  if not c[1] then return cancel_one(hash, id) end
+  local out = 'unknown'
+  for k = (tonumber(c[2]) or 1) - 1, 0, -1 do
+    local kid = c[1] .. ':' .. k
+    local r = cancel_one('atask:t:' .. kid, kid)
+    if kid == id then out = r end
+  end
+  return out
+end)
+
+-- chain: keys = {}; args = {chain id, reply channel, steps, then per step:
+-- name, args json, queue, priority, ttl s, max deliveries, time limit ms,
+-- retry json}. Step k is the task <chain id>:<k>; all are written now, the
+-- first one queued and the others waiting (state delayed, due 'chain')
+-- for the step before (continue_chain()). The last step's outcome goes to
+-- the reply channel. Returns the first step's entry id.
+redis.register_function('atask_chain', function(keys, args)
+  local chain, reply, n = args[1], args[2], tonumber(args[3])
+  local now = now_ms()
+  local entry = ''
+  for k = 0, n - 1 do
+    local b = 3 + k * 8
+    local id = chain .. ':' .. k
+    local hash = 'atask:t:' .. id
+    if redis.call('EXISTS', hash) == 1 then
+      return redis.error_reply('ERR atask: a task with id ' .. id .. ' exists already')
+    end
+    local fields = {'name', args[b + 1], 'args', args[b + 2], 'queue', args[b + 3], 'prio', args[b + 4],
+      'reply', (k == n - 1) and reply or '', 'ttl', args[b + 5], 'maxd', args[b + 6], 'tl', args[b + 7],
+      'attempt', 0, 'lost', 0, 'created', now, 'chain', chain, 'step', k, 'steps', n}
+    if args[b + 8] ~= '' then table.insert(fields, 'retry'); table.insert(fields, args[b + 8]) end
+    if k == 0 then
+      entry = redis.call('XADD', stream_of(args[b + 3], args[b + 4]), '*', 'id', id)
+      table.insert(fields, 'state'); table.insert(fields, 'queued')
+      table.insert(fields, 'entry'); table.insert(fields, entry)
+    else
+      table.insert(fields, 'state'); table.insert(fields, 'delayed')
+      table.insert(fields, 'due'); table.insert(fields, 'chain')
+    end
+    redis.call('HSET', hash, unpack(fields))
+  end
+  return entry
 end)
 
 -- register: keys = {workers zset, worker hash}; args = {consumer, then

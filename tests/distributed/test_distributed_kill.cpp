@@ -327,4 +327,24 @@ TEST_SUITE("distributed kill") {
     }));
     sv.stop();
   }
+
+  TEST_CASE(
+      "a chain through a worker kill resumes at the step that was running; no finished step runs again") {
+    RedisServer redis;
+    TempDir dir;
+    dist::Client client({.broker = redis.url()});
+    WorkerProcess a(redis, "ca", dir);
+    auto h = client.chain<std::string>(
+        {{"append", {"", "x", 10}}, {"append", {"y", 1500}}, {"append", {"z", 10}}});
+    REQUIRE(eventually([&] { return has_mark(dir, "start y"); }));
+    a.kill();  // mid-step 1
+    WorkerProcess b(redis, "cb", dir);
+    CHECK(h.get_for(patience) == "xyz");
+    const auto m = marks(dir);
+    CHECK(m.at("start x") == 1);  // step 0 finished before the kill: not run again
+    CHECK(m.at("end x") == 1);
+    CHECK(m.at("start y") == 2);  // step 1 ran again on the new worker
+    CHECK(m.at("end y") == 1);
+    CHECK(m.at("start z") == 1);
+  }
 }

@@ -324,6 +324,63 @@ TEST_SUITE("distributed") {
     CHECK(redis_call(redis, cmd("EXISTS", "atask:cc:t:licensed")).integer == 0);  // every place given back
   }
 
+  TEST_CASE(
+      "chains: each result is the next step's first argument; a failure breaks the rest; cancel stops all") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::atomic<int> never_runs{0};
+    tasks.add("add", [](int a, int b) { return a + b; });
+    tasks.add("mul", [](int a, int b) { return a * b; });
+    tasks.add("fail", [](int) -> int { throw std::invalid_argument("no odd numbers"); });
+    tasks.add("never", [&](int a) {
+      ++never_runs;
+      return a;
+    });
+    Event started;
+    tasks.add("until_stopped", [&] {
+      started.set();
+      std::mutex mx;
+      std::condition_variable_any cv;
+      std::unique_lock lk(mx);
+      cv.wait(lk, atask::this_task::stop_token(), [] { return false; });
+      throw atask::TaskCanceled("stopped");
+      return 0;
+    });
+    atask::Supervisor sv(options("s8"));
+    dist::Consumer worker(sv, tasks, fast(redis, "ws8"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+
+    auto h = client.chain<int>({{"add", {1, 2}}, {"add", {10}}, {"mul", {2}}});
+    CHECK(h.get_for(patience) == 26);  // (1 + 2 + 10) * 2
+    const std::string chain = h.id().substr(0, h.id().rfind(':'));
+    CHECK(h.id() == chain + ":2");
+    CHECK(client.handle<int>(chain + ":0").get_for(patience) == 3);
+    CHECK(client.handle<int>(chain + ":1").get_for(patience) == 13);
+
+    auto broken = client.chain<int>({{"add", {1, 2}}, {"fail", {}}, {"never", {}}});
+    try {
+      (void)broken.get_for(patience);
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "atask::ChainBroken");
+      CHECK(contains(e.message(), "step 1"));
+      CHECK(contains(e.message(), "no odd numbers"));
+    }
+    CHECK(never_runs == 0);
+
+    auto stopped = client.chain<int>({{"until_stopped", {}}, {"never", {}}, {"never", {}}});
+    REQUIRE(started.wait_for());
+    CHECK(stopped.cancel());
+    CHECK_THROWS_AS((void)stopped.get_for(patience), atask::TaskCanceled);
+    const std::string c3 = stopped.id().substr(0, stopped.id().rfind(':'));
+    CHECK_THROWS_AS((void)client.handle<int>(c3 + ":0").get_for(patience), atask::TaskCanceled);
+    CHECK(never_runs == 0);
+
+    CHECK_THROWS_AS((void)client.chain({}), atask::OptionsError);
+    CHECK_THROWS_AS((void)client.chain({{"add", {1, 2}, {.countdown = 1s}}}), atask::OptionsError);
+  }
+
   TEST_CASE("retry policies: the delays they give and the errors they take; bad ones are refused") {
     atask::RetryPolicy exp{.max_attempts = 10, .backoff = 100ms, .backoff_cap = 1000ms, .jitter = false};
     CHECK(exp.delay_before(1, 0.5) == 100ms);

@@ -100,6 +100,13 @@ int main(int argc, char** argv) {
     return tag;
   });
   tasks.add("hold_child", atask::process(&hold_child));
+  // A chain step: appends `add` to what the step before gave.
+  tasks.add("append", [](std::string acc, std::string add, int ms) {
+    mark("start " + add);
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    mark("end " + add);
+    return acc + add;
+  });
   tasks.add("crash", [] { std::abort(); });  // takes the worker process down: a poison task
   // At most 50 starts a second across every worker process.
   tasks.add("limited", [](int n) { return n; },

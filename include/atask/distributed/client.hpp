@@ -117,6 +117,15 @@ struct SendOptions {
   std::optional<std::string> idempotency_key{};
 };
 
+/// One step of a chain (Client::chain()): a task, its arguments after the
+/// first (the step before's result), and how it is sent. countdown, eta and
+/// idempotency_key are not for chain steps.
+struct ChainStep {
+  std::string name;
+  boost::json::array args{};
+  SendOptions options{};
+};
+
 /// What Redis knows of a remote task right now (RemoteHandle::info()).
 struct RemoteInfo {
   std::string id;
@@ -356,6 +365,21 @@ class Client {
     return out;
   }
 
+  /// Sends a chain: each step's result becomes the next one's first
+  /// argument, and a step that fails (or is canceled, or dead-lettered)
+  /// fails every later one with atask::ChainBroken. The chain lives in
+  /// Redis: the next step is queued in the same atomic step that stores the
+  /// result, so a worker killed in the middle resumes the chain where it was,
+  /// and no finished step runs again. Returns the last step's handle (its
+  /// result is the chain's; cancel() cancels every step not yet ended).
+  /// Step k is the task "<id of the chain>:<k>" (client.handle() finds it).
+  /// @throws OptionsError for no steps, an empty name, a step with countdown,
+  ///         eta or idempotency_key; BrokerError as send().
+  template <class T = boost::json::value>
+  RemoteHandle<T> chain(std::vector<ChainStep> steps) {
+    return RemoteHandle<T>(chain_state(std::move(steps)));
+  }
+
   /// A handle to a task sent earlier (by any client), by id. Its outcome
   /// is not published to this client: it is looked up every 500 ms.
   template <class T = boost::json::value>
@@ -393,6 +417,7 @@ class Client {
                                                                 std::vector<boost::json::array> args,
                                                                 const SendOptions& o);
   std::shared_ptr<detail::RemoteState> attach_state(std::string_view id);
+  std::shared_ptr<detail::RemoteState> chain_state(std::vector<ChainStep> steps);
   std::shared_ptr<detail::ClientImpl> impl_;
 };
 
