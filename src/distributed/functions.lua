@@ -109,11 +109,11 @@ local INLINE_MAX = 65536
 -- The message is "o:<id>\n<state>\n<etype>\n<result>\n<emsg>" (the result is
 -- serialized JSON, on one line; emsg comes last and may hold anything), or
 -- just "<id>" when that does not fit.
-local continue_chain  -- (below: it and finish() call each other)
+local continue_chain, group_member_ended  -- (below: they and finish() call each other)
 
 local function finish(hash, id, state, now, result, etype, emsg, cur)
   cur = cur or redis.call('HMGET', hash, 'ttl', 'reply', 'cancel', 'idem', 'cc', 'name', 'queue', 'chain', 'step',
-    'steps')
+    'steps', 'group')
   if cur[5] then release(hash, id, cur[6], cur[7]) end
   local set = {'state', state, 'finished', now}
   if result ~= '' then table.insert(set, 'result'); table.insert(set, result) end
@@ -136,6 +136,42 @@ local function finish(hash, id, state, now, result, etype, emsg, cur)
     for ch in string.gmatch(reply, '%S+') do redis.call('PUBLISH', ch, msg) end
   end
   if cur[8] then continue_chain(cur[8], cur[9], cur[10], state, result, etype, emsg, now) end
+  if cur[11] then group_member_ended(cur[11], now) end
+end
+
+-- A member of a group ended (any final state). When it was the last one,
+-- the chord's callback (if any) gets the members' results, in order, as its
+-- first argument and goes to its stream; or fails with atask::ChainBroken
+-- if a member did not succeed.
+group_member_ended = function(group, now)
+  local gkey = 'atask:g:' .. group
+  local left = redis.call('HINCRBY', gkey, 'pending', -1)
+  if left > 0 then return end
+  local g = redis.call('HMGET', gkey, 'n', 'callback', 'ttl')
+  redis.call('EXPIRE', gkey, tonumber(g[3] or '86400') or 86400)
+  if not g[2] then return end
+  local cb = 'atask:t:' .. g[2]
+  local f = redis.call('HMGET', cb, 'state', 'args', 'queue', 'prio')
+  if f[1] ~= 'delayed' then return end  -- canceled meanwhile
+  local results = {}
+  for k = 0, (tonumber(g[1]) or 0) - 1 do
+    local mid = group .. ':' .. k
+    local m = redis.call('HMGET', 'atask:t:' .. mid, 'state', 'result', 'etype', 'emsg')
+    if m[1] ~= 'succeeded' then
+      finish(cb, g[2], 'failed', now, '', 'atask::ChainBroken',
+        'member ' .. k .. ' of group ' .. group .. ' ended ' .. (m[1] or 'expired') ..
+        ((m[3] and m[3] ~= '') and (': ' .. m[3] .. ': ' .. (m[4] or '')) or ''), nil)
+      return
+    end
+    table.insert(results, m[2])
+  end
+  local first = '[' .. table.concat(results, ',') .. ']'
+  local rest = f[2] or '[]'
+  local args = '[' .. first .. ']'
+  if rest ~= '[]' then args = '[' .. first .. ',' .. string.sub(rest, 2) end
+  local entry = redis.call('XADD', stream_of(f[3], f[4]), '*', 'id', g[2])
+  redis.call('HSET', cb, 'args', args, 'state', 'queued', 'entry', entry)
+  redis.call('HDEL', cb, 'due')
 end
 
 -- A step of a chain ended: on success the next step gets the result as its
@@ -172,7 +208,7 @@ local function dead_letter(hash, dead, id, etype, emsg, now)
     'etype', etype, 'emsg', emsg, 'time', now, 'history', h.history or '[]', 'retry', h.retry or '',
     'idem', h.idem or '')
   finish(hash, id, 'dead', now, '', etype, emsg,
-    {h.ttl, h.reply, h.cancel, h.idem, h.cc, h.name, h.queue, h.chain, h.step, h.steps})
+    {h.ttl, h.reply, h.cancel, h.idem, h.cc, h.name, h.queue, h.chain, h.step, h.steps, h.group})
 end
 
 -- Moves a consumer's pending entries of one stream to the stream's tail
@@ -391,13 +427,13 @@ redis.register_function('atask_complete', function(keys, args)
   local entry, consumer, attempt, outcome = args[1], args[2], args[3], args[4]
   drop_entry(stream, entry)
   local cur = redis.call('HMGET', hash, 'state', 'attempt', 'owner', 'ttl', 'reply', 'cancel', 'history',
-    'queue', 'idem', 'cc', 'name', 'chain', 'step', 'steps')
+    'queue', 'idem', 'cc', 'name', 'chain', 'step', 'steps', 'group')
   if cur[1] ~= 'started' or cur[2] ~= attempt or cur[3] ~= consumer then return 'stale' end
   local id = string.sub(hash, 9)
   local now = now_ms()
   if outcome == 'succeeded' then
     finish(hash, id, outcome, now, args[5], '', '',
-      {cur[4], cur[5], cur[6], cur[9], cur[10], cur[11], cur[8], cur[12], cur[13], cur[14]})
+      {cur[4], cur[5], cur[6], cur[9], cur[10], cur[11], cur[8], cur[12], cur[13], cur[14], cur[15]})
     return 'ok'
   end
   if outcome ~= 'canceled' then remember(hash, cur[7], attempt, args[5], args[6], consumer, now) end
@@ -409,7 +445,7 @@ redis.register_function('atask_complete', function(keys, args)
     dead_letter(hash, dead, id, args[5], args[6], now)
   else
     finish(hash, id, outcome, now, '', args[5], args[6],
-      {cur[4], cur[5], cur[6], cur[9], cur[10], cur[11], cur[8], cur[12], cur[13], cur[14]})
+      {cur[4], cur[5], cur[6], cur[9], cur[10], cur[11], cur[8], cur[12], cur[13], cur[14], cur[15]})
   end
   return 'ok'
 end)
@@ -518,6 +554,47 @@ redis.register_function('atask_chain', function(keys, args)
     redis.call('HSET', hash, unpack(fields))
   end
   return entry
+end)
+
+-- group: keys = {}; args = {group id, reply channel, members, callback
+-- ('1' or '0'), then per task (the members, then the callback if any):
+-- name, args json, queue, priority, ttl s, max deliveries, time limit ms,
+-- retry json}. Member k is the task <group>:<k>, queued now; the callback
+-- is <group>:cb, waiting (state delayed, due 'chord') until every member
+-- has ended. atask:g:<group> counts the members still pending. Members'
+-- outcomes go to the reply channel, and the callback's.
+redis.register_function('atask_group', function(keys, args)
+  local group, reply, n, with_cb = args[1], args[2], tonumber(args[3]), args[4] == '1'
+  local gkey = 'atask:g:' .. group
+  if redis.call('EXISTS', gkey) == 1 then
+    return redis.error_reply('ERR atask: a task with id ' .. group .. ' exists already')
+  end
+  local now = now_ms()
+  local total = n + (with_cb and 1 or 0)
+  local ttl = 86400
+  for k = 0, total - 1 do
+    local b = 4 + k * 8
+    local is_cb = k == n
+    local id = is_cb and (group .. ':cb') or (group .. ':' .. k)
+    local fields = {'name', args[b + 1], 'args', args[b + 2], 'queue', args[b + 3], 'prio', args[b + 4],
+      'reply', reply, 'ttl', args[b + 5], 'maxd', args[b + 6], 'tl', args[b + 7], 'attempt', 0, 'lost', 0,
+      'created', now}
+    if args[b + 8] ~= '' then table.insert(fields, 'retry'); table.insert(fields, args[b + 8]) end
+    if is_cb then
+      table.insert(fields, 'state'); table.insert(fields, 'delayed')
+      table.insert(fields, 'due'); table.insert(fields, 'chord')
+      ttl = tonumber(args[b + 5]) or ttl
+    else
+      local entry = redis.call('XADD', stream_of(args[b + 3], args[b + 4]), '*', 'id', id)
+      table.insert(fields, 'state'); table.insert(fields, 'queued')
+      table.insert(fields, 'entry'); table.insert(fields, entry)
+      table.insert(fields, 'group'); table.insert(fields, group)
+    end
+    redis.call('HSET', 'atask:t:' .. id, unpack(fields))
+  end
+  redis.call('HSET', gkey, 'n', n, 'pending', n, 'ttl', ttl)
+  if with_cb then redis.call('HSET', gkey, 'callback', group .. ':cb') end
+  return 'ok'
 end)
 
 -- register: keys = {workers zset, worker hash}; args = {consumer, then

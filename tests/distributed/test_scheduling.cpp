@@ -381,6 +381,47 @@ TEST_SUITE("distributed") {
     CHECK_THROWS_AS((void)client.chain({{"add", {1, 2}, {.countdown = 1s}}}), atask::OptionsError);
   }
 
+  TEST_CASE("groups run in parallel and give their results in order; a chord's callback gets them all once") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::atomic<int> callbacks{0};
+    tasks.add("square", [](int x) { return x * x; });
+    tasks.add("fail", [](int) -> int { throw std::invalid_argument("no"); });
+    tasks.add("sum", [&](std::vector<int> xs, int plus) {
+      ++callbacks;
+      int s = plus;
+      for (int x : xs) s += x;
+      return s;
+    });
+    atask::Supervisor sv1(options("s9a")), sv2(options("s9b"));
+    dist::Consumer w1(sv1, tasks, fast(redis, "ws9a")), w2(sv2, tasks, fast(redis, "ws9b"));
+    sv1.start();
+    sv2.start();
+    dist::Client client({.broker = redis.url()});
+
+    std::vector<dist::ChainStep> squares;
+    for (int i = 1; i <= 6; ++i) squares.push_back({"square", {i}});
+    auto g = client.group<int>(squares);
+    CHECK(g.wait_for(patience));
+    CHECK(g.get() == std::vector<int>{1, 4, 9, 16, 25, 36});
+
+    auto total = client.chord<int>(squares, {"sum", {1000}});
+    CHECK(total.get_for(patience) == 1091);  // 1000 + 1 + 4 + ... + 36
+    CHECK(callbacks == 1);
+    CHECK(total.id().ends_with(":cb"));
+
+    auto broken = client.chord<int>({{"square", {2}}, {"fail", {3}}}, {"sum", {0}});
+    try {
+      (void)broken.get_for(patience);
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "atask::ChainBroken");
+      CHECK(contains(e.message(), "member 1"));
+    }
+    CHECK(callbacks == 1);
+    CHECK_THROWS_AS((void)client.group({}), atask::OptionsError);
+  }
+
   TEST_CASE("retry policies: the delays they give and the errors they take; bad ones are refused") {
     atask::RetryPolicy exp{.max_attempts = 10, .backoff = 100ms, .backoff_cap = 1000ms, .jitter = false};
     CHECK(exp.delay_before(1, 0.5) == 100ms);

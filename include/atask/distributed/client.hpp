@@ -330,6 +330,43 @@ class [[nodiscard]] RemoteHandle {
   std::shared_ptr<detail::RemoteState> s_;
 };
 
+/// The members of a group (Client::group()).
+///
+/// @par Thread safety
+/// Distinct objects: Safe. Shared objects: Safe.
+template <class T = boost::json::value>
+class [[nodiscard]] GroupHandle {
+ public:
+  GroupHandle() = default;
+  explicit GroupHandle(std::vector<RemoteHandle<T>> members) : members_(std::move(members)) {}
+  const std::vector<RemoteHandle<T>>& members() const noexcept { return members_; }
+  /// Blocks until every member has ended; their results in order.
+  /// @throws the first failed member's error (as RemoteHandle::get()).
+  std::vector<T> get() const {
+    std::vector<T> out;
+    for (auto& m : members_) out.push_back(m.get());
+    return out;
+  }
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> d) const {
+    const auto until = std::chrono::steady_clock::now() + d;
+    for (auto& m : members_)
+      if (!m.wait_for(
+              std::max(until - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{})))
+        return false;
+    return true;
+  }
+  /// Cancels every member not yet ended; true if any was.
+  bool cancel() const {
+    bool any = false;
+    for (auto& m : members_) any = m.cancel() || any;
+    return any;
+  }
+
+ private:
+  std::vector<RemoteHandle<T>> members_;
+};
+
 /// Sends tasks and tracks their outcome: one command connection and one
 /// subscriber connection to Redis, on an I/O thread of its own. Connects on
 /// first use and reconnects by itself.
@@ -380,6 +417,28 @@ class Client {
     return RemoteHandle<T>(chain_state(std::move(steps)));
   }
 
+  /// Sends tasks to run in parallel; the group's get() gives their results
+  /// in order. Member k is the task "<id of the group>:<k>".
+  /// @throws OptionsError for no members, and as chain() for a member.
+  template <class T = boost::json::value>
+  GroupHandle<T> group(std::vector<ChainStep> members) {
+    std::vector<RemoteHandle<T>> hs;
+    for (auto& st : group_states(std::move(members), std::nullopt)) hs.emplace_back(std::move(st));
+    return GroupHandle<T>(std::move(hs));
+  }
+
+  /// A group and a callback: once every member has ended, the callback runs
+  /// with the members' results (a JSON array, in order) as its first
+  /// argument; if one did not succeed, the callback fails with
+  /// atask::ChainBroken. The count of members still running is in Redis
+  /// (atask:g:<id>), so the callback is sent once, by whichever member ends
+  /// last, whatever worker dies meanwhile. Returns the callback's handle
+  /// (the task "<id of the group>:cb").
+  template <class T = boost::json::value>
+  RemoteHandle<T> chord(std::vector<ChainStep> members, ChainStep callback) {
+    return RemoteHandle<T>(group_states(std::move(members), std::move(callback)).back());
+  }
+
   /// A handle to a task sent earlier (by any client), by id. Its outcome
   /// is not published to this client: it is looked up every 500 ms.
   template <class T = boost::json::value>
@@ -418,6 +477,10 @@ class Client {
                                                                 const SendOptions& o);
   std::shared_ptr<detail::RemoteState> attach_state(std::string_view id);
   std::shared_ptr<detail::RemoteState> chain_state(std::vector<ChainStep> steps);
+  std::vector<std::shared_ptr<detail::RemoteState>> group_states(std::vector<ChainStep> members,
+                                                                 std::optional<ChainStep> callback);
+  std::vector<std::shared_ptr<detail::RemoteState>> run_states(std::vector<std::string> command,
+                                                               std::vector<std::string> ids);
   std::shared_ptr<detail::ClientImpl> impl_;
 };
 
