@@ -2,6 +2,7 @@
 // and retries with back-off, against a redis-server the test starts.
 #include <atask/distributed/client.hpp>
 #include <atask/distributed/consumer.hpp>
+#include <atask/process/process.hpp>
 #include <atask/tasks/registry.hpp>
 
 #include <doctest/doctest.h>
@@ -12,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <chrono>
 #include <mutex>
@@ -34,6 +36,11 @@ dist::ConsumerOptions fast(const RedisServer& r, std::string name) {
           .reap_every = 200ms,
           .block = 200ms,
           .stop_timeout = 5000ms};
+}
+
+// A process task whose child dies every time.
+int crash_in_child(int) {
+  std::abort();
 }
 
 // When each run of a task started (steady clock), for the back-off checks.
@@ -420,6 +427,41 @@ TEST_SUITE("distributed") {
     }
     CHECK(callbacks == 1);
     CHECK_THROWS_AS((void)client.group({}), atask::OptionsError);
+  }
+
+  TEST_CASE("a process task whose child crashes every time is retried, then dead-lettered with each crash") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("crashy", atask::process(&crash_in_child),
+              {.retry = {.max_attempts = 3, .backoff = 10ms, .backoff_cap = 10ms}});
+    tasks.add("fine", [](int x) { return x; });
+    auto so = options("s10");
+    so.processes.pool_size = 1;
+    atask::Supervisor sv(so);
+    dist::Consumer worker(sv, tasks, fast(redis, "ws10"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<int>("crashy", {1});
+    auto good = client.send<int>("fine", {7});
+    try {
+      (void)h.get_for(patience);
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "atask::ChildCrashed");
+    }
+    CHECK(h.status() == dist::RemoteStatus::dead);
+    CHECK(good.get_for(patience) == 7);  // the worker goes on
+    auto letters = client.dead_letters("default");
+    REQUIRE(letters.size() == 1);
+    REQUIRE(letters[0].attempts.size() == 3);
+    for (auto& a : letters[0].attempts) CHECK(a.error_type == "atask::ChildCrashed");
+
+    // Crashes not retried: failed at the first one.
+    auto once = client.send<int>("crashy", {1},
+                                 {.retry = atask::RetryPolicy{.max_attempts = 3, .on_child_crash = false}});
+    CHECK_THROWS_AS((void)once.get_for(patience), dist::RemoteError);
+    CHECK(once.status() == dist::RemoteStatus::failed);
+    CHECK(once.attempts().size() == 1);
   }
 
   TEST_CASE("retry policies: the delays they give and the errors they take; bad ones are refused") {
