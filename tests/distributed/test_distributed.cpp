@@ -108,7 +108,7 @@ TEST_SUITE("distributed") {
     CHECK(eventually([&] { return worker.info().succeeded == 3; }));
   }
 
-  TEST_CASE("a failing task gives its error type and message; a wrong result type a ConversionError") {
+  TEST_CASE("a failing task gives its error type and message - a wrong result type a ConversionError") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     tasks.add("boom", [](std::string m) -> int { throw std::invalid_argument(m); });
@@ -227,7 +227,7 @@ TEST_SUITE("distributed") {
     CHECK(order[1] == "high");
   }
 
-  TEST_CASE("cancel: a queued task never runs; a running one sees its stop request") {
+  TEST_CASE("cancel: a queued task never runs - a running one sees its stop request") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     std::atomic<int> ran{0};
@@ -325,7 +325,8 @@ TEST_SUITE("distributed") {
     CHECK(client.handle<int>(h.id()).get_for(patience) == 42);
   }
 
-  TEST_CASE("stop lets running tasks finish, then hands back what has not run; another worker runs it once") {
+  TEST_CASE(
+      "stop lets running tasks finish, then hands back what has not run - another worker runs it once") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     std::promise<void> started;
@@ -410,7 +411,7 @@ TEST_SUITE("distributed") {
       CHECK_MESSAGE(fixed.count(k.str), k.str);
   }
 
-  TEST_CASE("Redis restarted: the worker reconnects and resumes; the client retries within retry_for") {
+  TEST_CASE("Redis restarted: the worker reconnects and resumes - the client retries within retry_for") {
     RedisServer redis({"appendonly yes", "appendfsync always"});
     atask::TaskRegistry tasks;
     tasks.add("twice", [](int x) { return 2 * x; });
@@ -534,7 +535,7 @@ TEST_SUITE("distributed") {
     CHECK_FALSE(sv.submit({}, [] { return dist::report_progress(0.1); }).get());
   }
 
-  TEST_CASE("an outcome travels in the message to the client; one too large for it is read from Redis") {
+  TEST_CASE("an outcome travels in the message to the client - one too large for it is read from Redis") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     tasks.add("echo", [](std::string s) { return s; });
@@ -609,7 +610,7 @@ TEST_SUITE("distributed") {
   }
 
   TEST_CASE(
-      "entries with the same id in two streams are two tasks; handle() follows tasks of other senders") {
+      "entries with the same id in two streams are two tasks - handle() follows tasks of other senders") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     tasks.add("one", [] { return 1; });

@@ -222,7 +222,7 @@ TEST_SUITE("distributed kill") {
   }
 
   TEST_CASE(
-      "a poison task that kills its worker every time is dead-lettered after max_deliveries; good tasks "
+      "a poison task that kills its worker every time is dead-lettered after max_deliveries - good tasks "
       "flow") {
     RedisServer redis;
     TempDir dir;
@@ -329,7 +329,7 @@ TEST_SUITE("distributed kill") {
   }
 
   TEST_CASE(
-      "a chain through a worker kill resumes at the step that was running; no finished step runs again") {
+      "a chain through a worker kill resumes at the step that was running - no finished step runs again") {
     RedisServer redis;
     TempDir dir;
     dist::Client client({.broker = redis.url()});

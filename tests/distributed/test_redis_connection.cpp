@@ -161,7 +161,7 @@ TEST_SUITE("redis connection") {
     CHECK(contains(what, "cannot connect"));
   }
 
-  TEST_CASE("AUTH: a password from the URL is used and never shown; a wrong one is refused clearly") {
+  TEST_CASE("AUTH: a password from the URL is used and never shown - a wrong one is refused clearly") {
     RedisServer redis({"requirepass s3cret-pw"});
     const std::string base = "127.0.0.1:" + std::to_string(redis.port());
     const auto [ok, wrong, none] = run(

@@ -142,7 +142,7 @@ TEST_SUITE("distributed") {
     CHECK(c.worker->info().succeeded == 1);
   }
 
-  TEST_CASE("a remote job fails with the worker's error; asked to stop, it cancels its task") {
+  TEST_CASE("a remote job fails with the worker's error - asked to stop, it cancels its task") {
     Cluster c;
     auto failed = c.jobs->ensure_run("broken", {{"doc", 1}}).wait();
     CHECK(failed.status == atask::JobStatus::failed);

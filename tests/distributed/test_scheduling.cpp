@@ -61,7 +61,7 @@ struct Runs {
 }  // namespace
 
 TEST_SUITE("distributed") {
-  TEST_CASE("countdown and eta: a delayed task waits in Redis and runs once when due; cancel removes it") {
+  TEST_CASE("countdown and eta: a delayed task waits in Redis and runs once when due - cancel removes it") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     std::atomic<int> runs{0};
@@ -254,7 +254,7 @@ TEST_SUITE("distributed") {
     CHECK_THROWS_AS((void)a.send("charge", {1}, {.idempotency_key = ""}), atask::OptionsError);
   }
 
-  TEST_CASE("a rate limit spaces the starts evenly across workers; a task over it waits once, never spins") {
+  TEST_CASE("a rate limit spaces the starts evenly across workers - a task over it waits once, never spins") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     tasks.add("paced", [](int n) { return n; }, {.limits = {.max_starts = 20, .per = 1s}});  // one per 50 ms
@@ -287,7 +287,7 @@ TEST_SUITE("distributed") {
   }
 
   TEST_CASE(
-      "a concurrency limit: at most K run at once across workers; the others wait in line, then all run") {
+      "a concurrency limit: at most K run at once across workers - the others wait in line, then all run") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     std::mutex m;
@@ -332,7 +332,8 @@ TEST_SUITE("distributed") {
   }
 
   TEST_CASE(
-      "chains: each result is the next step's first argument; a failure breaks the rest; cancel stops all") {
+      "chains: each result is the next step's first argument - a failure breaks the rest - cancel stops "
+      "all") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     std::atomic<int> never_runs{0};
@@ -388,7 +389,8 @@ TEST_SUITE("distributed") {
     CHECK_THROWS_AS((void)client.chain({{"add", {1, 2}, {.countdown = 1s}}}), atask::OptionsError);
   }
 
-  TEST_CASE("groups run in parallel and give their results in order; a chord's callback gets them all once") {
+  TEST_CASE(
+      "groups run in parallel and give their results in order - a chord's callback gets them all once") {
     RedisServer redis;
     atask::TaskRegistry tasks;
     std::atomic<int> callbacks{0};
@@ -464,7 +466,7 @@ TEST_SUITE("distributed") {
     CHECK(once.attempts().size() == 1);
   }
 
-  TEST_CASE("retry policies: the delays they give and the errors they take; bad ones are refused") {
+  TEST_CASE("retry policies: the delays they give and the errors they take - bad ones are refused") {
     atask::RetryPolicy exp{.max_attempts = 10, .backoff = 100ms, .backoff_cap = 1000ms, .jitter = false};
     CHECK(exp.delay_before(1, 0.5) == 100ms);
     CHECK(exp.delay_before(2, 0.5) == 200ms);
