@@ -45,14 +45,14 @@ BOOST_DESCRIBE_ENUM(MissedTicks, run_once, run_all, skip)
 
 struct BeatEntry {
   /// The schedule's name, unique in the cluster: letters, digits, _ . - : @ /.
-  std::string name;
+  std::string name{};
   /// A cron expression (timers/cron.hpp), read in time_zone; or, instead,
   std::string cron{};
   std::string time_zone = "UTC";
   /// a fixed interval, counted from the schedule's last tick.
   std::chrono::milliseconds every{0};
   /// The task sent at each tick, with these arguments and options.
-  std::string task;
+  std::string task{};
   boost::json::array args{};
   SendOptions send{};
   MissedTicks missed = MissedTicks::run_once;
