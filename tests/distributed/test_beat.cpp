@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include "distributed_fixtures.hpp"
 #include "fixtures.hpp"
 #include "redis_calls.hpp"
 #include "redis_server.hpp"
@@ -24,11 +25,6 @@ namespace {
 
 long long count_keys(const RedisServer& r, const std::string& pattern) {
   return static_cast<long long>(redis_call(r, cmd("KEYS", pattern)).elements.size());
-}
-
-dist::ConsumerOptions fast(const RedisServer& r, std::string name) {
-  return {
-      .broker = r.url(), .name = std::move(name), .heartbeat = 100ms, .dead_after = 1000ms, .block = 200ms};
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <doctest/doctest.h>
 
+#include "distributed_fixtures.hpp"
 #include "fixtures.hpp"
 #include "redis_calls.hpp"
 #include "redis_server.hpp"
@@ -39,15 +40,6 @@ using namespace test;
 
 namespace {
 
-// A thread task that runs until it is asked to stop: it waits on its stop
-// token, not on a clock.
-void wait_until_stopped() {
-  std::mutex m;
-  std::condition_variable_any cv;
-  std::unique_lock lk(m);
-  cv.wait(lk, atask::this_task::stop_token(), [] { return false; });
-}
-
 atask::SupervisorOptions quiet_options(std::string id, int pool = 2) {
   auto o = options(std::move(id), pool);
   // ATASK_TEST_LOG=1 shows the supervisors' and consumers' logs.
@@ -56,16 +48,6 @@ atask::SupervisorOptions quiet_options(std::string id, int pool = 2) {
     o.logger->set_level(spdlog::level::debug);
   }
   return o;
-}
-
-dist::ConsumerOptions fast(const RedisServer& r, std::string name) {
-  return {.broker = r.url(),
-          .name = std::move(name),
-          .heartbeat = 100ms,
-          .dead_after = 1000ms,
-          .reap_every = 200ms,
-          .block = 200ms,
-          .stop_timeout = 5000ms};
 }
 
 }  // namespace

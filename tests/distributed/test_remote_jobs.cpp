@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include "distributed_fixtures.hpp"
 #include "fixtures.hpp"
 #include "http_client.hpp"
 #include "redis_server.hpp"
@@ -59,10 +60,7 @@ struct Cluster {
     tasks.add("broken", [](json::object) -> int { throw std::runtime_error("no such page"); });
     tasks.add("forever", [this](json::object) {
       running.set();
-      std::mutex m;
-      std::condition_variable_any cv;
-      std::unique_lock lk(m);
-      cv.wait(lk, atask::this_task::stop_token(), [] { return false; });
+      wait_until_stopped();
       throw atask::TaskCanceled("stopped as asked");
     });
     worker.emplace(worker_sv, tasks,

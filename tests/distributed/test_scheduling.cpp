@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include "distributed_fixtures.hpp"
 #include "fixtures.hpp"
 #include "redis_calls.hpp"
 #include "redis_server.hpp"
@@ -27,16 +28,6 @@ using namespace std::chrono_literals;
 using namespace test;
 
 namespace {
-
-dist::ConsumerOptions fast(const RedisServer& r, std::string name) {
-  return {.broker = r.url(),
-          .name = std::move(name),
-          .heartbeat = 100ms,
-          .dead_after = 1000ms,
-          .reap_every = 200ms,
-          .block = 200ms,
-          .stop_timeout = 5000ms};
-}
 
 // A process task whose child dies every time.
 int crash_in_child(int) {
@@ -347,10 +338,7 @@ TEST_SUITE("distributed") {
     Event started;
     tasks.add("until_stopped", [&] {
       started.set();
-      std::mutex mx;
-      std::condition_variable_any cv;
-      std::unique_lock lk(mx);
-      cv.wait(lk, atask::this_task::stop_token(), [] { return false; });
+      wait_until_stopped();
       throw atask::TaskCanceled("stopped");
       return 0;
     });
