@@ -1,6 +1,7 @@
 #include <atask/distributed/client.hpp>
 #include <atask/tasks/registry.hpp>
 
+#include "distributed/client_access.hpp"
 #include "distributed/keys.hpp"
 #include "distributed/retry_json.hpp"
 #include "distributed/redis/connection.hpp"
@@ -888,5 +889,23 @@ std::array<std::size_t, priority_count> Client::queued(std::string_view queue) {
   }
   return out;
 }
+
+// ---- ClientAccess ---------------------------------------------------------------------------
+
+namespace detail {
+
+Reply ClientAccess::call(Client& c, redis::Connection::Command command) {
+  return c.impl_->run(c.impl_->call(std::move(command)));
+}
+
+std::vector<Reply> ClientAccess::pipeline(Client& c, std::vector<redis::Connection::Command> commands) {
+  return c.impl_->run([](ClientImpl* impl,
+                         std::vector<redis::Connection::Command> cs) -> asio::awaitable<std::vector<Reply>> {
+    auto conn = co_await impl->command_conn();
+    co_return co_await conn->pipeline(std::move(cs));
+  }(c.impl_.get(), std::move(commands)));
+}
+
+}  // namespace detail
 
 }  // namespace atask::distributed

@@ -130,6 +130,13 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     positive(opt.connect_timeout, "connect_timeout");
     positive(opt.max_backoff, "max_backoff");
     if (opt.stop_timeout.count() < 0) throw OptionsError("distributed::Consumer - stop_timeout is negative");
+    if (opt.time_limit.count() < 0) throw OptionsError("distributed::Consumer - time_limit is negative");
+    for (const auto& [k, v] : opt.labels)
+      if (k.empty() ||
+          k.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+              std::string::npos)
+        throw OptionsError("distributed::Consumer - the label name '" + k +
+                           "' may hold only letters, digits and _ . -");
     if (opt.dead_after <= opt.heartbeat)
       throw OptionsError("distributed::Consumer - dead_after (" + std::to_string(opt.dead_after.count()) +
                          " ms) must be longer than heartbeat (" + std::to_string(opt.heartbeat.count()) +
@@ -294,7 +301,13 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     for (auto& s : streams) keys += (keys.empty() ? "" : " ") + s.key;
     return cmd("FCALL", "atask_register", "2", std::string(detail::workers_key), detail::worker_key(name),
                name, "host", host_name(), "pid", std::to_string(::getpid()), "queues", queues, "streams",
-               keys, "prefetch", std::to_string(opt.prefetch));
+               keys, "prefetch", std::to_string(opt.prefetch), "labels", labels_json());
+  }
+
+  std::string labels_json() const {
+    json::object o;
+    for (const auto& [k, v] : opt.labels) o[k] = v;
+    return json::serialize(o);
   }
 
   // A call on the command connection, retried through lost connections
@@ -535,6 +548,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
       long long limit = std::atoll(r.elements[4].str.c_str());
       const auto known = me.tasks.find(task);
       if (limit == 0 && known) limit = known->options.time_limit.count();  // the task's default
+      if (limit == 0) limit = me.opt.time_limit.count();                   // the worker's default
       if (r.elements[5].str == "1") {
         outcome = "canceled", a = "atask::TaskCanceled", b = "canceled before it started";
       } else if (!known) {
@@ -793,6 +807,9 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
           if (f.handle.valid()) hb.push_back(detail::task_key(f.id));
         hb[2] = std::to_string(hb.size() - 3);
         hb.push_back(me.name);
+        // For Client::workers(): what this worker has done so far.
+        hb.push_back(std::to_string(me.succeeded.load()));
+        hb.push_back(std::to_string(me.failed.load()));
         Reply r = co_await me.hb_conn->call(std::move(hb));
         if (r.elements.size() == 2) {
           if (r.elements[0].integer == 1) {

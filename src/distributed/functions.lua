@@ -599,10 +599,11 @@ end)
 
 -- register: keys = {workers zset, worker hash}; args = {consumer, then
 -- field/value pairs, among them streams = space-separated stream keys}.
+-- Adds started = now (server ms).
 redis.register_function('atask_register', function(keys, args)
   redis.call('ZADD', keys[1], now_ms(), args[1])
   redis.call('DEL', keys[2])
-  local fv = {}
+  local fv = {'started', now_ms()}
   for i = 2, #args do table.insert(fv, args[i]) end
   if #fv > 0 then redis.call('HSET', keys[2], unpack(fv)) end
   return 'ok'
@@ -623,7 +624,9 @@ redis.register_function('atask_limits', function(keys, args)
 end)
 
 -- heartbeat: keys = {workers zset, worker hash, then the hashes of the
--- tasks running here}; args = {consumer}. Returns {1 if this worker was
+-- tasks running here}; args = {consumer, succeeded, failed}. Records the
+-- running task ids and the counters in the worker hash (for
+-- Client::workers()). Returns {1 if this worker was
 -- missing (presumed dead and reaped, or Redis lost its data), the ids of
 -- the running tasks that were asked to cancel}.
 redis.register_function('atask_heartbeat', function(keys, args)
@@ -632,11 +635,17 @@ redis.register_function('atask_heartbeat', function(keys, args)
     missing = 1
   end
   redis.call('ZADD', keys[1], now_ms(), args[1])
-  local canceled = {}
+  local canceled, running = {}, {}
   for i = 3, #keys do
+    local id = string.sub(keys[i], 9)
+    table.insert(running, id)
     if redis.call('HGET', keys[i], 'cancel') == '1' then
-      table.insert(canceled, string.sub(keys[i], 9))
+      table.insert(canceled, id)
     end
+  end
+  if missing == 0 and args[2] then
+    redis.call('HSET', keys[2], 'running', table.concat(running, ' '), 'succeeded', args[2],
+               'failed', args[3] or '0')
   end
   return {missing, canceled}
 end)
@@ -677,6 +686,52 @@ redis.register_function('atask_unregister', function(keys, args)
   end
   redis.call('ZREM', keys[1], args[1])
   redis.call('DEL', keys[2])
+  return n
+end)
+
+-- purge: keys = {the queue's four streams, its delayed set}; args = {queue,
+-- at most this many}. Cancels tasks that have not started: first the
+-- entries no worker has read yet (after the group's last-delivered id),
+-- then the delayed ones; each ends canceled ("purged") as a cancel would end
+-- it, and its handle hears so. Entries delivered to a worker are left to
+-- that worker. Returns how many were purged (call again until 0).
+redis.register_function('atask_purge', function(keys, args)
+  local queue, budget = args[1], tonumber(args[2]) or 1000
+  local now, n = now_ms(), 0
+  local why = 'purged from queue ' .. queue
+  for i = 1, 4 do
+    if budget <= 0 then break end
+    local stream = keys[i]
+    if redis.call('EXISTS', stream) == 1 then
+      local from = '-'
+      for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+        local m = to_map(g)
+        if m.name == GROUP then from = '(' .. m['last-delivered-id'] end
+      end
+      for _, e in ipairs(redis.call('XRANGE', stream, from, '+', 'COUNT', budget)) do
+        local f = to_map(e[2])
+        redis.call('XDEL', stream, e[1])
+        if f.id then
+          local hash = 'atask:t:' .. f.id
+          if redis.call('HGET', hash, 'state') == 'queued' then
+            finish(hash, f.id, 'canceled', now, '', 'atask::TaskCanceled', why)
+          end
+        end
+        n = n + 1
+        budget = budget - 1
+      end
+    end
+  end
+  if budget > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', keys[5], 0, budget - 1)) do
+      redis.call('ZREM', keys[5], id)
+      local hash = 'atask:t:' .. id
+      if redis.call('HGET', hash, 'state') == 'delayed' then
+        finish(hash, id, 'canceled', now, '', 'atask::TaskCanceled', why)
+      end
+      n = n + 1
+    end
+  end
   return n
 end)
 

@@ -23,6 +23,15 @@ void check_name(const std::string& n) {
 
 }  // namespace
 
+void TaskRegistry::merge(TaskRegistry& from) {
+  if (&from == this) return;
+  std::scoped_lock lk(m_, from.m_);
+  for (const auto& [name, e] : from.entries_)
+    if (entries_.contains(name))
+      throw OptionsError("TaskRegistry::merge() - a task named '" + name + "' is already registered");
+  entries_.merge(from.entries_);
+}
+
 void TaskRegistry::insert(Entry e) {
   check_name(e.info.name);
   if (e.info.kind != TaskKind::coroutine && !e.info.options.aloop.empty())

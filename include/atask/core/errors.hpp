@@ -49,6 +49,13 @@ class BrokerError : public Error {
   using Error::Error;
 };
 
+/// A plugin could not be loaded (plugins/loader.hpp): the message names the
+/// file and the reason.
+class PluginError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A wait ran out of time (TaskHandle::get_for, wait_completed, ...).
 class TimeoutError : public Error {
  public:

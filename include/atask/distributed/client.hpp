@@ -159,6 +159,7 @@ struct RemoteProgress {
 namespace detail {
 
 class ClientImpl;
+struct ClientAccess;
 
 /// The outcome a handle waits for (library use).
 class RemoteState {
@@ -467,6 +468,45 @@ class Client {
   /// Tasks of a queue waiting for their time (countdown, eta, retry).
   std::size_t delayed(std::string_view queue);
 
+  // ---- inspection (src/distributed/inspect.cpp) ---------------------------------------------
+
+  /// A worker (Consumer) of the cluster as Redis knows it: what it
+  /// registered, and what its last heartbeat said. Times are Redis server
+  /// time, Unix ms.
+  struct WorkerRecord {
+    std::string name, host;
+    int pid = 0;
+    std::vector<std::string> queues;
+    std::size_t prefetch = 0;
+    std::int64_t started_ms = 0;
+    std::int64_t heartbeat_ms = 0;      ///< its last heartbeat
+    std::int64_t heartbeat_age_ms = 0;  ///< now - heartbeat_ms, by Redis' clock
+    std::vector<std::string> running;   ///< ids of the tasks it runs (as of its last heartbeat)
+    std::uint64_t succeeded = 0, failed = 0;
+    std::vector<std::pair<std::string, std::string>> labels;  ///< ConsumerOptions::labels
+  };
+  /// Every registered worker, by name. A worker that died stays listed
+  /// (with a growing heartbeat age) until a sweep reaps it.
+  std::vector<WorkerRecord> workers();
+
+  /// One queue at one moment.
+  struct QueueStats {
+    std::string queue;
+    std::array<std::size_t, priority_count> queued{};  ///< waiting, per priority (low .. critical)
+    std::size_t running = 0;                           ///< delivered to a worker, not acknowledged
+    std::size_t delayed = 0;
+    std::size_t dead = 0;
+    std::int64_t oldest_ms = 0;  ///< age of the oldest waiting task (0: none waits)
+  };
+  /// The queues Redis has anything for (a stream, a delayed task, a dead
+  /// letter) or a worker consumes, sorted by name.
+  std::vector<std::string> queues();
+  QueueStats queue_stats(std::string_view queue);
+  /// Cancels every task of `queue` that no worker has taken yet, queued or
+  /// delayed (each ends canceled, "purged from queue <queue>"); returns how
+  /// many. Tasks running on workers are left alone.
+  std::size_t purge(std::string_view queue);
+
   const std::string& broker() const noexcept;
 
  private:
@@ -481,6 +521,7 @@ class Client {
                                                                  std::optional<ChainStep> callback);
   std::vector<std::shared_ptr<detail::RemoteState>> run_states(std::vector<std::string> command,
                                                                std::vector<std::string> ids);
+  friend struct detail::ClientAccess;  // inspect.cpp's way to the command connection
   std::shared_ptr<detail::ClientImpl> impl_;
 };
 

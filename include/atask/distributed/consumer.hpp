@@ -65,6 +65,15 @@ struct ConsumerOptions {
   /// The consumer's name in Redis; empty: "<host>:<pid>:<random>". Must be
   /// unique in the cluster.
   std::string name{};
+  /// The time limit of a task whose send and registration give none (0:
+  /// none). Past it the task is asked to stop (TaskHandle::cancel) and fails
+  /// with atask::TimeLimitExceeded; a process task's child is killed by the
+  /// process pool's own ProcessPoolOptions::time_limit, not by this.
+  std::chrono::milliseconds time_limit{0};
+  /// Published with this worker in Redis (Client::workers()), for people
+  /// and dashboards: the plugins it loaded, a version, a role. Keys: letters,
+  /// digits and _ . - only.
+  std::map<std::string, std::string> labels{};
   /// Heartbeat period, and the silence after which a worker counts as dead
   /// and its tasks go back to their queues.
   std::chrono::milliseconds heartbeat{1'000};

@@ -211,6 +211,11 @@ class TaskRegistry {
     insert(std::move(e));
   }
 
+  /// Moves every task of `from` here, all or nothing (plugins register into
+  /// a registry of their own first).
+  /// @throws OptionsError naming a task both have; nothing moved then.
+  void merge(TaskRegistry& from);
+
   bool contains(std::string_view name) const;
   /// Every name, sorted.
   std::vector<std::string> names() const;
