@@ -810,6 +810,8 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
         // For Client::workers(): what this worker has done so far.
         hb.push_back(std::to_string(me.succeeded.load()));
         hb.push_back(std::to_string(me.failed.load()));
+        hb.push_back(std::to_string(me.retried.load()));
+        hb.push_back(std::to_string(me.reaped.load()));
         Reply r = co_await me.hb_conn->call(std::move(hb));
         if (r.elements.size() == 2) {
           if (r.elements[0].integer == 1) {

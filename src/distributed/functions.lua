@@ -16,6 +16,9 @@
 -- replicas if you like, not for Redis Cluster.
 
 local GROUP = 'w'
+-- Every queue a task was ever put into (Client::queues(), the API server's
+-- queue list): a set, so that listing queues never scans the key space.
+local QUEUES = 'atask:queues'
 local FINAL = {succeeded = true, failed = true, canceled = true, dead = true}
 
 local function now_ms()
@@ -34,12 +37,17 @@ local function drop_entry(stream, entry)
   redis.call('XDEL', stream, entry)
 end
 
-local function stream_of(queue, prio) return 'atask:{' .. queue .. '}:' .. prio end
+-- The stream a task is about to be added to (and the queue noted in QUEUES).
+local function stream_of(queue, prio)
+  redis.call('SADD', QUEUES, queue)
+  return 'atask:{' .. queue .. '}:' .. prio
+end
 local function delayed_of(queue) return 'atask:{' .. queue .. '}:delayed' end
 
 -- Into the queue's delayed set, due at `due` (server ms); the queue's
 -- workers hear of it on atask:{<queue>}:due and promote it when it is due.
 local function delay(hash, id, queue, due)
+  redis.call('SADD', QUEUES, queue)
   redis.call('HSET', hash, 'state', 'delayed', 'due', due)
   redis.call('ZADD', delayed_of(queue), due, id)
   redis.call('PUBLISH', 'atask:{' .. queue .. '}:due', due)
@@ -260,6 +268,7 @@ local function enqueue_task(keys, args)
   local now = now_ms()
   local due = tonumber(args[11]) or 0
   if due <= 0 then due = now + (tonumber(args[10]) or 0) end
+  redis.call('SADD', QUEUES, args[4])
   local fields = {'name', args[2], 'args', args[3], 'queue', args[4], 'prio', args[5],
     'reply', args[6], 'ttl', args[7], 'maxd', args[8], 'tl', args[9], 'attempt', 0, 'lost', 0,
     'created', now}
@@ -624,7 +633,8 @@ redis.register_function('atask_limits', function(keys, args)
 end)
 
 -- heartbeat: keys = {workers zset, worker hash, then the hashes of the
--- tasks running here}; args = {consumer, succeeded, failed}. Records the
+-- tasks running here}; args = {consumer, succeeded, failed, retried,
+-- reaped}. Records the
 -- running task ids and the counters in the worker hash (for
 -- Client::workers()). Returns {1 if this worker was
 -- missing (presumed dead and reaped, or Redis lost its data), the ids of
@@ -645,7 +655,7 @@ redis.register_function('atask_heartbeat', function(keys, args)
   end
   if missing == 0 and args[2] then
     redis.call('HSET', keys[2], 'running', table.concat(running, ' '), 'succeeded', args[2],
-               'failed', args[3] or '0')
+               'failed', args[3] or '0', 'retried', args[4] or '0', 'reaped', args[5] or '0')
   end
   return {missing, canceled}
 end)
@@ -748,7 +758,7 @@ redis.register_function('atask_requeue_dead', function(keys, args)
   end
   local hash = 'atask:t:' .. f.id
   redis.call('DEL', hash)
-  local entry = redis.call('XADD', 'atask:{' .. f.queue .. '}:' .. f.prio, '*', 'id', f.id)
+  local entry = redis.call('XADD', stream_of(f.queue, f.prio), '*', 'id', f.id)
   redis.call('HSET', hash, 'name', f.name, 'args', f.args, 'queue', f.queue, 'prio', f.prio,
     'reply', f.reply or '', 'ttl', f.ttl, 'maxd', f.maxd, 'tl', f.tl, 'state', 'queued',
     'attempt', 0, 'lost', 0, 'created', now_ms(), 'entry', entry, 'history', f.history or '[]')

@@ -39,17 +39,6 @@ std::vector<std::string> words(const std::string& s) {
   return out;
 }
 
-// "atask:{<queue>}:<low|normal|high|critical|dead|delayed>" -> the queue.
-std::optional<std::string> queue_of_key(const std::string& key) {
-  static constexpr std::string_view head = "atask:{";
-  if (key.rfind(head, 0) != 0) return std::nullopt;
-  const auto close = key.find("}:", head.size());
-  if (close == std::string::npos) return std::nullopt;
-  const std::string_view suffix = std::string_view(key).substr(close + 2);
-  if (suffix != "dead" && suffix != "delayed" && !from_string<Priority>(suffix)) return std::nullopt;
-  return key.substr(head.size(), close - head.size());
-}
-
 // A group's fields (XINFO GROUPS: name, consumers, pending, last-delivered-id, ...).
 struct GroupState {
   bool found = false;
@@ -119,6 +108,10 @@ std::vector<Client::WorkerRecord> Client::workers() {
         w.succeeded = static_cast<std::uint64_t>(to_ll(v));
       else if (key == "failed")
         w.failed = static_cast<std::uint64_t>(to_ll(v));
+      else if (key == "retried")
+        w.retried = static_cast<std::uint64_t>(to_ll(v));
+      else if (key == "reaped")
+        w.reaped = static_cast<std::uint64_t>(to_ll(v));
       else if (key == "labels") {
         boost::system::error_code ec;
         json::value l = json::parse(v, ec);
@@ -133,16 +126,10 @@ std::vector<Client::WorkerRecord> Client::workers() {
 }
 
 std::vector<std::string> Client::queues() {
+  // atask:queues has every queue a task was put into (functions.lua).
+  Reply r = ClientAccess::call(*this, cmd("SMEMBERS", "atask:queues"));
   std::set<std::string> found;
-  std::string cursor = "0";
-  do {
-    Reply r = ClientAccess::call(*this, cmd("SCAN", cursor, "MATCH", "atask:{*}:*", "COUNT", "1000"));
-    if (r.elements.size() != 2)
-      throw BrokerError("Client::queues() - an unexpected SCAN reply: " + r.describe());
-    cursor = r.elements[0].str;
-    for (const auto& k : r.elements[1].elements)
-      if (auto q = queue_of_key(k.str)) found.insert(std::move(*q));
-  } while (cursor != "0");
+  for (const auto& q : r.elements) found.insert(q.str);
   for (auto& w : workers())
     for (auto& q : w.queues) found.insert(q);
   return {found.begin(), found.end()};

@@ -297,10 +297,20 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
   if (seg.size() == 1 && seg[0] == "metrics") {
     if (auto e = only(get, "GET")) return *e;
     // Thousands of series with many workers: built on a pool thread (below).
-    return OnPool{[sv = &sv_] {
-      return Reply{.status = 200,
-                   .body = prometheus_text(*sv),
-                   .content_type = "text/plain; version=0.0.4; charset=utf-8"};
+    return OnPool{[sv = &sv_, cluster = opt_.cluster] {
+      std::string body = prometheus_text(*sv);
+      if (cluster) {
+        try {
+          body += cluster->metrics();
+        } catch (const std::exception&) {
+          // Redis away: the supervisor's series still count; this one says so.
+          body +=
+              "# HELP atask_cluster_up Whether the cluster (Redis) could be read for this scrape.\n"
+              "# TYPE atask_cluster_up gauge\natask_cluster_up 0\n";
+        }
+      }
+      return Reply{
+          .status = 200, .body = std::move(body), .content_type = "text/plain; version=0.0.4; charset=utf-8"};
     }};
   }
   if (seg[0] != "api" || seg.size() < 2) return error_reply(404, "no such path");
@@ -326,6 +336,7 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
     if (auto e = only(get, "GET")) return *e;
     return OnPool{[sv = &sv_, q = std::string(query)] { return tasks_get(*sv, q); }};
   }
+  if (what == "cluster") return cluster_route(r, seg, query);
   if (what == "jobs" && seg.size() <= 3) {
     std::lock_guard lk(jobs_->m);
     if (!jobs_->configured) return error_reply(404, "this server has no jobs (ServerOptions::jobs)");
@@ -338,6 +349,71 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
     }
     if (auto e = only(post, "POST")) return *e;
     return jobs_post(*jobs_->p, seg[2], r.body);
+  }
+  return error_reply(404, "no such path");
+}
+
+// /api/cluster, /api/cluster/queues/<q>/dead, .../dead/purge, .../dead/<entry>/requeue
+Outcome Api::cluster_route(const Request& r, const std::vector<std::string>& seg,
+                           std::string_view query) const {
+  if (!opt_.cluster) return error_reply(404, "this server shows no cluster (ServerOptions::cluster)");
+  const bool get = r.method == "GET", post = r.method == "POST";
+  auto method_not = [&](const char* allow) {
+    return error_reply(
+        405, "method " + std::string(r.method) + " is not allowed here (allowed: " + allow + ")", allow);
+  };
+  // Runs a call of the source on the pool, its exceptions made replies.
+  auto on_pool = [src = opt_.cluster](std::function<Reply(ClusterSource&)> f, bool read) {
+    return OnPool{[src, f = std::move(f)]() -> Reply {
+                    try {
+                      return f(*src);
+                    } catch (const NotFoundError& e) {
+                      return error_reply(404, e.what());
+                    } catch (const OptionsError& e) {
+                      return error_reply(400, e.what());
+                    } catch (const std::exception& e) {
+                      return error_reply(503, std::string("the cluster cannot be read: ") + e.what());
+                    }
+                  },
+                  read};
+  };
+  auto raw_json = [](std::string body) { return Reply{.status = 200, .body = std::move(body)}; };
+
+  if (seg.size() == 2) {
+    if (!get) return method_not("GET");
+    return on_pool([raw_json](ClusterSource& c) { return raw_json(c.snapshot()); }, true);
+  }
+  if (seg.size() < 5 || seg[2] != "queues" || seg[4] != "dead") return error_reply(404, "no such path");
+  const std::string queue = seg[3];
+  if (seg.size() == 5) {
+    if (!get) return method_not("GET");
+    std::size_t limit = 100;
+    if (auto l = query_param(query, "limit")) {
+      std::size_t n = 0;
+      auto [p, ec] = std::from_chars(l->data(), l->data() + l->size(), n);
+      if (ec != std::errc() || p != l->data() + l->size() || n == 0 || n > 1000)
+        return error_reply(400, "limit must be a number from 1 to 1000");
+      limit = n;
+    }
+    return on_pool(
+        [raw_json, queue, limit](ClusterSource& c) { return raw_json(c.dead_letters(queue, limit)); }, true);
+  }
+  if (seg.size() == 6 && seg[5] == "purge") {
+    if (!post) return method_not("POST");
+    return on_pool(
+        [queue](ClusterSource& c) {
+          return json_reply(json::object{{"ok", true}, {"queue", queue}, {"purged", c.purge_dead(queue)}});
+        },
+        false);
+  }
+  if (seg.size() == 7 && seg[6] == "requeue") {
+    if (!post) return method_not("POST");
+    return on_pool(
+        [queue, entry = seg[5]](ClusterSource& c) {
+          return json_reply(
+              json::object{{"ok", true}, {"queue", queue}, {"task_id", c.requeue(queue, entry)}});
+        },
+        false);
   }
   return error_reply(404, "no such path");
 }

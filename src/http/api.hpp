@@ -88,6 +88,7 @@ class Api {
 
  private:
   Outcome route(const Request& r, const std::vector<std::string>& seg, std::string_view query) const;
+  Outcome cluster_route(const Request& r, const std::vector<std::string>& seg, std::string_view query) const;
   // Replies that can take milliseconds to build (thousands of workers,
   // tasks or series) are built on the pool, so the loop's timers stay on time.
   static Reply workers_get(Supervisor& sv, const std::string& name);  // empty name: all

@@ -17,7 +17,7 @@ declare -A rank=(
   [supervisor]=3
   [workers]=4 [timers]=4 [helpers]=4 [jobs]=4 [tasks]=4 [distributed]=5
   [http]=5
-  [plugins]=6 [cli]=7
+  [plugins]=6 [cluster]=6 [cli]=7
 )
 
 area_of() {  # path relative to include/atask or src -> area ('' for a top-level file)

@@ -483,6 +483,8 @@ class Client {
     std::int64_t heartbeat_age_ms = 0;  ///< now - heartbeat_ms, by Redis' clock
     std::vector<std::string> running;   ///< ids of the tasks it runs (as of its last heartbeat)
     std::uint64_t succeeded = 0, failed = 0;
+    std::uint64_t retried = 0;  ///< failed runs it put back for another attempt
+    std::uint64_t reaped = 0;   ///< tasks of dead workers its sweeps handed back (redeliveries)
     std::vector<std::pair<std::string, std::string>> labels;  ///< ConsumerOptions::labels
   };
   /// Every registered worker, by name. A worker that died stays listed
@@ -498,8 +500,8 @@ class Client {
     std::size_t dead = 0;
     std::int64_t oldest_ms = 0;  ///< age of the oldest waiting task (0: none waits)
   };
-  /// The queues Redis has anything for (a stream, a delayed task, a dead
-  /// letter) or a worker consumes, sorted by name.
+  /// Every queue a task was ever sent to, and every queue a worker
+  /// consumes, sorted by name.
   std::vector<std::string> queues();
   QueueStats queue_stats(std::string_view queue);
   /// Cancels every task of `queue` that no worker has taken yet, queued or

@@ -25,6 +25,27 @@ class Jobs;
 
 namespace atask::http {
 
+/// What a server shows of a cluster besides its own supervisor: the API
+/// server of the distributed mode (`atask api`; atask::cluster::view() in
+/// cluster/view.hpp is one backed by Redis). Called on pool threads, so it
+/// may block. What it throws becomes the reply: NotFoundError 404,
+/// OptionsError 400, anything else 503.
+class ClusterSource {
+ public:
+  virtual ~ClusterSource() = default;
+  /// GET /api/cluster: a JSON object (workers, queues, totals).
+  virtual std::string snapshot() = 0;
+  /// Appended to GET /metrics: Prometheus text exposition (HELP, TYPE and
+  /// samples) of metric names other than the supervisor's.
+  virtual std::string metrics() = 0;
+  /// GET /api/cluster/queues/<queue>/dead?limit=N: a JSON object {"dead": [...]}.
+  virtual std::string dead_letters(const std::string& queue, std::size_t limit) = 0;
+  /// POST /api/cluster/queues/<queue>/dead/<entry>/requeue: the task id.
+  virtual std::string requeue(const std::string& queue, const std::string& entry) = 0;
+  /// POST /api/cluster/queues/<queue>/dead/purge: how many were removed.
+  virtual std::size_t purge_dead(const std::string& queue) = 0;
+};
+
 struct ServerOptions {
   /// An IPv4 or IPv6 address. Anything but loopback requires `token`
   /// (OptionsError otherwise).
@@ -51,6 +72,9 @@ struct ServerOptions {
   Jobs* jobs = nullptr;
   /// Serve the dashboard at GET /.
   bool dashboard = true;
+  /// A cluster to show under /api/cluster, on /metrics and in the
+  /// dashboard's Cluster section (nullptr: none, 404).
+  std::shared_ptr<ClusterSource> cluster{};
 };
 
 /// Counters of the server itself.
