@@ -228,9 +228,10 @@ int run() {
 
   // What a live worker legitimately keeps: the four streams with their
   // consumer group (created at start, stay when empty), the worker's
-  // heartbeat entry and its hash. The reaper's lock lives 0.9 x reap_every
-  // and comes back with every sweep, so it may or may not be there.
-  std::set<std::string> fixed{"atask:workers", "atask:w:" + worker_name};
+  // heartbeat entry and its hash, and the set of queue names (one member
+  // per queue). The reaper's lock lives 0.9 x reap_every and comes back
+  // with every sweep, so it may or may not be there.
+  std::set<std::string> fixed{"atask:workers", "atask:w:" + worker_name, "atask:queues"};
   for (const auto& p : priorities) fixed.insert(queue_prefix + p);
   const std::set<std::string> optional{"atask:reaper"};
 

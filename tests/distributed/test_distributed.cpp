@@ -388,7 +388,7 @@ TEST_SUITE("distributed") {
     const std::set<std::string> fixed{"atask:{default}:low",  "atask:{default}:normal",
                                       "atask:{default}:high", "atask:{default}:critical",
                                       "atask:workers",        "atask:w:w10",
-                                      "atask:reaper"};
+                                      "atask:reaper",         "atask:queues"};
     for (const auto& k : redis_call(redis, cmd("KEYS", "*")).elements)
       CHECK_MESSAGE(fixed.count(k.str), k.str);
   }
