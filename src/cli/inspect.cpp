@@ -164,7 +164,7 @@ int inspect_dead(dist::Client& client, const InspectArgs& a) {
   json::array out;
   Table t({"queue", "entry", "task", "name", "attempt", "error", "message"});
   for (const auto& q : names) {
-    for (const auto& d : client.dead_letters(q, a.limit > 0 ? a.limit : 100)) {
+    for (const auto& d : client.dead_letters(q, a.limit > 0 ? a.limit : 1'000'000)) {
       if (a.common.json) {
         out.push_back(json::object{{"queue", q},
                                    {"entry", d.entry},
