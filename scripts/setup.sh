@@ -15,6 +15,7 @@ packages=(
   redis-server libhiredis-dev    # distributed mode: the broker the tests start, and its protocol
   libhowardhinnant-date-dev      # cron time zones (date/tz.h, libdate-tz3: IANA zones from tzdata)
   python3-croniter python3-tz    # the cron differential test's reference (croniter pulls python3-dateutil)
+  libcli11-dev                   # the atask program's command line (header-only CLI11 2.1)
 )
 # The browser test needs node and npm. Debian's npm conflicts with a node from
 # elsewhere (e.g. nodesource, which ships its own npm): take Debian's only

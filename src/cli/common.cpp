@@ -1,0 +1,142 @@
+#include "cli/common.hpp"
+
+#include <atask/core/errors.hpp>
+
+#include "distributed/redis/connection.hpp"
+
+#include <boost/json/serialize.hpp>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+namespace atask::cli {
+
+namespace json = boost::json;
+
+void add_json_option(CLI::App& app, CommonOptions& o) {
+  app.add_flag("--json", o.json, "Print machine-readable JSON instead of a table");
+}
+
+void add_broker_option(CLI::App& app, std::string& broker) {
+  broker = "redis://127.0.0.1:6379";
+  app.add_option("--broker", broker, "Redis URL redis://[[user]:password@]host[:port][/db]")
+      ->envname("ATASK_BROKER")
+      ->capture_default_str()
+      ->check(
+          [](const std::string& url) -> std::string {
+            try {
+              (void)redis::parse_url(url);
+              return {};
+            } catch (const std::exception& e) {
+              return e.what();
+            }
+          },
+          "URL");
+}
+
+std::string display_broker(const std::string& url) {
+  try {
+    return redis::parse_url(url).to_string();
+  } catch (const std::exception&) {
+    return "(malformed URL)";
+  }
+}
+
+std::chrono::milliseconds seconds_to_ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000.0)));
+}
+
+std::string human_duration(std::int64_t ms) {
+  if (ms < 0) return "-";
+  auto two = [](std::int64_t v) { return (v < 10 ? "0" : "") + std::to_string(v); };
+  if (ms < 1000) return std::to_string(ms) + "ms";
+  const std::int64_t s = ms / 1000;
+  if (s < 60) return std::to_string(s) + "s";
+  if (s < 3600) return std::to_string(s / 60) + "m" + two(s % 60) + "s";
+  if (s < 86400) return std::to_string(s / 3600) + "h" + two(s / 60 % 60) + "m";
+  return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
+}
+
+void print_json(const json::value& v, std::ostream& out) {
+  out << json::serialize(v) << std::endl;
+}
+
+void print_json(const json::value& v) {
+  print_json(v, std::cout);
+}
+
+Table::Table(std::vector<std::string> headers) : headers_(std::move(headers)) {}
+
+void Table::add(std::vector<std::string> row) {
+  row.resize(headers_.size());
+  rows_.push_back(std::move(row));
+}
+
+void Table::print(std::ostream& out) const {
+  std::vector<std::size_t> width(headers_.size());
+  for (std::size_t c = 0; c < headers_.size(); ++c) width[c] = headers_[c].size();
+  for (const auto& r : rows_)
+    for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string l;
+    for (std::size_t c = 0; c < cells.size(); ++c) {
+      l += cells[c];
+      if (c + 1 < cells.size()) l += std::string(width[c] - cells[c].size() + 2, ' ');
+    }
+    while (!l.empty() && l.back() == ' ') l.pop_back();
+    out << l << '\n';
+  };
+  std::vector<std::string> head;
+  for (auto h : headers_) {
+    std::transform(h.begin(), h.end(), h.begin(), [](unsigned char ch) { return std::toupper(ch); });
+    head.push_back(std::move(h));
+  }
+  line(head);
+  for (const auto& r : rows_) line(r);
+  out.flush();
+}
+
+std::shared_ptr<spdlog::logger> make_logger(const std::string& level) {
+  auto log = std::make_shared<spdlog::logger>("atask", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  log->set_level(spdlog::level::from_str(level));
+  return log;
+}
+
+std::vector<std::string> PluginSet::labels() const {
+  std::vector<std::string> out;
+  for (const auto& p : load.loaded)
+    out.push_back(p.manifest.version.empty() ? p.manifest.name : p.manifest.name + "@" + p.manifest.version);
+  return out;
+}
+
+std::vector<distributed::BeatEntry> PluginSet::schedules() const {
+  std::vector<distributed::BeatEntry> out;
+  for (const auto& p : load.loaded)
+    out.insert(out.end(), p.manifest.schedules.begin(), p.manifest.schedules.end());
+  return out;
+}
+
+PluginSet load_plugins(const std::vector<std::string>& dirs, TaskRegistry& tasks, bool from_environment) {
+  PluginSet s;
+  s.folders = plugins::plugin_folders(dirs, from_environment);
+  s.load = plugins::load_plugins(s.folders, tasks);
+  return s;
+}
+
+json::object failure_json(const plugins::PluginFailure& f) {
+  return {{"path", f.path.string()}, {"reason", f.reason}};
+}
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i == 0 ? "" : sep) + v[i];
+  return s;
+}
+
+}  // namespace atask::cli

@@ -1,0 +1,485 @@
+// The atask program (src/cli, docs/cli.md), run as a real process: its help
+// and usage errors, exit codes, --json output, and a worker process with the
+// example plugins serving `atask send`, `inspect`, `requeue` and `purge`,
+// each against a redis-server of the test's own.
+
+#include <atask/distributed/client.hpp>
+
+#include "fixtures.hpp"
+#include "redis_server.hpp"
+#include "support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace json = boost::json;
+namespace dist = atask::distributed;
+using namespace std::chrono_literals;
+using test::contains;
+using test::eventually;
+using test::patience;
+
+namespace {
+
+const std::string plugin_dir = ATASK_TEST_PLUGIN_DIR;         // demo_reports.so, demo_tasks.so
+const std::string broken_dir = ATASK_TEST_BROKEN_PLUGIN_DIR;  // five plugins that fail to load
+
+// One run of the atask binary: stdin from a file holding `input`, stdout
+// and stderr into files, ATASK_BROKER and ATASK_PLUGIN_FOLDERS removed from
+// its environment. Killed (SIGKILL) and reaped at scope exit if still there.
+class Cli {
+ public:
+  explicit Cli(std::vector<std::string> args, const std::string& input = "") {
+    args.insert(args.begin(), ATASK_CLI);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, "ATASK_BROKER=", 13) != 0 && std::strncmp(*e, "ATASK_PLUGIN_FOLDERS=", 21) != 0)
+        env_.push_back(*e);
+    env_.push_back(nullptr);
+    std::ofstream(dir_.path() / "in") << input;
+    const std::string in = (dir_.path() / "in").string(), out = (dir_.path() / "out").string(),
+                      err = (dir_.path() / "err").string();
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      const int i = ::open(in.c_str(), O_RDONLY), o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644),
+                e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (i < 0 || o < 0 || e < 0) ::_exit(126);
+      ::dup2(i, 0);
+      ::dup2(o, 1);
+      ::dup2(e, 2);
+      ::execve(argv[0], argv.data(), env_.data());
+      ::_exit(127);
+    }
+  }
+  ~Cli() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  Cli(const Cli&) = delete;
+  Cli& operator=(const Cli&) = delete;
+
+  // The exit code (128 + N for signal N) once it has ended; nullopt while it runs.
+  std::optional<int> poll() {
+    if (pid_ > 0) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) != pid_) return std::nullopt;
+      pid_ = -1;
+      code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    return code_;
+  }
+  // The exit code, waiting at most `limit`; then SIGKILL and -1.
+  int wait(std::chrono::milliseconds limit = patience) {
+    if (!eventually([&] { return poll().has_value(); }, limit)) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+      FAIL_CHECK("atask did not exit in time; stdout: " << out() << " stderr: " << err());
+      return -1;
+    }
+    return *code_;
+  }
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  std::string out() const { return read("out"); }
+  std::string err() const { return read("err"); }
+
+ private:
+  std::string read(const char* name) const {
+    std::ifstream f(dir_.path() / name);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  }
+  test::TempDir dir_;
+  std::vector<char*> env_;
+  pid_t pid_ = -1;
+  std::optional<int> code_;
+};
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs atask to its end (bounded by the patience).
+Result run_atask(std::vector<std::string> args, const std::string& input = "") {
+  Cli c(std::move(args), input);
+  const int code = c.wait();
+  return {code, c.out(), c.err()};
+}
+
+json::value parse_json(const std::string& s) {
+  boost::system::error_code ec;
+  auto v = json::parse(s, ec);
+  REQUIRE_MESSAGE(!ec, "not JSON: " << s);
+  return v;
+}
+
+// `atask worker` with the example plugins, as a process of its own; up once
+// Redis lists it. SIGKILLed at scope exit unless it has ended.
+class Worker {
+ public:
+  Worker(const test::RedisServer& redis, std::string name, std::vector<std::string> extra = {})
+      : name_(std::move(name)), proc_(args(redis, name_, std::move(extra))) {
+    dist::Client client({.broker = redis.url()});
+    REQUIRE_MESSAGE(eventually([&] {
+                      if (proc_.poll()) return true;
+                      const auto ws = client.workers();
+                      return std::any_of(ws.begin(), ws.end(),
+                                         [&](const auto& w) { return w.name == name_; });
+                    }),
+                    "worker " << name_ << " did not register; stderr: " << proc_.err());
+    REQUIRE_MESSAGE(!proc_.poll(), "worker " << name_ << " exited at start: " << proc_.err());
+    // Its start line comes once the supervisor has started (it may register first).
+    REQUIRE(eventually([&] { return contains(proc_.out(), "\n"); }));
+  }
+  Cli& process() { return proc_; }
+
+ private:
+  static std::vector<std::string> args(const test::RedisServer& redis, const std::string& name,
+                                       std::vector<std::string> extra) {
+    std::vector<std::string> a{"worker", "--broker", redis.url(), "--plugin-dir", plugin_dir, "-n",
+                               name,     "-c",       "2",         "--processes",  "1",        "-l",
+                               "warn"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  std::string name_;
+  Cli proc_;
+};
+
+}  // namespace
+
+TEST_SUITE("cli") {
+  TEST_CASE("every subcommand answers --help with its options and exits 0") {
+    const std::vector<std::pair<std::string, std::vector<std::string>>> expect{
+        {"worker",
+         {"--broker", "--queues", "--concurrency", "--processes", "--prefetch", "--plugin-dir", "--strict",
+          "--max-tasks-per-child", "--time-limit", "--soft-time-limit", "--hostname", "--loglevel", "--http",
+          "--beat", "--json"}},
+        {"beat", {"--broker", "--plugin-dir", "--name", "--lease", "--json"}},
+        {"send",
+         {"NAME", "ARGS_JSON", "--wait", "--timeout", "--queue", "--priority", "--countdown",
+          "--idempotency-key", "--json"}},
+        {"inspect", {"workers", "queues", "tasks", "dead", "--queue", "--limit", "--json"}},
+        {"requeue", {"QUEUE", "ENTRY", "--all", "--json"}},
+        {"purge", {"QUEUE", "--yes", "--dead", "--json"}},
+        {"plugins", {"DIR", "--json"}}};
+    for (const auto& [cmd, options] : expect) {
+      CAPTURE(cmd);
+      const auto r = run_atask({cmd, "--help"});
+      CHECK(r.code == 0);
+      CHECK(contains(r.out, "Usage: atask " + cmd));
+      for (const auto& o : options) CHECK_MESSAGE(contains(r.out, o), o << " missing from:\n" << r.out);
+    }
+    const auto root = run_atask({"--help"});
+    CHECK(root.code == 0);
+    for (const auto& [cmd, options] : expect) CHECK(contains(root.out, cmd));
+    const auto version = run_atask({"--version"});
+    CHECK(version.code == 0);
+    CHECK(contains(version.out, "atask " ATASK_VERSION));
+  }
+
+  TEST_CASE("a bad argument exits 2 with the subcommand's usage line") {
+    const std::vector<std::vector<std::string>> bad{{"worker", "--concurrency", "zero"},
+                                                    {"worker", "--no-such-option"},
+                                                    {"worker", "--loglevel", "loud"},
+                                                    {"worker", "--http", "localhost"},
+                                                    {"worker", "--broker", "http://example.com"},
+                                                    {"inspect", "everything"},
+                                                    {"send", "demo.add"},
+                                                    {"send", "demo.add", "[1,2]", "--priority", "urgent"},
+                                                    {"requeue", "default"},
+                                                    {"plugins"}};
+    for (const auto& args : bad) {
+      CAPTURE(args[0] + " " + args[1 % args.size()]);
+      const auto r = run_atask(args);
+      CHECK(r.code == 2);
+      CHECK_MESSAGE(contains(r.err, "Usage: atask " + args[0]), r.err);
+      CHECK(contains(r.err, "error:"));
+    }
+    const auto none = run_atask({});
+    CHECK(none.code == 2);
+    CHECK(contains(none.err, "Usage: atask"));
+    const auto unknown = run_atask({"frobnicate"});
+    CHECK(unknown.code == 2);
+  }
+
+  TEST_CASE("send refuses ARGS_JSON that is not a JSON array with exit 2") {
+    for (const std::string args : {"{\"a\": 1}", "not json", "5"}) {
+      CAPTURE(args);
+      const auto r = run_atask({"send", "demo.add", args, "--broker", "redis://127.0.0.1:1"});
+      CHECK(r.code == 2);
+      CHECK_MESSAGE(contains(r.err, "JSON array"), r.err);
+      CHECK(contains(r.err, "Usage: atask send"));
+    }
+  }
+
+  TEST_CASE("a worker process runs plugin tasks and send --wait prints their results") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-w1");
+    CHECK(contains(w.process().out(), "atask worker cli-w1: broker " + redis.url()));
+    CHECK(contains(w.process().out(), "demo-tasks@1.0.0"));
+
+    const auto five = run_atask({"send", "demo.add", "[2,3]", "--wait", "--broker", redis.url()});
+    CHECK_MESSAGE(five.code == 0, five.err);
+    CHECK(five.out == "5\n");
+
+    const auto j = run_atask({"send", "demo.add", "[20,22]", "--wait", "--json", "--broker", redis.url()});
+    CHECK_MESSAGE(j.code == 0, j.err);
+    const auto v = parse_json(j.out);
+    CHECK(v.at("status") == "succeeded");
+    CHECK(v.at("result") == 42);
+    CHECK(v.at("id").as_string().size() == 32);
+
+    // A process task: it runs in a child of the worker's process pool, which
+    // has the plugin because the worker loaded it before forking.
+    const auto sq = run_atask({"send", "demo.square", "[7]", "--wait", "--json", "--broker", redis.url()});
+    CHECK_MESSAGE(sq.code == 0, sq.err);
+    CHECK(parse_json(sq.out).at("result").at("square") == 49);
+
+    // Without --wait: the id, and the task runs anyway.
+    const auto sent = run_atask({"send", "demo.add", "[1,1]", "--broker", redis.url()});
+    CHECK(sent.code == 0);
+    REQUIRE(sent.out.size() == 33);
+    dist::Client client({.broker = redis.url()});
+    CHECK(client.handle<int>(sent.out.substr(0, 32)).get_for(patience) == 2);
+  }
+
+  TEST_CASE("send --wait exits 1 with the error type and message of a failed task") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-w2");
+    const auto r = run_atask({"send", "demo.add", "[\"two\", 3]", "--wait", "--broker", redis.url()});
+    CHECK(r.code == 1);
+    CHECK(r.out.empty());
+    CHECK_MESSAGE(contains(r.err, "failed: atask::ConversionError"), r.err);
+    CHECK_MESSAGE(contains(r.err, "argument 1 does not convert"), r.err);
+
+    const auto j =
+        run_atask({"send", "demo.add", "[\"two\", 3]", "--wait", "--json", "--broker", redis.url()});
+    CHECK(j.code == 1);
+    const auto v = parse_json(j.out);
+    CHECK(v.at("status") == "failed");
+    CHECK(v.at("error_type") == "atask::ConversionError");
+  }
+
+  TEST_CASE(
+      "inspect workers shows the worker with its plugins and inspect queues and tasks show its queues") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-w3", {"-Q", "default,other"});
+    const auto r = run_atask({"inspect", "workers", "--json", "--broker", redis.url()});
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    const auto ws = parse_json(r.out).as_array();
+    REQUIRE(ws.size() == 1);
+    const auto& me = ws[0].as_object();
+    CHECK(me.at("name") == "cli-w3");
+    CHECK(me.at("queues") == json::array{"default", "other"});
+    CHECK(me.at("pid").as_int64() > 0);
+    CHECK(me.at("labels").at("plugins") == "demo-reports@0.3.1 demo-tasks@1.0.0");
+    CHECK(me.at("plugins") == json::array{"demo-reports@0.3.1", "demo-tasks@1.0.0"});
+    CHECK(me.at("labels").at("version") == ATASK_VERSION);
+
+    const auto table = run_atask({"inspect", "workers", "--broker", redis.url()});
+    CHECK(table.code == 0);
+    CHECK(contains(table.out, "WORKER"));
+    CHECK(contains(table.out, "cli-w3"));
+    CHECK(contains(table.out, "demo-tasks@1.0.0"));
+
+    const auto q = run_atask({"inspect", "queues", "--json", "--broker", redis.url()});
+    REQUIRE(q.code == 0);
+    std::vector<std::string> names;
+    const auto queues = parse_json(q.out);
+    for (const auto& e : queues.as_array()) names.emplace_back(e.at("queue").as_string());
+    CHECK(std::find(names.begin(), names.end(), "default") != names.end());
+    CHECK(std::find(names.begin(), names.end(), "other") != names.end());
+    const auto qt = run_atask({"inspect", "queues", "--broker", redis.url()});
+    CHECK(qt.code == 0);
+    CHECK(contains(qt.out, "QUEUE"));
+    CHECK(contains(qt.out, "CRITICAL"));
+
+    // A task that runs for a while shows under inspect tasks.
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send("demo.report", {100, 50});  // 5 s, stops early when asked
+    REQUIRE(eventually([&] { return h.status() == dist::RemoteStatus::started; }));
+    Result t;
+    REQUIRE(eventually([&] {
+      t = run_atask({"inspect", "tasks", "--json", "--broker", redis.url()});
+      return t.code == 0 && !parse_json(t.out).as_array().empty();
+    }));
+    const auto tasks = parse_json(t.out);
+    const auto& task = tasks.as_array()[0];
+    CHECK(task.at("id").as_string() == h.id());
+    CHECK(task.at("name") == "demo.report");
+    CHECK(task.at("worker") == "cli-w3");
+    h.cancel();
+  }
+
+  TEST_CASE("a task no worker knows goes dead - inspect dead lists it and requeue puts it back") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-w4");
+    const auto r = run_atask({"send", "nobody.knows", "[]", "--wait", "--broker", redis.url()});
+    CHECK(r.code == 1);
+    CHECK_MESSAGE(contains(r.err, "dead: atask::NotFoundError"), r.err);
+
+    const auto d = run_atask({"inspect", "dead", "--queue", "default", "--json", "--broker", redis.url()});
+    REQUIRE(d.code == 0);
+    const auto dead = parse_json(d.out).as_array();
+    REQUIRE(dead.size() == 1);
+    CHECK(dead[0].at("name") == "nobody.knows");
+    CHECK(dead[0].at("error_type") == "atask::NotFoundError");
+    const std::string entry(dead[0].at("entry").as_string());
+    const std::string id(dead[0].at("id").as_string());
+
+    const auto table = run_atask({"inspect", "dead", "--broker", redis.url()});
+    CHECK(contains(table.out, entry));
+    CHECK(contains(table.out, "nobody.knows"));
+
+    const auto rq = run_atask({"requeue", "default", entry, "--broker", redis.url()});
+    CHECK_MESSAGE(rq.code == 0, rq.err);
+    CHECK(rq.out == id + "\n");
+    // The worker still does not know it: dead again, as a new entry.
+    dist::Client client({.broker = redis.url()});
+    CHECK(eventually([&] {
+      const auto ds = client.dead_letters("default");
+      return ds.size() == 1 && ds[0].entry != entry && ds[0].task_id == id;
+    }));
+    const auto gone = run_atask({"requeue", "default", entry, "--broker", redis.url()});
+    CHECK(gone.code == 1);  // that entry was requeued already
+
+    const auto all = run_atask({"requeue", "default", "--all", "--json", "--broker", redis.url()});
+    CHECK(all.code == 0);
+    CHECK(parse_json(all.out).at("requeued").as_array().size() == 1);
+  }
+
+  TEST_CASE("purge asks for confirmation and purges only when told yes") {
+    test::RedisServer redis;
+    dist::Client client({.broker = redis.url()});
+    for (int i = 0; i < 2; ++i)
+      CHECK(run_atask({"send", "demo.add", "[1,2]", "-q", "idle", "--broker", redis.url()}).code == 0);
+    CHECK(
+        run_atask({"send", "demo.add", "[1,2]", "-q", "idle", "--countdown", "600", "--broker", redis.url()})
+            .code == 0);
+    auto waiting = [&] {
+      const auto s = client.queue_stats("idle");
+      return s.queued[0] + s.queued[1] + s.queued[2] + s.queued[3] + s.delayed;
+    };
+    REQUIRE(waiting() == 3);
+
+    const auto no = run_atask({"purge", "idle", "--broker", redis.url()}, "n\n");
+    CHECK(no.code == 1);
+    CHECK(contains(no.err, "Purge 3 waiting tasks"));
+    CHECK(contains(no.err, "aborted"));
+    CHECK(waiting() == 3);
+    const auto eof = run_atask({"purge", "idle", "--broker", redis.url()});  // empty stdin: no
+    CHECK(eof.code == 1);
+    CHECK(waiting() == 3);
+
+    const auto yes = run_atask({"purge", "idle", "--broker", redis.url()}, "y\n");
+    CHECK(yes.code == 0);
+    CHECK(yes.out == "purged 3 waiting tasks of queue 'idle'\n");
+    CHECK(waiting() == 0);
+
+    CHECK(run_atask({"send", "demo.add", "[1,2]", "-q", "idle", "--broker", redis.url()}).code == 0);
+    const auto forced = run_atask({"purge", "idle", "--yes", "--json", "--broker", redis.url()});
+    CHECK(forced.code == 0);
+    CHECK(parse_json(forced.out).at("purged") == 1);
+    CHECK(waiting() == 0);
+  }
+
+  TEST_CASE("plugins lists what good plugins register and why broken ones failed with exit 1") {
+    const auto r = run_atask({"plugins", plugin_dir, broken_dir});
+    CHECK(r.code == 1);
+    CHECK(contains(r.out, "demo-tasks"));
+    CHECK(contains(r.out, "demo.report"));
+    CHECK(contains(r.out, "Failed:"));
+    for (const char* f :
+         {"abi_mismatch.so", "duplicate.so", "missing_symbol.so", "not_a_plugin.so", "throws.so"})
+      CHECK_MESSAGE(contains(r.out, f), f);
+
+    const auto j = run_atask({"plugins", plugin_dir, broken_dir, "--json"});
+    CHECK(j.code == 1);
+    const auto v = parse_json(j.out);
+    const auto& plugins = v.at("plugins").as_array();
+    REQUIRE(plugins.size() == 2);
+    CHECK(plugins[1].at("name") == "demo-tasks");
+    CHECK(plugins[1].at("version") == "1.0.0");
+    const auto& tasks = plugins[1].at("tasks").as_array();
+    REQUIRE(tasks.size() == 2);
+    CHECK(tasks[0].at("name") == "demo.add");
+    CHECK(tasks[0].at("kind") == "thread");
+    CHECK(tasks[1].at("name") == "demo.square");
+    CHECK(tasks[1].at("kind") == "process");
+    CHECK(plugins[0].at("job_types").as_array()[0].at("type") == "report");
+    CHECK(plugins[0].at("schedules").as_array()[0].at("name") == "demo.tick");
+    const auto& failed = v.at("failed").as_array();
+    REQUIRE(failed.size() == 5);
+    CHECK(contains(std::string(failed[0].at("path").as_string()), "abi_mismatch.so"));
+    CHECK(contains(std::string(failed[0].at("reason").as_string()), "plugin ABI 999"));
+
+    const auto good = run_atask({"plugins", plugin_dir});
+    CHECK(good.code == 0);
+  }
+
+  TEST_CASE("worker --strict refuses to start when a plugin fails and names it") {
+    const auto r = run_atask({"worker", "--strict", "--plugin-dir", plugin_dir, "--plugin-dir", broken_dir,
+                              "--broker", "redis://127.0.0.1:1"});
+    CHECK(r.code == 1);
+    CHECK_MESSAGE(contains(r.err, "refusing to start"), r.err);
+    CHECK_MESSAGE(contains(r.err, "abi_mismatch.so"), r.err);
+  }
+
+  TEST_CASE("beat refuses to run when no plugin has a schedule") {
+    test::TempDir empty;
+    const auto r =
+        run_atask({"beat", "--plugin-dir", empty.path().string(), "--broker", "redis://127.0.0.1:1"});
+    CHECK(r.code == 1);
+    CHECK_MESSAGE(contains(r.err, "no plugin has a schedule"), r.err);
+  }
+
+  TEST_CASE("SIGTERM stops a worker with exit 0 and it leaves the cluster") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-w5", {"--json"});
+    const auto started = parse_json(w.process().out());
+    CHECK(started.at("event") == "started");
+    CHECK(started.at("worker") == "cli-w5");
+    CHECK(started.at("plugins").as_array().size() == 2);
+    CHECK(run_atask({"send", "demo.add", "[2,3]", "--wait", "--broker", redis.url()}).out == "5\n");
+
+    w.process().signal(SIGTERM);
+    CHECK(w.process().wait() == 0);
+    const std::string out = w.process().out();
+    const auto last = parse_json(out.substr(out.find('\n') + 1));
+    CHECK(last.at("event") == "stopped");
+    CHECK(last.at("stage") == "warm");
+    CHECK(last.at("succeeded") == 1);
+    CHECK(last.at("exit_code") == 0);
+
+    const auto r = run_atask({"inspect", "workers", "--json", "--broker", redis.url()});
+    CHECK(r.code == 0);
+    CHECK(parse_json(r.out).as_array().empty());
+  }
+}
