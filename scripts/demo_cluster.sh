@@ -37,12 +37,19 @@ tmp=$(mktemp -d /tmp/atask-demo-cluster-XXXXXX)
 pids=()
 cleanup() {
   trap - EXIT INT TERM
-  # Workers and the API server stop warm on SIGTERM; Redis last.
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
+  # The API server and the workers stop warm on SIGTERM (running tasks
+  # finish, then they leave the cluster): Redis (pids[0]) only once they are
+  # gone, since they need it to leave.
+  stop() {
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "$@"; do
+      for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$p" 2>/dev/null || true
+      wait "$p" 2>/dev/null || true
+    done
+  }
+  [ ${#pids[@]} -gt 1 ] && stop "${pids[@]:1}"
+  [ ${#pids[@]} -gt 0 ] && stop "${pids[0]}"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -97,10 +104,13 @@ while [ $((SECONDS - start)) -lt "$seconds" ]; do
   if [ $((i % 4)) -eq 0 ]; then "$atask" send demo.square "[$i]" --broker "$broker" >/dev/null; fi
   if [ $((i % 20)) -eq 0 ]; then "$atask" send demo.report "[10, 300]" --broker "$broker" >/dev/null; fi
   if [ -n "$kill_after" ] && [ $((SECONDS - start)) -ge "$kill_after" ] && kill -0 "$worker1" 2>/dev/null; then
-    kill -KILL "$worker1"
+    { kill -KILL "$worker1" && wait "$worker1"; } 2>/dev/null || true
     echo "killed demo-worker-1 (pid $worker1) with SIGKILL: its tasks go back to their queues and finish on demo-worker-2"
     kill_after=""
   fi
   sleep 0.5
 done
-echo "demo_cluster: $i rounds sent; stopping"
+echo "demo_cluster: $i rounds sent; the cluster now:"
+"$atask" inspect workers --broker "$broker" || true
+"$atask" inspect queues --broker "$broker" || true
+echo "demo_cluster: stopping"

@@ -13,5 +13,6 @@ Command inspect_command(CLI::App& root);  // inspect.cpp
 Command requeue_command(CLI::App& root);  // inspect.cpp
 Command purge_command(CLI::App& root);    // inspect.cpp
 Command plugins_command(CLI::App& root);  // plugins.cpp
+Command api_command(CLI::App& root);      // api.cpp
 
 }  // namespace atask::cli

@@ -4,6 +4,8 @@
 
 #include "distributed/redis/connection.hpp"
 
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <spdlog/sinks/stdout_sinks.h>
@@ -137,6 +139,38 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
   std::string s;
   for (std::size_t i = 0; i < v.size(); ++i) s += (i == 0 ? "" : sep) + v[i];
   return s;
+}
+
+// "ADDR:PORT", "[v6]:PORT" or ":PORT" (loopback).
+std::pair<std::string, unsigned short> parse_http(const std::string& s) {
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos) throw UsageError("--http: expected ADDR:PORT, got '" + s + "'");
+  std::string addr = s.substr(0, colon);
+  if (addr.size() >= 2 && addr.front() == '[' && addr.back() == ']') addr = addr.substr(1, addr.size() - 2);
+  if (addr.empty()) addr = "127.0.0.1";
+  const std::string port = s.substr(colon + 1);
+  unsigned long p = 0;
+  try {
+    std::size_t used = 0;
+    p = std::stoul(port, &used);
+    if (used != port.size() || p > 65535) throw std::out_of_range("port");
+  } catch (const std::exception&) {
+    throw UsageError("--http: '" + port + "' is not a port (0-65535)");
+  }
+  return {addr, static_cast<unsigned short>(p)};
+}
+
+// The job's params, by the names the plugin gave, as the task's arguments.
+std::function<json::array(const json::object&)> job_arguments(std::vector<std::string> names) {
+  if (names.empty()) return {};  // the params object is the one argument
+  return [names = std::move(names)](const json::object& params) {
+    json::array a;
+    for (const auto& n : names) {
+      const auto* v = params.if_contains(n);
+      a.push_back(v ? *v : json::value(nullptr));
+    }
+    return a;
+  };
 }
 
 }  // namespace atask::cli

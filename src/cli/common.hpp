@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
 #include <chrono>
@@ -102,5 +104,14 @@ PluginSet load_plugins(const std::vector<std::string>& dirs, TaskRegistry& tasks
 boost::json::object failure_json(const plugins::PluginFailure& f);
 
 std::string join(const std::vector<std::string>& v, const std::string& sep);
+
+/// --http's "ADDR:PORT", "[v6]:PORT" or ":PORT" (loopback).
+/// @throws UsageError for anything else.
+std::pair<std::string, unsigned short> parse_http(const std::string& s);
+
+/// A plugin job type's arguments (JobTypeSpec::arguments): the job's params
+/// by those names, in order (a missing one is null); none: the params
+/// object is the task's one argument (an empty function).
+std::function<boost::json::array(const boost::json::object&)> job_arguments(std::vector<std::string> names);
 
 }  // namespace atask::cli

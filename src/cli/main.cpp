@@ -23,7 +23,9 @@ int usage_error(const CLI::App& root, const CLI::App* sub, const std::string& wh
 
 int main(int argc, char** argv) {
   using namespace atask::cli;
-  CLI::App app("atask: run workers and beats, send tasks and inspect an atask cluster on Redis", "atask");
+  CLI::App app(
+      "atask: run workers, beats and the API server, send tasks and inspect an atask cluster on Redis",
+      "atask");
   app.set_version_flag("--version", "atask " ATASK_VERSION);
   app.require_subcommand(1, 1);
   app.footer(
@@ -32,7 +34,7 @@ int main(int argc, char** argv) {
       "use 3 and 4 too (docs/cli.md).");
   const std::vector<Command> commands{worker_command(app),  beat_command(app),    send_command(app),
                                       inspect_command(app), requeue_command(app), purge_command(app),
-                                      plugins_command(app)};
+                                      plugins_command(app), api_command(app)};
 
   const CLI::App* selected = nullptr;
   try {

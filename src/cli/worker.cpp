@@ -50,38 +50,6 @@ struct WorkerArgs {
   double warm_timeout = 30, soft_timeout = 10;
 };
 
-// "ADDR:PORT", "[v6]:PORT" or ":PORT" (loopback).
-std::pair<std::string, unsigned short> parse_http(const std::string& s) {
-  const auto colon = s.rfind(':');
-  if (colon == std::string::npos) throw UsageError("--http: expected ADDR:PORT, got '" + s + "'");
-  std::string addr = s.substr(0, colon);
-  if (addr.size() >= 2 && addr.front() == '[' && addr.back() == ']') addr = addr.substr(1, addr.size() - 2);
-  if (addr.empty()) addr = "127.0.0.1";
-  const std::string port = s.substr(colon + 1);
-  unsigned long p = 0;
-  try {
-    std::size_t used = 0;
-    p = std::stoul(port, &used);
-    if (used != port.size() || p > 65535) throw std::out_of_range("port");
-  } catch (const std::exception&) {
-    throw UsageError("--http: '" + port + "' is not a port (0-65535)");
-  }
-  return {addr, static_cast<unsigned short>(p)};
-}
-
-// The job's params, by the names the plugin gave, as the task's arguments.
-std::function<json::array(const json::object&)> args_of(std::vector<std::string> names) {
-  if (names.empty()) return {};  // the params object is the one argument
-  return [names = std::move(names)](const json::object& params) {
-    json::array a;
-    for (const auto& n : names) {
-      const auto* v = params.if_contains(n);
-      a.push_back(v ? *v : json::value(nullptr));
-    }
-    return a;
-  };
-}
-
 // 4: a task was abandoned (cold stage); 3: tasks were canceled before they
 // started or asked to stop (soft stage); 0: every task finished.
 int exit_code_of(const StopReport& r) {
@@ -150,7 +118,7 @@ int run_worker(const WorkerArgs& a) {
     jobs = std::make_unique<Jobs>(sv, JobsOptions{.storage_dir = dir});
     for (const auto& p : plugins.load.loaded)
       for (const auto& jt : p.manifest.job_types)
-        dist::add_remote_job_type(*jobs, *client, jt.type, jt.task, {.args = args_of(jt.arguments)});
+        dist::add_remote_job_type(*jobs, *client, jt.type, jt.task, {.args = job_arguments(jt.arguments)});
     server = http::serve(
         sv, {.address = http_at->first, .port = http_at->second, .token = a.http_token, .jobs = jobs.get()});
   }

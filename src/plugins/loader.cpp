@@ -29,13 +29,14 @@ void keep_forever(dll::shared_library lib) {
   kept->push_back(std::move(lib));
 }
 
-// Boost.DLL's message is "<what> failed (dlerror system message: <why>)".
+// Boost.DLL's message is "<what> failed (dlerror system message: <why>):
+// <an errno text that means nothing here>": keep <why>.
 std::string dl_reason(const std::exception& e) {
   std::string w = e.what();
   static constexpr std::string_view tag = "dlerror system message: ";
   if (auto at = w.find(tag); at != std::string::npos) {
     w = w.substr(at + tag.size());
-    if (!w.empty() && w.back() == ')') w.pop_back();
+    if (auto close = w.rfind(')'); close != std::string::npos) w.erase(close);
   }
   return w;
 }
