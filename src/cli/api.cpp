@@ -65,6 +65,8 @@ int run_api(const ApiArgs& a) {
   if (dir.empty())
     dir = std::filesystem::temp_directory_path() / ("atask-api-jobs-" + std::to_string(::getpid()));
   Jobs jobs(sv, {.storage_dir = dir});
+  json::array catalog;  // what /api/cluster and the dashboard show of the plugins
+  for (const auto& p : plugins.load.loaded) catalog.push_back(plugin_json(p, tasks));
   std::size_t job_types = 0;
   for (const auto& p : plugins.load.loaded)
     for (const auto& jt : p.manifest.job_types) {
@@ -75,7 +77,7 @@ int run_api(const ApiArgs& a) {
                                  .port = port,
                                  .token = a.http_token,
                                  .jobs = &jobs,
-                                 .cluster = cluster::view(client)});
+                                 .cluster = cluster::view(client, {.plugins = catalog})});
   try {
     sv.start();
   } catch (const std::exception& e) {

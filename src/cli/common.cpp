@@ -1,6 +1,7 @@
 #include "cli/common.hpp"
 
 #include <atask/core/errors.hpp>
+#include <atask/util/enum_names.hpp>
 
 #include "distributed/redis/connection.hpp"
 
@@ -133,6 +134,46 @@ PluginSet load_plugins(const std::vector<std::string>& dirs, TaskRegistry& tasks
 
 json::object failure_json(const plugins::PluginFailure& f) {
   return {{"path", f.path.string()}, {"reason", f.reason}};
+}
+
+json::object plugin_json(const plugins::LoadedPlugin& p, const TaskRegistry& tasks) {
+  json::array ts, jts, schs;
+  for (const auto& name : p.tasks) {
+    json::object t{{"name", name}};
+    if (auto info = tasks.find(name)) {
+      t["kind"] = to_string(info->kind);
+      t["queue"] = info->options.queue;
+      t["priority"] = to_string(info->options.priority);
+      t["arity"] = info->arity;
+    }
+    if (auto d = p.manifest.docs.find(name); d != p.manifest.docs.end()) {
+      t["description"] = d->second.description;
+      t["parameters"] = d->second.parameters;
+    }
+    ts.push_back(std::move(t));
+  }
+  for (const auto& j : p.manifest.job_types)
+    jts.push_back(json::object{{"type", j.type},
+                               {"task", j.task},
+                               {"arguments", json::array(j.arguments.begin(), j.arguments.end())},
+                               {"description", j.description}});
+  for (const auto& e : p.manifest.schedules) {
+    json::object o{{"name", e.name}, {"task", e.task}, {"args", e.args}};
+    if (!e.cron.empty()) {
+      o["cron"] = e.cron;
+      o["time_zone"] = e.time_zone;
+    } else {
+      o["every_ms"] = e.every.count();
+    }
+    schs.push_back(std::move(o));
+  }
+  return json::object{{"path", p.path.string()},
+                      {"name", p.manifest.name},
+                      {"version", p.manifest.version},
+                      {"description", p.manifest.description},
+                      {"tasks", ts},
+                      {"job_types", jts},
+                      {"schedules", schs}};
 }
 
 std::string join(const std::vector<std::string>& v, const std::string& sep) {

@@ -100,8 +100,12 @@ struct PluginSet {
 PluginSet load_plugins(const std::vector<std::string>& dirs, TaskRegistry& tasks,
                        bool from_environment = true);
 
-/// JSON of a plugin failure and of a loaded plugin's identity.
+/// JSON of a plugin failure.
 boost::json::object failure_json(const plugins::PluginFailure& f);
+/// JSON of a loaded plugin: path, name, version, description, its tasks
+/// (kind, queue, priority, arity, description, parameters from `tasks`),
+/// job types and schedules (`atask plugins --json`, `atask api`'s /api/cluster).
+boost::json::object plugin_json(const plugins::LoadedPlugin& p, const TaskRegistry& tasks);
 
 std::string join(const std::vector<std::string>& v, const std::string& sep);
 

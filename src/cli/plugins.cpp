@@ -32,43 +32,7 @@ int run_plugins(const PluginsArgs& a) {
   if (a.common.json) {
     json::array plugins, failed;
     for (const auto& p : s.load.loaded) {
-      json::array ts, jts, schs;
-      for (const auto& name : p.tasks) {
-        json::object t{{"name", name}};
-        if (auto info = tasks.find(name)) {
-          t["kind"] = to_string(info->kind);
-          t["queue"] = info->options.queue;
-          t["priority"] = to_string(info->options.priority);
-          t["arity"] = info->arity;
-        }
-        if (auto d = p.manifest.docs.find(name); d != p.manifest.docs.end()) {
-          t["description"] = d->second.description;
-          t["parameters"] = d->second.parameters;
-        }
-        ts.push_back(std::move(t));
-      }
-      for (const auto& j : p.manifest.job_types)
-        jts.push_back(json::object{{"type", j.type},
-                                   {"task", j.task},
-                                   {"arguments", json::array(j.arguments.begin(), j.arguments.end())},
-                                   {"description", j.description}});
-      for (const auto& e : p.manifest.schedules) {
-        json::object o{{"name", e.name}, {"task", e.task}, {"args", e.args}};
-        if (!e.cron.empty()) {
-          o["cron"] = e.cron;
-          o["time_zone"] = e.time_zone;
-        } else {
-          o["every_ms"] = e.every.count();
-        }
-        schs.push_back(std::move(o));
-      }
-      plugins.push_back(json::object{{"path", p.path.string()},
-                                     {"name", p.manifest.name},
-                                     {"version", p.manifest.version},
-                                     {"description", p.manifest.description},
-                                     {"tasks", ts},
-                                     {"job_types", jts},
-                                     {"schedules", schs}});
+      plugins.push_back(plugin_json(p, tasks));
     }
     for (const auto& f : s.load.failed) failed.push_back(failure_json(f));
     print_json(json::object{{"plugins", plugins}, {"failed", failed}});

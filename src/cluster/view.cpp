@@ -103,8 +103,12 @@ struct Family {
 
 class View final : public http::ClusterSource {
  public:
-  explicit View(Client& c) : client_(c) {}
-  std::string snapshot() override { return json::serialize(cluster::snapshot(client_)); }
+  View(Client& c, ViewOptions o) : client_(c), options_(std::move(o)) {}
+  std::string snapshot() override {
+    json::object s = cluster::snapshot(client_);
+    s["plugins"] = options_.plugins;
+    return json::serialize(s);
+  }
   std::string metrics() override { return metrics_text(client_); }
   std::string dead_letters(const std::string& queue, std::size_t limit) override {
     json::array out;
@@ -142,6 +146,7 @@ class View final : public http::ClusterSource {
 
  private:
   Client& client_;
+  const ViewOptions options_;
 };
 
 }  // namespace
@@ -229,8 +234,8 @@ std::string metrics_text(Client& client) {
   return out;
 }
 
-std::shared_ptr<http::ClusterSource> view(Client& client) {
-  return std::make_shared<View>(client);
+std::shared_ptr<http::ClusterSource> view(Client& client, ViewOptions options) {
+  return std::make_shared<View>(client, std::move(options));
 }
 
 }  // namespace atask::cluster

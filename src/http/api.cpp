@@ -258,6 +258,7 @@ json::object Api::supervisor_json() const {
   o["tasks"] = std::move(tasks);
   o["active_tasks"] = i.active_tasks;
   o["workers"] = atask::detail::SupervisorAccess::worker_registry(sv_)->size();
+  o["cluster"] = static_cast<bool>(opt_.cluster);  // /api/cluster is served (the dashboard asks only then)
   return o;
 }
 

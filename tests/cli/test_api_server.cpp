@@ -86,6 +86,15 @@ TEST_SUITE("cli") {
       CHECK(contains(std::string(w.at("labels").at("plugins").as_string()), "demo-reports@0.3.1"));
     }
     CHECK(c.at("workers").as_array()[0].at("name") == "e2e-w1");
+    // What the API server's plugins register, with their documentation.
+    const auto& plugins = c.at("plugins").as_array();
+    REQUIRE(plugins.size() == 2);
+    CHECK(plugins[1].at("name") == "demo-tasks");
+    CHECK(plugins[1].at("version") == "1.0.0");
+    CHECK(plugins[1].at("tasks").as_array()[0].at("description") == "Adds two integers");
+    CHECK(plugins[1].at("tasks").as_array()[0].at("parameters").at("a") == "integer");
+    CHECK(plugins[1].at("tasks").as_array()[1].at("kind") == "process");
+    CHECK(plugins[0].at("job_types").as_array()[0].at("type") == "report");
     auto page = http_request(api.port, "GET", "/");
     CHECK(page.status == 200);
     CHECK(contains(page.body, "data-testid=\"cluster\""));

@@ -345,4 +345,50 @@ TEST_SUITE("cli") {
     CHECK(r.code == 0);
     CHECK(parse_json(r.out).as_array().empty());
   }
+
+  TEST_CASE(
+      "a second SIGTERM moves a worker to the soft stage - its running task is asked to stop and it exits "
+      "3") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-w6", {"--json"});
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<std::string>("demo.report", {400, 50});  // 20 s unless asked to stop
+    REQUIRE(eventually([&] {
+      const auto ws = client.workers();
+      return ws.size() == 1 && ws[0].running.size() == 1;
+    }));
+    w.process().signal(SIGTERM);
+    // The warm stage waits for the task; the second signal skips to the soft one.
+    REQUIRE_MESSAGE(eventually([&] { return contains(w.process().err(), "warm stage"); }), w.process().err());
+    CHECK(w.process().poll() == std::nullopt);
+    w.process().signal(SIGTERM);
+    CHECK(w.process().wait() == 3);
+    const std::string out = w.process().out();
+    const auto last = parse_json(out.substr(out.find('\n') + 1));
+    CHECK(last.at("stage") == "soft");
+    CHECK(last.at("stop_requested").to_number<int>() >= 1);
+    CHECK(last.at("exit_code") == 3);
+    // The task saw its stop request and returned early.
+    CHECK(contains(h.get_for(patience), "stopped at step"));
+  }
+
+  TEST_CASE("a task that ignores its stop request is abandoned at the cold stage and the worker exits 4") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-w7",
+             {"--plugin-dir", ATASK_TEST_STUBBORN_PLUGIN_DIR, "--warm-timeout", "0.3", "--soft-timeout",
+              "0.3", "--json"});
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send("stubborn.sleep", {60'000});
+    REQUIRE(eventually([&] {
+      const auto ws = client.workers();
+      return ws.size() == 1 && ws[0].running.size() == 1;
+    }));
+    w.process().signal(SIGTERM);  // one signal: warm 0.3 s, soft 0.3 s, then cold
+    CHECK(w.process().wait() == 4);
+    const std::string out = w.process().out();
+    const auto last = parse_json(out.substr(out.find('\n') + 1));
+    CHECK(last.at("stage") == "cold");
+    CHECK(last.at("abandoned") == 1);
+    CHECK(last.at("exit_code") == 4);
+  }
 }

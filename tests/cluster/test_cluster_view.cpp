@@ -175,6 +175,8 @@ TEST_SUITE("cluster") {
     auto r = http_request(s1.port(), "GET", "/api/cluster");
     CHECK(r.status == 404);
     CHECK(contains(r.body, "shows no cluster"));
+    // The dashboard asks for /api/cluster only when the supervisor says so.
+    CHECK(parse_object(http_request(s1.port(), "GET", "/api/supervisor").body).at("cluster") == false);
 
     std::string url;
     {
@@ -186,6 +188,7 @@ TEST_SUITE("cluster") {
     auto s2 = atask::http::serve(api_sv, {.port = 0, .cluster = atask::cluster::view(client)});
     api_sv.start();
     REQUIRE(eventually([&] { return s2.port() != 0; }));
+    CHECK(parse_object(http_request(s2.port(), "GET", "/api/supervisor").body).at("cluster") == true);
     auto c = http_request(s2.port(), "GET", "/api/cluster");
     CHECK(c.status == 503);
     CHECK(contains(c.body, "the cluster cannot be read"));

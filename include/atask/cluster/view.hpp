@@ -13,6 +13,7 @@
 #include <atask/distributed/client.hpp>
 #include <atask/http/server.hpp>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
 #include <memory>
@@ -32,7 +33,16 @@ boost::json::object snapshot(distributed::Client& client);
 /// @throws BrokerError when Redis cannot be read.
 std::string metrics_text(distributed::Client& client);
 
+/// What a view shows besides what Redis says.
+struct ViewOptions {
+  /// The plugins this API server loaded, one JSON object each (`atask api`
+  /// gives what `atask plugins --json` prints per plugin: name, version,
+  /// description, tasks with their kind, description and parameters, job
+  /// types, schedules): `plugins` in /api/cluster and the dashboard.
+  boost::json::array plugins{};
+};
+
 /// A ClusterSource over `client`, which must outlive the server.
-std::shared_ptr<http::ClusterSource> view(distributed::Client& client);
+std::shared_ptr<http::ClusterSource> view(distributed::Client& client, ViewOptions options = {});
 
 }  // namespace atask::cluster
