@@ -41,13 +41,14 @@ std::string dl_reason(const std::exception& e) {
   return w;
 }
 
-// Which plugin registered which task, for "taken by" messages.
+// Which plugin registered which task into which registry, for "taken by"
+// messages.
 std::mutex& owners_mutex() {
   static std::mutex m;
   return m;
 }
-std::map<std::string, fs::path>& owners() {
-  static auto* m = new std::map<std::string, fs::path>();
+std::map<std::pair<const TaskRegistry*, std::string>, fs::path>& owners() {
+  static auto* m = new std::map<std::pair<const TaskRegistry*, std::string>, fs::path>();
   return *m;
 }
 
@@ -146,7 +147,7 @@ LoadedPlugin load_plugin(const fs::path& file, TaskRegistry& tasks) {
     std::lock_guard lk(owners_mutex());
     for (const auto& name : out.tasks)
       if (tasks.contains(name)) {
-        auto o = owners().find(name);
+        auto o = owners().find({&tasks, name});
         fail(file,
              "registers the task '" + name + "', which " +
                  (o != owners().end() ? "the plugin " + o->second.string() : std::string("the program")) +
@@ -157,7 +158,7 @@ LoadedPlugin load_plugin(const fs::path& file, TaskRegistry& tasks) {
     } catch (const std::exception& e) {
       fail(file, e.what());  // a task added by another thread meanwhile
     }
-    for (const auto& name : out.tasks) owners()[name] = file;
+    for (const auto& name : out.tasks) owners()[{&tasks, name}] = file;
   }
   if (out.manifest.name.empty()) out.manifest.name = file.stem().string();
   std::sort(out.tasks.begin(), out.tasks.end());

@@ -157,6 +157,17 @@ TEST_SUITE("plugins") {
     CHECK(failed[0].reason == "is not a folder");
   }
 
+  TEST_CASE("a task name the program registered itself is refused naming the program") {
+    atask::TaskRegistry first;
+    REQUIRE(load_plugins({examples}, first).ok());  // demo_tasks registered demo.add there
+    atask::TaskRegistry mine;
+    mine.add("demo.add", [](int a, int b) { return a * b; });
+    auto load = load_plugins({examples}, mine);
+    REQUIRE(load.failed.size() == 1);
+    CHECK_MESSAGE(test::contains(load.failed[0].reason, "which the program registered already"),
+                  load.failed[0].reason);
+  }
+
   TEST_CASE("TaskRegistry merge moves every task or none") {
     atask::TaskRegistry host, staged;
     host.add("a", [] { return 1; });
