@@ -47,13 +47,7 @@ int run_api(const ApiArgs& a) {
   // theirs runs here.
   TaskRegistry tasks;
   PluginSet plugins = load_plugins(a.plugin_dirs, tasks);
-  for (const auto& f : plugins.load.failed) log->error("plugin {}: {}", f.path.string(), f.reason);
-  if (a.strict && !plugins.load.ok()) {
-    std::cerr << "atask api: refusing to start (--strict): " << plugins.load.failed.size()
-              << " plugin(s) failed to load; first: " << plugins.load.failed[0].path.string() << ": "
-              << plugins.load.failed[0].reason << "\n";
-    return exit_code::failed;
-  }
+  if (!accept_plugins(plugins, a.strict, *log, "api")) return exit_code::failed;
 
   Supervisor sv({.id = "atask-api",
                  .pool_size = a.threads,

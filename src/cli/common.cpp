@@ -132,6 +132,15 @@ PluginSet load_plugins(const std::vector<std::string>& dirs, TaskRegistry& tasks
   return s;
 }
 
+bool accept_plugins(const PluginSet& s, bool strict, spdlog::logger& log, const std::string& command) {
+  for (const auto& f : s.load.failed) log.error("plugin {}: {}", f.path.string(), f.reason);
+  if (!strict || s.load.ok()) return true;
+  std::cerr << "atask " << command << ": refusing to start (--strict): " << s.load.failed.size()
+            << " plugin(s) failed to load; first: " << s.load.failed[0].path.string() << ": "
+            << s.load.failed[0].reason << "\n";
+  return false;
+}
+
 json::object failure_json(const plugins::PluginFailure& f) {
   return {{"path", f.path.string()}, {"reason", f.reason}};
 }

@@ -100,6 +100,11 @@ struct PluginSet {
 PluginSet load_plugins(const std::vector<std::string>& dirs, TaskRegistry& tasks,
                        bool from_environment = true);
 
+/// Logs each plugin that failed to load (path and reason). With `strict`
+/// and a failure, says on stderr why `atask <command>` refuses to start and
+/// returns false.
+bool accept_plugins(const PluginSet& s, bool strict, spdlog::logger& log, const std::string& command);
+
 /// JSON of a plugin failure.
 boost::json::object failure_json(const plugins::PluginFailure& f);
 /// JSON of a loaded plugin: path, name, version, description, its tasks

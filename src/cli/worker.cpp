@@ -67,13 +67,7 @@ int run_worker(const WorkerArgs& a) {
   // fork server, and its children must have the plugins' code mapped.
   TaskRegistry tasks;
   PluginSet plugins = load_plugins(a.plugin_dirs, tasks);
-  for (const auto& f : plugins.load.failed) log->error("plugin {}: {}", f.path.string(), f.reason);
-  if (a.strict && !plugins.load.ok()) {
-    std::cerr << "atask worker: refusing to start (--strict): " << plugins.load.failed.size()
-              << " plugin(s) failed to load; first: " << plugins.load.failed[0].path.string() << ": "
-              << plugins.load.failed[0].reason << "\n";
-    return exit_code::failed;
-  }
+  if (!accept_plugins(plugins, a.strict, *log, "worker")) return exit_code::failed;
   if (tasks.names().empty())
     log->warn("worker: no task is registered (no plugin loaded): every task it takes goes dead");
 

@@ -86,6 +86,16 @@ std::optional<std::string_view> query_param(std::string_view q, std::string_view
   return std::nullopt;
 }
 
+// ?limit=N: 1..1000, 100 when absent; nullopt for anything else.
+std::optional<std::size_t> limit_param(std::string_view query) {
+  auto l = query_param(query, "limit");
+  if (!l) return 100;
+  std::size_t n = 0;
+  auto [p, ec] = std::from_chars(l->data(), l->data() + l->size(), n);
+  if (ec != std::errc() || p != l->data() + l->size() || n == 0 || n > 1000) return std::nullopt;
+  return n;
+}
+
 /// Parses a request body as JSON; an empty body is `empty`.
 json::value parse_body(std::string_view body, json::value empty) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return empty;
@@ -388,16 +398,10 @@ Outcome Api::cluster_route(const Request& r, const std::vector<std::string>& seg
   const std::string queue = seg[3];
   if (seg.size() == 5) {
     if (!get) return method_not("GET");
-    std::size_t limit = 100;
-    if (auto l = query_param(query, "limit")) {
-      std::size_t n = 0;
-      auto [p, ec] = std::from_chars(l->data(), l->data() + l->size(), n);
-      if (ec != std::errc() || p != l->data() + l->size() || n == 0 || n > 1000)
-        return error_reply(400, "limit must be a number from 1 to 1000");
-      limit = n;
-    }
+    const auto limit = limit_param(query);
+    if (!limit) return error_reply(400, "limit must be a number from 1 to 1000");
     return on_pool(
-        [raw_json, queue, limit](ClusterSource& c) { return raw_json(c.dead_letters(queue, limit)); }, true);
+        [raw_json, queue, n = *limit](ClusterSource& c) { return raw_json(c.dead_letters(queue, n)); }, true);
   }
   if (seg.size() == 6 && seg[5] == "purge") {
     if (!post) return method_not("POST");
@@ -509,14 +513,9 @@ Reply Api::tasks_get(Supervisor& sv, std::string_view query) {
       return error_reply(400, "unknown status '" + std::string(*s) +
                                   "' (delayed, queued, started, completed, failed, canceled)");
   }
-  std::size_t limit = 100;
-  if (auto l = query_param(query, "limit")) {
-    std::size_t n = 0;
-    auto [p, ec] = std::from_chars(l->data(), l->data() + l->size(), n);
-    if (ec != std::errc() || p != l->data() + l->size() || n == 0 || n > 1000)
-      return error_reply(400, "limit must be a number from 1 to 1000");
-    limit = n;
-  }
+  const auto limit_given = limit_param(query);
+  if (!limit_given) return error_reply(400, "limit must be a number from 1 to 1000");
+  const std::size_t limit = *limit_given;
   std::vector<TaskInfo> ts = sv.tasks(only);
   // Active tasks come first, then the history oldest first: order by id so
   // that "newest last" holds, and keep the newest `limit`.

@@ -160,11 +160,17 @@ TEST_SUITE("cli") {
     CHECK(contains(api.proc.out(), "\"event\":\"stopped\""));
   }
 
-  TEST_CASE("atask api refuses a bad --http address with a usage error and an address in use with exit 1") {
+  TEST_CASE(
+      "atask api refuses a bad --http address with a usage error and broken plugins under --strict or an "
+      "address in use with exit 1") {
     auto bad = run_atask({"api", "--http", "127.0.0.1:99999"});
     CHECK(bad.code == 2);
     CHECK(contains(bad.err, "is not a port"));
     CHECK(contains(bad.err, "Usage: atask api"));
+
+    auto strict = run_atask({"api", "--strict", "--plugin-dir", broken_dir, "--http", "127.0.0.1:0"});
+    CHECK(strict.code == 1);
+    CHECK(contains(strict.err, "atask api: refusing to start (--strict): 4 plugin(s) failed to load"));
 
     RedisServer redis;
     TempDir jobs;
