@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -192,6 +193,16 @@ int run_worker(const WorkerArgs& a) {
     std::cout << "atask worker " << consumer.name() << ": stopped at the " << to_string(r.stage) << " stage ("
               << info.succeeded << " succeeded, " << info.failed << " failed; " << r.canceled << " canceled, "
               << r.stop_requested << " asked to stop, " << r.abandoned.size() << " abandoned)" << std::endl;
+  }
+  if (!r.abandoned.empty()) {
+    // Threads are still running abandoned tasks (in plugin code). Tearing
+    // down the supervisor, the consumer and the plugins' statics under them
+    // would free what they touch when they end (ThreadSanitizer showed it):
+    // the process ends here, as a cold stop means to.
+    std::cout.flush();
+    std::cerr.flush();
+    log->flush();
+    std::_Exit(code);
   }
   return code;
 }
