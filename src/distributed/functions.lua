@@ -610,9 +610,12 @@ end)
 -- field/value pairs, among them streams = space-separated stream keys}.
 -- Adds started = now (server ms).
 redis.register_function('atask_register', function(keys, args)
-  redis.call('ZADD', keys[1], now_ms(), args[1])
+  -- One reading of the clock: Redis 7.0 lets time pass inside a function,
+  -- and the first heartbeat score must never be older than `started`.
+  local now = now_ms()
+  redis.call('ZADD', keys[1], now, args[1])
   redis.call('DEL', keys[2])
-  local fv = {'started', now_ms()}
+  local fv = {'started', now}
   for i = 2, #args do table.insert(fv, args[i]) end
   if #fv > 0 then redis.call('HSET', keys[2], unpack(fv)) end
   return 'ok'
