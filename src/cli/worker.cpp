@@ -269,9 +269,7 @@ Command worker_command(CLI::App& root) {
   app->footer(
       "SIGTERM or SIGINT stops in stages: warm (no new tasks, running ones finish), soft (running tasks "
       "asked to "
-      "stop), cold (abandoned). A second signal moves to the next stage (while running tasks are still "
-      "awaited in the "
-      "warm stage it only closes to new work; a third moves on).\n"
+      "stop), cold (abandoned). Each further signal moves to the next stage at once.\n"
       "Exit codes: 0 every task finished, 1 could not start, 2 usage, 3 tasks canceled or asked to stop, "
       "4 tasks abandoned.");
   return {app, [a] { return run_worker(*a); }};

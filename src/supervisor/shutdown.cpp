@@ -365,10 +365,14 @@ void Shutdown::on_signal(int sig) {
   const bool open = life_.load() == State::running;
   lk.unlock();
   if (open) {
-    // A stop that waits is stopping the steps above the pool: take no
-    // more work from now on.
-    log_->warn("{}: signal {} - closing to new work now", id_, sig);
+    // A stop is still stopping the steps above the pool (a consumer or a
+    // worker waiting for its running tasks, say): close to new work now
+    // and skip the warm stage, so that those tasks are asked to stop and
+    // the steps waiting for them can end. advance() before the posted
+    // begin() is kept and applied when the warm stage begins.
+    log_->warn("{}: signal {} - closing to new work and moving to the soft stage", id_, sig);
     close(false);
+    stages_.advance();
   } else {
     log_->warn("{}: signal {} - moving to the next shutdown stage", id_, sig);
     stages_.advance();

@@ -368,6 +368,31 @@ TEST_SUITE("cli") {
     CHECK(contains(h.get_for(patience), "stopped at step"));
   }
 
+  TEST_CASE(
+      "a second SIGTERM moves the stop to the soft stage at once - the running task is asked to stop and the "
+      "worker exits 3") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-w8", {"--warm-timeout", "600", "--json"});
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<std::string>("demo.report", {400, 50});  // 20 s unless asked to stop
+    REQUIRE(eventually([&] {
+      const auto ws = client.workers();
+      return ws.size() == 1 && ws[0].running.size() == 1;
+    }));
+    w.process().signal(SIGTERM);
+    // The second signal only after the first was taken: two pending
+    // SIGTERMs are one signal to the kernel.
+    REQUIRE(eventually([&] { return contains(w.process().err(), "shutting down (warm stage"); }));
+    w.process().signal(SIGTERM);
+    CHECK(w.process().wait() == 3);  // long before the 600 s warm stage would end
+    const std::string out = w.process().out();
+    const auto last = parse_json(out.substr(out.find('\n') + 1));
+    CHECK(last.at("stage") == "soft");
+    CHECK(last.at("stop_requested").to_number<int>() >= 1);
+    CHECK(last.at("exit_code") == 3);
+    CHECK(contains(h.get_for(patience), "stopped at step"));
+  }
+
   TEST_CASE("a task that ignores its stop request is abandoned at the cold stage and the worker exits 4") {
     test::RedisServer redis;
     Worker w(redis, "cli-w7",

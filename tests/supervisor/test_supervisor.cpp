@@ -15,6 +15,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <stop_token>
@@ -471,6 +472,46 @@ TEST_SUITE("supervisor") {
     CHECK(r.stop_requested == 1);
     CHECK(r.abandoned.empty());
     CHECK(t.get_for(patience) == 2);
+  }
+
+  TEST_CASE(
+      "a signal during a stop that waits for a step above the pool moves to the soft stage - the running "
+      "task is asked to stop and the step ends") {
+    auto lines = std::make_shared<LineWaiter>();
+    auto log = std::make_shared<spdlog::logger>("test", lines);
+    log->set_level(spdlog::level::info);
+    Event entered, hook_waiting;
+    std::optional<atask::TaskHandle<int>> t;
+    atask::Supervisor sv({.id = "sig2s", .pool_size = 1, .handle_signals = true, .logger = log});
+    // A step above the pool that waits for its task to finish, as a
+    // distributed consumer does with the tasks it took.
+    sv.add_step({.name = "waits", .depends_on = {"pool"}, .start = {}, .stop = [&](atask::Supervisor&) {
+                   hook_waiting.set();
+                   (void)t->wait_for(patience);
+                 }});
+    sv.start();
+    t = sv.submit({}, [&](std::stop_token st) {
+      entered.set();
+      wait_for_stop(st);
+      return 2;
+    });
+    REQUIRE(entered.wait_for());
+    // A stop that waits keeps the supervisor open while the steps above
+    // the pool stop (their tasks may still submit work).
+    auto stopped = std::async(std::launch::async, [&] {
+      return sv.stop({.cancel_queued = false, .warm_timeout = 1h, .soft_timeout = 1h});
+    });
+    REQUIRE(hook_waiting.wait_for());
+    CHECK_FALSE(t->done());
+    std::raise(SIGTERM);
+    REQUIRE(lines->wait_for("moving to the soft stage"));
+    CHECK(t->get_for(patience) == 2);  // it saw its stop request and returned
+    REQUIRE(stopped.wait_for(patience) == std::future_status::ready);
+    auto r = stopped.get();
+    CHECK(r.completed);
+    CHECK(r.stage == StopStage::soft);
+    CHECK(r.stop_requested == 1);
+    CHECK(r.abandoned.empty());
   }
 
   TEST_CASE("a third signal moves a shutdown to the cold stage at once") {
