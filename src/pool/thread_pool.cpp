@@ -279,6 +279,9 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
     bool spun = false, retire = false;
     // Invariant at the top of the loop: this thread is counted in `searching`.
     for (;;) {
+      // Abandoned: a thread back from its task takes nothing more (the
+      // supervisor whose books the next task reports to may be gone).
+      if (abandoned) break;
       if (detail::PoolNode* n = take_locked()) {
         searching.fetch_sub(1);
         // Dekker with enqueue(), as before sleeping: a submitter that pushed
@@ -551,12 +554,21 @@ int ThreadPool::abandon() noexcept {
   d.stop_accepting();
   std::vector<std::unique_ptr<Impl::Worker>> done;
   std::vector<Impl::Worker*> woken;
+  std::vector<detail::PoolNode*> dropped;
   int left = 0;
   {
     std::lock_guard<detail::SpinMutex> lk(d.m);
     d.state = Impl::State::stopped;
     d.joining = true;
     d.abandoned = true;
+    // What still waits never runs: no thread is left to run it but the
+    // abandoned ones, and those exit when their task returns.
+    d.drain_locked();
+    for (auto& q : d.queues)
+      while (auto* n = q.pop_front()) dropped.push_back(n);
+    d.queued.fill(0);
+    d.queued_total = 0;
+    d.update_hint_locked();
     while (!d.sleepers.empty()) woken.push_back(d.pop_sleeper_locked());
     left = d.running_total.load();
     for (auto it = d.workers.begin(); it != d.workers.end();) {
@@ -574,6 +586,10 @@ int ThreadPool::abandon() noexcept {
   }
   for (auto* w : woken) Impl::wake(w);
   Impl::join_all(done);
+  for (auto* n : dropped) {
+    n->discard();
+    n->release();
+  }
   return left;
 }
 

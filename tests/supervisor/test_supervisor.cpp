@@ -396,6 +396,41 @@ TEST_SUITE("supervisor") {
     CHECK(busy.status() == TaskStatus::completed);
   }
 
+  TEST_CASE("a supervisor destroyed under an abandoned task - the task's late return touches nothing freed") {
+    // Run under AddressSanitizer and ThreadSanitizer this catches a task
+    // that reports to the destroyed supervisor's books.
+    auto gate = std::make_shared<Event>();
+    auto left = std::make_shared<Event>();
+    auto left_behind = std::make_shared<Event>();
+    Event entered;
+    std::optional<atask::TaskHandle<int>> stubborn, behind;
+    const auto threads_before = thread_count();
+    {
+      StartedSupervisor sv(options("cold-gone", 1));
+      stubborn = sv.submit({.name = "stubborn"}, [gate, left, &entered] {
+        entered.set();
+        gate->wait_for();  // ignores its stop token
+        left->set();
+        return 1;
+      });
+      REQUIRE(entered.wait_for());
+      behind = sv.submit({.name = "behind"}, [] { return 2; });          // queued behind it on the one thread
+      sv.post(Priority::normal, [left_behind] { left_behind->set(); });  // a fire-and-forget one too
+      auto r = sv.stop({.cancel_queued = false, .warm_timeout = 50ms, .soft_timeout = 50ms});
+      CHECK(r.stage == StopStage::cold);
+      REQUIRE(r.abandoned.size() == 1);
+    }  // ~Supervisor while a pool thread is still inside the task
+    gate->set();
+    REQUIRE(left->wait_for());
+    // The detached thread leaves: wait until the process has no more
+    // threads than before the supervisor (all of its threads are gone).
+    CHECK(eventually([&] { return thread_count() <= threads_before; }));
+    CHECK(stubborn->status() == TaskStatus::failed);
+    CHECK_THROWS_AS(stubborn->get_for(patience), atask::TaskAbandoned);
+    CHECK(behind->status() == TaskStatus::canceled);  // never started by the thread that came back
+    CHECK_FALSE(left_behind->is_set());               // nor was the posted one run
+  }
+
   TEST_CASE("the cold stage abandons a task that ignores its stop request") {
     // Shared with the task: the abandoned thread may still be inside it when
     // this test's scope ends.

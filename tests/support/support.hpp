@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <initializer_list>
 #include <memory>
@@ -59,6 +60,16 @@ inline std::string thread_name() {
   char buf[16] = {};
   pthread_getname_np(pthread_self(), buf, sizeof buf);
   return buf;
+}
+
+// The threads of this process now (from /proc/self/task).
+inline std::size_t thread_count() {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/task", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++n;
+  return n;
 }
 
 // Waits (with patience) until pred() holds, checking every millisecond. For
