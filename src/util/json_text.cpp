@@ -19,13 +19,27 @@ void append_string(std::string& out, std::string_view s) {
   out += '"';
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += "\\u00";
@@ -74,14 +88,30 @@ void append(std::string& out, const json::array& a) {
 
 void append(std::string& out, const json::value& v) {
   switch (v.kind()) {
-    case json::kind::null: out += "null"; break;
-    case json::kind::bool_: out += v.get_bool() ? "true" : "false"; break;
-    case json::kind::int64: append_int(out, v.get_int64()); break;
-    case json::kind::uint64: append_int(out, v.get_uint64()); break;
-    case json::kind::double_: append_json_number(out, v.get_double()); break;
-    case json::kind::string: append_string(out, v.get_string()); break;
-    case json::kind::array: append(out, v.get_array()); break;
-    case json::kind::object: append(out, v.get_object()); break;
+    case json::kind::null:
+      out += "null";
+      break;
+    case json::kind::bool_:
+      out += v.get_bool() ? "true" : "false";
+      break;
+    case json::kind::int64:
+      append_int(out, v.get_int64());
+      break;
+    case json::kind::uint64:
+      append_int(out, v.get_uint64());
+      break;
+    case json::kind::double_:
+      append_json_number(out, v.get_double());
+      break;
+    case json::kind::string:
+      append_string(out, v.get_string());
+      break;
+    case json::kind::array:
+      append(out, v.get_array());
+      break;
+    case json::kind::object:
+      append(out, v.get_object());
+      break;
   }
 }
 
