@@ -387,8 +387,20 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
   }
   if (seg.size() == 1 && seg[0] == "metrics") {
     if (auto e = only(get, "GET, HEAD")) return *e;
-    // Thousands of series with many workers: built on a pool thread (below).
-    return OnPool{[sv = &sv_, cluster = opt_.cluster] {
+    // Thousands of series with many workers: built on a pool thread (below),
+    // and served again from the cache for metrics_cache.
+    return OnPool{[sv = &sv_, cluster = opt_.cluster, stats = stats_, cache = metrics_cache_,
+                   keep = opt_.metrics_cache] {
+      auto reply = [](std::string body) {
+        return Reply{.status = 200,
+                     .body = std::move(body),
+                     .content_type = "text/plain; version=0.0.4; charset=utf-8"};
+      };
+      if (keep.count() > 0) {
+        std::lock_guard lk(cache->m);
+        if (cache->valid && clock::now() - cache->built < keep) return reply(cache->text);
+      }
+      const auto started = clock::now();
       std::string body = prometheus_text(*sv);
       if (cluster) {
         try {
@@ -400,8 +412,17 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
               "# TYPE atask_cluster_up gauge\natask_cluster_up 0\n";
         }
       }
-      return Reply{
-          .status = 200, .body = std::move(body), .content_type = "text/plain; version=0.0.4; charset=utf-8"};
+      if (stats) body += server_metrics_text(stats());
+      if (keep.count() > 0) {
+        std::lock_guard lk(cache->m);
+        // Two builds may overlap (two build slots): the later start wins.
+        if (!cache->valid || started >= cache->built) {
+          cache->text = body;
+          cache->built = started;
+          cache->valid = true;
+        }
+      }
+      return reply(std::move(body));
     }};
   }
   if (seg[0] != "api" || seg.size() < 2) return error_reply(404, "no such path");

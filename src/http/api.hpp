@@ -91,6 +91,18 @@ std::string message_of(const std::exception& e);
 /// A JSON error reply: {"error": message, "status": status}.
 Reply error_reply(int status, std::string_view message, std::string allow = {});
 
+/// The control plane's own series (atask_http_*), appended to GET /metrics
+/// (metrics.cpp).
+std::string server_metrics_text(const ServerStats& stats);
+
+/// The last /metrics text and when it was built (ServerOptions::metrics_cache).
+struct MetricsCache {
+  std::mutex m;
+  std::chrono::steady_clock::time_point built{};
+  std::string text;
+  bool valid = false;
+};
+
 /// The server's Jobs, which a program may destroy while the server still
 /// runs: the Api uses it under `m` only, and ~Jobs sets `p` to null
 /// (Jobs::when_destroyed) - a request then gets 503, never a dangling Jobs.
@@ -104,9 +116,11 @@ struct JobsRef {
 /// supervisor's loop thread, so nothing here blocks.
 class Api {
  public:
+  /// `stats` reads the server's counters for /metrics; it is called on a
+  /// pool thread while the request that asked is in flight.
   Api(Supervisor& sv, const ServerOptions& opt, std::shared_ptr<JobsRef> jobs,
-      std::chrono::steady_clock::time_point started)
-      : sv_(sv), opt_(opt), jobs_(std::move(jobs)), started_(started) {}
+      std::chrono::steady_clock::time_point started, std::function<ServerStats()> stats)
+      : sv_(sv), opt_(opt), jobs_(std::move(jobs)), started_(started), stats_(std::move(stats)) {}
 
   Outcome handle(const Request& r) const;
 
@@ -133,6 +147,8 @@ class Api {
   const ServerOptions& opt_;
   std::shared_ptr<JobsRef> jobs_;
   std::chrono::steady_clock::time_point started_;
+  std::function<ServerStats()> stats_;
+  std::shared_ptr<MetricsCache> metrics_cache_ = std::make_shared<MetricsCache>();
 };
 
 /// Splits "/a/b%20c?x=1" into decoded segments {"a", "b c"} and the query

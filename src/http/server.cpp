@@ -23,6 +23,7 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -55,6 +56,15 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
 
   std::atomic<std::uint64_t> accepted{0}, refused{0}, requests{0}, client_errors{0}, timeouts{0};
   std::atomic<std::size_t> streams{0};
+  std::array<std::atomic<std::uint64_t>, 5> by_class{};  // 1xx .. 5xx
+
+  /// Counts one answered request.
+  void answered(int status) {
+    ++requests;
+    if (status >= 400 && status < 500) ++client_errors;
+    if (status >= 100 && status < 600) ++by_class[static_cast<std::size_t>(status / 100 - 1)];
+  }
+  ServerStats snapshot() const;
 
   // Build slots for replies made on the pool (OnPool::read): a channel
   // holding one token per slot, used on the loop thread only.
@@ -64,7 +74,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   // Sessions: the set is the loop thread's; `open` is also read by stop().
   std::set<beast::tcp_stream*> sessions;
   bool stopping = false;  // loop thread
-  std::mutex m;
+  mutable std::mutex m;
   std::condition_variable cv;
   std::size_t open = 0;  // under m
 
@@ -164,7 +174,8 @@ void Server::Impl::start() {
   if (acceptor->listen(net::socket_base::max_listen_connections, ec)) fail("listen on");
   port = acceptor->local_endpoint().port();
   address_for_url = addr.is_v6() ? "[" + opt.address + "]" : opt.address;
-  api = std::make_unique<detail::Api>(sv, opt, jobs, std::chrono::steady_clock::now());
+  api = std::make_unique<detail::Api>(sv, opt, jobs, std::chrono::steady_clock::now(),
+                                      [this] { return snapshot(); });
   slots.emplace(acceptor->get_executor(), build_slots);
   for (std::size_t i = 0; i < build_slots; ++i) slots->try_send(error_code{});
   sv.logger().info("{}: http: serving on http://{}:{}/", sv.id(), address_for_url, port.load());
@@ -226,8 +237,7 @@ net::awaitable<bool> Server::Impl::write_reply(beast::tcp_stream& stream, const 
     if (r.status == 401) res.set(bhttp::field::www_authenticate, "Bearer");
     res.keep_alive(keep_alive);
   };
-  ++requests;
-  if (r.status >= 400 && r.status < 500) ++client_errors;
+  answered(r.status);
   stream.expires_after(opt.request_timeout);
   error_code ec;
   if (head) {
@@ -326,7 +336,6 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
 
     detail::Outcome out = api->handle(r);
     if (auto* sj = std::get_if<detail::StreamJob>(&out)) {
-      ++requests;
       co_await stream_job(stream, std::move(*sj), version, head);
       break;
     }
@@ -404,6 +413,7 @@ net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, detail:
   // An SSE client whose Last-Event-ID is the final event has it all: 204
   // tells an EventSource to stop reconnecting.
   if (sj.seen && *sj.seen == info.version && info.finished()) {
+    answered(204);
     bhttp::response<bhttp::empty_body> res{bhttp::status::no_content, version};
     common_headers(res, {});
     res.keep_alive(false);
@@ -412,6 +422,7 @@ net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, detail:
     co_return;
   }
 
+  answered(200);
   bhttp::response<bhttp::empty_body> res{bhttp::status::ok, version};
   common_headers(res, sj.format == StreamFormat::sse      ? "text/event-stream"
                       : sj.format == StreamFormat::ndjson ? "application/x-ndjson"
@@ -485,19 +496,24 @@ std::string Server::url() const {
   return "http://" + (impl_->address_for_url.empty() ? impl_->opt.address : impl_->address_for_url) + ":" +
          std::to_string(port());
 }
-ServerStats Server::stats() const {
+ServerStats Server::Impl::snapshot() const {
   ServerStats s;
-  s.connections_accepted = impl_->accepted.load();
-  s.connections_refused = impl_->refused.load();
+  s.connections_accepted = accepted.load();
+  s.connections_refused = refused.load();
   {
-    std::lock_guard lk(impl_->m);
-    s.connections_open = impl_->open;
+    std::lock_guard lk(m);
+    s.connections_open = open;
   }
-  s.requests = impl_->requests.load();
-  s.client_errors = impl_->client_errors.load();
-  s.timeouts = impl_->timeouts.load();
-  s.streams_open = impl_->streams.load();
+  s.requests = requests.load();
+  for (std::size_t c = 0; c < by_class.size(); ++c) s.requests_by_class[c] = by_class[c].load();
+  s.client_errors = client_errors.load();
+  s.timeouts = timeouts.load();
+  s.streams_open = streams.load();
   return s;
+}
+
+ServerStats Server::stats() const {
+  return impl_->snapshot();
 }
 
 Server serve(Supervisor& sv, ServerOptions o) {
@@ -513,6 +529,7 @@ Server serve(Supervisor& sv, ServerOptions o) {
     bad("max_header_size must be 1 KiB to 1 GiB");
   if (o.request_timeout.count() <= 0) bad("request_timeout must be > 0");
   if (o.max_connections == 0) bad("max_connections must be > 0");
+  if (o.metrics_cache.count() < 0) bad("metrics_cache must be >= 0 (0 = no cache)");
   auto impl = std::make_shared<Server::Impl>(sv, std::move(o));
   if (impl->opt.jobs) {
     impl->jobs->p = impl->opt.jobs;

@@ -384,7 +384,7 @@ TEST_CASE("http: GET / serves the dashboard and /metrics the Prometheus text") {
   auto m = http_request(s.port(), "GET", "/metrics");
   REQUIRE(m.status == 200);
   CHECK(test::contains(m.content_type, "text/plain"));
-  CHECK(test::contains(m.body, "# TYPE atask_tasks_submitted_total counter"));
+  CHECK(test::contains(m.body, "# TYPE atask_task_submitted_total counter"));
 
   Served off({.dashboard = false});
   off.start();
