@@ -5,7 +5,7 @@
 #include <atask/core/errors.hpp>
 #include <atask/util/enum_names.hpp>
 
-#include <boost/json/serialize.hpp>
+#include "util/json_text.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -107,7 +107,7 @@ class View final : public http::ClusterSource {
   std::string snapshot() override {
     json::object s = cluster::snapshot(client_);
     s["plugins"] = options_.plugins;
-    return json::serialize(s);
+    return atask::detail::json_text(s);
   }
   std::string metrics() override { return metrics_text(client_); }
   std::string dead_letters(const std::string& queue, std::size_t limit) override {
@@ -130,7 +130,7 @@ class View final : public http::ClusterSource {
                      {"error_message", d.error_message},
                      {"attempts", std::move(attempts)}});
     }
-    return json::serialize(json::object{{"queue", queue}, {"dead", std::move(out)}});
+    return atask::detail::json_text(json::object{{"queue", queue}, {"dead", std::move(out)}});
   }
   std::string requeue(const std::string& queue, const std::string& entry) override {
     try {

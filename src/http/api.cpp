@@ -1,6 +1,7 @@
 // The control plane's routes (see api.hpp and docs/http.md).
 #include "http/api.hpp"
 #include "supervisor/access.hpp"
+#include "util/json_text.hpp"
 
 #include <atask/core/errors.hpp>
 #include <atask/workers/event.hpp>
@@ -8,7 +9,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -22,8 +23,27 @@ using clock = std::chrono::steady_clock;
 
 namespace {
 
+// Every JSON reply goes through here (and job events through job_event):
+// numbers as people write them, not Boost.JSON's 1E-1 (util/json_text.hpp).
 Reply json_reply(const json::value& v, int status = 200) {
-  return Reply{.status = status, .body = json::serialize(v)};
+  return Reply{.status = status, .body = atask::detail::json_text(v)};
+}
+
+char lower(char c) noexcept {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
 }
 
 template <class A>
@@ -101,11 +121,64 @@ json::value parse_body(std::string_view body, json::value empty) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return empty;
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
-  if (ec) throw ConversionError("the body is not valid JSON: " + ec.message());
+  if (ec)
+    throw ConversionError("the body is not valid JSON: " + ec.message());  // message(): no source location
   return v;
 }
 
 }  // namespace
+
+std::string message_of(const std::exception& e) {
+  if (const auto* se = dynamic_cast<const boost::system::system_error*>(&e)) return se->code().message();
+  return e.what();
+}
+
+StreamFormat stream_format(std::string_view accept) {
+  bool ndjson = false;
+  while (!accept.empty()) {
+    const auto comma = accept.find(',');
+    std::string_view range = accept.substr(0, comma);
+    accept = comma == std::string_view::npos ? std::string_view{} : accept.substr(comma + 1);
+    const auto semi = range.find(';');
+    const std::string_view type = trim(range.substr(0, semi));
+    // A media range with q=0 is one the client refuses.
+    bool refused = false;
+    for (std::string_view params = semi == std::string_view::npos ? std::string_view{} : range.substr(semi);
+         !params.empty();) {
+      params.remove_prefix(1);
+      const auto next = params.find(';');
+      const std::string_view p = trim(params.substr(0, next));
+      params = next == std::string_view::npos ? std::string_view{} : params.substr(next);
+      if (p.size() >= 2 && lower(p[0]) == 'q' && p[1] == '=') {
+        const std::string_view q = p.substr(2);
+        refused = q.find_first_not_of("0.") == std::string_view::npos;
+      }
+    }
+    if (refused) continue;
+    if (iequals(type, "text/event-stream")) return StreamFormat::sse;
+    if (iequals(type, "application/x-ndjson")) ndjson = true;
+  }
+  return ndjson ? StreamFormat::ndjson : StreamFormat::json_array;
+}
+
+std::string event_id(const JobInfo& j) {
+  return std::to_string(j.id) + "-" + std::to_string(j.version);
+}
+
+std::optional<std::uint64_t> resume_version(std::string_view last_event_id, std::uint64_t job_id) {
+  const auto dash = last_event_id.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  auto number = [](std::string_view s) -> std::optional<std::uint64_t> {
+    std::uint64_t n = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (s.empty() || ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+    return n;
+  };
+  const auto id = number(last_event_id.substr(0, dash));
+  const auto version = number(last_event_id.substr(dash + 1));
+  if (!id || !version || *id != job_id) return std::nullopt;
+  return version;
+}
 
 Reply error_reply(int status, std::string_view message, std::string allow) {
   json::object o;
@@ -123,12 +196,18 @@ bool is_loopback(std::string_view address) {
 }
 
 bool bearer_matches(std::string_view header, std::string_view token) noexcept {
-  constexpr std::string_view prefix = "Bearer ";
-  if (header.size() != prefix.size() + token.size()) return false;
+  // credentials = auth-scheme 1*SP token68 (RFC 7235 2.1); schemes are
+  // case-insensitive. Only the token is secret: the scheme is compared
+  // plainly, the token in constant time.
+  constexpr std::string_view scheme = "bearer";
+  if (header.size() <= scheme.size() || header[scheme.size()] != ' ' ||
+      !iequals(header.substr(0, scheme.size()), scheme))
+    return false;
+  std::string_view given = header.substr(scheme.size());
+  while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
+  if (given.size() != token.size()) return false;
   unsigned diff = 0;
-  for (std::size_t i = 0; i < prefix.size(); ++i) diff |= static_cast<unsigned>(header[i] ^ prefix[i]);
-  for (std::size_t i = 0; i < token.size(); ++i)
-    diff |= static_cast<unsigned>(header[prefix.size() + i] ^ token[i]);
+  for (std::size_t i = 0; i < token.size(); ++i) diff |= static_cast<unsigned>(given[i] ^ token[i]);
   return diff == 0;
 }
 
@@ -198,7 +277,7 @@ std::string Api::job_event(const JobInfo& j) {
   o["message"] = j.message;
   if (j.status == JobStatus::done) o["result"] = j.result_path.filename().string();
   if (j.status == JobStatus::failed) o["error"] = j.error;
-  return json::serialize(o);
+  return atask::detail::json_text(o);
 }
 
 json::object Api::supervisor_json() const {
@@ -286,12 +365,13 @@ Outcome Api::handle(const Request& r) const {
       return error_reply(401, "this server needs 'Authorization: Bearer <token>' for POST requests");
     return route(r, *seg, query);
   } catch (const std::exception& e) {
-    return error_reply(500, std::string("internal error: ") + e.what());
+    return error_reply(500, "internal error: " + message_of(e));
   }
 }
 
 Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::string_view query) const {
-  const bool get = r.method == "GET", post = r.method == "POST";
+  // HEAD is answered wherever GET is (the server sends the headers only).
+  const bool get = r.method == "GET" || r.method == "HEAD", post = r.method == "POST";
   auto only = [&](bool ok, const char* allow) -> std::optional<Reply> {
     if (ok) return std::nullopt;
     return error_reply(
@@ -300,15 +380,27 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
 
   if (seg.empty()) {
     if (!opt_.dashboard) return error_reply(404, "the dashboard is off (ServerOptions::dashboard)");
-    if (auto e = only(get, "GET")) return *e;
+    if (auto e = only(get, "GET, HEAD")) return *e;
     return Reply{.status = 200,
                  .body = std::string(dashboard_html, dashboard_html_size),
                  .content_type = "text/html; charset=utf-8"};
   }
   if (seg.size() == 1 && seg[0] == "metrics") {
-    if (auto e = only(get, "GET")) return *e;
-    // Thousands of series with many workers: built on a pool thread (below).
-    return OnPool{[sv = &sv_, cluster = opt_.cluster] {
+    if (auto e = only(get, "GET, HEAD")) return *e;
+    // Thousands of series with many workers: built on a pool thread (below),
+    // and served again from the cache for metrics_cache.
+    return OnPool{[sv = &sv_, cluster = opt_.cluster, stats = stats_, cache = metrics_cache_,
+                   keep = opt_.metrics_cache] {
+      auto reply = [](std::string body) {
+        return Reply{.status = 200,
+                     .body = std::move(body),
+                     .content_type = "text/plain; version=0.0.4; charset=utf-8"};
+      };
+      if (keep.count() > 0) {
+        std::lock_guard lk(cache->m);
+        if (cache->valid && clock::now() - cache->built < keep) return reply(cache->text);
+      }
+      const auto started = clock::now();
       std::string body = prometheus_text(*sv);
       if (cluster) {
         try {
@@ -320,19 +412,28 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
               "# TYPE atask_cluster_up gauge\natask_cluster_up 0\n";
         }
       }
-      return Reply{
-          .status = 200, .body = std::move(body), .content_type = "text/plain; version=0.0.4; charset=utf-8"};
+      if (stats) body += server_metrics_text(stats());
+      if (keep.count() > 0) {
+        std::lock_guard lk(cache->m);
+        // Two builds may overlap (two build slots): the later start wins.
+        if (!cache->valid || started >= cache->built) {
+          cache->text = body;
+          cache->built = started;
+          cache->valid = true;
+        }
+      }
+      return reply(std::move(body));
     }};
   }
   if (seg[0] != "api" || seg.size() < 2) return error_reply(404, "no such path");
 
   const std::string& what = seg[1];
   if (what == "supervisor" && seg.size() == 2) {
-    if (auto e = only(get, "GET")) return *e;
+    if (auto e = only(get, "GET, HEAD")) return *e;
     return json_reply(supervisor_json());
   }
   if (what == "workers" && seg.size() <= 3) {
-    if (auto e = only(get, "GET")) return *e;
+    if (auto e = only(get, "GET, HEAD")) return *e;
     if (seg.size() == 3) return workers_get(sv_, seg[2]);
     return OnPool{[sv = &sv_] { return workers_get(*sv, {}); }};
   }
@@ -344,22 +445,26 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
     return worker_post(seg[2], seg[3], r.body);
   }
   if (what == "tasks" && seg.size() == 2) {
-    if (auto e = only(get, "GET")) return *e;
+    if (auto e = only(get, "GET, HEAD")) return *e;
     return OnPool{[sv = &sv_, q = std::string(query)] { return tasks_get(*sv, q); }};
   }
   if (what == "cluster") return cluster_route(r, seg, query);
-  if (what == "jobs" && seg.size() <= 3) {
+  if (what == "jobs" && (seg.size() <= 4 || (seg.size() == 5 && seg[4] == "events"))) {
     std::lock_guard lk(jobs_->m);
     if (!jobs_->configured) return error_reply(404, "this server has no jobs (ServerOptions::jobs)");
     if (!jobs_->p)
       return error_reply(503,
                          "the server's Jobs object is gone (it was destroyed while the server still ran)");
     if (seg.size() == 2) {
-      if (auto e = only(get, "GET")) return *e;
+      if (auto e = only(get, "GET, HEAD")) return *e;
       return jobs_get(*jobs_->p);
     }
-    if (auto e = only(post, "POST")) return *e;
-    return jobs_post(*jobs_->p, seg[2], r.body);
+    if (seg.size() == 3) {
+      if (auto e = only(post, "POST")) return *e;
+      return jobs_post(*jobs_->p, seg[2], r);
+    }
+    if (auto e = only(get, "GET, HEAD")) return *e;
+    return job_get(*jobs_->p, r, seg);
   }
   return error_reply(404, "no such path");
 }
@@ -368,7 +473,7 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
 Outcome Api::cluster_route(const Request& r, const std::vector<std::string>& seg,
                            std::string_view query) const {
   if (!opt_.cluster) return error_reply(404, "this server shows no cluster (ServerOptions::cluster)");
-  const bool get = r.method == "GET", post = r.method == "POST";
+  const bool get = r.method == "GET" || r.method == "HEAD", post = r.method == "POST";
   auto method_not = [&](const char* allow) {
     return error_reply(
         405, "method " + std::string(r.method) + " is not allowed here (allowed: " + allow + ")", allow);
@@ -383,7 +488,7 @@ Outcome Api::cluster_route(const Request& r, const std::vector<std::string>& seg
                     } catch (const OptionsError& e) {
                       return error_reply(400, e.what());
                     } catch (const std::exception& e) {
-                      return error_reply(503, std::string("the cluster cannot be read: ") + e.what());
+                      return error_reply(503, "the cluster cannot be read: " + message_of(e));
                     }
                   },
                   read};
@@ -391,13 +496,13 @@ Outcome Api::cluster_route(const Request& r, const std::vector<std::string>& seg
   auto raw_json = [](std::string body) { return Reply{.status = 200, .body = std::move(body)}; };
 
   if (seg.size() == 2) {
-    if (!get) return method_not("GET");
+    if (!get) return method_not("GET, HEAD");
     return on_pool([raw_json](ClusterSource& c) { return raw_json(c.snapshot()); }, true);
   }
   if (seg.size() < 5 || seg[2] != "queues" || seg[4] != "dead") return error_reply(404, "no such path");
   const std::string queue = seg[3];
   if (seg.size() == 5) {
-    if (!get) return method_not("GET");
+    if (!get) return method_not("GET, HEAD");
     const auto limit = limit_param(query);
     if (!limit) return error_reply(400, "limit must be a number from 1 to 1000");
     return on_pool(
@@ -459,7 +564,7 @@ Outcome Api::worker_post(const std::string& name, const std::string& action, std
                       } catch (const LifecycleError& e) {
                         out = error_reply(409, e.what());
                       } catch (const std::exception& e) {
-                        out = error_reply(500, e.what());
+                        out = error_reply(500, message_of(e));
                       }
                     });
                     return out;
@@ -551,17 +656,43 @@ Reply Api::jobs_get(Jobs& jobs_obj) const {
   return json_reply(json::object{{"types", std::move(types)}, {"jobs", std::move(jobs)}});
 }
 
-Outcome Api::jobs_post(Jobs& jobs, const std::string& type, std::string_view body) const {
+// GET /api/jobs/{type}/{id}: the job; .../events: its progress stream.
+Outcome Api::job_get(Jobs& jobs, const Request& r, const std::vector<std::string>& seg) const {
+  const std::string& type = seg[2];
+  std::uint64_t id = 0;
+  const std::string& digits = seg[3];
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+  std::optional<Job> job;
+  if (ec == std::errc() && p == digits.data() + digits.size()) job = jobs.find(id);
+  std::optional<JobInfo> info;
+  if (job) info = job->info();
+  if (!info || info->type != type)
+    return error_reply(404, "no job " + digits + " of type '" + type + "' (it may have left the history)");
+  if (seg.size() == 4) return json_reply(job_json(*info));
+  const StreamFormat format = stream_format(r.accept);
+  std::optional<std::uint64_t> seen;
+  if (format == StreamFormat::sse) seen = resume_version(r.last_event_id, id);
+  return StreamJob{std::move(*job), format, seen};
+}
+
+Outcome Api::jobs_post(Jobs& jobs, const std::string& type, const Request& r) const {
   if (!jobs.has_type(type)) return error_reply(404, "no job type named '" + type + "'");
   json::value params;
   try {
-    params = parse_body(body, json::object{});
+    params = parse_body(r.body, json::object{});
   } catch (const ConversionError& e) {
     return error_reply(400, e.what());
   }
   if (!params.is_object()) return error_reply(400, "the job parameters must be a JSON object");
   try {
-    return StreamJob{jobs.ensure_run(type, std::move(params.as_object()))};
+    Job job = jobs.ensure_run(type, std::move(params.as_object()));
+    const StreamFormat format = stream_format(r.accept);
+    std::optional<std::uint64_t> seen;
+    // A fetch()-based SSE client re-posts with Last-Event-ID; if the same
+    // parameters now name another job (a failed one is run again), the id
+    // does not match and it gets that job from its start.
+    if (format == StreamFormat::sse) seen = resume_version(r.last_event_id, job.id());
+    return StreamJob{std::move(job), format, seen};
   } catch (const NotFoundError& e) {
     return error_reply(404, e.what());
   } catch (const LifecycleError& e) {

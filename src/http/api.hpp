@@ -9,6 +9,8 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <cstdint>
+
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -25,10 +27,12 @@ extern const char dashboard_html[];
 extern const std::size_t dashboard_html_size;
 
 struct Request {
-  std::string_view method;  // "GET", "POST", ...
+  std::string_view method;  // "GET", "HEAD", "POST", ...; HEAD is routed as GET
   std::string_view target;  // raw request target: path and query
   std::string_view body;
-  bool authorized = true;  // false: a token is set and the request does not carry it
+  std::string_view accept;         // the Accept header: a job stream's format
+  std::string_view last_event_id;  // the Last-Event-ID header: where an SSE client resumes
+  bool authorized = true;          // false: a token is set and the request does not carry it
 };
 
 struct Reply {
@@ -38,9 +42,31 @@ struct Reply {
   std::string allow{};  // 405: the methods the path takes
 };
 
-/// POST /api/jobs/{type}: the server streams this job's progress.
+/// How a job stream is written, chosen by the request's Accept header.
+enum class StreamFormat : unsigned char {
+  json_array,  ///< default: one JSON array, one event per line
+  ndjson,      ///< application/x-ndjson: one JSON object per line
+  sse,         ///< text/event-stream: Server-Sent Events with ids
+};
+
+/// text/event-stream if the Accept header names it (q > 0), else
+/// application/x-ndjson if it names that, else the JSON array.
+StreamFormat stream_format(std::string_view accept);
+
+/// An SSE event's id: "<job id>-<version>".
+std::string event_id(const JobInfo& j);
+
+/// The version a Last-Event-ID names for this job; nullopt when it is empty,
+/// malformed or names another job.
+std::optional<std::uint64_t> resume_version(std::string_view last_event_id, std::uint64_t job_id);
+
+/// POST /api/jobs/{type}, GET /api/jobs/{type}/{id}/events: the server
+/// streams this job's progress.
 struct StreamJob {
   Job job;
+  StreamFormat format = StreamFormat::json_array;
+  /// SSE only: the job version the client saw last (Last-Event-ID).
+  std::optional<std::uint64_t> seen;
 };
 
 /// Work that may block (a worker's start/stop hooks are user code) or take
@@ -57,8 +83,25 @@ struct OnPool {
 
 using Outcome = std::variant<Reply, StreamJob, OnPool>;
 
+/// What an exception says, for a reply: a boost::system::system_error
+/// (Boost.JSON, Asio) gives its code's message, never the source location
+/// its what() appends; anything else its what().
+std::string message_of(const std::exception& e);
+
 /// A JSON error reply: {"error": message, "status": status}.
 Reply error_reply(int status, std::string_view message, std::string allow = {});
+
+/// The control plane's own series (atask_http_*), appended to GET /metrics
+/// (metrics.cpp).
+std::string server_metrics_text(const ServerStats& stats);
+
+/// The last /metrics text and when it was built (ServerOptions::metrics_cache).
+struct MetricsCache {
+  std::mutex m;
+  std::chrono::steady_clock::time_point built{};
+  std::string text;
+  bool valid = false;
+};
 
 /// The server's Jobs, which a program may destroy while the server still
 /// runs: the Api uses it under `m` only, and ~Jobs sets `p` to null
@@ -73,9 +116,11 @@ struct JobsRef {
 /// supervisor's loop thread, so nothing here blocks.
 class Api {
  public:
+  /// `stats` reads the server's counters for /metrics; it is called on a
+  /// pool thread while the request that asked is in flight.
   Api(Supervisor& sv, const ServerOptions& opt, std::shared_ptr<JobsRef> jobs,
-      std::chrono::steady_clock::time_point started)
-      : sv_(sv), opt_(opt), jobs_(std::move(jobs)), started_(started) {}
+      std::chrono::steady_clock::time_point started, std::function<ServerStats()> stats)
+      : sv_(sv), opt_(opt), jobs_(std::move(jobs)), started_(started), stats_(std::move(stats)) {}
 
   Outcome handle(const Request& r) const;
 
@@ -95,12 +140,15 @@ class Api {
   static Reply tasks_get(Supervisor& sv, std::string_view query);
   Outcome worker_post(const std::string& name, const std::string& action, std::string_view body) const;
   Reply jobs_get(Jobs& jobs) const;
-  Outcome jobs_post(Jobs& jobs, const std::string& type, std::string_view body) const;
+  Outcome job_get(Jobs& jobs, const Request& r, const std::vector<std::string>& seg) const;
+  Outcome jobs_post(Jobs& jobs, const std::string& type, const Request& r) const;
 
   Supervisor& sv_;
   const ServerOptions& opt_;
   std::shared_ptr<JobsRef> jobs_;
   std::chrono::steady_clock::time_point started_;
+  std::function<ServerStats()> stats_;
+  std::shared_ptr<MetricsCache> metrics_cache_ = std::make_shared<MetricsCache>();
 };
 
 /// Splits "/a/b%20c?x=1" into decoded segments {"a", "b c"} and the query
@@ -108,7 +156,10 @@ class Api {
 /// decoded segment with a NUL or control character.
 std::optional<std::vector<std::string>> split_path(std::string_view target, std::string_view& query);
 
-/// Constant-time comparison of an Authorization header with "Bearer <token>".
+/// Whether an Authorization header carries the token with the Bearer
+/// scheme. The scheme is matched case-insensitively (RFC 7235: "bearer",
+/// "BEARER"), one or more spaces may follow it, and the token is compared in
+/// constant time.
 bool bearer_matches(std::string_view header, std::string_view token) noexcept;
 
 /// True for 127.0.0.0/8 and ::1.

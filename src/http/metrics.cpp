@@ -88,19 +88,18 @@ void add_histograms(prometheus::Family<prometheus::Histogram>& f, const TaskMetr
 
 void add_tasks(Scrape& s, const TaskMetrics& m, bool with_processes) {
   add_counts(
-      s.counter("atask_tasks_submitted_total", "Tasks submitted (queued or delayed), by priority and kind."),
+      s.counter("atask_task_submitted_total", "Tasks submitted (queued or delayed), by priority and kind."),
       m.submitted, with_processes);
-  add_counts(s.counter("atask_tasks_started_total", "Tasks that began to run, by priority and kind."),
+  add_counts(s.counter("atask_task_started_total", "Tasks that began to run, by priority and kind."),
              m.started, with_processes);
+  add_counts(s.counter("atask_task_completed_total", "Tasks that ended with a result, by priority and kind."),
+             m.completed, with_processes);
   add_counts(
-      s.counter("atask_tasks_completed_total", "Tasks that ended with a result, by priority and kind."),
-      m.completed, with_processes);
-  add_counts(
-      s.counter("atask_tasks_failed_total",
+      s.counter("atask_task_failed_total",
                 "Tasks that ended with an error (or were abandoned by a cold shutdown), by priority and "
                 "kind."),
       m.failed, with_processes);
-  add_counts(s.counter("atask_tasks_canceled_total",
+  add_counts(s.counter("atask_task_canceled_total",
                        "Tasks canceled before they started or stopped while running, by priority and kind."),
              m.canceled, with_processes);
   add_histograms(
@@ -170,7 +169,9 @@ void add_workers(Scrape& s, const std::vector<WorkerInfo>& ws) {
   for (const auto& w : ws) {
     // Names are unique within a supervisor; Add() would merge two equal
     // label sets into one series anyway.
-    const prometheus::Labels wk{{"worker", w.name}, {"kind", std::string(to_string(w.kind))}};
+    // worker_kind, not kind: on the task metrics `kind` is thread,
+    // coroutine or process; one label name has one meaning.
+    const prometheus::Labels wk{{"worker", w.name}, {"worker_kind", std::string(to_string(w.kind))}};
     runs.Add(wk).Increment(static_cast<double>(w.runs));
     errors.Add(wk).Increment(static_cast<double>(w.errors));
     active.Add({{"worker", w.name}}).Set(w.state == WorkerState::active ? 1 : 0);
@@ -187,9 +188,13 @@ std::string prometheus_text(const Supervisor& sv) {
   const bool with_processes = info.processes.enabled;
 
   Scrape s;
-  s.gauge("atask_supervisor_info", "Always 1; the labels name the supervisor and its state.")
-      .Add({{"id", info.id}, {"state", std::string(to_string(info.state))}})
-      .Set(1);
+  s.gauge("atask_supervisor_info", "Always 1; the label names the supervisor.").Add({{"id", info.id}}).Set(1);
+  // One series per state, 1 for the current one: a label that changed with
+  // the state would end one series and start another at every change.
+  auto& state = s.gauge("atask_supervisor_state", "1 for the supervisor's current state, 0 for the others.");
+  for (SupervisorState st : {SupervisorState::created, SupervisorState::running, SupervisorState::stopping,
+                             SupervisorState::stopped})
+    state.Add({{"state", std::string(to_string(st))}}).Set(st == info.state ? 1 : 0);
   s.value("atask_supervisor_active_tasks", "Tasks queued, delayed or running.",
           static_cast<double>(info.active_tasks));
   add_tasks(s, tasks, with_processes);
@@ -198,5 +203,33 @@ std::string prometheus_text(const Supervisor& sv) {
   add_workers(s, workers);
   return s.text();
 }
+
+namespace detail {
+
+std::string server_metrics_text(const ServerStats& st) {
+  Scrape s;
+  s.counter("atask_http_connections_accepted_total", "Connections the control plane accepted.")
+      .Add({})
+      .Increment(static_cast<double>(st.connections_accepted));
+  s.counter("atask_http_connections_refused_total",
+            "Connections closed at once because max_connections were open.")
+      .Add({})
+      .Increment(static_cast<double>(st.connections_refused));
+  s.value("atask_http_connections_open", "Connections open now.", static_cast<double>(st.connections_open));
+  auto& requests =
+      s.counter("atask_http_requests_total", "Requests answered, by status class (2xx, 4xx, ...).");
+  for (std::size_t c = 0; c < st.requests_by_class.size(); ++c)
+    requests.Add({{"status_class", std::to_string(c + 1) + "xx"}})
+        .Increment(static_cast<double>(st.requests_by_class[c]));
+  s.counter("atask_http_timeouts_total",
+            "Connections closed by request_timeout (a request not sent or a response not taken in time).")
+      .Add({})
+      .Increment(static_cast<double>(st.timeouts));
+  s.value("atask_http_streams_open", "Job progress streams being written now.",
+          static_cast<double>(st.streams_open));
+  return s.text();
+}
+
+}  // namespace detail
 
 }  // namespace atask::http

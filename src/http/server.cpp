@@ -23,11 +23,13 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
 #include <set>
+#include <tuple>
 
 namespace atask::http {
 
@@ -54,6 +56,15 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
 
   std::atomic<std::uint64_t> accepted{0}, refused{0}, requests{0}, client_errors{0}, timeouts{0};
   std::atomic<std::size_t> streams{0};
+  std::array<std::atomic<std::uint64_t>, 5> by_class{};  // 1xx .. 5xx
+
+  /// Counts one answered request.
+  void answered(int status) {
+    ++requests;
+    if (status >= 400 && status < 500) ++client_errors;
+    if (status >= 100 && status < 600) ++by_class[static_cast<std::size_t>(status / 100 - 1)];
+  }
+  ServerStats snapshot() const;
 
   // Build slots for replies made on the pool (OnPool::read): a channel
   // holding one token per slot, used on the loop thread only.
@@ -63,7 +74,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   // Sessions: the set is the loop thread's; `open` is also read by stop().
   std::set<beast::tcp_stream*> sessions;
   bool stopping = false;  // loop thread
-  std::mutex m;
+  mutable std::mutex m;
   std::condition_variable cv;
   std::size_t open = 0;  // under m
 
@@ -72,8 +83,9 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   net::awaitable<void> accept_loop();
   net::awaitable<void> session(tcp::socket sock);
   net::awaitable<bool> write_reply(beast::tcp_stream& stream, const detail::Reply& r, unsigned version,
-                                   bool keep_alive);
-  net::awaitable<void> stream_job(beast::tcp_stream& stream, Job job, unsigned version);
+                                   bool keep_alive, bool head = false);
+  net::awaitable<void> stream_job(beast::tcp_stream& stream, detail::StreamJob sj, unsigned version,
+                                  bool head);
   net::awaitable<detail::Reply> run_on_pool(std::function<detail::Reply()> fn);
 };
 
@@ -95,6 +107,56 @@ struct SessionEntry {
   SessionEntry& operator=(const SessionEntry&) = delete;
 };
 
+/// The headers every reply carries.
+template <class Body>
+void common_headers(bhttp::response<Body>& res, std::string_view content_type) {
+  res.set(bhttp::field::server, "atask");
+  if (!content_type.empty()) res.set(bhttp::field::content_type, content_type);
+  res.set(bhttp::field::cache_control, "no-store");
+  res.set("X-Content-Type-Options", "nosniff");
+}
+
+/// Why Beast refused a request, in words (its own messages are terse
+/// library terms: "bad method", "bad obs-fold").
+std::string malformed(const error_code& ec) {
+  using E = bhttp::error;
+  std::string why;
+  if (ec == E::bad_method)
+    why = "the method is not a valid token";
+  else if (ec == E::bad_target)
+    why = "the request target contains a character that is not allowed";
+  else if (ec == E::bad_version)
+    why = "the HTTP version is not HTTP/1.x";
+  else if (ec == E::bad_line_ending)
+    why = "a line does not end with CRLF";
+  else if (ec == E::bad_field)
+    why = "a header field name is not a valid token";
+  else if (ec == E::bad_value)
+    why = "a header field value contains a character that is not allowed";
+  else if (ec == E::bad_content_length)
+    why = "the Content-Length header is not a number in range";
+  else if (ec == E::multiple_content_length)
+    why = "Content-Length is given more than once";
+  else if (ec == E::bad_transfer_encoding)
+    why = "the Transfer-Encoding header is not supported";
+  else if (ec == E::bad_chunk || ec == E::bad_chunk_extension)
+    why = "a chunk of the chunked body is malformed";
+  else if (ec == E::bad_obs_fold)
+    why = "a header uses obsolete line folding";
+  else
+    why = "it is not HTTP/1.1";
+  return "malformed request: " + why;
+}
+
+/// A read's deadline, shared with its timer's handler: that handler may run
+/// after the read completed (both were ready in the same turn of the loop),
+/// when `armed` is already false and the socket is no longer touched.
+struct ReadDeadline {
+  tcp::socket* socket;
+  bool armed = true;
+  bool fired = false;
+};
+
 }  // namespace
 
 void Server::Impl::start() {
@@ -112,7 +174,8 @@ void Server::Impl::start() {
   if (acceptor->listen(net::socket_base::max_listen_connections, ec)) fail("listen on");
   port = acceptor->local_endpoint().port();
   address_for_url = addr.is_v6() ? "[" + opt.address + "]" : opt.address;
-  api = std::make_unique<detail::Api>(sv, opt, jobs, std::chrono::steady_clock::now());
+  api = std::make_unique<detail::Api>(sv, opt, jobs, std::chrono::steady_clock::now(),
+                                      [this] { return snapshot(); });
   slots.emplace(acceptor->get_executor(), build_slots);
   for (std::size_t i = 0; i < build_slots; ++i) slots->try_send(error_code{});
   sv.logger().info("{}: http: serving on http://{}:{}/", sv.id(), address_for_url, port.load());
@@ -167,21 +230,29 @@ net::awaitable<void> Server::Impl::accept_loop() {
 }
 
 net::awaitable<bool> Server::Impl::write_reply(beast::tcp_stream& stream, const detail::Reply& r,
-                                               unsigned version, bool keep_alive) {
-  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
-  res.set(bhttp::field::server, "atask");
-  res.set(bhttp::field::content_type, r.content_type);
-  res.set(bhttp::field::cache_control, "no-store");
-  res.set("X-Content-Type-Options", "nosniff");
-  if (!r.allow.empty()) res.set(bhttp::field::allow, r.allow);
-  if (r.status == 401) res.set(bhttp::field::www_authenticate, "Bearer");
-  res.keep_alive(keep_alive);
-  res.body() = r.body;
-  res.prepare_payload();
-  ++requests;
-  if (r.status >= 400 && r.status < 500) ++client_errors;
+                                               unsigned version, bool keep_alive, bool head) {
+  auto fill = [&](auto& res) {
+    common_headers(res, r.content_type);
+    if (!r.allow.empty()) res.set(bhttp::field::allow, r.allow);
+    if (r.status == 401) res.set(bhttp::field::www_authenticate, "Bearer");
+    res.keep_alive(keep_alive);
+  };
+  answered(r.status);
   stream.expires_after(opt.request_timeout);
-  auto [ec, n] = co_await bhttp::async_write(stream, res, use_tuple);
+  error_code ec;
+  if (head) {
+    // The headers GET would send, Content-Length included; no body.
+    bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(r.status), version};
+    fill(res);
+    res.content_length(r.body.size());
+    std::tie(ec, std::ignore) = co_await bhttp::async_write(stream, res, use_tuple);
+  } else {
+    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+    fill(res);
+    res.body() = r.body;
+    res.prepare_payload();
+    std::tie(ec, std::ignore) = co_await bhttp::async_write(stream, res, use_tuple);
+  }
   if (ec == beast::error::timeout) ++timeouts;
   co_return !ec;
 }
@@ -192,15 +263,38 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
   SessionEntry entry(self, &stream);
   if (stopping) co_return;
   beast::flat_buffer buf;
+  net::steady_timer read_timer(stream.get_executor());
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(opt.max_header_size));
     parser.body_limit(opt.max_body_size);
-    stream.expires_after(opt.request_timeout);
+    // The read's deadline is a timer of ours that cancels the read, not the
+    // stream's expiry: Beast closes the socket when that one hits, and a
+    // client that sent part of a request is owed a 408 first.
+    stream.expires_never();
+    auto deadline = std::make_shared<ReadDeadline>(ReadDeadline{&stream.socket()});
+    read_timer.expires_after(opt.request_timeout);
+    read_timer.async_wait([deadline](error_code e) {
+      if (e || !deadline->armed) return;
+      deadline->fired = true;
+      error_code ignored;
+      deadline->socket->cancel(ignored);
+    });
     auto [ec, n] = co_await bhttp::async_read(stream, buf, parser, use_tuple);
+    deadline->armed = false;
+    read_timer.cancel();
     if (ec) {
-      if (ec == beast::error::timeout) {
+      if (deadline->fired && !stopping) {
         ++timeouts;
+        // An idle keep-alive connection is just closed; one that sent part
+        // of a request (headers not finished, body short of its
+        // Content-Length) is told why.
+        if (parser.got_some() || buf.size() > 0)
+          co_await write_reply(
+              stream,
+              detail::error_reply(408, "the request was not complete within request_timeout (" +
+                                           std::to_string(opt.request_timeout.count()) + " ms)"),
+              11, false);
         break;
       }
       // The client went away (between requests or in the middle of one):
@@ -210,7 +304,7 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
           ec == net::error::operation_aborted || ec == net::error::broken_pipe)
         break;
       int status = 400;
-      std::string msg = "malformed request: " + ec.message();
+      std::string msg = malformed(ec);
       if (ec == bhttp::error::header_limit) {
         status = 431;
         msg = "request line and headers exceed " + std::to_string(opt.max_header_size) + " bytes";
@@ -232,6 +326,9 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
     r.method = req.method_string();
     r.target = req.target();
     r.body = req.body();
+    r.accept = req[bhttp::field::accept];
+    r.last_event_id = req["Last-Event-ID"];
+    const bool head = req.method() == bhttp::verb::head;
     if (!opt.token.empty())
       r.authorized = detail::bearer_matches(req[bhttp::field::authorization], opt.token);
     const bool keep_alive = req.keep_alive();
@@ -239,8 +336,7 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
 
     detail::Outcome out = api->handle(r);
     if (auto* sj = std::get_if<detail::StreamJob>(&out)) {
-      ++requests;
-      co_await stream_job(stream, std::move(sj->job), version);
+      co_await stream_job(stream, std::move(*sj), version, head);
       break;
     }
     detail::Reply reply;
@@ -258,12 +354,13 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
           reply = co_await run_on_pool(std::move(p->run));
         }
       } catch (const std::exception& e) {
-        reply = detail::error_reply(503, std::string("the request could not run: ") + e.what());
+        reply = detail::error_reply(503, "the request could not run: " + detail::message_of(e));
       }
     } else {
       reply = std::move(std::get<detail::Reply>(out));
     }
-    if (!co_await write_reply(stream, reply, version, keep_alive && !stopping) || !keep_alive || stopping)
+    if (!co_await write_reply(stream, reply, version, keep_alive && !stopping, head) || !keep_alive ||
+        stopping)
       break;
   }
   error_code ec;
@@ -298,7 +395,9 @@ net::awaitable<detail::Reply> Server::Impl::run_on_pool(std::function<detail::Re
   co_return reply;
 }
 
-net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, Job job, unsigned version) {
+net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, detail::StreamJob sj,
+                                              unsigned version, bool head) {
+  using detail::StreamFormat;
   ++streams;
   struct Count {
     std::atomic<std::size_t>& n;
@@ -308,19 +407,54 @@ net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, Job job
   // The job wakes us through the channel (thread-safe try_send); one pending
   // wake-up is enough: we always read the job's latest state.
   net::experimental::concurrent_channel<void(error_code)> wake(stream.get_executor(), 1);
-  Job::Subscription sub = job.subscribe([&wake] { wake.try_send(error_code{}); });
+  Job::Subscription sub = sj.job.subscribe([&wake] { wake.try_send(error_code{}); });
+  JobInfo info = sj.job.info();
 
+  // An SSE client whose Last-Event-ID is the final event has it all: 204
+  // tells an EventSource to stop reconnecting.
+  if (sj.seen && *sj.seen == info.version && info.finished()) {
+    answered(204);
+    bhttp::response<bhttp::empty_body> res{bhttp::status::no_content, version};
+    common_headers(res, {});
+    res.keep_alive(false);
+    stream.expires_after(opt.request_timeout);
+    co_await bhttp::async_write(stream, res, use_tuple);
+    co_return;
+  }
+
+  answered(200);
   bhttp::response<bhttp::empty_body> res{bhttp::status::ok, version};
-  res.set(bhttp::field::server, "atask");
-  res.set(bhttp::field::content_type, "application/json");
-  res.set(bhttp::field::cache_control, "no-store");
-  res.set("X-Content-Type-Options", "nosniff");
+  common_headers(res, sj.format == StreamFormat::sse      ? "text/event-stream"
+                      : sj.format == StreamFormat::ndjson ? "application/x-ndjson"
+                                                          : "application/json");
+  if (sj.format == StreamFormat::sse) res.set("X-Accel-Buffering", "no");  // proxies: do not buffer
   res.keep_alive(false);
   res.chunked(true);
   bhttp::response_serializer<bhttp::empty_body> sr{res};
   stream.expires_after(opt.request_timeout);
-  if (auto [ec, n] = co_await bhttp::async_write_header(stream, sr, use_tuple); ec) co_return;
+  if (auto [ec, n] = co_await bhttp::async_write_header(stream, sr, use_tuple); ec || head) co_return;
 
+  // One event per line (docs/http.md): the JSON array puts its '[' or ','
+  // before each event and its ']' after the last, so the body is one array
+  // and every line one event.
+  bool first = true;
+  auto frame = [&](const JobInfo& j) {
+    const std::string ev = detail::Api::job_event(j);
+    std::string out;
+    switch (sj.format) {
+      case StreamFormat::json_array:
+        out = (first ? "[" : ",") + ev + (j.finished() ? "]\n" : "\n");
+        break;
+      case StreamFormat::ndjson:
+        out = ev + "\n";
+        break;
+      case StreamFormat::sse:
+        out = "id: " + detail::event_id(j) + "\ndata: " + ev + "\n\n";
+        break;
+    }
+    first = false;
+    return out;
+  };
   auto send = [&](std::string text) -> net::awaitable<bool> {
     stream.expires_after(opt.request_timeout);
     auto [ec, n] = co_await net::async_write(stream, bhttp::make_chunk(net::buffer(text)), use_tuple);
@@ -328,9 +462,12 @@ net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, Job job
     co_return !ec;
   };
 
-  JobInfo info = job.info();
-  if (!co_await send("[" + detail::Api::job_event(info))) co_return;
+  // The first event is the job's current state, unless an SSE client that
+  // resumes has seen exactly that state: then it waits for the next change.
+  // Progress is coalesced, so what a resuming client missed arrives as the
+  // latest state, like for any follower slower than the job.
   std::uint64_t seen = info.version;
+  if (!(sj.seen && *sj.seen == info.version) && !co_await send(frame(info))) co_return;
   while (!info.finished()) {
     stream.expires_never();
     // A client that closes (or sends anything) while we wait ends the
@@ -338,12 +475,11 @@ net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, Job job
     auto woke = co_await (wake.async_receive(use_tuple) ||
                           stream.socket().async_wait(tcp::socket::wait_read, use_tuple));
     if (woke.index() == 1 || stopping) co_return;
-    info = job.info();
+    info = sj.job.info();
     if (info.version == seen) continue;
     seen = info.version;
-    if (!co_await send("," + detail::Api::job_event(info))) co_return;
+    if (!co_await send(frame(info))) co_return;
   }
-  if (!co_await send("]")) co_return;
   stream.expires_after(opt.request_timeout);
   co_await net::async_write(stream, bhttp::make_chunk_last(), use_tuple);
 }
@@ -360,19 +496,24 @@ std::string Server::url() const {
   return "http://" + (impl_->address_for_url.empty() ? impl_->opt.address : impl_->address_for_url) + ":" +
          std::to_string(port());
 }
-ServerStats Server::stats() const {
+ServerStats Server::Impl::snapshot() const {
   ServerStats s;
-  s.connections_accepted = impl_->accepted.load();
-  s.connections_refused = impl_->refused.load();
+  s.connections_accepted = accepted.load();
+  s.connections_refused = refused.load();
   {
-    std::lock_guard lk(impl_->m);
-    s.connections_open = impl_->open;
+    std::lock_guard lk(m);
+    s.connections_open = open;
   }
-  s.requests = impl_->requests.load();
-  s.client_errors = impl_->client_errors.load();
-  s.timeouts = impl_->timeouts.load();
-  s.streams_open = impl_->streams.load();
+  s.requests = requests.load();
+  for (std::size_t c = 0; c < by_class.size(); ++c) s.requests_by_class[c] = by_class[c].load();
+  s.client_errors = client_errors.load();
+  s.timeouts = timeouts.load();
+  s.streams_open = streams.load();
   return s;
+}
+
+ServerStats Server::stats() const {
+  return impl_->snapshot();
 }
 
 Server serve(Supervisor& sv, ServerOptions o) {
@@ -388,6 +529,7 @@ Server serve(Supervisor& sv, ServerOptions o) {
     bad("max_header_size must be 1 KiB to 1 GiB");
   if (o.request_timeout.count() <= 0) bad("request_timeout must be > 0");
   if (o.max_connections == 0) bad("max_connections must be > 0");
+  if (o.metrics_cache.count() < 0) bad("metrics_cache must be >= 0 (0 = no cache)");
   auto impl = std::make_shared<Server::Impl>(sv, std::move(o));
   if (impl->opt.jobs) {
     impl->jobs->p = impl->opt.jobs;

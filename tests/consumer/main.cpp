@@ -12,7 +12,7 @@ int main() {
   auto t = atask::background_task(sv, [](int x) { return x + 1; })(41);
   const int v = t.get();
   const bool metrics =
-      atask::http::prometheus_text(sv).find("atask_tasks_completed_total") != std::string::npos;
+      atask::http::prometheus_text(sv).find("atask_task_completed_total") != std::string::npos;
   const bool served = http.port() != 0;
   sv.stop();
   // atask::distributed from the installed package: nothing listens on port 1.

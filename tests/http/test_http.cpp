@@ -13,7 +13,9 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <regex>
 #include <set>
+#include <sstream>
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
@@ -275,7 +277,7 @@ TEST_CASE("http: wrong methods get 405 with Allow and unknown paths 404") {
   CHECK(r.allow == "POST");
   auto p = http_request(s.port(), "POST", "/api/supervisor");
   CHECK(p.status == 405);
-  CHECK(p.allow == "GET");
+  CHECK(p.allow == "GET, HEAD");
   CHECK(http_request(s.port(), "DELETE", "/api/workers").status == 405);
   CHECK(http_request(s.port(), "GET", "/nope").status == 404);
   CHECK(http_request(s.port(), "GET", "/api").status == 404);
@@ -382,7 +384,7 @@ TEST_CASE("http: GET / serves the dashboard and /metrics the Prometheus text") {
   auto m = http_request(s.port(), "GET", "/metrics");
   REQUIRE(m.status == 200);
   CHECK(test::contains(m.content_type, "text/plain"));
-  CHECK(test::contains(m.body, "# TYPE atask_tasks_submitted_total counter"));
+  CHECK(test::contains(m.body, "# TYPE atask_task_submitted_total counter"));
 
   Served off({.dashboard = false});
   off.start();
@@ -605,4 +607,373 @@ TEST_CASE("http: a Jobs destroyed while the server runs is let go and answered w
   CHECK(test::contains(err_of(r), "gone"));
   CHECK(http_request(server.port(), "POST", "/api/jobs/t", "{}").status == 503);
   CHECK(http_request(server.port(), "GET", "/api/supervisor").status == 200);
+}
+
+// -- as HTTP clients expect: numbers, stream framings, HEAD, auth, 408, messages ------
+
+namespace {
+
+// A number written with an exponent where JSON has a number (after ':', ','
+// or '['): "1E-1", "2.5e-7". Hex digits inside strings ("3e5" in a job
+// key) follow a quote or a letter, not one of those.
+bool has_exponent_number(const std::string& text) {
+  static const std::regex exp_number(R"([:,\[]-?[0-9]+(\.[0-9]+)?[eE][-+]?[0-9])");
+  return std::regex_search(text, exp_number);
+}
+
+std::vector<std::string> lines_of(const std::string& body) {
+  std::vector<std::string> out;
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+struct SseEvent {
+  std::string id;
+  json::value data;
+};
+
+// "id: 1-3\ndata: {...}\n\n" blocks.
+std::vector<SseEvent> sse_events(const std::string& body) {
+  std::vector<SseEvent> out;
+  std::size_t at = 0;
+  for (auto end = body.find("\n\n"); end != std::string::npos; end = body.find("\n\n", at)) {
+    SseEvent e;
+    for (const auto& line : lines_of(body.substr(at, end - at))) {
+      if (line.rfind("id: ", 0) == 0) e.id = line.substr(4);
+      if (line.rfind("data: ", 0) == 0) e.data = parse(line.substr(6));
+    }
+    out.push_back(std::move(e));
+    at = end + 2;
+  }
+  return out;
+}
+
+bool has_half_way_event(const std::string& body) {
+  const auto at = body.find("half way");
+  return at != std::string::npos && body.find("\n\n", at) != std::string::npos;
+}
+
+// Reads what the server sends until it closes the connection.
+std::string read_to_close(HttpConnection& c) {
+  std::string got;
+  char buf[4096];
+  boost::system::error_code ec;
+  for (;;) {
+    const std::size_t n = c.socket().read_some(boost::asio::buffer(buf), ec);
+    got.append(buf, n);
+    if (ec) break;
+  }
+  REQUIRE_MESSAGE(ec != boost::asio::error::would_block, "the server neither answered nor closed");
+  return got;
+}
+
+const test::Headers sse_accept{{"Accept", "text/event-stream"}};
+
+}  // namespace
+
+TEST_CASE("http: replies write numbers as people write them") {
+  Served s;
+  s.start();
+  for (int i = 0; i < 3; ++i) REQUIRE(s.sv.submit({.name = "n"}, [] {}).wait_for(test::patience));
+  for (const char* target : {"/api/tasks", "/api/supervisor"}) {
+    auto r = http_request(s.port(), "GET", target);
+    REQUIRE(r.status == 200);
+    CHECK_MESSAGE(!has_exponent_number(r.body), r.body);
+    (void)parse(r.body);
+  }
+  auto tasks = parse(http_request(s.port(), "GET", "/api/tasks").body).at("tasks").as_array();
+  REQUIRE(tasks.size() == 3);
+  CHECK(tasks[0].at("run_seconds").is_double());  // durations stay doubles
+  CHECK(tasks[0].at("wait_seconds").is_double());
+}
+
+TEST_CASE("http: job events write fractions as people write them") {
+  JobFixture f;
+  HttpConnection c(f.port());
+  c.send("POST", "/api/jobs/slow", R"({"doc": 10})");
+  c.read_header();
+  auto partial = c.read_body_until([](const std::string& b) { return test::contains(b, "half way"); });
+  CHECK(test::contains(partial, "\"fraction\":0.5,"));
+  f.release.set();
+  auto body = c.read_body_until([](const std::string&) { return false; });
+  CHECK(test::contains(body, "\"fraction\":1.0,"));
+  CHECK_FALSE(has_exponent_number(body));
+  auto listed = http_request(f.port(), "GET", "/api/jobs").body;
+  CHECK(test::contains(listed, "\"fraction\":1.0,"));
+  CHECK_FALSE(has_exponent_number(listed));
+}
+
+TEST_CASE("http: a job stream is one JSON array with one event per line") {
+  JobFixture f;
+  HttpConnection c(f.port());
+  c.send("POST", "/api/jobs/slow", R"({"doc": 11})");
+  c.read_header();
+  CHECK(c.stream_header(test::http_t::field::content_type) == "application/json");
+  c.read_body_until([](const std::string& b) { return test::contains(b, "half way"); });
+  f.release.set();
+  const auto body = c.read_body_until([](const std::string&) { return false; });
+  REQUIRE(c.stream_done());
+  const auto lines = lines_of(body);
+  REQUIRE(lines.size() >= 2);
+  CHECK(body.back() == '\n');
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    std::string line = lines[i];
+    REQUIRE(!line.empty());
+    CHECK(line.front() == (i == 0 ? '[' : ','));
+    line.erase(0, 1);
+    if (i + 1 == lines.size()) {
+      REQUIRE(line.back() == ']');
+      line.pop_back();
+    }
+    CHECK(parse(line).is_object());
+  }
+  auto ev = events_of(body);  // and the whole body is still one array
+  CHECK(ev.size() == lines.size());
+  CHECK(ev.back().at("status").as_string() == "done");
+}
+
+TEST_CASE("http: Accept application/x-ndjson gets one JSON object per line") {
+  JobFixture f;
+  HttpConnection c(f.port());
+  c.send("POST", "/api/jobs/slow", R"({"doc": 12})", {{"Accept", "application/x-ndjson"}});
+  c.read_header();
+  REQUIRE(c.stream_status() == 200);
+  CHECK(c.stream_header(test::http_t::field::content_type) == "application/x-ndjson");
+  c.read_body_until([](const std::string& b) { return test::contains(b, "half way"); });
+  f.release.set();
+  const auto body = c.read_body_until([](const std::string&) { return false; });
+  REQUIRE(c.stream_done());
+  const auto lines = lines_of(body);
+  REQUIRE(lines.size() >= 2);
+  for (const auto& line : lines) CHECK(parse(line).is_object());
+  CHECK(parse(lines.back()).at("status").as_string() == "done");
+}
+
+TEST_CASE("http: Accept text/event-stream gets Server-Sent Events with ids") {
+  JobFixture f;
+  HttpConnection c(f.port());
+  c.send("POST", "/api/jobs/slow", R"({"doc": 13})", {{"Accept", "text/html, text/event-stream;q=0.9"}});
+  c.read_header();
+  REQUIRE(c.stream_status() == 200);
+  CHECK(c.stream_header(test::http_t::field::content_type) == "text/event-stream");
+  c.read_body_until(has_half_way_event);
+  f.release.set();
+  const auto body = c.read_body_until([](const std::string&) { return false; });
+  REQUIRE(c.stream_done());
+  CHECK(body.size() >= 2);
+  CHECK(body.substr(body.size() - 2) == "\n\n");
+  const auto events = sse_events(body);
+  REQUIRE(events.size() >= 2);
+  const auto job_id = events.front().data.at("id").as_int64();
+  std::optional<std::uint64_t> last_version;
+  for (const auto& e : events) {
+    const std::string prefix = std::to_string(job_id) + "-";
+    REQUIRE(e.id.rfind(prefix, 0) == 0);
+    const auto version = std::stoull(e.id.substr(prefix.size()));
+    if (last_version) CHECK(version > *last_version);  // ids grow with the job's version
+    last_version = version;
+  }
+  CHECK(events.back().data.at("status").as_string() == "done");
+
+  // q=0 refuses a type: the JSON array then.
+  auto refused = http_request(f.port(), "POST", "/api/jobs/slow", R"({"doc": 13})",
+                              {{"Accept", "text/event-stream;q=0"}});
+  CHECK(refused.content_type == "application/json");
+  CHECK(events_of(refused.body).size() == 1);
+}
+
+TEST_CASE("http: GET a job and its events by type and id") {
+  JobFixture f;
+  f.release.set();
+  auto done = events_of(http_request(f.port(), "POST", "/api/jobs/slow", R"({"doc": 14})").body);
+  const auto id = std::to_string(done.back().at("id").as_int64());
+
+  auto one = http_request(f.port(), "GET", "/api/jobs/slow/" + id);
+  REQUIRE(one.status == 200);
+  CHECK(parse(one.body).at("status").as_string() == "done");
+  CHECK(parse(one.body).at("params").at("doc").as_int64() == 14);
+
+  auto array = http_request(f.port(), "GET", "/api/jobs/slow/" + id + "/events");
+  REQUIRE(array.status == 200);
+  CHECK(events_of(array.body).back().at("status").as_string() == "done");
+  auto sse = http_request(f.port(), "GET", "/api/jobs/slow/" + id + "/events", {}, sse_accept);
+  REQUIRE(sse.status == 200);
+  REQUIRE(sse_events(sse.body).size() == 1);
+  CHECK(sse_events(sse.body)[0].id.rfind(id + "-", 0) == 0);
+
+  CHECK(http_request(f.port(), "GET", "/api/jobs/slow/9999").status == 404);
+  CHECK(http_request(f.port(), "GET", "/api/jobs/slow/x1").status == 404);
+  CHECK(http_request(f.port(), "GET", "/api/jobs/other/" + id + "/events").status == 404);
+  CHECK(http_request(f.port(), "GET", "/api/jobs/slow/" + id + "/nope").status == 404);
+  auto post = http_request(f.port(), "POST", "/api/jobs/slow/" + id + "/events");
+  CHECK(post.status == 405);
+  CHECK(post.allow == "GET, HEAD");
+}
+
+TEST_CASE("http: an SSE client resuming with Last-Event-ID gets later events only") {
+  JobFixture f;
+  HttpConnection a(f.port());
+  a.send("POST", "/api/jobs/slow", R"({"doc": 15})", sse_accept);
+  a.read_header();
+  const auto seen = sse_events(a.read_body_until(has_half_way_event));
+  REQUIRE(!seen.empty());
+  const SseEvent& half = seen.back();
+  REQUIRE(half.data.at("message").as_string() == "half way");
+  const auto job = std::to_string(half.data.at("id").as_int64());
+  const auto half_version = std::stoull(half.id.substr(job.size() + 1));
+  const std::string events = "/api/jobs/slow/" + job + "/events";
+
+  // Resuming at the half-way event: nothing until the job moves on.
+  HttpConnection b(f.port());
+  b.send("GET", events, {}, {{"Accept", "text/event-stream"}, {"Last-Event-ID", half.id}});
+  b.read_header();
+  REQUIRE(b.stream_status() == 200);
+  // Resuming at an earlier event: what it missed, as the latest state.
+  HttpConnection c(f.port());
+  c.send("GET", events, {},
+         {{"Accept", "text/event-stream"}, {"Last-Event-ID", job + "-" + std::to_string(half_version - 1)}});
+  c.read_header();
+  auto replayed = sse_events(c.read_body_until(has_half_way_event));
+  REQUIRE(replayed.size() == 1);
+  CHECK(replayed[0].id == half.id);
+  // Another job's id is no resume point: the stream starts from the current state.
+  HttpConnection d(f.port());
+  d.send("GET", events, {}, {{"Accept", "text/event-stream"}, {"Last-Event-ID", "999999-1"}});
+  d.read_header();
+  CHECK(sse_events(d.read_body_until(has_half_way_event)).at(0).id == half.id);
+
+  f.release.set();
+  const auto later = sse_events(b.read_body_until([](const std::string&) { return false; }));
+  REQUIRE(!later.empty());
+  for (const auto& e : later) {
+    CHECK(e.data.at("message").as_string() != "half way");
+    CHECK(std::stoull(e.id.substr(job.size() + 1)) > half_version);
+  }
+  CHECK(later.back().data.at("status").as_string() == "done");
+
+  // Resuming at the final event: 204, which tells an EventSource to stop.
+  auto end = http_request(f.port(), "GET", events, {},
+                          {{"Accept", "text/event-stream"}, {"Last-Event-ID", later.back().id}});
+  CHECK(end.status == 204);
+  CHECK(end.body.empty());
+}
+
+TEST_CASE("http: HEAD is answered wherever GET is with the same headers and no body") {
+  Served s;
+  auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});  // never started: its JSON does not change
+  s.start();
+  HttpConnection c(s.port());
+  for (const char* target : {"/", "/api/workers/ev"}) {
+    auto head = c.head(target);
+    REQUIRE(head.status == 200);
+    CHECK(head.body.empty());
+    // The next request on the same connection reads cleanly: no body was sent.
+    auto get = c.request("GET", target);
+    REQUIRE(get.status == 200);
+    CHECK(head.content_type == get.content_type);
+    CHECK(head.content_length == std::to_string(get.body.size()));
+  }
+  auto metrics = c.head("/metrics");  // built on the pool like its GET
+  CHECK(metrics.status == 200);
+  CHECK(test::contains(metrics.content_type, "text/plain"));
+  CHECK(std::stoul(metrics.content_length) > 0);
+  auto missing = c.head("/api/workers/nope");
+  CHECK(missing.status == 404);
+  auto post_only = c.head("/api/workers/ev/trigger");
+  CHECK(post_only.status == 405);
+  CHECK(post_only.allow == "POST");
+  CHECK(c.request("GET", "/api/supervisor").status == 200);
+}
+
+TEST_CASE("http: the bearer scheme is matched case-insensitively") {
+  Served s({.token = "s3cret"});
+  auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
+  s.start();
+  ev->start();
+  auto with = [&](const std::string& auth) {
+    return http_request(s.port(), "POST", "/api/workers/ev/trigger", {}, {{"Authorization", auth}}).status;
+  };
+  CHECK(with("Bearer s3cret") == 200);
+  CHECK(with("bearer s3cret") == 200);
+  CHECK(with("BEARER s3cret") == 200);
+  CHECK(with("bEaReR  s3cret") == 200);  // 1*SP
+  CHECK(with("Bearer S3CRET") == 401);   // the token itself is exact
+  CHECK(with("Bearers3cret") == 401);
+  CHECK(with("Basic s3cret") == 401);
+  CHECK(with("Bearer s3cre") == 401);
+  CHECK(with("Bearer s3cret2") == 401);
+}
+
+TEST_CASE("http: an incomplete request gets 408 before its connection closes") {
+  Served s({.request_timeout = 300ms});
+  s.start();
+  auto outcome = [&](const std::string& part) {
+    HttpConnection c(s.port());
+    if (!part.empty()) boost::asio::write(c.socket(), boost::asio::buffer(part));
+    return read_to_close(c);
+  };
+  for (const std::string& part :
+       {std::string("GET /api/supervisor HTTP/1.1\r\nHo"),  // headers unfinished
+        std::string(
+            "POST /api/workers/q/put HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12")}) {  // short body
+    const std::string got = outcome(part);
+    REQUIRE_MESSAGE(got.rfind("HTTP/1.1 408 ", 0) == 0, got);
+    const auto body = got.substr(got.find("\r\n\r\n") + 4);
+    CHECK(test::contains(json::value_to<std::string>(parse(body).at("error")), "request_timeout (300 ms)"));
+    CHECK(test::contains(got, "Connection: close"));
+  }
+  // A connection that sent nothing is just closed.
+  CHECK(outcome({}).empty());
+  REQUIRE(test::eventually([&] { return s.server->stats().timeouts == 3; }));
+}
+
+TEST_CASE("http: a bad queue item is described without library internals") {
+  Served s;
+  auto nums = atask::queue_worker<int>(s.sv, [](int) {}, {.name = "nums"});
+  auto bytes = atask::queue_worker<std::uint8_t>(s.sv, [](std::uint8_t) {}, {.name = "bytes"});
+  auto words = atask::queue_worker<std::string>(s.sv, [](std::string) {}, {.name = "words"});
+  auto lists = atask::queue_worker<std::vector<int>>(s.sv, [](std::vector<int>) {}, {.name = "lists"});
+  auto ev = atask::event_worker(s.sv, [] {}, {.name = "ev"});
+  auto bg = atask::background_worker(s.sv, [] {}, {.name = "bg"});
+  s.start();
+  nums->start();
+  bytes->start();
+  words->start();
+  lists->start();
+  auto put = [&](const std::string& worker, const std::string& item) {
+    auto r = http_request(s.port(), "POST", "/api/workers/" + worker + "/put", item);
+    CHECK(r.status == 400);
+    const auto e = err_of(r);
+    CHECK_MESSAGE(!test::contains(e, "boost"), e);
+    CHECK_MESSAGE(!test::contains(e, ".hpp"), e);
+    return e;
+  };
+  CHECK(test::contains(put("nums", "1.5"), "expected an integer, got 1.5"));
+  CHECK(test::contains(put("nums", "\"x\""), "expected an integer, got \"x\""));
+  CHECK(test::contains(put("nums", "3000000000"),
+                       "expected an integer from -2147483648 to 2147483647, got 3000000000"));
+  CHECK(test::contains(put("bytes", "300"), "expected an integer from 0 to 255, got 300"));
+  CHECK(test::contains(put("words", "1"), "expected a string, got 1"));
+  CHECK(test::contains(put("lists", "[1,\"x\"]"), "not a number, got [1,\"x\"]"));
+  CHECK(test::contains(put("lists", "{}"), "got {}"));
+
+  auto not_queue = http_request(s.port(), "POST", "/api/workers/ev/put", "1");
+  CHECK(test::contains(err_of(not_queue), "is an event worker, not a queue worker"));
+  auto no_trigger = http_request(s.port(), "POST", "/api/workers/bg/trigger");
+  CHECK(test::contains(err_of(no_trigger), "is a background worker"));
+
+  // Beast's terse words ("bad Content-Length") become a sentence.
+  HttpConnection c(s.port());
+  boost::asio::write(c.socket(),
+                     boost::asio::buffer(std::string(
+                         "POST /api/workers/nums/put HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n1")));
+  const std::string got = read_to_close(c);
+  REQUIRE(got.rfind("HTTP/1.1 400 ", 0) == 0);
+  CHECK(json::value_to<std::string>(parse(got.substr(got.find("\r\n\r\n") + 4)).at("error")) ==
+        "malformed request: the Content-Length header is not a number in range");
+  nums->stop();
+  bytes->stop();
+  words->stop();
+  lists->stop();
 }

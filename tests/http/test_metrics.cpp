@@ -7,6 +7,7 @@
 #include <atask/atask.hpp>
 
 #include "fixtures.hpp"
+#include "http_client.hpp"
 #include "promtool.hpp"
 
 #include <doctest/doctest.h>
@@ -22,6 +23,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -182,6 +184,28 @@ void require_promtool_clean(const std::string& text) {
   CHECK(r.output.empty());
 }
 
+// The metric-name lint (Prometheus' naming rules, as promtool does not
+// check them all): snake_case under atask_; _total on counters and only on
+// them; histograms named in a base unit (_seconds); and one subsystem
+// prefix per subject, never both a singular and a plural (atask_task_* and
+// atask_tasks_*).
+std::vector<std::string> name_problems(const Exposition& ex) {
+  static const std::regex name_rule("atask_[a-z][a-z0-9]*(_[a-z0-9]+)*");
+  std::vector<std::string> problems;
+  std::set<std::string> subsystems;
+  for (const auto& [fam, type] : ex.type) {
+    if (!std::regex_match(fam, name_rule)) problems.push_back(fam + ": not snake_case under atask_");
+    const bool total = fam.size() > 6 && fam.compare(fam.size() - 6, 6, "_total") == 0;
+    if (total != (type == "counter")) problems.push_back(fam + ": _total is for counters, and counters only");
+    if (type == "histogram" && !fam.ends_with("_seconds")) problems.push_back(fam + ": not in seconds");
+    subsystems.insert(fam.substr(6, fam.find('_', 6) - 6));
+  }
+  for (const auto& sub : subsystems)
+    if (subsystems.count(sub + "s") == 1)
+      problems.push_back("both atask_" + sub + "_ and atask_" + sub + "s_");
+  return problems;
+}
+
 // The checks every scrape must pass: it parses, each family has HELP and
 // TYPE, histograms are cumulative and end in +Inf = _count, and the only
 // labels are the bounded ones (never a task id or name).
@@ -189,7 +213,8 @@ void check_well_formed(const Exposition& ex, const std::string& supervisor_id) {
   INFO("unparsed lines: ", ex.errors.size());
   CHECK(ex.errors.empty());
   REQUIRE(!ex.samples.empty());
-  const std::set<std::string> allowed{"priority", "kind", "le", "reason", "worker", "id", "state"};
+  const std::set<std::string> allowed{"priority", "kind",        "le",    "reason",      "worker",
+                                      "id",       "worker_kind", "state", "status_class"};
   for (const auto& s : ex.samples) {
     const auto fam = family_of(ex, s.name);
     INFO("sample ", s.name);
@@ -207,12 +232,16 @@ void check_well_formed(const Exposition& ex, const std::string& supervisor_id) {
         CHECK(v == supervisor_id);
       }
       if (k == "priority") CHECK(atask::from_string<atask::Priority>(v).has_value());
-      if (k == "kind" && s.name.rfind("atask_worker_", 0) != 0)
-        CHECK((v == "thread" || v == "coroutine" || v == "process"));
+      // One label name, one meaning: `kind` is a task's kind everywhere.
+      if (k == "kind") CHECK((v == "thread" || v == "coroutine" || v == "process"));
+      if (k == "worker_kind") CHECK(atask::from_string<atask::WorkerKind>(v).has_value());
+      if (k == "state") CHECK(s.name == "atask_supervisor_state");
+      if (k == "status_class") CHECK((v.size() == 3 && v[0] >= '1' && v[0] <= '5' && v.substr(1) == "xx"));
     }
     if (type->second == "counter")
       CHECK((s.name.size() > 6 && s.name.compare(s.name.size() - 6, 6, "_total") == 0));
   }
+  for (const auto& p : name_problems(ex)) FAIL_CHECK(p);
   // Histograms: per series, buckets never decrease and +Inf equals _count.
   for (const auto& [fam, type] : ex.type) {
     if (type != "histogram") continue;
@@ -395,27 +424,32 @@ TEST_SUITE("metrics") {
         if (k != "le") label_values.insert(v);
     for (auto id : ids) CHECK(label_values.count(std::to_string(id)) == 0);
 
-    CHECK(ex.type.at("atask_tasks_submitted_total") == "counter");
+    CHECK(ex.type.at("atask_task_submitted_total") == "counter");
     CHECK(ex.type.at("atask_task_run_seconds") == "histogram");
     CHECK(ex.type.at("atask_pool_threads") == "gauge");
-    CHECK(value(ex, "atask_supervisor_info", {{"id", "svc-metrics"}, {"state", "running"}}) == 1.0);
+    CHECK(value(ex, "atask_supervisor_info", {{"id", "svc-metrics"}}) == 1.0);
+    // One series per state, always present: a state change moves a 1, it
+    // does not end one series and start another.
+    CHECK(value(ex, "atask_supervisor_state", {{"state", "running"}}) == 1.0);
+    for (const char* st : {"created", "stopping", "stopped"})
+      CHECK(value(ex, "atask_supervisor_state", {{"state", st}}) == 0.0);
     CHECK(value(ex, "atask_supervisor_active_tasks") == 0.0);
 
     // Counters: one series per priority and kind, zeros included.
-    CHECK(values(ex, "atask_tasks_submitted_total").empty());
+    CHECK(values(ex, "atask_task_submitted_total").empty());
     for (const char* fam :
-         {"atask_tasks_submitted_total", "atask_tasks_started_total", "atask_tasks_completed_total",
-          "atask_tasks_failed_total", "atask_tasks_canceled_total"}) {
+         {"atask_task_submitted_total", "atask_task_started_total", "atask_task_completed_total",
+          "atask_task_failed_total", "atask_task_canceled_total"}) {
       std::size_t n = 0;
       for (const auto& s : ex.samples) n += s.name == fam;
       CHECK(n == atask::priority_count * atask::task_kind_count);
     }
-    CHECK(value(ex, "atask_tasks_submitted_total", pk(Priority::high, TaskKind::thread)) == 2.0);
-    CHECK(value(ex, "atask_tasks_completed_total", pk(Priority::high, TaskKind::thread)) == 2.0);
-    CHECK(value(ex, "atask_tasks_failed_total", pk(Priority::low, TaskKind::thread)) == 1.0);
-    CHECK(value(ex, "atask_tasks_started_total", pk(Priority::normal, TaskKind::process)) == 1.0);
-    CHECK(value(ex, "atask_tasks_completed_total", pk(Priority::normal, TaskKind::process)) == 1.0);
-    CHECK(value(ex, "atask_tasks_canceled_total", pk(Priority::normal, TaskKind::thread)) == 0.0);
+    CHECK(value(ex, "atask_task_submitted_total", pk(Priority::high, TaskKind::thread)) == 2.0);
+    CHECK(value(ex, "atask_task_completed_total", pk(Priority::high, TaskKind::thread)) == 2.0);
+    CHECK(value(ex, "atask_task_failed_total", pk(Priority::low, TaskKind::thread)) == 1.0);
+    CHECK(value(ex, "atask_task_started_total", pk(Priority::normal, TaskKind::process)) == 1.0);
+    CHECK(value(ex, "atask_task_completed_total", pk(Priority::normal, TaskKind::process)) == 1.0);
+    CHECK(value(ex, "atask_task_canceled_total", pk(Priority::normal, TaskKind::thread)) == 0.0);
 
     // Histograms: _count is the number of started tasks.
     CHECK(value(ex, "atask_task_queue_wait_seconds_count", pk(Priority::high, TaskKind::thread)) == 2.0);
@@ -464,7 +498,7 @@ TEST_SUITE("metrics") {
       CHECK(s.name.rfind("atask_process_", 0) != 0);
       if (auto it = s.labels.find("kind"); it != s.labels.end()) CHECK(it->second != "process");
     }
-    CHECK(value(ex, "atask_tasks_completed_total", pk(Priority::normal, TaskKind::thread)) == 1.0);
+    CHECK(value(ex, "atask_task_completed_total", pk(Priority::normal, TaskKind::thread)) == 1.0);
   }
 
   TEST_CASE("worker metrics count an event worker's runs and errors and show whether it is active") {
@@ -505,7 +539,7 @@ TEST_SUITE("metrics") {
     CHECK(value(ex, "atask_worker_active", {{"worker", "jobs"}}) == 1.0);
     CHECK(value(ex, "atask_worker_queue_length", {{"worker", "jobs"}}) == 2.0);
     CHECK(value(ex, "atask_worker_queue_length", {{"worker", "flusher"}}) == 0.0);
-    CHECK(value(ex, "atask_worker_errors_total", {{"worker", "flusher"}, {"kind", kind}}) == 1.0);
+    CHECK(value(ex, "atask_worker_errors_total", {{"worker", "flusher"}, {"worker_kind", kind}}) == 1.0);
 
     w->stop();  // waits for the running call: its bookkeeping is done
     gate.set();
@@ -516,20 +550,82 @@ TEST_SUITE("metrics") {
     ex = parse(text);
     check_well_formed(ex, "wm");
     CHECK(kind == "event");
-    CHECK(value(ex, "atask_worker_runs_total", {{"worker", "flusher"}, {"kind", "event"}}) == 3.0);
-    CHECK(value(ex, "atask_worker_errors_total", {{"worker", "flusher"}, {"kind", "event"}}) == 1.0);
+    CHECK(value(ex, "atask_worker_runs_total", {{"worker", "flusher"}, {"worker_kind", "event"}}) == 3.0);
+    CHECK(value(ex, "atask_worker_errors_total", {{"worker", "flusher"}, {"worker_kind", "event"}}) == 1.0);
     CHECK(value(ex, "atask_worker_active", {{"worker", "flusher"}}) == 0.0);
-    CHECK(value(ex, "atask_worker_runs_total", {{"worker", "jobs"}, {"kind", "queue"}}) == 3.0);
-    CHECK(value(ex, "atask_worker_errors_total", {{"worker", "jobs"}, {"kind", "queue"}}) == 0.0);
+    CHECK(value(ex, "atask_worker_runs_total", {{"worker", "jobs"}, {"worker_kind", "queue"}}) == 3.0);
+    CHECK(value(ex, "atask_worker_errors_total", {{"worker", "jobs"}, {"worker_kind", "queue"}}) == 0.0);
     CHECK(value(ex, "atask_worker_queue_length", {{"worker", "jobs"}}) == 0.0);
     // The workers' runs are pool tasks at their priority (a queue worker may
     // take several items in one task, so not one task per run). stop()
     // waits for the executor call, not for the task around it to be booked:
     // completed may still trail started here.
-    const auto worker_tasks = value(ex, "atask_tasks_started_total", pk(Priority::normal, TaskKind::thread));
+    const auto worker_tasks = value(ex, "atask_task_started_total", pk(Priority::normal, TaskKind::thread));
     REQUIRE(worker_tasks.has_value());
     CHECK(*worker_tasks >= 2.0);
-    CHECK(value(ex, "atask_tasks_submitted_total", pk(Priority::normal, TaskKind::thread)) >= *worker_tasks);
+    CHECK(value(ex, "atask_task_submitted_total", pk(Priority::normal, TaskKind::thread)) >= *worker_tasks);
+  }
+
+  TEST_CASE("GET /metrics adds the control plane's own counters and passes promtool and the name lint") {
+    atask::Supervisor sv(options("served", 2));
+    auto server = atask::http::serve(sv, {.port = 0, .metrics_cache = 0ms});
+    sv.start();
+    REQUIRE(http_request(server.port(), "GET", "/api/supervisor").status == 200);
+    REQUIRE(http_request(server.port(), "GET", "/nope").status == 404);
+    const auto m = http_request(server.port(), "GET", "/metrics");
+    REQUIRE(m.status == 200);
+    INFO(m.body);
+    require_promtool_clean(m.body);
+    const auto ex = parse(m.body);
+    check_well_formed(ex, "served");
+    CHECK(ex.type.at("atask_http_requests_total") == "counter");
+    CHECK(value(ex, "atask_http_requests_total", {{"status_class", "2xx"}}) >= 1.0);
+    CHECK(value(ex, "atask_http_requests_total", {{"status_class", "4xx"}}) == 1.0);
+    CHECK(value(ex, "atask_http_requests_total", {{"status_class", "5xx"}}) == 0.0);
+    CHECK(value(ex, "atask_http_connections_accepted_total") >= 3.0);
+    CHECK(value(ex, "atask_http_connections_refused_total") == 0.0);
+    CHECK(value(ex, "atask_http_connections_open") >= 1.0);  // the scrape's own
+    CHECK(value(ex, "atask_http_timeouts_total") == 0.0);
+    CHECK(value(ex, "atask_http_streams_open") == 0.0);
+    CHECK(server.stats().requests_by_class[3] == 1);
+    sv.stop();
+  }
+
+  TEST_CASE("the metric-name lint catches a plural prefix beside a singular one") {
+    // The lint the tests above rely on must be able to fail: the names this
+    // server had before issue 15 (atask_tasks_* beside atask_task_*).
+    Exposition ex;
+    ex.type["atask_tasks_submitted_total"] = "counter";
+    ex.type["atask_task_run_seconds"] = "histogram";
+    CHECK(name_problems(ex) == std::vector<std::string>{"both atask_task_ and atask_tasks_"});
+    ex.type["atask_worker_runs"] = "counter";
+    ex.type["atask_Bad_name_total"] = "gauge";
+    CHECK(name_problems(ex).size() == 4);
+  }
+
+  TEST_CASE("a scrape within metrics_cache is served the text already built and 0 builds every scrape") {
+    atask::Supervisor cached(options("cached", 2));
+    auto a = atask::http::serve(cached, {.port = 0, .metrics_cache = std::chrono::hours(1)});
+    cached.start();
+    atask::Supervisor fresh(options("fresh", 2));
+    auto b = atask::http::serve(fresh, {.port = 0, .metrics_cache = 0ms});
+    fresh.start();
+    const auto first_a = http_request(a.port(), "GET", "/metrics").body;
+    const auto first_b = http_request(b.port(), "GET", "/metrics").body;
+    REQUIRE(cached.submit({}, [] { return 1; }).get_for(patience) == 1);
+    REQUIRE(fresh.submit({}, [] { return 1; }).get_for(patience) == 1);
+    REQUIRE(eventually([&] { return cached.info().active_tasks == 0 && fresh.info().active_tasks == 0; }));
+    const auto second_a = http_request(a.port(), "GET", "/metrics").body;
+    const auto second_b = http_request(b.port(), "GET", "/metrics").body;
+    CHECK(second_a == first_a);  // within the hour: the same text, the task not in it
+    CHECK(second_b != first_b);
+    CHECK(value(parse(second_b), "atask_task_completed_total", pk(Priority::normal, TaskKind::thread)) ==
+          1.0);
+    CHECK(contains(
+        what_of<atask::OptionsError>([&] { (void)atask::http::serve(fresh, {.metrics_cache = -1ms}); }),
+        "metrics_cache"));
+    cached.stop();
+    fresh.stop();
   }
 
   TEST_CASE("the promtool metrics check catches a family without help and a counter without _total") {

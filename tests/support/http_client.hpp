@@ -29,6 +29,7 @@ struct HttpResult {
   std::string content_type;
   std::string allow;
   std::string www_authenticate;
+  std::string content_length;  ///< the header as sent ("" when absent)
   bool chunked = false;
 };
 
@@ -72,7 +73,18 @@ class HttpConnection {
     return read();
   }
 
+  /// A HEAD request: the response has headers only, whatever its
+  /// Content-Length says (the parser is told so).
+  HttpResult head(const std::string& target, const Headers& headers = {}) {
+    send("HEAD", target, {}, headers);
+    http_t::response_parser<http_t::string_body> p;
+    p.skip(true);
+    http_t::read_header(sock_, buf_, p);
+    return to_result(p.get());
+  }
+
   /// Streaming: reads the header, then body pieces as they come.
+  std::string stream_header(http_t::field f) const { return std::string(parser_->get()[f]); }
   void read_header() {
     parser_.emplace();
     parser_->body_limit(64 << 20);
@@ -107,6 +119,7 @@ class HttpConnection {
     out.content_type = std::string(r[http_t::field::content_type]);
     out.allow = std::string(r[http_t::field::allow]);
     out.www_authenticate = std::string(r[http_t::field::www_authenticate]);
+    out.content_length = std::string(r[http_t::field::content_length]);
     out.chunked = r.chunked();
     return out;
   }

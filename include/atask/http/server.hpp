@@ -12,6 +12,7 @@
 ///   sv.start();  // ... -> workers -> http: "http: serving on http://127.0.0.1:8080"
 /// @endcode
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -75,6 +76,10 @@ struct ServerOptions {
   /// A cluster to show under /api/cluster, on /metrics and in the
   /// dashboard's Cluster section (nullptr: none, 404).
   std::shared_ptr<ClusterSource> cluster{};
+  /// GET /metrics serves the text it built within this time again instead
+  /// of building it anew (with 1,000 workers a build takes milliseconds, and
+  /// several scrapers would each pay for it). 0 = build for every scrape.
+  std::chrono::milliseconds metrics_cache{1'000};
 };
 
 /// Counters of the server itself.
@@ -82,7 +87,9 @@ struct ServerStats {
   std::uint64_t connections_accepted = 0;
   std::uint64_t connections_refused = 0;  ///< above max_connections
   std::size_t connections_open = 0;
-  std::uint64_t requests = 0;       ///< requests answered (any status)
+  std::uint64_t requests = 0;  ///< requests answered (any status)
+  /// requests by status class: [0] 1xx, [1] 2xx, [2] 3xx, [3] 4xx, [4] 5xx
+  std::array<std::uint64_t, 5> requests_by_class{};
   std::uint64_t client_errors = 0;  ///< answered with 4xx, or closed for a malformed request
   std::uint64_t timeouts = 0;       ///< connections closed by request_timeout
   std::size_t streams_open = 0;     ///< job progress streams being written

@@ -29,6 +29,7 @@
 #include <boost/json/value_to.hpp>
 
 #include <deque>
+#include <limits>
 #include <typeinfo>
 #include <vector>
 
@@ -390,6 +391,22 @@ class QueueSource : public Worker, public detail::QueueInput<T>, public detail::
   };
 
   // -- JSON items (the HTTP put hook, atask::try_put_json()) --
+  static std::string json_error(const boost::json::value& v, const std::exception& e) {
+    using detail::JsonWant;
+    if constexpr (std::is_same_v<T, bool>) {
+      return detail::json_item_error(v, e, JsonWant::boolean);
+    } else if constexpr (std::is_integral_v<T>) {
+      using L = std::numeric_limits<T>;
+      return detail::json_item_error(v, e, JsonWant::integer,
+                                     std::to_string(+L::min()) + " to " + std::to_string(+L::max()));
+    } else if constexpr (std::is_floating_point_v<T>) {
+      return detail::json_item_error(v, e, JsonWant::number);
+    } else if constexpr (boost::json::is_string_like<T>::value) {
+      return detail::json_item_error(v, e, JsonWant::string);
+    } else {
+      return detail::json_item_error(v, e, JsonWant::other);
+    }
+  }
   bool json_items() const noexcept override { return boost::json::has_value_to<T>::value; }
   bool try_put_json_item(const boost::json::value& v) override {
     if constexpr (boost::json::has_value_to<T>::value) {
@@ -398,7 +415,7 @@ class QueueSource : public Worker, public detail::QueueInput<T>, public detail::
         item.emplace(boost::json::value_to<T>(v));
       } catch (const std::exception& e) {
         throw ConversionError(call("try_put_json()") +
-                              " - the item does not convert to the queue's item type: " + e.what());
+                              " - the item does not convert to the queue's item type: " + json_error(v, e));
       }
       return try_put(*item);
     } else {
