@@ -4,9 +4,15 @@
 //   node dashboard.test.mjs --url http://127.0.0.1:8080 [--screenshot file.png]
 //
 // With a binary, starts it with `--port 0 --seconds 120` and reads the URL it prints.
-// Checks: (a) every worker of GET /api/workers has a row, with at least one worker of each kind;
-// (b) Trigger on an event worker raises the run count shown; (c) a job run through the page's form
-// streams to 100 % and shows done; (d) the page logged no console errors, page errors or dialogs.
+// Checks, at 1280 px wide: (a) every worker of GET /api/workers has a row, with at least one worker
+// of each kind; (b) Trigger on an event worker raises the run count shown; (c) a job run through the
+// page's form streams to 100 % and shows done; (d) the page logged no console errors, page errors or
+// dialogs, and does not scroll sideways. Then at 390 px (a phone): (e) the page does not scroll
+// sideways and every worker action button lies inside the viewport; (f) the job's 64-digit result
+// name is shown short, whole in the title. Then: (g) the search box keeps only the tasks and workers
+// whose name contains the text; (h) the "failed" status filter lists failed tasks only, each with
+// the error GET /api/tasks?status=failed gives; (i) while /api/supervisor fails (intercepted), the
+// state badge shows "unknown", and the state again once it answers.
 // Exits 0 and prints one PASS line, or prints FAIL and exits 1. Never waits with fixed sleeps.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -113,14 +119,18 @@ async function main() {
   context = await chromium.launchPersistentContext(tmpDir, {
     executablePath: CHROMIUM,
     headless: true,
-    viewport: { width: 1400, height: 1000 },
+    viewport: { width: 1280, height: 900 },
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
       "--disable-component-update", "--disable-sync"],
   });
   context.setDefaultTimeout(STEP_TIMEOUT_MS);
   const page = context.pages()[0] || (await context.newPage());
   const problems = [];
-  page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
+  let failingOnPurpose = false;  // (i) fails requests: the browser logs each as a console error
+  page.on("console", (m) => {
+    if (m.type() === "error" && !(failingOnPurpose && /Failed to load resource/.test(m.text())))
+      problems.push(`console error: ${m.text()}`);
+  });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("dialog", (d) => { problems.push(`unexpected dialog: ${d.message()}`); d.dismiss().catch(() => {}); });
 
@@ -198,10 +208,97 @@ async function main() {
   if (await page.isVisible("#banner")) problems.push("the 'disconnected' banner is showing");
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   if (problems.length) throw new Error("(d) " + problems.join("; "));
-  log("(d) ok: no console errors, page errors or dialogs");
+  const wide = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  if (wide[0] > wide[1]) throw new Error(`(d) at 1280 px the page is ${wide[0]} px wide: it scrolls sideways`);
+  log("(d) ok: no console errors, page errors or dialogs, no sideways scroll at 1280 px");
+
+  // (e) a phone: nothing to scroll sideways, every worker action button within reach.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const layoutAt390 = () => {
+    const vw = window.innerWidth;
+    const buttons = [...document.querySelectorAll("tr[data-worker] [data-action]")].filter((b) => !b.hidden);
+    const outside = buttons.map((b) => [b, b.getBoundingClientRect()])
+      .filter(([, r]) => r.width === 0 || r.left < 0 || r.right > vw)
+      .map(([b, r]) => `${b.closest("tr").dataset.worker}/${b.dataset.action} at ${Math.round(r.left)}..${Math.round(r.right)}`);
+    return { vw, scrollWidth: document.documentElement.scrollWidth, buttons: buttons.length, outside };
+  };
+  await page.waitForFunction(`(() => { const r = (${layoutAt390})();
+    return r.vw === 390 && r.scrollWidth <= r.vw && r.buttons > 0 && r.outside.length === 0; })()`).catch(async () => {
+    const r = await page.evaluate(layoutAt390);
+    throw new Error(`(e) at 390 px: page ${r.scrollWidth} px wide for a ${r.vw} px viewport, ` +
+      `${r.buttons} buttons, outside the viewport: ${r.outside.join(", ") || "none"}`);
+  });
+  const narrow = await page.evaluate(layoutAt390);
+  if (screenshot) await page.screenshot({ path: screenshot.replace(/(\.png)?$/, "-390.png"), fullPage: true });
+  log(`(e) ok: at 390 px the page is ${narrow.scrollWidth} px wide and all ${narrow.buttons} worker buttons are inside it`);
+
+  // (f) the job's result, a 64-hex-digit file name, is shown by a short prefix; the title has it whole.
+  const done = (await api(base, `/api/jobs/${encodeURIComponent(types[0])}/${job.id}`));
+  if (!/[0-9a-f]{64}/.test(done.result || "")) throw new Error(`(f) job #${job.id}'s result is not a hash name: ${done.result}`);
+  const shown = await page.locator(`${jobSel} [data-field="message"]`).evaluate((e) => ({ text: e.textContent, title: e.title }));
+  if (/[0-9a-f]{32}/.test(shown.text) || !shown.text.includes(done.result.slice(0, 10) + "…"))
+    throw new Error(`(f) job #${job.id}'s result is shown as '${shown.text}', not by a short prefix`);
+  if (!shown.title.includes(done.result)) throw new Error(`(f) the title '${shown.title}' lacks the result ${done.result}`);
+  log(`(f) ok: result shown as '${shown.text}'`);
+
+  // (g) the search box: only workers and tasks whose name contains the text stay.
+  const bg = workers.find((w) => w.kind === "background");
+  const query = bg.name.slice(0, Math.max(3, bg.name.length - 1)).toUpperCase();  // case does not matter
+  await page.fill("#search", query);
+  await page.waitForFunction((q) => {
+    const ok = (n) => n.toLowerCase().includes(q.toLowerCase());
+    const ws = [...document.querySelectorAll("tr[data-worker]")];
+    const ts = [...document.querySelectorAll("tr[data-task]")].filter((tr) => !tr.hidden);
+    return ws.every((tr) => tr.hidden === !ok(tr.dataset.worker)) && ws.some((tr) => !tr.hidden)
+      && ts.length > 0 && ts.every((tr) => ok(tr.querySelector('[data-field="name"]').title));
+  }, query).catch(() => { throw new Error(`(g) searching '${query}' did not keep just the matching workers and tasks`); });
+  const kept = await page.$$eval("tr[data-worker]:not([hidden])", (trs) => trs.map((tr) => tr.dataset.worker));
+  await page.fill("#search", "");
+  await page.waitForFunction((n) => [...document.querySelectorAll("tr[data-worker]")].filter((tr) => !tr.hidden).length === n,
+    names.length).catch(() => { throw new Error("(g) clearing the search did not show every worker again"); });
+  log(`(g) ok: '${query}' kept workers ${kept.join(", ")} and tasks of that name`);
+
+  // (h) the failed filter: failed tasks only, each with its error. The demo's crashing process tasks fail.
+  await page.selectOption("#task-filter", "failed");
+  await page.waitForFunction(() => {
+    const trs = [...document.querySelectorAll("#task-rows tr[data-task]")];
+    return trs.length > 0 && trs.every((tr) => tr.dataset.status === "failed"
+      && tr.querySelector('[data-field="error"]').textContent.length > 0);
+  }, null, { timeout: 60_000 }).catch(async () => {
+    throw new Error(`(h) the failed filter shows no failed task with an error: '${await page.textContent("#task-rows")}'`);
+  });
+  const failedApi = (await api(base, "/api/tasks?status=failed&limit=1000")).tasks;
+  const failedShown = await page.$$eval("#task-rows tr[data-task]", (trs) => trs.map((tr) =>
+    ({ id: Number(tr.dataset.task), error: tr.querySelector('[data-field="error"]').textContent })));
+  for (const t of failedShown) {
+    const a = failedApi.find((x) => x.id === t.id);
+    if (a && a.error !== t.error) throw new Error(`(h) task #${t.id} shows error '${t.error}', the API says '${a.error}'`);
+  }
+  if (!failedShown.some((t) => failedApi.some((x) => x.id === t.id)))
+    throw new Error("(h) none of the failed tasks shown is in GET /api/tasks?status=failed");
+  await page.selectOption("#task-filter", "");
+  log(`(h) ok: ${failedShown.length} failed tasks shown, e.g. #${failedShown[0].id}: ${failedShown[0].error}`);
+
+  // (i) /api/supervisor stops answering: the state is unknown, not the last one seen; then it comes back.
+  const stateSel = "#sv-state";
+  const lastState = (await page.textContent(stateSel)).trim();
+  failingOnPurpose = true;
+  await page.route("**/api/supervisor", (route) => route.abort("connectionrefused"));
+  await page.waitForFunction((sel) => document.querySelector(sel).textContent === "unknown", stateSel)
+    .catch(async () => { throw new Error(`(i) with /api/supervisor failing the state shows '${await page.textContent(stateSel)}'`); });
+  const banner = await page.isVisible("#banner");
+  await page.unroute("**/api/supervisor");
+  await page.waitForFunction((sel) => document.querySelector(sel).textContent === "running", stateSel)
+    .catch(async () => { throw new Error(`(i) once /api/supervisor answers again the state shows '${await page.textContent(stateSel)}'`); });
+  failingOnPurpose = false;
+  if (!banner) throw new Error("(i) the 'disconnected' banner did not show while /api/supervisor failed");
+  if (problems.length) throw new Error("(i) " + problems.join("; "));
+  log(`(i) ok: state '${lastState}' -> 'unknown' while /api/supervisor failed -> 'running' again`);
 
   console.log(`PASS dashboard: ${names.length} workers shown, trigger '${ev.name}' ${before}->${after}, ` +
-    `job #${job.id} (${types[0]}) streamed to 100 % (${seen.length} progress values), no page errors`);
+    `job #${job.id} (${types[0]}) streamed to 100 % (${seen.length} progress values), no page errors; at 390 px ` +
+    `no sideways scroll, ${narrow.buttons} buttons in reach, result shown short; search, failed filter ` +
+    `(${failedShown.length} tasks with errors) and 'unknown' state work`);
 }
 
 let code = 0;
