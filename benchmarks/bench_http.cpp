@@ -426,7 +426,9 @@ int main(int argc, char** argv) {
   log->set_level(spdlog::level::warn);
   atask::Supervisor sv(
       {.id = "bench", .pool_size = 2, .reserve_normal = 1, .reserve_high = 1, .logger = log});
-  auto server = atask::http::serve(sv, {.address = "127.0.0.1", .port = 0});
+  // metrics_cache 0: every scrape renders the text, the cost this measures.
+  auto server = atask::http::serve(
+      sv, {.address = "127.0.0.1", .port = 0, .metrics_cache = std::chrono::milliseconds(0)});
   sv.start();
   const unsigned short port = server.port();
   const std::string base_url = "http://127.0.0.1:" + std::to_string(port);

@@ -4,10 +4,10 @@
 #include <atask/util/enum_names.hpp>
 
 #include "distributed/redis/connection.hpp"
+#include "util/json_text.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
-#include <boost/json/serialize.hpp>
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -67,7 +67,7 @@ std::string human_duration(std::int64_t ms) {
 }
 
 void print_json(const json::value& v, std::ostream& out) {
-  out << json::serialize(v) << std::endl;
+  out << detail::json_text(v) << std::endl;
 }
 
 void print_json(const json::value& v) {

@@ -2,9 +2,9 @@
 // entry points run (into a scratch registry), none of their tasks does.
 
 #include "cli/commands.hpp"
+#include "util/json_text.hpp"
 
 #include <boost/json/object.hpp>
-#include <boost/json/serialize.hpp>
 
 #include <iostream>
 
@@ -56,7 +56,7 @@ int run_plugins(const PluginsArgs& a) {
       jt.add({p.manifest.name, j.type, j.task,
               j.arguments.empty() ? "(params object)" : join(j.arguments, ","), j.description});
     for (const auto& e : p.manifest.schedules)
-      st.add({p.manifest.name, e.name, when_of(e), e.task, json::serialize(e.args)});
+      st.add({p.manifest.name, e.name, when_of(e), e.task, detail::json_text(e.args)});
   }
   bool first = true;
   auto section = [&](const char* title, const Table& t) {

@@ -6,9 +6,10 @@
 #include <atask/core/errors.hpp>
 #include <atask/distributed/client.hpp>
 
+#include "util/json_text.hpp"
+
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 
 #include <iostream>
 #include <optional>
@@ -78,7 +79,7 @@ int run_send(const SendArgs& a) {
     if (a.common.json)
       print_json(json::object{{"id", h.id()}, {"status", "succeeded"}, {"result", result}});
     else
-      std::cout << json::serialize(result) << std::endl;
+      std::cout << detail::json_text(result) << std::endl;
     return exit_code::ok;
   } catch (const dist::RemoteError& e) {
     status = "failed";
