@@ -390,7 +390,7 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
     // Thousands of series with many workers: built on a pool thread (below),
     // and served again from the cache for metrics_cache.
     return OnPool{[sv = &sv_, cluster = opt_.cluster, stats = stats_, cache = metrics_cache_,
-                   keep = opt_.metrics_cache] {
+                   keep = opt_.metrics_cache, jobs = jobs_] {
       auto reply = [](std::string body) {
         return Reply{.status = 200,
                      .body = std::move(body),
@@ -413,6 +413,10 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
         }
       }
       if (stats) body += server_metrics_text(stats());
+      {
+        std::lock_guard lk(jobs->m);  // ~Jobs clears p under it
+        if (jobs->p) body += jobs_metrics_text(*jobs->p);
+      }
       if (keep.count() > 0) {
         std::lock_guard lk(cache->m);
         // Two builds may overlap (two build slots): the later start wins.

@@ -94,6 +94,8 @@ Reply error_reply(int status, std::string_view message, std::string allow = {});
 /// The control plane's own series (atask_http_*), appended to GET /metrics
 /// (metrics.cpp).
 std::string server_metrics_text(const ServerStats& stats);
+/// The job series of /metrics (atask_job_held by type and status).
+std::string jobs_metrics_text(const Jobs& jobs);
 
 /// The last /metrics text and when it was built (ServerOptions::metrics_cache).
 struct MetricsCache {

@@ -15,6 +15,8 @@
 #include <atask/http/server.hpp>
 #include <atask/supervisor/supervisor.hpp>
 #include <atask/core/worker_info.hpp>
+#include <atask/jobs/jobs.hpp>
+#include <atask/util/enum_names.hpp>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -24,6 +26,8 @@
 #include <prometheus/text_serializer.h>
 
 #include <array>
+#include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -166,6 +170,9 @@ void add_workers(Scrape& s, const std::vector<WorkerInfo>& ws) {
       s.gauge("atask_worker_active", "1 while the worker is active (started and not stopping), else 0.");
   auto& queue =
       s.gauge("atask_worker_queue_length", "Items waiting in a queue worker's queue (0 for other kinds).");
+  auto& last_run = s.gauge("atask_worker_last_run_timestamp_seconds",
+                           "When the worker's last executor call started (Unix time); no series before "
+                           "its first call.");
   for (const auto& w : ws) {
     // Names are unique within a supervisor; Add() would merge two equal
     // label sets into one series anyway.
@@ -176,6 +183,9 @@ void add_workers(Scrape& s, const std::vector<WorkerInfo>& ws) {
     errors.Add(wk).Increment(static_cast<double>(w.errors));
     active.Add({{"worker", w.name}}).Set(w.state == WorkerState::active ? 1 : 0);
     queue.Add({{"worker", w.name}}).Set(static_cast<double>(w.queue_length));
+    if (w.last_run)
+      last_run.Add({{"worker", w.name}})
+          .Set(std::chrono::duration<double>(w.last_run->time_since_epoch()).count());
   }
 }
 
@@ -205,6 +215,26 @@ std::string prometheus_text(const Supervisor& sv) {
 }
 
 namespace detail {
+
+std::string jobs_metrics_text(const Jobs& jobs) {
+  // type -> status -> count, every status of every type present (0 too), so
+  // a series does not vanish when its last job moves on.
+  std::map<std::string, std::array<std::uint64_t, 4>> held;
+  for (const auto& t : jobs.types()) held[t].fill(0);
+  for (const auto& j : jobs.list()) {
+    auto& h = held[j.type];
+    ++h[static_cast<std::size_t>(j.status)];
+  }
+  Scrape s;
+  auto& g = s.gauge("atask_job_held",
+                    "Jobs this process holds in memory (queued, running, and finished ones not yet dropped), "
+                    "by type and status.");
+  for (const auto& [type, counts] : held)
+    for (JobStatus st : {JobStatus::queued, JobStatus::running, JobStatus::done, JobStatus::failed})
+      g.Add({{"type", type}, {"status", std::string(to_string(st))}})
+          .Set(static_cast<double>(counts[static_cast<std::size_t>(st)]));
+  return s.text();
+}
 
 std::string server_metrics_text(const ServerStats& st) {
   Scrape s;

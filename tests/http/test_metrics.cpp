@@ -213,8 +213,8 @@ void check_well_formed(const Exposition& ex, const std::string& supervisor_id) {
   INFO("unparsed lines: ", ex.errors.size());
   CHECK(ex.errors.empty());
   REQUIRE(!ex.samples.empty());
-  const std::set<std::string> allowed{"priority", "kind",        "le",    "reason",      "worker",
-                                      "id",       "worker_kind", "state", "status_class"};
+  const std::set<std::string> allowed{"priority",    "kind",  "le",           "reason", "worker", "id",
+                                      "worker_kind", "state", "status_class", "type",   "status"};
   for (const auto& s : ex.samples) {
     const auto fam = family_of(ex, s.name);
     INFO("sample ", s.name);
@@ -237,6 +237,9 @@ void check_well_formed(const Exposition& ex, const std::string& supervisor_id) {
       if (k == "worker_kind") CHECK(atask::from_string<atask::WorkerKind>(v).has_value());
       if (k == "state") CHECK(s.name == "atask_supervisor_state");
       if (k == "status_class") CHECK((v.size() == 3 && v[0] >= '1' && v[0] <= '5' && v.substr(1) == "xx"));
+      // A job type is bounded by the types registered; a job's status by JobStatus.
+      if (k == "type") CHECK(s.name == "atask_job_held");
+      if (k == "status") CHECK(atask::from_string<atask::JobStatus>(v).has_value());
     }
     if (type->second == "counter")
       CHECK((s.name.size() > 6 && s.name.compare(s.name.size() - 6, 6, "_total") == 0));
@@ -520,8 +523,12 @@ TEST_SUITE("metrics") {
                                         gate.wait_for();
                                       },
                                       {.name = "jobs"});  // QueueOptions<int>
+    auto idle = atask::event_worker(sv, [] {}, {.name = "idle"});
     REQUIRE(w->start());
     REQUIRE(q->start());
+    REQUIRE(idle->start());  // never triggered: it never runs
+    const double before =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     w->trigger(atask::TriggerMode::force);
     w->trigger(atask::TriggerMode::force);
     w->trigger(atask::TriggerMode::force);
@@ -540,6 +547,17 @@ TEST_SUITE("metrics") {
     CHECK(value(ex, "atask_worker_queue_length", {{"worker", "jobs"}}) == 2.0);
     CHECK(value(ex, "atask_worker_queue_length", {{"worker", "flusher"}}) == 0.0);
     CHECK(value(ex, "atask_worker_errors_total", {{"worker", "flusher"}, {"worker_kind", kind}}) == 1.0);
+    // When the last call started, in Unix seconds; no series before a first call.
+    const double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto last = value(ex, "atask_worker_last_run_timestamp_seconds", {{"worker", "flusher"}});
+    REQUIRE(last.has_value());
+    // The worker reads the coarse real-time clock (a tick of a few ms): a
+    // second of slack checks that this is the Unix time of that call.
+    CHECK(*last >= before - 1.0);
+    CHECK(*last <= now + 1.0);
+    CHECK(value(ex, "atask_worker_last_run_timestamp_seconds", {{"worker", "jobs"}}).has_value());
+    CHECK_FALSE(value(ex, "atask_worker_last_run_timestamp_seconds", {{"worker", "idle"}}).has_value());
 
     w->stop();  // waits for the running call: its bookkeeping is done
     gate.set();
@@ -588,6 +606,33 @@ TEST_SUITE("metrics") {
     CHECK(value(ex, "atask_http_timeouts_total") == 0.0);
     CHECK(value(ex, "atask_http_streams_open") == 0.0);
     CHECK(server.stats().requests_by_class[3] == 1);
+    sv.stop();
+  }
+
+  TEST_CASE("GET /metrics counts the jobs the server's Jobs holds by type and status") {
+    TempDir dir;
+    atask::Supervisor sv(options("jobm", 2));
+    atask::Jobs jobs(sv, {.storage_dir = dir.path()});
+    jobs.add_type("ok", [](atask::JobContext& j) { std::ofstream(j.output_path()) << "x"; });
+    jobs.add_type("bad", [](atask::JobContext&) { throw std::runtime_error("no"); });
+    jobs.add_type("unused", [](atask::JobContext&) {});
+    auto server = atask::http::serve(sv, {.port = 0, .jobs = &jobs, .metrics_cache = 0ms});
+    sv.start();
+    CHECK(jobs.ensure_run("ok", {{"n", 1}}).wait().status == atask::JobStatus::done);
+    CHECK(jobs.ensure_run("ok", {{"n", 2}}).wait().status == atask::JobStatus::done);
+    CHECK(jobs.ensure_run("bad").wait().status == atask::JobStatus::failed);
+    const auto m = http_request(server.port(), "GET", "/metrics");
+    REQUIRE(m.status == 200);
+    INFO(m.body);
+    require_promtool_clean(m.body);
+    const auto ex = parse(m.body);
+    check_well_formed(ex, "jobm");
+    CHECK(ex.type.at("atask_job_held") == "gauge");
+    CHECK(value(ex, "atask_job_held", {{"type", "ok"}, {"status", "done"}}) == 2.0);
+    CHECK(value(ex, "atask_job_held", {{"type", "ok"}, {"status", "failed"}}) == 0.0);
+    CHECK(value(ex, "atask_job_held", {{"type", "bad"}, {"status", "failed"}}) == 1.0);
+    CHECK(value(ex, "atask_job_held", {{"type", "unused"}, {"status", "queued"}}) ==
+          0.0);  // a series per type
     sv.stop();
   }
 
