@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 
+#include <atask/cluster/view.hpp>
 #include <atask/core/errors.hpp>
 #include <atask/distributed/client.hpp>
 
@@ -27,13 +28,6 @@ std::string label_of(const dist::Client::WorkerRecord& w, std::string_view key) 
   return {};
 }
 
-std::vector<std::string> split_words(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string w; in >> w;) out.push_back(w);
-  return out;
-}
-
 // ---- inspect ---------------------------------------------------------------------------------
 
 struct InspectArgs {
@@ -49,26 +43,7 @@ int inspect_workers(dist::Client& client, const InspectArgs& a) {
   if (a.limit > 0 && ws.size() > a.limit) ws.resize(a.limit);
   if (a.common.json) {
     json::array out;
-    for (const auto& w : ws) {
-      json::object labels;
-      for (const auto& [k, v] : w.labels) labels[k] = v;
-      const auto plugins = split_words(label_of(w, "plugins"));
-      out.push_back(json::object{{"name", w.name},
-                                 {"host", w.host},
-                                 {"pid", w.pid},
-                                 {"queues", json::array(w.queues.begin(), w.queues.end())},
-                                 {"prefetch", w.prefetch},
-                                 {"running", w.running.size()},
-                                 {"running_tasks", json::array(w.running.begin(), w.running.end())},
-                                 {"succeeded", w.succeeded},
-                                 {"failed", w.failed},
-                                 {"started_ms", w.started_ms},
-                                 {"heartbeat_ms", w.heartbeat_ms},
-                                 {"heartbeat_age_ms", w.heartbeat_age_ms},
-                                 {"uptime_ms", w.heartbeat_ms + w.heartbeat_age_ms - w.started_ms},
-                                 {"plugins", json::array(plugins.begin(), plugins.end())},
-                                 {"labels", labels}});
-    }
+    for (const auto& w : ws) out.push_back(cluster::worker_json(w));  // as /api/cluster shows it
     print_json(out);
     return exit_code::ok;
   }
@@ -93,16 +68,7 @@ int inspect_queues(dist::Client& client, const InspectArgs& a) {
     std::size_t waiting = 0;
     for (auto n : s.queued) waiting += n;
     if (a.common.json) {
-      out.push_back(json::object{{"queue", s.queue},
-                                 {"queued", json::object{{"low", s.queued[0]},
-                                                         {"normal", s.queued[1]},
-                                                         {"high", s.queued[2]},
-                                                         {"critical", s.queued[3]}}},
-                                 {"waiting", waiting},
-                                 {"running", s.running},
-                                 {"delayed", s.delayed},
-                                 {"dead", s.dead},
-                                 {"oldest_ms", s.oldest_ms}});
+      out.push_back(cluster::queue_json(s));
     } else {
       t.add({s.queue, std::to_string(s.queued[0]), std::to_string(s.queued[1]), std::to_string(s.queued[2]),
              std::to_string(s.queued[3]), std::to_string(s.running), std::to_string(s.delayed),
@@ -166,15 +132,9 @@ int inspect_dead(dist::Client& client, const InspectArgs& a) {
   for (const auto& q : names) {
     for (const auto& d : client.dead_letters(q, a.limit > 0 ? a.limit : 1'000'000)) {
       if (a.common.json) {
-        out.push_back(json::object{{"queue", q},
-                                   {"entry", d.entry},
-                                   {"id", d.task_id},
-                                   {"name", d.name},
-                                   {"args", d.args},
-                                   {"attempt", d.attempt},
-                                   {"worker", d.worker},
-                                   {"error_type", d.error_type},
-                                   {"error_message", d.error_message}});
+        json::object o = cluster::dead_letter_json(d);
+        o.emplace("queue", q);  // one list over every queue
+        out.push_back(std::move(o));
       } else {
         t.add({q, d.entry, d.task_id, d.name, std::to_string(d.attempt), d.error_type, d.error_message});
       }

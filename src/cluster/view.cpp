@@ -22,45 +22,6 @@ double seconds(std::int64_t ms) {
   return static_cast<double>(ms) / 1000.0;
 }
 
-json::object worker_json(const Client::WorkerRecord& w) {
-  json::object labels;
-  for (const auto& [k, v] : w.labels) labels[k] = v;
-  json::array queues, running;
-  for (const auto& q : w.queues) queues.emplace_back(q);
-  for (const auto& id : w.running) running.emplace_back(id);
-  return {
-      {"name", w.name},
-      {"host", w.host},
-      {"pid", w.pid},
-      {"queues", std::move(queues)},
-      {"prefetch", w.prefetch},
-      {"started_ms", w.started_ms},
-      {"uptime_s", seconds(std::max<std::int64_t>(0, w.heartbeat_ms + w.heartbeat_age_ms - w.started_ms))},
-      {"heartbeat_age_s", seconds(w.heartbeat_age_ms)},
-      {"running", std::move(running)},
-      {"succeeded", w.succeeded},
-      {"failed", w.failed},
-      {"retried", w.retried},
-      {"redelivered", w.reaped},
-      {"labels", std::move(labels)}};
-}
-
-json::object queue_json(const Client::QueueStats& q) {
-  json::object waiting;
-  std::size_t total = 0;
-  for (std::size_t i = 0; i < priority_count; ++i) {
-    waiting[std::string(to_string(all_priorities[i]))] = q.queued[i];
-    total += q.queued[i];
-  }
-  return {{"queue", q.queue},
-          {"waiting", std::move(waiting)},
-          {"waiting_total", total},
-          {"running", q.running},
-          {"delayed", q.delayed},
-          {"dead", q.dead},
-          {"oldest_waiting_s", seconds(q.oldest_ms)}};
-}
-
 // A label value in the exposition format: \ " and newline escaped.
 std::string label(std::string_view v) {
   std::string out;
@@ -112,24 +73,7 @@ class View final : public http::ClusterSource {
   std::string metrics() override { return metrics_text(client_); }
   std::string dead_letters(const std::string& queue, std::size_t limit) override {
     json::array out;
-    for (const auto& d : client_.dead_letters(queue, limit)) {
-      json::array attempts;
-      for (const auto& a : d.attempts)
-        attempts.push_back({{"attempt", a.attempt},
-                            {"error_type", a.error_type},
-                            {"error_message", a.error_message},
-                            {"worker", a.worker},
-                            {"time_ms", a.time_ms}});
-      out.push_back({{"entry", d.entry},
-                     {"task_id", d.task_id},
-                     {"name", d.name},
-                     {"args", d.args},
-                     {"attempt", d.attempt},
-                     {"worker", d.worker},
-                     {"error_type", d.error_type},
-                     {"error_message", d.error_message},
-                     {"attempts", std::move(attempts)}});
-    }
+    for (const auto& d : client_.dead_letters(queue, limit)) out.push_back(dead_letter_json(d));
     return atask::detail::json_text(json::object{{"queue", queue}, {"dead", std::move(out)}});
   }
   std::string requeue(const std::string& queue, const std::string& entry) override {
@@ -150,6 +94,64 @@ class View final : public http::ClusterSource {
 };
 
 }  // namespace
+
+json::object worker_json(const Client::WorkerRecord& w) {
+  json::object labels;
+  for (const auto& [k, v] : w.labels) labels[k] = v;
+  json::array queues, running;
+  for (const auto& q : w.queues) queues.emplace_back(q);
+  for (const auto& id : w.running) running.emplace_back(id);
+  return {
+      {"name", w.name},
+      {"host", w.host},
+      {"pid", w.pid},
+      {"queues", std::move(queues)},
+      {"prefetch", w.prefetch},
+      {"started_ms", w.started_ms},
+      {"uptime_s", seconds(std::max<std::int64_t>(0, w.heartbeat_ms + w.heartbeat_age_ms - w.started_ms))},
+      {"heartbeat_age_s", seconds(w.heartbeat_age_ms)},
+      {"running", std::move(running)},
+      {"succeeded", w.succeeded},
+      {"failed", w.failed},
+      {"retried", w.retried},
+      {"redelivered", w.reaped},
+      {"labels", std::move(labels)}};
+}
+
+json::object queue_json(const Client::QueueStats& q) {
+  json::object waiting;
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < priority_count; ++i) {
+    waiting[std::string(to_string(all_priorities[i]))] = q.queued[i];
+    total += q.queued[i];
+  }
+  return {{"queue", q.queue},
+          {"waiting", std::move(waiting)},
+          {"waiting_total", total},
+          {"running", q.running},
+          {"delayed", q.delayed},
+          {"dead", q.dead},
+          {"oldest_waiting_s", seconds(q.oldest_ms)}};
+}
+
+json::object dead_letter_json(const Client::DeadLetter& d) {
+  json::array attempts;
+  for (const auto& a : d.attempts)
+    attempts.push_back({{"attempt", a.attempt},
+                        {"error_type", a.error_type},
+                        {"error_message", a.error_message},
+                        {"worker", a.worker},
+                        {"time_ms", a.time_ms}});
+  return {{"entry", d.entry},
+          {"task_id", d.task_id},
+          {"name", d.name},
+          {"args", d.args},
+          {"attempt", d.attempt},
+          {"worker", d.worker},
+          {"error_type", d.error_type},
+          {"error_message", d.error_message},
+          {"attempts", std::move(attempts)}};
+}
 
 json::object snapshot(Client& client) {
   const auto ws = client.workers();

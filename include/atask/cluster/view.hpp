@@ -21,6 +21,13 @@
 
 namespace atask::cluster {
 
+/// One worker, one queue and one dead letter as JSON: the objects of
+/// /api/cluster and its dead-letter replies, and of `atask inspect --json`
+/// (docs/http.md has their fields). One shape wherever they are shown.
+boost::json::object worker_json(const distributed::Client::WorkerRecord& w);
+boost::json::object queue_json(const distributed::Client::QueueStats& q);
+boost::json::object dead_letter_json(const distributed::Client::DeadLetter& d);
+
 /// The snapshot GET /api/cluster answers (docs/http.md has its fields).
 /// @throws BrokerError when Redis cannot be read.
 boost::json::object snapshot(distributed::Client& client);
