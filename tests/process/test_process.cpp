@@ -15,14 +15,21 @@
 #include <boost/json/value_to.hpp>
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -131,6 +138,109 @@ int hangs() {
 }
 int one() {
   return 1;
+}
+
+// Forks a grandchild that waits forever (in a session of its own with
+// `new_session`, as a daemon does) and returns its pid.
+int fork_grandchild(bool new_session) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (new_session) ::setsid();
+    for (;;) ::pause();
+  }
+  return static_cast<int>(pid);
+}
+// A shell-out that leaves a background job behind: the shell exits, its
+// `sleep` is adopted by whoever reaps orphans.
+int shell_out_sleep() {
+  FILE* f = ::popen("sleep 1000 >/dev/null 2>&1 & echo $!", "r");
+  if (!f) throw std::runtime_error("popen failed");
+  int pid = 0;
+  const bool got = std::fscanf(f, "%d", &pid) == 1;
+  ::pclose(f);
+  if (!got) throw std::runtime_error("no pid from the shell");
+  return pid;
+}
+// Forks a grandchild, writes its pid into the FIFO at `fifo`, then hangs.
+int fork_grandchild_then_hang(std::string fifo) {
+  const int pid = fork_grandchild(false);
+  const int fd = ::open(fifo.c_str(), O_WRONLY);
+  const std::string text = std::to_string(pid) + "\n";
+  if (fd < 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    throw std::runtime_error("cannot write to the FIFO");
+  ::close(fd);
+  for (;;) ::pause();
+}
+
+// A FIFO in a fresh temporary folder, read with the patience as deadline.
+class PidFifo {
+ public:
+  PidFifo() {
+    path_ = (dir_.path() / "pids").string();
+    if (::mkfifo(path_.c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed");
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK);  // no writer yet: does not block
+  }
+  ~PidFifo() { ::close(fd_); }
+  PidFifo(const PidFifo&) = delete;
+  PidFifo& operator=(const PidFifo&) = delete;
+  const std::string& path() const { return path_; }
+  // The next pid written, or 0 if none comes within the patience.
+  int read_pid() {
+    const auto deadline = std::chrono::steady_clock::now() + patience;
+    for (;;) {
+      if (const auto nl = text_.find('\n'); nl != std::string::npos) {
+        const int pid = std::atoi(text_.substr(0, nl).c_str());
+        text_.erase(0, nl + 1);
+        return pid;
+      }
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return 0;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buf[64];
+      const ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n > 0) text_.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  TempDir dir_;
+  std::string path_, text_;
+  int fd_ = -1;
+};
+
+// A process that is not ours, watched through a pidfd (no pid-reuse race):
+// exited() is true once it has ended. Killed at scope exit if it has not,
+// so that a failing test leaves nothing behind.
+class Watched {
+ public:
+  explicit Watched(int pid) : pid_(pid), fd_(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))) {}
+  ~Watched() {
+    if (fd_ >= 0) {
+      if (!exited()) ::syscall(SYS_pidfd_send_signal, fd_, SIGKILL, nullptr, 0);
+      ::close(fd_);
+    }
+  }
+  Watched(const Watched&) = delete;
+  Watched& operator=(const Watched&) = delete;
+  bool open() const { return fd_ >= 0; }
+  int pid() const { return pid_; }
+  /// Waits up to `limit` for the process to end.
+  bool exited(std::chrono::milliseconds limit = 0ms) const {
+    pollfd p{fd_, POLLIN, 0};
+    int r;
+    while ((r = ::poll(&p, 1, static_cast<int>(limit.count()))) < 0 && errno == EINTR) {
+    }
+    return r > 0;
+  }
+
+ private:
+  int pid_, fd_;
+};
+
+bool no_such_process(int pid) {
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
 }
 
 // The pids of this process's direct children (from /proc).
@@ -740,6 +850,69 @@ TEST_SUITE("process") {
       CAPTURE(p);
       CHECK_FALSE(alive(p));  // killed and reaped by the server before it exited
     }
+  }
+
+  TEST_CASE("stopping the supervisor ends the grandchildren tasks left behind") {
+    std::vector<std::unique_ptr<Watched>> left;
+    {
+      atask::Supervisor sv(with_processes(1));
+      sv.start();
+      // Forked and in the child's process group; forked into a session of its own; a shell's background job.
+      for (int pid : {sv.submit({}, atask::process(&fork_grandchild), false).get_for(patience),
+                      sv.submit({}, atask::process(&fork_grandchild), true).get_for(patience),
+                      sv.submit({}, atask::process(&shell_out_sleep)).get_for(patience)}) {
+        left.push_back(std::make_unique<Watched>(pid));
+        REQUIRE(left.back()->open());
+        CHECK_FALSE(left.back()->exited());
+      }
+      sv.stop();
+    }
+    for (auto& w : left) {
+      CAPTURE(w->pid());
+      CHECK(w->exited());  // stop() returns once the fork server has killed and reaped them
+      CHECK(no_such_process(w->pid()));
+    }
+    CHECK(children_of(static_cast<int>(::getpid())).empty());
+  }
+
+  TEST_CASE("a hard time limit kill takes the task's grandchild with its child") {
+    StartedSupervisor sv(with_processes(1, {.time_limit = 300ms}));
+    PidFifo fifo;
+    auto t = sv.submit({}, atask::process(&fork_grandchild_then_hang), fifo.path());
+    const int pid = fifo.read_pid();
+    REQUIRE(pid > 0);
+    Watched grandchild(pid);  // not open if it is gone already: the kill was quicker than this thread
+    REQUIRE(t.wait_for(patience));
+    CHECK(t.status() == atask::TaskStatus::failed);
+    CHECK(contains(what_of<atask::TimeLimitExceeded>([&] { t.get_for(patience); }), "hard time limit"));
+    if (grandchild.open()) CHECK(grandchild.exited(patience));
+    sv.stop();
+  }
+
+  TEST_CASE("cancel of a running task takes the task's grandchild with its child") {
+    StartedSupervisor sv(with_processes(1));
+    PidFifo fifo;
+    auto t = sv.submit({}, atask::process(&fork_grandchild_then_hang), fifo.path());
+    const int pid = fifo.read_pid();
+    REQUIRE(pid > 0);
+    Watched grandchild(pid);
+    REQUIRE(grandchild.open());
+    CHECK(t.cancel());
+    REQUIRE(t.wait_for(patience));
+    CHECK(t.status() == atask::TaskStatus::canceled);
+    CHECK(grandchild.exited(patience));
+    sv.stop();
+  }
+
+  TEST_CASE("a grandchild in its child's process group ends when the child retires") {
+    StartedSupervisor sv(with_processes(1, {.max_tasks_per_child = 1}));
+    const int pid = sv.submit({}, atask::process(&fork_grandchild), false).get_for(patience);
+    Watched grandchild(pid);
+    if (grandchild.open())
+      CHECK(grandchild.exited(patience));
+    else
+      CHECK(no_such_process(pid));  // gone already: the child retired at once
+    sv.stop();
   }
 
   TEST_CASE("a supervisor never started still reaps its fork server") {
