@@ -217,16 +217,16 @@ void ProcessPool::on_bytes(Child& c) {
     if (in.size() - at - 4 < len) break;
     const char* p = in.data() + at + 4;
     const auto id = read_as<std::uint64_t>(p);
-    const bool ok = static_cast<std::uint8_t>(p[8]) == reply_ok;
+    const auto kind = static_cast<std::uint8_t>(p[8]);
     std::string payload(p + reply_head, len - reply_head);
     at += 4 + len;
-    on_reply(*ch, id, ok, payload);
+    on_reply(*ch, id, kind, payload);
   }
   if (Child* ch = find_key(key))
     ch->in.erase(ch->in.begin(), ch->in.begin() + static_cast<std::ptrdiff_t>(at));
 }
 
-void ProcessPool::on_reply(Child& c, std::uint64_t id, bool ok, std::string_view payload) {
+void ProcessPool::on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::string_view payload) {
   ProcessJob* job = nullptr;
   bool retire = false, last = false;
   {
@@ -271,8 +271,12 @@ void ProcessPool::on_reply(Child& c, std::uint64_t id, bool ok, std::string_view
   }
   if (last) replenish();
   pump();  // the next task starts before this one's waiters wake
-  if (ok) {
+  if (kind == reply_ok) {
     job->deliver(payload);
+  } else if (kind == reply_unsendable) {
+    job->fail(std::make_exception_ptr(
+                  ProcessError("task #" + std::to_string(id) + " failed: " + std::string(payload))),
+              false);
   } else {
     const auto nul = payload.find('\0');
     std::string type(payload.substr(0, nul));

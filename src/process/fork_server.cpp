@@ -149,6 +149,9 @@ std::string describe_current() {
     std::string result;
     try {
       result = entry(fn, in.substr(request_head));
+    } catch (const UnsendableResult& e) {
+      kind = reply_unsendable;
+      result = e.what();
     } catch (...) {
       kind = reply_error;
       result = describe_current();

@@ -116,7 +116,7 @@ class ProcessPool {
   void on_ctl(const CtlMsg& m);
   void read_child(Child& c);
   void on_bytes(Child& c);
-  void on_reply(Child& c, std::uint64_t id, bool ok, std::string_view payload);
+  void on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::string_view payload);
   void on_exit(int pid, int status);
   void kill_child(Child& c, std::exception_ptr why, bool canceled);
   void end_taken(ProcessJob& j, std::exception_ptr e, bool canceled) noexcept;

@@ -27,8 +27,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cmath>
+#include <limits>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -138,6 +141,27 @@ int hangs() {
 }
 int one() {
   return 1;
+}
+
+double half(double x) {
+  return x / 2;
+}
+double sum_of(int, std::vector<double> v) {
+  double s = 0;
+  for (double d : v) s += d;
+  return s;
+}
+std::size_t keys_of(std::map<std::string, int> m) {
+  return m.size();
+}
+double not_a_number() {
+  return std::nan("");
+}
+std::vector<double> with_infinity() {
+  return {1.0, -std::numeric_limits<double>::infinity()};
+}
+std::string not_utf8() {
+  return "abc\xff";
 }
 
 // Forks a grandchild that waits forever (in a session of its own with
@@ -655,6 +679,61 @@ TEST_SUITE("process") {
     for (int i = 0; i < 20; ++i) hs.push_back(sv.submit({}, atask::process(&square), i));
     auto r = atask::wait_completed(hs, patience);
     for (int i = 0; i < 20; ++i) CHECK(r[std::size_t(i)] == i * i);
+    sv.stop();
+  }
+
+  TEST_CASE("arguments JSON cannot carry are refused at submit with a clear error") {
+    StartedSupervisor sv(with_processes(1));
+    const auto refused = [&](auto&& submit) {
+      return what_of<atask::ConversionError>([&] { (void)submit(); });
+    };
+    CHECK(refused([&] { return sv.submit({}, atask::process(&half), std::nan("")); }) ==
+          "process task: argument 1: a NaN double cannot be sent to a child process (JSON has no NaN)");
+    const double inf = std::numeric_limits<double>::infinity();
+    CHECK(
+        refused([&] {
+          return sv.submit({}, atask::process(&sum_of), 1, std::vector<double>{0.5, inf});
+        }) ==
+        "process task: argument 2 (at /1): an infinite double cannot be sent to a child process (JSON has no "
+        "infinity)");
+    CHECK(refused([&] { return sv.submit({}, atask::process(&length_of), std::string("abc\xff")); }) ==
+          "process task: argument 1: a string that is not valid UTF-8 (at byte offset 3) cannot be sent to a "
+          "child process (JSON strings are UTF-8)");
+    // A surrogate and an overlong form are not UTF-8 either; a key is checked as a string.
+    CHECK(contains(
+        refused([&] { return sv.submit({}, atask::process(&length_of), std::string("x\xed\xa0\x80")); }),
+        "not valid UTF-8 (at byte offset 1)"));
+    CHECK(contains(
+        refused([&] {
+          return sv.submit({}, atask::process(&keys_of), std::map<std::string, int>{{"k\xc0\x80", 1}});
+        }),
+        "argument 1: an object key that is not valid UTF-8 (at byte offset 1)"));
+    // Nothing was queued or run; valid UTF-8 of every length crosses.
+    CHECK(sv.info().processes.queued_total == 0);
+    CHECK(sv.info().processes.completed_total == 0);
+    const std::string text = "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80";
+    CHECK(sv.submit({}, atask::process(&length_of), text).get_for(patience) == text.size());
+    sv.stop();
+  }
+
+  TEST_CASE("results JSON cannot carry fail their task with a clear error") {
+    StartedSupervisor sv(with_processes(1));
+    const int pid = sv.submit({}, atask::process(&my_pid)).get_for(patience);
+    auto nan = sv.submit({}, atask::process(&not_a_number));
+    auto inf = sv.submit({}, atask::process(&with_infinity));
+    auto text = sv.submit({}, atask::process(&not_utf8));
+    REQUIRE(text.wait_for(patience));
+    const std::string id = "task #" + std::to_string(nan.id());
+    CHECK(what_of<atask::ProcessError>([&] { nan.get_for(patience); }) ==
+          id + " failed: result: a NaN double cannot be sent from a child process (JSON has no NaN)");
+    CHECK(contains(what_of<atask::ProcessError>([&] { inf.get_for(patience); }),
+                   "failed: result (at /1): a negative infinite double cannot be sent from a child process"));
+    const auto msg = what_of<atask::ProcessError>([&] { text.get_for(patience); });
+    CHECK(contains(msg, "result: a string that is not valid UTF-8 (at byte offset 3) cannot be sent"));
+    CHECK_FALSE(contains(msg, "boost"));
+    CHECK(nan.status() == atask::TaskStatus::failed);
+    // The child is fine: it took the next task.
+    CHECK(sv.submit({}, atask::process(&my_pid)).get_for(patience) == pid);
     sv.stop();
   }
 

@@ -6,6 +6,7 @@
 #include <atask/core/detail/task_state.hpp>
 
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,14 @@ class ProcessPool;
 /// arguments, calls `fn` (cast back to its real type) and returns the result
 /// serialized as JSON. Runs only in a child process.
 using ProcessEntry = std::string (*)(void (*fn)(), std::string_view args);
+
+/// Thrown by a ProcessEntry in the child when the function's result cannot
+/// be sent as JSON (a NaN, a string that is not UTF-8): the child replies
+/// with what() instead of a result, and the parent fails the task with it.
+class UnsendableResult : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class ProcessJob {
  public:
