@@ -95,6 +95,15 @@ std::string describe_current() {
   return type + what;
 }
 
+// A child that ends by itself (retired after max_tasks_per_child, or its
+// socket closed) writes out what its tasks printed without a newline or a
+// flush: _exit() does not flush stdio, and exit() must not run the
+// program's atexit handlers and static destructors in a copy of it.
+[[noreturn]] void clean_exit() noexcept {
+  std::fflush(nullptr);
+  ::_exit(0);
+}
+
 [[noreturn]] void child_main(int fd, std::uint32_t max_tasks, int slot, pid_t server,
                              const std::string& name) {
   // Dies with the server (a single-threaded process, so the "parent thread"
@@ -132,9 +141,9 @@ std::string describe_current() {
     return true;
   };
   for (std::uint32_t done = 0; max_tasks == 0 || done < max_tasks; ++done) {
-    if (!fill(4)) ::_exit(0);
+    if (!fill(4)) clean_exit();
     const auto len = read_as<std::uint32_t>(buf.data() + at);
-    if (len < request_head || len > max_frame || !fill(4 + std::size_t(len))) ::_exit(0);
+    if (len < request_head || len > max_frame || !fill(4 + std::size_t(len))) clean_exit();
     const std::string_view in(buf.data() + at + 4, len);
     const auto id = read_as<std::uint64_t>(in.data());
     const auto entry = reinterpret_cast<ProcessEntry>(read_as<std::uintptr_t>(in.data() + 8));
@@ -165,9 +174,9 @@ std::string describe_current() {
     std::memcpy(out.data() + 4, &id, 8);
     out[12] = static_cast<char>(kind);
     out += result;
-    if (!write_all(fd, out.data(), out.size())) ::_exit(0);
+    if (!write_all(fd, out.data(), out.size())) clean_exit();
   }
-  ::_exit(0);
+  clean_exit();
 }
 
 // The pids whose parent is `self`: from /proc/<self>/task/<self>/children

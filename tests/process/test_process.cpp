@@ -143,6 +143,9 @@ int one() {
   return 1;
 }
 
+void print_no_newline(std::string text) {
+  std::fputs(text.c_str(), stdout);  // stays in stdio's buffer: no newline, no flush
+}
 double half(double x) {
   return x / 2;
 }
@@ -992,6 +995,37 @@ TEST_SUITE("process") {
     else
       CHECK(no_such_process(pid));  // gone already: the child retired at once
     sv.stop();
+  }
+
+  TEST_CASE("what a task printed without a newline is written out when its child retires") {
+    // The children's stdout is a pipe this test reads: fd 1 while the supervisor (and so its fork
+    // server) is made.
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    std::fflush(stdout);
+    const int saved = ::dup(1);
+    ::dup2(fds[1], 1);
+    ::close(fds[1]);
+    std::optional<StartedSupervisor> sv;
+    sv.emplace(with_processes(1, {.max_tasks_per_child = 1}));
+    ::dup2(saved, 1);
+    ::close(saved);
+    const std::string marker = "no-newline-marker-" + std::to_string(::getpid());
+    sv->submit({}, atask::process(&print_no_newline), marker).get_for(patience);
+    // The child retires after that task and exits by itself: its output comes then.
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + patience;
+    while (out.find(marker) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fds[0], POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[256];
+      const ssize_t n = ::read(fds[0], buf, sizeof buf);
+      if (n <= 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    CHECK(contains(out, marker));
+    sv.reset();
+    ::close(fds[0]);
   }
 
   TEST_CASE("a supervisor never started still reaps its fork server") {
