@@ -107,7 +107,8 @@ void ProcessPool::read_ctl() {
       }
       if (r < 0 && errno == EINTR) continue;
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      return server_gone(r == 0 ? "it exited" : std::string("its socket failed: ") + std::strerror(errno));
+      // EOF: the server is gone; server_gone() says how from its wait status.
+      return server_gone(r == 0 ? std::string() : std::string("its socket failed: ") + std::strerror(errno));
     }
     read_ctl();
   });
@@ -386,20 +387,39 @@ void ProcessPool::send_kill(int pid, int sig, std::uint64_t task) noexcept {
   }
 }
 
+// `why` empty: its control socket reached EOF, so the server is ending;
+// reaping it tells how ("exited with code 1", "was killed by signal 9 (Killed)").
 void ProcessPool::server_gone(const std::string& why) {
-  const std::string msg = "its fork server (pid " + std::to_string(server_.pid) + ") " + why;
+  const int pid = server_.pid;
   {
     std::lock_guard lk(m_);
     if (broken_ || closed_) return;
-    broken_ = true;
+    broken_ = true;  // info() stops reading server_ before reap_server() writes it
+    broken_why_ = "its fork server (pid " + std::to_string(pid) + ") is gone";
+  }
+  boost::system::error_code ec;
+  ctl_->close(ec);
+  if (!why.empty()) ::kill(pid, SIGKILL);  // its children die with it (PR_SET_PDEATHSIG)
+  const std::optional<int> status = reap_server();
+  std::string how = why;
+  if (how.empty()) {
+    if (!status)
+      how = "closed its control socket";
+    else if (WIFSIGNALED(*status))
+      how = "was killed by signal " + std::to_string(WTERMSIG(*status)) + " (" +
+            ::strsignal(WTERMSIG(*status)) + ")";
+    else if (WIFEXITED(*status))
+      how = "exited with code " + std::to_string(WEXITSTATUS(*status));
+    else
+      how = "ended with wait status " + std::to_string(*status);
+  }
+  const std::string msg = "its fork server (pid " + std::to_string(pid) + ") " + how;
+  {
+    std::lock_guard lk(m_);
     broken_why_ = msg;
   }
   log_->error("{}: the process pool is unusable: {}; process tasks fail from now on", id_, msg);
   fail_all("the process pool is unusable: " + msg);
-  boost::system::error_code ec;
-  ctl_->close(ec);
-  ::kill(server_.pid, SIGKILL);  // if it only closed the socket; its children die with it (PR_SET_PDEATHSIG)
-  reap_server();
 }
 
 ProcessPool::Child* ProcessPool::find_key(std::uint64_t key) noexcept {

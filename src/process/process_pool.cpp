@@ -180,8 +180,8 @@ void ProcessPool::shutdown_on_loop() noexcept {
   server_.ctl = -1;
 }
 
-void ProcessPool::reap_server() noexcept {
-  if (server_.pid <= 0) return;
+std::optional<int> ProcessPool::reap_server() noexcept {
+  if (server_.pid <= 0) return std::nullopt;
   bool exited = false;
   const int pfd = static_cast<int>(::syscall(SYS_pidfd_open, server_.pid, 0));
   if (pfd >= 0) {
@@ -199,10 +199,13 @@ void ProcessPool::reap_server() noexcept {
     ::kill(server_.pid, SIGKILL);
   }
   int status = 0;
-  while (::waitpid(server_.pid, &status, 0) < 0 && errno == EINTR) {
+  pid_t r;
+  while ((r = ::waitpid(server_.pid, &status, 0)) < 0 && errno == EINTR) {
   }
   log_->debug("{}: fork server (pid {}) reaped", id_, server_.pid);
   server_.pid = -1;
+  if (r <= 0 || !exited) return std::nullopt;  // not its own end: we killed it
+  return status;
 }
 
 // -- queueing (any thread) ----------------------------------------------------------------

@@ -131,7 +131,9 @@ class ProcessPool {
   void erase(Child& c) noexcept;
   std::chrono::milliseconds hard_limit(const ProcessJob& j) const noexcept;
   std::chrono::milliseconds soft_limit(const ProcessJob& j) const noexcept;
-  void reap_server() noexcept;
+  /// Waits for the fork server (10 s, then SIGKILL) and reaps it: its wait
+  /// status if it ended by itself, nothing if it had to be killed.
+  std::optional<int> reap_server() noexcept;
 
   const ProcessPoolOptions opt_;
   const std::string id_;
