@@ -232,7 +232,9 @@ void ProcessPool::on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::s
   bool retire = false, last = false;
   {
     std::lock_guard lk(m_);
-    if (!c.job || c.job_id != id) return;  // killed or canceled meanwhile: the task has ended already
+    // Killed or canceled meanwhile: the task has ended already, or a cancel claimed it and its kill is on
+    // its way (cancel() returned true: it ends canceled).
+    if (!c.job || c.job_id != id || c.canceling) return;
     last = c.last_task;
     job = c.job;
     c.job = nullptr;
@@ -310,13 +312,14 @@ void ProcessPool::on_exit(int pid, int status) {
     if (!(c = find_key(key))) return;
   }
   ProcessJob* job = nullptr;
-  bool crashed = false;
+  bool crashed = false, canceling = false;
   std::uint64_t task_id = 0;
   {
     std::lock_guard lk(m_);
     task_id = c->job_id;
     job = c->job;
     c->job = nullptr;
+    canceling = c->canceling;
     if (job) {
       const auto p = index(job->task().priority());
       --running_[p];
@@ -324,8 +327,8 @@ void ProcessPool::on_exit(int pid, int status) {
     }
     if (c->killed) {
       // counted when it was killed
-    } else if ((c->state == ChildState::retiring || (c->last_task && !job)) && WIFEXITED(status) &&
-               WEXITSTATUS(status) == 0) {
+    } else if ((c->state == ChildState::retiring || (c->last_task && (!job || canceling))) &&
+               WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       // Retiring: its last reply came before its exit. Or the exit was
       // reported first and the reply drained from the socket above (the
       // reply then finds it exited and marks it dying): a recycle either way.
@@ -339,7 +342,14 @@ void ProcessPool::on_exit(int pid, int status) {
   erase(*c);
   replenish();
   pump();
-  if (job) {
+  if (job && canceling) {  // cancel() claimed it: it ends canceled, however its child ended
+    end_taken(*job,
+              std::make_exception_ptr(TaskCanceled("task #" + std::to_string(task_id) +
+                                                   " was canceled while running: its child process (pid " +
+                                                   std::to_string(pid) + ") " + how)),
+              true);
+    job->task().release();
+  } else if (job) {
     const std::string msg = "task #" + std::to_string(task_id) + " failed: its child process (pid " +
                             std::to_string(pid) + ") crashed: " + how + " before it returned a result";
     log_->warn("{}: {}", id_, msg);

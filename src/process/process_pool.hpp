@@ -44,7 +44,8 @@ class ProcessPool {
   /// when the pool is stopping or its fork server is gone.
   void enqueue(ProcessJob& job);
   void remove_queued(ProcessJob& job) noexcept;
-  void cancel_running(ProcessJob& job) noexcept;
+  /// True if the task will end canceled; false when its reply came first.
+  bool cancel_running(ProcessJob& job) noexcept;
   void request_stop(ProcessJob& job) noexcept;
   /// Ends every child and the fork server and reaps them. Not on the loop
   /// thread; the loop must still run if start() was called. Idempotent.
@@ -74,6 +75,7 @@ class ProcessPool {
     bool last_task = false;        // its current task is its max_tasks_per_child-th
     bool killed = false;           // we killed it (time limit, cancel)
     bool exited = false;           // its exit was reported: never give it a task again
+    bool canceling = false;        // cancel() claimed its task (under m_): a reply no longer settles it
     std::size_t sent = 0;          // tasks sent
     ProcessJob* job = nullptr;     // holds a reference to job->task()
     std::uint64_t job_id = 0;

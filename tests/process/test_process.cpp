@@ -1028,6 +1028,42 @@ TEST_SUITE("process") {
     ::close(fds[0]);
   }
 
+  TEST_CASE("cancel returns false once the result is in and the task completes with it") {
+    StartedSupervisor sv(with_processes(1));
+    // A result large enough that converting it keeps the loop thread busy for a while after the pool
+    // has taken the reply (completed_total counts it): the window in which cancel() used to say true.
+    const std::size_t size = std::size_t(16) << 20;
+    auto t = sv.submit({}, atask::process(&make_string), size);
+    REQUIRE(eventually([&] { return sv.info().processes.completed_total == 1; }));
+    const bool canceled = t.cancel();
+    REQUIRE(t.wait_for(patience));
+    CHECK_FALSE(canceled);
+    CHECK(t.status() == atask::TaskStatus::completed);
+    CHECK(t.get_for(patience).size() == size);
+    sv.stop();
+  }
+
+  TEST_CASE("cancel of a process task returns true exactly when the task ends canceled") {
+    StartedSupervisor sv(with_processes(2));
+    int canceled = 0, completed = 0;
+    for (int i = 0; i < 300; ++i) {
+      auto t = sv.submit({}, atask::process(&square), i);
+      for (int spin = 0; spin < i % 50; ++spin) std::this_thread::yield();  // cancel at varied moments
+      const bool said = t.cancel();
+      REQUIRE(t.wait_for(patience));
+      CAPTURE(i);
+      CHECK(said == (t.status() == atask::TaskStatus::canceled));
+      if (t.status() == atask::TaskStatus::completed) {
+        CHECK(t.get_for(patience) == i * i);
+        ++completed;
+      } else {
+        ++canceled;
+      }
+    }
+    MESSAGE("canceled " << canceled << ", completed " << completed);
+    sv.stop();
+  }
+
   TEST_CASE("a supervisor never started still reaps its fork server") {
     const int self = static_cast<int>(::getpid());
     int server = 0;

@@ -138,9 +138,9 @@ class ProcessTask final : public TaskState<R>, public ProcessJob {
 
  private:
   ~ProcessTask() override = default;
-  void cancel_started() noexcept override {
+  bool cancel_started() noexcept override {
     TaskStateBase::request_stop();
-    if (pool) process_cancel_running(*pool, *this);
+    return pool && process_cancel_running(*pool, *this);
   }
   void drop_unstarted() noexcept override {
     if (pool) process_remove_queued(*pool, *this);

@@ -58,8 +58,9 @@ class ProcessJob {
 };
 
 // Implemented by the pool (src/process/process_pool.cpp).
-/// A started task's cancel: its child is killed, the task ends canceled.
-void process_cancel_running(ProcessPool& pool, ProcessJob& job) noexcept;
+/// A started task's cancel: its child is killed, the task ends canceled
+/// (true) - or false when its reply came first and the task ends with it.
+bool process_cancel_running(ProcessPool& pool, ProcessJob& job) noexcept;
 /// A started task's stop request: this_task::stop_requested() turns true in its child.
 void process_request_stop(ProcessPool& pool, ProcessJob& job) noexcept;
 /// A queued task was canceled: take it out of the queue.
