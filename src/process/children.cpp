@@ -331,8 +331,12 @@ void ProcessPool::on_exit(int pid, int status) {
                WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       // Retiring: its last reply came before its exit. Or the exit was
       // reported first and the reply drained from the socket above (the
-      // reply then finds it exited and marks it dying): a recycle either way.
-      ++recycled_;
+      // reply then finds it exited and marks it dying): a recycle either way
+      // - or an extra child going again, counted apart.
+      if (c->extra)
+        ++extra_retired_;
+      else
+        ++recycled_;
     } else {
       ++crashed_;
       crashed = true;

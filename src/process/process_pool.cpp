@@ -547,6 +547,7 @@ ProcessPoolInfo ProcessPool::info() const {
   i.crashed = crashed_;
   i.killed = killed_;
   i.recycled = recycled_;
+  i.extra_retired = extra_retired_;
   return i;
 }
 

@@ -158,7 +158,7 @@ class ProcessPool {
   bool broken_ = false;  // the fork server is gone
   std::string broken_why_;
   bool stopped_ = false;
-  std::uint64_t completed_ = 0, spawned_ = 0, crashed_ = 0, killed_ = 0, recycled_ = 0;
+  std::uint64_t completed_ = 0, spawned_ = 0, crashed_ = 0, killed_ = 0, recycled_ = 0, extra_retired_ = 0;
   std::atomic<bool> pump_posted_{false};
   int spawn_failures_ = 0;                 // in a row
   std::array<char, 64 * 1024> scratch_{};  // loop thread: socket reads

@@ -1028,6 +1028,22 @@ TEST_SUITE("process") {
     ::close(fds[0]);
   }
 
+  TEST_CASE("extra children for critical tasks are counted apart from recycled ones") {
+    StartedSupervisor sv(with_processes(1));
+    auto busy = sv.submit({}, atask::process(&hangs));
+    REQUIRE(eventually([&] { return busy.status() == atask::TaskStatus::started; }));
+    // Every child is busy: the critical task gets an extra child, which goes again after it.
+    CHECK(sv.submit({.priority = atask::Priority::critical}, atask::process(&one)).get_for(patience) == 1);
+    REQUIRE(eventually([&] { return sv.info().processes.extra_retired == 1; }));
+    const auto info = sv.info().processes;
+    CHECK(info.recycled == 0);
+    CHECK(info.crashed == 0);
+    CHECK(info.spawned == 2);
+    CHECK(busy.cancel());
+    REQUIRE(busy.wait_for(patience));
+    sv.stop();
+  }
+
   TEST_CASE("cancel returns false once the result is in and the task completes with it") {
     StartedSupervisor sv(with_processes(1));
     // A result large enough that converting it keeps the loop thread busy for a while after the pool
