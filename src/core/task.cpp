@@ -117,8 +117,8 @@ bool TaskStateBase::cancel() noexcept {
       continue;
     }
     if (s == u8(TaskStatus::started) || s == finishing) {
-      cancel_started();
-      return s == u8(TaskStatus::started);
+      const bool will = cancel_started();
+      return s == u8(TaskStatus::started) && will;
     }
     return false;  // final: a documented no-op
   }

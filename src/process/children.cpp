@@ -107,7 +107,8 @@ void ProcessPool::read_ctl() {
       }
       if (r < 0 && errno == EINTR) continue;
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      return server_gone(r == 0 ? "it exited" : std::string("its socket failed: ") + std::strerror(errno));
+      // EOF: the server is gone; server_gone() says how from its wait status.
+      return server_gone(r == 0 ? std::string() : std::string("its socket failed: ") + std::strerror(errno));
     }
     read_ctl();
   });
@@ -217,21 +218,23 @@ void ProcessPool::on_bytes(Child& c) {
     if (in.size() - at - 4 < len) break;
     const char* p = in.data() + at + 4;
     const auto id = read_as<std::uint64_t>(p);
-    const bool ok = static_cast<std::uint8_t>(p[8]) == reply_ok;
+    const auto kind = static_cast<std::uint8_t>(p[8]);
     std::string payload(p + reply_head, len - reply_head);
     at += 4 + len;
-    on_reply(*ch, id, ok, payload);
+    on_reply(*ch, id, kind, payload);
   }
   if (Child* ch = find_key(key))
     ch->in.erase(ch->in.begin(), ch->in.begin() + static_cast<std::ptrdiff_t>(at));
 }
 
-void ProcessPool::on_reply(Child& c, std::uint64_t id, bool ok, std::string_view payload) {
+void ProcessPool::on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::string_view payload) {
   ProcessJob* job = nullptr;
   bool retire = false, last = false;
   {
     std::lock_guard lk(m_);
-    if (!c.job || c.job_id != id) return;  // killed or canceled meanwhile: the task has ended already
+    // Killed or canceled meanwhile: the task has ended already, or a cancel claimed it and its kill is on
+    // its way (cancel() returned true: it ends canceled).
+    if (!c.job || c.job_id != id || c.canceling) return;
     last = c.last_task;
     job = c.job;
     c.job = nullptr;
@@ -271,8 +274,12 @@ void ProcessPool::on_reply(Child& c, std::uint64_t id, bool ok, std::string_view
   }
   if (last) replenish();
   pump();  // the next task starts before this one's waiters wake
-  if (ok) {
+  if (kind == reply_ok) {
     job->deliver(payload);
+  } else if (kind == reply_unsendable) {
+    job->fail(std::make_exception_ptr(
+                  ProcessError("task #" + std::to_string(id) + " failed: " + std::string(payload))),
+              false);
   } else {
     const auto nul = payload.find('\0');
     std::string type(payload.substr(0, nul));
@@ -305,13 +312,14 @@ void ProcessPool::on_exit(int pid, int status) {
     if (!(c = find_key(key))) return;
   }
   ProcessJob* job = nullptr;
-  bool crashed = false;
+  bool crashed = false, canceling = false;
   std::uint64_t task_id = 0;
   {
     std::lock_guard lk(m_);
     task_id = c->job_id;
     job = c->job;
     c->job = nullptr;
+    canceling = c->canceling;
     if (job) {
       const auto p = index(job->task().priority());
       --running_[p];
@@ -319,12 +327,16 @@ void ProcessPool::on_exit(int pid, int status) {
     }
     if (c->killed) {
       // counted when it was killed
-    } else if ((c->state == ChildState::retiring || (c->last_task && !job)) && WIFEXITED(status) &&
-               WEXITSTATUS(status) == 0) {
+    } else if ((c->state == ChildState::retiring || (c->last_task && (!job || canceling))) &&
+               WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       // Retiring: its last reply came before its exit. Or the exit was
       // reported first and the reply drained from the socket above (the
-      // reply then finds it exited and marks it dying): a recycle either way.
-      ++recycled_;
+      // reply then finds it exited and marks it dying): a recycle either way
+      // - or an extra child going again, counted apart.
+      if (c->extra)
+        ++extra_retired_;
+      else
+        ++recycled_;
     } else {
       ++crashed_;
       crashed = true;
@@ -334,7 +346,14 @@ void ProcessPool::on_exit(int pid, int status) {
   erase(*c);
   replenish();
   pump();
-  if (job) {
+  if (job && canceling) {  // cancel() claimed it: it ends canceled, however its child ended
+    end_taken(*job,
+              std::make_exception_ptr(TaskCanceled("task #" + std::to_string(task_id) +
+                                                   " was canceled while running: its child process (pid " +
+                                                   std::to_string(pid) + ") " + how)),
+              true);
+    job->task().release();
+  } else if (job) {
     const std::string msg = "task #" + std::to_string(task_id) + " failed: its child process (pid " +
                             std::to_string(pid) + ") crashed: " + how + " before it returned a result";
     log_->warn("{}: {}", id_, msg);
@@ -382,20 +401,39 @@ void ProcessPool::send_kill(int pid, int sig, std::uint64_t task) noexcept {
   }
 }
 
+// `why` empty: its control socket reached EOF, so the server is ending;
+// reaping it tells how ("exited with code 1", "was killed by signal 9 (Killed)").
 void ProcessPool::server_gone(const std::string& why) {
-  const std::string msg = "its fork server (pid " + std::to_string(server_.pid) + ") " + why;
+  const int pid = server_.pid;
   {
     std::lock_guard lk(m_);
     if (broken_ || closed_) return;
-    broken_ = true;
+    broken_ = true;  // info() stops reading server_ before reap_server() writes it
+    broken_why_ = "its fork server (pid " + std::to_string(pid) + ") is gone";
+  }
+  boost::system::error_code ec;
+  ctl_->close(ec);
+  if (!why.empty()) ::kill(pid, SIGKILL);  // its children die with it (PR_SET_PDEATHSIG)
+  const std::optional<int> status = reap_server();
+  std::string how = why;
+  if (how.empty()) {
+    if (!status)
+      how = "closed its control socket";
+    else if (WIFSIGNALED(*status))
+      how = "was killed by signal " + std::to_string(WTERMSIG(*status)) + " (" +
+            ::strsignal(WTERMSIG(*status)) + ")";
+    else if (WIFEXITED(*status))
+      how = "exited with code " + std::to_string(WEXITSTATUS(*status));
+    else
+      how = "ended with wait status " + std::to_string(*status);
+  }
+  const std::string msg = "its fork server (pid " + std::to_string(pid) + ") " + how;
+  {
+    std::lock_guard lk(m_);
     broken_why_ = msg;
   }
   log_->error("{}: the process pool is unusable: {}; process tasks fail from now on", id_, msg);
   fail_all("the process pool is unusable: " + msg);
-  boost::system::error_code ec;
-  ctl_->close(ec);
-  ::kill(server_.pid, SIGKILL);  // if it only closed the socket; its children die with it (PR_SET_PDEATHSIG)
-  reap_server();
 }
 
 ProcessPool::Child* ProcessPool::find_key(std::uint64_t key) noexcept {

@@ -28,6 +28,7 @@
 #include <string>
 #include <system_error>
 #include <typeinfo>
+#include <vector>
 
 namespace atask::detail {
 
@@ -94,6 +95,15 @@ std::string describe_current() {
   return type + what;
 }
 
+// A child that ends by itself (retired after max_tasks_per_child, or its
+// socket closed) writes out what its tasks printed without a newline or a
+// flush: _exit() does not flush stdio, and exit() must not run the
+// program's atexit handlers and static destructors in a copy of it.
+[[noreturn]] void clean_exit() noexcept {
+  std::fflush(nullptr);
+  ::_exit(0);
+}
+
 [[noreturn]] void child_main(int fd, std::uint32_t max_tasks, int slot, pid_t server,
                              const std::string& name) {
   // Dies with the server (a single-threaded process, so the "parent thread"
@@ -101,6 +111,9 @@ std::string describe_current() {
   // with a server that died before the prctl.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (::getppid() != server) ::_exit(1);
+  // Its own process group (the server sets it too, whichever runs first):
+  // the server kills the whole group, so what the task forks dies with it.
+  ::setpgid(0, 0);
   set_process_name(name + "-proc");
 
   if (g_slots && slot >= 0 && slot < stop_slot_count) child::stop_slot = &g_slots[slot];
@@ -128,9 +141,9 @@ std::string describe_current() {
     return true;
   };
   for (std::uint32_t done = 0; max_tasks == 0 || done < max_tasks; ++done) {
-    if (!fill(4)) ::_exit(0);
+    if (!fill(4)) clean_exit();
     const auto len = read_as<std::uint32_t>(buf.data() + at);
-    if (len < request_head || len > max_frame || !fill(4 + std::size_t(len))) ::_exit(0);
+    if (len < request_head || len > max_frame || !fill(4 + std::size_t(len))) clean_exit();
     const std::string_view in(buf.data() + at + 4, len);
     const auto id = read_as<std::uint64_t>(in.data());
     const auto entry = reinterpret_cast<ProcessEntry>(read_as<std::uintptr_t>(in.data() + 8));
@@ -145,6 +158,9 @@ std::string describe_current() {
     std::string result;
     try {
       result = entry(fn, in.substr(request_head));
+    } catch (const UnsendableResult& e) {
+      kind = reply_unsendable;
+      result = e.what();
     } catch (...) {
       kind = reply_error;
       result = describe_current();
@@ -158,9 +174,40 @@ std::string describe_current() {
     std::memcpy(out.data() + 4, &id, 8);
     out[12] = static_cast<char>(kind);
     out += result;
-    if (!write_all(fd, out.data(), out.size())) ::_exit(0);
+    if (!write_all(fd, out.data(), out.size())) clean_exit();
   }
-  ::_exit(0);
+  clean_exit();
+}
+
+// The pids whose parent is `self`: from /proc/<self>/task/<self>/children
+// when the kernel has it, else by reading every /proc/<pid>/stat.
+void own_children(pid_t self, std::vector<pid_t>& out) {
+  out.clear();
+  const std::string me = std::to_string(self);
+  if (FILE* f = std::fopen(("/proc/" + me + "/task/" + me + "/children").c_str(), "r")) {
+    int pid = 0;
+    while (std::fscanf(f, "%d", &pid) == 1) out.push_back(pid);
+    std::fclose(f);
+    return;
+  }
+  DIR* d = ::opendir("/proc");
+  if (!d) return;
+  while (dirent* e = ::readdir(d)) {
+    const int pid = std::atoi(e->d_name);
+    if (pid <= 0) continue;
+    FILE* f = std::fopen(("/proc/" + std::string(e->d_name) + "/stat").c_str(), "r");
+    if (!f) continue;
+    char line[512];
+    const std::size_t n = std::fread(line, 1, sizeof line - 1, f);
+    std::fclose(f);
+    line[n] = '\0';
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so after the last ')'.
+    const char* close = std::strrchr(line, ')');
+    char state = 0;
+    int ppid = 0;
+    if (close && std::sscanf(close + 1, " %c %d", &state, &ppid) == 2 && ppid == self) out.push_back(pid);
+  }
+  ::closedir(d);
 }
 
 void send_ctl(int ctl, const CtlMsg& m) noexcept {
@@ -172,6 +219,11 @@ void send_ctl(int ctl, const CtlMsg& m) noexcept {
   // Its own process group: a Ctrl-C in the terminal reaches the parent,
   // which shuts the pool down, not the children in the middle of a task.
   ::setpgid(0, 0);
+  // A child subreaper: whatever a task forks and leaves behind - a
+  // shell-out's background job, a daemon that called setsid() - becomes
+  // the server's child when its own parent dies, not init's, so the server
+  // reaps it and kills it at shutdown instead of leaving an orphan.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   set_process_name(name + "-fork");
   close_other_fds(ctl);
   // Default dispositions: a crash handler the program installed (a test
@@ -190,12 +242,25 @@ void send_ctl(int ctl, const CtlMsg& m) noexcept {
   const pid_t self = ::getpid();
   std::set<pid_t> kids;
 
-  auto reap = [&](bool report) {
-    int status = 0;
-    pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-      kids.erase(pid);
-      if (report) send_ctl(ctl, {CtlType::exited, pid, status, 0, 0});
+  // Reaps what has exited. A pool child's process group (it is its
+  // leader) is killed first, while the child is still a zombie: what the
+  // task forked dies with it, and the group id cannot belong to anyone else
+  // yet. Descendants the server adopted (their parent died) are reaped
+  // quietly.
+  auto reap = [&] {
+    for (;;) {
+      siginfo_t si{};
+      if (::waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0) return;
+      const pid_t pid = si.si_pid;
+      const bool kid = kids.count(pid) > 0;
+      if (kid) ::kill(-pid, SIGKILL);
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (kid) {
+        kids.erase(pid);
+        send_ctl(ctl, {CtlType::exited, pid, status, 0, 0});
+      }
     }
   };
 
@@ -207,7 +272,7 @@ void send_ctl(int ctl, const CtlMsg& m) noexcept {
       while (::read(sfd, &si, sizeof si) == sizeof si) {
       }
     }
-    reap(true);  // also without a signalfd: then poll() wakes every 50 ms
+    reap();  // also without a signalfd: then poll() wakes every 50 ms
     if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
 
     CtlPacket packet;
@@ -233,27 +298,49 @@ void send_ctl(int ctl, const CtlMsg& m) noexcept {
       if (pid < 0) {
         send_ctl(ctl, {CtlType::spawn_failed, 0, err, 0, m.key});
       } else {
+        ::setpgid(pid, pid);  // as the child does: the group exists before any kill can name it
         kids.insert(pid);
         send_ctl(ctl, {CtlType::spawned, pid, 0, 0, m.key});
       }
     } else if (m.type == CtlType::kill) {
       if (fd >= 0) ::close(fd);
       // Only its own unreaped children: a pid it reaped may belong to someone else by now.
-      if (kids.count(m.pid)) ::kill(m.pid, m.value);
+      // The child and its process group: what the task forked goes with it (the child
+      // itself too if the task moved it to another group).
+      if (kids.count(m.pid)) {
+        ::kill(-m.pid, m.value);
+        ::kill(m.pid, m.value);
+      }
     } else if (fd >= 0) {
       ::close(fd);
     }
   }
 
-  // Shutdown: no child outlives the server, none is left a zombie.
-  for (pid_t p : kids) ::kill(p, SIGKILL);
-  while (!kids.empty()) {
+  // Shutdown: no process of the pool's tree outlives the server, none is
+  // left a zombie. The children and their groups first; then, until
+  // nothing is left, every process the server has as a child: those
+  // adopted as subreaper (a descendant that left its group with setsid())
+  // and those adopted meanwhile, as their parents die. Each is an unreaped
+  // child when it is killed, so no pid here can be someone else's.
+  for (pid_t p : kids) {
+    ::kill(-p, SIGKILL);
+    ::kill(p, SIGKILL);
+  }
+  std::vector<pid_t> adopted;
+  for (;;) {
+    own_children(self, adopted);
+    for (pid_t p : adopted) ::kill(p, SIGKILL);
+    siginfo_t si{};
+    if (::waitid(P_ALL, 0, &si, WEXITED | WNOWAIT) != 0) {
+      if (errno == EINTR) continue;
+      break;  // ECHILD: nothing left
+    }
+    // As in reap(): a child's group once more (what it forked after the kill
+    // above), while the child is still a zombie.
+    if (kids.erase(si.si_pid)) ::kill(-si.si_pid, SIGKILL);
     int status = 0;
-    const pid_t p = ::waitpid(-1, &status, 0);
-    if (p > 0)
-      kids.erase(p);
-    else if (errno != EINTR)
-      break;
+    while (::waitpid(si.si_pid, &status, 0) < 0 && errno == EINTR) {
+    }
   }
   ::_exit(0);
 }

@@ -12,7 +12,8 @@
 //
 // Child socket (SOCK_STREAM), frames of [u32 length][payload]:
 //   request: u64 task id, u64 entry, u64 fn, i64 soft limit in ns (0 = none), JSON arguments
-//   reply:   u64 task id, u8 kind (reply_ok: JSON result, reply_error: type '\0' message)
+//   reply:   u64 task id, u8 kind (reply_ok: JSON result, reply_error: type '\0' message,
+//            reply_unsendable: why the result cannot be sent)
 
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -60,6 +61,7 @@ struct CtlPacket {
 
 inline constexpr std::uint8_t reply_ok = 1;
 inline constexpr std::uint8_t reply_error = 2;
+inline constexpr std::uint8_t reply_unsendable = 3;  // the result cannot be sent as JSON: why
 inline constexpr std::uint32_t max_frame = 1u << 30;
 inline constexpr std::size_t request_head = 32;  // id, entry, fn, soft
 inline constexpr std::size_t reply_head = 9;     // id, kind

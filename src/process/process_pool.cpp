@@ -34,8 +34,8 @@ namespace asio = boost::asio;
 namespace atask::detail {
 
 // -- the hooks process tasks call ---------------------------------------------------------
-void process_cancel_running(ProcessPool& pool, ProcessJob& job) noexcept {
-  pool.cancel_running(job);
+bool process_cancel_running(ProcessPool& pool, ProcessJob& job) noexcept {
+  return pool.cancel_running(job);
 }
 void process_request_stop(ProcessPool& pool, ProcessJob& job) noexcept {
   pool.request_stop(job);
@@ -180,8 +180,8 @@ void ProcessPool::shutdown_on_loop() noexcept {
   server_.ctl = -1;
 }
 
-void ProcessPool::reap_server() noexcept {
-  if (server_.pid <= 0) return;
+std::optional<int> ProcessPool::reap_server() noexcept {
+  if (server_.pid <= 0) return std::nullopt;
   bool exited = false;
   const int pfd = static_cast<int>(::syscall(SYS_pidfd_open, server_.pid, 0));
   if (pfd >= 0) {
@@ -199,10 +199,13 @@ void ProcessPool::reap_server() noexcept {
     ::kill(server_.pid, SIGKILL);
   }
   int status = 0;
-  while (::waitpid(server_.pid, &status, 0) < 0 && errno == EINTR) {
+  pid_t r;
+  while ((r = ::waitpid(server_.pid, &status, 0)) < 0 && errno == EINTR) {
   }
   log_->debug("{}: fork server (pid {}) reaped", id_, server_.pid);
   server_.pid = -1;
+  if (r <= 0 || !exited) return std::nullopt;  // not its own end: we killed it
+  return status;
 }
 
 // -- queueing (any thread) ----------------------------------------------------------------
@@ -259,20 +262,36 @@ void ProcessPool::remove_queued(ProcessJob& job) noexcept {
   job.task().release();  // the caller holds another reference
 }
 
-void ProcessPool::cancel_running(ProcessJob& job) noexcept {
-  if (!ctx_) return;
+// Any thread. Exact: the task is claimed for the cancel under m_, where a
+// reply takes it too (on_reply), so true means it ends canceled and false
+// that its reply came first. The kill itself is on the loop.
+bool ProcessPool::cancel_running(ProcessJob& job) noexcept {
+  {
+    std::lock_guard lk(m_);
+    if (!ctx_) return false;
+    Child* c = nullptr;
+    for (auto& [k, ch] : children_)
+      if (ch->job == &job) {
+        c = ch.get();
+        break;
+      }
+    if (!c) return false;  // its reply (or its child's end) took it first
+    if (c->canceling) return true;
+    c->canceling = true;
+  }
   try {
     asio::post(*ctx_, [this, r = ref_of(job.task()), j = &job] {
       Child* c = child_running(j);
-      if (!c) return;  // over already
+      if (!c) return;  // over already: its child's end settled it, canceled (on_exit, fail_all)
       kill_child(*c,
                  std::make_exception_ptr(TaskCanceled(task_name(*j) +
                                                       " was canceled while running: its child process (pid " +
                                                       std::to_string(c->pid) + ") was killed")),
                  true);
     });
-  } catch (...) {  // the loop is gone: so is the child
+  } catch (...) {  // the loop is gone: the pool's stop ends the task, canceled (fail_all)
   }
+  return true;
 }
 
 // Any thread: the running child sees it through its stop slot.
@@ -452,7 +471,7 @@ void ProcessPool::pump() {
 // Every queued task ends canceled, every running one failed; the children's
 // sockets close (they exit on EOF, or with the server).
 void ProcessPool::fail_all(const std::string& why) {
-  std::vector<ProcessJob*> queued, running;
+  std::vector<ProcessJob*> queued, running, canceling;
   std::vector<std::unique_ptr<Child>> gone;
   {
     std::lock_guard lk(m_);
@@ -461,7 +480,7 @@ void ProcessPool::fail_all(const std::string& why) {
     queued_ = {};
     for (auto& [k, c] : children_)
       if (c->job) {
-        running.push_back(c->job);
+        (c->canceling ? canceling : running).push_back(c->job);
         c->job = nullptr;
       }
     running_ = {};
@@ -487,6 +506,10 @@ void ProcessPool::fail_all(const std::string& why) {
     end_taken(*j, std::make_exception_ptr(ProcessError(task_name(*j) + " failed: " + why)), false);
     j->task().release();
   }
+  for (ProcessJob* j : canceling) {  // cancel() said they end canceled
+    end_taken(*j, std::make_exception_ptr(TaskCanceled(task_name(*j) + " was canceled while running")), true);
+    j->task().release();
+  }
 }
 
 // Loop thread: the child running `j`, if any (its task fields are written
@@ -500,7 +523,7 @@ ProcessPool::Child* ProcessPool::child_running(const ProcessJob* j) noexcept {
 
 bool ProcessPool::runs(const Child& c, std::uint64_t id) noexcept {
   std::lock_guard lk(m_);
-  return c.job && c.job_id == id;
+  return c.job && c.job_id == id && !c.canceling;  // a cancel's kill is on its way
 }
 
 ProcessPoolInfo ProcessPool::info() const {
@@ -524,6 +547,7 @@ ProcessPoolInfo ProcessPool::info() const {
   i.crashed = crashed_;
   i.killed = killed_;
   i.recycled = recycled_;
+  i.extra_retired = extra_retired_;
   return i;
 }
 

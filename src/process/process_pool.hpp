@@ -44,7 +44,8 @@ class ProcessPool {
   /// when the pool is stopping or its fork server is gone.
   void enqueue(ProcessJob& job);
   void remove_queued(ProcessJob& job) noexcept;
-  void cancel_running(ProcessJob& job) noexcept;
+  /// True if the task will end canceled; false when its reply came first.
+  bool cancel_running(ProcessJob& job) noexcept;
   void request_stop(ProcessJob& job) noexcept;
   /// Ends every child and the fork server and reaps them. Not on the loop
   /// thread; the loop must still run if start() was called. Idempotent.
@@ -74,6 +75,7 @@ class ProcessPool {
     bool last_task = false;        // its current task is its max_tasks_per_child-th
     bool killed = false;           // we killed it (time limit, cancel)
     bool exited = false;           // its exit was reported: never give it a task again
+    bool canceling = false;        // cancel() claimed its task (under m_): a reply no longer settles it
     std::size_t sent = 0;          // tasks sent
     ProcessJob* job = nullptr;     // holds a reference to job->task()
     std::uint64_t job_id = 0;
@@ -116,7 +118,7 @@ class ProcessPool {
   void on_ctl(const CtlMsg& m);
   void read_child(Child& c);
   void on_bytes(Child& c);
-  void on_reply(Child& c, std::uint64_t id, bool ok, std::string_view payload);
+  void on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::string_view payload);
   void on_exit(int pid, int status);
   void kill_child(Child& c, std::exception_ptr why, bool canceled);
   void end_taken(ProcessJob& j, std::exception_ptr e, bool canceled) noexcept;
@@ -131,7 +133,9 @@ class ProcessPool {
   void erase(Child& c) noexcept;
   std::chrono::milliseconds hard_limit(const ProcessJob& j) const noexcept;
   std::chrono::milliseconds soft_limit(const ProcessJob& j) const noexcept;
-  void reap_server() noexcept;
+  /// Waits for the fork server (10 s, then SIGKILL) and reaps it: its wait
+  /// status if it ended by itself, nothing if it had to be killed.
+  std::optional<int> reap_server() noexcept;
 
   const ProcessPoolOptions opt_;
   const std::string id_;
@@ -154,7 +158,7 @@ class ProcessPool {
   bool broken_ = false;  // the fork server is gone
   std::string broken_why_;
   bool stopped_ = false;
-  std::uint64_t completed_ = 0, spawned_ = 0, crashed_ = 0, killed_ = 0, recycled_ = 0;
+  std::uint64_t completed_ = 0, spawned_ = 0, crashed_ = 0, killed_ = 0, recycled_ = 0, extra_retired_ = 0;
   std::atomic<bool> pump_posted_{false};
   int spawn_failures_ = 0;                 // in a row
   std::array<char, 64 * 1024> scratch_{};  // loop thread: socket reads

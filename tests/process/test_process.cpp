@@ -15,14 +15,24 @@
 #include <boost/json/value_to.hpp>
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cmath>
+#include <limits>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -131,6 +141,133 @@ int hangs() {
 }
 int one() {
   return 1;
+}
+
+void print_no_newline(std::string text) {
+  std::fputs(text.c_str(), stdout);  // stays in stdio's buffer: no newline, no flush
+}
+double half(double x) {
+  return x / 2;
+}
+double sum_of(int, std::vector<double> v) {
+  double s = 0;
+  for (double d : v) s += d;
+  return s;
+}
+std::size_t keys_of(std::map<std::string, int> m) {
+  return m.size();
+}
+double not_a_number() {
+  return std::nan("");
+}
+std::vector<double> with_infinity() {
+  return {1.0, -std::numeric_limits<double>::infinity()};
+}
+std::string not_utf8() {
+  return "abc\xff";
+}
+
+// Forks a grandchild that waits forever (in a session of its own with
+// `new_session`, as a daemon does) and returns its pid.
+int fork_grandchild(bool new_session) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (new_session) ::setsid();
+    for (;;) ::pause();
+  }
+  return static_cast<int>(pid);
+}
+// A shell-out that leaves a background job behind: the shell exits, its
+// `sleep` is adopted by whoever reaps orphans.
+int shell_out_sleep() {
+  FILE* f = ::popen("sleep 1000 >/dev/null 2>&1 & echo $!", "r");
+  if (!f) throw std::runtime_error("popen failed");
+  int pid = 0;
+  const bool got = std::fscanf(f, "%d", &pid) == 1;
+  ::pclose(f);
+  if (!got) throw std::runtime_error("no pid from the shell");
+  return pid;
+}
+// Forks a grandchild, writes its pid into the FIFO at `fifo`, then hangs.
+int fork_grandchild_then_hang(std::string fifo) {
+  const int pid = fork_grandchild(false);
+  const int fd = ::open(fifo.c_str(), O_WRONLY);
+  const std::string text = std::to_string(pid) + "\n";
+  if (fd < 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    throw std::runtime_error("cannot write to the FIFO");
+  ::close(fd);
+  for (;;) ::pause();
+}
+
+// A FIFO in a fresh temporary folder, read with the patience as deadline.
+class PidFifo {
+ public:
+  PidFifo() {
+    path_ = (dir_.path() / "pids").string();
+    if (::mkfifo(path_.c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed");
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK);  // no writer yet: does not block
+  }
+  ~PidFifo() { ::close(fd_); }
+  PidFifo(const PidFifo&) = delete;
+  PidFifo& operator=(const PidFifo&) = delete;
+  const std::string& path() const { return path_; }
+  // The next pid written, or 0 if none comes within the patience.
+  int read_pid() {
+    const auto deadline = std::chrono::steady_clock::now() + patience;
+    for (;;) {
+      if (const auto nl = text_.find('\n'); nl != std::string::npos) {
+        const int pid = std::atoi(text_.substr(0, nl).c_str());
+        text_.erase(0, nl + 1);
+        return pid;
+      }
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return 0;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buf[64];
+      const ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n > 0) text_.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  TempDir dir_;
+  std::string path_, text_;
+  int fd_ = -1;
+};
+
+// A process that is not ours, watched through a pidfd (no pid-reuse race):
+// exited() is true once it has ended. Killed at scope exit if it has not,
+// so that a failing test leaves nothing behind.
+class Watched {
+ public:
+  explicit Watched(int pid) : pid_(pid), fd_(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))) {}
+  ~Watched() {
+    if (fd_ >= 0) {
+      if (!exited()) ::syscall(SYS_pidfd_send_signal, fd_, SIGKILL, nullptr, 0);
+      ::close(fd_);
+    }
+  }
+  Watched(const Watched&) = delete;
+  Watched& operator=(const Watched&) = delete;
+  bool open() const { return fd_ >= 0; }
+  int pid() const { return pid_; }
+  /// Waits up to `limit` for the process to end.
+  bool exited(std::chrono::milliseconds limit = 0ms) const {
+    pollfd p{fd_, POLLIN, 0};
+    int r;
+    while ((r = ::poll(&p, 1, static_cast<int>(limit.count()))) < 0 && errno == EINTR) {
+    }
+    return r > 0;
+  }
+
+ private:
+  int pid_, fd_;
+};
+
+bool no_such_process(int pid) {
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
 }
 
 // The pids of this process's direct children (from /proc).
@@ -548,6 +685,61 @@ TEST_SUITE("process") {
     sv.stop();
   }
 
+  TEST_CASE("arguments JSON cannot carry are refused at submit with a clear error") {
+    StartedSupervisor sv(with_processes(1));
+    const auto refused = [&](auto&& submit) {
+      return what_of<atask::ConversionError>([&] { (void)submit(); });
+    };
+    CHECK(refused([&] { return sv.submit({}, atask::process(&half), std::nan("")); }) ==
+          "process task: argument 1: a NaN double cannot be sent to a child process (JSON has no NaN)");
+    const double inf = std::numeric_limits<double>::infinity();
+    CHECK(
+        refused([&] {
+          return sv.submit({}, atask::process(&sum_of), 1, std::vector<double>{0.5, inf});
+        }) ==
+        "process task: argument 2 (at /1): an infinite double cannot be sent to a child process (JSON has no "
+        "infinity)");
+    CHECK(refused([&] { return sv.submit({}, atask::process(&length_of), std::string("abc\xff")); }) ==
+          "process task: argument 1: a string that is not valid UTF-8 (at byte offset 3) cannot be sent to a "
+          "child process (JSON strings are UTF-8)");
+    // A surrogate and an overlong form are not UTF-8 either; a key is checked as a string.
+    CHECK(contains(
+        refused([&] { return sv.submit({}, atask::process(&length_of), std::string("x\xed\xa0\x80")); }),
+        "not valid UTF-8 (at byte offset 1)"));
+    CHECK(contains(
+        refused([&] {
+          return sv.submit({}, atask::process(&keys_of), std::map<std::string, int>{{"k\xc0\x80", 1}});
+        }),
+        "argument 1: an object key that is not valid UTF-8 (at byte offset 1)"));
+    // Nothing was queued or run; valid UTF-8 of every length crosses.
+    CHECK(sv.info().processes.queued_total == 0);
+    CHECK(sv.info().processes.completed_total == 0);
+    const std::string text = "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80";
+    CHECK(sv.submit({}, atask::process(&length_of), text).get_for(patience) == text.size());
+    sv.stop();
+  }
+
+  TEST_CASE("results JSON cannot carry fail their task with a clear error") {
+    StartedSupervisor sv(with_processes(1));
+    const int pid = sv.submit({}, atask::process(&my_pid)).get_for(patience);
+    auto nan = sv.submit({}, atask::process(&not_a_number));
+    auto inf = sv.submit({}, atask::process(&with_infinity));
+    auto text = sv.submit({}, atask::process(&not_utf8));
+    REQUIRE(text.wait_for(patience));
+    const std::string id = "task #" + std::to_string(nan.id());
+    CHECK(what_of<atask::ProcessError>([&] { nan.get_for(patience); }) ==
+          id + " failed: result: a NaN double cannot be sent from a child process (JSON has no NaN)");
+    CHECK(contains(what_of<atask::ProcessError>([&] { inf.get_for(patience); }),
+                   "failed: result (at /1): a negative infinite double cannot be sent from a child process"));
+    const auto msg = what_of<atask::ProcessError>([&] { text.get_for(patience); });
+    CHECK(contains(msg, "result: a string that is not valid UTF-8 (at byte offset 3) cannot be sent"));
+    CHECK_FALSE(contains(msg, "boost"));
+    CHECK(nan.status() == atask::TaskStatus::failed);
+    // The child is fine: it took the next task.
+    CHECK(sv.submit({}, atask::process(&my_pid)).get_for(patience) == pid);
+    sv.stop();
+  }
+
   TEST_CASE("a result that does not convert back fails the task") {
     StartedSupervisor sv(with_processes(1));
     auto t = sv.submit({}, atask::process(&make_half), 3);
@@ -742,6 +934,152 @@ TEST_SUITE("process") {
     }
   }
 
+  TEST_CASE("stopping the supervisor ends the grandchildren tasks left behind") {
+    std::vector<std::unique_ptr<Watched>> left;
+    {
+      atask::Supervisor sv(with_processes(1));
+      sv.start();
+      // Forked and in the child's process group; forked into a session of its own; a shell's background job.
+      for (int pid : {sv.submit({}, atask::process(&fork_grandchild), false).get_for(patience),
+                      sv.submit({}, atask::process(&fork_grandchild), true).get_for(patience),
+                      sv.submit({}, atask::process(&shell_out_sleep)).get_for(patience)}) {
+        left.push_back(std::make_unique<Watched>(pid));
+        REQUIRE(left.back()->open());
+        CHECK_FALSE(left.back()->exited());
+      }
+      sv.stop();
+    }
+    for (auto& w : left) {
+      CAPTURE(w->pid());
+      CHECK(w->exited());  // stop() returns once the fork server has killed and reaped them
+      CHECK(no_such_process(w->pid()));
+    }
+    CHECK(children_of(static_cast<int>(::getpid())).empty());
+  }
+
+  TEST_CASE("a hard time limit kill takes the task's grandchild with its child") {
+    StartedSupervisor sv(with_processes(1, {.time_limit = 300ms}));
+    PidFifo fifo;
+    auto t = sv.submit({}, atask::process(&fork_grandchild_then_hang), fifo.path());
+    const int pid = fifo.read_pid();
+    REQUIRE(pid > 0);
+    Watched grandchild(pid);  // not open if it is gone already: the kill was quicker than this thread
+    REQUIRE(t.wait_for(patience));
+    CHECK(t.status() == atask::TaskStatus::failed);
+    CHECK(contains(what_of<atask::TimeLimitExceeded>([&] { t.get_for(patience); }), "hard time limit"));
+    if (grandchild.open()) CHECK(grandchild.exited(patience));
+    sv.stop();
+  }
+
+  TEST_CASE("cancel of a running task takes the task's grandchild with its child") {
+    StartedSupervisor sv(with_processes(1));
+    PidFifo fifo;
+    auto t = sv.submit({}, atask::process(&fork_grandchild_then_hang), fifo.path());
+    const int pid = fifo.read_pid();
+    REQUIRE(pid > 0);
+    Watched grandchild(pid);
+    REQUIRE(grandchild.open());
+    CHECK(t.cancel());
+    REQUIRE(t.wait_for(patience));
+    CHECK(t.status() == atask::TaskStatus::canceled);
+    CHECK(grandchild.exited(patience));
+    sv.stop();
+  }
+
+  TEST_CASE("a grandchild in its child's process group ends when the child retires") {
+    StartedSupervisor sv(with_processes(1, {.max_tasks_per_child = 1}));
+    const int pid = sv.submit({}, atask::process(&fork_grandchild), false).get_for(patience);
+    Watched grandchild(pid);
+    if (grandchild.open())
+      CHECK(grandchild.exited(patience));
+    else
+      CHECK(no_such_process(pid));  // gone already: the child retired at once
+    sv.stop();
+  }
+
+  TEST_CASE("what a task printed without a newline is written out when its child retires") {
+    // The children's stdout is a pipe this test reads: fd 1 while the supervisor (and so its fork
+    // server) is made.
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    std::fflush(stdout);
+    const int saved = ::dup(1);
+    ::dup2(fds[1], 1);
+    ::close(fds[1]);
+    std::optional<StartedSupervisor> sv;
+    sv.emplace(with_processes(1, {.max_tasks_per_child = 1}));
+    ::dup2(saved, 1);
+    ::close(saved);
+    const std::string marker = "no-newline-marker-" + std::to_string(::getpid());
+    sv->submit({}, atask::process(&print_no_newline), marker).get_for(patience);
+    // The child retires after that task and exits by itself: its output comes then.
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + patience;
+    while (out.find(marker) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fds[0], POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[256];
+      const ssize_t n = ::read(fds[0], buf, sizeof buf);
+      if (n <= 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    CHECK(contains(out, marker));
+    sv.reset();
+    ::close(fds[0]);
+  }
+
+  TEST_CASE("extra children for critical tasks are counted apart from recycled ones") {
+    StartedSupervisor sv(with_processes(1));
+    auto busy = sv.submit({}, atask::process(&hangs));
+    REQUIRE(eventually([&] { return busy.status() == atask::TaskStatus::started; }));
+    // Every child is busy: the critical task gets an extra child, which goes again after it.
+    CHECK(sv.submit({.priority = atask::Priority::critical}, atask::process(&one)).get_for(patience) == 1);
+    REQUIRE(eventually([&] { return sv.info().processes.extra_retired == 1; }));
+    const auto info = sv.info().processes;
+    CHECK(info.recycled == 0);
+    CHECK(info.crashed == 0);
+    CHECK(info.spawned == 2);
+    CHECK(busy.cancel());
+    REQUIRE(busy.wait_for(patience));
+    sv.stop();
+  }
+
+  TEST_CASE("cancel returns false once the result is in and the task completes with it") {
+    StartedSupervisor sv(with_processes(1));
+    // A result large enough that converting it keeps the loop thread busy for a while after the pool
+    // has taken the reply (completed_total counts it): the window in which cancel() used to say true.
+    const std::size_t size = std::size_t(16) << 20;
+    auto t = sv.submit({}, atask::process(&make_string), size);
+    REQUIRE(eventually([&] { return sv.info().processes.completed_total == 1; }));
+    const bool canceled = t.cancel();
+    REQUIRE(t.wait_for(patience));
+    CHECK_FALSE(canceled);
+    CHECK(t.status() == atask::TaskStatus::completed);
+    CHECK(t.get_for(patience).size() == size);
+    sv.stop();
+  }
+
+  TEST_CASE("cancel of a process task returns true exactly when the task ends canceled") {
+    StartedSupervisor sv(with_processes(2));
+    int canceled = 0, completed = 0;
+    for (int i = 0; i < 300; ++i) {
+      auto t = sv.submit({}, atask::process(&square), i);
+      for (int spin = 0; spin < i % 50; ++spin) std::this_thread::yield();  // cancel at varied moments
+      const bool said = t.cancel();
+      REQUIRE(t.wait_for(patience));
+      CAPTURE(i);
+      CHECK(said == (t.status() == atask::TaskStatus::canceled));
+      if (t.status() == atask::TaskStatus::completed) {
+        CHECK(t.get_for(patience) == i * i);
+        ++completed;
+      } else {
+        ++canceled;
+      }
+    }
+    MESSAGE("canceled " << canceled << ", completed " << completed);
+    sv.stop();
+  }
+
   TEST_CASE("a supervisor never started still reaps its fork server") {
     const int self = static_cast<int>(::getpid());
     int server = 0;
@@ -759,9 +1097,12 @@ TEST_SUITE("process") {
     REQUIRE(eventually([&] { return sv.info().processes.idle_children == 1; }));
     auto running = sv.submit({}, atask::process(&hangs));
     REQUIRE(eventually([&] { return running.status() == atask::TaskStatus::started; }));
-    ::kill(sv.info().processes.fork_server_pid, SIGKILL);
+    const int server = sv.info().processes.fork_server_pid;
+    ::kill(server, SIGKILL);
     REQUIRE(running.wait_for(patience));
-    CHECK(contains(what_of<atask::ProcessError>([&] { running.get_for(patience); }), "fork server"));
+    // How it ended, not "it exited".
+    CHECK(contains(what_of<atask::ProcessError>([&] { running.get_for(patience); }),
+                   "its fork server (pid " + std::to_string(server) + ") was killed by signal 9 (Killed)"));
     CHECK(eventually([&] { return sv.info().processes.fork_server_pid == 0; }));
     CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 2); }),
                    "unusable"));

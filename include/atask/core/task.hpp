@@ -102,7 +102,10 @@ class [[nodiscard]] TaskHandle {
   /// Queued or delayed: the task never runs and ends canceled (true).
   /// Running: its stop is requested (std::stop_token / the coroutine's
   /// cancellation slot) and it ends however its code decides (true); a
-  /// running process task's child is killed and the task ends canceled.
+  /// running process task's child is killed and the task ends canceled
+  /// (true) - unless its result came back first: then it completes (or
+  /// fails) with what the child sent and cancel() returns false. So for a
+  /// process task, true means exactly that the task ends canceled.
   /// Already final: a no-op (false).
   bool cancel() const { return s("cancel").cancel(); }
 

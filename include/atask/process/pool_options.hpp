@@ -54,6 +54,9 @@ struct ProcessPoolInfo {
   std::uint64_t crashed = 0;          ///< children that died on their own (signal, exit)
   std::uint64_t killed = 0;           ///< children killed for a hard time limit or a cancel
   std::uint64_t recycled = 0;         ///< children that exited after max_tasks_per_child
+  /// Extra children (forked for a critical task while every child was busy)
+  /// that went again once the pool did not need them; not in `recycled`.
+  std::uint64_t extra_retired = 0;
 };
 
 }  // namespace atask

@@ -23,7 +23,9 @@
 /// tag_invoke overloads for value_from and value_to. docs/processes.md has
 /// the whole story: crashes, time limits, cancellation, shutdown.
 
+#include <atask/process/detail/json_check.hpp>
 #include <atask/process/detail/process_job.hpp>
+#include <atask/core/errors.hpp>
 #include <atask/core/priority.hpp>
 
 #include <boost/json/parse.hpp>
@@ -85,8 +87,11 @@ std::string process_entry(void (*fn)(), std::string_view args) {
       f(boost::json::value_to<std::decay_t<A>>(a[I])...);
       return std::string("null");
     } else {
-      return boost::json::serialize(
-          boost::json::value_from(f(boost::json::value_to<std::decay_t<A>>(a[I])...)));
+      const boost::json::value r =
+          boost::json::value_from(f(boost::json::value_to<std::decay_t<A>>(a[I])...));
+      if (std::string why = check_sendable(r, "result", "from a child process"); !why.empty())
+        throw UnsendableResult(why);
+      return boost::json::serialize(r);
     }
   }
   (std::index_sequence_for<A...>{});
@@ -133,9 +138,9 @@ class ProcessTask final : public TaskState<R>, public ProcessJob {
 
  private:
   ~ProcessTask() override = default;
-  void cancel_started() noexcept override {
+  bool cancel_started() noexcept override {
     TaskStateBase::request_stop();
-    if (pool) process_cancel_running(*pool, *this);
+    return pool && process_cancel_running(*pool, *this);
   }
   void drop_unstarted() noexcept override {
     if (pool) process_remove_queued(*pool, *this);
@@ -163,6 +168,10 @@ class ProcessFn {
 
   /// The arguments as the JSON array the child gets (each converted to its
   /// parameter's type first).
+  /// @throws ConversionError for a value JSON cannot carry - a NaN or
+  /// infinite double, a string that is not UTF-8 - naming the argument and
+  /// the value, e.g. "argument 2: a NaN double cannot be sent to a child
+  /// process (JSON has no NaN)".
   template <class... Args>
   std::string encode(Args&&... args) const {
     if constexpr (sizeof...(Args) != sizeof...(A)) {
@@ -175,6 +184,11 @@ class ProcessFn {
       boost::json::array a;
       a.reserve(sizeof...(A));
       (a.push_back(boost::json::value_from(std::decay_t<A>(std::forward<Args>(args)))), ...);
+      for (std::size_t i = 0; i < a.size(); ++i)
+        if (std::string why =
+                detail::check_sendable(a[i], "argument " + std::to_string(i + 1), "to a child process");
+            !why.empty())
+          throw ConversionError("process task: " + why);
       return boost::json::serialize(a);
     }
   }

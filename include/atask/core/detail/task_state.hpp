@@ -72,15 +72,20 @@ class TaskStateBase : public PoolNode {
   void wait() const;
   bool wait_until(clock::time_point deadline) const;
 
-  /// Queued/delayed: the task will never run (true). Started: its stop is
-  /// requested (true). Final: nothing happens (false).
+  /// Queued/delayed: the task will never run (true). Started: what
+  /// cancel_started() says. Final: nothing happens (false).
   bool cancel() noexcept;
 
   /// Ask a running task to stop; the default requests its stop_token.
   virtual void request_stop() noexcept { stop_.request_stop(); }
-  /// What cancel() does to a started task; the default requests its stop.
-  /// A process task kills its child instead.
-  virtual void cancel_started() noexcept { request_stop(); }
+  /// What cancel() does to a started task, and what it returns; the
+  /// default requests its stop (true). A process task kills its child and
+  /// returns true only if the task will end canceled (false when its
+  /// result won the race).
+  virtual bool cancel_started() noexcept {
+    request_stop();
+    return true;
+  }
   std::stop_token stop_token() const noexcept { return stop_.get_token(); }
 
   /// Runs f once the task is final: at once (on this thread) if it already

@@ -6,6 +6,7 @@
 #include <atask/core/detail/task_state.hpp>
 
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,14 @@ class ProcessPool;
 /// arguments, calls `fn` (cast back to its real type) and returns the result
 /// serialized as JSON. Runs only in a child process.
 using ProcessEntry = std::string (*)(void (*fn)(), std::string_view args);
+
+/// Thrown by a ProcessEntry in the child when the function's result cannot
+/// be sent as JSON (a NaN, a string that is not UTF-8): the child replies
+/// with what() instead of a result, and the parent fails the task with it.
+class UnsendableResult : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class ProcessJob {
  public:
@@ -49,8 +58,9 @@ class ProcessJob {
 };
 
 // Implemented by the pool (src/process/process_pool.cpp).
-/// A started task's cancel: its child is killed, the task ends canceled.
-void process_cancel_running(ProcessPool& pool, ProcessJob& job) noexcept;
+/// A started task's cancel: its child is killed, the task ends canceled
+/// (true) - or false when its reply came first and the task ends with it.
+bool process_cancel_running(ProcessPool& pool, ProcessJob& job) noexcept;
 /// A started task's stop request: this_task::stop_requested() turns true in its child.
 void process_request_stop(ProcessPool& pool, ProcessJob& job) noexcept;
 /// A queued task was canceled: take it out of the queue.
