@@ -16,7 +16,8 @@
 // job's row shows its params as compact JSON, its start and finish times, a duration and the short
 // result name GET /api/jobs gives; (k) its Download button saves a file named so whose bytes equal
 // GET /api/jobs/{type}/{id}/result; (l) with more than 10 finished jobs only the 10 newest are
-// listed until "show all" is clicked, and the page still does not scroll sideways.
+// listed until "show all" is clicked, and the page still does not scroll sideways; (m) the throughput
+// chart (inline SVG) has drawn at least two points of each series, inside its box and the viewport.
 // Exits 0 and prints one PASS line, or prints FAIL and exits 1. Never waits with fixed sleeps.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -365,11 +366,28 @@ async function main() {
   if (problems.length) throw new Error("(l) " + problems.join("; "));
   log(`(l) ok: 10 of ${all} finished jobs shown, all after 'show all', no sideways scroll at 390 px`);
 
+  // (m) the throughput chart: points from the polls, drawn inside the SVG's box, the SVG inside the page.
+  const chartState = () => {
+    const svg = document.getElementById("tp-chart"), [, , w, h] = svg.getAttribute("viewBox").split(" ").map(Number);
+    const series = Object.fromEntries([...svg.querySelectorAll("polyline[data-series]")].map((pl) => [pl.dataset.series,
+      pl.getAttribute("points").trim().split(/\s+/).filter(Boolean).map((p) => p.split(",").map(Number))]));
+    const inside = Object.values(series).every((pts) => pts.every(([x, y]) => x >= 0 && x <= w && y >= 0 && y <= h));
+    const r = svg.getBoundingClientRect();
+    return { counts: Object.fromEntries(Object.entries(series).map(([k, v]) => [k, v.length])), inside,
+      inViewport: r.left >= 0 && r.right <= window.innerWidth && r.width > 0, summary: document.getElementById("tp-summary").textContent };
+  };
+  await page.waitForFunction(`(() => { const c = (${chartState})();
+    return c.counts.completed >= 2 && c.counts.failed >= 2 && c.inside && c.inViewport; })()`)
+    .catch(async () => { throw new Error(`(m) the throughput chart: ${JSON.stringify(await page.evaluate(`(${chartState})()`))}`); });
+  const chart = await page.evaluate(`(${chartState})()`);
+  log(`(m) ok: throughput chart with ${chart.counts.completed} points per series; ${chart.summary}`);
+
   console.log(`PASS dashboard: ${names.length} workers shown, trigger '${ev.name}' ${before}->${after}, ` +
     `job #${job.id} (${types[0]}) streamed to 100 % (${seen.length} progress values), no page errors; at 390 px ` +
     `no sideways scroll, ${narrow.buttons} buttons in reach, result shown short; search, failed filter ` +
     `(${failedShown.length} tasks with errors) and 'unknown' state work; job row with params, times and ` +
-    `result ${jobInfo.result_name}, its download equals the API's bytes, 10 recent of ${all} finished jobs`);
+    `result ${jobInfo.result_name}, its download equals the API's bytes, 10 recent of ${all} finished jobs, ` +
+    `throughput chart with ${chart.counts.completed} points`);
 }
 
 let code = 0;
