@@ -15,6 +15,9 @@
 #include <charconv>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 namespace atask::http::detail {
 
@@ -265,8 +268,29 @@ json::object Api::job_json(const JobInfo& j) {
   o["message"] = j.message;
   o["error"] = j.error;
   o["result"] = j.result_path.empty() ? json::value(nullptr) : json::value(j.result_path.filename().string());
+  o["result_name"] = j.result_path.empty() ? json::value(nullptr) : json::value(result_name(j));
   o["from_storage"] = j.from_storage;
+  auto when = [](const std::optional<JobInfo::time_point>& t) {
+    return t ? json::value(iso8601(*t)) : json::value(nullptr);
+  };
+  o["created_at"] = when(j.created_at);
+  o["started_at"] = when(j.started_at);
+  o["finished_at"] = when(j.finished_at);
+  // Started to finished, or to now while it runs; null before it starts.
+  o["run_seconds"] =
+      j.started_at ? json::value(std::chrono::duration<double>(
+                                     (j.finished_at ? *j.finished_at : std::chrono::system_clock::now()) -
+                                     *j.started_at)
+                                     .count())
+                   : json::value(nullptr);
   return o;
+}
+
+std::string Api::result_name(const JobInfo& j) {
+  if (j.result_path.empty()) return {};
+  // The type is [A-Za-z0-9_.-] (Jobs::add_type) and the key hex digits, so
+  // the name needs no quoting in Content-Disposition.
+  return j.type + "-" + j.key.substr(0, 10) + j.result_path.extension().string();
 }
 
 std::string Api::job_event(const JobInfo& j) {
@@ -453,7 +477,13 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
     return OnPool{[sv = &sv_, q = std::string(query)] { return tasks_get(*sv, q); }};
   }
   if (what == "cluster") return cluster_route(r, seg, query);
-  if (what == "jobs" && (seg.size() <= 4 || (seg.size() == 5 && seg[4] == "events"))) {
+  if (what == "jobs" &&
+      (seg.size() <= 4 || (seg.size() == 5 && (seg[4] == "events" || seg[4] == "result")))) {
+    // A result is the data itself, not a status: with a token set it needs
+    // the token even to read (checked before the job, so that a client
+    // without it learns nothing of which jobs exist).
+    if (seg.size() == 5 && seg[4] == "result" && get && !r.authorized)
+      return error_reply(401, "this server needs 'Authorization: Bearer <token>' to download job results");
     std::lock_guard lk(jobs_->m);
     if (!jobs_->configured) return error_reply(404, "this server has no jobs (ServerOptions::jobs)");
     if (!jobs_->p)
@@ -673,10 +703,54 @@ Outcome Api::job_get(Jobs& jobs, const Request& r, const std::vector<std::string
   if (!info || info->type != type)
     return error_reply(404, "no job " + digits + " of type '" + type + "' (it may have left the history)");
   if (seg.size() == 4) return json_reply(job_json(*info));
+  if (seg[4] == "result") return job_result(*info, r.method == "HEAD");
   const StreamFormat format = stream_format(r.accept);
   std::optional<std::uint64_t> seen;
   if (format == StreamFormat::sse) seen = resume_version(r.last_event_id, id);
   return StreamJob{std::move(*job), format, seen};
+}
+
+// GET /api/jobs/{type}/{id}/result: the job's own result file, never a path
+// from the request. Read on the pool (a file of megabytes must not hold up
+// the loop), whole into the reply, up to max_result_size.
+Outcome Api::job_result(const JobInfo& j, bool head) const {
+  const std::string which = "job " + std::to_string(j.id) + " of type '" + j.type + "'";
+  if (j.status == JobStatus::failed)
+    return error_reply(409, which + " failed, so it has no result (" + j.error + ")");
+  if (j.status != JobStatus::done || j.result_path.empty())
+    return error_reply(409,
+                       which + " is " + std::string(to_string(j.status)) + ": its result is not ready yet");
+  return OnPool{[path = j.result_path, which, head, cap = opt_.max_result_size,
+                 disposition = "attachment; filename=\"" + result_name(j) + "\""]() -> Reply {
+    namespace fs = std::filesystem;
+    auto gone = [&] { return error_reply(404, "the result file of " + which + " is no longer in storage"); };
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) return gone();
+    const std::uintmax_t size = fs::file_size(path, ec);
+    if (ec) return gone();
+    auto too_big = [&](std::uintmax_t n) {
+      return error_reply(500, "the result file of " + which + " is " + std::to_string(n) +
+                                  " bytes, more than the " + std::to_string(cap) +
+                                  " this server sends (ServerOptions::max_result_size: replies are built "
+                                  "in memory); read it from the Jobs storage_dir");
+    };
+    if (size > cap) return too_big(size);
+    Reply out{.status = 200,
+              .body = {},
+              .content_type = "application/octet-stream",
+              .content_disposition = disposition};
+    if (head) {
+      out.head_length = size;
+      return out;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return gone();
+    // Read to the end rather than `size` bytes: the length sent is what was read.
+    out.body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) return error_reply(500, "the result file of " + which + " could not be read");
+    if (out.body.size() > cap) return too_big(out.body.size());
+    return out;
+  }};
 }
 
 Outcome Api::jobs_post(Jobs& jobs, const std::string& type, const Request& r) const {

@@ -39,7 +39,10 @@ struct Reply {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
-  std::string allow{};  // 405: the methods the path takes
+  std::string allow{};                // 405: the methods the path takes
+  std::string content_disposition{};  // a download: attachment; filename="..."
+  /// HEAD of a download: the length GET would send, without reading the file.
+  std::optional<std::uint64_t> head_length{};
 };
 
 /// How a job stream is written, chosen by the request's Accept header.
@@ -132,6 +135,10 @@ class Api {
   boost::json::object supervisor_json() const;
   static boost::json::object worker_json(const WorkerInfo& w);
   static boost::json::object job_json(const JobInfo& j);
+  /// A done job's result as a download names it: "<type>-<first 10 hex
+  /// digits of the key><extension>" ("report-1a2b3c4d5e.result"); empty
+  /// unless the job has a result.
+  static std::string result_name(const JobInfo& j);
 
  private:
   Outcome route(const Request& r, const std::vector<std::string>& seg, std::string_view query) const;
@@ -144,6 +151,7 @@ class Api {
   Reply jobs_get(Jobs& jobs) const;
   Outcome job_get(Jobs& jobs, const Request& r, const std::vector<std::string>& seg) const;
   Outcome jobs_post(Jobs& jobs, const std::string& type, const Request& r) const;
+  Outcome job_result(const JobInfo& j, bool head) const;
 
   Supervisor& sv_;
   const ServerOptions& opt_;

@@ -235,6 +235,7 @@ net::awaitable<bool> Server::Impl::write_reply(beast::tcp_stream& stream, const 
     common_headers(res, r.content_type);
     if (!r.allow.empty()) res.set(bhttp::field::allow, r.allow);
     if (r.status == 401) res.set(bhttp::field::www_authenticate, "Bearer");
+    if (!r.content_disposition.empty()) res.set(bhttp::field::content_disposition, r.content_disposition);
     res.keep_alive(keep_alive);
   };
   answered(r.status);
@@ -244,7 +245,7 @@ net::awaitable<bool> Server::Impl::write_reply(beast::tcp_stream& stream, const 
     // The headers GET would send, Content-Length included; no body.
     bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(r.status), version};
     fill(res);
-    res.content_length(r.body.size());
+    res.content_length(r.head_length ? *r.head_length : r.body.size());
     std::tie(ec, std::ignore) = co_await bhttp::async_write(stream, res, use_tuple);
   } else {
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};

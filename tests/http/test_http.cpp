@@ -432,7 +432,7 @@ struct JobFixture {
   std::atomic<int> runs{0};
   test::OpenOnExit open{&release};
 
-  JobFixture() {
+  explicit JobFixture(atask::http::ServerOptions o = {}) {
     jobs = std::make_unique<atask::Jobs>(sv, atask::JobsOptions{.storage_dir = dir.path()});
     jobs->add_type("slow", [this](atask::JobContext& job) {
       ++runs;
@@ -443,7 +443,9 @@ struct JobFixture {
       job.progress(0.9, "almost");
       std::ofstream(job.output_path()) << "result of " << json::serialize(job.params());
     });
-    server = atask::http::serve(sv, {.port = 0, .jobs = jobs.get()});
+    o.port = 0;
+    o.jobs = jobs.get();
+    server = atask::http::serve(sv, o);
     sv.start();
   }
   ~JobFixture() {
@@ -809,6 +811,102 @@ TEST_CASE("http: GET a job and its events by type and id") {
   auto post = http_request(f.port(), "POST", "/api/jobs/slow/" + id + "/events");
   CHECK(post.status == 405);
   CHECK(post.allow == "GET, HEAD");
+}
+
+TEST_CASE("http: a done job's result downloads as an attachment with its bytes") {
+  JobFixture f;
+  f.release.set();
+  auto done = events_of(http_request(f.port(), "POST", "/api/jobs/slow", R"({"doc": 21})").body);
+  REQUIRE(done.back().at("status").as_string() == "done");
+  const auto id = std::to_string(done.back().at("id").as_int64());
+  const auto info = f.jobs->find(std::stoull(id))->info();
+  std::ifstream in(info.result_path, std::ios::binary);
+  const std::string expected((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(!expected.empty());
+
+  HttpConnection c(f.port());
+  auto get = c.request("GET", "/api/jobs/slow/" + id + "/result");
+  REQUIRE(get.status == 200);
+  CHECK(get.body == expected);
+  CHECK(get.content_type == "application/octet-stream");
+  CHECK(get.content_length == std::to_string(expected.size()));
+  const std::string name = "slow-" + info.key.substr(0, 10) + ".result";
+  CHECK(get.content_disposition == "attachment; filename=\"" + name + "\"");
+  // The job's JSON names the download the same way, and tells the times.
+  auto one = parse(http_request(f.port(), "GET", "/api/jobs/slow/" + id).body).as_object();
+  CHECK(one.at("result_name").as_string() == name);
+  CHECK(one.at("finished_at").is_string());
+  CHECK(one.at("run_seconds").as_double() >= 0);
+
+  // HEAD: the same headers and length, no body (the next reply on the connection reads cleanly).
+  auto head = c.head("/api/jobs/slow/" + id + "/result");
+  CHECK(head.status == 200);
+  CHECK(head.body.empty());
+  CHECK(head.content_length == std::to_string(expected.size()));
+  CHECK(head.content_disposition == get.content_disposition);
+  CHECK(c.request("GET", "/api/supervisor").status == 200);
+}
+
+TEST_CASE("http: a result download is 404 for an unknown job and 409 before the job is done") {
+  JobFixture f;
+  CHECK(http_request(f.port(), "GET", "/api/jobs/slow/9999/result").status == 404);
+  CHECK(test::contains(err_of(http_request(f.port(), "GET", "/api/jobs/slow/9999/result")), "no job 9999"));
+  CHECK(http_request(f.port(), "GET", "/api/jobs/nope/1/result").status == 404);
+  CHECK(http_request(f.port(), "GET", "/api/jobs/slow/..%2F..%2Fetc%2Fpasswd/result").status == 404);
+  CHECK(http_request(f.port(), "GET", "/api/jobs/slow/1/result/x").status == 404);
+
+  HttpConnection c(f.port());
+  c.send("POST", "/api/jobs/slow", R"({"doc": 22})");
+  c.read_header();
+  REQUIRE(f.half.wait_for());
+  auto running = http_request(f.port(), "GET", "/api/jobs/slow/1/result");
+  CHECK(running.status == 409);
+  CHECK(test::contains(err_of(running), "is running: its result is not ready yet"));
+  CHECK(http_request(f.port(), "POST", "/api/jobs/slow/1/result").status == 405);
+
+  f.release.set();
+  c.read_body_until([](const std::string&) { return false; });
+  auto failed = events_of(http_request(f.port(), "POST", "/api/jobs/slow", R"({"fail": 1})").body);
+  REQUIRE(failed.back().at("status").as_string() == "failed");
+  const auto failed_id = std::to_string(failed.back().at("id").as_int64());
+  auto r = http_request(f.port(), "GET", "/api/jobs/slow/" + failed_id + "/result");
+  CHECK(r.status == 409);
+  CHECK(test::contains(err_of(r), "failed, so it has no result (asked to fail)"));
+
+  // A done job whose file left storage: 404, not a 500.
+  std::filesystem::remove(f.jobs->find(1)->info().result_path);
+  auto gone = http_request(f.port(), "GET", "/api/jobs/slow/1/result");
+  CHECK(gone.status == 404);
+  CHECK(test::contains(err_of(gone), "no longer in storage"));
+}
+
+TEST_CASE("http: a result download needs the token when one is set") {
+  JobFixture f({.token = "s3cret"});
+  f.release.set();
+  auto done = events_of(
+      http_request(f.port(), "POST", "/api/jobs/slow", R"({"doc": 23})", {{"Authorization", "Bearer s3cret"}})
+          .body);
+  const auto target = "/api/jobs/slow/" + std::to_string(done.back().at("id").as_int64()) + "/result";
+  auto no = http_request(f.port(), "GET", target);
+  CHECK(no.status == 401);
+  CHECK(no.www_authenticate == "Bearer");
+  CHECK(http_request(f.port(), "GET", target, {}, {{"Authorization", "Bearer wrong"}}).status == 401);
+  // Without the token nobody learns which jobs exist either.
+  CHECK(http_request(f.port(), "GET", "/api/jobs/slow/9999/result").status == 401);
+  auto yes = http_request(f.port(), "GET", target, {}, {{"Authorization", "Bearer s3cret"}});
+  CHECK(yes.status == 200);
+  CHECK(yes.body == R"(result of {"doc":23})");
+  CHECK(http_request(f.port(), "GET", "/api/jobs").status == 200);  // other reads stay open
+}
+
+TEST_CASE("http: a result above max_result_size is refused with its size") {
+  JobFixture f({.max_result_size = 8});
+  f.release.set();
+  auto done = events_of(http_request(f.port(), "POST", "/api/jobs/slow", R"({"doc": 24})").body);
+  auto r = http_request(f.port(), "GET",
+                        "/api/jobs/slow/" + std::to_string(done.back().at("id").as_int64()) + "/result");
+  CHECK(r.status == 500);
+  CHECK(test::contains(err_of(r), "more than the 8 this server sends"));
 }
 
 TEST_CASE("http: an SSE client resuming with Last-Event-ID gets later events only") {

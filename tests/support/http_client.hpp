@@ -30,6 +30,7 @@ struct HttpResult {
   std::string allow;
   std::string www_authenticate;
   std::string content_length;  ///< the header as sent ("" when absent)
+  std::string content_disposition;
   bool chunked = false;
 };
 
@@ -120,6 +121,7 @@ class HttpConnection {
     out.allow = std::string(r[http_t::field::allow]);
     out.www_authenticate = std::string(r[http_t::field::www_authenticate]);
     out.content_length = std::string(r[http_t::field::content_length]);
+    out.content_disposition = std::string(r[http_t::field::content_disposition]);
     out.chunked = r.chunked();
     return out;
   }

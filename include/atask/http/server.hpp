@@ -53,8 +53,9 @@ struct ServerOptions {
   std::string address = "127.0.0.1";
   /// 0 = an ephemeral port (Server::port() tells which).
   unsigned short port = 8080;
-  /// Bearer token. When set, mutating requests (POST) need
-  /// "Authorization: Bearer <token>" (401 without it). Reads stay open.
+  /// Bearer token. When set, mutating requests (POST) and job result
+  /// downloads (GET /api/jobs/{type}/{id}/result) need
+  /// "Authorization: Bearer <token>" (401 without it). Other reads stay open.
   std::string token{};
   /// Request bodies above this get 413.
   std::size_t max_body_size = 1 << 20;
@@ -80,6 +81,10 @@ struct ServerOptions {
   /// of building it anew (with 1,000 workers a build takes milliseconds, and
   /// several scrapers would each pay for it). 0 = build for every scrape.
   std::chrono::milliseconds metrics_cache{1'000};
+  /// GET /api/jobs/{type}/{id}/result reads the result file into memory
+  /// (replies are built whole); a larger file gets 500 with its size in the
+  /// message instead.
+  std::uint64_t max_result_size = std::uint64_t{64} << 20;
 };
 
 /// Counters of the server itself.

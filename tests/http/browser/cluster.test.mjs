@@ -14,7 +14,7 @@
 // "Dead letters" list names the task and the error, Requeue is answered 200, and "Purge all"
 // (confirm accepted) empties the list; (d) a "report" job run from the Jobs form streams to
 // 100 % and done; (e) the page logged no console errors or page errors, and showed no dialog
-// other than the Purge confirmation. Prints one PASS line (exit 0) or FAIL with the reason
+// other than the Purge confirmation, nor a throughput chart of the API server's own tasks. Prints one PASS line (exit 0) or FAIL with the reason
 // (exit 1). Never waits with fixed sleeps: page conditions with timeouts, or API polls.
 import { execFile } from "node:child_process";
 import fs from "node:fs";
@@ -297,6 +297,8 @@ async function main() {
 
   // (e) nothing went wrong in the page.
   if (await page.isVisible("#banner")) problems.push("the 'disconnected' banner is showing");
+  // An API server runs no tasks: no throughput chart of its own beside the cluster's.
+  if (await page.isVisible("#throughput")) problems.push("the API server's own (empty) throughput chart is showing");
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   if (problems.length) throw new Error("(e) " + problems.join("; "));
   log("(e) ok: no console errors, page errors or unexpected dialogs");

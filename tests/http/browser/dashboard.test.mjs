@@ -12,7 +12,12 @@
 // name is shown short, whole in the title. Then: (g) the search box keeps only the tasks and workers
 // whose name contains the text; (h) the "failed" status filter lists failed tasks only, each with
 // the error GET /api/tasks?status=failed gives; (i) while /api/supervisor fails (intercepted), the
-// state badge shows "unknown", and the state again once it answers.
+// state badge shows "unknown", and the state again once it answers. Then, still at 390 px: (j) the
+// job's row shows its params as compact JSON, its start and finish times, a duration and the short
+// result name GET /api/jobs gives; (k) its Download button saves a file named so whose bytes equal
+// GET /api/jobs/{type}/{id}/result; (l) with more than 10 finished jobs only the 10 newest are
+// listed until "show all" is clicked, and the page still does not scroll sideways; (m) the throughput
+// chart (inline SVG) has drawn at least two points of each series, inside its box and the viewport.
 // Exits 0 and prints one PASS line, or prints FAIL and exits 1. Never waits with fixed sleeps.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -295,10 +300,94 @@ async function main() {
   if (problems.length) throw new Error("(i) " + problems.join("; "));
   log(`(i) ok: state '${lastState}' -> 'unknown' while /api/supervisor failed -> 'running' again`);
 
+  // (j) the job's row: params, times, duration, short result name.
+  const jobInfo = await api(base, `/api/jobs/${encodeURIComponent(types[0])}/${job.id}`);
+  if (!jobInfo.result_name || !jobInfo.started_at || !jobInfo.finished_at)
+    throw new Error(`(j) GET /api/jobs/${types[0]}/${job.id} lacks result_name or times: ${JSON.stringify(jobInfo)}`);
+  await page.waitForFunction(([sel, stamp, name]) => {
+    const f = (k) => document.querySelector(`${sel} [data-field="${k}"]`);
+    return f("params") && f("params").textContent === JSON.stringify({ run: stamp })
+      && /\d\d:\d\d:\d\d/.test(f("started").textContent) && /\d\d:\d\d:\d\d/.test(f("finished").textContent)
+      && /\d/.test(f("duration").textContent) && f("result-name") && f("result-name").textContent.trim() === name;
+  }, [jobSel, stamp, jobInfo.result_name]).catch(async () => {
+    throw new Error(`(j) job #${job.id}'s row lacks params, times or result name: '${await page.textContent(jobSel)}'`);
+  });
+  const rowText = await page.$eval(jobSel, (tr) => Object.fromEntries([...tr.querySelectorAll("[data-field]")]
+    .map((e) => [e.dataset.field, e.textContent.trim()])));
+  if (/[0-9a-f]{32}/.test(rowText["result-name"])) throw new Error(`(j) result name not short: ${rowText["result-name"]}`);
+  log(`(j) ok: params ${rowText.params}, ${rowText.started} to ${rowText.finished} (${rowText.duration}), result ${rowText["result-name"]}`);
+
+  // (k) Download saves the very bytes the API serves, under the short name.
+  const served = Buffer.from(await (await fetch(`${base}/api/jobs/${encodeURIComponent(types[0])}/${job.id}/result`,
+    { signal: AbortSignal.timeout(10_000) })).arrayBuffer());
+  const [download] = await Promise.all([page.waitForEvent("download"),
+    page.click(`${jobSel} [data-action="download"]`)]);
+  const savedPath = await download.path();
+  const saved = fs.readFileSync(savedPath);
+  if (download.suggestedFilename() !== jobInfo.result_name)
+    throw new Error(`(k) the download is named '${download.suggestedFilename()}', not '${jobInfo.result_name}'`);
+  if (!served.length || !saved.equals(served))
+    throw new Error(`(k) the downloaded file (${saved.length} bytes) differs from the API's (${served.length} bytes)`);
+  log(`(k) ok: downloaded ${download.suggestedFilename()}, ${saved.length} bytes equal to the API's`);
+
+  // (l) more than 10 finished jobs: the 10 newest are listed, "show all" lists every one.
+  await Promise.all(Array.from({ length: 12 }, async (_, k) => {
+    const res = await fetch(`${base}/api/jobs/${encodeURIComponent(types[0])}`, { method: "POST",
+      body: JSON.stringify({ rows: 1, run: stamp, n: k }), signal: AbortSignal.timeout(60_000) });
+    const body = await res.text();  // the stream ends when the job is done
+    if (!res.ok || !/"done"/.test(body)) throw new Error(`(l) job ${k} did not finish: HTTP ${res.status} ${body.slice(-200)}`);
+  }));
+  const finishedApi = (await api(base, "/api/jobs")).jobs.filter((j) => j.status === "done" || j.status === "failed").length;
+  const jobRows = () => {
+    const trs = [...document.querySelectorAll("#job-rows tr[data-job]")];
+    const fin = trs.filter((tr) => /^(done|failed)$/.test(tr.querySelector('[data-field="status"]').textContent.trim()));
+    return { finished: fin.length, shown: fin.filter((tr) => !tr.hidden).map((tr) => Number(tr.dataset.job)),
+      toggle: document.getElementById("jobs-toggle"), scrollWidth: document.documentElement.scrollWidth, vw: window.innerWidth };
+  };
+  await page.waitForFunction(`(() => { const r = (${jobRows})();
+    return r.finished >= ${finishedApi} && r.shown.length === 10 && !r.toggle.hidden && r.scrollWidth <= r.vw; })()`)
+    .catch(async () => {
+      const r = await page.evaluate(`(() => { const r = (${jobRows})(); r.toggle = r.toggle.hidden; return r; })()`);
+      throw new Error(`(l) with ${finishedApi} finished jobs the page shows ${JSON.stringify(r)}`);
+    });
+  const shownIds = (await page.evaluate(`(() => (${jobRows})().shown)()`)).sort((a, b) => b - a);
+  const newestIds = (await api(base, "/api/jobs")).jobs.filter((j) => j.status === "done" || j.status === "failed")
+    .map((j) => j.id).sort((a, b) => b - a).slice(0, 10);
+  if (JSON.stringify(shownIds) !== JSON.stringify(newestIds))
+    throw new Error(`(l) the jobs shown ${shownIds} are not the 10 newest ${newestIds}`);
+  await page.click("#jobs-toggle");
+  await page.waitForFunction(`(() => { const r = (${jobRows})();
+    return r.shown.length === r.finished && r.scrollWidth <= r.vw; })()`)
+    .catch(() => { throw new Error("(l) 'show all' did not list every finished job (or the page scrolls sideways)"); });
+  const all = (await page.evaluate(`(() => (${jobRows})().shown.length)()`));
+  await page.click("#jobs-toggle");
+  await page.waitForFunction(`(() => (${jobRows})().shown.length === 10)()`)
+    .catch(() => { throw new Error("(l) toggling back did not list the 10 newest finished jobs again"); });
+  if (problems.length) throw new Error("(l) " + problems.join("; "));
+  log(`(l) ok: 10 of ${all} finished jobs shown, all after 'show all', no sideways scroll at 390 px`);
+
+  // (m) the throughput chart: points from the polls, drawn inside the SVG's box, the SVG inside the page.
+  const chartState = () => {
+    const svg = document.getElementById("tp-chart"), [, , w, h] = svg.getAttribute("viewBox").split(" ").map(Number);
+    const series = Object.fromEntries([...svg.querySelectorAll("polyline[data-series]")].map((pl) => [pl.dataset.series,
+      pl.getAttribute("points").trim().split(/\s+/).filter(Boolean).map((p) => p.split(",").map(Number))]));
+    const inside = Object.values(series).every((pts) => pts.every(([x, y]) => x >= 0 && x <= w && y >= 0 && y <= h));
+    const r = svg.getBoundingClientRect();
+    return { counts: Object.fromEntries(Object.entries(series).map(([k, v]) => [k, v.length])), inside,
+      inViewport: r.left >= 0 && r.right <= window.innerWidth && r.width > 0, summary: document.getElementById("tp-summary").textContent };
+  };
+  await page.waitForFunction(`(() => { const c = (${chartState})();
+    return c.counts.completed >= 2 && c.counts.failed >= 2 && c.inside && c.inViewport; })()`)
+    .catch(async () => { throw new Error(`(m) the throughput chart: ${JSON.stringify(await page.evaluate(`(${chartState})()`))}`); });
+  const chart = await page.evaluate(`(${chartState})()`);
+  log(`(m) ok: throughput chart with ${chart.counts.completed} points per series; ${chart.summary}`);
+
   console.log(`PASS dashboard: ${names.length} workers shown, trigger '${ev.name}' ${before}->${after}, ` +
     `job #${job.id} (${types[0]}) streamed to 100 % (${seen.length} progress values), no page errors; at 390 px ` +
     `no sideways scroll, ${narrow.buttons} buttons in reach, result shown short; search, failed filter ` +
-    `(${failedShown.length} tasks with errors) and 'unknown' state work`);
+    `(${failedShown.length} tasks with errors) and 'unknown' state work; job row with params, times and ` +
+    `result ${jobInfo.result_name}, its download equals the API's bytes, 10 recent of ${all} finished jobs, ` +
+    `throughput chart with ${chart.counts.completed} points`);
 }
 
 let code = 0;
