@@ -37,6 +37,22 @@ using test::patience;
 
 using namespace test::cli;
 
+namespace {
+
+// The one worker in Redis has one task running, as its heartbeat says.
+bool runs_one_task(dist::Client& client) {
+  const auto ws = client.workers();
+  return ws.size() == 1 && ws[0].running.size() == 1;
+}
+
+// The worker's second --json line: its "stopped" event.
+json::value stopped_event(test::cli::Worker& w) {
+  const std::string out = w.process().out();
+  return parse_json(out.substr(out.find('\n') + 1));
+}
+
+}  // namespace
+
 TEST_SUITE("cli") {
   TEST_CASE("every subcommand answers --help with its options and exits 0") {
     const std::vector<std::pair<std::string, std::vector<std::string>>> expect{
@@ -339,8 +355,7 @@ TEST_SUITE("cli") {
 
     w.process().signal(SIGTERM);
     CHECK(w.process().wait() == 0);
-    const std::string out = w.process().out();
-    const auto last = parse_json(out.substr(out.find('\n') + 1));
+    const auto last = stopped_event(w);
     CHECK(last.at("event") == "stopped");
     CHECK(last.at("stage") == "warm");
     CHECK(last.at("succeeded") == 1);
@@ -358,14 +373,10 @@ TEST_SUITE("cli") {
     Worker w(redis, "cli-w6", {"--warm-timeout", "0.5", "--json"});
     dist::Client client({.broker = redis.url()});
     auto h = client.send<std::string>("demo.report", {400, 50});  // 20 s unless asked to stop
-    REQUIRE(eventually([&] {
-      const auto ws = client.workers();
-      return ws.size() == 1 && ws[0].running.size() == 1;
-    }));
+    REQUIRE(eventually([&] { return runs_one_task(client); }));
     w.process().signal(SIGTERM);
     CHECK(w.process().wait() == 3);
-    const std::string out = w.process().out();
-    const auto last = parse_json(out.substr(out.find('\n') + 1));
+    const auto last = stopped_event(w);
     CHECK(last.at("stage") == "soft");
     CHECK(last.at("stop_requested").to_number<int>() >= 1);
     CHECK(last.at("exit_code") == 3);
@@ -380,18 +391,14 @@ TEST_SUITE("cli") {
     Worker w(redis, "cli-w8", {"--warm-timeout", "600", "--json"});
     dist::Client client({.broker = redis.url()});
     auto h = client.send<std::string>("demo.report", {400, 50});  // 20 s unless asked to stop
-    REQUIRE(eventually([&] {
-      const auto ws = client.workers();
-      return ws.size() == 1 && ws[0].running.size() == 1;
-    }));
+    REQUIRE(eventually([&] { return runs_one_task(client); }));
     w.process().signal(SIGTERM);
     // The second signal only after the first was taken: two pending
     // SIGTERMs are one signal to the kernel.
     REQUIRE(eventually([&] { return contains(w.process().err(), "shutting down (warm stage"); }));
     w.process().signal(SIGTERM);
     CHECK(w.process().wait() == 3);  // long before the 600 s warm stage would end
-    const std::string out = w.process().out();
-    const auto last = parse_json(out.substr(out.find('\n') + 1));
+    const auto last = stopped_event(w);
     CHECK(last.at("stage") == "soft");
     CHECK(last.at("stop_requested").to_number<int>() >= 1);
     CHECK(last.at("exit_code") == 3);
@@ -405,14 +412,10 @@ TEST_SUITE("cli") {
               "0.3", "--json"});
     dist::Client client({.broker = redis.url()});
     auto h = client.send("stubborn.sleep", {60'000});
-    REQUIRE(eventually([&] {
-      const auto ws = client.workers();
-      return ws.size() == 1 && ws[0].running.size() == 1;
-    }));
+    REQUIRE(eventually([&] { return runs_one_task(client); }));
     w.process().signal(SIGTERM);  // one signal: warm 0.3 s, soft 0.3 s, then cold
     CHECK(w.process().wait() == 4);
-    const std::string out = w.process().out();
-    const auto last = parse_json(out.substr(out.find('\n') + 1));
+    const auto last = stopped_event(w);
     CHECK(last.at("stage") == "cold");
     CHECK(last.at("abandoned") == 1);
     CHECK(last.at("exit_code") == 4);
