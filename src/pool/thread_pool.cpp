@@ -175,6 +175,29 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
     return nullptr;
   }
 
+  // A thread that has just run a task of priority `done` takes the next one
+  // in the same stroke, as if it ended the first and started the second
+  // atomically: running_total and `searching` do not move, so nobody can
+  // see (or needs to see) a free slot or a searcher in between. Null when
+  // nothing is admissible with the finished task's slot free; the caller
+  // then ends the task the long way.
+  detail::PoolNode* swap_locked(std::size_t done) noexcept {
+    drain_locked();
+    const int others = running_total.load(std::memory_order_relaxed) - 1;
+    for (int i = int(priority_count) - 1; i >= 0; --i) {
+      if (queues[i].empty()) continue;
+      if (i != int(Priority::critical) && others >= limit[i].load(std::memory_order_relaxed)) return nullptr;
+      detail::PoolNode* n = queues[i].pop_front();
+      --queued[i];
+      --queued_total;
+      --running[done];
+      ++running[i];
+      ++completed;
+      return n;
+    }
+    return nullptr;
+  }
+
   // Takes a sleeper out of `sleepers`; the caller releases its semaphore
   // after unlocking, so the woken thread does not run into a held lock.
   Worker* pop_sleeper_locked() {
@@ -294,16 +317,29 @@ struct ThreadPool::Impl : std::enable_shared_from_this<Impl> {
         update_hint_locked();
         lk.unlock();
         wake(other);
-        const auto p = index(n->priority());
-        try {
-          n->run();
-        } catch (...) {
-          report(std::current_exception());
+        // Runs n, then, while admissible work waits, the next task without
+        // leaving the running count (swap_locked()).
+        for (;;) {
+          const auto p = index(n->priority());
+          try {
+            n->run();
+          } catch (...) {
+            report(std::current_exception());
+          }
+          n->release();
+          lk.lock();
+          detail::PoolNode* next = abandoned ? nullptr : swap_locked(p);
+          if (!next) {
+            --running[p];
+            break;
+          }
+          n = next;
+          other = ensure_searcher_locked();
+          update_hint_locked();
+          lk.unlock();
+          wake(other);
         }
-        n->release();
-        lk.lock();
         w->in_task = false;
-        --running[p];
         // Become a searcher before the slot frees up: a submitter that sees
         // the lower running count must also see someone who will look.
         searching.fetch_add(1);

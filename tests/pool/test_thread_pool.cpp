@@ -293,6 +293,66 @@ TEST_SUITE("thread_pool") {
     REQUIRE(h1.wait_for());
   }
 
+  TEST_CASE("a thread freed by a critical task above the limits does not take a low task the limits refuse") {
+    // The thread that ran the critical task takes the next task in the same
+    // stroke only when that task is admissible with its own slot free: here
+    // the low task still finds the pool full (the first low task runs).
+    Event l1, c, l2, open1, open_c, open2;
+    ThreadPool pool(pool_options({.pool_size = 1, .max_threads = 1}));
+    OpenOnExit guard{&open1, &open_c, &open2};
+    pool.start();
+    post_blocker(pool, Priority::low, l1, open1);
+    REQUIRE(l1.wait_for());
+    post_blocker(pool, Priority::critical, c, open_c);
+    REQUIRE(c.wait_for());
+    post_blocker(pool, Priority::low, l2, open2);
+    open_c.set();
+    REQUIRE(eventually([&] { return running(pool.info(), Priority::critical) == 0; }));
+    auto i = pool.info();
+    CHECK(i.running_total == 1);
+    CHECK(queued(i, Priority::low) == 1);
+    CHECK(i.completed_total == 1);
+    CHECK_FALSE(l2.is_set());
+    open1.set();
+    REQUIRE(l2.wait_for());
+    open2.set();
+    REQUIRE(pool.wait_idle(deadline()));
+    CHECK(pool.info().completed_total == 3);
+  }
+
+  TEST_CASE("a thread that finishes a task takes the next one of a long queue in turn") {
+    // Many queued tasks on one thread: each ends and the next starts in the
+    // same stroke; the counters must add up at every step and at the end.
+    ThreadPool pool(pool_options({.pool_size = 1}));
+    Event first, open;
+    OpenOnExit guard{&open};
+    pool.start();
+    post_blocker(pool, Priority::normal, first, open);
+    REQUIRE(first.wait_for());
+    std::mutex m;
+    std::vector<int> order;
+    const int n = 1000;
+    for (int k = 0; k < n; ++k)
+      pool.post(k % 2 ? Priority::high : Priority::low, [&, k] {
+        std::lock_guard lk(m);
+        order.push_back(k);
+      });
+    open.set();
+    REQUIRE(pool.wait_idle(deadline()));
+    auto i = pool.info();
+    CHECK(i.completed_total == std::uint64_t(n) + 1);
+    CHECK(i.running_total == 0);
+    CHECK(i.queued_total == 0);
+    CHECK(i.running == std::array<int, atask::priority_count>{});
+    std::lock_guard lk(m);
+    REQUIRE(order.size() == std::size_t(n));
+    // Every high task (odd k) before every low one, each in submission order.
+    std::vector<int> expected;
+    for (int k = 1; k < n; k += 2) expected.push_back(k);
+    for (int k = 0; k < n; k += 2) expected.push_back(k);
+    CHECK(order == expected);
+  }
+
   TEST_CASE("pool_size 0 is unlimited") {
     Counter started;
     Event open;
