@@ -12,9 +12,7 @@
 //     and Supervisor::stop() with all of them active; baselines: 10,000 idle
 //     Asio coroutines each waiting on a steady_timer, 1,000 idle threads
 //     blocked on a condition variable.
-//  4. queue worker throughput: put() -> QueueWorker<int> and
-//     AsyncQueueWorker<int>, one producer, vs a mutex+cv+deque queue with one
-//     consumer thread.
+//  4. (queue worker throughput is bench_queue's)
 //  5. background_task throughput: calls of a wrapped empty callable with the
 //     handles kept, then all waited for; baseline: pool().post() of the same
 //     number of tasks on the same supervisor (no handle, no registry entry).
@@ -206,7 +204,6 @@ int main(int argc, char** argv) {
   const int lat_rounds = quick ? 2 : 5;            // interleaved rounds
   const int ticks = quick ? 200 : 1'000;
   const int idle_workers = 10'000, idle_coros = 10'000, idle_threads = 1'000;
-  const long queue_items = quick ? 200'000 : 1'000'000;
   const long bg_tasks = quick ? 200'000 : 1'000'000;
   const int runs = quick ? 3 : 5;
   const auto interval = 10ms;
@@ -373,82 +370,6 @@ int main(int argc, char** argv) {
     sv.stop();
   }
 
-  // ============ 4. queue worker throughput ===========================================
-  std::vector<double> q_block, q_async, q_plain;
-  bool sums_ok = true;
-  const long long want_sum = static_cast<long long>(queue_items) * (queue_items + 1) / 2;
-  {
-    atask::Supervisor sv({.id = "queue", .pool_size = 2, .logger = quiet()});
-    sv.start();
-    for (int r = 0; r < runs; ++r) {
-      {
-        long long sum = 0;
-        long count = 0;
-        Gate gate;
-        auto q = atask::queue_worker<int>(sv, [&](int x) {
-          sum += x;
-          if (++count == queue_items) gate.open();
-        });
-        q->start();
-        const auto t0 = clk::now();
-        for (long i = 1; i <= queue_items; ++i) q->put(static_cast<int>(i));
-        gate.wait();
-        q_block.push_back(queue_items / secs(clk::now() - t0));
-        q->stop();
-        sums_ok = sums_ok && sum == want_sum;
-      }
-      {
-        long long sum = 0;
-        long count = 0;
-        Gate gate;
-        auto q = atask::queue_worker<int>(sv, [&](int x) -> asio::awaitable<void> {
-          sum += x;
-          if (++count == queue_items) gate.open();
-          co_return;
-        });
-        q->start();
-        const auto t0 = clk::now();
-        for (long i = 1; i <= queue_items; ++i) q->put(static_cast<int>(i));
-        gate.wait();
-        q_async.push_back(queue_items / secs(clk::now() - t0));
-        q->stop();
-        sums_ok = sums_ok && sum == want_sum;
-      }
-      {
-        // Baseline: the producer/consumer queue a competent engineer writes in ten minutes.
-        std::mutex m;
-        std::condition_variable cv;
-        std::deque<int> dq;
-        long long sum = 0;
-        const auto t0 = clk::now();
-        std::thread consumer([&] {
-          for (long count = 0; count < queue_items;) {
-            int x;
-            {
-              std::unique_lock lk(m);
-              cv.wait(lk, [&] { return !dq.empty(); });
-              x = dq.front();
-              dq.pop_front();
-            }
-            sum += x;
-            ++count;
-          }
-        });
-        for (long i = 1; i <= queue_items; ++i) {
-          {
-            std::lock_guard lk(m);
-            dq.push_back(static_cast<int>(i));
-          }
-          cv.notify_one();
-        }
-        consumer.join();
-        q_plain.push_back(queue_items / secs(clk::now() - t0));
-        sums_ok = sums_ok && sum == want_sum;
-      }
-    }
-    sv.stop();
-  }
-
   // ============ 5. background_task throughput =========================================
   std::vector<double> bg_kept, bg_dropped, bg_post;
   {
@@ -575,7 +496,6 @@ int main(int argc, char** argv) {
   // ============ report ===================================================================
   const double ev50 = ev_lat.p(.5), ev99 = ev_lat.p(.99), po50 = post_lat.p(.5), po99 = post_lat.p(.99);
   const double aev50 = aev_lat.p(.5), aev99 = aev_lat.p(.99), al50 = aloop_lat.p(.5), al99 = aloop_lat.p(.99);
-  const double qb = median(q_block), qa = median(q_async), qp = median(q_plain);
   const double bk = median(bg_kept), bdr = median(bg_dropped), bp = median(bg_post);
 
   rows.push_back({"1. EventWorker trigger->start p50 (us)", num("%.1f", ev50), num("%.1f", po50),
@@ -636,10 +556,6 @@ int main(int argc, char** argv) {
   rows.push_back({"   Supervisor::stop() with all active (ms)", num("%.1f", sv_stop_ms),
                   num("%.1f", sv_stop_empty_ms), ratio(sv_stop_ms, sv_stop_empty_ms), "< 100",
                   yes(sv_stop_ms < 100)});
-  rows.push_back({"4. QueueWorker<int> put->executor (items/s)", num("%.0f", qb), num("%.0f", qp),
-                  ratio(qb, qp), "-", ""});
-  rows.push_back(
-      {"   AsyncQueueWorker<int> (items/s)", num("%.0f", qa), num("%.0f", qp), ratio(qa, qp), "-", ""});
   rows.push_back({"5. background_task, handles kept (tasks/s)", num("%.0f", bk), num("%.0f", bp),
                   ratio(bk, bp), ">= 500000", yes(bk >= 500'000)});
   rows.push_back({"   background_task, handles dropped (tasks/s)", num("%.0f", bdr), num("%.0f", bp),
@@ -660,12 +576,11 @@ int main(int argc, char** argv) {
       "  3: %d workers; baselines: %d idle coroutines on steady_timers (stop: cancel all, wait for all to "
       "end), "
       "%d threads on a cv (RSS only)\n"
-      "  4: %ld items, one producer; baseline: mutex+cv+deque, one consumer thread; median of %d\n"
+      "  4: queue workers: see bench_queue\n"
       "  5: %ld calls, 2 pool threads (kept: timed until all waited and released); baseline: pool().post() "
       "of the same count on the same supervisor; median of "
       "%d\n\n",
-      lat_samples, lat_rounds, ticks, idle_workers, idle_coros, idle_threads, queue_items, runs, bg_tasks,
-      runs);
+      lat_samples, lat_rounds, ticks, idle_workers, idle_coros, idle_threads, bg_tasks, runs);
   std::printf("%-52s %11s %11s %8s %11s %5s\n", "metric", "atask", "baseline", "ratio", "target", "met?");
   for (auto& r : rows)
     std::printf("%-52s %11s %11s %8s %11s %5s\n", r.metric.c_str(), r.atask.c_str(), r.base.c_str(),
@@ -675,12 +590,12 @@ int main(int argc, char** argv) {
       "ms, "
       "destroy %.1f ms (second half %.1f ms, first half %.1f ms); executor runs while idle: %llu (want 0)\n"
       "  RSS deltas: workers %ld KiB, coroutines %ld KiB, threads %ld KiB; skipped ticks: %llu; "
-      "event runs %llu/%d, async event runs %llu/%d; thread-baseline stop %.1f ms; sums %s\n\n",
+      "event runs %llu/%d, async event runs %llu/%d; thread-baseline stop %.1f ms\n\n",
       idle_workers, create_ms, create_first_half_ms, create_ms - create_first_half_ms, start_ms, restart_ms,
       destroy_ms, destroy_second_half_ms, destroy_ms - destroy_second_half_ms, (unsigned long long)idle_runs,
       w_rss, c_rss, t_rss, (unsigned long long)wd.skipped, (unsigned long long)ev_runs,
       lat_samples / lat_rounds * lat_rounds, (unsigned long long)aev_runs,
-      lat_samples / lat_rounds * lat_rounds, thread_stop_ms, sums_ok ? "ok" : "WRONG");
+      lat_samples / lat_rounds * lat_rounds, thread_stop_ms);
 
   std::printf(
       "{\"bench\":\"workers\",\"quick\":%s,"
@@ -699,7 +614,6 @@ int main(int argc, char** argv) {
       "\"coroutine_heap_bytes\":%.0f,\"thread_kib\":%.2f,\"stop_nowait_then_wait_ms\":%.2f,"
       "\"stop_wait_each_ms\":%.2f,\"supervisor_stop_ms\":%.2f,\"supervisor_stop_empty_ms\":%.2f,"
       "\"coroutine_cancel_ms\":%.2f,\"create_ms\":%.1f,\"destroy_ms\":%.1f},"
-      "\"queue\":{\"items\":%ld,\"worker\":%.0f,\"async_worker\":%.0f,\"plain\":%.0f,\"sums_ok\":%s},"
       "\"background_task\":{\"tasks\":%ld,\"kept_handles\":%.0f,\"dropped_handles\":%.0f,\"pool_post\":%.0f},"
       "\"runs\":%d,\"loadavg\":{\"start\":\"%s\",\"end\":\"%s\"}}\n",
       quick ? "true" : "false", ev50, ev99, po50, po99, aev50, aev99, al50, al99, submit_lat.p(.5),
@@ -709,7 +623,7 @@ int main(int argc, char** argv) {
       (unsigned long long)wd.skipped, bd.total_drift_us, bd.p50_late_us, bd.p99_late_us, bd.max_late_us,
       bd.first_late_us, bh.total_drift_us, bh.p50_late_us, bh.p99_late_us, bh.max_late_us, idle_workers,
       w_kib, w_heap_b, c_kib, c_heap_b, t_kib, stop_nowait_ms, stop_wait_each_ms, sv_stop_ms,
-      sv_stop_empty_ms, coro_cancel_ms, create_ms, destroy_ms, queue_items, qb, qa, qp,
-      sums_ok ? "true" : "false", bg_tasks, bk, bdr, bp, runs, load_start.c_str(), load_end.c_str());
-  return sums_ok ? 0 : 1;
+      sv_stop_empty_ms, coro_cancel_ms, create_ms, destroy_ms, bg_tasks, bk, bdr, bp, runs,
+      load_start.c_str(), load_end.c_str());
+  return 0;
 }

@@ -243,7 +243,7 @@ bool Worker::start(const StartOptions& o) {
     last_start_ = o;
     state_ = WorkerState::active;
     stop_hook_ = draining_ = finalizing_ = need_finalize_ = false;
-    consecutive_errors_ = 0;
+    counters_.consecutive_errors = 0;
     apply_start_locked(o);
     started_locked();
   }
@@ -354,9 +354,9 @@ WorkerInfo Worker::info() const {
   i.state = state_;
   i.priority = cur_.priority;
   i.coroutine = coroutine_;
-  i.runs = runs_.load(std::memory_order_relaxed);
-  i.errors = errors_.load(std::memory_order_relaxed);
-  if (const auto ns = last_run_ns_.load(std::memory_order_relaxed); ns != 0)
+  i.runs = counters_.runs.load(std::memory_order_relaxed);
+  i.errors = counters_.errors.load(std::memory_order_relaxed);
+  if (const auto ns = counters_.last_run_ns.load(std::memory_order_relaxed); ns != 0)
     i.last_run = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns)));
   add_info_locked(i);
@@ -383,13 +383,16 @@ void Worker::call_started() noexcept {
   // and dashboards, millisecond resolution is plenty.
   timespec ts{};
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-  last_run_ns_.store(std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec, std::memory_order_relaxed);
+  counters_.last_run_ns.store(std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec,
+                              std::memory_order_relaxed);
 }
 
 bool Worker::call_ended(std::exception_ptr e, WorkerContext* ctx) noexcept {
-  runs_.fetch_add(1, std::memory_order_relaxed);
+  // One executor call at a time: this thread is the only writer.
+  counters_.runs.store(counters_.runs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (!e) {
-    if (consecutive_errors_.load(std::memory_order_relaxed) != 0) consecutive_errors_.store(0);
+    if (counters_.consecutive_errors.load(std::memory_order_relaxed) != 0)
+      counters_.consecutive_errors.store(0);
     return true;
   }
   std::unique_lock lk(m_);
@@ -399,10 +402,10 @@ bool Worker::call_ended(std::exception_ptr e, WorkerContext* ctx) noexcept {
     log().debug("worker '{}': executor ended by the stop: {}", ctx->name, detail::describe(e));
     return true;
   }
-  ++errors_;
-  ++consecutive_errors_;
-  const bool give_up = cur_.stop_after_errors != 0 && consecutive_errors_ >= cur_.stop_after_errors;
-  const std::size_t in_a_row = consecutive_errors_.load();
+  ++counters_.errors;
+  ++counters_.consecutive_errors;
+  const bool give_up = cur_.stop_after_errors != 0 && counters_.consecutive_errors >= cur_.stop_after_errors;
+  const std::size_t in_a_row = counters_.consecutive_errors.load();
   WorkerError err{cur_.name, ctx ? ctx->task_id : 0, e, detail::describe(e)};
   lk.unlock();
   report(err);

@@ -90,13 +90,25 @@ class Executor<Source, Coroutine, ItemList<Items...>> : public Source {
       return each_item(ctx);
   }
 
+  // guarded_call_async() written out: one coroutine frame less per item.
   boost::asio::awaitable<bool> each_item(WorkerContext& ctx) {
     for (std::size_t n = 0;; ++n) {
       auto item = this->next_item(n);
       if (!item) co_return true;
-      const bool keep =
-          co_await this->guarded_call_async(ctx, [this, &ctx, &item] { return run(std::move(*item), ctx); });
-      if (!keep) co_return false;
+      this->call_started();
+      std::exception_ptr e;
+      bool keep = false;
+      try {
+        keep = co_await run(std::move(*item), ctx);
+      } catch (...) {
+        e = std::current_exception();
+      }
+      if (e) {
+        if (!this->call_ended(e, &ctx)) co_return false;
+      } else {
+        this->call_ended(nullptr);
+        if (!keep) co_return false;
+      }
     }
   }
 };

@@ -2,8 +2,10 @@
 /// @file
 /// Queue workers: QueueSource<T> (a run per queued item), QueueWorker<T>
 /// (blocking executor on the pool) and AsyncQueueWorker<T> (coroutine
-/// executor on an aloop), the queue_worker<T>() factory, and atask::put() /
-/// try_put() for a queue worker held as a Worker.
+/// executor on an aloop); their batch forms BatchQueueWorker<T> and
+/// AsyncBatchQueueWorker<T> (the executor takes a std::span<T> of up to
+/// QueueOptions::max_batch items); the queue_worker<T>() factory, and
+/// atask::put() / try_put() for a queue worker held as a Worker.
 ///
 /// @code
 ///   auto sum = atask::queue_worker<int>(sv, [&](int x) { total += x; }, {.capacity = 1000});
@@ -11,6 +13,10 @@
 ///   sum->put(2);                                        // any thread; blocks while full
 ///   co_await sum->async_put(3, asio::use_awaitable);    // coroutines wait without a thread
 ///   sum->stop();                                        // drains what is queued (the default)
+///
+///   // Batch form: the executor gets what is queued, up to max_batch items per call.
+///   auto rows = atask::queue_worker<Row>(sv, [&](std::span<Row> batch) { db.insert(batch); },
+///                                        {.max_batch = 500});
 ///
 ///   std::vector<std::unique_ptr<atask::Worker>> all;   // held as Worker: no cast needed
 ///   all.push_back(atask::queue_worker<int>(sv, [](int) {}));
@@ -30,6 +36,7 @@
 
 #include <deque>
 #include <limits>
+#include <span>
 #include <typeinfo>
 #include <vector>
 
@@ -74,6 +81,11 @@ struct QueueOptions {
   /// false, or a supervisor that stopped before the queue drained), on the
   /// thread that completes the stop. Empty: they wait in take_unprocessed().
   std::function<void(std::vector<T>)> on_hand_back{};
+  /// Batch executors (taking std::span<T>): at most this many items per
+  /// call, taken from the queue under one lock; must be >= 1. A call gets
+  /// what is queued when it begins, never waits for a batch to fill.
+  /// Ignored by per-item executors.
+  std::size_t max_batch = 128;
 };
 
 namespace detail {
@@ -129,8 +141,8 @@ QueueInput<T>& queue_of(Worker& w, const char* call) {
 }  // namespace detail
 
 /// The source of a queue worker: the queue, in FIFO or priority order, and
-/// a run per queued item (a run takes up to 64 items in a row while other
-/// work waits, then gives its pool slot back).
+/// a run per queued item (a run takes items in a row, and gives its pool
+/// slot back now and then: see run_slice).
 ///
 /// @par Thread safety
 /// Distinct objects: Safe. Shared objects: Safe, as Worker (put() from the
@@ -261,20 +273,33 @@ class QueueSource : public Worker, public detail::QueueInput<T>, public detail::
   }
 
   /// Takes the next item for a run, or nothing when the run should end
-  /// (queue empty, the worker stops without draining, or `batch` items done
-  /// while other work waits: a run gives its pool slot back now and then).
-  std::optional<T> next_item(std::size_t done_in_run) {
+  /// (queue empty, the worker stops without draining, or the run has had
+  /// its share: see run_slice).
+  std::optional<T> next_item(std::size_t calls_in_run) {
     std::lock_guard lk(m_);
-    const bool draining = draining_locked();
-    if (!this->active_locked() && !draining) return std::nullopt;
-    if (!draining && done_in_run >= batch) return std::nullopt;
-    if (queued_locked() == 0) return std::nullopt;
+    if (!may_take_locked(calls_in_run)) return std::nullopt;
     std::optional<T> item(pop_locked());
-    refill_locked();
+    refill_locked(1);
     return item;
   }
 
-  static constexpr std::size_t batch = 64;
+  /// The batch form of next_item(): appends up to `max` items to `out`
+  /// under one lock; false when the run should end.
+  bool next_items(std::vector<T>& out, std::size_t max, std::size_t calls_in_run) {
+    std::lock_guard lk(m_);
+    if (!may_take_locked(calls_in_run)) return false;
+    const std::size_t n = std::min(max, queued_locked());
+    for (std::size_t i = 0; i < n; ++i) out.push_back(pop_locked());
+    refill_locked(n);
+    return true;
+  }
+
+  /// A run gives its pool slot back (another run follows if items remain)
+  /// once it has made at least `min_calls_per_run` executor calls and run
+  /// for at least `run_slice`: a busy queue does not hold a pool thread
+  /// forever, and cheap items do not pay a new run every few calls.
+  static constexpr std::size_t min_calls_per_run = 64;
+  static constexpr std::chrono::microseconds run_slice{1000};
 
  private:
   struct Waiting {
@@ -291,6 +316,21 @@ class QueueSource : public Worker, public detail::QueueInput<T>, public detail::
       throw LifecycleError(call(what) + " - worker '" + this->name_locked() + "' is not active");
   }
   bool full_locked() const noexcept { return capacity_ != 0 && queued_locked() >= capacity_; }
+
+  bool may_take_locked(std::size_t calls_in_run) noexcept {
+    const bool draining = this->draining_locked();
+    if (!this->active_locked() && !draining) return false;
+    if (queued_locked() == 0) return false;
+    if (draining) return true;
+    // The clock is read once per run and once per min_calls_per_run calls.
+    if (calls_in_run == 0) {
+      run_began_ = std::chrono::steady_clock::now();
+    } else if (calls_in_run % min_calls_per_run == 0 &&
+               std::chrono::steady_clock::now() - run_began_ >= run_slice) {
+      return false;
+    }
+    return true;
+  }
 
   void push_locked(T&& item) {
     if (order_ == QueueOrder::fifo) {
@@ -319,15 +359,20 @@ class QueueSource : public Worker, public detail::QueueInput<T>, public detail::
     std::abort();  // unreachable: the constructor refuses priority order here
   }
 
-  // Room freed: wake a blocked putter, or move a waiting async put in.
-  void refill_locked() {
-    if (!waiting_.empty() && !full_locked()) {
+  // `freed` places came free: move waiting async puts in while there is
+  // room, and wake blocked putters (only a bounded queue has any).
+  void refill_locked(std::size_t freed) {
+    if (capacity_ == 0) return;
+    while (!waiting_.empty() && !full_locked()) {
       Waiting w = std::move(waiting_.front());
       waiting_.pop_front();
       push_locked(std::move(w.item));
       w.done(nullptr);  // posts its completion; runs nothing here
     }
-    space_cv_.notify_one();
+    if (freed == 1)
+      space_cv_.notify_one();
+    else if (freed > 1)
+      space_cv_.notify_all();
   }
 
   // -- the source of work --
@@ -433,6 +478,7 @@ class QueueSource : public Worker, public detail::QueueInput<T>, public detail::
   std::deque<T> fifo_;
   std::vector<std::pair<std::uint64_t, T>> heap_;
   std::uint64_t seq_ = 0;
+  std::chrono::steady_clock::time_point run_began_{};  // of the run in progress
   std::deque<Waiting> waiting_;
   std::vector<T> handed_;       // handed back, not yet delivered
   std::vector<T> unprocessed_;  // delivered to nobody: take_unprocessed()
@@ -446,6 +492,50 @@ using QueueWorker = BasicWorker<QueueSource<T, Compare>, Blocking>;
 /// `awaitable<bool> run(T item, WorkerContext&)` on an aloop.
 template <class T, class Compare = std::less<>>
 using AsyncQueueWorker = BasicWorker<QueueSource<T, Compare>, Coroutine>;
+
+/// The source of a batch queue worker: the queue of QueueSource, handed to
+/// the executor as a std::span<T> of what is queued when the call begins,
+/// up to QueueOptions::max_batch items, taken under one lock. The span is
+/// valid during the call; its items are the executor's to move from. A
+/// stop waits for the call in progress, with its whole batch; what is
+/// still queued then is drained or handed back as for QueueSource.
+template <class T, class Compare = std::less<>>
+class BatchQueueSource : public QueueSource<T, Compare> {
+ public:
+  using items = detail::ItemList<std::span<T>>;
+
+ protected:
+  /// @throws OptionsError when max_batch is 0, and as QueueSource.
+  BatchQueueSource(WorkerInit init, bool coroutine, QueueOptions<T> o)
+      : QueueSource<T, Compare>(std::move(init), coroutine, checked(o, coroutine)), max_batch_(o.max_batch) {}
+
+  /// The next batch for a run (hides QueueSource::next_item()).
+  std::optional<std::span<T>> next_item(std::size_t calls_in_run) {
+    batch_.clear();
+    if (!this->next_items(batch_, max_batch_, calls_in_run)) return std::nullopt;
+    return std::span<T>(batch_);
+  }
+
+ private:
+  static QueueOptions<T> checked(const QueueOptions<T>& o, bool coroutine) {
+    if (o.max_batch == 0)
+      throw OptionsError(std::string(coroutine ? "AsyncBatchQueueWorker()" : "BatchQueueWorker()") +
+                         " - max_batch must be >= 1");
+    return o;
+  }
+
+  const std::size_t max_batch_;
+  std::vector<T> batch_;  // the batch of the call in progress (one call at a time)
+};
+
+/// Runs its executor `bool run(std::span<T> items, WorkerContext&)` on the
+/// pool with up to max_batch queued items per call.
+template <class T, class Compare = std::less<>>
+using BatchQueueWorker = BasicWorker<BatchQueueSource<T, Compare>, Blocking>;
+/// BatchQueueWorker with a coroutine executor
+/// `awaitable<bool> run(std::span<T> items, WorkerContext&)` on an aloop.
+template <class T, class Compare = std::less<>>
+using AsyncBatchQueueWorker = BasicWorker<BatchQueueSource<T, Compare>, Coroutine>;
 
 /// Puts `item` into `w`, a queue worker of T held as a Worker (say in a
 /// `std::vector<std::unique_ptr<atask::Worker>>`), without a cast: what
@@ -489,14 +579,36 @@ bool accepts_json(const Worker& w) noexcept;
 ///         its items do not convert from JSON (the message says which).
 bool try_put_json(Worker& w, const boost::json::value& item);
 
+namespace detail {
+
+/// F takes one item: (T, WorkerContext&) or (T).
+template <class F, class T>
+inline constexpr bool item_executor_v =
+    std::is_invocable_v<F&, T&, WorkerContext&> || std::is_invocable_v<F&, T&>;
+/// F takes a batch and not one item: (std::span<T>, WorkerContext&) or (std::span<T>).
+template <class F, class T>
+inline constexpr bool batch_executor_v =
+    !item_executor_v<F, T> &&
+    (std::is_invocable_v<F&, std::span<T>&, WorkerContext&> || std::is_invocable_v<F&, std::span<T>&>);
+
+}  // namespace detail
+
 /// Builds a queue worker from a callable taking (T, WorkerContext&) or (T)
-/// and returning void, bool or awaitable<void|bool>. Not started.
+/// - a QueueWorker<T> - or (std::span<T>, WorkerContext&) or (std::span<T>)
+/// - a BatchQueueWorker<T>, up to `o.max_batch` items per call - and
+/// returning void, bool or awaitable<void|bool>. Not started.
 /// @throws OptionsError as QueueSource (and for an `.aloop` when f is
-///         blocking).
+///         blocking, or a max_batch of 0 for a batch executor).
 template <class T, class Compare = std::less<>, class F>
 [[nodiscard]] auto queue_worker(Supervisor& sv, F f, QueueOptions<T> o = {}) {
-  return detail::make_fn_worker<BasicWorker<QueueSource<T, Compare>, detail::form_of_t<F, T>>>(
-      sv, std::move(f), std::move(o));
+  if constexpr (detail::batch_executor_v<F, T>) {
+    using Batch = std::span<T>;
+    return detail::make_fn_worker<BasicWorker<BatchQueueSource<T, Compare>, detail::form_of_t<F, Batch>>>(
+        sv, std::move(f), std::move(o));
+  } else {
+    return detail::make_fn_worker<BasicWorker<QueueSource<T, Compare>, detail::form_of_t<F, T>>>(
+        sv, std::move(f), std::move(o));
+  }
 }
 
 }  // namespace atask

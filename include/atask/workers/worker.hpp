@@ -405,11 +405,15 @@ class Worker : private detail::RegisteredWorker {
   std::uint64_t run_gen_ = 0;  // which run is in flight
   TaskHandle<void> current_{};
   std::thread::id run_thread_{};  // the thread the running executor call is on
-  std::atomic<std::size_t> consecutive_errors_{0};
 
   // -- counters: atomics, so that a call that goes well takes no lock ------------
-  std::atomic<std::uint64_t> runs_{0}, errors_{0};
-  std::atomic<std::int64_t> last_run_ns_{0};  // system_clock, ns since the epoch; 0 = never
+  // On a cache line of their own: the executor's thread writes them on every
+  // call, while putters write a queue worker's queue, declared right after.
+  struct alignas(64) Counters {
+    std::atomic<std::size_t> consecutive_errors{0};
+    std::atomic<std::uint64_t> runs{0}, errors{0};
+    std::atomic<std::int64_t> last_run_ns{0};  // system_clock, ns since the epoch; 0 = never
+  } counters_;
 };
 
 /// W, created so that it cannot be destroyed while its executor runs: the

@@ -110,9 +110,19 @@ class FnWorker<Base, F, ItemList<Items...>> : public Base {
     else
       return run_item(std::move(items)..., ctx);
   }
-  // A queue's item lives in this coroutine's frame while the executor uses it.
+  // A queue's item lives in this coroutine's frame while the executor uses
+  // it; an executor's awaitable<void> becomes `true` here, with no frame of
+  // its own (await_executor() would add one per item).
   boost::asio::awaitable<bool> run_item(Items... items, WorkerContext& ctx) {
-    co_return co_await await_executor(f_, ctx, items...);
+    using A = executor_result_t<F, Items...>;
+    static_assert(is_awaitable<A>::value,
+                  "atask: a coroutine executor returns boost::asio::awaitable<void|bool>");
+    if constexpr (std::is_same_v<A, boost::asio::awaitable<void>>) {
+      co_await call_with_context(f_, ctx, items...);
+      co_return true;
+    } else {
+      co_return co_await await_executor(f_, ctx, items...);  // checks what A is
+    }
   }
 
   F f_;
