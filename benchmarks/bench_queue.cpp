@@ -162,39 +162,39 @@ int main(int argc, char** argv) {
   for (int r = 0; r < runs; ++r) {
     keep(item, "item", [&] {
       return run_worker(n, [&](long long& sum, long& count, Gate& gate) {
-           return atask::queue_worker<int>(sv, [&](int x) {
-             sum += x;
-             if (++count == n) gate.open();
-           });
-         });
+        return atask::queue_worker<int>(sv, [&](int x) {
+          sum += x;
+          if (++count == n) gate.open();
+        });
+      });
     });
     keep(async_item, "async_item", [&] {
       return run_worker(n, [&](long long& sum, long& count, Gate& gate) {
-           return atask::queue_worker<int>(sv, [&](int x) -> asio::awaitable<void> {
-             sum += x;
-             if (++count == n) gate.open();
-             co_return;
-           });
-         });
+        return atask::queue_worker<int>(sv, [&](int x) -> asio::awaitable<void> {
+          sum += x;
+          if (++count == n) gate.open();
+          co_return;
+        });
+      });
     });
     keep(batch, "batch", [&] {
       return run_worker(n, [&](long long& sum, long& count, Gate& gate) {
-           return atask::queue_worker<int>(sv, [&](std::span<int> xs) {
-             for (int x : xs) sum += x;
-             count += static_cast<long>(xs.size());
-             if (count == n) gate.open();
-           });
-         });
+        return atask::queue_worker<int>(sv, [&](std::span<int> xs) {
+          for (int x : xs) sum += x;
+          count += static_cast<long>(xs.size());
+          if (count == n) gate.open();
+        });
+      });
     });
     keep(async_batch, "async_batch", [&] {
       return run_worker(n, [&](long long& sum, long& count, Gate& gate) {
-           return atask::queue_worker<int>(sv, [&](std::span<int> xs) -> asio::awaitable<void> {
-             for (int x : xs) sum += x;
-             count += static_cast<long>(xs.size());
-             if (count == n) gate.open();
-             co_return;
-           });
-         });
+        return atask::queue_worker<int>(sv, [&](std::span<int> xs) -> asio::awaitable<void> {
+          for (int x : xs) sum += x;
+          count += static_cast<long>(xs.size());
+          if (count == n) gate.open();
+          co_return;
+        });
+      });
     });
     keep(plain, "plain", [&] { return run_plain(n, false); });
     keep(plain_swap, "plain_swap", [&] { return run_plain(n, true); });
@@ -203,17 +203,20 @@ int main(int argc, char** argv) {
 
   const double qi = median(item), qa = median(async_item), qb = median(batch), qab = median(async_batch),
                qp = median(plain), qs = median(plain_swap);
-  std::printf("\natask queue benchmarks (%s): %ld ints, one producer, median of %d interleaved runs; "
-              "load average at start %s, at end %s (2 cores)\n\n",
-              quick ? "quick" : "full", n, runs, load_start.c_str(), loadavg().c_str());
-  std::printf("%-58s %12s %9s %8s %5s\n", "put -> executor (items/s)", "items/s", "vs bare", "target", "met?");
-  std::printf("%-58s %12.0f %8.2fx %8s %5s\n", "mutex+cv+deque, one consumer, one item per lock [baseline]", qp,
-              1.0, "", "");
-  std::printf("%-58s %12.0f %8.2fx %8s %5s\n", "  the same, consumer takes all queued per lock [reference]", qs,
-              qs / qp, "", "");
+  std::printf(
+      "\natask queue benchmarks (%s): %ld ints, one producer, median of %d interleaved runs; "
+      "load average at start %s, at end %s (2 cores)\n\n",
+      quick ? "quick" : "full", n, runs, load_start.c_str(), loadavg().c_str());
+  std::printf("%-58s %12s %9s %8s %5s\n", "put -> executor (items/s)", "items/s", "vs bare", "target",
+              "met?");
+  std::printf("%-58s %12.0f %8.2fx %8s %5s\n", "mutex+cv+deque, one consumer, one item per lock [baseline]",
+              qp, 1.0, "", "");
+  std::printf("%-58s %12.0f %8.2fx %8s %5s\n", "  the same, consumer takes all queued per lock [reference]",
+              qs, qs / qp, "", "");
   std::printf("%-58s %12.0f %8.2fx %8s %5s\n", "QueueWorker<int>, one call per item", qi, qi / qp, ">= 0.5x",
               yes(qi / qp >= 0.5));
-  std::printf("%-58s %12.0f %8.2fx %8s %5s\n", "AsyncQueueWorker<int>, one call per item", qa, qa / qp, "", "");
+  std::printf("%-58s %12.0f %8.2fx %8s %5s\n", "AsyncQueueWorker<int>, one call per item", qa, qa / qp, "",
+              "");
   std::printf("%-58s %12.0f %8.2fx %8s %5s\n", "BatchQueueWorker<int>, max_batch 128", qb, qb / qp, ">= 0.8x",
               yes(qb / qp >= 0.8));
   std::printf("%-58s %12.0f %8.2fx %8s %5s\n", "AsyncBatchQueueWorker<int>, max_batch 128", qab, qab / qp, "",

@@ -196,14 +196,14 @@ TEST_SUITE("workers") {
     Gate gate;
     Batches batches;
     std::vector<std::string> errors;
-    auto w = atask::queue_worker<int>(sv,
-                                      [&](std::span<int> items) {
-                                        if (items.front() == 0) gate.hold();
-                                        batches.add(items);
-                                        if (items.front() == 1) throw std::runtime_error("bad batch");
-                                      },
-                                      {.on_error = [&](const atask::WorkerError& e) { errors.push_back(e.message); },
-                                       .max_batch = 2});
+    auto w = atask::queue_worker<int>(
+        sv,
+        [&](std::span<int> items) {
+          if (items.front() == 0) gate.hold();
+          batches.add(items);
+          if (items.front() == 1) throw std::runtime_error("bad batch");
+        },
+        {.on_error = [&](const atask::WorkerError& e) { errors.push_back(e.message); }, .max_batch = 2});
     w->start();
     w->put(0);
     REQUIRE(gate.entered.wait_for());
