@@ -164,6 +164,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     hb_wake = std::make_unique<asio::steady_timer>(io);
     sub_wake = std::make_unique<asio::steady_timer>(io);
     due_wake = std::make_unique<asio::steady_timer>(io);
+    connect_done = std::make_unique<asio::steady_timer>(io, asio::steady_timer::time_point::max());
     running_loops = 4;
     asio::co_spawn(io, delay_loop(shared_from_this()), asio::detached);
     asio::co_spawn(io, fetch_loop(shared_from_this()), asio::detached);
@@ -235,10 +236,19 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     co_return co_await Connection::connect(ex, endpoint, std::move(co));
   }
 
+  // Waits for the connection attempt in progress (another coroutine's) to
+  // end, made or failed.
+  asio::awaitable<void> connection_settled() {
+    while (connecting) {
+      boost::system::error_code ec;
+      co_await connect_done->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
   // The command connection (start, complete): connected, the functions
   // loaded, the groups there and this worker registered.
   asio::awaitable<std::shared_ptr<Connection>> command() {
-    while (connecting) co_await sleep_for(milliseconds(10));
+    co_await connection_settled();
     if (cmd_conn && cmd_conn->is_open()) co_return cmd_conn;
     // Stopping: a new connection only for the outcome of a task still here.
     if (stopping && flights.empty()) throw BrokerError("the worker is stopping");
@@ -255,6 +265,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
       failed = std::current_exception();
     }
     connecting = false;
+    connect_done->cancel();
     if (failed) std::rethrow_exception(failed);
     co_return cmd_conn;
   }
@@ -849,7 +860,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     // Leaving: hand back what is still ours and leave the cluster. A join
     // still on its way would register this worker again after it left (and
     // keep a connection open): let it end first.
-    while (me.connecting) co_await sleep_for(milliseconds(10));
+    co_await me.connection_settled();
     try {
       if (!me.hb_conn || !me.hb_conn->is_open()) me.hb_conn = co_await me.open("heartbeat");
       Reply r =
@@ -909,6 +920,9 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   std::size_t refill_at = 1;              // free slots before the fetch loop reads again
   std::map<std::string, Flight> flights;  // by stream entry id
   std::unique_ptr<asio::steady_timer> slot, hb_wake, sub_wake, due_wake;
+  // Never expires: canceled when a connection attempt ends, which wakes
+  // whoever waits for it (connection_settled()).
+  std::unique_ptr<asio::steady_timer> connect_done;
   std::int64_t next_due = -1;  // server ms of the earliest delayed task, as last seen; -1: none
 
   // Shared:

@@ -48,7 +48,8 @@ TEST_SUITE("distributed") {
     std::vector<dist::Client::WorkerRecord> ws;
     REQUIRE(eventually([&] {
       ws = client.workers();
-      return ws.size() == 1 && ws[0].running == std::vector<std::string>{held.id()} && ws[0].failed == 1;
+      return ws.size() == 1 && ws[0].running == std::vector<std::string>{held.id()} && ws[0].failed == 1 &&
+             ws[0].succeeded == 1;
     }));
     const auto& w = ws[0];
     CHECK(w.name == "wi1");
