@@ -125,6 +125,7 @@ bool TaskStateBase::cancel() noexcept {
 }
 
 bool TaskStateBase::cancel_pending(std::exception_ptr why) noexcept {
+  if (status_.load() == u8(TaskStatus::queued) && !claim_unstarted()) return false;
   for (unsigned char from : {u8(TaskStatus::queued), u8(TaskStatus::delayed)}) {
     unsigned char expected = from;
     if (status_.compare_exchange_strong(expected, finishing)) {
@@ -145,9 +146,12 @@ void TaskStateBase::discard() noexcept {
 }
 
 void TaskStateBase::abandon(std::exception_ptr why) noexcept {
-  if (!finish_from(u8(TaskStatus::started), TaskStatus::failed, std::move(why)))
-    cancel_pending(std::make_exception_ptr(
-        TaskCanceled("task #" + std::to_string(id_) + " was canceled by a cold shutdown")));
+  if (finish_from(u8(TaskStatus::started), TaskStatus::failed, why)) return;
+  if (cancel_pending(std::make_exception_ptr(
+          TaskCanceled("task #" + std::to_string(id_) + " was canceled by a cold shutdown"))))
+    return;
+  // Started meanwhile (a process task its child claimed): abandoned as a started one.
+  finish_from(u8(TaskStatus::started), TaskStatus::failed, std::move(why));
 }
 
 void TaskStateBase::finish_caught(std::exception_ptr e) noexcept {

@@ -219,17 +219,86 @@ void ProcessPool::on_bytes(Child& c) {
     const char* p = in.data() + at + 4;
     const auto id = read_as<std::uint64_t>(p);
     const auto kind = static_cast<std::uint8_t>(p[8]);
+    if (kind == reply_started) {
+      const auto claimed_ns = len - reply_head >= 8 ? read_as<std::int64_t>(p + reply_head) : 0;
+      at += 4 + len;
+      on_started(*ch, id, claimed_ns);
+      continue;
+    }
     std::string payload(p + reply_head, len - reply_head);
     at += 4 + len;
     on_reply(*ch, id, kind, payload);
   }
   if (Child* ch = find_key(key))
     ch->in.erase(ch->in.begin(), ch->in.begin() + static_cast<std::ptrdiff_t>(at));
+  // Refill what the children hold ahead once for all the replies read.
+  if (pump_later_) {
+    pump_later_ = false;
+    pump();
+  }
+}
+
+// A task held ahead was claimed by its child at `claimed_ns` (steady_clock):
+// it has started; its hard time limit counts from then.
+void ProcessPool::on_started(Child& c, std::uint64_t id, std::int64_t claimed_ns) {
+  ProcessJob* job = nullptr;
+  bool cancel = false;
+  int slot = -1;
+  {
+    std::lock_guard lk(m_);
+    if (c.job) {
+      // Its task before this one was canceled (the reply dropped) and the kill is on its way: this one
+      // dies with the child; kill_child() ends it as a task that ran.
+      for (Held& h : c.held)
+        if (h.id == id) h.claimed = true;
+      return;
+    }
+    for (std::size_t i = 0; i < c.held.size(); ++i)
+      if (c.held[i].id == id) {
+        const Held h = c.held[i];
+        c.held.erase(c.held.begin() + std::ptrdiff_t(i));
+        c.ring_used &= ~(1u << h.index);
+        --held_total_;
+        job = h.job;
+        job->held_by = 0;
+        cancel = h.cancel;
+        break;
+      }
+    if (!job) return;  // cannot happen: a task taken back is never claimed
+    const auto p = index(job->task().priority());
+    --queued_[p];
+    ++running_[p];
+    ++running_total_;
+    c.job = job;
+    c.job_id = id;
+    ++c.sent;
+    c.last_task = opt_.max_tasks_per_child > 0 && c.sent >= opt_.max_tasks_per_child;
+    c.canceling = cancel;
+    if (c.state == ChildState::idle) c.state = ChildState::busy;
+    slot = c.slot;
+  }
+  pump_later_ = true;       // a claim word is free again
+  job->task().try_start();  // a cancel that found it claimed may have done so already
+  std::string().swap(job->args);
+  if (slot >= 0 && job->task().stop_token().stop_requested())
+    slots_[slot].store(id, std::memory_order_relaxed);
+  if (cancel)  // cancel() came after the claim and said true: kill_child() ends it canceled
+    return kill_child(
+        c,
+        std::make_exception_ptr(TaskCanceled("task #" + std::to_string(id) +
+                                             " was canceled while running: its child process (pid " +
+                                             std::to_string(c.pid) + ") was killed")),
+        true);
+  const auto lim = hard_limit(*job);
+  if (lim.count() > 0)
+    arm_limit(c, lim,
+              claimed_ns > 0 ? std::chrono::steady_clock::time_point(std::chrono::nanoseconds(claimed_ns))
+                             : std::chrono::steady_clock::now());
 }
 
 void ProcessPool::on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::string_view payload) {
   ProcessJob* job = nullptr;
-  bool retire = false, last = false;
+  bool retire = false, last = false, idle = false;
   {
     std::lock_guard lk(m_);
     // Killed or canceled meanwhile: the task has ended already, or a cancel claimed it and its kill is on
@@ -262,10 +331,11 @@ void ProcessPool::on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::s
           c.state = ChildState::retiring;
           retire = true;
         }
-      } else {
+      } else if (c.held.empty()) {
         c.state = ChildState::idle;
       }
     }
+    idle = c.state == ChildState::idle;
   }
   c.hard->cancel();
   if (retire) {
@@ -273,7 +343,13 @@ void ProcessPool::on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::s
     c.sock->shutdown(asio::socket_base::shutdown_send, ec);  // EOF: the child exits
   }
   if (last) replenish();
-  pump();  // the next task starts before this one's waiters wake
+  // An idle child gets the next task before this one's waiters wake; one
+  // that holds tasks ahead goes on by itself, and what it holds is refilled
+  // once for every reply read (on_bytes()).
+  if (idle || last || retire)
+    pump();
+  else
+    pump_later_ = true;
   if (kind == reply_ok) {
     job->deliver(payload);
   } else if (kind == reply_unsendable) {
@@ -314,8 +390,10 @@ void ProcessPool::on_exit(int pid, int status) {
   ProcessJob* job = nullptr;
   bool crashed = false, canceling = false;
   std::uint64_t task_id = 0;
+  std::vector<Held> ran;  // claimed from ahead, start report never written: it ran
   {
     std::lock_guard lk(m_);
+    ran = take_back_all_locked(*c);  // the rest goes back to the front of its queue
     task_id = c->job_id;
     job = c->job;
     c->job = nullptr;
@@ -362,15 +440,28 @@ void ProcessPool::on_exit(int pid, int status) {
                                                    WIFEXITED(status) ? WEXITSTATUS(status) : -1)),
               false);
     job->task().release();
-  } else if (crashed) {
+  } else if (crashed && ran.empty()) {
     log_->warn("{}: idle child process {} {}", id_, pid, how);
   }
+  end_ran(ran, [&](const Held& h) -> std::exception_ptr {
+    if (h.cancel)
+      return std::make_exception_ptr(TaskCanceled("task #" + std::to_string(h.id) +
+                                                  " was canceled while running: its child process (pid " +
+                                                  std::to_string(pid) + ") " + how));
+    const std::string msg = "task #" + std::to_string(h.id) + " failed: its child process (pid " +
+                            std::to_string(pid) + ") crashed: " + how + " before it returned a result";
+    log_->warn("{}: {}", id_, msg);
+    return std::make_exception_ptr(ChildCrashed(msg, pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                                                WIFEXITED(status) ? WEXITSTATUS(status) : -1));
+  });
 }
 
 void ProcessPool::kill_child(Child& c, std::exception_ptr why, bool canceled) {
   ProcessJob* job = nullptr;
+  std::vector<Held> ran;
   {
     std::lock_guard lk(m_);
+    ran = take_back_all_locked(c);  // held ahead: back to the front of its queue, for another child
     job = c.job;
     c.job = nullptr;
     if (job) {
@@ -392,6 +483,18 @@ void ProcessPool::kill_child(Child& c, std::exception_ptr why, bool canceled) {
     end_taken(*job, std::move(why), canceled);
     job->task().release();
   }
+  // Claimed from ahead after the task the kill was for (whose reply is not read): killed with it.
+  const int pid = c.pid;
+  end_ran(ran, [&](const Held& h) -> std::exception_ptr {
+    if (h.cancel)
+      return std::make_exception_ptr(TaskCanceled("task #" + std::to_string(h.id) +
+                                                  " was canceled while running: its child process (pid " +
+                                                  std::to_string(pid) + ") was killed"));
+    return std::make_exception_ptr(
+        ChildCrashed("task #" + std::to_string(h.id) + " failed: its child process (pid " +
+                         std::to_string(pid) + ") was killed (for another task) before it returned a result",
+                     pid, SIGKILL, -1));
+  });
 }
 
 void ProcessPool::send_kill(int pid, int sig, std::uint64_t task) noexcept {

@@ -38,7 +38,8 @@ static_assert(std::is_same_v<std::chrono::steady_clock::duration, std::chrono::n
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
               "stop slots are shared between processes: they must be lock-free");
 
-StopSlot* g_slots = nullptr;  // set before the server is forked
+StopSlot* g_slots = nullptr;    // set before the server is forked
+ClaimWord* g_claims = nullptr;  // likewise
 
 void set_process_name(const std::string& name) noexcept {
   char buf[16] = {};
@@ -122,11 +123,22 @@ std::string describe_current() {
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 
-  // Buffered: one read() usually brings a whole request.
+  ClaimWord* claims =
+      g_claims && slot >= 0 && slot < stop_slot_count ? &g_claims[slot * claim_ring] : nullptr;
+
+  // Buffered: one read() usually brings a whole request, often several.
+  // `out` holds what is to be written: a reply waits there until the child
+  // either blocks for more input or starts the next task, so that a reply
+  // and the next task's start report go out in one write().
   std::string buf, out;
   std::size_t at = 0;  // start of the unread bytes in buf
+  auto flush = [&] {
+    if (!out.empty() && !write_all(fd, out.data(), out.size())) clean_exit();
+    out.clear();
+  };
   auto fill = [&](std::size_t need) {
     while (buf.size() - at < need) {
+      flush();  // the parent may be waiting for it: never block with a reply unsent
       if (at > 0) {
         buf.erase(0, at);
         at = 0;
@@ -140,16 +152,52 @@ std::string describe_current() {
     }
     return true;
   };
-  for (std::uint32_t done = 0; max_tasks == 0 || done < max_tasks; ++done) {
+  auto put_frame = [&](std::uint64_t id, std::uint8_t kind, std::string_view payload) {
+    const auto total = static_cast<std::uint32_t>(reply_head + payload.size());
+    const std::size_t head = out.size();
+    out.resize(head + sizeof(std::uint32_t) + reply_head);
+    std::memcpy(out.data() + head, &total, 4);
+    std::memcpy(out.data() + head + 4, &id, 8);
+    out[head + 12] = static_cast<char>(kind);
+    out.append(payload);
+  };
+  for (std::uint32_t done = 0; max_tasks == 0 || done < max_tasks;) {
     if (!fill(4)) clean_exit();
     const auto len = read_as<std::uint32_t>(buf.data() + at);
     if (len < request_head || len > max_frame || !fill(4 + std::size_t(len))) clean_exit();
     const std::string_view in(buf.data() + at + 4, len);
+    const std::size_t next = at + 4 + std::size_t(len);
     const auto id = read_as<std::uint64_t>(in.data());
     const auto entry = reinterpret_cast<ProcessEntry>(read_as<std::uintptr_t>(in.data() + 8));
     const auto fn = reinterpret_cast<void (*)()>(read_as<std::uintptr_t>(in.data() + 16));
     const auto soft = read_as<std::int64_t>(in.data() + 24);
+    const auto offer = read_as<std::uint64_t>(in.data() + 32);
+    const auto index = read_as<std::uint32_t>(in.data() + 40);
 
+    bool stop = false;
+    if (offer != 0) {
+      // Sent ahead: run it only if this child claims it before the parent takes it back.
+      bool mine = false;
+      if (claims && index < std::uint32_t(claim_ring)) {
+        ClaimWord& w = claims[index];
+        std::uint64_t v = w.load();
+        while ((v & claim_offer_mask) == offer && !(v & claim_claimed))
+          if (w.compare_exchange_weak(v, v | claim_claimed)) {
+            mine = true;
+            stop = (v & claim_stop) != 0;
+            break;
+          }
+      }
+      if (!mine) {  // taken back (canceled, or given to another child): it does not count
+        at = next;
+        continue;
+      }
+      const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+      put_frame(id, reply_started, std::string_view(reinterpret_cast<const char*>(&now), sizeof now));
+    }
+    flush();  // the previous task's reply and this one's start report
+
+    if (stop && child::stop_slot) child::stop_slot->store(id, std::memory_order_relaxed);
     child::soft_deadline_ns.store(
         soft > 0 ? std::chrono::steady_clock::now().time_since_epoch().count() + soft : 0,
         std::memory_order_relaxed);
@@ -166,16 +214,11 @@ std::string describe_current() {
       result = describe_current();
     }
     child::task_id.store(0, std::memory_order_relaxed);
-    at += 4 + std::size_t(len);
-
-    out.resize(sizeof(std::uint32_t) + reply_head);
-    const auto total = static_cast<std::uint32_t>(reply_head + result.size());
-    std::memcpy(out.data(), &total, 4);
-    std::memcpy(out.data() + 4, &id, 8);
-    out[12] = static_cast<char>(kind);
-    out += result;
-    if (!write_all(fd, out.data(), out.size())) clean_exit();
+    at = next;
+    ++done;
+    put_frame(id, kind, result);
   }
+  flush();
   clean_exit();
 }
 
@@ -362,8 +405,9 @@ int CtlPacket::received_fd() noexcept {
   return fd;
 }
 
-ForkServer start_fork_server(const std::string& name, StopSlot* slots) {
+ForkServer start_fork_server(const std::string& name, StopSlot* slots, ClaimWord* claims) {
   g_slots = slots;
+  g_claims = claims;
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
     throw std::system_error(errno, std::generic_category(), "socketpair");

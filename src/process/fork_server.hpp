@@ -11,9 +11,13 @@
 //   server -> parent: spawned, spawn_failed, exited
 //
 // Child socket (SOCK_STREAM), frames of [u32 length][payload]:
-//   request: u64 task id, u64 entry, u64 fn, i64 soft limit in ns (0 = none), JSON arguments
+//   request: u64 task id, u64 entry, u64 fn, i64 soft limit in ns (0 = none),
+//            u64 offer, u32 claim index, JSON arguments
+//            (offer 0: the task was started by the parent, run it; otherwise it
+//            was sent ahead: run it only if the child claims it, see ClaimWord)
 //   reply:   u64 task id, u8 kind (reply_ok: JSON result, reply_error: type '\0' message,
-//            reply_unsendable: why the result cannot be sent)
+//            reply_unsendable: why the result cannot be sent, reply_started: i64
+//            steady_clock ns at which the child claimed a task sent ahead)
 
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -62,8 +66,9 @@ struct CtlPacket {
 inline constexpr std::uint8_t reply_ok = 1;
 inline constexpr std::uint8_t reply_error = 2;
 inline constexpr std::uint8_t reply_unsendable = 3;  // the result cannot be sent as JSON: why
+inline constexpr std::uint8_t reply_started = 4;     // a task sent ahead was claimed: when
 inline constexpr std::uint32_t max_frame = 1u << 30;
-inline constexpr std::size_t request_head = 32;  // id, entry, fn, soft
+inline constexpr std::size_t request_head = 44;  // id, entry, fn, soft, offer, claim index
 inline constexpr std::size_t reply_head = 9;     // id, kind
 
 /// A value of type T stored at p (frames are byte strings).
@@ -86,11 +91,26 @@ struct ForkServer {
 inline constexpr int stop_slot_count = 1024;
 using StopSlot = std::atomic<std::uint64_t>;
 
+/// Tasks sent ahead: each child (by its stop slot) has claim_ring claim
+/// words in the same shared memory. The parent stores an offer (a number
+/// it never reuses, | claim_stop if the task's stop is requested) in a free
+/// word and sends the task with the offer and the word's index. Before it
+/// runs such a task the child claims it, CAS offer -> offer | claim_claimed;
+/// the parent takes it back (a cancel, a higher priority, an idle child),
+/// CAS offer -> 0. Whoever wins decides: a task taken back never runs, a
+/// claimed one has started. The child skips a frame whose offer is gone.
+inline constexpr int claim_ring = 8;
+using ClaimWord = std::atomic<std::uint64_t>;
+inline constexpr std::uint64_t claim_claimed = std::uint64_t(1) << 63;
+inline constexpr std::uint64_t claim_stop = std::uint64_t(1) << 62;
+inline constexpr std::uint64_t claim_offer_mask = ~(claim_claimed | claim_stop);
+
 /// Forks the server. `name` becomes its process name ("<name>-fork") and
 /// its children's ("<name>-proc"); `slots` (shared, stop_slot_count of
-/// them) is what children read their stop requests from. Throws
+/// them) is what children read their stop requests from, `claims`
+/// (shared, stop_slot_count * claim_ring) their claim words. Throws
 /// std::system_error when it cannot.
-ForkServer start_fork_server(const std::string& name, StopSlot* slots);
+ForkServer start_fork_server(const std::string& name, StopSlot* slots, ClaimWord* claims);
 
 /// Number of threads in this process (from /proc); 0 if unknown.
 int thread_count() noexcept;

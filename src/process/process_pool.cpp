@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <future>
@@ -43,10 +44,16 @@ void process_request_stop(ProcessPool& pool, ProcessJob& job) noexcept {
 void process_remove_queued(ProcessPool& pool, ProcessJob& job) noexcept {
   pool.remove_queued(job);
 }
+bool process_claim_unstarted(ProcessPool& pool, ProcessJob& job) noexcept {
+  return pool.claim_unstarted(job);
+}
 
 namespace {
 
 constexpr std::size_t critical = index(Priority::critical);
+// The stop slots, then the claim words, in one shared mapping.
+constexpr std::size_t shared_bytes =
+    sizeof(StopSlot) * stop_slot_count + sizeof(ClaimWord) * stop_slot_count * claim_ring;
 
 Ref<TaskStateBase> ref_of(TaskStateBase& t) noexcept {
   t.add_ref();
@@ -76,6 +83,22 @@ void ProcessPool::JobList::push_back(ProcessJob* j) noexcept {
   tail = j;
 }
 
+void ProcessPool::JobList::insert_sorted(ProcessJob* j) noexcept {
+  ProcessJob* after = nullptr;  // the last one that goes before j
+  for (ProcessJob* k = head; k && k->q_seq < j->q_seq; k = k->q_next) after = k;
+  j->q_prev = after;
+  j->q_next = after ? after->q_next : head;
+  j->q_linked = true;
+  if (j->q_next)
+    j->q_next->q_prev = j;
+  else
+    tail = j;
+  if (after)
+    after->q_next = j;
+  else
+    head = j;
+}
+
 ProcessJob* ProcessPool::JobList::pop_front() noexcept {
   ProcessJob* j = head;
   if (j) remove(j);
@@ -99,6 +122,49 @@ ProcessPool::Fd::~Fd() {
   if (fd >= 0) ::close(fd);
 }
 
+bool ProcessPool::Fd::put(std::uint64_t seq, std::string frame, std::uint64_t count) {
+  std::lock_guard lk(wm);
+  if (seq != next) {
+    early.emplace(seq, std::make_pair(std::move(frame), count));
+    return false;  // the thread that puts `next` writes it
+  }
+  if (out_at == out.size()) {
+    out.clear();
+    out_at = 0;
+  }
+  if (out.empty())
+    out = std::move(frame);
+  else
+    out += frame;
+  next += count;
+  for (auto it = early.begin(); it != early.end() && it->first == next; it = early.erase(it)) {
+    out += it->second.first;
+    next += it->second.second;
+  }
+  if (loop_writes) return false;  // the loop is at it
+  if (!write_some()) return false;
+  loop_writes = true;
+  return true;
+}
+
+bool ProcessPool::Fd::write_some() noexcept {
+  while (out_at < out.size()) {
+    const ssize_t r = ::send(fd, out.data() + out_at, out.size() - out_at, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r > 0)
+      out_at += std::size_t(r);
+    else if (r < 0 && errno == EINTR)
+      continue;
+    else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return true;
+    else {  // a dead child: its exit report settles its tasks
+      out.clear();
+      out_at = 0;
+      return false;
+    }
+  }
+  return false;
+}
+
 // Ends a task a child had taken. One taken by a submitting thread may not
 // have run try_start() yet: then it never ran, and ends canceled.
 void ProcessPool::end_taken(ProcessJob& j, std::exception_ptr e, bool canceled) noexcept {
@@ -117,18 +183,19 @@ ProcessPool::ProcessPool(ProcessPoolOptions o, std::string id, std::shared_ptr<s
         "Supervisor before starting threads, so that no lock another thread holds is copied into the "
         "children",
         id_, n);
-  void* mem = ::mmap(nullptr, sizeof(StopSlot) * stop_slot_count, PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* mem = ::mmap(nullptr, shared_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap of the stop slots");
   slots_ = static_cast<StopSlot*>(mem);
+  claims_ = reinterpret_cast<ClaimWord*>(slots_ + stop_slot_count);
   for (int i = stop_slot_count - 1; i >= 0; --i) {
     new (&slots_[i]) StopSlot(0);
     free_slots_.push_back(i);
   }
+  for (int i = 0; i < stop_slot_count * claim_ring; ++i) new (&claims_[i]) ClaimWord(0);
   try {
-    server_ = start_fork_server(id_, slots_);
+    server_ = start_fork_server(id_, slots_, claims_);
   } catch (...) {
-    ::munmap(slots_, sizeof(StopSlot) * stop_slot_count);
+    ::munmap(slots_, shared_bytes);
     throw;
   }
   log_->debug("{}: fork server started (pid {})", id_, server_.pid);
@@ -136,7 +203,7 @@ ProcessPool::ProcessPool(ProcessPoolOptions o, std::string id, std::shared_ptr<s
 
 ProcessPool::~ProcessPool() {
   stop();
-  ::munmap(slots_, sizeof(StopSlot) * stop_slot_count);
+  ::munmap(slots_, shared_bytes);
 }
 
 void ProcessPool::start(asio::io_context& ctx) {
@@ -212,7 +279,7 @@ std::optional<int> ProcessPool::reap_server() noexcept {
 void ProcessPool::enqueue(ProcessJob& job) {
   std::string refused;
   Dispatch d;
-  bool took = false, need_extra = false;
+  bool took = false, need_extra = false, want_pump = false;
   {
     std::lock_guard lk(m_);
     if (broken_)
@@ -222,10 +289,13 @@ void ProcessPool::enqueue(ProcessJob& job) {
     else {
       job.task().add_ref();
       const auto p = index(job.task().priority());
+      job.q_seq = ++next_q_seq_;
       queues_[p].push_back(&job);
       ++queued_[p];
       // An idle child takes it from this thread: no hop through the loop.
       if (ctx_) took = take_locked(d, need_extra);
+      // Else a busy child may hold it ahead: the loop sends it.
+      want_pump = !took && ctx_ && p != critical && prefetch_room_locked();
     }
   }
   if (!refused.empty()) {
@@ -235,7 +305,7 @@ void ProcessPool::enqueue(ProcessJob& job) {
   }
   if (took)
     launch(d, false);
-  else if (need_extra || !ctx_)
+  else if (need_extra || want_pump || !ctx_)
     schedule_pump();
 }
 
@@ -270,11 +340,19 @@ bool ProcessPool::cancel_running(ProcessJob& job) noexcept {
     std::lock_guard lk(m_);
     if (!ctx_) return false;
     Child* c = nullptr;
-    for (auto& [k, ch] : children_)
+    for (auto& [k, ch] : children_) {
       if (ch->job == &job) {
         c = ch.get();
         break;
       }
+      // Claimed by its child from ahead, its start report not read yet: it
+      // ends canceled when that report (or the child's end) comes.
+      for (Held& h : ch->held)
+        if (h.job == &job) {
+          h.cancel = true;
+          return true;
+        }
+    }
     if (!c) return false;  // its reply (or its child's end) took it first
     if (c->canceling) return true;
     c->canceling = true;
@@ -297,11 +375,55 @@ bool ProcessPool::cancel_running(ProcessJob& job) noexcept {
 // Any thread: the running child sees it through its stop slot.
 void ProcessPool::request_stop(ProcessJob& job) noexcept {
   std::lock_guard lk(m_);
-  for (auto& [k, c] : children_)
+  for (auto& [k, c] : children_) {
     if (c->job == &job) {
       if (c->slot >= 0) slots_[c->slot].store(c->job_id, std::memory_order_relaxed);
       return;
     }
+    for (Held& h : c->held)
+      if (h.job == &job) {
+        // Held ahead: the child sees the request when it claims the task.
+        ClaimWord& w = claim_word(*c, h.index);
+        std::uint64_t v = w.load();
+        while ((v & claim_offer_mask) == h.offer && !(v & claim_claimed))
+          if (w.compare_exchange_weak(v, v | claim_stop)) return;
+        // Claimed already: it runs.
+        if (c->slot >= 0) slots_[c->slot].store(h.id, std::memory_order_relaxed);
+        return;
+      }
+  }
+}
+
+// Any thread, from cancel_pending(): a task held ahead is taken back from
+// its child (it never runs) unless the child claimed it first; then it has
+// started, and is marked so here (the start report may still be on its way).
+bool ProcessPool::claim_unstarted(ProcessJob& job) noexcept {
+  ProcessJob* back = nullptr;
+  bool claimed = false;
+  {
+    std::lock_guard lk(m_);
+    job.no_prefetch = true;  // from now on it is never sent ahead: the cancel decides
+    if (job.held_by == 0) return true;
+    Child* c = find_key(job.held_by);
+    if (!c) return true;
+    for (std::size_t i = 0; i < c->held.size(); ++i)
+      if (c->held[i].job == &job) {
+        back = take_back_locked(*c, i);
+        if (back)
+          --queued_[index(job.task().priority())];
+        else
+          claimed = true;
+        break;
+      }
+  }
+  if (back) {
+    job.task().release();  // the hold's; the canceling caller has its own
+    schedule_pump();       // its child has room ahead again
+    return true;
+  }
+  if (!claimed) return true;
+  job.task().try_start();
+  return false;
 }
 
 int ProcessPool::limit_for(std::size_t p) const noexcept {
@@ -359,7 +481,7 @@ bool ProcessPool::take_locked(Dispatch& d, bool& need_extra) {
   ++c->sent;
   c->last_task = opt_.max_tasks_per_child > 0 && c->sent >= opt_.max_tasks_per_child;
   job->task().add_ref();  // the launcher's, while it reads the job outside the lock
-  d = {job, c->key, c->job_id, c->wfd, c->slot};
+  d = {job, c->key, c->job_id, c->next_seq++, c->wfd, c->slot};
   return true;
 }
 
@@ -371,6 +493,7 @@ void ProcessPool::launch(Dispatch& d, bool on_loop) {
   ProcessJob& job = *d.job;
   Ref<TaskStateBase> keep = Ref<TaskStateBase>::adopt(&job.task());
   if (!job.task().try_start()) {  // canceled after we took it: the child is free again
+    d.fd->put(d.seq, {});         // nothing goes out in its place
     {
       std::lock_guard lk(m_);
       Child* c = find_key(d.key);
@@ -379,7 +502,7 @@ void ProcessPool::launch(Dispatch& d, bool on_loop) {
         --running_[p];
         --running_total_;
         c->job = nullptr;
-        if (c->state == ChildState::busy) c->state = ChildState::idle;
+        if (c->state == ChildState::busy && c->held.empty()) c->state = ChildState::idle;
         --c->sent;
         c->last_task = false;
         job.task().release();  // the child's
@@ -391,42 +514,17 @@ void ProcessPool::launch(Dispatch& d, bool on_loop) {
   // A stop requested while it was queued applies from its first instruction.
   if (d.slot >= 0 && job.task().stop_token().stop_requested())
     slots_[d.slot].store(d.id, std::memory_order_relaxed);
-  // The request frame; the arguments are not needed in the parent any more.
-  auto frame = std::make_shared<std::string>();
-  frame->reserve(4 + request_head + job.args.size());
-  put<std::uint32_t>(*frame, static_cast<std::uint32_t>(request_head + job.args.size()));
-  put<std::uint64_t>(*frame, d.id);
-  put<std::uint64_t>(*frame, reinterpret_cast<std::uintptr_t>(job.entry));
-  put<std::uint64_t>(*frame, reinterpret_cast<std::uintptr_t>(job.fn));
-  put<std::int64_t>(*frame, std::chrono::nanoseconds(soft_limit(job)).count());
-  frame->append(job.args);
+  // The request; the arguments are not needed in the parent any more.
+  std::string frame = request(job, d.id, 0, 0);
   std::string().swap(job.args);
   const auto lim = hard_limit(job);
-
-  std::size_t sent = 0;
-  if (!on_loop) {
-    while (sent < frame->size()) {
-      const ssize_t r =
-          ::send(d.fd->fd, frame->data() + sent, frame->size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (r > 0)
-        sent += std::size_t(r);
-      else if (r < 0 && errno == EINTR)
-        continue;
-      else
-        break;  // full socket buffer (the loop writes the rest) or a dead child (its exit report settles it)
-    }
-    if (sent == frame->size() && lim.count() == 0) return;
-  }
-  auto finish = [this, key = d.key, id = d.id, frame, sent, lim] {
+  const bool rest = d.fd->put(d.seq, std::move(frame));
+  if (!rest && lim.count() == 0) return;
+  auto finish = [this, key = d.key, id = d.id, rest, lim, from = std::chrono::steady_clock::now()] {
     Child* c = find_key(key);
-    if (!c || !runs(*c, id)) return;  // over already
-    if (sent < frame->size())
-      asio::async_write(*c->sock, asio::buffer(frame->data() + sent, frame->size() - sent),
-                        [frame](boost::system::error_code, std::size_t) {
-                          // A child that cannot be written to is dead or dying: its exit report fails the
-                          // task.
-                        });
-    if (lim.count() > 0) arm_limit(*c, lim);
+    if (!c) return;
+    if (rest) flush_child(*c);
+    if (lim.count() > 0 && runs(*c, id)) arm_limit(*c, lim, from);
   };
   if (on_loop)
     finish();
@@ -434,8 +532,44 @@ void ProcessPool::launch(Dispatch& d, bool on_loop) {
     asio::post(*ctx_, std::move(finish));
 }
 
-void ProcessPool::arm_limit(Child& c, std::chrono::milliseconds lim) {
-  c.hard->expires_after(lim);
+std::string ProcessPool::request(const ProcessJob& j, std::uint64_t id, std::uint64_t offer,
+                                 int index) const {
+  std::string frame;
+  frame.reserve(4 + request_head + j.args.size());
+  put<std::uint32_t>(frame, static_cast<std::uint32_t>(request_head + j.args.size()));
+  put<std::uint64_t>(frame, id);
+  put<std::uint64_t>(frame, reinterpret_cast<std::uintptr_t>(j.entry));
+  put<std::uint64_t>(frame, reinterpret_cast<std::uintptr_t>(j.fn));
+  put<std::int64_t>(frame, std::chrono::nanoseconds(soft_limit(j)).count());
+  put<std::uint64_t>(frame, offer);
+  put<std::uint32_t>(frame, static_cast<std::uint32_t>(index));
+  frame.append(j.args);
+  return frame;
+}
+
+// Loop thread: writes what a child's Fd still holds once its socket takes it.
+void ProcessPool::flush_child(Child& c) {
+  c.sock->async_wait(asio::socket_base::wait_write, [this, key = c.key](boost::system::error_code ec) {
+    Child* c = find_key(key);
+    if (!c) return;
+    bool more = false;
+    {
+      std::lock_guard lk(c->wfd->wm);
+      if (ec) {  // closed or dead: its exit report settles its tasks
+        c->wfd->out.clear();
+        c->wfd->out_at = 0;
+      } else {
+        more = c->wfd->write_some();
+      }
+      if (!more) c->wfd->loop_writes = false;
+    }
+    if (more) flush_child(*c);
+  });
+}
+
+void ProcessPool::arm_limit(Child& c, std::chrono::milliseconds lim,
+                            std::chrono::steady_clock::time_point from) {
+  c.hard->expires_at(from + lim);
   std::uint64_t job_id;
   {
     std::lock_guard lk(m_);
@@ -457,15 +591,190 @@ void ProcessPool::arm_limit(Child& c, std::chrono::milliseconds lim) {
 // -- the loop thread (dispatch; the children are in process_children.cpp) ------------------
 void ProcessPool::pump() {
   bool need_extra = false;
-  for (;;) {
-    Dispatch d;
-    {
-      std::lock_guard lk(m_);
-      if (!take_locked(d, need_extra)) break;
+  for (int pass = 0; pass < 4; ++pass) {
+    for (;;) {
+      Dispatch d;
+      {
+        std::lock_guard lk(m_);
+        if (!take_locked(d, need_extra)) break;
+      }
+      launch(d, true);
     }
-    launch(d, true);
+    std::lock_guard lk(m_);
+    if (!rebalance_locked()) break;  // else an idle child takes what came back
+  }
+  std::vector<Ahead> ahead;
+  {
+    std::lock_guard lk(m_);
+    prefetch_locked(ahead);
+  }
+  // One write per child for what it gets ahead: its requests have consecutive numbers.
+  std::sort(ahead.begin(), ahead.end(),
+            [](const Ahead& x, const Ahead& y) { return x.key != y.key ? x.key < y.key : x.seq < y.seq; });
+  for (std::size_t i = 0; i < ahead.size();) {
+    std::size_t j = i + 1;
+    while (j < ahead.size() && ahead[j].key == ahead[i].key) ++j;
+    send_ahead(ahead.data() + i, j - i);
+    i = j;
   }
   if (need_extra) spawn(true);
+}
+
+// -- prefetch -----------------------------------------------------------------------------
+ClaimWord& ProcessPool::claim_word(const Child& c, int index) const noexcept {
+  return claims_[std::size_t(c.slot) * claim_ring + std::size_t(index)];
+}
+
+// A child that may hold one more task ahead: busy with a task it will
+// finish by itself, a claim word free, and room under max_tasks_per_child.
+bool ProcessPool::can_hold_locked(const Child& c) const noexcept {
+  return c.state == ChildState::busy && !c.extra && !c.last_task && !c.exited && !c.killed && !c.canceling &&
+         c.slot >= 0 && c.held.size() < std::size_t(opt_.prefetch) && c.ring_used != (1u << claim_ring) - 1 &&
+         (opt_.max_tasks_per_child == 0 || c.sent + c.held.size() < opt_.max_tasks_per_child);
+}
+
+bool ProcessPool::prefetch_room_locked() const noexcept {
+  if (opt_.prefetch <= 0) return false;
+  for (auto& [k, c] : children_)
+    if (can_hold_locked(*c)) return true;
+  return false;
+}
+
+// Sends ahead the tasks at the head of the highest waiting priority, to the
+// busy children holding the fewest, while that priority would be admitted
+// when they finish their task (a held task takes its child's place: the
+// running count stays as it is). Never a critical task: it gets a child of
+// its own.
+void ProcessPool::prefetch_locked(std::vector<Ahead>& out) {
+  if (opt_.prefetch <= 0 || closed_ || broken_) return;
+  for (;;) {
+    int p = -1;
+    for (int i = int(priority_count) - 1; i >= 0; --i)
+      if (!queues_[i].empty()) {
+        p = i;
+        break;
+      }
+    if (p < 0 || std::size_t(p) == critical || running_total_ > limit_for(std::size_t(p))) return;
+    Child* best = nullptr;
+    for (auto& [k, c] : children_)
+      if (can_hold_locked(*c) && (!best || c->held.size() < best->held.size())) best = c.get();
+    if (!best) return;
+    ProcessJob* job = queues_[p].head;
+    while (job && job->no_prefetch) job = job->q_next;
+    if (!job) return;
+    queues_[p].remove(job);
+    int index = 0;
+    while (best->ring_used & (1u << index)) ++index;
+    best->ring_used |= 1u << index;
+    const std::uint64_t offer = ++next_offer_;
+    const std::uint64_t id = job->task().id();
+    claim_word(*best, index)
+        .store(offer | (job->task().stop_token().stop_requested() ? claim_stop : 0),
+               std::memory_order_relaxed);
+    best->held.push_back({job, id, offer, index});
+    job->held_by = best->key;
+    ++held_total_;
+    job->task().add_ref();  // the sender's, while the loop writes it outside the lock
+    out.push_back({job, best->key, id, best->next_seq++, offer, index, best->wfd});
+  }
+}
+
+// `n` tasks for one child, taken in a row (consecutive request numbers).
+void ProcessPool::send_ahead(Ahead* a, std::size_t n) {
+  std::string frames;
+  for (std::size_t i = 0; i < n; ++i) {
+    // The arguments stay in the parent: the task may be taken back and sent again.
+    frames += request(*a[i].job, a[i].id, a[i].offer, a[i].index);
+    a[i].job->task().release();  // the sender's
+  }
+  if (a[0].fd->put(a[0].seq, std::move(frames), n))
+    if (Child* c = find_key(a[0].key)) flush_child(*c);
+}
+
+// Takes held task i back from its child (CAS offer -> 0): the task, which
+// the child will skip, or nullptr when the child claimed it first (it runs).
+ProcessJob* ProcessPool::take_back_locked(Child& c, std::size_t i) noexcept {
+  Held& h = c.held[i];
+  if (h.claimed) return nullptr;
+  ClaimWord& w = claim_word(c, h.index);
+  std::uint64_t v = w.load();
+  while ((v & claim_offer_mask) == h.offer && !(v & claim_claimed))
+    if (w.compare_exchange_weak(v, 0)) {
+      ProcessJob* j = h.job;
+      c.ring_used &= ~(1u << h.index);
+      --held_total_;
+      j->held_by = 0;
+      c.held.erase(c.held.begin() + std::ptrdiff_t(i));
+      return j;
+    }
+  h.claimed = true;
+  return nullptr;
+}
+
+// Back at the front of its queue, in its place: still queued, never started.
+void ProcessPool::requeue_locked(ProcessJob* j) noexcept {
+  queues_[index(j->task().priority())].insert_sorted(j);
+}
+
+// A child going away: every task it holds ahead goes back to its queue;
+// the ones it claimed (it ran them) are returned, out of the books.
+std::vector<ProcessPool::Held> ProcessPool::take_back_all_locked(Child& c) noexcept {
+  std::vector<Held> ran;
+  for (std::size_t i = c.held.size(); i-- > 0;) {
+    if (ProcessJob* j = take_back_locked(c, i)) {
+      requeue_locked(j);
+      continue;
+    }
+    Held h = c.held[i];
+    c.held.erase(c.held.begin() + std::ptrdiff_t(i));
+    c.ring_used &= ~(1u << h.index);
+    --held_total_;
+    --queued_[index(h.job->task().priority())];
+    h.job->held_by = 0;
+    ran.push_back(h);
+  }
+  return ran;
+}
+
+// Ends tasks a child claimed from ahead and never reported done: they ran.
+void ProcessPool::end_ran(std::vector<Held>& ran,
+                          const std::function<std::exception_ptr(const Held&)>& why) noexcept {
+  for (Held& h : ran) {
+    h.job->task().try_start();  // a cancel may have marked it started already
+    h.job->fail(why(h), h.cancel);
+    h.job->task().release();
+  }
+  ran.clear();
+}
+
+// Held tasks come back to their queue when
+//  - a higher priority waits (not critical, which gets a child of its own):
+//    the lower ones held ahead would otherwise start before it;
+//  - a child is idle and could take them: they would otherwise wait for
+//    their busy child. True when such tasks came back (dispatch again).
+bool ProcessPool::rebalance_locked() {
+  if (held_total_ == 0 || closed_ || broken_) return false;
+  int top = -1;
+  for (int i = int(critical) - 1; i >= 0; --i)
+    if (!queues_[i].empty()) {
+      top = i;
+      break;
+    }
+  bool idle = false;
+  for (auto& [k, c] : children_) idle = idle || c->state == ChildState::idle;
+  bool back = false;
+  for (auto& [k, c] : children_)
+    for (std::size_t i = c->held.size(); i-- > 0;) {
+      const auto p = int(index(c->held[i].job->task().priority()));
+      const bool lower = p < top;
+      const bool for_idle = idle && running_total_ < limit_for(std::size_t(p));
+      if (!lower && !for_idle) continue;
+      if (ProcessJob* j = take_back_locked(*c, i)) {
+        requeue_locked(j);
+        back = back || for_idle;
+      }
+    }
+  return back;
 }
 
 // Every queued task ends canceled, every running one failed; the children's
@@ -473,8 +782,13 @@ void ProcessPool::pump() {
 void ProcessPool::fail_all(const std::string& why) {
   std::vector<ProcessJob*> queued, running, canceling;
   std::vector<std::unique_ptr<Child>> gone;
+  std::vector<Held> ran;
   {
     std::lock_guard lk(m_);
+    for (auto& [k, c] : children_) {
+      auto r = take_back_all_locked(*c);
+      ran.insert(ran.end(), r.begin(), r.end());
+    }
     for (auto& q : queues_)
       while (ProcessJob* j = q.pop_front()) queued.push_back(j);
     queued_ = {};
@@ -510,6 +824,10 @@ void ProcessPool::fail_all(const std::string& why) {
     end_taken(*j, std::make_exception_ptr(TaskCanceled(task_name(*j) + " was canceled while running")), true);
     j->task().release();
   }
+  end_ran(ran, [&](const Held& h) {
+    return h.cancel ? std::make_exception_ptr(TaskCanceled(task_name(*h.job) + " was canceled while running"))
+                    : std::make_exception_ptr(ProcessError(task_name(*h.job) + " failed: " + why));
+  });
 }
 
 // Loop thread: the child running `j`, if any (its task fields are written
@@ -548,6 +866,7 @@ ProcessPoolInfo ProcessPool::info() const {
   i.killed = killed_;
   i.recycled = recycled_;
   i.extra_retired = extra_retired_;
+  i.prefetched = held_total_;
   return i;
 }
 

@@ -31,6 +31,9 @@ const SupervisorOptions& validated(const SupervisorOptions& o) {
   if (p.time_limit.count() < 0 || p.soft_time_limit.count() < 0) fail("process time limits must be >= 0");
   if (p.time_limit.count() > 0 && p.soft_time_limit >= p.time_limit)
     fail("processes.soft_time_limit must be shorter than processes.time_limit (the soft one warns first)");
+  if (p.prefetch < 0 || p.prefetch > 8)
+    fail("processes.prefetch must be 0-8 (tasks a busy child holds ahead; 0 = none), got " +
+         std::to_string(p.prefetch));
   return o;
 }
 

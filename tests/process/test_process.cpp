@@ -142,6 +142,19 @@ int hangs() {
 int one() {
   return 1;
 }
+// Creates the file at `path` (the proof that a task ran).
+void touch(std::string path) {
+  std::ofstream(path) << "ran\n";
+}
+// Appends "k\n" to the file at `path` (one write: lines of concurrent children do not mix); returns its pid.
+int record(std::string path, int k) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  const std::string line = std::to_string(k) + "\n";
+  if (fd < 0 || ::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+    throw std::runtime_error("cannot append to " + path);
+  ::close(fd);
+  return static_cast<int>(::getpid());
+}
 
 void print_no_newline(std::string text) {
   std::fputs(text.c_str(), stdout);  // stays in stdio's buffer: no newline, no flush
@@ -1122,6 +1135,8 @@ TEST_SUITE("process") {
     CHECK(contains(bad({.pool_size = 1, .time_limit = -1ms}), "time limits must be >= 0"));
     CHECK(contains(bad({.pool_size = 1, .time_limit = 1s, .soft_time_limit = 2s}),
                    "soft_time_limit must be shorter"));
+    CHECK(contains(bad({.pool_size = 1, .prefetch = 9}), "processes.prefetch must be 0-8"));
+    CHECK(contains(bad({.pool_size = 1, .prefetch = -1}), "processes.prefetch must be 0-8"));
 
     atask::Supervisor none({.logger = quiet_logger()});
     none.start();
@@ -1139,6 +1154,135 @@ TEST_SUITE("process") {
     sv.stop();
     CHECK(contains(what_of<atask::LifecycleError>([&] { (void)sv.submit({}, atask::process(&square), 1); }),
                    "is stopped"));
+  }
+
+  // -- tasks held ahead by busy children (ProcessPoolOptions::prefetch) ----------------------
+  TEST_CASE("a task held ahead and canceled before its child claims it never runs") {
+    StartedSupervisor sv(with_processes(1));
+    TempDir dir;
+    const std::string mark = (dir.path() / "ran").string();
+    auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
+    REQUIRE(eventually([&] { return busy.status() == atask::TaskStatus::started; }));
+    auto ahead = sv.submit({}, atask::process(&touch), mark);
+    REQUIRE(eventually([&] { return sv.info().processes.prefetched == 1; }));  // sent to the busy child
+    CHECK(ahead.status() == atask::TaskStatus::queued);
+    CHECK(ahead.cancel());
+    CHECK(ahead.status() == atask::TaskStatus::canceled);
+    CHECK(contains(what_of<atask::TaskCanceled>([&] { ahead.get_for(patience); }),
+                   "canceled before it started"));
+    CHECK(sv.info().processes.prefetched == 0);
+    CHECK(sv.info().processes.queued_total == 0);
+    busy.request_stop();
+    CHECK(busy.get_for(patience) < 0);
+    // The same child runs the next task; had it run the canceled one, that would have come first.
+    CHECK(sv.submit({}, atask::process(&one)).get_for(patience) == 1);
+    CHECK_FALSE(std::ifstream(mark).good());
+    CHECK(sv.info().processes.completed_total == 2);
+    CHECK(sv.info().processes.crashed == 0);
+    sv.stop();
+  }
+
+  TEST_CASE("tasks held ahead by a child killed with SIGKILL run on another child exactly once") {
+    StartedSupervisor sv(with_processes(2));
+    TempDir dir;
+    const std::string log = (dir.path() / "log").string();
+    auto a = sv.submit({}, atask::process(&hangs));
+    auto b = sv.submit({}, atask::process(&hangs));
+    REQUIRE(eventually([&] { return sv.info().processes.running_total == 2; }));
+    constexpr int n = 6;
+    std::vector<atask::TaskHandle<int>> ahead;
+    for (int k = 0; k < n; ++k) ahead.push_back(sv.submit({}, atask::process(&record), log, k));
+    REQUIRE(eventually([&] { return sv.info().processes.prefetched == n; }));  // 3 held by each child
+    const int victim = sv.info().processes.child_pids.at(0);
+    REQUIRE(::kill(victim, SIGKILL) == 0);
+    // Its running task fails; what it held goes back to the queue and runs in its replacement.
+    REQUIRE(eventually([&] { return a.done() || b.done(); }));
+    auto& crashed = a.done() ? a : b;
+    CHECK(contains(what_of<atask::ChildCrashed>([&] { crashed.get_for(patience); }),
+                   "pid " + std::to_string(victim)));
+    std::vector<int> pids;
+    for (auto& t : ahead) pids.push_back(t.get_for(patience));
+    for (int pid : pids) CHECK(pid != victim);
+    std::ifstream in(log);
+    std::map<int, int> runs;
+    for (int k; in >> k;) ++runs[k];
+    for (int k = 0; k < n; ++k) {
+      CAPTURE(k);
+      CHECK(runs[k] == 1);
+    }
+    CHECK(runs.size() == std::size_t(n));
+    CHECK(sv.info().processes.crashed == 1);
+    CHECK(sv.info().processes.prefetched == 0);
+    a.cancel();
+    b.cancel();
+    sv.stop();
+  }
+
+  TEST_CASE("a higher priority task goes before lower ones held ahead") {
+    using P = atask::Priority;
+    StartedSupervisor sv(with_processes(1));
+    auto busy = sv.submit({.priority = P::low}, atask::process(&sleeper), 60'000, true);
+    REQUIRE(eventually([&] { return busy.status() == atask::TaskStatus::started; }));
+    auto low = sv.submit({.priority = P::low}, atask::process(&one));
+    REQUIRE(eventually([&] { return sv.info().processes.prefetched == 1; }));
+    auto high = sv.submit({.priority = P::high}, atask::process(&one));
+    // The low task comes back from the child, which then holds the high one ahead of it.
+    REQUIRE(eventually([&] {
+      auto i = sv.info().processes;
+      return i.prefetched == 2 && i.queued[0] == 1 && i.queued[2] == 1;
+    }));
+    busy.request_stop();
+    CHECK(busy.get_for(patience) < 0);
+    CHECK(high.get_for(patience) == 1);
+    CHECK(low.get_for(patience) == 1);
+    CHECK(*high.info().finished_at <= *low.info().started_at);
+    sv.stop();
+  }
+
+  TEST_CASE("the hard time limit of a task held ahead counts from its claim") {
+    StartedSupervisor sv(with_processes(1));
+    auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);
+    REQUIRE(eventually([&] { return busy.status() == atask::TaskStatus::started; }));
+    auto ahead = sv.submit({}, atask::process(&sleeper, {.time_limit = 300ms}), 20, false);
+    auto hung = sv.submit({}, atask::process(&hangs, {.time_limit = 300ms}));
+    REQUIRE(eventually([&] { return sv.info().processes.prefetched == 2; }));
+    // Both are held longer than their limit: a limit counted from the send would have run out.
+    CHECK_FALSE(busy.wait_for(500ms));
+    busy.request_stop();
+    CHECK(busy.get_for(patience) < 0);
+    CHECK(ahead.get_for(patience) == 20);
+    // A held task that overruns is still killed, its limit counted from its claim.
+    REQUIRE(hung.wait_for(patience));
+    CHECK(contains(what_of<atask::TimeLimitExceeded>([&] { hung.get_for(patience); }), "300 ms"));
+    const auto ran = *hung.info().finished_at - *hung.info().started_at;
+    CHECK(ran >= 250ms);
+    sv.stop();
+  }
+
+  TEST_CASE("max_tasks_per_child counts the tasks a child ran not the ones it held ahead") {
+    StartedSupervisor sv(with_processes(1, {.max_tasks_per_child = 3}));
+    auto busy = sv.submit({}, atask::process(&sleeper), 60'000, true);  // the first child's task 1 of 3
+    REQUIRE(eventually([&] { return busy.status() == atask::TaskStatus::started; }));
+    std::vector<atask::TaskHandle<int>> ts;
+    for (int i = 0; i < 8; ++i) ts.push_back(sv.submit({}, atask::process(&my_pid)));
+    // Room for 2 more in it: it holds 2, not its prefetch of 4.
+    REQUIRE(eventually([&] { return sv.info().processes.prefetched == 2; }));
+    CHECK(ts[0].cancel());  // taken back: it does not count, the next one takes its place
+    REQUIRE(eventually([&] { return sv.info().processes.prefetched == 2; }));
+    busy.request_stop();
+    CHECK(busy.get_for(patience) < 0);
+    std::vector<int> pids;
+    for (std::size_t i = 1; i < ts.size(); ++i) pids.push_back(ts[i].get_for(patience));
+    // ts[1], ts[2]: tasks 2 and 3 of the first child; ts[3..5] the second; ts[6], ts[7] the third.
+    CHECK(pids[0] == pids[1]);
+    CHECK(pids[2] != pids[1]);
+    CHECK(pids[2] == pids[3]);
+    CHECK(pids[3] == pids[4]);
+    CHECK(pids[5] != pids[4]);
+    CHECK(pids[5] == pids[6]);
+    CHECK(eventually([&] { return sv.info().processes.recycled == 2; }));
+    CHECK(sv.info().processes.crashed == 0);
+    sv.stop();
   }
 
 }  // TEST_SUITE("process")

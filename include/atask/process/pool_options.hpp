@@ -35,6 +35,12 @@ struct ProcessPoolOptions {
   /// Default soft limit: past it this_task::stop_requested() is true in the
   /// child, so that the function can finish cleanly. 0 = none.
   std::chrono::milliseconds soft_time_limit{0};
+  /// Tasks a busy child may hold ahead of the one it runs (0-8, 0 = none):
+  /// sent before it finishes, so that it goes on without waiting for the
+  /// parent. A task held ahead is still queued: it starts (and its time
+  /// limit counts) when the child claims it; a cancel, a higher priority
+  /// waiting, an idle child or the child's death take it back first.
+  int prefetch = 4;
 };
 
 /// Counters of the process pool at one moment (SupervisorInfo::processes).
@@ -57,6 +63,8 @@ struct ProcessPoolInfo {
   /// Extra children (forked for a critical task while every child was busy)
   /// that went again once the pool did not need them; not in `recycled`.
   std::uint64_t extra_retired = 0;
+  /// Queued tasks held ahead by busy children now (in `queued` too).
+  int prefetched = 0;
 };
 
 }  // namespace atask

@@ -145,6 +145,7 @@ class ProcessTask final : public TaskState<R>, public ProcessJob {
   void drop_unstarted() noexcept override {
     if (pool) process_remove_queued(*pool, *this);
   }
+  bool claim_unstarted() noexcept override { return !pool || process_claim_unstarted(*pool, *this); }
 };
 
 }  // namespace detail

@@ -148,6 +148,11 @@ class TaskStateBase : public PoolNode {
   /// A task canceled before it started frees its callable at once (on the
   /// canceling thread): what it captured may be waiting for exactly that.
   virtual void drop_unstarted() noexcept {}
+  /// Asked by cancel_pending() before a queued task is canceled: false when
+  /// it has started meanwhile where this thread cannot see it yet (a process
+  /// task sent ahead to a child that claimed it first), and is now started;
+  /// cancel() then cancels it as a started task.
+  virtual bool claim_unstarted() noexcept { return true; }
 
   // Internal status between a transient one and a final one: the winner of
   // the CAS writes error_ and the times, then publishes the final status.

@@ -6,6 +6,7 @@
 #include <atask/core/detail/task_state.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -48,10 +49,13 @@ class ProcessJob {
   const std::chrono::milliseconds time_limit, soft_time_limit;  // 0 = the pool's default
   ProcessPool* pool = nullptr;                                  // set before the task is queued
 
-  // The pool's queue links, under the pool's mutex.
+  // The pool's queue links and bookkeeping, under the pool's mutex.
   ProcessJob* q_prev = nullptr;
   ProcessJob* q_next = nullptr;
   bool q_linked = false;
+  bool no_prefetch = false;   // a cancel is deciding its fate: never send it ahead
+  std::uint64_t q_seq = 0;    // its place in its queue (FIFO), kept when it goes back to the front
+  std::uint64_t held_by = 0;  // the child holding it ahead (the pool's key), 0 = none
 
  protected:
   ~ProcessJob() = default;
@@ -65,5 +69,8 @@ bool process_cancel_running(ProcessPool& pool, ProcessJob& job) noexcept;
 void process_request_stop(ProcessPool& pool, ProcessJob& job) noexcept;
 /// A queued task was canceled: take it out of the queue.
 void process_remove_queued(ProcessPool& pool, ProcessJob& job) noexcept;
+/// A queued task is about to be canceled: false if a child holding it ahead
+/// claimed it first (it is started now), true if it will never run.
+bool process_claim_unstarted(ProcessPool& pool, ProcessJob& job) noexcept;
 
 }  // namespace atask::detail
