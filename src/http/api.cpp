@@ -208,6 +208,10 @@ bool bearer_matches(std::string_view header, std::string_view token) noexcept {
     return false;
   std::string_view given = header.substr(scheme.size());
   while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
+  return token_equals(given, token);
+}
+
+bool token_equals(std::string_view given, std::string_view token) noexcept {
   if (given.size() != token.size()) return false;
   unsigned diff = 0;
   for (std::size_t i = 0; i < token.size(); ++i) diff |= static_cast<unsigned>(given[i] ^ token[i]);
@@ -477,6 +481,20 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
     return OnPool{[sv = &sv_, q = std::string(query)] { return tasks_get(*sv, q); }};
   }
   if (what == "cluster") return cluster_route(r, seg, query);
+  if (what == "events" && seg.size() == 2) {
+    if (auto e = only(get, "GET, HEAD")) return *e;
+    // An EventSource cannot send headers: with a token set, this stream
+    // (and only this one) also takes it as ?token= (docs/http.md).
+    if (!r.authorized) {
+      const auto given = query_param(query, "token");
+      const auto decoded = given ? decode(*given) : std::nullopt;
+      if (!decoded || !token_equals(*decoded, opt_.token))
+        return error_reply(401,
+                           "this server needs its token for the event stream: ?token=<token> "
+                           "(%-encoded) or 'Authorization: Bearer <token>'");
+    }
+    return EventStream{};
+  }
   if (what == "jobs" &&
       (seg.size() <= 4 || (seg.size() == 5 && (seg[4] == "events" || seg[4] == "result")))) {
     // A result is the data itself, not a status: with a token set it needs
@@ -654,7 +672,10 @@ Reply Api::tasks_get(Supervisor& sv, std::string_view query) {
   }
   const auto limit_given = limit_param(query);
   if (!limit_given) return error_reply(400, "limit must be a number from 1 to 1000");
-  const std::size_t limit = *limit_given;
+  return json_reply(json::object{{"tasks", tasks_json(sv, only, *limit_given)}});
+}
+
+json::array Api::tasks_json(Supervisor& sv, std::optional<TaskStatus> only, std::size_t limit) {
   std::vector<TaskInfo> ts = sv.tasks(only);
   // Active tasks come first, then the history oldest first: order by id so
   // that "newest last" holds, and keep the newest `limit`.
@@ -679,7 +700,7 @@ Reply Api::tasks_get(Supervisor& sv, std::string_view query) {
     o["error"] = t.error;
     a.push_back(std::move(o));
   }
-  return json_reply(json::object{{"tasks", std::move(a)}});
+  return a;
 }
 
 Reply Api::jobs_get(Jobs& jobs_obj) const {

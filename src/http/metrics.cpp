@@ -257,6 +257,8 @@ std::string server_metrics_text(const ServerStats& st) {
       .Increment(static_cast<double>(st.timeouts));
   s.value("atask_http_streams_open", "Job progress streams being written now.",
           static_cast<double>(st.streams_open));
+  s.value("atask_http_event_streams_open", "Dashboard event streams (GET /api/events) being written now.",
+          static_cast<double>(st.event_streams_open));
   return s.text();
 }
 

@@ -12,7 +12,10 @@
 // name is shown short, whole in the title. Then: (g) the search box keeps only the tasks and workers
 // whose name contains the text; (h) the "failed" status filter lists failed tasks only, each with
 // the error GET /api/tasks?status=failed gives; (i) while /api/supervisor fails (intercepted), the
-// state badge shows "unknown", and the state again once it answers. Then, still at 390 px: (j) the
+// state badge shows "unknown", and the state again once it answers; (n) right after (a): the page
+// gets its updates pushed (GET /api/events), and a worker stopped and started through the API shows
+// there without the page asking a poll endpoint; (i) also reloads the page with /api/events refused:
+// it polls, and goes back to the stream once that answers. Then, still at 390 px: (j) the
 // job's row shows its params as compact JSON, its start and finish times, a duration and the short
 // result name GET /api/jobs gives; (k) its Download button saves a file named so whose bytes equal
 // GET /api/jobs/{type}/{id}/result; (l) with more than 10 finished jobs only the 10 newest are
@@ -155,6 +158,34 @@ async function main() {
   }, names).catch(() => { throw new Error(`(a) not every worker has a row showing its name: ${JSON.stringify(names)}`); });
   log(`(a) ok: ${names.length} worker rows`);
 
+  // (n) updates are pushed (GET /api/events): a worker stopped and started again through the API
+  // (not the page) shows on the page, which meanwhile asks none of the poll endpoints.
+  await page.waitForFunction(() => document.querySelector("[data-testid=updates]").textContent === "pushed")
+    .catch(async () => { throw new Error(`(n) the page says updates are '${await page.textContent("[data-testid=updates]")}', not 'pushed'`); });
+  const pushedName = workers.find((w) => w.kind === "background" && !w.coroutine && w.state === "active")?.name;
+  if (!pushedName) throw new Error("(n) no active background worker to stop and start");
+  const polls = [];
+  const onRequest = (req) => {
+    const u = new URL(req.url());
+    if (req.method() === "GET" && /^\/api\/(supervisor|workers|tasks|jobs)$/.test(u.pathname)) polls.push(u.pathname + u.search);
+  };
+  page.on("request", onRequest);
+  const stateOf = `tr[data-worker=${cssString(pushedName)}] [data-field="state"]`;
+  const control = async (action) => {
+    const res = await fetch(`${base}/api/workers/${encodeURIComponent(pushedName)}/${action}`,
+      { method: "POST", signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) throw new Error(`(n) POST ${action} '${pushedName}': HTTP ${res.status} ${await res.text()}`);
+  };
+  await control("stop");
+  await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === "stopped", stateOf)
+    .catch(async () => { throw new Error(`(n) '${pushedName}' stopped through the API shows '${await page.textContent(stateOf)}'`); });
+  await control("start");
+  await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === "active", stateOf)
+    .catch(async () => { throw new Error(`(n) '${pushedName}' started again through the API shows '${await page.textContent(stateOf)}'`); });
+  page.off("request", onRequest);
+  if (polls.length) throw new Error(`(n) the page polled while its stream was open: ${polls.join(", ")}`);
+  log(`(n) ok: '${pushedName}' stopped and started through the API, pushed to the page without a poll`);
+
   // (b) Trigger raises the displayed run count of an event worker.
   const ev = workers.find((w) => w.kind === "event" && w.can_trigger && w.state === "active");
   if (!ev) throw new Error("(b) no active, triggerable event worker");
@@ -284,21 +315,31 @@ async function main() {
   await page.selectOption("#task-filter", "");
   log(`(h) ok: ${failedShown.length} failed tasks shown, e.g. #${failedShown[0].id}: ${failedShown[0].error}`);
 
-  // (i) /api/supervisor stops answering: the state is unknown, not the last one seen; then it comes back.
-  const stateSel = "#sv-state";
+  // (i) the stream cannot be opened (a proxy that refuses it): the page polls; while /api/supervisor
+  // fails too, the state is unknown, not the last one seen; then it comes back, and so does the stream.
+  const stateSel = "#sv-state", modeSel = "[data-testid=updates]";
   const lastState = (await page.textContent(stateSel)).trim();
   failingOnPurpose = true;
+  await page.route("**/api/events*", (route) => route.abort("connectionrefused"));
   await page.route("**/api/supervisor", (route) => route.abort("connectionrefused"));
+  await page.reload({ waitUntil: "domcontentloaded" });
   await page.waitForFunction((sel) => document.querySelector(sel).textContent === "unknown", stateSel)
-    .catch(async () => { throw new Error(`(i) with /api/supervisor failing the state shows '${await page.textContent(stateSel)}'`); });
+    .catch(async () => { throw new Error(`(i) with /api/events and /api/supervisor failing the state shows '${await page.textContent(stateSel)}'`); });
   const banner = await page.isVisible("#banner");
+  const modeWhileFailing = (await page.textContent(modeSel)).trim();
   await page.unroute("**/api/supervisor");
   await page.waitForFunction((sel) => document.querySelector(sel).textContent === "running", stateSel)
     .catch(async () => { throw new Error(`(i) once /api/supervisor answers again the state shows '${await page.textContent(stateSel)}'`); });
+  const modePolling = (await page.textContent(modeSel)).trim();
+  await page.unroute("**/api/events*");
+  await page.waitForFunction((sel) => document.querySelector(sel).textContent === "pushed", modeSel)
+    .catch(async () => { throw new Error(`(i) once /api/events answers again the page says updates are '${await page.textContent(modeSel)}'`); });
   failingOnPurpose = false;
   if (!banner) throw new Error("(i) the 'disconnected' banner did not show while /api/supervisor failed");
+  if (!/^polled/.test(modePolling)) throw new Error(`(i) without its stream the page says updates are '${modePolling}'`);
   if (problems.length) throw new Error("(i) " + problems.join("; "));
-  log(`(i) ok: state '${lastState}' -> 'unknown' while /api/supervisor failed -> 'running' again`);
+  log(`(i) ok: state '${lastState}' -> 'unknown' while /api/events and /api/supervisor failed (updates '${modeWhileFailing}') ` +
+    `-> 'running' again, '${modePolling}' -> 'pushed' once the stream answers`);
 
   // (j) the job's row: params, times, duration, short result name.
   const jobInfo = await api(base, `/api/jobs/${encodeURIComponent(types[0])}/${job.id}`);
