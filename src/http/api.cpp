@@ -252,6 +252,8 @@ json::object Api::worker_json(const WorkerInfo& w) {
   o["runs"] = w.runs;
   o["errors"] = w.errors;
   o["last_run"] = w.last_run ? json::value(iso8601(*w.last_run)) : json::value(nullptr);
+  o["last_error"] = w.last_error_at ? json::value(w.last_error) : json::value(nullptr);
+  o["last_error_at"] = w.last_error_at ? json::value(iso8601(*w.last_error_at)) : json::value(nullptr);
   o["queue_length"] = w.queue_length;
   o["pending_runs"] = w.pending_runs;
   o["skipped_ticks"] = w.skipped_ticks;

@@ -410,6 +410,8 @@ class Worker : private detail::RegisteredWorker {
   // -- counters: atomics, so that a call that goes well takes no lock ------------
   std::atomic<std::uint64_t> runs_{0}, errors_{0};
   std::atomic<std::int64_t> last_run_ns_{0};  // system_clock, ns since the epoch; 0 = never
+  std::string last_error_;                    // under m_: the last executor error, as WorkerError::message
+  std::optional<std::chrono::system_clock::time_point> last_error_at_;  // under m_
 };
 
 /// W, created so that it cannot be destroyed while its executor runs: the
