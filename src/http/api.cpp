@@ -482,6 +482,10 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
     if (auto e = only(get, "GET, HEAD")) return *e;
     return OnPool{[sv = &sv_, q = std::string(query)] { return tasks_get(*sv, q); }};
   }
+  if (what == "tasks" && seg.size() == 3) {
+    if (auto e = only(get, "GET, HEAD")) return *e;
+    return OnPool{[sv = &sv_, id = seg[2]] { return task_get(*sv, id); }};
+  }
   if (what == "cluster") return cluster_route(r, seg, query);
   if (what == "events" && seg.size() == 2) {
     if (auto e = only(get, "GET, HEAD")) return *e;
@@ -684,25 +688,48 @@ json::array Api::tasks_json(Supervisor& sv, std::optional<TaskStatus> only, std:
   std::sort(ts.begin(), ts.end(), [](const TaskInfo& a, const TaskInfo& b) { return a.id < b.id; });
   const std::size_t from = ts.size() > limit ? ts.size() - limit : 0;
   const auto now = clock::now();
+  const auto wall_now = std::chrono::system_clock::now();
   json::array a;
-  for (std::size_t k = from; k < ts.size(); ++k) {
-    const TaskInfo& t = ts[k];
-    json::object o;
-    o["id"] = t.id;
-    o["name"] = t.name;
-    o["priority"] = to_string(t.priority);
-    o["kind"] = to_string(t.kind);
-    o["status"] = to_string(t.status);
-    o["wait_seconds"] = t.queued_at
-                            ? json::value(seconds((t.started_at ? *t.started_at : now) - *t.queued_at))
-                            : json::value(nullptr);
-    o["run_seconds"] = t.started_at
-                           ? json::value(seconds((t.finished_at ? *t.finished_at : now) - *t.started_at))
-                           : json::value(nullptr);
-    o["error"] = t.error;
-    a.push_back(std::move(o));
-  }
+  for (std::size_t k = from; k < ts.size(); ++k) a.push_back(task_json(ts[k], now, wall_now));
   return a;
+}
+
+json::object Api::task_json(const TaskInfo& t, clock::time_point now,
+                            std::chrono::system_clock::time_point wall_now) {
+  json::object o;
+  o["id"] = t.id;
+  o["name"] = t.name;
+  o["priority"] = to_string(t.priority);
+  o["kind"] = to_string(t.kind);
+  o["status"] = to_string(t.status);
+  o["wait_seconds"] = t.queued_at ? json::value(seconds((t.started_at ? *t.started_at : now) - *t.queued_at))
+                                  : json::value(nullptr);
+  o["run_seconds"] = t.started_at
+                         ? json::value(seconds((t.finished_at ? *t.finished_at : now) - *t.started_at))
+                         : json::value(nullptr);
+  o["error"] = t.error;
+  // The task's times are steady-clock points (they never jump); as UTC they
+  // are placed by their distance from now, so a clock step moves them all.
+  auto when = [&](const std::optional<TaskInfo::time_point>& at) {
+    if (!at) return json::value(nullptr);
+    return json::value(
+        iso8601(wall_now - std::chrono::duration_cast<std::chrono::system_clock::duration>(now - *at)));
+  };
+  o["queued_at"] = when(t.queued_at);
+  o["started_at"] = when(t.started_at);
+  o["finished_at"] = when(t.finished_at);
+  return o;
+}
+
+Reply Api::task_get(Supervisor& sv, const std::string& digits) {
+  std::uint64_t id = 0;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+  if (ec != std::errc() || p != digits.data() + digits.size())
+    return error_reply(400, "a task id is a number, not '" + digits + "'");
+  for (const TaskInfo& t : sv.tasks())
+    if (t.id == id) return json_reply(task_json(t, clock::now(), std::chrono::system_clock::now()));
+  return error_reply(
+      404, "no task " + digits + " (it may have left the history: SupervisorOptions::history_size)");
 }
 
 Reply Api::jobs_get(Jobs& jobs_obj) const {

@@ -140,6 +140,9 @@ class Api {
   boost::json::object supervisor_json() const;
   static boost::json::object worker_json(const WorkerInfo& w);
   static boost::json::object job_json(const JobInfo& j);
+  /// One task: its times as UTC (from `wall_now` and its distance from `now`).
+  static boost::json::object task_json(const TaskInfo& t, std::chrono::steady_clock::time_point now,
+                                       std::chrono::system_clock::time_point wall_now);
   /// The newest `limit` tasks (of one status, if given), oldest first.
   static boost::json::array tasks_json(Supervisor& sv, std::optional<TaskStatus> only, std::size_t limit);
   /// A done job's result as a download names it: "<type>-<first 10 hex
@@ -154,6 +157,7 @@ class Api {
   // tasks or series) are built on the pool, so the loop's timers stay on time.
   static Reply workers_get(Supervisor& sv, const std::string& name);  // empty name: all
   static Reply tasks_get(Supervisor& sv, std::string_view query);
+  static Reply task_get(Supervisor& sv, const std::string& digits);
   Outcome worker_post(const std::string& name, const std::string& action, std::string_view body) const;
   Reply jobs_get(Jobs& jobs) const;
   Outcome job_get(Jobs& jobs, const Request& r, const std::vector<std::string>& seg) const;

@@ -15,7 +15,8 @@
 // state badge shows "unknown", and the state again once it answers; (n) right after (a): the page
 // gets its updates pushed (GET /api/events), and a worker stopped and started through the API shows
 // there without the page asking a poll endpoint; (i) also reloads the page with /api/events refused:
-// it polls, and goes back to the stream once that answers. Then, still at 390 px: (j) the
+// it polls, and goes back to the stream once that answers; (o) after (h): a task's detail (its
+// times, wait, run, priority, kind, error) opens from its row and matches GET /api/tasks/{id}. Then, still at 390 px: (j) the
 // job's row shows its params as compact JSON, its start and finish times, a duration and the short
 // result name GET /api/jobs gives; (k) its Download button saves a file named so whose bytes equal
 // GET /api/jobs/{type}/{id}/result; (l) with more than 10 finished jobs only the 10 newest are
@@ -314,6 +315,29 @@ async function main() {
     throw new Error("(h) none of the failed tasks shown is in GET /api/tasks?status=failed");
   await page.selectOption("#task-filter", "");
   log(`(h) ok: ${failedShown.length} failed tasks shown, e.g. #${failedShown[0].id}: ${failedShown[0].error}`);
+
+  // (o) a task's detail: its times, wait, run, priority, kind and error, as GET /api/tasks/{id} gives them.
+  // A finished task, whose fields no longer change between the page's request and ours.
+  const firstTask = page.locator('#task-rows tr[data-status="completed"] [data-action="task-detail"], ' +
+    '#task-rows tr[data-status="failed"] [data-action="task-detail"]').first();
+  const detailId = Number(await firstTask.textContent());
+  await firstTask.click();
+  const apiTask = await api(base, `/api/tasks/${detailId}`);
+  await page.waitForFunction(([id, t]) => {
+    const box = document.querySelector("[data-testid=task-detail]");
+    const f = (k) => box.querySelector(`[data-field="${k}"]`);
+    return !box.hidden && document.getElementById("td-title").textContent === "#" + id && f("kind")?.textContent === t.kind
+      && f("priority")?.textContent === t.priority && f("queued")?.title === (t.queued_at || "")
+      && (t.error ? f("error")?.textContent === t.error : true) && /\d/.test(f("wait")?.textContent || "");
+  }, [detailId, apiTask]).catch(async () => {
+    throw new Error(`(o) the detail of task #${detailId} shows '${await page.textContent("[data-testid=task-detail]")}', the API ${JSON.stringify(apiTask)}`);
+  });
+  const detail = await page.$eval("[data-testid=task-detail]", (box) => Object.fromEntries([...box.querySelectorAll("dd")]
+    .map((dd) => [dd.dataset.field, dd.textContent])));
+  const wideDetail = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  if (wideDetail) throw new Error("(o) with the task detail open the page scrolls sideways");
+  await page.click("#td-close");
+  log(`(o) ok: task #${detailId} detail: ${JSON.stringify(detail)}`);
 
   // (i) the stream cannot be opened (a proxy that refuses it): the page polls; while /api/supervisor
   // fails too, the state is unknown, not the last one seen; then it comes back, and so does the stream.
