@@ -25,7 +25,8 @@ DashboardState dashboard_state(const Api& api) {
   if (auto* up = sup.if_contains("uptime_seconds"); up && up->is_double()) s.uptime_seconds = up->as_double();
   sup.erase("uptime_seconds");
   s.supervisor = json_text(sup);
-  if (auto* pool = sup.if_contains("pool"); pool && pool->is_object()) pool->as_object().erase("completed_total");
+  if (auto* pool = sup.if_contains("pool"); pool && pool->is_object())
+    pool->as_object().erase("completed_total");
   s.supervisor_key = json_text(sup);
   return s;
 }

@@ -137,7 +137,8 @@ TEST_CASE("http: a worker's change is pushed on the event stream without a poll"
     if (e.name != "update") return false;
     const auto d = json::parse(e.data);
     const auto* ws = d.as_object().if_contains("workers");
-    return ws && worker_in(*ws, "flush").contains("runs") && worker_in(*ws, "flush").at("runs").as_int64() == 1;
+    return ws && worker_in(*ws, "flush").contains("runs") &&
+           worker_in(*ws, "flush").at("runs").as_int64() == 1;
   });
   const auto d = json::parse(upd.data).as_object();
   CHECK(d.at("uptime_seconds").is_double());
@@ -196,9 +197,8 @@ TEST_CASE("http: the event stream needs the token when one is set") {
   CHECK(http_request(s.port(), "GET", "/api/events?token=wrong").status == 401);
   CHECK(http_request(s.port(), "GET", "/api/events?token=s3cr").status == 401);
 
-  for (const auto& [target, headers] :
-       std::vector<std::pair<std::string, test::Headers>>{{"/api/events?token=s3cr%2Bt", {}},
-                                                          {"/api/events", {{"Authorization", "Bearer s3cr+t"}}}}) {
+  for (const auto& [target, headers] : std::vector<std::pair<std::string, test::Headers>>{
+           {"/api/events?token=s3cr%2Bt", {}}, {"/api/events", {{"Authorization", "Bearer s3cr+t"}}}}) {
     HttpConnection c(s.port());
     open_stream(c, target, headers);
     CHECK(c.stream_status() == 200);
