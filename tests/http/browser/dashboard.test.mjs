@@ -21,7 +21,8 @@
 // result name GET /api/jobs gives; (k) its Download button saves a file named so whose bytes equal
 // GET /api/jobs/{type}/{id}/result; (l) with more than 10 finished jobs only the 10 newest are
 // listed until "show all" is clicked, and the page still does not scroll sideways; (m) the throughput
-// chart (inline SVG) has drawn at least two points of each series, inside its box and the viewport.
+// chart (inline SVG) has drawn at least two points of each series, inside its box and the viewport, and so
+// has the queue depth chart under it (one series per priority).
 // Exits 0 and prints one PASS line, or prints FAIL and exits 1. Never waits with fixed sleeps.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -438,14 +439,24 @@ async function main() {
       pl.getAttribute("points").trim().split(/\s+/).filter(Boolean).map((p) => p.split(",").map(Number))]));
     const inside = Object.values(series).every((pts) => pts.every(([x, y]) => x >= 0 && x <= w && y >= 0 && y <= h));
     const r = svg.getBoundingClientRect();
+    // The queue depth chart: one series per priority, inside its own box.
+    const qd = document.getElementById("qd-chart"), [, , qw, qh] = qd.getAttribute("viewBox").split(" ").map(Number);
+    const queue = Object.fromEntries([...qd.querySelectorAll("polyline[data-series]")].map((pl) => [pl.dataset.series,
+      pl.getAttribute("points").trim().split(/\s+/).filter(Boolean).map((p) => p.split(",").map(Number))]));
+    const qInside = Object.values(queue).every((pts) => pts.every(([x, y]) => x >= 0 && x <= qw && y >= 0 && y <= qh));
+    const qr = qd.getBoundingClientRect();
     return { counts: Object.fromEntries(Object.entries(series).map(([k, v]) => [k, v.length])), inside,
+      queueCounts: Object.fromEntries(Object.entries(queue).map(([k, v]) => [k, v.length])), qInside,
+      qInViewport: qr.left >= 0 && qr.right <= window.innerWidth && qr.width > 0,
       inViewport: r.left >= 0 && r.right <= window.innerWidth && r.width > 0, summary: document.getElementById("tp-summary").textContent };
   };
   await page.waitForFunction(`(() => { const c = (${chartState})();
-    return c.counts.completed >= 2 && c.counts.failed >= 2 && c.inside && c.inViewport; })()`)
+    return c.counts.completed >= 2 && c.counts.failed >= 2 && c.inside && c.inViewport
+      && ["low", "normal", "high", "critical"].every((p) => c.queueCounts[p] >= 2) && c.qInside && c.qInViewport; })()`)
     .catch(async () => { throw new Error(`(m) the throughput chart: ${JSON.stringify(await page.evaluate(`(${chartState})()`))}`); });
   const chart = await page.evaluate(`(${chartState})()`);
-  log(`(m) ok: throughput chart with ${chart.counts.completed} points per series; ${chart.summary}`);
+  log(`(m) ok: throughput chart with ${chart.counts.completed} points per series; ${chart.summary}; ` +
+    `queue depth chart with ${JSON.stringify(chart.queueCounts)} points`);
 
   console.log(`PASS dashboard: ${names.length} workers shown, trigger '${ev.name}' ${before}->${after}, ` +
     `job #${job.id} (${types[0]}) streamed to 100 % (${seen.length} progress values), no page errors; at 390 px ` +
