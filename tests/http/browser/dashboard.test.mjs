@@ -22,7 +22,9 @@
 // GET /api/jobs/{type}/{id}/result; (l) with more than 10 finished jobs only the 10 newest are
 // listed until "show all" is clicked, and the page still does not scroll sideways; (m) the throughput
 // chart (inline SVG) has drawn at least two points of each series, inside its box and the viewport, and so
-// has the queue depth chart under it (one series per priority).
+// has the queue depth chart under it (one series per priority); (p) a job posted by the test, not
+// the page, is followed by the page through its SSE stream (an EventSource on
+// GET /api/jobs/{type}/{id}/events) to done, with its progress shown on the way.
 // Exits 0 and prints one PASS line, or prints FAIL and exits 1. Never waits with fixed sleeps.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -457,6 +459,46 @@ async function main() {
   const chart = await page.evaluate(`(${chartState})()`);
   log(`(m) ok: throughput chart with ${chart.counts.completed} points per series; ${chart.summary}; ` +
     `queue depth chart with ${JSON.stringify(chart.queueCounts)} points`);
+
+  // (p) a job the page did not start (this test posts it) is followed through its SSE stream,
+  // GET /api/jobs/{type}/{id}/events: the page opens it and shows the progress up to done.
+  const followStamp = `follow-${stamp}`;
+  const sseJobs = [];
+  const onSse = (req) => {
+    if (req.resourceType() === "eventsource" && /^\/api\/jobs\/[^/]+\/\d+\/events$/.test(new URL(req.url()).pathname))
+      sseJobs.push(new URL(req.url()).pathname);
+  };
+  page.on("request", onSse);
+  await page.evaluate(() => {
+    window.__follow = {};
+    new MutationObserver((ms) => { for (const m of ms) {
+      const bar = m.target, tr = bar.closest && bar.closest("tr[data-job]");
+      if (tr && bar.getAttribute("role") === "progressbar")
+        (window.__follow[tr.dataset.job] ||= new Set()).add(bar.getAttribute("aria-valuenow"));
+    } }).observe(document.getElementById("job-rows"), { subtree: true, attributes: true, attributeFilter: ["aria-valuenow"] });
+  });
+  const posted = fetch(`${base}/api/jobs/${encodeURIComponent(types[0])}`, { method: "POST",
+    body: JSON.stringify({ rows: 30, run: followStamp }), signal: AbortSignal.timeout(90_000) }).then((r) => r.text());
+  let followed = null;
+  for (const deadline = Date.now() + STEP_TIMEOUT_MS; !followed && Date.now() < deadline;) {
+    followed = (await api(base, "/api/jobs")).jobs.find((j) => j.params && j.params.run === followStamp);
+    if (!followed) await new Promise((r) => setTimeout(r, 200));  // polling the API, not synchronising the page
+  }
+  if (!followed) throw new Error(`(p) no job with params {"run":"${followStamp}"} appeared in GET /api/jobs`);
+  const followPath = `/api/jobs/${encodeURIComponent(types[0])}/${followed.id}/events`;
+  await page.waitForFunction((sel) => {
+    const bar = document.querySelector(sel + ' [data-field="progress"]'), st = document.querySelector(sel + ' [data-field="status"]');
+    return bar && bar.getAttribute("aria-valuenow") === "100" && st && st.textContent.trim() === "done";
+  }, `tr[data-job="${followed.id}"]`, { timeout: 60_000 })
+    .catch(() => { throw new Error(`(p) job #${followed.id}, started outside the page, did not reach done on the page`); });
+  await posted;
+  page.off("request", onSse);
+  const followSeen = await page.evaluate((id) => [...(window.__follow[id] || [])], String(followed.id));
+  if (!sseJobs.includes(followPath))
+    throw new Error(`(p) the page opened no EventSource on ${followPath} (it opened: ${sseJobs.join(", ") || "none"})`);
+  if (followSeen.length < 3) throw new Error(`(p) the page showed only ${followSeen.join(", ")} % of job #${followed.id}`);
+  if (problems.length) throw new Error("(p) " + problems.join("; "));
+  log(`(p) ok: job #${followed.id} followed through ${followPath}: ${followSeen.join(", ")} %`);
 
   console.log(`PASS dashboard: ${names.length} workers shown, trigger '${ev.name}' ${before}->${after}, ` +
     `job #${job.id} (${types[0]}) streamed to 100 % (${seen.length} progress values), no page errors; at 390 px ` +
