@@ -35,7 +35,18 @@
 // (exit 1, after the table). Then, in-process, the cost of one
 // prometheus_text() call and of its snapshots, without HTTP.
 //
-// Usage: bench_http [--duration S] [--connections N] [--threads N] [--rounds N] [--workers N]
+// With --dashboards, instead of all that: what open dashboards cost the
+// server, pushed vs polled. Same workers, no background load. Phases, in
+// --rounds interleaved rounds: idle (no client), then 1, 10 and 50 pages
+// each (a) holding GET /api/events open (the dashboard's stream) or (b)
+// polling as the page does without its stream: GET /api/supervisor,
+// /api/workers and /api/tasks?limit=30 once a second on a keep-alive
+// connection. The pages are a child process (bench_http --client ...), so
+// the server's CPU - getrusage(RUSAGE_SELF), user + system, over the phase -
+// is the server's own; reported per second of wall time, and above idle per
+// page.
+//
+// Usage: bench_http [--duration S] [--connections N] [--threads N] [--rounds N] [--workers N] [--dashboards]
 // Prints a markdown table, then one JSON object on the last line.
 
 #include "support.hpp"
@@ -54,6 +65,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,6 +100,7 @@ namespace {
 
 struct Config {
   int duration_s = 5, connections = 16, threads = 1, rounds = 3, workers = 1000;
+  bool dashboards = false;  // --dashboards: the open-dashboard cost instead of the wrk rounds
 };
 
 Config parse_args(int argc, char** argv) {
@@ -112,10 +125,14 @@ Config parse_args(int argc, char** argv) {
       c.rounds = value(i);
     else if (a == "--workers")
       c.workers = value(i);
+    else if (a == "--dashboards")
+      c.dashboards = true;
     else if (a == "-h" || a == "--help") {
       std::printf(
           "usage: bench_http [--duration S=5] [--connections N=16] [--threads N=1] [--rounds N=3] "
-          "[--workers N=1000]\n");
+          "[--workers N=1000] [--dashboards]\n"
+          "  --dashboards: instead of the wrk rounds, the server's CPU per second with 1, 10 and 50 open\n"
+          "  dashboards, pushed (GET /api/events) vs polling every second, --duration S per phase\n");
       std::exit(0);
     } else
       die("unknown option '" + a + "' (try --help)");
@@ -406,12 +423,246 @@ std::string fmt_rate(double v) {
   return num(v >= 100 ? "%.0f" : "%.1f", v);
 }
 
+// -- open dashboards: the pages (a child process) ------------------------------------------
+
+int connect_to(unsigned short port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) die("socket(): " + std::string(std::strerror(errno)));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    die("connect to 127.0.0.1:" + std::to_string(port) + ": " + std::strerror(errno));
+  timeval tv{.tv_sec = 1, .tv_usec = 0};  // a stream reader looks at the clock at least once a second
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+bool send_all(int fd, const std::string& s) {
+  for (std::size_t off = 0; off < s.size();) {
+    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// Reads one response with a Content-Length from a keep-alive connection;
+// `buf` keeps what came after it. Returns its status (0: the connection failed).
+int read_reply(int fd, std::string& buf, long& bytes) {
+  char chunk[65536];
+  auto more = [&] {
+    for (;;) {
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) return false;
+      buf.append(chunk, static_cast<std::size_t>(n));
+      bytes += n;
+      return true;
+    }
+  };
+  std::size_t end;
+  while ((end = buf.find("\r\n\r\n")) == std::string::npos)
+    if (!more()) return 0;
+  const int status = std::atoi(buf.c_str() + 9);
+  const auto cl = buf.find("Content-Length: ");
+  const std::size_t length = cl != std::string::npos && cl < end ? std::stoul(buf.substr(cl + 16)) : 0;
+  while (buf.size() < end + 4 + length)
+    if (!more()) return 0;
+  buf.erase(0, end + 4 + length);
+  return status;
+}
+
+// bench_http --client sse|poll --port P --count N --seconds S: N pages for S
+// seconds; prints "bytes B events E requests R errors X".
+int client_main(int argc, char** argv) {
+  std::string mode;
+  unsigned short port = 0;
+  int count = 0, seconds = 0;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--mode")
+      mode = argv[i + 1];
+    else if (a == "--port")
+      port = static_cast<unsigned short>(std::atoi(argv[i + 1]));
+    else if (a == "--count")
+      count = std::atoi(argv[i + 1]);
+    else if (a == "--seconds")
+      seconds = std::atoi(argv[i + 1]);
+  }
+  if ((mode != "sse" && mode != "poll") || port == 0 || count <= 0 || seconds <= 0)
+    die("--client needs --mode sse|poll --port P --count N --seconds S");
+  std::atomic<long> bytes{0}, events{0}, requests{0}, errors{0};
+  const auto start = clk::now(), end = start + std::chrono::seconds(seconds);
+  std::vector<std::thread> pages;
+  for (int i = 0; i < count; ++i)
+    pages.emplace_back([&, i] {
+      // Pages opened at different moments of a second, as people open them.
+      std::this_thread::sleep_until(start + std::chrono::milliseconds(1000 * i / count));
+      const int fd = connect_to(port);
+      long got = 0;
+      if (mode == "sse") {
+        if (!send_all(fd, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"))
+          ++errors;
+        char chunk[65536];
+        std::string tail;  // "event: " split across two reads is still counted once
+        while (clk::now() < end) {
+          const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+          if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+          if (n <= 0) {
+            ++errors;
+            break;
+          }
+          got += n;
+          std::string text = tail + std::string(chunk, static_cast<std::size_t>(n));
+          for (auto at = text.find("event: "); at != std::string::npos; at = text.find("event: ", at + 1))
+            ++events;
+          tail = text.size() > 6 ? text.substr(text.size() - 6) : text;
+        }
+      } else {
+        std::string buf;
+        while (clk::now() < end) {
+          const auto t0 = clk::now();
+          for (const char* path : {"/api/supervisor", "/api/workers", "/api/tasks?limit=30"}) {
+            if (!send_all(fd, std::string("GET ") + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") ||
+                read_reply(fd, buf, got) != 200) {
+              ++errors;
+              break;
+            }
+            ++requests;
+          }
+          std::this_thread::sleep_until(t0 + 1s);
+        }
+      }
+      ::close(fd);
+      bytes += got;
+    });
+  for (auto& t : pages) t.join();
+  std::printf("bytes %ld events %ld requests %ld errors %ld\n", bytes.load(), events.load(), requests.load(),
+              errors.load());
+  return errors.load() == 0 ? 0 : 1;
+}
+
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// The server's CPU with open dashboards, pushed vs polled (--dashboards).
+int run_dashboards(const Config& cfg, atask::http::Server& server, std::size_t registered,
+                   const std::string& command) {
+  char self[4096];
+  const ssize_t len = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0) die("cannot find this program (/proc/self/exe)");
+  const std::string exe(self, static_cast<std::size_t>(len));
+  struct Phase {
+    std::string mode;  // "", "sse", "poll"
+    int pages = 0;
+  };
+  const std::vector<Phase> phases{{"", 0},      {"sse", 1},  {"poll", 1}, {"sse", 10},
+                                  {"poll", 10}, {"sse", 50}, {"poll", 50}};
+  struct Got {
+    double cpu = 0, bytes = 0, events = 0, requests = 0;  // per second
+  };
+  std::vector<std::vector<Got>> got(phases.size());
+  std::this_thread::sleep_for(1s);  // the interval workers' first runs settle
+  const std::string load_start = loadavg();
+  for (int r = 0; r < cfg.rounds; ++r)
+    for (std::size_t k = 0; k < phases.size(); ++k) {
+      const std::size_t ph = (k + static_cast<std::size_t>(r)) % phases.size();
+      const Phase& p = phases[ph];
+      const double c0 = cpu_seconds();
+      const auto t0 = clk::now();
+      std::string out;
+      if (p.mode.empty())
+        std::this_thread::sleep_for(std::chrono::seconds(cfg.duration_s));
+      else
+        out = run(exe, {"--client", "--mode", p.mode, "--port", std::to_string(server.port()), "--count",
+                        std::to_string(p.pages), "--seconds", std::to_string(cfg.duration_s)});
+      const double wall = secs(clk::now() - t0);
+      Got g;
+      g.cpu = (cpu_seconds() - c0) / wall;
+      long b = 0, e = 0, q = 0, x = 0;
+      if (!out.empty() &&
+          std::sscanf(out.c_str(), "bytes %ld events %ld requests %ld errors %ld", &b, &e, &q, &x) != 4)
+        die("cannot read the pages' report: " + out);
+      g.bytes = double(b) / wall;
+      g.events = double(e) / wall;
+      g.requests = double(q) / wall;
+      std::fprintf(
+          stderr,
+          "  round %d/%d %-5s %2d pages: server CPU %.1f ms/s, %.0f bytes/s, %.1f events/s, %.1f req/s\n",
+          r + 1, cfg.rounds, p.mode.empty() ? "idle" : p.mode.c_str(), p.pages, g.cpu * 1000, g.bytes,
+          g.events, g.requests);
+      got[ph].push_back(g);
+    }
+  const std::string load_end = loadavg();
+  auto med = [&](std::size_t ph, double Got::*f) {
+    std::vector<double> v;
+    for (const auto& g : got[ph]) v.push_back(g.*f);
+    return median(v);
+  };
+  auto above_idle = [&](std::size_t ph) {  // median over rounds of (phase - the same round's idle)
+    std::vector<double> v;
+    for (std::size_t r = 0; r < got[ph].size(); ++r) v.push_back(got[ph][r].cpu - got[0][r].cpu);
+    return median(v);
+  };
+  std::printf(
+      "\natask HTTP control plane: open dashboards with %zu workers (the bench's mix, no background load); "
+      "%d s per phase, %d interleaved rounds, medians; load average at start %s, at end %s (%u cores)\n"
+      "command: %s\n\n",
+      registered, cfg.duration_s, cfg.rounds, load_start.c_str(), load_end.c_str(),
+      std::thread::hardware_concurrency(), command.c_str());
+  std::printf(
+      "| pages | pushed: server CPU ms/s | above idle, per page | polled: server CPU ms/s | above idle, per "
+      "page | "
+      "polled / pushed (above idle) | bytes/s per page pushed / polled "
+      "|\n|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| 0 (idle) | %.1f | | %.1f | | | |\n", med(0, &Got::cpu) * 1000, med(0, &Got::cpu) * 1000);
+  std::string j = "{\"bench\":\"http_dashboards\",\"workers\":" + std::to_string(registered) +
+                  ",\"duration_s\":" + std::to_string(cfg.duration_s) +
+                  ",\"rounds\":" + std::to_string(cfg.rounds) +
+                  ",\"idle_cpu_ms_per_s\":" + num("%.2f", med(0, &Got::cpu) * 1000) + ",\"pages\":{";
+  for (std::size_t ph = 1; ph < phases.size(); ph += 2) {
+    const int n = phases[ph].pages;
+    const double sse = above_idle(ph), poll = above_idle(ph + 1);
+    std::printf("| %d | %.1f | %.2f | %.1f | %.2f | %.1fx | %.0f / %.0f |\n", n, med(ph, &Got::cpu) * 1000,
+                sse * 1000 / n, med(ph + 1, &Got::cpu) * 1000, poll * 1000 / n, sse > 0 ? poll / sse : 0.0,
+                med(ph, &Got::bytes) / n, med(ph + 1, &Got::bytes) / n);
+    j += std::string(ph > 1 ? "," : "") + "\"" + std::to_string(n) +
+         "\":{\"sse_cpu_ms_per_s\":" + num("%.2f", med(ph, &Got::cpu) * 1000) +
+         ",\"poll_cpu_ms_per_s\":" + num("%.2f", med(ph + 1, &Got::cpu) * 1000) +
+         ",\"sse_above_idle_ms_per_s_per_page\":" + num("%.3f", sse * 1000 / n) +
+         ",\"poll_above_idle_ms_per_s_per_page\":" + num("%.3f", poll * 1000 / n) +
+         ",\"sse_bytes_per_s_per_page\":" + num("%.0f", med(ph, &Got::bytes) / n) +
+         ",\"poll_bytes_per_s_per_page\":" + num("%.0f", med(ph + 1, &Got::bytes) / n) +
+         ",\"sse_events_per_s_per_page\":" + num("%.2f", med(ph, &Got::events) / n) +
+         ",\"poll_requests_per_s_per_page\":" + num("%.2f", med(ph + 1, &Got::requests) / n) + "}";
+  }
+  std::printf(
+      "\n  server CPU: user + system time of the server process (its loop thread, pool threads and workers) "
+      "per "
+      "second of wall time; above idle: minus the same round's idle phase, divided by the pages\n"
+      "  pushed: each page holds GET /api/events open (the state is read once per events_interval, 1 s, for "
+      "all "
+      "streams; a stream is sent what changed); polled: each page asks GET /api/supervisor, /api/workers and "
+      "/api/tasks?limit=30 once a second on a keep-alive connection, what the dashboard does without its "
+      "stream\n\n");
+  j += "},\"loadavg\":{\"start\":\"" + load_start + "\",\"end\":\"" + load_end + "\"}}";
+  std::printf("%s\n", j.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "--client") == 0) return client_main(argc, argv);
   const Config cfg = parse_args(argc, argv);
   const std::string wrk = find_in_path("wrk");
-  if (wrk.empty())
+  if (wrk.empty() && !cfg.dashboards)
     die("wrk is not installed (no 'wrk' in $PATH). It is the Debian package 'wrk': run scripts/setup.sh "
         "(or apt-get install wrk), then run this again.");
 
@@ -499,6 +750,11 @@ int main(int argc, char** argv) {
   for (auto& w : queues) w->start();
   for (auto& w : others) w->start();
   const std::size_t registered = sv.workers().size();
+  if (cfg.dashboards) {
+    const int rc = run_dashboards(cfg, server, registered, command);
+    sv.stop();
+    return rc;
+  }
 
   // -- sanity: each endpoint answers what it should; its size --------------------------
   const std::vector<Endpoint> endpoints{{"GET /api/nope (404 baseline)", "/api/nope", true},

@@ -208,6 +208,10 @@ bool bearer_matches(std::string_view header, std::string_view token) noexcept {
     return false;
   std::string_view given = header.substr(scheme.size());
   while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
+  return token_equals(given, token);
+}
+
+bool token_equals(std::string_view given, std::string_view token) noexcept {
   if (given.size() != token.size()) return false;
   unsigned diff = 0;
   for (std::size_t i = 0; i < token.size(); ++i) diff |= static_cast<unsigned>(given[i] ^ token[i]);
@@ -248,6 +252,8 @@ json::object Api::worker_json(const WorkerInfo& w) {
   o["runs"] = w.runs;
   o["errors"] = w.errors;
   o["last_run"] = w.last_run ? json::value(iso8601(*w.last_run)) : json::value(nullptr);
+  o["last_error"] = w.last_error_at ? json::value(w.last_error) : json::value(nullptr);
+  o["last_error_at"] = w.last_error_at ? json::value(iso8601(*w.last_error_at)) : json::value(nullptr);
   o["queue_length"] = w.queue_length;
   o["pending_runs"] = w.pending_runs;
   o["skipped_ticks"] = w.skipped_ticks;
@@ -476,7 +482,25 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
     if (auto e = only(get, "GET, HEAD")) return *e;
     return OnPool{[sv = &sv_, q = std::string(query)] { return tasks_get(*sv, q); }};
   }
+  if (what == "tasks" && seg.size() == 3) {
+    if (auto e = only(get, "GET, HEAD")) return *e;
+    return OnPool{[sv = &sv_, id = seg[2]] { return task_get(*sv, id); }};
+  }
   if (what == "cluster") return cluster_route(r, seg, query);
+  if (what == "events" && seg.size() == 2) {
+    if (auto e = only(get, "GET, HEAD")) return *e;
+    // An EventSource cannot send headers: with a token set, this stream
+    // (and only this one) also takes it as ?token= (docs/http.md).
+    if (!r.authorized) {
+      const auto given = query_param(query, "token");
+      const auto decoded = given ? decode(*given) : std::nullopt;
+      if (!decoded || !token_equals(*decoded, opt_.token))
+        return error_reply(401,
+                           "this server needs its token for the event stream: ?token=<token> "
+                           "(%-encoded) or 'Authorization: Bearer <token>'");
+    }
+    return EventStream{};
+  }
   if (what == "jobs" &&
       (seg.size() <= 4 || (seg.size() == 5 && (seg[4] == "events" || seg[4] == "result")))) {
     // A result is the data itself, not a status: with a token set it needs
@@ -654,32 +678,58 @@ Reply Api::tasks_get(Supervisor& sv, std::string_view query) {
   }
   const auto limit_given = limit_param(query);
   if (!limit_given) return error_reply(400, "limit must be a number from 1 to 1000");
-  const std::size_t limit = *limit_given;
+  return json_reply(json::object{{"tasks", tasks_json(sv, only, *limit_given)}});
+}
+
+json::array Api::tasks_json(Supervisor& sv, std::optional<TaskStatus> only, std::size_t limit) {
   std::vector<TaskInfo> ts = sv.tasks(only);
   // Active tasks come first, then the history oldest first: order by id so
   // that "newest last" holds, and keep the newest `limit`.
   std::sort(ts.begin(), ts.end(), [](const TaskInfo& a, const TaskInfo& b) { return a.id < b.id; });
   const std::size_t from = ts.size() > limit ? ts.size() - limit : 0;
   const auto now = clock::now();
+  const auto wall_now = std::chrono::system_clock::now();
   json::array a;
-  for (std::size_t k = from; k < ts.size(); ++k) {
-    const TaskInfo& t = ts[k];
-    json::object o;
-    o["id"] = t.id;
-    o["name"] = t.name;
-    o["priority"] = to_string(t.priority);
-    o["kind"] = to_string(t.kind);
-    o["status"] = to_string(t.status);
-    o["wait_seconds"] = t.queued_at
-                            ? json::value(seconds((t.started_at ? *t.started_at : now) - *t.queued_at))
-                            : json::value(nullptr);
-    o["run_seconds"] = t.started_at
-                           ? json::value(seconds((t.finished_at ? *t.finished_at : now) - *t.started_at))
-                           : json::value(nullptr);
-    o["error"] = t.error;
-    a.push_back(std::move(o));
-  }
-  return json_reply(json::object{{"tasks", std::move(a)}});
+  for (std::size_t k = from; k < ts.size(); ++k) a.push_back(task_json(ts[k], now, wall_now));
+  return a;
+}
+
+json::object Api::task_json(const TaskInfo& t, clock::time_point now,
+                            std::chrono::system_clock::time_point wall_now) {
+  json::object o;
+  o["id"] = t.id;
+  o["name"] = t.name;
+  o["priority"] = to_string(t.priority);
+  o["kind"] = to_string(t.kind);
+  o["status"] = to_string(t.status);
+  o["wait_seconds"] = t.queued_at ? json::value(seconds((t.started_at ? *t.started_at : now) - *t.queued_at))
+                                  : json::value(nullptr);
+  o["run_seconds"] = t.started_at
+                         ? json::value(seconds((t.finished_at ? *t.finished_at : now) - *t.started_at))
+                         : json::value(nullptr);
+  o["error"] = t.error;
+  // The task's times are steady-clock points (they never jump); as UTC they
+  // are placed by their distance from now, so a clock step moves them all.
+  auto when = [&](const std::optional<TaskInfo::time_point>& at) {
+    if (!at) return json::value(nullptr);
+    return json::value(
+        iso8601(wall_now - std::chrono::duration_cast<std::chrono::system_clock::duration>(now - *at)));
+  };
+  o["queued_at"] = when(t.queued_at);
+  o["started_at"] = when(t.started_at);
+  o["finished_at"] = when(t.finished_at);
+  return o;
+}
+
+Reply Api::task_get(Supervisor& sv, const std::string& digits) {
+  std::uint64_t id = 0;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+  if (ec != std::errc() || p != digits.data() + digits.size())
+    return error_reply(400, "a task id is a number, not '" + digits + "'");
+  for (const TaskInfo& t : sv.tasks())
+    if (t.id == id) return json_reply(task_json(t, clock::now(), std::chrono::system_clock::now()));
+  return error_reply(
+      404, "no task " + digits + " (it may have left the history: SupervisorOptions::history_size)");
 }
 
 Reply Api::jobs_get(Jobs& jobs_obj) const {

@@ -6,6 +6,7 @@
 #include <atask/jobs/jobs.hpp>
 #include <atask/supervisor/supervisor.hpp>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
@@ -84,7 +85,11 @@ struct OnPool {
   bool read = true;
 };
 
-using Outcome = std::variant<Reply, StreamJob, OnPool>;
+/// GET /api/events: the server streams the dashboard's state (events.hpp),
+/// if fewer than ServerOptions::max_event_streams are open.
+struct EventStream {};
+
+using Outcome = std::variant<Reply, StreamJob, OnPool, EventStream>;
 
 /// What an exception says, for a reply: a boost::system::system_error
 /// (Boost.JSON, Asio) gives its code's message, never the source location
@@ -135,6 +140,11 @@ class Api {
   boost::json::object supervisor_json() const;
   static boost::json::object worker_json(const WorkerInfo& w);
   static boost::json::object job_json(const JobInfo& j);
+  /// One task: its times as UTC (from `wall_now` and its distance from `now`).
+  static boost::json::object task_json(const TaskInfo& t, std::chrono::steady_clock::time_point now,
+                                       std::chrono::system_clock::time_point wall_now);
+  /// The newest `limit` tasks (of one status, if given), oldest first.
+  static boost::json::array tasks_json(Supervisor& sv, std::optional<TaskStatus> only, std::size_t limit);
   /// A done job's result as a download names it: "<type>-<first 10 hex
   /// digits of the key><extension>" ("report-1a2b3c4d5e.result"); empty
   /// unless the job has a result.
@@ -147,6 +157,7 @@ class Api {
   // tasks or series) are built on the pool, so the loop's timers stay on time.
   static Reply workers_get(Supervisor& sv, const std::string& name);  // empty name: all
   static Reply tasks_get(Supervisor& sv, std::string_view query);
+  static Reply task_get(Supervisor& sv, const std::string& digits);
   Outcome worker_post(const std::string& name, const std::string& action, std::string_view body) const;
   Reply jobs_get(Jobs& jobs) const;
   Outcome job_get(Jobs& jobs, const Request& r, const std::vector<std::string>& seg) const;
@@ -171,6 +182,9 @@ std::optional<std::vector<std::string>> split_path(std::string_view target, std:
 /// "BEARER"), one or more spaces may follow it, and the token is compared in
 /// constant time.
 bool bearer_matches(std::string_view header, std::string_view token) noexcept;
+
+/// Whether `given` is the token, compared in constant time.
+bool token_equals(std::string_view given, std::string_view token) noexcept;
 
 /// True for 127.0.0.0/8 and ::1.
 bool is_loopback(std::string_view address);

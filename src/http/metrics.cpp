@@ -233,6 +233,19 @@ std::string jobs_metrics_text(const Jobs& jobs) {
     for (JobStatus st : {JobStatus::queued, JobStatus::running, JobStatus::done, JobStatus::failed})
       g.Add({{"type", type}, {"status", std::string(to_string(st))}})
           .Set(static_cast<double>(counts[static_cast<std::size_t>(st)]));
+  auto& finished =
+      s.counter("atask_job_finished_total",
+                "Jobs finished since the Jobs object was made, by type and status (done, failed).");
+  auto& run = s.histogram("atask_job_run_seconds",
+                          "Time from start to finish of the finished jobs that had started, by type.");
+  const prometheus::Histogram::BucketBoundaries bounds(job_time_buckets.begin(), job_time_buckets.end());
+  for (const auto& st : jobs.finished_stats()) {
+    finished.Add({{"type", st.type}, {"status", "done"}}).Increment(static_cast<double>(st.done));
+    finished.Add({{"type", st.type}, {"status", "failed"}}).Increment(static_cast<double>(st.failed));
+    std::vector<double> increments(st.run.counts.begin(), st.run.counts.end());
+    increments.resize(bounds.size() + 1);  // ObserveMultiple wants exactly one per bucket
+    run.Add({{"type", st.type}}, bounds).ObserveMultiple(increments, st.run.sum);
+  }
   return s.text();
 }
 
@@ -257,6 +270,8 @@ std::string server_metrics_text(const ServerStats& st) {
       .Increment(static_cast<double>(st.timeouts));
   s.value("atask_http_streams_open", "Job progress streams being written now.",
           static_cast<double>(st.streams_open));
+  s.value("atask_http_event_streams_open", "Dashboard event streams (GET /api/events) being written now.",
+          static_cast<double>(st.event_streams_open));
   return s.text();
 }
 

@@ -2,6 +2,7 @@
 // deadlines, writing replies and job progress streams. Everything here runs
 // on the supervisor's io_context thread; the routes are in api.cpp.
 #include "http/api.hpp"
+#include "http/events.hpp"
 
 #include <atask/core/errors.hpp>
 #include <atask/http/server.hpp>
@@ -30,6 +31,7 @@
 #include <mutex>
 #include <set>
 #include <tuple>
+#include <utility>
 
 namespace atask::http {
 
@@ -55,7 +57,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   std::string address_for_url;
 
   std::atomic<std::uint64_t> accepted{0}, refused{0}, requests{0}, client_errors{0}, timeouts{0};
-  std::atomic<std::size_t> streams{0};
+  std::atomic<std::size_t> streams{0}, event_streams{0};
   std::array<std::atomic<std::uint64_t>, 5> by_class{};  // 1xx .. 5xx
 
   /// Counts one answered request.
@@ -78,8 +80,23 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   std::condition_variable cv;
   std::size_t open = 0;  // under m
 
+  // GET /api/events (loop thread only): while streams are open, one
+  // coroutine (hub_loop) reads the dashboard's state every events_interval
+  // for all of them, keeps it if something changed, and wakes each stream,
+  // which sends the update from the state it sent last.
+  struct Hub {
+    std::shared_ptr<const detail::DashboardState> current, previous;
+    std::shared_ptr<const std::string> update;  // previous -> current
+    std::set<net::experimental::channel<void(error_code)>*> streams;
+    bool running = false;                // hub_loop runs (or is spawned)
+    net::steady_timer* timer = nullptr;  // hub_loop's, while it runs
+  } hub;
+
   void start();
   void stop();
+  net::awaitable<void> hub_loop();
+  net::awaitable<std::shared_ptr<const detail::DashboardState>> read_state();
+  net::awaitable<void> stream_events(beast::tcp_stream& stream, unsigned version, bool head);
   net::awaitable<void> accept_loop();
   net::awaitable<void> session(tcp::socket sock);
   net::awaitable<bool> write_reply(beast::tcp_stream& stream, const detail::Reply& r, unsigned version,
@@ -189,6 +206,7 @@ void Server::Impl::stop() {
     stopping = true;
     error_code ec;
     if (acceptor) acceptor->close(ec);
+    if (hub.timer) hub.timer->cancel();
     for (auto* s : sessions) {
       s->socket().shutdown(tcp::socket::shutdown_both, ec);
       s->socket().close(ec);
@@ -340,6 +358,16 @@ net::awaitable<void> Server::Impl::session(tcp::socket sock) {
       co_await stream_job(stream, std::move(*sj), version, head);
       break;
     }
+    if (std::holds_alternative<detail::EventStream>(out)) {
+      if (event_streams.load() < opt.max_event_streams) {
+        co_await stream_events(stream, version, head);
+        break;
+      }
+      out = detail::error_reply(
+          503,
+          "too many event streams are open (max_event_streams = " + std::to_string(opt.max_event_streams) +
+              "): poll /api/supervisor, /api/workers, /api/tasks and /api/jobs instead");
+    }
     detail::Reply reply;
     if (auto* p = std::get_if<detail::OnPool>(&out)) {
       try {
@@ -485,6 +513,142 @@ net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, detail:
   co_await net::async_write(stream, bhttp::make_chunk_last(), use_tuple);
 }
 
+// Reads the dashboard's state on the pool, in one of the build slots like
+// the other replies that take milliseconds with thousands of workers.
+net::awaitable<std::shared_ptr<const detail::DashboardState>> Server::Impl::read_state() {
+  co_await slots->async_receive(use_tuple);
+  struct Give {
+    Impl& s;
+    ~Give() { s.slots->try_send(error_code{}); }
+  } give{*this};
+  auto state = std::make_shared<detail::DashboardState>(detail::dashboard_state(*api));
+  co_await run_on_pool([&] {
+    detail::read_dashboard(*state, sv, *jobs);
+    return detail::Reply{};
+  });
+  co_return state;
+}
+
+net::awaitable<void> Server::Impl::hub_loop() {
+  auto self = shared_from_this();
+  net::steady_timer timer(co_await net::this_coro::executor);
+  hub.timer = &timer;
+  struct Clear {
+    Hub& h;
+    ~Clear() {
+      h.running = false;
+      h.timer = nullptr;
+      h.current = h.previous = nullptr;
+      h.update = nullptr;
+    }
+  } clear{hub};
+  while (!stopping && !hub.streams.empty()) {
+    timer.expires_after(opt.events_interval);
+    co_await timer.async_wait(use_tuple);
+    if (stopping || hub.streams.empty()) break;
+    std::shared_ptr<const detail::DashboardState> now;
+    try {
+      now = co_await read_state();
+    } catch (const std::exception& e) {
+      sv.logger().warn("{}: http: the event streams' state could not be read: {}", sv.id(),
+                       detail::message_of(e));
+      continue;
+    }
+    std::optional<std::string> update;
+    if (hub.current) {
+      update = detail::update_event(*hub.current, *now);
+      if (!update) continue;  // nothing changed: nothing to send
+    }
+    hub.previous = std::exchange(hub.current, now);
+    hub.update = update ? std::make_shared<const std::string>(std::move(*update)) : nullptr;
+    for (auto* wake : hub.streams) wake->try_send(error_code{});
+  }
+}
+
+net::awaitable<void> Server::Impl::stream_events(beast::tcp_stream& stream, unsigned version, bool head) {
+  ++event_streams;
+  struct Count {
+    std::atomic<std::size_t>& n;
+    ~Count() { --n; }
+  } count{event_streams};
+
+  answered(200);
+  bhttp::response<bhttp::empty_body> res{bhttp::status::ok, version};
+  common_headers(res, "text/event-stream");
+  res.set("X-Accel-Buffering", "no");  // proxies: do not buffer
+  res.keep_alive(false);
+  res.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> sr{res};
+  stream.expires_after(opt.request_timeout);
+  if (auto [ec, n] = co_await bhttp::async_write_header(stream, sr, use_tuple); ec || head) co_return;
+
+  auto last_write = std::chrono::steady_clock::now();
+  auto send = [&](std::string_view text) -> net::awaitable<bool> {
+    stream.expires_after(opt.request_timeout);
+    auto [ec, n] = co_await net::async_write(stream, bhttp::make_chunk(net::buffer(text)), use_tuple);
+    if (ec == beast::error::timeout) ++timeouts;
+    last_write = std::chrono::steady_clock::now();
+    co_return !ec;
+  };
+
+  // Join the hub before reading the snapshot, so that no state built in
+  // between is missed; the first one the hub wakes us for is diffed
+  // against the snapshot.
+  net::experimental::channel<void(error_code)> wake(stream.get_executor(), 1);
+  hub.streams.insert(&wake);
+  struct Leave {
+    Hub& h;
+    net::experimental::channel<void(error_code)>* w;
+    ~Leave() { h.streams.erase(w); }
+  } leave{hub, &wake};
+  if (!hub.running) {
+    hub.running = true;
+    net::co_spawn(
+        stream.get_executor(), [self = shared_from_this()] { return self->hub_loop(); }, net::detached);
+  }
+
+  // The snapshot: the hub's state if it is recent, else one read now.
+  std::shared_ptr<const detail::DashboardState> sent = hub.current;
+  if (!sent || std::chrono::steady_clock::now() - sent->read_at >= opt.events_interval) {
+    std::string failed;
+    try {
+      sent = co_await read_state();
+    } catch (const std::exception& e) {
+      failed = detail::message_of(e);
+    }
+    if (!failed.empty()) {
+      co_await send("event: error\ndata: " + detail::error_reply(503, failed).body + "\n\n");
+      co_return;
+    }
+  }
+  if (stopping || !co_await send(detail::snapshot_event(*sent))) co_return;
+
+  net::steady_timer keepalive(stream.get_executor());
+  for (;;) {
+    stream.expires_never();
+    keepalive.expires_at(last_write + opt.events_keepalive);
+    // A client that closes (or sends anything) ends the stream.
+    auto woke = co_await (wake.async_receive(use_tuple) ||
+                          stream.socket().async_wait(tcp::socket::wait_read, use_tuple) ||
+                          keepalive.async_wait(use_tuple));
+    if (woke.index() == 1 || stopping) co_return;
+    if (woke.index() == 2) {
+      if (!co_await send(detail::keepalive_comment)) co_return;
+      continue;
+    }
+    const auto now = hub.current;
+    if (!now || now->read_at <= sent->read_at) continue;  // not newer than what this stream has
+    std::string text;
+    if (sent == hub.previous && hub.update) {
+      text = *hub.update;  // the common case: one update text for every stream
+    } else if (auto u = detail::update_event(*sent, *now)) {
+      text = std::move(*u);  // this stream's snapshot, or a state it missed, was another
+    }
+    sent = now;
+    if (!text.empty() && !co_await send(text)) co_return;
+  }
+}
+
 // -- public ---------------------------------------------------------------------------
 
 unsigned short Server::port() const noexcept {
@@ -510,6 +674,7 @@ ServerStats Server::Impl::snapshot() const {
   s.client_errors = client_errors.load();
   s.timeouts = timeouts.load();
   s.streams_open = streams.load();
+  s.event_streams_open = event_streams.load();
   return s;
 }
 
@@ -531,6 +696,8 @@ Server serve(Supervisor& sv, ServerOptions o) {
   if (o.request_timeout.count() <= 0) bad("request_timeout must be > 0");
   if (o.max_connections == 0) bad("max_connections must be > 0");
   if (o.metrics_cache.count() < 0) bad("metrics_cache must be >= 0 (0 = no cache)");
+  if (o.events_interval.count() <= 0) bad("events_interval must be > 0");
+  if (o.events_keepalive.count() <= 0) bad("events_keepalive must be > 0");
   auto impl = std::make_shared<Server::Impl>(sv, std::move(o));
   if (impl->opt.jobs) {
     impl->jobs->p = impl->opt.jobs;

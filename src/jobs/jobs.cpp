@@ -287,13 +287,17 @@ struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
   int running = 0;                                 // jobs holding a slot
   std::uint64_t next_id = 1;
   bool closing = false;
-  std::vector<std::function<void()>> on_destroy;  // Jobs::when_destroyed
+  std::vector<std::function<void()>> on_destroy;              // Jobs::when_destroyed
+  std::map<std::string, JobTypeStats, std::less<>> finished;  // Jobs::finished_stats, by type
 
   // Records a job's end (under m). False if it had ended already.
   bool mark_finished_locked(const JobPtr& job, JobStatus status, const std::string& error,
                             const fs::path& result) {
+    std::optional<double> ran;  // seconds, if it had started
+    std::string type;
     const bool changed = job->update([&](JobInfo& i) {
       if (i.finished()) return false;
+      type = i.type;
       i.status = status;
       if (status == JobStatus::done) {
         i.fraction = 1;
@@ -302,9 +306,11 @@ struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
         i.error = error;
       }
       i.finished_at = sys_clock::now();
+      if (i.started_at) ran = std::chrono::duration<double>(*i.finished_at - *i.started_at).count();
       return true;
     });
     if (!changed) return false;
+    count_finished_locked(type, status, ran);
     if (job->holds_slot) {
       job->holds_slot = false;
       --running;
@@ -318,6 +324,23 @@ struct Jobs::Impl : std::enable_shared_from_this<Jobs::Impl> {
     history.push_back(job);
     trim_history_locked();
     return true;
+  }
+
+  void count_finished_locked(const std::string& type, JobStatus status, std::optional<double> ran) {
+    auto [it, added] = finished.try_emplace(type);
+    JobTypeStats& st = it->second;
+    if (added) {
+      st.type = type;
+      st.run.bounds.assign(job_time_buckets.begin(), job_time_buckets.end());
+      st.run.counts.assign(job_time_buckets.size() + 1, 0);
+    }
+    ++(status == JobStatus::done ? st.done : st.failed);
+    if (!ran) return;
+    // The first bucket whose bound is >= the time (Prometheus' le), else +Inf.
+    const auto b = std::lower_bound(st.run.bounds.begin(), st.run.bounds.end(), *ran);
+    ++st.run.counts[static_cast<std::size_t>(b - st.run.bounds.begin())];
+    st.run.sum += *ran;
+    ++st.run.count;
   }
 
   void trim_history_locked() {
@@ -612,6 +635,23 @@ std::optional<Job> Jobs::find(std::uint64_t id) const {
   auto it = impl_->by_id.find(id);
   if (it == impl_->by_id.end()) return std::nullopt;
   return detail::JobAccess::make(it->second);
+}
+
+std::vector<JobTypeStats> Jobs::finished_stats() const {
+  std::lock_guard lk(impl_->m);
+  std::vector<JobTypeStats> out;
+  for (const auto& [name, entry] : impl_->types) {
+    if (auto it = impl_->finished.find(name); it != impl_->finished.end()) {
+      out.push_back(it->second);
+      continue;
+    }
+    JobTypeStats st;
+    st.type = name;
+    st.run.bounds.assign(job_time_buckets.begin(), job_time_buckets.end());
+    st.run.counts.assign(job_time_buckets.size() + 1, 0);
+    out.push_back(std::move(st));
+  }
+  return out;
 }
 
 std::vector<JobInfo> Jobs::list() const {

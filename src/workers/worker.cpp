@@ -359,6 +359,8 @@ WorkerInfo Worker::info() const {
   if (const auto ns = counters_.last_run_ns.load(std::memory_order_relaxed); ns != 0)
     i.last_run = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns)));
+  i.last_error = last_error_;
+  i.last_error_at = last_error_at_;
   add_info_locked(i);
   return i;
 }
@@ -407,6 +409,8 @@ bool Worker::call_ended(std::exception_ptr e, WorkerContext* ctx) noexcept {
   const bool give_up = cur_.stop_after_errors != 0 && counters_.consecutive_errors >= cur_.stop_after_errors;
   const std::size_t in_a_row = counters_.consecutive_errors.load();
   WorkerError err{cur_.name, ctx ? ctx->task_id : 0, e, detail::describe(e)};
+  last_error_ = err.message;
+  last_error_at_ = std::chrono::system_clock::now();
   lk.unlock();
   report(err);
   if (give_up)

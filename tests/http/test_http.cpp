@@ -159,6 +159,24 @@ TEST_CASE("http: GET /api/workers lists every worker with its counters") {
   CHECK(test::contains(err_of(missing), "nope"));
 }
 
+TEST_CASE("http: a worker's JSON has its last error and when it happened") {
+  Served s;
+  auto ev = atask::event_worker(s.sv, [] { throw std::runtime_error("disk full"); }, {.name = "flaky"});
+  s.start();
+  auto before = parse(http_request(s.port(), "GET", "/api/workers/flaky").body);
+  CHECK(before.at("last_error").is_null());
+  CHECK(before.at("last_error_at").is_null());
+  ev->start();
+  REQUIRE(ev->trigger());
+  REQUIRE(test::eventually([&] { return ev->info().errors == 1; }));
+  auto after = parse(http_request(s.port(), "GET", "/api/workers/flaky").body);
+  CHECK(test::contains(json::value_to<std::string>(after.at("last_error")), "disk full"));
+  const auto at = json::value_to<std::string>(after.at("last_error_at"));
+  CHECK(std::regex_match(at, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")));
+  auto listed = parse(http_request(s.port(), "GET", "/api/workers").body).at("workers").as_array();
+  CHECK(listed.at(0).at("last_error") == after.at("last_error"));
+}
+
 TEST_CASE("http: POST trigger start and stop control workers by name") {
   Served s;
   std::atomic<int> runs{0};

@@ -238,7 +238,7 @@ void check_well_formed(const Exposition& ex, const std::string& supervisor_id) {
       if (k == "state") CHECK(s.name == "atask_supervisor_state");
       if (k == "status_class") CHECK((v.size() == 3 && v[0] >= '1' && v[0] <= '5' && v.substr(1) == "xx"));
       // A job type is bounded by the types registered; a job's status by JobStatus.
-      if (k == "type") CHECK(s.name == "atask_job_held");
+      if (k == "type") CHECK(s.name.rfind("atask_job_", 0) == 0);
       if (k == "status") CHECK(atask::from_string<atask::JobStatus>(v).has_value());
     }
     if (type->second == "counter")
@@ -633,6 +633,27 @@ TEST_SUITE("metrics") {
     CHECK(value(ex, "atask_job_held", {{"type", "bad"}, {"status", "failed"}}) == 1.0);
     CHECK(value(ex, "atask_job_held", {{"type", "unused"}, {"status", "queued"}}) ==
           0.0);  // a series per type
+    // Finished jobs: counters by type and status, run times by type.
+    CHECK(ex.type.at("atask_job_finished_total") == "counter");
+    CHECK(value(ex, "atask_job_finished_total", {{"type", "ok"}, {"status", "done"}}) == 2.0);
+    CHECK(value(ex, "atask_job_finished_total", {{"type", "bad"}, {"status", "failed"}}) == 1.0);
+    CHECK(value(ex, "atask_job_finished_total", {{"type", "unused"}, {"status", "done"}}) == 0.0);
+    CHECK(ex.type.at("atask_job_run_seconds") == "histogram");
+    CHECK(value(ex, "atask_job_run_seconds_count", {{"type", "ok"}}) == 2.0);
+    CHECK(value(ex, "atask_job_run_seconds_count", {{"type", "bad"}}) == 1.0);
+    CHECK(value(ex, "atask_job_run_seconds_bucket", {{"type", "ok"}, {"le", "+Inf"}}) == 2.0);
+    CHECK(value(ex, "atask_job_run_seconds_count", {{"type", "unused"}}) == 0.0);
+    CHECK(*value(ex, "atask_job_run_seconds_sum", {{"type", "ok"}}) >= 0.0);
+    // They count what finished, not what is held: a job dropped from the
+    // history is still counted.
+    const auto stats = jobs.finished_stats();
+    REQUIRE(stats.size() == 3);
+    for (const auto& st : stats)
+      if (st.type == "ok") {
+        CHECK(st.done == 2);
+        CHECK(st.run.count == 2);
+        CHECK(st.run.counts.size() == atask::job_time_buckets.size() + 1);
+      }
     sv.stop();
   }
 

@@ -37,7 +37,12 @@ struct WorkerInfo {
   std::uint64_t runs = 0;    ///< executor calls that returned (or threw)
   std::uint64_t errors = 0;  ///< executor calls that threw
   std::optional<std::chrono::system_clock::time_point> last_run{};  ///< when the last call started
-  std::size_t queue_length = 0;                                     ///< queue workers: items waiting
+  /// What the executor's last error said (as WorkerError::message and the
+  /// log have it); empty until a call threw. A call ended by the worker's
+  /// stop is not an error (see `errors`).
+  std::string last_error{};
+  std::optional<std::chrono::system_clock::time_point> last_error_at{};  ///< when that call ended
+  std::size_t queue_length = 0;                                          ///< queue workers: items waiting
   std::size_t pending_runs = 0;     ///< event/interval workers: runs asked for and not yet started
   std::uint64_t skipped_ticks = 0;  ///< interval workers: ticks that passed during a run (coalesced)
   /// Event and interval workers: runs asked for by trigger() (which returned

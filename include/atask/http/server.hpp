@@ -53,9 +53,11 @@ struct ServerOptions {
   std::string address = "127.0.0.1";
   /// 0 = an ephemeral port (Server::port() tells which).
   unsigned short port = 8080;
-  /// Bearer token. When set, mutating requests (POST) and job result
-  /// downloads (GET /api/jobs/{type}/{id}/result) need
-  /// "Authorization: Bearer <token>" (401 without it). Other reads stay open.
+  /// Bearer token. When set, mutating requests (POST), job result
+  /// downloads (GET /api/jobs/{type}/{id}/result) and the dashboard's event
+  /// stream (GET /api/events) need "Authorization: Bearer <token>" (401
+  /// without it); the event stream also takes it as ?token=, since a
+  /// browser's EventSource cannot send headers. Other reads stay open.
   std::string token{};
   /// Request bodies above this get 413.
   std::size_t max_body_size = 1 << 20;
@@ -85,6 +87,15 @@ struct ServerOptions {
   /// (replies are built whole); a larger file gets 500 with its size in the
   /// message instead.
   std::uint64_t max_result_size = std::uint64_t{64} << 20;
+  /// GET /api/events (the dashboard's pushed updates): streams open at once
+  /// beyond this many get 503 (the page then polls). 0 turns the stream off.
+  std::size_t max_event_streams = 64;
+  /// GET /api/events reads the state at this pace and sends what changed,
+  /// only when something did.
+  std::chrono::milliseconds events_interval{1'000};
+  /// GET /api/events sends a comment line after this long without an event,
+  /// so that proxies do not close an idle stream.
+  std::chrono::milliseconds events_keepalive{15'000};
 };
 
 /// Counters of the server itself.
@@ -95,9 +106,10 @@ struct ServerStats {
   std::uint64_t requests = 0;  ///< requests answered (any status)
   /// requests by status class: [0] 1xx, [1] 2xx, [2] 3xx, [3] 4xx, [4] 5xx
   std::array<std::uint64_t, 5> requests_by_class{};
-  std::uint64_t client_errors = 0;  ///< answered with 4xx, or closed for a malformed request
-  std::uint64_t timeouts = 0;       ///< connections closed by request_timeout
-  std::size_t streams_open = 0;     ///< job progress streams being written
+  std::uint64_t client_errors = 0;     ///< answered with 4xx, or closed for a malformed request
+  std::uint64_t timeouts = 0;          ///< connections closed by request_timeout
+  std::size_t streams_open = 0;        ///< job progress streams being written
+  std::size_t event_streams_open = 0;  ///< GET /api/events streams being written
 };
 
 /// The control plane that serve() set up: a handle (a value; copies are the

@@ -30,11 +30,13 @@
 /// Jobs run on the supervisor's thread pool, at most max_running at a time;
 /// the others wait in FIFO order.
 
+#include <atask/core/metrics.hpp>
 #include <atask/core/priority.hpp>
 #include <atask/util/enum_names.hpp>
 
 #include <boost/json/object.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -54,6 +56,22 @@ class Supervisor;
 /// (enum_names.hpp).
 enum class JobStatus : unsigned char { queued, running, done, failed };
 BOOST_DESCRIBE_ENUM(JobStatus, queued, running, done, failed)
+
+/// Bucket upper bounds (seconds) of JobTypeStats::run: jobs run for
+/// seconds to an hour.
+inline constexpr std::array<double, 13> job_time_buckets{0.1, 0.5, 1,   2.5, 5,    10,  30,
+                                                         60,  120, 300, 600, 1800, 3600};
+
+/// The jobs of one type that finished since the Jobs object was made
+/// (Jobs::finished_stats()), whether or not they are still held.
+struct JobTypeStats {
+  std::string type;
+  std::uint64_t done = 0;    ///< ended with a result
+  std::uint64_t failed = 0;  ///< failed, including canceled ones (a stop, ~Jobs)
+  /// Started to finished, of the finished jobs that had started (one that
+  /// ended while queued has no run); bounds job_time_buckets.
+  HistogramSnapshot run;
+};
 
 /// A snapshot of one job.
 struct JobInfo {
@@ -204,6 +222,10 @@ class Jobs {
   std::optional<Job> find(std::uint64_t id) const;
   /// Queued and running jobs, then finished ones, newest last.
   std::vector<JobInfo> list() const;
+  /// Counts and run times of the finished jobs, per registered type (zeros
+  /// included), since this object was made: what GET /metrics exports as
+  /// atask_job_finished_total and atask_job_run_seconds.
+  std::vector<JobTypeStats> finished_stats() const;
 
   const JobsOptions& options() const noexcept;
 

@@ -405,6 +405,8 @@ class Worker : private detail::RegisteredWorker {
   std::uint64_t run_gen_ = 0;  // which run is in flight
   TaskHandle<void> current_{};
   std::thread::id run_thread_{};  // the thread the running executor call is on
+  std::string last_error_;        // the last executor error, as WorkerError::message
+  std::optional<std::chrono::system_clock::time_point> last_error_at_;
 
   // -- counters: atomics, so that a call that goes well takes no lock ------------
   // On a cache line of their own: the executor's thread writes them on every

@@ -12,12 +12,19 @@
 // name is shown short, whole in the title. Then: (g) the search box keeps only the tasks and workers
 // whose name contains the text; (h) the "failed" status filter lists failed tasks only, each with
 // the error GET /api/tasks?status=failed gives; (i) while /api/supervisor fails (intercepted), the
-// state badge shows "unknown", and the state again once it answers. Then, still at 390 px: (j) the
+// state badge shows "unknown", and the state again once it answers; (n) right after (a): the page
+// gets its updates pushed (GET /api/events), and a worker stopped and started through the API shows
+// there without the page asking a poll endpoint; (i) also reloads the page with /api/events refused:
+// it polls, and goes back to the stream once that answers; (o) after (h): a task's detail (its
+// times, wait, run, priority, kind, error) opens from its row and matches GET /api/tasks/{id}. Then, still at 390 px: (j) the
 // job's row shows its params as compact JSON, its start and finish times, a duration and the short
 // result name GET /api/jobs gives; (k) its Download button saves a file named so whose bytes equal
 // GET /api/jobs/{type}/{id}/result; (l) with more than 10 finished jobs only the 10 newest are
 // listed until "show all" is clicked, and the page still does not scroll sideways; (m) the throughput
-// chart (inline SVG) has drawn at least two points of each series, inside its box and the viewport.
+// chart (inline SVG) has drawn at least two points of each series, inside its box and the viewport, and so
+// has the queue depth chart under it (one series per priority); (p) a job posted by the test, not
+// the page, is followed by the page through its SSE stream (an EventSource on
+// GET /api/jobs/{type}/{id}/events) to done, with its progress shown on the way.
 // Exits 0 and prints one PASS line, or prints FAIL and exits 1. Never waits with fixed sleeps.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -155,6 +162,34 @@ async function main() {
   }, names).catch(() => { throw new Error(`(a) not every worker has a row showing its name: ${JSON.stringify(names)}`); });
   log(`(a) ok: ${names.length} worker rows`);
 
+  // (n) updates are pushed (GET /api/events): a worker stopped and started again through the API
+  // (not the page) shows on the page, which meanwhile asks none of the poll endpoints.
+  await page.waitForFunction(() => document.querySelector("[data-testid=updates]").textContent === "pushed")
+    .catch(async () => { throw new Error(`(n) the page says updates are '${await page.textContent("[data-testid=updates]")}', not 'pushed'`); });
+  const pushedName = workers.find((w) => w.kind === "background" && !w.coroutine && w.state === "active")?.name;
+  if (!pushedName) throw new Error("(n) no active background worker to stop and start");
+  const polls = [];
+  const onRequest = (req) => {
+    const u = new URL(req.url());
+    if (req.method() === "GET" && /^\/api\/(supervisor|workers|tasks|jobs)$/.test(u.pathname)) polls.push(u.pathname + u.search);
+  };
+  page.on("request", onRequest);
+  const stateOf = `tr[data-worker=${cssString(pushedName)}] [data-field="state"]`;
+  const control = async (action) => {
+    const res = await fetch(`${base}/api/workers/${encodeURIComponent(pushedName)}/${action}`,
+      { method: "POST", signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) throw new Error(`(n) POST ${action} '${pushedName}': HTTP ${res.status} ${await res.text()}`);
+  };
+  await control("stop");
+  await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === "stopped", stateOf)
+    .catch(async () => { throw new Error(`(n) '${pushedName}' stopped through the API shows '${await page.textContent(stateOf)}'`); });
+  await control("start");
+  await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === "active", stateOf)
+    .catch(async () => { throw new Error(`(n) '${pushedName}' started again through the API shows '${await page.textContent(stateOf)}'`); });
+  page.off("request", onRequest);
+  if (polls.length) throw new Error(`(n) the page polled while its stream was open: ${polls.join(", ")}`);
+  log(`(n) ok: '${pushedName}' stopped and started through the API, pushed to the page without a poll`);
+
   // (b) Trigger raises the displayed run count of an event worker.
   const ev = workers.find((w) => w.kind === "event" && w.can_trigger && w.state === "active");
   if (!ev) throw new Error("(b) no active, triggerable event worker");
@@ -284,21 +319,54 @@ async function main() {
   await page.selectOption("#task-filter", "");
   log(`(h) ok: ${failedShown.length} failed tasks shown, e.g. #${failedShown[0].id}: ${failedShown[0].error}`);
 
-  // (i) /api/supervisor stops answering: the state is unknown, not the last one seen; then it comes back.
-  const stateSel = "#sv-state";
+  // (o) a task's detail: its times, wait, run, priority, kind and error, as GET /api/tasks/{id} gives them.
+  // A finished task, whose fields no longer change between the page's request and ours.
+  const firstTask = page.locator('#task-rows tr[data-status="completed"] [data-action="task-detail"], ' +
+    '#task-rows tr[data-status="failed"] [data-action="task-detail"]').first();
+  const detailId = Number(await firstTask.textContent());
+  await firstTask.click();
+  const apiTask = await api(base, `/api/tasks/${detailId}`);
+  await page.waitForFunction(([id, t]) => {
+    const box = document.querySelector("[data-testid=task-detail]");
+    const f = (k) => box.querySelector(`[data-field="${k}"]`);
+    return !box.hidden && document.getElementById("td-title").textContent === "#" + id && f("kind")?.textContent === t.kind
+      && f("priority")?.textContent === t.priority && f("queued")?.title === (t.queued_at || "")
+      && (t.error ? f("error")?.textContent === t.error : true) && /\d/.test(f("wait")?.textContent || "");
+  }, [detailId, apiTask]).catch(async () => {
+    throw new Error(`(o) the detail of task #${detailId} shows '${await page.textContent("[data-testid=task-detail]")}', the API ${JSON.stringify(apiTask)}`);
+  });
+  const detail = await page.$eval("[data-testid=task-detail]", (box) => Object.fromEntries([...box.querySelectorAll("dd")]
+    .map((dd) => [dd.dataset.field, dd.textContent])));
+  const wideDetail = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  if (wideDetail) throw new Error("(o) with the task detail open the page scrolls sideways");
+  await page.click("#td-close");
+  log(`(o) ok: task #${detailId} detail: ${JSON.stringify(detail)}`);
+
+  // (i) the stream cannot be opened (a proxy that refuses it): the page polls; while /api/supervisor
+  // fails too, the state is unknown, not the last one seen; then it comes back, and so does the stream.
+  const stateSel = "#sv-state", modeSel = "[data-testid=updates]";
   const lastState = (await page.textContent(stateSel)).trim();
   failingOnPurpose = true;
+  await page.route("**/api/events*", (route) => route.abort("connectionrefused"));
   await page.route("**/api/supervisor", (route) => route.abort("connectionrefused"));
+  await page.reload({ waitUntil: "domcontentloaded" });
   await page.waitForFunction((sel) => document.querySelector(sel).textContent === "unknown", stateSel)
-    .catch(async () => { throw new Error(`(i) with /api/supervisor failing the state shows '${await page.textContent(stateSel)}'`); });
+    .catch(async () => { throw new Error(`(i) with /api/events and /api/supervisor failing the state shows '${await page.textContent(stateSel)}'`); });
   const banner = await page.isVisible("#banner");
+  const modeWhileFailing = (await page.textContent(modeSel)).trim();
   await page.unroute("**/api/supervisor");
   await page.waitForFunction((sel) => document.querySelector(sel).textContent === "running", stateSel)
     .catch(async () => { throw new Error(`(i) once /api/supervisor answers again the state shows '${await page.textContent(stateSel)}'`); });
+  const modePolling = (await page.textContent(modeSel)).trim();
+  await page.unroute("**/api/events*");
+  await page.waitForFunction((sel) => document.querySelector(sel).textContent === "pushed", modeSel)
+    .catch(async () => { throw new Error(`(i) once /api/events answers again the page says updates are '${await page.textContent(modeSel)}'`); });
   failingOnPurpose = false;
   if (!banner) throw new Error("(i) the 'disconnected' banner did not show while /api/supervisor failed");
+  if (!/^polled/.test(modePolling)) throw new Error(`(i) without its stream the page says updates are '${modePolling}'`);
   if (problems.length) throw new Error("(i) " + problems.join("; "));
-  log(`(i) ok: state '${lastState}' -> 'unknown' while /api/supervisor failed -> 'running' again`);
+  log(`(i) ok: state '${lastState}' -> 'unknown' while /api/events and /api/supervisor failed (updates '${modeWhileFailing}') ` +
+    `-> 'running' again, '${modePolling}' -> 'pushed' once the stream answers`);
 
   // (j) the job's row: params, times, duration, short result name.
   const jobInfo = await api(base, `/api/jobs/${encodeURIComponent(types[0])}/${job.id}`);
@@ -373,14 +441,64 @@ async function main() {
       pl.getAttribute("points").trim().split(/\s+/).filter(Boolean).map((p) => p.split(",").map(Number))]));
     const inside = Object.values(series).every((pts) => pts.every(([x, y]) => x >= 0 && x <= w && y >= 0 && y <= h));
     const r = svg.getBoundingClientRect();
+    // The queue depth chart: one series per priority, inside its own box.
+    const qd = document.getElementById("qd-chart"), [, , qw, qh] = qd.getAttribute("viewBox").split(" ").map(Number);
+    const queue = Object.fromEntries([...qd.querySelectorAll("polyline[data-series]")].map((pl) => [pl.dataset.series,
+      pl.getAttribute("points").trim().split(/\s+/).filter(Boolean).map((p) => p.split(",").map(Number))]));
+    const qInside = Object.values(queue).every((pts) => pts.every(([x, y]) => x >= 0 && x <= qw && y >= 0 && y <= qh));
+    const qr = qd.getBoundingClientRect();
     return { counts: Object.fromEntries(Object.entries(series).map(([k, v]) => [k, v.length])), inside,
+      queueCounts: Object.fromEntries(Object.entries(queue).map(([k, v]) => [k, v.length])), qInside,
+      qInViewport: qr.left >= 0 && qr.right <= window.innerWidth && qr.width > 0,
       inViewport: r.left >= 0 && r.right <= window.innerWidth && r.width > 0, summary: document.getElementById("tp-summary").textContent };
   };
   await page.waitForFunction(`(() => { const c = (${chartState})();
-    return c.counts.completed >= 2 && c.counts.failed >= 2 && c.inside && c.inViewport; })()`)
+    return c.counts.completed >= 2 && c.counts.failed >= 2 && c.inside && c.inViewport
+      && ["low", "normal", "high", "critical"].every((p) => c.queueCounts[p] >= 2) && c.qInside && c.qInViewport; })()`)
     .catch(async () => { throw new Error(`(m) the throughput chart: ${JSON.stringify(await page.evaluate(`(${chartState})()`))}`); });
   const chart = await page.evaluate(`(${chartState})()`);
-  log(`(m) ok: throughput chart with ${chart.counts.completed} points per series; ${chart.summary}`);
+  log(`(m) ok: throughput chart with ${chart.counts.completed} points per series; ${chart.summary}; ` +
+    `queue depth chart with ${JSON.stringify(chart.queueCounts)} points`);
+
+  // (p) a job the page did not start (this test posts it) is followed through its SSE stream,
+  // GET /api/jobs/{type}/{id}/events: the page opens it and shows the progress up to done.
+  const followStamp = `follow-${stamp}`;
+  const sseJobs = [];
+  const onSse = (req) => {
+    if (req.resourceType() === "eventsource" && /^\/api\/jobs\/[^/]+\/\d+\/events$/.test(new URL(req.url()).pathname))
+      sseJobs.push(new URL(req.url()).pathname);
+  };
+  page.on("request", onSse);
+  await page.evaluate(() => {
+    window.__follow = {};
+    new MutationObserver((ms) => { for (const m of ms) {
+      const bar = m.target, tr = bar.closest && bar.closest("tr[data-job]");
+      if (tr && bar.getAttribute("role") === "progressbar")
+        (window.__follow[tr.dataset.job] ||= new Set()).add(bar.getAttribute("aria-valuenow"));
+    } }).observe(document.getElementById("job-rows"), { subtree: true, attributes: true, attributeFilter: ["aria-valuenow"] });
+  });
+  const posted = fetch(`${base}/api/jobs/${encodeURIComponent(types[0])}`, { method: "POST",
+    body: JSON.stringify({ rows: 30, run: followStamp }), signal: AbortSignal.timeout(90_000) }).then((r) => r.text());
+  let followed = null;
+  for (const deadline = Date.now() + STEP_TIMEOUT_MS; !followed && Date.now() < deadline;) {
+    followed = (await api(base, "/api/jobs")).jobs.find((j) => j.params && j.params.run === followStamp);
+    if (!followed) await new Promise((r) => setTimeout(r, 200));  // polling the API, not synchronising the page
+  }
+  if (!followed) throw new Error(`(p) no job with params {"run":"${followStamp}"} appeared in GET /api/jobs`);
+  const followPath = `/api/jobs/${encodeURIComponent(types[0])}/${followed.id}/events`;
+  await page.waitForFunction((sel) => {
+    const bar = document.querySelector(sel + ' [data-field="progress"]'), st = document.querySelector(sel + ' [data-field="status"]');
+    return bar && bar.getAttribute("aria-valuenow") === "100" && st && st.textContent.trim() === "done";
+  }, `tr[data-job="${followed.id}"]`, { timeout: 60_000 })
+    .catch(() => { throw new Error(`(p) job #${followed.id}, started outside the page, did not reach done on the page`); });
+  await posted;
+  page.off("request", onSse);
+  const followSeen = await page.evaluate((id) => [...(window.__follow[id] || [])], String(followed.id));
+  if (!sseJobs.includes(followPath))
+    throw new Error(`(p) the page opened no EventSource on ${followPath} (it opened: ${sseJobs.join(", ") || "none"})`);
+  if (followSeen.length < 3) throw new Error(`(p) the page showed only ${followSeen.join(", ")} % of job #${followed.id}`);
+  if (problems.length) throw new Error("(p) " + problems.join("; "));
+  log(`(p) ok: job #${followed.id} followed through ${followPath}: ${followSeen.join(", ")} %`);
 
   console.log(`PASS dashboard: ${names.length} workers shown, trigger '${ev.name}' ${before}->${after}, ` +
     `job #${job.id} (${types[0]}) streamed to 100 % (${seen.length} progress values), no page errors; at 390 px ` +
