@@ -87,8 +87,8 @@ Connection::Command Consumer::Impl::limits_command() const {
   Connection::Command c = cmd("FCALL", "atask_limits", "1", "atask:limits");
   const auto add = [&c](std::string scope, const TaskLimits& l) {
     c.push_back(std::move(scope));
-    c.push_back(std::to_string(l.max_starts) + " " + std::to_string(l.max_starts ? l.per.count() : 0) +
-                " " + std::to_string(l.max_running));
+    c.push_back(std::to_string(l.max_starts) + " " + std::to_string(l.max_starts ? l.per.count() : 0) + " " +
+                std::to_string(l.max_running));
   };
   for (const auto& n : tasks.names())
     if (auto info = tasks.find(n)) add("t:" + n, info->options.limits);
@@ -99,9 +99,9 @@ Connection::Command Consumer::Impl::limits_command() const {
 Connection::Command Consumer::Impl::register_command() const {
   std::string queues = join(opt.queues, " "), keys;
   for (auto& s : streams) keys += (keys.empty() ? "" : " ") + s.key;
-  return cmd("FCALL", "atask_register", "2", std::string(detail::workers_key), detail::worker_key(name),
-             name, "host", host_name(), "pid", std::to_string(::getpid()), "queues", queues, "streams",
-             keys, "prefetch", std::to_string(opt.prefetch), "labels", labels_json());
+  return cmd("FCALL", "atask_register", "2", std::string(detail::workers_key), detail::worker_key(name), name,
+             "host", host_name(), "pid", std::to_string(::getpid()), "queues", queues, "streams", keys,
+             "prefetch", std::to_string(opt.prefetch), "labels", labels_json());
 }
 
 std::string Consumer::Impl::labels_json() const {

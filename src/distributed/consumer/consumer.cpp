@@ -80,8 +80,7 @@ std::string Consumer::Impl::join(const std::vector<std::string>& v, const char* 
 
 Consumer::Impl::Impl(Supervisor& s, const TaskRegistry& t, ConsumerOptions o)
     : sv(s), tasks(t), opt(std::move(o)), endpoint(redis::parse_url(opt.broker)), log(s.logger_ptr()) {
-  if (opt.queues.empty())
-    throw OptionsError("distributed::Consumer - no queue to consume (queues is empty)");
+  if (opt.queues.empty()) throw OptionsError("distributed::Consumer - no queue to consume (queues is empty)");
   for (auto& q : opt.queues) detail::check_queue_name("distributed::Consumer", q);
   for (auto& [q, l] : opt.queue_limits) {
     detail::check_queue_name("distributed::Consumer", q);

@@ -38,8 +38,7 @@ asio::awaitable<void> Consumer::Impl::fetch_loop(std::shared_ptr<Impl> self) {
         co_await me.read(std::string("0"), 0, false);
         reread_own = false;
       }
-      const std::size_t free =
-          me.opt.prefetch > me.flights.size() ? me.opt.prefetch - me.flights.size() : 0;
+      const std::size_t free = me.opt.prefetch > me.flights.size() ? me.opt.prefetch - me.flights.size() : 0;
       if (free < me.refill_at) {
         me.slot->expires_at(asio::steady_timer::time_point::max());
         boost::system::error_code ec;
@@ -131,7 +130,8 @@ std::size_t Consumer::Impl::dispatch_all(const Reply& r, bool own) {
   return n;
 }
 
-asio::awaitable<void> Consumer::Impl::ack_only(std::shared_ptr<Impl> self, const Stream* s, std::string entry) {
+asio::awaitable<void> Consumer::Impl::ack_only(std::shared_ptr<Impl> self, const Stream* s,
+                                               std::string entry) {
   try {
     co_await self->call(cmd("XACK", s->key, std::string(detail::group), entry), [] { return false; });
   } catch (const std::exception&) {
@@ -160,8 +160,7 @@ asio::awaitable<void> Consumer::Impl::delay_loop(std::shared_ptr<Impl> self) {
         me.next_due = r.elements[1].integer;
         if (r.elements[0].integer >= limit) continue;  // more are due
         if (me.next_due >= 0)
-          wait =
-              std::clamp(milliseconds(me.next_due - r.elements[2].integer), milliseconds(0), me.opt.block);
+          wait = std::clamp(milliseconds(me.next_due - r.elements[2].integer), milliseconds(0), me.opt.block);
       }
     } catch (const std::exception&) {
       wait = backoff;  // (the fetch loop reports the lost connection)

@@ -186,7 +186,6 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
 
   static asio::awaitable<void> liveness_loop(std::shared_ptr<Impl> self);
 
-
   Supervisor& sv;
   const TaskRegistry& tasks;
   ConsumerOptions opt;

@@ -87,8 +87,8 @@ asio::awaitable<void> Consumer::Impl::liveness_loop(std::shared_ptr<Impl> self) 
     std::string failed;
     try {
       if (!me.hb_conn || !me.hb_conn->is_open()) me.hb_conn = co_await me.open("heartbeat");
-      Connection::Command hb = cmd("FCALL", "atask_heartbeat", "", std::string(detail::workers_key),
-                                   detail::worker_key(me.name));
+      Connection::Command hb =
+          cmd("FCALL", "atask_heartbeat", "", std::string(detail::workers_key), detail::worker_key(me.name));
       for (auto& [e, f] : me.flights)
         if (f.handle.valid()) hb.push_back(detail::task_key(f.id));
       hb[2] = std::to_string(hb.size() - 3);
@@ -112,10 +112,9 @@ asio::awaitable<void> Consumer::Impl::liveness_loop(std::shared_ptr<Impl> self) 
       if (std::chrono::steady_clock::now() >= next_reap) {
         next_reap = std::chrono::steady_clock::now() + me.opt.reap_every;
         const auto lock_ms = std::max<long long>(1, me.opt.reap_every.count() * 9 / 10);
-        Reply rr = co_await me.hb_conn->call(
-            cmd("FCALL", "atask_reap", "2", std::string(detail::workers_key),
-                std::string(detail::reap_lock_key), std::to_string(me.opt.dead_after.count()),
-                std::to_string(lock_ms), me.name));
+        Reply rr = co_await me.hb_conn->call(cmd(
+            "FCALL", "atask_reap", "2", std::string(detail::workers_key), std::string(detail::reap_lock_key),
+            std::to_string(me.opt.dead_after.count()), std::to_string(lock_ms), me.name));
         for (std::size_t i = 0; i + 1 < rr.elements.size(); i += 2) {
           me.reaped += static_cast<std::uint64_t>(rr.elements[i + 1].integer);
           me.log->warn(

@@ -39,8 +39,7 @@ asio::awaitable<void> Consumer::Impl::run_one(std::shared_ptr<Impl> self, std::s
                            "the message has no task id (field 'id'); it was not sent by an atask client"),
                        until_stopped);
       ++me.dead_lettered;
-      me.log->error("consumer {}: entry {} of {} has no task id: moved to {}", me.name, entry, s.key,
-                    s.dead);
+      me.log->error("consumer {}: entry {} of {} has no task id: moved to {}", me.name, entry, s.key, s.dead);
       me.done_with(key);
       co_return;
     }
@@ -123,8 +122,8 @@ asio::awaitable<void> Consumer::Impl::run_one(std::shared_ptr<Impl> self, std::s
             try {
               policy = detail::retry_from_json(r.elements[6].str);
             } catch (const std::exception& e) {
-              me.log->warn("consumer {}: task {}: its retry policy is unreadable ({}): not retried",
-                           me.name, id, e.what());
+              me.log->warn("consumer {}: task {}: its retry policy is unreadable ({}): not retried", me.name,
+                           id, e.what());
               policy = RetryPolicy{};
             }
           }
@@ -172,7 +171,8 @@ asio::awaitable<void> Consumer::Impl::run_one(std::shared_ptr<Impl> self, std::s
   me.done_with(key);
 }
 
-asio::awaitable<void> Consumer::Impl::time_limit(std::shared_ptr<Impl> self, std::string entry, milliseconds d) {
+asio::awaitable<void> Consumer::Impl::time_limit(std::shared_ptr<Impl> self, std::string entry,
+                                                 milliseconds d) {
   co_await sleep_for(d);
   auto it = self->flights.find(entry);
   if (it == self->flights.end() || !it->second.handle.valid() || it->second.handle.done()) co_return;
