@@ -54,7 +54,9 @@ int run_api(const ApiArgs& a) {
                  .handle_signals = true,
                  .signal_stop = {.cancel_queued = false},
                  .logger = log});
-  dist::Client client({.broker = a.broker});
+  // With the plugins' registry: a task sent over HTTP gets its queue and
+  // priority defaults, as `atask send` with the plugins would.
+  dist::Client client({.broker = a.broker, .registry = &tasks});
   std::filesystem::path dir = a.jobs_dir;
   if (dir.empty())
     dir = std::filesystem::temp_directory_path() / ("atask-api-jobs-" + std::to_string(::getpid()));
@@ -113,7 +115,8 @@ Command api_command(CLI::App& root) {
   app->add_option("--http", a->http, "Serve on ADDR:PORT (port 0: any free port; the URL is printed)")
       ->capture_default_str();
   app->add_option("--http-token", a->http_token,
-                  "Bearer token for POST requests (required for an address other than loopback)")
+                  "Bearer token for POST requests, job results and task reads (required for an address "
+                  "other than loopback)")
       ->envname("ATASK_HTTP_TOKEN");
   app->add_option(
          "--plugin-dir", a->plugin_dirs,

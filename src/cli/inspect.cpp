@@ -62,7 +62,7 @@ int inspect_queues(dist::Client& client, const InspectArgs& a) {
   std::vector<std::string> names = a.queue.empty() ? client.queues() : std::vector<std::string>{a.queue};
   if (a.limit > 0 && names.size() > a.limit) names.resize(a.limit);
   json::array out;
-  Table t({"queue", "low", "normal", "high", "critical", "running", "delayed", "dead", "oldest"});
+  Table t({"queue", "low", "normal", "high", "critical", "running", "delayed", "retrying", "dead", "oldest"});
   for (const auto& q : names) {
     const auto s = client.queue_stats(q);
     std::size_t waiting = 0;
@@ -72,7 +72,8 @@ int inspect_queues(dist::Client& client, const InspectArgs& a) {
     } else {
       t.add({s.queue, std::to_string(s.queued[0]), std::to_string(s.queued[1]), std::to_string(s.queued[2]),
              std::to_string(s.queued[3]), std::to_string(s.running), std::to_string(s.delayed),
-             std::to_string(s.dead), waiting == 0 ? "-" : human_duration(s.oldest_ms)});
+             std::to_string(s.retrying), std::to_string(s.dead),
+             waiting == 0 ? "-" : human_duration(s.oldest_ms)});
     }
   }
   if (a.common.json)
@@ -234,7 +235,8 @@ Command inspect_command(CLI::App& root) {
   auto* app =
       root.add_subcommand("inspect", "Show the cluster's workers, queues, running tasks or dead letters");
   app->add_option("WHAT", a->what,
-                  "workers: every registered worker; queues: depth per priority, running, delayed, dead; "
+                  "workers: every registered worker; queues: depth per priority, running, delayed (retrying: "
+                  "of those, waiting for a retry), dead; "
                   "tasks: the tasks workers run; dead: dead letters")
       ->required()
       ->check(CLI::IsMember({"workers", "queues", "tasks", "dead"}));

@@ -7,7 +7,10 @@
 
 #include "util/json_text.hpp"
 
+#include <boost/json/parse.hpp>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string_view>
 
@@ -62,6 +65,120 @@ struct Family {
   }
 };
 
+json::array attempts_json(const std::vector<distributed::RemoteAttempt>& as) {
+  json::array out;
+  for (const auto& a : as)
+    out.push_back({{"attempt", a.attempt},
+                   {"error_type", a.error_type},
+                   {"error_message", a.error_message},
+                   {"worker", a.worker},
+                   {"time_ms", a.time_ms}});
+  return out;
+}
+
+// POST /api/cluster/tasks: the request object as SendOptions and a send.
+// Every field is checked here, so that a typo is a 400 naming it rather
+// than a task sent with a default.
+std::string send_task_json(Client& client, const std::string& request) {
+  constexpr std::string_view where = "POST /api/cluster/tasks";
+  constexpr std::string_view known[] = {"name",      "args", "queue",          "priority",
+                                        "countdown", "eta",  "idempotency_key"};
+  boost::system::error_code ec;
+  const json::value v = json::parse(request, ec);
+  if (ec || !v.is_object())
+    throw OptionsError(std::string(where) +
+                       ": the body must be a JSON object such as {\"name\": \"demo.add\", \"args\": [2, 3]}");
+  const json::object& o = v.as_object();
+  for (const auto& kv : o)
+    if (std::find(std::begin(known), std::end(known), kv.key()) == std::end(known))
+      throw OptionsError(std::string(where) + ": unknown field '" + std::string(kv.key()) +
+                         "' (known: name, args, queue, priority, countdown, eta, idempotency_key)");
+  const auto text = [&](std::string_view field) -> std::optional<std::string> {
+    const auto* f = o.if_contains(field);
+    if (!f) return std::nullopt;
+    if (!f->is_string() || f->as_string().empty())
+      throw OptionsError(std::string(where) + ": '" + std::string(field) + "' must be a non-empty string");
+    return std::string(f->as_string());
+  };
+  const auto seconds_field = [&](std::string_view field) -> std::optional<double> {
+    const auto* f = o.if_contains(field);
+    if (!f) return std::nullopt;
+    if (!f->is_number() || !std::isfinite(f->to_number<double>()) || f->to_number<double>() < 0)
+      throw OptionsError(std::string(where) + ": '" + std::string(field) +
+                         "' must be a number of seconds >= 0");
+    return f->to_number<double>();
+  };
+  const auto name = text("name");
+  if (!name) throw OptionsError(std::string(where) + ": 'name' (the task's name) is required");
+  json::array args;
+  if (const auto* a = o.if_contains("args")) {
+    if (!a->is_array())
+      throw OptionsError(std::string(where) + ": 'args' must be a JSON array (one value per parameter)");
+    args = a->as_array();
+  }
+  distributed::SendOptions so;
+  so.queue = text("queue");
+  if (const auto p = text("priority")) {
+    so.priority = from_string<Priority>(*p);
+    if (!so.priority)
+      throw OptionsError(std::string(where) + ": priority '" + *p +
+                         "' is not one of low, normal, high, critical");
+  }
+  if (const auto c = seconds_field("countdown"))
+    so.countdown = std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(*c * 1000)));
+  if (const auto e = seconds_field("eta"))
+    so.eta = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(*e)));
+  so.idempotency_key = text("idempotency_key");
+  auto h = client.send(*name, std::move(args), so);
+  return atask::detail::json_text(json::object{{"id", h.id()}});
+}
+
+bool ended(distributed::RemoteStatus s) {
+  using enum distributed::RemoteStatus;
+  return s == succeeded || s == failed || s == canceled || s == dead;
+}
+
+// GET /api/cluster/tasks/<id>: the task hash as RemoteHandle reads it.
+std::string task_json(Client& client, const std::string& id) {
+  if (id.empty() || id.size() > 256)
+    throw OptionsError("GET /api/cluster/tasks/<id>: the id must have 1 to 256 characters");
+  // A handle attached by id reads the outcome once, now; info() then reads
+  // the rest. A task that ended in between is attached again for its result.
+  auto h = client.handle(id);
+  distributed::RemoteInfo i;
+  std::vector<distributed::RemoteAttempt> attempts;
+  try {
+    i = h.info();
+    attempts = h.attempts();
+  } catch (const NotFoundError&) {
+    throw NotFoundError("Redis knows no task " + id + " (never sent, or its result expired)");
+  }
+  if (ended(i.status) && !h.done()) h = client.handle(id);
+  json::object out{{"id", i.id},
+                   {"name", i.name},
+                   {"queue", i.queue},
+                   {"priority", to_string(i.priority)},
+                   {"status", to_string(i.status)},
+                   {"attempt", i.attempt},
+                   {"worker", i.worker},
+                   {"created_ms", i.created_ms},
+                   {"started_ms", i.started_ms},
+                   {"finished_ms", i.finished_ms},
+                   {"due_ms", i.due_ms},
+                   {"error_type", i.error_type},
+                   {"error_message", i.error_message},
+                   {"attempts", attempts_json(attempts)}};
+  if (i.status == distributed::RemoteStatus::succeeded && h.done()) {
+    try {
+      out["result"] = h.get();
+    } catch (const std::exception&) {
+      // Requeued or expired between the two reads: no result to show.
+    }
+  }
+  return atask::detail::json_text(out);
+}
+
 class View final : public http::ClusterSource {
  public:
   View(Client& c, ViewOptions o) : client_(c), options_(std::move(o)) {}
@@ -87,6 +204,8 @@ class View final : public http::ClusterSource {
     }
   }
   std::size_t purge_dead(const std::string& queue) override { return client_.purge_dead(queue); }
+  std::string send_task(const std::string& request) override { return send_task_json(client_, request); }
+  std::string task(const std::string& id) override { return task_json(client_, id); }
 
  private:
   Client& client_;
@@ -125,23 +244,13 @@ json::object queue_json(const Client::QueueStats& q) {
     waiting[std::string(to_string(all_priorities[i]))] = q.queued[i];
     total += q.queued[i];
   }
-  return {{"queue", q.queue},
-          {"waiting", std::move(waiting)},
-          {"waiting_total", total},
-          {"running", q.running},
-          {"delayed", q.delayed},
-          {"dead", q.dead},
-          {"oldest_waiting_s", seconds(q.oldest_ms)}};
+  return {{"queue", q.queue},       {"waiting", std::move(waiting)},
+          {"waiting_total", total}, {"running", q.running},
+          {"delayed", q.delayed},   {"retrying", q.retrying},
+          {"dead", q.dead},         {"oldest_waiting_s", seconds(q.oldest_ms)}};
 }
 
 json::object dead_letter_json(const Client::DeadLetter& d) {
-  json::array attempts;
-  for (const auto& a : d.attempts)
-    attempts.push_back({{"attempt", a.attempt},
-                        {"error_type", a.error_type},
-                        {"error_message", a.error_message},
-                        {"worker", a.worker},
-                        {"time_ms", a.time_ms}});
   return {{"entry", d.entry},
           {"task_id", d.task_id},
           {"name", d.name},
@@ -150,7 +259,7 @@ json::object dead_letter_json(const Client::DeadLetter& d) {
           {"worker", d.worker},
           {"error_type", d.error_type},
           {"error_message", d.error_message},
-          {"attempts", std::move(attempts)}};
+          {"attempts", attempts_json(d.attempts)}};
 }
 
 json::object snapshot(Client& client) {
@@ -161,16 +270,17 @@ json::object snapshot(Client& client) {
     workers.push_back(worker_json(w));
     succeeded += w.succeeded, failed += w.failed, retried += w.retried, redelivered += w.reaped;
   }
-  std::size_t waiting = 0, running = 0, delayed = 0, dead = 0;
+  std::size_t waiting = 0, running = 0, delayed = 0, retrying = 0, dead = 0;
   for (const auto& q : client.queues()) {
     const auto s = client.queue_stats(q);
     for (auto n : s.queued) waiting += n;
-    running += s.running, delayed += s.delayed, dead += s.dead;
+    running += s.running, delayed += s.delayed, retrying += s.retrying, dead += s.dead;
     queues.push_back(queue_json(s));
   }
-  json::object totals{{"workers", ws.size()}, {"waiting", waiting}, {"running", running},
-                      {"delayed", delayed},   {"dead", dead},       {"succeeded", succeeded},
-                      {"failed", failed},     {"retried", retried}, {"redelivered", redelivered}};
+  json::object totals{{"workers", ws.size()},      {"waiting", waiting},   {"running", running},
+                      {"delayed", delayed},        {"retrying", retrying}, {"dead", dead},
+                      {"succeeded", succeeded},    {"failed", failed},     {"retried", retried},
+                      {"redelivered", redelivered}};
   return {{"broker", client.broker()},
           {"workers", std::move(workers)},
           {"queues", std::move(queues)},
@@ -204,6 +314,9 @@ std::string metrics_text(Client& client) {
             [](const auto& q) { return static_cast<double>(q.running); });
   per_queue("atask_cluster_queue_delayed", "Tasks of a queue waiting for their time (countdown, eta, retry).",
             [](const auto& q) { return static_cast<double>(q.delayed); });
+  per_queue("atask_cluster_queue_retrying",
+            "Tasks of a queue waiting for a retry after a failed run (counted in _delayed too).",
+            [](const auto& q) { return static_cast<double>(q.retrying); });
   per_queue("atask_cluster_queue_dead", "Dead letters of a queue.",
             [](const auto& q) { return static_cast<double>(q.dead); });
   per_queue("atask_cluster_queue_oldest_waiting_seconds",

@@ -704,7 +704,15 @@ std::shared_ptr<detail::RemoteState> Client::attach_state(std::string_view id) {
   auto st = std::make_shared<detail::RemoteState>(std::string(id), impl_);
   {
     std::lock_guard lk(impl_->m);
-    impl_->waiting.emplace(st->id(), detail::ClientImpl::Waiting{st, true, true});
+    auto [it, fresh] = impl_->waiting.try_emplace(st->id(), detail::ClientImpl::Waiting{st, true, true});
+    if (!fresh) {
+      // This client sent it: a handle still alive hears its outcome anyway.
+      if (auto live = it->second.state.lock()) return live;
+      // Its handles are gone and the watch loop has not dropped the entry
+      // yet: without this, the new state would never be settled (the entry
+      // points at the old, expired one).
+      it->second = detail::ClientImpl::Waiting{st, true, true};
+    }
   }
   // A handle attached here is not on our reply channel: its outcome is
   // looked up now, then every 500 ms by the watch loop.

@@ -43,6 +43,12 @@ local function stream_of(queue, prio)
   return 'atask:{' .. queue .. '}:' .. prio
 end
 local function delayed_of(queue) return 'atask:{' .. queue .. '}:delayed' end
+-- The tasks of a queue's delayed set that wait for a retry (after a failed
+-- run), scored by when they are due: its ZCARD is the queue's "retrying"
+-- count (Client::queue_stats()), with no scan of the delayed set. A task
+-- leaves it where it leaves the delayed set (promote, cancel, purge).
+local function retrying_of(queue) return 'atask:{' .. queue .. '}:retrying' end
+local function retrying_of_delayed(z) return (string.gsub(z, ':delayed$', ':retrying')) end
 
 -- Into the queue's delayed set, due at `due` (server ms); the queue's
 -- workers hear of it on atask:{<queue>}:due and promote it when it is due.
@@ -302,6 +308,7 @@ redis.register_function('atask_promote', function(keys, args)
         local hash = 'atask:t:' .. id
         local h = redis.call('HMGET', hash, 'state', 'queue', 'prio')
         redis.call('ZREM', z, id)
+        redis.call('ZREM', retrying_of_delayed(z), id)
         if h[1] == 'delayed' then  -- (a canceled or expired task is dropped)
           local entry = redis.call('XADD', stream_of(h[2], h[3]), '*', 'id', id)
           redis.call('HSET', hash, 'state', 'queued', 'entry', entry)
@@ -449,7 +456,9 @@ redis.register_function('atask_complete', function(keys, args)
   if outcome == 'retry' then
     redis.call('HSET', hash, 'etype', args[5], 'emsg', args[6])
     if cur[10] then release(hash, id, cur[11], cur[8]) end
-    delay(hash, id, cur[8], now + (tonumber(args[7]) or 0))
+    local due = now + (tonumber(args[7]) or 0)
+    delay(hash, id, cur[8], due)
+    redis.call('ZADD', retrying_of(cur[8]), due, id)
   elseif outcome == 'dead' then
     dead_letter(hash, dead, id, args[5], args[6], now)
   else
@@ -496,7 +505,9 @@ local function cancel_one(hash, id)
   local state = h[1]
   if not state then return 'unknown' end
   if state == 'delayed' then
-    redis.call('ZREM', delayed_of(redis.call('HGET', hash, 'queue') or ''), id)
+    local queue = redis.call('HGET', hash, 'queue') or ''
+    redis.call('ZREM', delayed_of(queue), id)
+    redis.call('ZREM', retrying_of(queue), id)
     finish(hash, id, 'canceled', now_ms(), '', 'atask::TaskCanceled', 'canceled while delayed')
     return 'canceled'
   end
@@ -738,6 +749,7 @@ redis.register_function('atask_purge', function(keys, args)
   if budget > 0 then
     for _, id in ipairs(redis.call('ZRANGE', keys[5], 0, budget - 1)) do
       redis.call('ZREM', keys[5], id)
+      redis.call('ZREM', retrying_of_delayed(keys[5]), id)
       local hash = 'atask:t:' .. id
       if redis.call('HGET', hash, 'state') == 'delayed' then
         finish(hash, id, 'canceled', now, '', 'atask::TaskCanceled', why)

@@ -143,12 +143,14 @@ Client::QueueStats Client::queue_stats(std::string_view queue) {
     cs.push_back(cmd("XLEN", detail::stream_key(queue, p)));
     cs.push_back(cmd("XINFO", "GROUPS", detail::stream_key(queue, p)));
   }
+  cs.push_back(cmd("ZCARD", detail::retrying_key(queue)));
   auto r = ClientAccess::pipeline(*this, std::move(cs));
   QueueStats s;
   s.queue = std::string(queue);
   const std::int64_t now = time_ms(r.at(0));
   s.delayed = static_cast<std::size_t>(std::max(0LL, r.at(1).integer));
   s.dead = static_cast<std::size_t>(std::max(0LL, r.at(2).integer));
+  s.retrying = static_cast<std::size_t>(std::max(0LL, r.at(3 + 2 * priority_count).integer));
   // The oldest waiting entry of each priority: the first one after what the
   // group was last given (entry ids start with their time in ms).
   std::vector<redis::Connection::Command> firsts;

@@ -30,6 +30,11 @@ inline std::string dead_key(std::string_view queue) {
 inline std::string delayed_key(std::string_view queue) {
   return "atask:{" + std::string(queue) + "}:delayed";
 }
+/// The ids of the delayed set that wait for a retry after a failed run (a
+/// subset, by due time): its size is QueueStats::retrying.
+inline std::string retrying_key(std::string_view queue) {
+  return "atask:{" + std::string(queue) + "}:retrying";
+}
 /// Published to when a task is delayed: the queue's workers re-arm their
 /// promotion timer.
 inline std::string due_channel(std::string_view queue) {

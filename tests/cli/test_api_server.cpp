@@ -95,6 +95,20 @@ TEST_SUITE("cli") {
     CHECK(plugins[1].at("tasks").as_array()[0].at("parameters").at("a") == "integer");
     CHECK(plugins[1].at("tasks").as_array()[1].at("kind") == "process");
     CHECK(plugins[0].at("job_types").as_array()[0].at("type") == "report");
+    // A named task sent over HTTP runs on a worker; GET follows it to its result.
+    auto sent =
+        http_request(api.port, "POST", "/api/cluster/tasks", R"({"name": "demo.add", "args": [20, 22]})");
+    REQUIRE_MESSAGE(sent.status == 200, sent.body);
+    const std::string task_id(parse_json(sent.body).at("id").as_string());
+    json::object task;
+    REQUIRE(eventually([&] {
+      auto r = http_request(api.port, "GET", "/api/cluster/tasks/" + task_id);
+      REQUIRE_MESSAGE(r.status == 200, r.body);
+      task = parse_json(r.body).as_object();
+      return task.at("status") == "succeeded";
+    }));
+    CHECK(task.at("result") == 42);
+    CHECK(contains(std::string(task.at("worker").as_string()), "e2e-w"));
     auto page = http_request(api.port, "GET", "/");
     CHECK(page.status == 200);
     CHECK(contains(page.body, "data-testid=\"cluster\""));

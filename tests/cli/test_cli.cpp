@@ -7,6 +7,7 @@
 
 #include "cli_process.hpp"
 #include "fixtures.hpp"
+#include "http_client.hpp"
 #include "redis_server.hpp"
 #include "support.hpp"
 
@@ -45,6 +46,18 @@ bool runs_one_task(dist::Client& client) {
   return ws.size() == 1 && ws[0].running.size() == 1;
 }
 
+// The first line of a process's output (its --json "started" event).
+json::value first_line(const std::string& out) {
+  return parse_json(out.substr(0, out.find('\n')));
+}
+
+// The port of an http://address:port URL.
+unsigned short port_of(std::string_view url) {
+  return static_cast<unsigned short>(std::stoi(std::string(url.substr(url.rfind(':') + 1))));
+}
+
+const std::string stubborn_dir = ATASK_TEST_STUBBORN_PLUGIN_DIR;
+
 // The worker's second --json line: its "stopped" event.
 json::value stopped_event(test::cli::Worker& w) {
   const std::string out = w.process().out();
@@ -67,7 +80,10 @@ TEST_SUITE("cli") {
         {"inspect", {"workers", "queues", "tasks", "dead", "--queue", "--limit", "--json"}},
         {"requeue", {"QUEUE", "ENTRY", "--all", "--json"}},
         {"purge", {"QUEUE", "--yes", "--dead", "--json"}},
-        {"plugins", {"DIR", "--json"}}};
+        {"plugins", {"DIR", "--json"}},
+        {"api",
+         {"--broker", "--http", "--http-token", "--plugin-dir", "--strict", "--jobs-dir", "--threads",
+          "--loglevel", "--json"}}};
     for (const auto& [cmd, options] : expect) {
       CAPTURE(cmd);
       const auto r = run_atask({cmd, "--help"});
@@ -195,13 +211,17 @@ TEST_SUITE("cli") {
     REQUIRE(q.code == 0);
     std::vector<std::string> names;
     const auto queues = parse_json(q.out);
-    for (const auto& e : queues.as_array()) names.emplace_back(e.at("queue").as_string());
+    for (const auto& e : queues.as_array()) {
+      names.emplace_back(e.at("queue").as_string());
+      CHECK(e.at("retrying") == 0);  // of "delayed": waiting for a retry
+    }
     CHECK(std::find(names.begin(), names.end(), "default") != names.end());
     CHECK(std::find(names.begin(), names.end(), "other") != names.end());
     const auto qt = run_atask({"inspect", "queues", "--broker", redis.url()});
     CHECK(qt.code == 0);
     CHECK(contains(qt.out, "QUEUE"));
     CHECK(contains(qt.out, "CRITICAL"));
+    CHECK(contains(qt.out, "RETRYING"));
 
     // A task that runs for a while shows under inspect tasks.
     dist::Client client({.broker = redis.url()});
@@ -419,5 +439,134 @@ TEST_SUITE("cli") {
     CHECK(last.at("stage") == "cold");
     CHECK(last.at("abandoned") == 1);
     CHECK(last.at("exit_code") == 4);
+  }
+
+  TEST_CASE("beat sends the plugins' scheduled tasks to Redis and --json reports what it sent") {
+    test::RedisServer redis;
+    Cli beat({"beat", "--broker", redis.url(), "--plugin-dir", plugin_dir, "--name", "cli-beat", "--json",
+              "-l", "warn"});
+    REQUIRE_MESSAGE(eventually([&] { return beat.poll() || contains(beat.out(), "\n"); }), beat.err());
+    REQUIRE_MESSAGE(!beat.poll(), "atask beat exited: " << beat.err());
+    const auto started = first_line(beat.out());
+    CHECK(started.at("event") == "started");
+    CHECK(started.at("beat") == "cli-beat");
+    CHECK(started.at("schedules") == json::array{"demo.tick"});
+    CHECK(started.at("plugins").as_array().size() == 2);
+
+    // demo.tick sends demo.report [1, 1] every 10 s, the first one 10 s after
+    // the beat first sees the schedule: with no worker, it waits in "default".
+    dist::Client client({.broker = redis.url()});
+    REQUIRE(eventually(
+        [&] {
+          const auto s = client.queue_stats("default");
+          return s.queued[0] + s.queued[1] + s.queued[2] + s.queued[3] >= 1;
+        },
+        30s));
+    beat.signal(SIGTERM);
+    CHECK(beat.wait() == 0);
+    const std::string out = beat.out();
+    const auto stopped = parse_json(out.substr(out.find('\n') + 1));
+    CHECK(stopped.at("event") == "stopped");
+    CHECK(stopped.at("fired").to_number<int>() >= 1);
+  }
+
+  TEST_CASE("worker --beat sends the plugins' schedules and runs the ticks itself") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-beat-w", {"--beat", "--json"});
+    CHECK(first_line(w.process().out()).at("beat") == 1);
+    dist::Client client({.broker = redis.url()});
+    REQUIRE(eventually(
+        [&] {
+          const auto ws = client.workers();
+          return ws.size() == 1 && ws[0].succeeded >= 1;
+        },
+        30s));
+    w.process().signal(SIGTERM);
+    CHECK(w.process().wait() == 0);
+    CHECK(stopped_event(w).at("succeeded").to_number<int>() >= 1);
+  }
+
+  TEST_CASE("worker --http serves this worker's control plane with the plugins' job types") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-http", {"--http", "127.0.0.1:0", "--json"});
+    const auto started = first_line(w.process().out());
+    REQUIRE(started.at("http").is_string());
+    const auto port = port_of(started.at("http").as_string());
+
+    auto sv = test::http_request(port, "GET", "/api/supervisor");
+    CHECK(sv.status == 200);
+    CHECK_MESSAGE(contains(sv.body, "atask-worker"), sv.body);
+    auto jobs = test::http_request(port, "GET", "/api/jobs");
+    CHECK(jobs.status == 200);
+    CHECK_MESSAGE(contains(jobs.body, "\"report\""), jobs.body);
+    // A job of the plugin's type: its task sent to the cluster, run here, the
+    // reply streamed to its end.
+    auto job = test::http_request(port, "POST", "/api/jobs/report", R"({"steps": 2, "step_ms": 1})");
+    CHECK(job.status == 200);
+    CHECK_MESSAGE(contains(job.body, "\"done\""), job.body);
+    // This worker's own control plane: no cluster view.
+    CHECK(test::http_request(port, "GET", "/api/cluster").status == 404);
+    CHECK(test::http_request(port, "GET", "/").status == 200);
+
+    w.process().signal(SIGTERM);
+    CHECK(w.process().wait() == 0);
+  }
+
+  TEST_CASE(
+      "SIGINT stops a worker in the same stages as SIGTERM - exit 0 when idle and 3 after a second one") {
+    test::RedisServer redis;
+    {
+      Worker idle(redis, "cli-int1", {"--json"});
+      idle.process().signal(SIGINT);
+      CHECK(idle.process().wait() == 0);
+      const auto last = stopped_event(idle);
+      CHECK(last.at("stage") == "warm");
+      CHECK(last.at("exit_code") == 0);
+    }
+    Worker w(redis, "cli-int2", {"--warm-timeout", "600", "--json"});
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<std::string>("demo.report", {400, 50});  // 20 s unless asked to stop
+    REQUIRE(eventually([&] { return runs_one_task(client); }));
+    w.process().signal(SIGINT);
+    REQUIRE(eventually([&] { return contains(w.process().err(), "shutting down (warm stage"); }));
+    w.process().signal(SIGINT);
+    CHECK(w.process().wait() == 3);
+    const auto last = stopped_event(w);
+    CHECK(last.at("stage") == "soft");
+    CHECK(last.at("exit_code") == 3);
+    CHECK(contains(h.get_for(patience), "stopped at step"));
+  }
+
+  TEST_CASE("worker --time-limit stops a thread task that runs past it and kills a process task's child") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-tl", {"--plugin-dir", stubborn_dir, "--time-limit", "0.5"});
+    // demo.report [400, 50] runs 20 s unless asked to stop: at the limit it
+    // is asked to, and returns what it did so far.
+    const auto r =
+        run_atask({"send", "demo.report", "[400, 50]", "--wait", "--json", "--broker", redis.url()});
+    CHECK_MESSAGE(r.code == 0, r.err);
+    CHECK_MESSAGE(contains(r.out, "stopped at step"), r.out);
+
+    // A process task: the same child runs one task after another (one
+    // child, no --max-tasks-per-child) until one runs past the limit.
+    dist::Client client({.broker = redis.url()});
+    const int child = client.send<int>("stubborn.nap", {0}).get_for(patience);
+    CHECK(client.send<int>("stubborn.nap", {0}).get_for(patience) == child);
+    auto killed = client.send<int>("stubborn.nap", {60'000});
+    CHECK_THROWS_AS((void)killed.get_for(patience), dist::RemoteError);
+    CHECK(killed.status() == dist::RemoteStatus::failed);
+    CHECK(client.send<int>("stubborn.nap", {0}).get_for(patience) != child);  // a new child
+  }
+
+  TEST_CASE(
+      "worker --soft-time-limit asks a process task to stop and --max-tasks-per-child replaces its child") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-soft",
+             {"--plugin-dir", stubborn_dir, "--soft-time-limit", "0.3", "--max-tasks-per-child", "1"});
+    dist::Client client({.broker = redis.url()});
+    CHECK(client.send<std::string>("stubborn.patient", {60'000}).get_for(patience) == "asked to stop");
+    const int first = client.send<int>("stubborn.nap", {0}).get_for(patience);
+    const int second = client.send<int>("stubborn.nap", {0}).get_for(patience);
+    CHECK(first != second);
   }
 }

@@ -16,7 +16,9 @@
 
 #include <boost/json/parse.hpp>
 
+#include <chrono>
 #include <latch>
+#include <stdexcept>
 #include <string>
 
 namespace dist = atask::distributed;
@@ -32,6 +34,20 @@ json::object parse_object(const std::string& body) {
   REQUIRE_MESSAGE(!ec, body);
   REQUIRE_MESSAGE(v.is_object(), body);
   return v.as_object();
+}
+
+// GET /api/cluster/tasks/<id> as an object (200 required).
+json::object task_reply(unsigned short port, const std::string& id, const Headers& headers = {}) {
+  auto r = http_request(port, "GET", "/api/cluster/tasks/" + id, {}, headers);
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  return parse_object(r.body);
+}
+
+// POST /api/cluster/tasks; the task id (200 required).
+std::string send_over_http(unsigned short port, const std::string& body, const Headers& headers = {}) {
+  auto r = http_request(port, "POST", "/api/cluster/tasks", body, headers);
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  return std::string(parse_object(r.body).at("id").as_string());
 }
 
 }  // namespace
@@ -196,5 +212,166 @@ TEST_SUITE("cluster") {
     CHECK(m.status == 200);
     CHECK(contains(m.body, "atask_cluster_up 0\n"));
     CHECK(check_with_promtool(m.body).exit_code == 0);
+  }
+
+  TEST_CASE(
+      "the API server sends a named task over HTTP and a worker runs it - GET follows it to its result or "
+      "error") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("add", [](int a, int b) { return a + b; });
+    tasks.add("broken", []() -> int { throw std::runtime_error("always broken"); });
+    atask::Supervisor worker_sv(options("cw4"));
+    dist::Consumer worker(worker_sv, tasks, fast(redis, "cluster-worker-4"));
+    worker_sv.start();
+
+    dist::Client client({.broker = redis.url()});
+    atask::Supervisor api_sv(options("api4"));
+    auto server = atask::http::serve(api_sv, {.port = 0, .cluster = atask::cluster::view(client)});
+    api_sv.start();
+    REQUIRE(eventually([&] { return server.port() != 0; }));
+    const auto port = server.port();
+
+    const std::string id = send_over_http(
+        port, R"({"name": "add", "args": [2, 3], "priority": "high", "idempotency_key": "http-k1"})");
+    CHECK(id.size() == 32);
+    json::object t;
+    REQUIRE(eventually([&] {
+      t = task_reply(port, id);
+      return t.at("status") == "succeeded";
+    }));
+    CHECK(t.at("id").as_string() == id);
+    CHECK(t.at("name") == "add");
+    CHECK(t.at("queue") == "default");
+    CHECK(t.at("priority") == "high");
+    CHECK(t.at("result") == 5);
+    CHECK(t.at("attempt") == 1);
+    CHECK(t.at("worker") == "cluster-worker-4");
+    CHECK(t.at("attempts").as_array().empty());
+    CHECK(t.at("created_ms").to_number<std::int64_t>() > 0);
+    CHECK(t.at("finished_ms").to_number<std::int64_t>() >= t.at("started_ms").to_number<std::int64_t>());
+    // The same idempotency key: the same task, nothing sent.
+    CHECK(send_over_http(port, R"({"name": "add", "args": [2, 3], "idempotency_key": "http-k1"})") == id);
+
+    // A failure: its error, no result.
+    const std::string bad = send_over_http(port, R"({"name": "broken"})");
+    REQUIRE(eventually([&] {
+      t = task_reply(port, bad);
+      return t.at("status") == "failed";
+    }));
+    CHECK(t.at("error_type") == "std::runtime_error");
+    CHECK(t.at("error_message") == "always broken");
+    CHECK(!t.contains("result"));
+
+    // countdown and eta (Unix seconds): delayed until then.
+    const std::string later = send_over_http(port, R"({"name": "add", "args": [1, 1], "countdown": 600})");
+    t = task_reply(port, later);
+    CHECK(t.at("status") == "delayed");
+    CHECK(t.at("due_ms").to_number<std::int64_t>() >= t.at("created_ms").to_number<std::int64_t>() + 599'000);
+    const std::int64_t eta_s =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count() +
+        3600;
+    const std::string at = send_over_http(
+        port, R"({"name": "add", "args": [1, 1], "queue": "later", "eta": )" + std::to_string(eta_s) + "}");
+    t = task_reply(port, at);
+    CHECK(t.at("status") == "delayed");
+    CHECK(t.at("queue") == "later");
+    CHECK(t.at("due_ms").to_number<std::int64_t>() == eta_s * 1000);
+
+    // Bad requests: 400 naming what is wrong.
+    const std::vector<std::pair<std::string, std::string>> bad_bodies{
+        {"not json", "must be a JSON object"},
+        {R"([1, 2])", "must be a JSON object"},
+        {R"({"args": [1, 2]})", "'name'"},
+        {R"({"name": "add", "args": {"a": 1}})", "'args' must be a JSON array"},
+        {R"({"name": "add", "args": [1, 2], "priority": "urgent"})", "priority 'urgent'"},
+        {R"({"name": "add", "args": [1, 2], "qeue": "x"})", "unknown field 'qeue'"},
+        {R"({"name": "add", "countdown": -1})", "'countdown'"},
+        {R"({"name": "add", "eta": "tomorrow"})", "'eta'"},
+        {R"({"name": "add", "queue": "bad name"})", "queue"}};
+    for (const auto& [body, says] : bad_bodies) {
+      CAPTURE(body);
+      auto r = http_request(port, "POST", "/api/cluster/tasks", body);
+      CHECK(r.status == 400);
+      CHECK_MESSAGE(contains(r.body, says), r.body);
+    }
+    auto unknown = http_request(port, "GET", "/api/cluster/tasks/0123456789abcdef0123456789abcdef");
+    CHECK(unknown.status == 404);
+    CHECK(contains(unknown.body, "knows no task"));
+    CHECK(http_request(port, "GET", "/api/cluster/tasks").status == 405);
+    CHECK(http_request(port, "POST", "/api/cluster/tasks/" + id).status == 405);
+
+    // With a token: sending and reading a task need it, as the other actions do.
+    atask::Supervisor tok_sv(options("api5"));
+    auto guarded =
+        atask::http::serve(tok_sv, {.port = 0, .token = "s3cret", .cluster = atask::cluster::view(client)});
+    tok_sv.start();
+    REQUIRE(eventually([&] { return guarded.port() != 0; }));
+    const Headers auth{{"Authorization", "Bearer s3cret"}};
+    CHECK(http_request(guarded.port(), "POST", "/api/cluster/tasks", R"({"name": "add", "args": [1, 2]})")
+              .status == 401);
+    CHECK(http_request(guarded.port(), "GET", "/api/cluster/tasks/" + id).status == 401);
+    const std::string three = send_over_http(guarded.port(), R"({"name": "add", "args": [1, 2]})", auth);
+    CHECK(client.handle<int>(three).get_for(patience) == 3);
+    CHECK(task_reply(guarded.port(), three, auth).at("result") == 3);
+    worker_sv.stop();
+  }
+
+  TEST_CASE(
+      "tasks waiting for a retry are counted per queue in /api/cluster and /metrics apart from other delayed "
+      "tasks") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("flaky", []() -> int { throw std::runtime_error("not yet"); });
+    tasks.add("ok", [](int x) { return x; });
+    atask::Supervisor worker_sv(options("cw6"));
+    dist::Consumer worker(worker_sv, tasks, fast(redis, "cluster-worker-6"));
+    worker_sv.start();
+
+    dist::Client client({.broker = redis.url()});
+    atask::Supervisor api_sv(options("api6"));
+    auto server = atask::http::serve(api_sv, {.port = 0, .cluster = atask::cluster::view(client)});
+    api_sv.start();
+    REQUIRE(eventually([&] { return server.port() != 0; }));
+
+    // One task waits 10 minutes for its second attempt; one for its countdown.
+    auto slow = client.send("flaky", {}, {.retry = atask::RetryPolicy{.max_attempts = 2, .delays = {600s}}});
+    auto later = client.send("ok", {1}, {.countdown = 600s});
+    REQUIRE(eventually([&] { return client.queue_stats("default").retrying == 1; }));
+    auto c = parse_object(http_request(server.port(), "GET", "/api/cluster").body);
+    const auto& q = c.at("queues").as_array()[0];
+    CHECK(q.at("queue") == "default");
+    CHECK(q.at("delayed") == 2);
+    CHECK(q.at("retrying") == 1);
+    CHECK(c.at("totals").at("retrying") == 1);
+    CHECK(c.at("totals").at("delayed") == 2);
+    auto m = http_request(server.port(), "GET", "/metrics");
+    CHECK(contains(m.body, "atask_cluster_queue_retrying{queue=\"default\"} 1\n"));
+    CHECK(check_with_promtool(m.body).exit_code == 0);
+    // GET /api/cluster/tasks/<id> shows the failed attempt while it waits.
+    const auto t = task_reply(server.port(), slow.id());
+    CHECK(t.at("status") == "delayed");
+    CHECK(t.at("attempts").as_array().size() == 1);
+    CHECK(t.at("attempts").as_array()[0].at("error_message") == "not yet");
+
+    // A canceled retry is no longer counted.
+    CHECK(slow.cancel());
+    CHECK(client.queue_stats("default").retrying == 0);
+    CHECK(client.queue_stats("default").delayed == 1);
+
+    // One whose retry comes soon: counted until it is promoted, then not.
+    auto soon = client.send("flaky", {}, {.retry = atask::RetryPolicy{.max_attempts = 2, .delays = {200ms}}});
+    CHECK_THROWS_AS((void)soon.get_for(patience), dist::RemoteError);
+    CHECK(soon.attempt() == 2);
+    CHECK(client.queue_stats("default").retrying == 0);
+    // Purged with the queue's delayed tasks: not counted either.
+    auto purged =
+        client.send("flaky", {}, {.retry = atask::RetryPolicy{.max_attempts = 2, .delays = {600s}}});
+    REQUIRE(eventually([&] { return client.queue_stats("default").retrying == 1; }));
+    CHECK(client.purge("default") == 2);
+    CHECK(client.queue_stats("default").retrying == 0);
+    (void)later;
+    worker_sv.stop();
   }
 }

@@ -496,7 +496,8 @@ class Client {
     std::string queue;
     std::array<std::size_t, priority_count> queued{};  ///< waiting, per priority (low .. critical)
     std::size_t running = 0;                           ///< delivered to a worker, not acknowledged
-    std::size_t delayed = 0;
+    std::size_t delayed = 0;                           ///< waiting for their time (countdown, eta, retry)
+    std::size_t retrying = 0;  ///< of `delayed`: waiting for a retry after a failed run
     std::size_t dead = 0;
     std::int64_t oldest_ms = 0;  ///< age of the oldest waiting task (0: none waits)
   };

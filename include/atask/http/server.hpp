@@ -45,6 +45,14 @@ class ClusterSource {
   virtual std::string requeue(const std::string& queue, const std::string& entry) = 0;
   /// POST /api/cluster/queues/<queue>/dead/purge: how many were removed.
   virtual std::size_t purge_dead(const std::string& queue) = 0;
+  /// POST /api/cluster/tasks: sends the task a JSON object describes (name,
+  /// args, queue, priority, countdown, eta, idempotency_key; docs/http.md);
+  /// returns a JSON object with its id. OptionsError for a bad request.
+  virtual std::string send_task(const std::string& request) = 0;
+  /// GET /api/cluster/tasks/<id>: a JSON object of what Redis knows of the
+  /// task (state, result or error, attempts, times). NotFoundError when
+  /// Redis does not know it.
+  virtual std::string task(const std::string& id) = 0;
 };
 
 struct ServerOptions {
