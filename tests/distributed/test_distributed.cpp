@@ -262,6 +262,29 @@ TEST_SUITE("distributed") {
     }
   }
 
+  TEST_CASE(
+      "a task that returns a value when its time limit asks it to stop still fails with a TimeoutError") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("heeds", [] {
+      wait_until_stopped();
+      return 7;  // what it did so far
+    });
+    atask::Supervisor sv(quiet_options("d7b"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w7b"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<int>("heeds", {}, {.time_limit = 100ms});
+    REQUIRE(h.wait_for(patience));
+    CHECK(h.status() == dist::RemoteStatus::failed);
+    try {
+      (void)h.get();
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "atask::TimeoutError");
+    }
+  }
+
   TEST_CASE("fencing: a worker presumed dead cannot overwrite the newer attempt's result") {
     RedisServer redis;
     atask::TaskRegistry tasks;

@@ -67,7 +67,8 @@ struct ConsumerOptions {
   std::string name{};
   /// The time limit of a task whose send and registration give none (0:
   /// none). Past it the task is asked to stop (TaskHandle::cancel) and fails
-  /// with atask::TimeLimitExceeded; a process task's child is killed by the
+  /// with atask::TimeoutError, even when it returns a value after the stop
+  /// request; a process task's child is killed by the
   /// process pool's own ProcessPoolOptions::time_limit, not by this.
   std::chrono::milliseconds time_limit{0};
   /// Published with this worker in Redis (Client::workers()), for people

@@ -99,11 +99,14 @@ asio::awaitable<void> Consumer::Impl::run_one(std::shared_ptr<Impl> self, std::s
           err = std::current_exception();
         }
         fl = &me.flights[key];
-        if (!err) {
-          outcome = "succeeded", a = json::serialize(result);
-        } else if (fl->timed_out) {
+        if (fl->timed_out) {
+          // Past its limit, however it ended: a task that heeds the stop
+          // request and returns what it has done so far did not finish in
+          // time either.
           outcome = "failed", a = "atask::TimeoutError",
           b = "time limit of " + std::to_string(limit) + " ms exceeded";
+        } else if (!err) {
+          outcome = "succeeded", a = json::serialize(result);
         } else if (is_canceled(err) && !fl->user_canceled) {
           // Stopped by our own shutdown (or the supervisor's): not the
           // task's outcome. It goes back to its queue.
