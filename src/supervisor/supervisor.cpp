@@ -35,7 +35,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <optional>
 #include <system_error>
@@ -107,15 +109,28 @@ struct Supervisor::Impl {
   // common case, no delay, calls `enqueue` without type-erasing it.
   template <class Enqueue>
   void launch(detail::TaskStateBase* t, const TaskOptions& o, Enqueue enqueue) {
-    if (o.delay.count() < 0) throw OptionsError("Supervisor::submit() - delay must be >= 0");
-    if (o.delay.count() > 0)
+    const auto wait = wait_of(o);
+    if (wait.count() > 0)
       t->mark_delayed();
     else
       t->mark_queued();
     self->register_task(t);
-    if (o.delay.count() == 0) return enqueue();
+    if (wait.count() == 0) return enqueue();
     t->add_ref();
-    delays.add(detail::Ref<detail::TaskStateBase>::adopt(t), o.delay, std::move(enqueue));
+    delays.add(detail::Ref<detail::TaskStateBase>::adopt(t), wait, std::move(enqueue));
+  }
+
+  // How long a task waits before it is queued: its delay, or the time left
+  // until its eta, rounded up (a steady timer never fires early, so the task
+  // does not start before its eta; one in the past waits 0).
+  static std::chrono::milliseconds wait_of(const TaskOptions& o) {
+    if (o.delay.count() < 0) throw OptionsError("Supervisor::submit() - delay must be >= 0");
+    if (!o.eta) return o.delay;
+    if (o.delay.count() != 0)
+      throw OptionsError(
+          "Supervisor::submit() - set delay or eta, not both (delay waits from now, eta until a time)");
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(*o.eta - std::chrono::system_clock::now());
+    return std::max(left, std::chrono::milliseconds{0});
   }
 };
 
@@ -198,6 +213,11 @@ void Supervisor::launch_thread(detail::TaskStateBase* t, const TaskOptions& o) {
     t->add_ref();     // the pool's
     pool.enqueue(t);  // on failure the pool discards it (canceled) and throws
   });
+}
+
+void Supervisor::launch_delayed(detail::TaskStateBase* t, const TaskOptions& o,
+                                detail::UniqueFunction spawn) {
+  impl_->launch(t, o, std::move(spawn));
 }
 
 void Supervisor::launch_process(detail::ProcessJob& job, const TaskOptions& o) {

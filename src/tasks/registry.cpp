@@ -86,6 +86,8 @@ TaskHandle<boost::json::value> TaskRegistry::submit(Supervisor& sv, std::string_
         });
   }
   const TaskOptions to{.priority = o.priority.value_or(e->info.options.priority),
+                       .delay = o.delay,
+                       .eta = o.eta,
                        .aloop = e->info.kind == TaskKind::coroutine ? e->info.options.aloop : std::string(),
                        .name = e->info.name};
   switch (e->info.kind) {

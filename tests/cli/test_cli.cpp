@@ -314,6 +314,38 @@ TEST_SUITE("cli") {
     CHECK(waiting() == 0);
   }
 
+  TEST_CASE("purge --dead asks for confirmation and removes only the dead letters") {
+    test::RedisServer redis;
+    Worker w(redis, "cli-w9");
+    for (int i = 0; i < 2; ++i)
+      CHECK(run_atask({"send", "nobody.knows", "[]", "--wait", "--broker", redis.url()}).code == 1);
+    // A delayed task of the same queue: not a dead letter, left alone.
+    CHECK(run_atask({"send", "demo.add", "[1,2]", "--countdown", "600", "--broker", redis.url()}).code == 0);
+    dist::Client client({.broker = redis.url()});
+    REQUIRE(client.dead_letters("default").size() == 2);
+    REQUIRE(client.queue_stats("default").delayed == 1);
+
+    const auto no = run_atask({"purge", "default", "--dead", "--broker", redis.url()}, "n\n");
+    CHECK(no.code == 1);
+    CHECK_MESSAGE(contains(no.err, "Purge 2 dead letters of queue 'default'?"), no.err);
+    CHECK(contains(no.err, "aborted"));
+    CHECK(client.dead_letters("default").size() == 2);
+
+    const auto yes = run_atask({"purge", "default", "--dead", "--broker", redis.url()}, "y\n");
+    CHECK_MESSAGE(yes.code == 0, yes.err);
+    CHECK(yes.out == "purged 2 dead letters of queue 'default'\n");
+    CHECK(client.dead_letters("default").empty());
+    CHECK(client.queue_stats("default").delayed == 1);  // the delayed task is still there
+
+    const auto again = run_atask({"purge", "default", "--dead", "--yes", "--json", "--broker", redis.url()});
+    CHECK(again.code == 0);
+    const auto j = parse_json(again.out);
+    CHECK(j.at("purged") == 0);
+    CHECK(j.at("dead") == true);
+    CHECK(j.at("aborted") == false);
+    CHECK(client.queue_stats("default").delayed == 1);
+  }
+
   TEST_CASE("plugins lists what good plugins register and why broken ones failed with exit 1") {
     const auto r = run_atask({"plugins", plugin_dir, broken_dir});
     CHECK(r.code == 1);

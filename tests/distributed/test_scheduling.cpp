@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <condition_variable>
 #include <chrono>
@@ -118,6 +119,11 @@ TEST_SUITE("distributed") {
     CHECK(h->get_for(patience) == 1);
     CHECK(runs == 1);
     CHECK(client.delayed("default") == 0);
+    // Its due time came through the restart, and it did not start before it.
+    const auto i = h->info();
+    CHECK(i.due_ms - i.created_ms >= 700);
+    CHECK(i.started_ms >= i.due_ms);
+    CHECK(i.attempt == 1);
   }
 
   TEST_CASE("retries: a failing task runs again as a new attempt of the same id, after its back-off") {
@@ -321,6 +327,154 @@ TEST_SUITE("distributed") {
     std::lock_guard lk(m);
     CHECK(most == 2);
     CHECK(redis_call(redis, cmd("EXISTS", "atask:cc:t:licensed")).integer == 0);  // every place given back
+  }
+
+  TEST_CASE(
+      "a queue's rate limit spaces the starts of every task in it across workers - other queues are free") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("a", [](int n) { return n; });  // no limits of their own
+    tasks.add("b", [](int n) { return n; });
+    atask::Supervisor sv1(options("s11a", 4)), sv2(options("s11b", 4));
+    auto o1 = fast(redis, "ws11a"), o2 = fast(redis, "ws11b");
+    for (auto* o : {&o1, &o2}) {
+      o->queues = {"paced", "default"};
+      o->prefetch = 16;
+      o->queue_limits = {{"paced", {.max_starts = 20, .per = 1s}}};  // one per 50 ms
+    }
+    dist::Consumer w1(sv1, tasks, o1), w2(sv2, tasks, o2);
+    sv1.start();
+    sv2.start();
+    dist::Client client({.broker = redis.url()});
+    std::vector<boost::json::array> args;
+    for (int i = 0; i < 15; ++i) args.push_back({i});
+    // Two task names share the queue's limit.
+    auto as = client.send_many<int>("a", args, {.queue = "paced"});
+    auto bs = client.send_many<int>("b", args, {.queue = "paced"});
+    auto unpaced = client.send_many<int>("a", args);
+    std::vector<std::int64_t> starts;
+    for (auto* hs : {&as, &bs})
+      for (int i = 0; i < 15; ++i) {
+        CHECK((*hs)[i].get_for(patience) == i);  // none lost
+        starts.push_back((*hs)[i].info().started_ms);
+      }
+    for (int i = 0; i < 15; ++i) CHECK(unpaced[i].get_for(patience) == i);
+    std::sort(starts.begin(), starts.end());
+    // 30 starts one per 50 ms, with the slack of a tenth of max_starts (2
+    // intervals): 27 intervals at least, whatever the load.
+    CHECK(starts.back() - starts.front() >= (30 - 1 - 2) * 50);
+    CHECK(redis_call(redis, cmd("HGET", "atask:limits", "q:paced")).str == "20 1000 0");
+    CHECK(redis_call(redis, cmd("HEXISTS", "atask:limits", "q:default")).integer == 0);
+    CHECK(redis_call(redis, cmd("HEXISTS", "atask:limits", "t:a")).integer == 0);
+  }
+
+  TEST_CASE(
+      "a queue's concurrency limit: at most K of its tasks run at once across workers - whatever their "
+      "names") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::mutex m;
+    std::condition_variable cv;
+    int running = 0, most = 0;
+    bool open_gate = false;
+    auto gated = [&](int n) {
+      std::unique_lock lk(m);
+      most = std::max(most, ++running);
+      cv.notify_all();
+      cv.wait_for(lk, patience, [&] { return open_gate; });
+      --running;
+      return n;
+    };
+    tasks.add("tool_a", gated);
+    tasks.add("tool_b", gated);
+    tasks.add("free", [](int n) { return n; });
+    atask::Supervisor sv1(options("s12a", 4)), sv2(options("s12b", 4));
+    auto o1 = fast(redis, "ws12a"), o2 = fast(redis, "ws12b");
+    for (auto* o : {&o1, &o2}) {
+      o->queues = {"licensed", "default"};
+      o->queue_limits = {{"licensed", {.max_running = 2}}};
+    }
+    dist::Consumer w1(sv1, tasks, o1), w2(sv2, tasks, o2);
+    sv1.start();
+    sv2.start();
+    dist::Client client({.broker = redis.url()});
+    std::vector<boost::json::array> args;
+    for (int i = 0; i < 4; ++i) args.push_back({i});
+    auto as = client.send_many<int>("tool_a", args, {.queue = "licensed"});
+    auto bs = client.send_many<int>("tool_b", args, {.queue = "licensed"});
+    {
+      std::unique_lock lk(m);
+      REQUIRE(cv.wait_for(lk, patience, [&] { return running == 2; }));
+    }
+    // Eight pool threads, two busy: six tasks wait in the queue's line...
+    CHECK(eventually([&] { return redis_call(redis, cmd("LLEN", "atask:cc:w:q:licensed")).integer == 6; }));
+    CHECK(redis_call(redis, cmd("SCARD", "atask:cc:q:licensed")).integer == 2);
+    CHECK(redis_call(redis, cmd("HGET", "atask:limits", "q:licensed")).str == "0 0 2");
+    // ... and another queue's task runs meanwhile.
+    CHECK(client.send<int>("free", {5}).get_for(patience) == 5);
+    {
+      std::lock_guard lk(m);
+      CHECK(running == 2);
+      open_gate = true;
+    }
+    cv.notify_all();
+    for (int i = 0; i < 4; ++i) {
+      CHECK(as[i].get_for(patience) == i);
+      CHECK(bs[i].get_for(patience) == i);
+    }
+    std::lock_guard lk(m);
+    CHECK(most == 2);
+    CHECK(redis_call(redis, cmd("EXISTS", "atask:cc:q:licensed")).integer == 0);  // every place given back
+  }
+
+  TEST_CASE(
+      "a run stopped by its time limit is retried when on_time_limit is set - failed at once when not") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::atomic<int> runs{0};
+    tasks.add("slow", [&]() -> int {
+      ++runs;
+      wait_until_stopped();
+      throw atask::TaskCanceled("stopped");
+    });
+    atask::Supervisor sv(options("s13"));
+    dist::Consumer worker(sv, tasks, fast(redis, "ws13"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+
+    // Retried: every attempt ends by its time limit, then the dead letters.
+    auto retried = client.send<int>(
+        "slow", {}, {.time_limit = 100ms, .retry = atask::RetryPolicy{.max_attempts = 3, .backoff = 10ms}});
+    try {
+      (void)retried.get_for(patience);
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "atask::TimeoutError");
+    }
+    CHECK(retried.status() == dist::RemoteStatus::dead);
+    CHECK(runs == 3);
+    const auto tries = retried.attempts();
+    REQUIRE(tries.size() == 3);
+    for (auto& a : tries) CHECK(a.error_type == "atask::TimeoutError");
+
+    // Not retried: the first time limit is the task's final failure.
+    auto once = client.send<int>(
+        "slow", {},
+        {.time_limit = 100ms, .retry = atask::RetryPolicy{.max_attempts = 3, .on_time_limit = false}});
+    try {
+      (void)once.get_for(patience);
+      FAIL("no error");
+    } catch (const dist::RemoteError& e) {
+      CHECK(e.type() == "atask::TimeoutError");
+    }
+    CHECK(once.status() == dist::RemoteStatus::failed);
+    CHECK(once.attempt() == 1);
+    CHECK(once.attempts().size() == 1);
+    CHECK(runs == 4);
+    // Only the first is a dead letter.
+    auto letters = client.dead_letters("default");
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].task_id == retried.id());
   }
 
   TEST_CASE(

@@ -4,11 +4,15 @@
 
 #include "fixtures.hpp"
 
+#include <boost/asio/awaitable.hpp>
+
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <functional>
@@ -357,6 +361,66 @@ TEST_SUITE("supervisor") {
     CHECK(later.status() == TaskStatus::canceled);
     CHECK_THROWS_AS(later.get_for(patience), atask::TaskCanceled);
     CHECK_FALSE(later.info().started_at.has_value());
+  }
+
+  TEST_CASE("an eta holds a task until that time - pool and coroutine tasks alike - cancel drops it") {
+    using clock = std::chrono::system_clock;
+    StartedSupervisor sv(options("eta", 1));
+    // Each task gives the time it started: never before its eta.
+    const auto eta = clock::now() + 200ms;
+    auto pooled = sv.submit({.eta = eta, .name = "pooled"}, [] { return clock::now(); });
+    auto co = sv.submit({.eta = eta, .name = "co"},
+                        []() -> boost::asio::awaitable<clock::time_point> { co_return clock::now(); });
+    CHECK(co.kind() == atask::TaskKind::coroutine);
+    CHECK(pooled.get_for(patience) >= eta);
+    CHECK(co.get_for(patience) >= eta);
+    CHECK(pooled.info().queued_at.has_value());
+
+    // Far away: delayed, holding nothing; a cancel drops it and it never runs.
+    std::atomic<bool> ran{false};
+    auto far = sv.submit({.eta = clock::now() + 1h}, [&] { ran = true; });
+    auto far_co = sv.submit({.eta = clock::now() + 1h}, [&]() -> boost::asio::awaitable<void> {
+      ran = true;
+      co_return;
+    });
+    CHECK(far.status() == TaskStatus::delayed);
+    CHECK(far_co.status() == TaskStatus::delayed);
+    CHECK(far.cancel());
+    CHECK(far_co.cancel());
+    CHECK_THROWS_AS(far.get_for(patience), atask::TaskCanceled);
+    CHECK_THROWS_AS(far_co.get_for(patience), atask::TaskCanceled);
+    // The pool's one slot was free all along.
+    CHECK(sv.submit({}, [] { return 3; }).get_for(patience) == 3);
+    CHECK_FALSE(ran.load());
+  }
+
+  TEST_CASE("an eta in the past runs at once - delay and eta together are refused") {
+    using clock = std::chrono::system_clock;
+    StartedSupervisor sv(options("eta-past", 1));
+    auto past = sv.submit({.eta = clock::now() - 1h}, [] { return 1; });
+    CHECK(past.status() != TaskStatus::delayed);
+    CHECK(past.get_for(patience) == 1);
+    auto past_co =
+        sv.submit({.eta = clock::now() - 1h}, []() -> boost::asio::awaitable<int> { co_return 2; });
+    CHECK(past_co.status() != TaskStatus::delayed);
+    CHECK(past_co.get_for(patience) == 2);
+
+    CHECK_THROWS_WITH_AS(sv.submit({.delay = 1s, .eta = clock::now() + 1s}, [] {}),
+                         doctest::Contains("set delay or eta, not both"), atask::OptionsError);
+    CHECK_THROWS_WITH_AS(
+        sv.submit({.delay = 1s, .eta = clock::now()}, []() -> boost::asio::awaitable<void> { co_return; }),
+        doctest::Contains("set delay or eta, not both"), atask::OptionsError);
+    CHECK_THROWS_AS(sv.submit({.delay = -1ms}, [] {}), atask::OptionsError);
+  }
+
+  TEST_CASE("a delay holds a coroutine task too - it is not spawned before it is due") {
+    StartedSupervisor sv(options("co-delay", 1));
+    const auto submitted = std::chrono::steady_clock::now();
+    auto co =
+        sv.submit({.delay = 200ms}, []() -> boost::asio::awaitable<std::chrono::steady_clock::time_point> {
+          co_return std::chrono::steady_clock::now();
+        });
+    CHECK(co.get_for(patience) - submitted >= 200ms);
   }
 
   TEST_CASE("the soft stage requests stop of a running task after warm_timeout") {

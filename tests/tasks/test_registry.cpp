@@ -12,6 +12,9 @@
 
 #include <unistd.h>
 
+#include <array>
+#include <chrono>
+#include <cstdint>
 #include <string>
 #include <thread>
 
@@ -40,6 +43,12 @@ int child_pid() {
 }
 std::string shout(const std::string& s) {
   return s + "!";
+}
+// The wall-clock time it runs at (ms since the epoch), in the child.
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 atask::SupervisorOptions with_processes(std::string id) {
@@ -171,6 +180,43 @@ TEST_SUITE("tasks") {
     CHECK(tasks.contains("a.b-c_d:e@1/x"));
     CHECK_FALSE(tasks.contains("t"));
     CHECK(tasks.find("a.b-c_d:e@1/x")->arity == 0);
+  }
+
+  TEST_CASE("a call's eta or delay holds a named task until then - every kind - both together are refused") {
+    using clock = std::chrono::system_clock;
+    StartedSupervisor sv(with_processes("named8"));
+    atask::TaskRegistry tasks;
+    std::array<clock::time_point, 2> started{};
+    tasks.add("stamp", [&](int i) {
+      started[static_cast<std::size_t>(i)] = clock::now();
+      return i;
+    });
+    tasks.add("co-stamp", [](int) -> asio::awaitable<std::int64_t> { co_return now_ms(); });
+    tasks.add("proc-stamp", atask::process(&now_ms));
+
+    const auto eta = clock::now() + 200ms;
+    const auto eta_ms = std::chrono::duration_cast<std::chrono::milliseconds>(eta.time_since_epoch()).count();
+    auto thread_task = tasks.submit(sv, "stamp", {0}, {.eta = eta});
+    auto co = tasks.submit(sv, "co-stamp", {0}, {.eta = eta});
+    auto proc = tasks.submit(sv, "proc-stamp", {}, {.eta = eta});
+    CHECK(thread_task.get_for(patience) == json::value(0));
+    CHECK(started[0] >= eta);
+    CHECK(json::value_to<std::int64_t>(co.get_for(patience)) >= eta_ms);
+    CHECK(json::value_to<std::int64_t>(proc.get_for(patience)) >= eta_ms);
+
+    const auto before = clock::now();
+    auto delayed = tasks.submit(sv, "stamp", {1}, {.priority = atask::Priority::high, .delay = 200ms});
+    CHECK(delayed.get_for(patience) == json::value(1));
+    CHECK(started[1] - before >= 200ms);
+    CHECK(delayed.priority() == atask::Priority::high);
+
+    auto far = tasks.submit(sv, "stamp", {0}, {.eta = clock::now() + 1h});
+    CHECK(far.status() == atask::TaskStatus::delayed);
+    CHECK(far.cancel());
+    CHECK(tasks.submit(sv, "stamp", {0}, {.eta = clock::now() - 1h}).get_for(patience) == json::value(0));
+    CHECK(contains(what_of<atask::OptionsError>(
+                       [&] { (void)tasks.submit(sv, "stamp", {0}, {.delay = 1s, .eta = clock::now()}); }),
+                   "set delay or eta, not both"));
   }
 
   TEST_CASE("submit on a supervisor that is not running is a lifecycle error") {

@@ -183,6 +183,10 @@ struct TaskOptions {
   Priority priority = Priority::normal;
   /// Wait this long before queueing (holding no pool slot meanwhile).
   std::chrono::milliseconds delay{0};
+  /// Queue no sooner than this time (the system clock; holding no pool slot
+  /// meanwhile); one in the past queues at once. Setting both delay and eta
+  /// is an OptionsError.
+  std::optional<std::chrono::system_clock::time_point> eta{};
   /// Aloop for a coroutine callable; empty = the default aloop. Naming one
   /// for a task that runs on the pool or in a child is an OptionsError.
   std::string aloop{};
@@ -268,7 +272,8 @@ class Supervisor {
   /// into the task, as std::thread does.
   /// @throws LifecycleError when not running, or when the aloop is stopped,
   ///         or for a process task when there is no process pool.
-  /// @throws OptionsError when options.delay is negative.
+  /// @throws OptionsError when options.delay is negative, or when both
+  ///         options.delay and options.eta are set.
   template <class F, class... Args>
   auto submit(const TaskOptions& options, F&& f, Args&&... args);
 
@@ -332,6 +337,10 @@ class Supervisor {
   [[noreturn]] static void reject_aloop(const TaskOptions& o);
   std::uint64_t next_id() noexcept;
   void launch_thread(detail::TaskStateBase* t, const TaskOptions& o);
+  // Registers a coroutine task with a delay or an eta and calls `spawn` on
+  // the supervisor's loop when it is due (at once for an eta in the past).
+  // Throws OptionsError for a negative delay, or both delay and eta.
+  void launch_delayed(detail::TaskStateBase* t, const TaskOptions& o, detail::UniqueFunction spawn);
   template <class T, class F>
   void launch_coroutine(detail::CoroTask<T, F>* t, const TaskOptions& o);
   Aloop& aloop_for(const TaskOptions& o);
@@ -387,6 +396,22 @@ void Supervisor::launch_coroutine(detail::CoroTask<T, F>* t, const TaskOptions& 
   } catch (...) {
     fail_launch(t, std::current_exception());
     throw;
+  }
+  if (o.delay.count() != 0 || o.eta) {
+    // Like a pool task's delay: nothing is spawned until it is due.
+    launch_delayed(
+        t, o, detail::UniqueFunction([this, loop, t] {
+          try {
+            t->add_ref();
+            t->add_ref();
+            detail::UniqueFunction keep_alive([r = detail::Ref<detail::CoroTask<T, F>>::adopt(t)] {});
+            loop->spawn(detail::CoroTask<T, F>::body(detail::Ref<detail::CoroTask<T, F>>::adopt(t)),
+                        t->slot(), std::move(keep_alive));
+          } catch (...) {
+            fail_launch(t, std::current_exception());
+          }
+        }));
+    return;
   }
   t->mark_queued();
   register_task(t);

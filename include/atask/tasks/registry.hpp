@@ -73,6 +73,11 @@ struct NamedTaskOptions {
 /// What one call may override.
 struct CallOptions {
   std::optional<Priority> priority{};
+  /// Wait this long before queueing (TaskOptions::delay).
+  std::chrono::milliseconds delay{0};
+  /// Queue no sooner than this time (TaskOptions::eta); setting both delay
+  /// and eta is an OptionsError.
+  std::optional<std::chrono::system_clock::time_point> eta{};
 };
 
 /// What the registry knows of one named task.
