@@ -576,8 +576,8 @@ TEST_SUITE("cli") {
     // is asked to and returns what it did so far, which is still a time-out.
     const auto r =
         run_atask({"send", "demo.report", "[400, 50]", "--wait", "--json", "--broker", redis.url()});
-    CHECK_MESSAGE(r.code == 1, r.out + r.err);
-    CHECK_MESSAGE(contains(r.out + r.err, "atask::TimeoutError"), r.out + r.err);
+    CHECK_MESSAGE(r.code == 1, (r.out + r.err));
+    CHECK_MESSAGE(contains(r.out + r.err, "atask::TimeoutError"), (r.out + r.err));
 
     // A process task: the same child runs one task after another (one
     // child, no --max-tasks-per-child) until one runs past the limit.
