@@ -13,6 +13,7 @@ namespace child {
 std::atomic<std::uint64_t> task_id{0};
 std::atomic<std::uint64_t>* stop_slot = nullptr;
 std::atomic<std::int64_t> soft_deadline_ns{0};
+bool (*write_progress)(double, std::string_view) noexcept = nullptr;
 
 bool stop_requested() noexcept {
   const auto id = task_id.load(std::memory_order_relaxed);
@@ -22,5 +23,7 @@ bool stop_requested() noexcept {
   return d != 0 && std::chrono::steady_clock::now().time_since_epoch().count() >= d;
 }
 }  // namespace child
+
+std::atomic<ChildProgressSink> child_progress_sink{nullptr};
 
 }  // namespace atask::detail

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string_view>
 
 namespace atask::detail::child {
 
@@ -18,4 +19,19 @@ extern std::atomic<std::int64_t> soft_deadline_ns;
 /// In a child: a stop was requested or the soft time limit is over.
 bool stop_requested() noexcept;
 
+/// In a child: sends a progress report of the running task to the parent
+/// (a frame on the child's socket, written by the child loop's function);
+/// false when it could not be written. nullptr outside a child.
+extern bool (*write_progress)(double fraction, std::string_view message) noexcept;
+
 }  // namespace atask::detail::child
+
+namespace atask::detail {
+
+/// Parent side: what receives the progress reports of the tasks running in
+/// the process pool's children (the distributed consumer sets it, to send
+/// them on to the task's client). nullptr: they are dropped.
+using ChildProgressSink = void (*)(std::uint64_t task_id, double fraction, std::string_view message);
+extern std::atomic<ChildProgressSink> child_progress_sink;
+
+}  // namespace atask::detail

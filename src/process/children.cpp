@@ -5,6 +5,8 @@
 
 #include "process/process_pool.hpp"
 
+#include "core/child_context.hpp"
+
 #include <atask/core/errors.hpp>
 
 #include <boost/asio/write.hpp>
@@ -219,6 +221,14 @@ void ProcessPool::on_bytes(Child& c) {
     const char* p = in.data() + at + 4;
     const auto id = read_as<std::uint64_t>(p);
     const auto kind = static_cast<std::uint8_t>(p[8]);
+    if (kind == reply_progress) {  // the running task's report: for whoever listens
+      if (len - reply_head >= sizeof(double))
+        if (auto sink = child_progress_sink.load(std::memory_order_acquire))
+          sink(id, read_as<double>(p + reply_head),
+               std::string_view(p + reply_head + sizeof(double), len - reply_head - sizeof(double)));
+      at += 4 + len;
+      continue;
+    }
     if (kind == reply_started) {
       const auto claimed_ns = len - reply_head >= 8 ? read_as<std::int64_t>(p + reply_head) : 0;
       at += 4 + len;

@@ -24,8 +24,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <typeinfo>
 #include <vector>
@@ -96,6 +98,30 @@ std::string describe_current() {
   return type + what;
 }
 
+// The child's socket to the parent, for the frames a task writes while it
+// runs (progress reports); the lock keeps them whole when the task reports
+// from threads of its own, against each other and against the loop's flush.
+int g_child_fd = -1;
+std::mutex g_child_write;
+
+bool write_progress_frame(double fraction, std::string_view message) noexcept {
+  const std::uint64_t id = child::task_id.load(std::memory_order_relaxed);
+  if (id == 0 || g_child_fd < 0 || message.size() > max_frame - reply_head - sizeof fraction) return false;
+  try {
+    std::string f(4 + reply_head + sizeof fraction, '\0');
+    const auto total = static_cast<std::uint32_t>(reply_head + sizeof fraction + message.size());
+    std::memcpy(f.data(), &total, 4);
+    std::memcpy(f.data() + 4, &id, 8);
+    f[12] = static_cast<char>(reply_progress);
+    std::memcpy(f.data() + 4 + reply_head, &fraction, sizeof fraction);
+    f.append(message);
+    std::lock_guard lk(g_child_write);
+    return write_all(g_child_fd, f.data(), f.size());
+  } catch (...) {  // out of memory: the report is lost, the task goes on
+    return false;
+  }
+}
+
 // A child that ends by itself (retired after max_tasks_per_child, or its
 // socket closed) writes out what its tasks printed without a newline or a
 // flush: _exit() does not flush stdio, and exit() must not run the
@@ -125,6 +151,8 @@ std::string describe_current() {
 
   ClaimWord* claims =
       g_claims && slot >= 0 && slot < stop_slot_count ? &g_claims[slot * claim_ring] : nullptr;
+  g_child_fd = fd;
+  child::write_progress = &write_progress_frame;
 
   // Buffered: one read() usually brings a whole request, often several.
   // `out` holds what is to be written: a reply waits there until the child
@@ -133,7 +161,13 @@ std::string describe_current() {
   std::string buf, out;
   std::size_t at = 0;  // start of the unread bytes in buf
   auto flush = [&] {
-    if (!out.empty() && !write_all(fd, out.data(), out.size())) clean_exit();
+    if (out.empty()) return;
+    bool ok = false;
+    {
+      std::lock_guard lk(g_child_write);  // (a thread of the last task may still be reporting)
+      ok = write_all(fd, out.data(), out.size());
+    }
+    if (!ok) clean_exit();
     out.clear();
   };
   auto fill = [&](std::size_t need) {

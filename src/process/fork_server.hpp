@@ -17,7 +17,8 @@
 //            was sent ahead: run it only if the child claims it, see ClaimWord)
 //   reply:   u64 task id, u8 kind (reply_ok: JSON result, reply_error: type '\0' message,
 //            reply_unsendable: why the result cannot be sent, reply_started: i64
-//            steady_clock ns at which the child claimed a task sent ahead)
+//            steady_clock ns at which the child claimed a task sent ahead,
+//            reply_progress: f64 fraction then the message, while the task runs)
 
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -67,6 +68,7 @@ inline constexpr std::uint8_t reply_ok = 1;
 inline constexpr std::uint8_t reply_error = 2;
 inline constexpr std::uint8_t reply_unsendable = 3;  // the result cannot be sent as JSON: why
 inline constexpr std::uint8_t reply_started = 4;     // a task sent ahead was claimed: when
+inline constexpr std::uint8_t reply_progress = 5;    // the running task reported progress
 inline constexpr std::uint32_t max_frame = 1u << 30;
 inline constexpr std::size_t request_head = 44;  // id, entry, fn, soft, offer, claim index
 inline constexpr std::size_t reply_head = 9;     // id, kind

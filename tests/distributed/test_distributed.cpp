@@ -19,8 +19,13 @@
 #include <boost/asio/use_future.hpp>
 #include <spdlog/sinks/ringbuffer_sink.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
 #include <latch>
 #include <future>
 #include <map>
@@ -39,6 +44,26 @@ using namespace std::chrono_literals;
 using namespace test;
 
 namespace {
+
+// A process task that reports progress from its child, then waits until the
+// test has seen the report: it blocks opening the FIFO `gate` for reading
+// until the test opens it for writing.
+int report_from_child(std::string gate) {
+  const bool sent = dist::report_progress(0.25, "in a child");
+  const int fd = ::open(gate.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    char c = 0;
+    (void)::read(fd, &c, 1);
+    ::close(fd);
+  }
+  return sent ? 5 : -1;
+}
+
+// A process task run locally, not by a consumer: its report goes to the
+// parent, which has no one to give it to, and the task goes on.
+bool report_unheard() {
+  return dist::report_progress(0.5, "nobody listens");
+}
 
 atask::SupervisorOptions quiet_options(std::string id, int pool = 2) {
   auto o = options(std::move(id), pool);
@@ -538,6 +563,49 @@ TEST_SUITE("distributed") {
     // Outside a consumer's task: nothing to report to.
     CHECK_FALSE(dist::report_progress(0.1));
     CHECK_FALSE(sv.submit({}, [] { return dist::report_progress(0.1); }).get());
+  }
+
+  TEST_CASE("a process task's progress reaches the client through the worker's pool") {
+    RedisServer redis;
+    const auto gate =
+        std::filesystem::temp_directory_path() / ("atask-progress-gate-" + std::to_string(::getpid()));
+    std::filesystem::remove(gate);
+    REQUIRE(::mkfifo(gate.c_str(), 0600) == 0);
+    atask::TaskRegistry tasks;
+    tasks.add("child_steps", atask::process(&report_from_child));
+    auto so = quiet_options("d14p");
+    so.processes.pool_size = 1;
+    atask::Supervisor sv(so);
+    dist::Consumer worker(sv, tasks, fast(redis, "w14p"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<int>("child_steps", {gate.string()});
+    std::mutex m;
+    std::promise<dist::RemoteProgress> first;
+    bool got = false;
+    h.on_progress([&](const dist::RemoteProgress& p) {
+      std::lock_guard lk(m);
+      if (!got) {
+        got = true;
+        first.set_value(p);
+      }
+    });
+    auto f = first.get_future();
+    const bool arrived = f.wait_for(patience) == std::future_status::ready;
+    // Open the gate either way (without blocking when the child is not
+    // there to read), so that the child does not wait for ever.
+    const int fd = ::open(gate.c_str(), arrived ? O_WRONLY : O_WRONLY | O_NONBLOCK);
+    if (fd >= 0) {
+      (void)::write(fd, "x", 1);
+      ::close(fd);
+    }
+    REQUIRE(arrived);
+    const auto p = f.get();
+    CHECK(p.fraction == 0.25);
+    CHECK(p.message == "in a child");
+    CHECK(h.get_for(patience) == 5);  // and report_progress() said it was sent
+    std::filesystem::remove(gate);
+    CHECK(sv.submit({}, atask::process(&report_unheard)).get() == true);
   }
 
   TEST_CASE("an outcome travels in the message to the client - one too large for it is read from Redis") {

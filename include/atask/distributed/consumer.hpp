@@ -131,12 +131,15 @@ class Consumer {
   std::shared_ptr<Impl> impl_;
 };
 
-/// Inside a pool-thread task that a Consumer runs: reports progress to the
-/// client, whose RemoteHandle::progress() and on_progress() see it (fraction
-/// clamped to [0, 1]). Cheap to call often: while one report is on its way
-/// the next ones are folded into the latest. Returns false, sending nothing,
-/// anywhere else (outside a task, a task run locally, a coroutine or process
-/// task: see docs/distributed.md).
+/// Inside a thread or process task that a Consumer runs: reports progress to
+/// the client, whose RemoteHandle::progress() and on_progress() see it
+/// (fraction clamped to [0, 1]). Cheap to call often: while one report is on
+/// its way the next ones are folded into the latest. In a thread task it
+/// returns false, sending nothing, when no consumer runs the task (outside a
+/// task, a task run locally). In a process task it returns true once the
+/// report is on its way to the worker's process, which drops it when the task
+/// is not a consumer's. In a coroutine task it returns false (see
+/// docs/distributed.md).
 bool report_progress(double fraction, std::string_view message = {});
 
 }  // namespace atask::distributed

@@ -2,6 +2,7 @@
 
 #include "distributed/consumer/impl.hpp"
 
+#include "core/child_context.hpp"
 #include "distributed/keys.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -207,6 +208,9 @@ void Consumer::Impl::loop_ended() {
 }
 Consumer::Consumer(Supervisor& sv, const TaskRegistry& tasks, ConsumerOptions options)
     : impl_(std::make_shared<Impl>(sv, tasks, std::move(options))) {
+  // What the tasks running in the process pool's children report comes back
+  // through the pool (one sink for every consumer of this process).
+  atask::detail::child_progress_sink.store(&Impl::report_from_child, std::memory_order_release);
   std::weak_ptr<Impl> weak = impl_;
   try {
     sv.add_step({.name = "consumer:" + impl_->name,

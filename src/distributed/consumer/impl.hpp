@@ -168,6 +168,13 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     return r;
   }
 
+  // The report of the local task `task_id`, if a consumer runs it: false if none does.
+  static bool report(std::uint64_t task_id, double fraction, std::string_view message);
+  // The process pool's sink: reports of the tasks running in its children.
+  static void report_from_child(std::uint64_t task_id, double fraction, std::string_view message) {
+    (void)report(task_id, fraction, message);
+  }
+
   // From the task's thread: the latest report wins; one FCALL at a time.
   void send_progress(std::string entry, double fraction, std::string message);
 

@@ -4,6 +4,8 @@
 
 #include "distributed/consumer/impl.hpp"
 
+#include "core/child_context.hpp"
+
 #include "distributed/keys.hpp"
 #include "distributed/retry_json.hpp"
 
@@ -232,20 +234,27 @@ asio::awaitable<void> Consumer::Impl::progress_loop(std::shared_ptr<Impl> self, 
   }
 }
 
-bool report_progress(double fraction, std::string_view message) {
-  const std::uint64_t id = this_task::id();
-  if (id == 0) return false;
-  Consumer::Impl::Reporter r;
+bool Consumer::Impl::report(std::uint64_t task_id, double fraction, std::string_view message) {
+  Reporter r;
   {
-    std::lock_guard lk(Consumer::Impl::reporters_mutex());
-    auto it = Consumer::Impl::reporters().find(id);
-    if (it == Consumer::Impl::reporters().end()) return false;
+    std::lock_guard lk(reporters_mutex());
+    auto it = reporters().find(task_id);
+    if (it == reporters().end()) return false;
     r = it->second;
   }
   auto impl = r.impl.lock();
   if (!impl) return false;
   impl->send_progress(std::move(r.entry), std::clamp(fraction, 0.0, 1.0), std::string(message));
   return true;
+}
+
+bool report_progress(double fraction, std::string_view message) {
+  // In a child of the process pool: to the parent, whose pool hands it to
+  // report() above (through atask::detail::child_progress_sink).
+  if (auto write = atask::detail::child::write_progress)
+    return write(std::clamp(fraction, 0.0, 1.0), message);
+  const std::uint64_t id = this_task::id();
+  return id != 0 && Consumer::Impl::report(id, fraction, message);
 }
 
 }  // namespace atask::distributed
