@@ -231,8 +231,9 @@ void ProcessPool::on_bytes(Child& c) {
     }
     if (kind == reply_started) {
       const auto claimed_ns = len - reply_head >= 8 ? read_as<std::int64_t>(p + reply_head) : 0;
+      const auto offer = len - reply_head >= 16 ? read_as<std::uint64_t>(p + reply_head + 8) : 0;
       at += 4 + len;
-      on_started(*ch, id, claimed_ns);
+      on_started(*ch, id, claimed_ns, offer);
       continue;
     }
     std::string payload(p + reply_head, len - reply_head);
@@ -248,33 +249,37 @@ void ProcessPool::on_bytes(Child& c) {
   }
 }
 
-// A task held ahead was claimed by its child at `claimed_ns` (steady_clock):
-// it has started; its hard time limit counts from then.
-void ProcessPool::on_started(Child& c, std::uint64_t id, std::int64_t claimed_ns) {
+// A task held ahead was claimed by its child at `claimed_ns` (steady_clock)
+// under `offer`: it has started; its hard time limit counts from then. A
+// claim the parent revoked (the task went back to its queue, or was
+// canceled) matches no held offer: the child skips that task.
+void ProcessPool::on_started(Child& c, std::uint64_t id, std::int64_t claimed_ns, std::uint64_t offer) {
   ProcessJob* job = nullptr;
   bool cancel = false;
   int slot = -1;
   {
     std::lock_guard lk(m_);
     if (c.job) {
-      // Its task before this one was canceled (the reply dropped) and the kill is on its way: this one
-      // dies with the child; kill_child() ends it as a task that ran.
+      // Cannot happen (the reply of the task before comes first); if it did, the task dies with the
+      // child and kill_child() ends it as a task that ran.
       for (Held& h : c.held)
-        if (h.id == id) h.claimed = true;
+        if (h.offer == offer && h.id == id) h.claimed = true;
       return;
     }
     for (std::size_t i = 0; i < c.held.size(); ++i)
-      if (c.held[i].id == id) {
+      if (c.held[i].offer == offer && c.held[i].id == id) {
         const Held h = c.held[i];
         c.held.erase(c.held.begin() + std::ptrdiff_t(i));
-        c.ring_used &= ~(1u << h.index);
+        // Its claim word stays taken until its reply: the child sets claim_running in it after this
+        // report, and a new offer stored there meanwhile would make it skip the task.
+        c.job_ring = h.index;
         --held_total_;
         job = h.job;
         job->held_by = 0;
         cancel = h.cancel;
         break;
       }
-    if (!job) return;  // cannot happen: a task taken back is never claimed
+    if (!job) return;  // a revoked claim: the child skips the task
     const auto p = index(job->task().priority());
     --queued_[p];
     ++running_[p];
@@ -287,18 +292,18 @@ void ProcessPool::on_started(Child& c, std::uint64_t id, std::int64_t claimed_ns
     if (c.state == ChildState::idle) c.state = ChildState::busy;
     slot = c.slot;
   }
-  pump_later_ = true;       // a claim word is free again
+  pump_later_ = true;       // room ahead again
   job->task().try_start();  // a cancel that found it claimed may have done so already
   std::string().swap(job->args);
   if (slot >= 0 && job->task().stop_token().stop_requested())
     slots_[slot].store(id, std::memory_order_relaxed);
-  if (cancel)  // cancel() came after the claim and said true: kill_child() ends it canceled
-    return kill_child(
-        c,
-        std::make_exception_ptr(TaskCanceled("task #" + std::to_string(id) +
-                                             " was canceled while running: its child process (pid " +
-                                             std::to_string(c.pid) + ") was killed")),
-        true);
+  if (cancel) {
+    // cancel() came after the claim and said true: it ends canceled. The kill waits until the rest of
+    // what was read is handled: its reply may be right behind (then no kill is needed).
+    job->task().add_ref();
+    asio::post(*ctx_, [this, r = Ref<TaskStateBase>::adopt(&job->task()), j = job] { kill_canceled(j); });
+    return;
+  }
   const auto lim = hard_limit(*job);
   if (lim.count() > 0)
     arm_limit(c, lim,
@@ -308,19 +313,27 @@ void ProcessPool::on_started(Child& c, std::uint64_t id, std::int64_t claimed_ns
 
 void ProcessPool::on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::string_view payload) {
   ProcessJob* job = nullptr;
-  bool retire = false, last = false, idle = false;
+  bool retire = false, last = false, idle = false, canceled = false;
   {
     std::lock_guard lk(m_);
-    // Killed or canceled meanwhile: the task has ended already, or a cancel claimed it and its kill is on
-    // its way (cancel() returned true: it ends canceled).
-    if (!c.job || c.job_id != id || c.canceling) return;
+    // Killed meanwhile: the task has ended already.
+    if (!c.job || c.job_id != id) return;
+    // A cancel claimed it (cancel() returned true) and its kill is on its way: it ends canceled, and
+    // the kill, no longer needed, is not made (kill_canceled() finds the task over). The child is done
+    // with it and goes on.
+    canceled = c.canceling;
+    c.canceling = false;
     last = c.last_task;
     job = c.job;
     c.job = nullptr;
+    if (c.job_ring >= 0) {  // its claim word is free again
+      c.ring_used &= ~(1u << c.job_ring);
+      c.job_ring = -1;
+    }
     const auto p = index(job->task().priority());
     --running_[p];
     --running_total_;
-    ++completed_;
+    ++completed_;  // a reply came back (a canceled task's too: see completed_total)
     if (c.exited) {
       c.state = ChildState::dying;
     } else if (c.state == ChildState::busy) {
@@ -360,7 +373,12 @@ void ProcessPool::on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::s
     pump();
   else
     pump_later_ = true;
-  if (kind == reply_ok) {
+  if (canceled) {
+    job->fail(std::make_exception_ptr(TaskCanceled("task #" + std::to_string(id) +
+                                                   " was canceled while running (its result, which came "
+                                                   "after the cancel, was dropped)")),
+              true);
+  } else if (kind == reply_ok) {
     job->deliver(payload);
   } else if (kind == reply_unsendable) {
     job->fail(std::make_exception_ptr(
@@ -464,6 +482,73 @@ void ProcessPool::on_exit(int pid, int status) {
     return std::make_exception_ptr(ChildCrashed(msg, pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
                                                 WIFEXITED(status) ? WEXITSTATUS(status) : -1));
   });
+}
+
+// Reads what the child has written and handles it, without waiting.
+void ProcessPool::drain(Child& c) {
+  if (!c.sock || !c.sock->is_open()) return;
+  boost::system::error_code ec;
+  for (;;) {
+    const std::size_t n = c.sock->read_some(asio::buffer(scratch_), ec);
+    if (ec || n == 0) break;  // would_block, EOF (read_child() sees it too), an error
+    c.in.insert(c.in.end(), scratch_.data(), scratch_.data() + n);
+    if (n < scratch_.size()) break;
+  }
+  if (!c.in.empty()) on_bytes(c);
+}
+
+// Before a kill of child `key` for its task `id` (a time limit, or a cancel
+// when `canceling`): the kill must fail that task only. So first what the
+// child wrote is read: a reply that came in time ends its task with its
+// value (or canceled, for a cancel), and the task the child then started
+// runs on. Then every task the child holds ahead and has not started
+// running is taken back - claimed or not, it goes back to the front of its
+// queue. If one runs already, its start report and the reply before it are
+// in the socket (the child sets claim_running after writing them): read
+// again. The child, if the kill is still needed; else nullptr.
+ProcessPool::Child* ProcessPool::settle_before_kill(std::uint64_t key, std::uint64_t id, bool canceling) {
+  auto still = [&](Child* c) {
+    if (!c) return false;
+    std::lock_guard lk(m_);
+    return c->job && c->job_id == id && c->canceling == canceling;
+  };
+  bool requeued = false;
+  Child* c = find_key(key);
+  for (int round = 0; round < 2; ++round) {
+    if (c) drain(*c);
+    c = find_key(key);
+    if (!still(c)) {
+      if (requeued) pump();
+      return nullptr;
+    }
+    bool running = false;
+    {
+      std::lock_guard lk(m_);
+      for (std::size_t i = c->held.size(); i-- > 0;) {
+        if (ProcessJob* j = take_back_locked(*c, i, true)) {
+          requeue_locked(j);
+          requeued = true;
+        } else {
+          running = true;
+        }
+      }
+    }
+    if (!running) break;
+  }
+  return c;  // kill_child() pumps what came back
+}
+
+// Loop thread: the kill for a cancel that claimed the running task `j`.
+void ProcessPool::kill_canceled(ProcessJob* j) {
+  Child* c = child_running(j);
+  if (!c) return;  // over already: its reply or its child's end settled it, canceled
+  c = settle_before_kill(c->key, j->task().id(), true);
+  if (!c) return;
+  kill_child(*c,
+             std::make_exception_ptr(TaskCanceled("task #" + std::to_string(j->task().id()) +
+                                                  " was canceled while running: its child process (pid " +
+                                                  std::to_string(c->pid) + ") was killed")),
+             true);
 }
 
 void ProcessPool::kill_child(Child& c, std::exception_ptr why, bool canceled) {

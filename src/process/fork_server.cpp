@@ -160,6 +160,7 @@ bool write_progress_frame(double fraction, std::string_view message) noexcept {
   // and the next task's start report go out in one write().
   std::string buf, out;
   std::size_t at = 0;  // start of the unread bytes in buf
+  int claims_made = 0;
   auto flush = [&] {
     if (out.empty()) return;
     bool ok = false;
@@ -209,14 +210,15 @@ bool write_progress_frame(double fraction, std::string_view message) noexcept {
     const auto index = read_as<std::uint32_t>(in.data() + 40);
 
     bool stop = false;
+    ClaimWord* word = nullptr;
     if (offer != 0) {
       // Sent ahead: run it only if this child claims it before the parent takes it back.
       bool mine = false;
       if (claims && index < std::uint32_t(claim_ring)) {
-        ClaimWord& w = claims[index];
-        std::uint64_t v = w.load();
+        word = &claims[index];
+        std::uint64_t v = word->load();
         while ((v & claim_offer_mask) == offer && !(v & claim_claimed))
-          if (w.compare_exchange_weak(v, v | claim_claimed)) {
+          if (word->compare_exchange_weak(v, v | claim_claimed)) {
             mine = true;
             stop = (v & claim_stop) != 0;
             break;
@@ -226,10 +228,32 @@ bool write_progress_frame(double fraction, std::string_view message) noexcept {
         at = next;
         continue;
       }
-      const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
-      put_frame(id, reply_started, std::string_view(reinterpret_cast<const char*>(&now), sizeof now));
+      struct {
+        std::int64_t now;
+        std::uint64_t offer;
+      } report{std::chrono::steady_clock::now().time_since_epoch().count(), offer};
+      static_assert(sizeof report == 16);
+      put_frame(id, reply_started, std::string_view(reinterpret_cast<const char*>(&report), sizeof report));
+      if (++claims_made == test_stop_at_claim.load(std::memory_order_relaxed)) ::raise(SIGSTOP);
     }
     flush();  // the previous task's reply and this one's start report
+    if (word) {
+      // Running from here, unless the parent revoked the claim meanwhile (it
+      // is killing this child for the task before, or the task was
+      // canceled): then it never runs. Both reports are out before the
+      // running bit is set, so a parent that finds it set reads them.
+      std::uint64_t v = word->load();
+      bool run = false;
+      while ((v & claim_offer_mask) == offer && (v & claim_claimed) && !(v & claim_running))
+        if (word->compare_exchange_weak(v, v | claim_running)) {
+          run = true;
+          break;
+        }
+      if (!run) {
+        at = next;
+        continue;
+      }
+    }
 
     if (stop && child::stop_slot) child::stop_slot->store(id, std::memory_order_relaxed);
     child::soft_deadline_ns.store(
@@ -438,6 +462,8 @@ int CtlPacket::received_fd() noexcept {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
   return fd;
 }
+
+std::atomic<int> test_stop_at_claim{0};
 
 ForkServer start_fork_server(const std::string& name, StopSlot* slots, ClaimWord* claims) {
   g_slots = slots;

@@ -17,7 +17,7 @@
 //            was sent ahead: run it only if the child claims it, see ClaimWord)
 //   reply:   u64 task id, u8 kind (reply_ok: JSON result, reply_error: type '\0' message,
 //            reply_unsendable: why the result cannot be sent, reply_started: i64
-//            steady_clock ns at which the child claimed a task sent ahead,
+//            steady_clock ns at which the child claimed a task sent ahead, u64 its offer,
 //            reply_progress: f64 fraction then the message, while the task runs)
 
 #include <sys/socket.h>
@@ -101,11 +101,27 @@ using StopSlot = std::atomic<std::uint64_t>;
 /// the parent takes it back (a cancel, a higher priority, an idle child),
 /// CAS offer -> 0. Whoever wins decides: a task taken back never runs, a
 /// claimed one has started. The child skips a frame whose offer is gone.
+///
+/// A claimed task runs once the child has written its start report (and
+/// the reply before it) and set claim_running, CAS offer | claimed ->
+/// offer | claimed | running. Until then a parent about to kill the child
+/// for the task before, or canceling this one, may still revoke the claim,
+/// CAS offer | claimed -> 0: the task never runs and goes back to its queue.
+/// A parent that finds the running bit set knows both reports are in its
+/// socket.
 inline constexpr int claim_ring = 8;
 using ClaimWord = std::atomic<std::uint64_t>;
 inline constexpr std::uint64_t claim_claimed = std::uint64_t(1) << 63;
 inline constexpr std::uint64_t claim_stop = std::uint64_t(1) << 62;
-inline constexpr std::uint64_t claim_offer_mask = ~(claim_claimed | claim_stop);
+inline constexpr std::uint64_t claim_running = std::uint64_t(1) << 61;
+inline constexpr std::uint64_t claim_offer_mask = ~(claim_claimed | claim_stop | claim_running);
+
+/// Test-only: N > 0 as the fork server is forked makes each of its
+/// children stop itself (SIGSTOP) right after its Nth claim of a task sent
+/// ahead, before it writes the reply of the task before and the start
+/// report: the moment at which a kill for the task before finds the claim
+/// made and the task not started. Never set outside tests.
+extern std::atomic<int> test_stop_at_claim;
 
 /// Forks the server. `name` becomes its process name ("<name>-fork") and
 /// its children's ("<name>-proc"); `slots` (shared, stop_slot_count of

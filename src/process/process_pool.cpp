@@ -358,15 +358,7 @@ bool ProcessPool::cancel_running(ProcessJob& job) noexcept {
     c->canceling = true;
   }
   try {
-    asio::post(*ctx_, [this, r = ref_of(job.task()), j = &job] {
-      Child* c = child_running(j);
-      if (!c) return;  // over already: its child's end settled it, canceled (on_exit, fail_all)
-      kill_child(*c,
-                 std::make_exception_ptr(TaskCanceled(task_name(*j) +
-                                                      " was canceled while running: its child process (pid " +
-                                                      std::to_string(c->pid) + ") was killed")),
-                 true);
-    });
+    asio::post(*ctx_, [this, r = ref_of(job.task()), j = &job] { kill_canceled(j); });
   } catch (...) {  // the loop is gone: the pool's stop ends the task, canceled (fail_all)
   }
   return true;
@@ -408,11 +400,14 @@ bool ProcessPool::claim_unstarted(ProcessJob& job) noexcept {
     if (!c) return true;
     for (std::size_t i = 0; i < c->held.size(); ++i)
       if (c->held[i].job == &job) {
-        back = take_back_locked(*c, i);
-        if (back)
+        // Claimed but not running yet: revoked, it never runs (its child skips it).
+        back = take_back_locked(*c, i, true);
+        if (back) {
           --queued_[index(job.task().priority())];
-        else
+          idle_if_free_locked(*c);
+        } else {
           claimed = true;
+        }
         break;
       }
   }
@@ -579,6 +574,8 @@ void ProcessPool::arm_limit(Child& c, std::chrono::milliseconds lim,
     if (ec) return;
     Child* ch = find_key(key);
     if (!ch || !runs(*ch, id)) return;
+    // Its reply may be in the socket, unread: then it completes with it.
+    if (!(ch = settle_before_kill(key, id, false))) return;
     kill_child(*ch,
                std::make_exception_ptr(
                    TimeLimitExceeded("task #" + std::to_string(id) + " exceeded its hard time limit of " +
@@ -691,14 +688,17 @@ void ProcessPool::send_ahead(Ahead* a, std::size_t n) {
     if (Child* c = find_key(a[0].key)) flush_child(*c);
 }
 
-// Takes held task i back from its child (CAS offer -> 0): the task, which
-// the child will skip, or nullptr when the child claimed it first (it runs).
-ProcessJob* ProcessPool::take_back_locked(Child& c, std::size_t i) noexcept {
+// Takes held task i back from its child (CAS -> 0): the task, which the
+// child will skip, or nullptr when the child claimed it first. With
+// `revoke_claimed` a claim the child has not marked running yet is revoked
+// too (the task never runs); nullptr then means it runs.
+ProcessJob* ProcessPool::take_back_locked(Child& c, std::size_t i, bool revoke_claimed) noexcept {
   Held& h = c.held[i];
   if (h.claimed) return nullptr;
   ClaimWord& w = claim_word(c, h.index);
   std::uint64_t v = w.load();
-  while ((v & claim_offer_mask) == h.offer && !(v & claim_claimed))
+  while ((v & claim_offer_mask) == h.offer && !(v & claim_running) &&
+         (revoke_claimed || !(v & claim_claimed)))
     if (w.compare_exchange_weak(v, 0)) {
       ProcessJob* j = h.job;
       c.ring_used &= ~(1u << h.index);
@@ -707,8 +707,14 @@ ProcessJob* ProcessPool::take_back_locked(Child& c, std::size_t i) noexcept {
       c.held.erase(c.held.begin() + std::ptrdiff_t(i));
       return j;
     }
-  h.claimed = true;
+  if ((v & claim_offer_mask) == h.offer && (v & claim_running)) h.claimed = true;
   return nullptr;
+}
+
+// A busy child left with no task and none ahead (all taken back) is idle:
+// it skips what it was sent and waits for the next request.
+void ProcessPool::idle_if_free_locked(Child& c) noexcept {
+  if (c.state == ChildState::busy && !c.job && c.held.empty()) c.state = ChildState::idle;
 }
 
 // Back at the front of its queue, in its place: still queued, never started.
@@ -716,12 +722,13 @@ void ProcessPool::requeue_locked(ProcessJob* j) noexcept {
   queues_[index(j->task().priority())].insert_sorted(j);
 }
 
-// A child going away: every task it holds ahead goes back to its queue;
-// the ones it claimed (it ran them) are returned, out of the books.
+// A child going away: every task it holds ahead and has not started goes
+// back to its queue (claimed or not); the ones it started running are
+// returned, out of the books.
 std::vector<ProcessPool::Held> ProcessPool::take_back_all_locked(Child& c) noexcept {
   std::vector<Held> ran;
   for (std::size_t i = c.held.size(); i-- > 0;) {
-    if (ProcessJob* j = take_back_locked(c, i)) {
+    if (ProcessJob* j = take_back_locked(c, i, true)) {
       requeue_locked(j);
       continue;
     }
@@ -769,11 +776,16 @@ bool ProcessPool::rebalance_locked() {
       const bool lower = p < top;
       const bool for_idle = idle && running_total_ < limit_for(std::size_t(p));
       if (!lower && !for_idle) continue;
-      if (ProcessJob* j = take_back_locked(*c, i)) {
+      if (ProcessJob* j = take_back_locked(*c, i, false)) {
         requeue_locked(j);
         back = back || for_idle;
       }
     }
+  for (auto& [k, c] : children_) {
+    const bool was_idle = c->state == ChildState::idle;
+    idle_if_free_locked(*c);
+    back = back || (!was_idle && c->state == ChildState::idle);
+  }
   return back;
 }
 

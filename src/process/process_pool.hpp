@@ -91,7 +91,7 @@ class ProcessPool {
     ProcessJob* job = nullptr;  // holds the reference its queue held
     std::uint64_t id = 0, offer = 0;
     int index = 0;         // its claim word in the child's ring
-    bool claimed = false;  // a take-back found it claimed: it runs, its start report is on its way
+    bool claimed = false;  // it runs (a take-back found claim_running set): its start report is on its way
     bool cancel = false;   // cancel() came after the child claimed it: it ends canceled
   };
   struct Child {
@@ -108,6 +108,8 @@ class ProcessPool {
     std::size_t sent = 0;          // tasks started in it (sent to it idle, or claimed from ahead)
     std::vector<Held> held;        // tasks held ahead, in the order sent
     unsigned ring_used = 0;        // bits: its claim words in use
+    int job_ring = -1;             // the claim word of its task, claimed from ahead, until its reply: the
+                                   // child may still be setting claim_running in it
     std::uint64_t next_seq = 0;    // requests taken for it (Fd::put order)
     ProcessJob* job = nullptr;     // holds a reference to job->task()
     std::uint64_t job_id = 0;
@@ -155,7 +157,8 @@ class ProcessPool {
   bool prefetch_room_locked() const noexcept;
   void prefetch_locked(std::vector<Ahead>& out);
   bool rebalance_locked();
-  ProcessJob* take_back_locked(Child& c, std::size_t i) noexcept;
+  ProcessJob* take_back_locked(Child& c, std::size_t i, bool revoke_claimed) noexcept;
+  void idle_if_free_locked(Child& c) noexcept;
   void requeue_locked(ProcessJob* j) noexcept;
   std::vector<Held> take_back_all_locked(Child& c) noexcept;
   ClaimWord& claim_word(const Child& c, int index) const noexcept;
@@ -167,7 +170,7 @@ class ProcessPool {
                  std::chrono::steady_clock::time_point from = std::chrono::steady_clock::now());
   void send_ahead(Ahead* a, std::size_t n);
   void flush_child(Child& c);
-  void on_started(Child& c, std::uint64_t id, std::int64_t claimed_ns);
+  void on_started(Child& c, std::uint64_t id, std::int64_t claimed_ns, std::uint64_t offer);
   void spawn(bool extra);
   void replenish();
   void read_ctl();
@@ -176,6 +179,9 @@ class ProcessPool {
   void on_bytes(Child& c);
   void on_reply(Child& c, std::uint64_t id, std::uint8_t kind, std::string_view payload);
   void on_exit(int pid, int status);
+  void drain(Child& c);
+  Child* settle_before_kill(std::uint64_t key, std::uint64_t id, bool canceling);
+  void kill_canceled(ProcessJob* j);
   void kill_child(Child& c, std::exception_ptr why, bool canceled);
   void end_taken(ProcessJob& j, std::exception_ptr e, bool canceled) noexcept;
   void send_kill(int pid, int sig, std::uint64_t task) noexcept;

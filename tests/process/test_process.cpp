@@ -4,11 +4,14 @@
 #include <atask/atask.hpp>
 
 #include "fixtures.hpp"
+#include "process/fork_server.hpp"
 
 #include <doctest/doctest.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json/value_from.hpp>
@@ -30,6 +33,7 @@
 #include <cmath>
 #include <limits>
 #include <fstream>
+#include <future>
 #include <map>
 #include <optional>
 #include <memory>
@@ -210,6 +214,139 @@ int fork_grandchild_then_hang(std::string fifo) {
     throw std::runtime_error("cannot write to the FIFO");
   ::close(fd);
   for (;;) ::pause();
+}
+
+// Blocks until a byte comes through the FIFO at `gate` (a Gate), then returns `value`.
+int wait_at_gate(std::string gate, int value) {
+  const int fd = ::open(gate.c_str(), O_RDONLY);
+  if (fd < 0) throw std::runtime_error("cannot open the gate");
+  char c = 0;
+  while (::read(fd, &c, 1) < 0 && errno == EINTR) {
+  }
+  ::close(fd);
+  return value;
+}
+// Writes its pid into the FIFO at `fifo` (a PidFifo), then waits at `gate`; returns its pid.
+int announce_then_wait(std::string fifo, std::string gate) {
+  const int fd = ::open(fifo.c_str(), O_WRONLY);
+  const std::string text = std::to_string(::getpid()) + "\n";
+  if (fd < 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    throw std::runtime_error("cannot write to the FIFO");
+  ::close(fd);
+  return wait_at_gate(gate, static_cast<int>(::getpid()));
+}
+
+// A FIFO that tasks wait at (wait_at_gate) until the test lets them through,
+// one per open(). The test holds it open for reading and writing, so that
+// neither end ever blocks in open().
+class Gate {
+ public:
+  Gate() {
+    path_ = (dir_.path() / "gate").string();
+    if (::mkfifo(path_.c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed");
+    fd_ = ::open(path_.c_str(), O_RDWR);
+  }
+  ~Gate() { ::close(fd_); }
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+  const std::string& path() const { return path_; }
+  void open() {
+    if (::write(fd_, "x", 1) != 1) throw std::runtime_error("cannot write to the gate");
+  }
+
+ private:
+  TempDir dir_;
+  std::string path_;
+  int fd_ = -1;
+};
+
+// The supervisor's loop thread, held in a handler until release() (or the
+// patience, or scope exit): what it would read or run meanwhile waits.
+class LoopHold {
+ public:
+  explicit LoopHold(atask::Supervisor& sv) {
+    auto held = std::make_shared<std::promise<void>>();
+    auto on = held->get_future();
+    boost::asio::post(sv.io_context(), [held, go = go_.get_future().share()] {
+      held->set_value();
+      go.wait_for(patience);
+    });
+    if (on.wait_for(patience) != std::future_status::ready) throw std::runtime_error("the loop was not held");
+  }
+  ~LoopHold() { release(); }
+  LoopHold(const LoopHold&) = delete;
+  LoopHold& operator=(const LoopHold&) = delete;
+  void release() {
+    if (!released_) go_.set_value();
+    released_ = true;
+  }
+
+ private:
+  std::promise<void> go_;
+  bool released_ = false;
+};
+
+// A process's state letter from /proc ('T': stopped), or 0.
+char state_of(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(f, line)) return 0;
+  const auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() ? 0 : line[close + 2];
+}
+
+atask::SupervisorOptions with_processes(int size, atask::ProcessPoolOptions p);
+
+// One child holding two tasks ahead, a and then b (record(log, 1)), stopped
+// (SIGSTOP, a test hook in the child loop) right after it claimed b: a has
+// returned, but its reply and b's start report are still in the child, so
+// the parent sees a running and b held ahead, claimed and not started.
+class ClaimedAhead {
+ public:
+  explicit ClaimedAhead(const std::string& log, std::chrono::milliseconds a_limit = 0ms) {
+    atask::detail::test_stop_at_claim.store(2);  // the fork server copies it as it is forked
+    try {
+      sv_.emplace(with_processes(1, {}));
+    } catch (...) {
+      atask::detail::test_stop_at_claim.store(0);
+      throw;
+    }
+    atask::detail::test_stop_at_claim.store(0);
+    auto& sv = *sv_;
+    REQUIRE(eventually([&] { return sv.info().processes.idle_children == 1; }));
+    Gate release_z;
+    z = sv.submit({}, atask::process(&wait_at_gate), release_z.path(), 0);
+    REQUIRE(eventually([&] { return z.status() == atask::TaskStatus::started; }));
+    child = sv.info().processes.child_pids.at(0);
+    a = sv.submit({}, atask::process(&one, {.time_limit = a_limit}));
+    b = sv.submit({}, atask::process(&record), log, 1);
+    // Both are written to the busy child, which reads them in one go once z returns: it claims a
+    // (its first claim) and runs it, then claims b (its second) with a's reply not yet written.
+    REQUIRE(eventually([&] { return sv.info().processes.prefetched == 2; }));
+    // The loop writes what it sends ahead in the handler that took it: one more handler after it, and
+    // both frames are in the child's socket.
+    std::promise<void> written;
+    boost::asio::post(sv.io_context(), [&] { written.set_value(); });
+    REQUIRE(written.get_future().wait_for(patience) == std::future_status::ready);
+    release_z.open();
+    REQUIRE(z.get_for(patience) == 0);
+    REQUIRE(eventually([&] { return state_of(child) == 'T'; }));
+    REQUIRE(eventually([&] { return a.status() == atask::TaskStatus::started; }));
+    REQUIRE(b.status() == atask::TaskStatus::queued);
+    REQUIRE(sv.info().processes.prefetched == 1);
+  }
+  atask::Supervisor& sv() { return *sv_; }
+
+  std::optional<StartedSupervisor> sv_;
+  atask::TaskHandle<int> z, a, b;
+  int child = 0;
+};
+
+std::map<int, int> lines_of(const std::string& path) {
+  std::ifstream in(path);
+  std::map<int, int> n;
+  for (int k; in >> k;) ++n[k];
+  return n;
 }
 
 // A FIFO in a fresh temporary folder, read with the patience as deadline.
@@ -1283,6 +1420,158 @@ TEST_SUITE("process") {
     CHECK(eventually([&] { return sv.info().processes.recycled == 2; }));
     CHECK(sv.info().processes.crashed == 0);
     sv.stop();
+  }
+
+  // -- kills and cancels of a child that holds tasks ahead: replies already written, claims not started -----
+  TEST_CASE("a reply in the socket when the hard time limit fires ends the task with its value") {
+    StartedSupervisor sv(with_processes(1));
+    REQUIRE(eventually([&] { return sv.info().processes.idle_children == 1; }));
+    Gate release_a, release_b;
+    PidFifo b_started;
+    constexpr auto limit = 1500ms;
+    const auto before = std::chrono::steady_clock::now();
+    auto a = sv.submit({}, atask::process(&wait_at_gate, {.time_limit = limit}), release_a.path(), 7);
+    const auto after =
+        std::chrono::steady_clock::now();  // a's limit runs out between before and after + limit
+    REQUIRE(eventually([&] { return a.status() == atask::TaskStatus::started; }));
+    const int child = sv.info().processes.child_pids.at(0);
+    auto b = sv.submit({}, atask::process(&announce_then_wait), b_started.path(), release_b.path());
+    REQUIRE(eventually([&] { return sv.info().processes.prefetched == 1; }));
+    // The loop thread is held until a's hard limit has passed, with a timer of ours due just before that
+    // limit. The loop then finds both timers due in one turn and runs ours first: it lets a return and
+    // waits until b has started, so that a's reply and b's start report are in the socket, unread, when
+    // the pool's handler for a's limit runs next.
+    boost::asio::steady_timer ours(sv.io_context());
+    int b_pid = 0;
+    boost::asio::post(sv.io_context(), [&] {
+      ours.expires_at(before + limit - 1ms);
+      ours.async_wait([&](boost::system::error_code) {
+        release_a.open();
+        b_pid = b_started.read_pid();
+      });
+      std::this_thread::sleep_until(after + limit + 20ms);  // past both deadlines (not a synchronisation)
+    });
+    REQUIRE(a.wait_for(limit + patience));
+    CHECK(a.status() == atask::TaskStatus::completed);
+    CHECK(a.get_for(patience) == 7);
+    // b, which the child started after replying, runs on in the same child.
+    CHECK(b_pid == child);
+    CHECK(eventually(
+        [&] { return b.status() == atask::TaskStatus::started; }));  // its start report follows a's reply
+    release_b.open();
+    CHECK(b.get_for(patience) == child);
+    CHECK(sv.info().processes.killed == 0);
+    CHECK(sv.info().processes.crashed == 0);
+    sv.stop();
+  }
+
+  TEST_CASE("a cancel whose reply is in the socket ends the task canceled and spares the task started next") {
+    StartedSupervisor sv(with_processes(1));
+    REQUIRE(eventually([&] { return sv.info().processes.idle_children == 1; }));
+    Gate release_a, release_b;
+    PidFifo b_started;
+    auto a = sv.submit({}, atask::process(&wait_at_gate), release_a.path(), 7);
+    REQUIRE(eventually([&] { return a.status() == atask::TaskStatus::started; }));
+    const int child = sv.info().processes.child_pids.at(0);
+    auto b = sv.submit({}, atask::process(&announce_then_wait), b_started.path(), release_b.path());
+    REQUIRE(eventually([&] { return sv.info().processes.prefetched == 1; }));
+    {
+      // With the loop held, a returns and b starts: a's reply and b's start report wait in the socket.
+      // The cancel's kill is queued behind the hold, before the loop looks at the socket again.
+      LoopHold hold(sv);
+      release_a.open();
+      CHECK(b_started.read_pid() == child);
+      CHECK(a.cancel());
+    }
+    REQUIRE(a.wait_for(patience));
+    CHECK(a.status() == atask::TaskStatus::canceled);  // cancel() said true
+    CHECK(eventually(
+        [&] { return b.status() == atask::TaskStatus::started; }));  // its start report follows a's reply
+    release_b.open();
+    CHECK(b.get_for(patience) == child);
+    CHECK(sv.info().processes.killed == 0);
+    CHECK(sv.info().processes.crashed == 0);
+    sv.stop();
+  }
+
+  TEST_CASE("a task its child claimed but had not started goes back to its queue when the child goes") {
+    std::string how;
+    SUBCASE("hard time limit") {
+      how = "limit";
+    }
+    SUBCASE("cancel") {
+      how = "cancel";
+    }
+    SUBCASE("crash") {
+      how = "crash";
+    }
+    CAPTURE(how);
+    TempDir dir;
+    const std::string log = (dir.path() / "log").string();
+    ClaimedAhead setup(log, how == "limit" ? 2000ms : 0ms);
+    auto& sv = setup.sv();
+    auto& a = setup.a;
+    auto& b = setup.b;
+    const int child = setup.child;
+    if (how == "limit") {
+      REQUIRE(a.wait_for(2000ms + patience));
+      CHECK(contains(what_of<atask::TimeLimitExceeded>([&] { a.get_for(patience); }), "hard time limit"));
+    } else if (how == "cancel") {
+      CHECK(a.cancel());
+      REQUIRE(a.wait_for(patience));
+      CHECK(a.status() == atask::TaskStatus::canceled);
+    } else {
+      REQUIRE(::kill(child, SIGKILL) == 0);
+      REQUIRE(a.wait_for(patience));
+      CHECK(contains(what_of<atask::ChildCrashed>([&] { a.get_for(patience); }), "crashed"));
+    }
+    // b never started in that child: it runs once, in the next one.
+    const int ran_in = b.get_for(patience);
+    CHECK(ran_in != child);
+    CHECK(lines_of(log) == std::map<int, int>{{1, 1}});
+    const auto info = sv.info().processes;
+    CHECK(info.killed == (how == "crash" ? 0u : 1u));
+    CHECK(info.crashed == (how == "crash" ? 1u : 0u));
+    CHECK(info.prefetched == 0);
+    sv.stop();
+  }
+
+  TEST_CASE("cancel of a task its child claimed but had not started: it never runs and no child is killed") {
+    TempDir dir;
+    const std::string log = (dir.path() / "log").string();
+    ClaimedAhead setup(log);
+    auto& sv = setup.sv();
+    auto& a = setup.a;
+    auto& b = setup.b;
+    CHECK(b.cancel());
+    CHECK(b.status() == atask::TaskStatus::canceled);
+    CHECK_FALSE(b.info().started_at.has_value());
+    CHECK(contains(what_of<atask::TaskCanceled>([&] { b.get_for(patience); }), "canceled before it started"));
+    CHECK(sv.info().processes.killed == 0);
+    CHECK(sv.info().processes.prefetched == 0);
+    CHECK(a.status() == atask::TaskStatus::started);  // its reply is still in the stopped child
+    CHECK(a.cancel());                                // which goes now
+    REQUIRE(a.wait_for(patience));
+    CHECK(sv.submit({}, atask::process(&one)).get_for(patience) == 1);
+    CHECK(lines_of(log).empty());
+    sv.stop();
+  }
+
+  TEST_CASE("stopping the supervisor cancels a task a child claimed but had not started") {
+    TempDir dir;
+    const std::string log = (dir.path() / "log").string();
+    ClaimedAhead setup(log);
+    auto& sv = setup.sv();
+    // Queued tasks are not canceled up front: the shutdown's stages end b.
+    const auto report = sv.stop({.cancel_queued = false, .warm_timeout = 200ms, .soft_timeout = 200ms});
+    REQUIRE(setup.b.wait_for(patience));
+    CHECK(setup.b.status() == atask::TaskStatus::canceled);
+    CHECK_FALSE(setup.b.info().started_at.has_value());
+    REQUIRE(setup.a.wait_for(patience));
+    CHECK(setup.a.status() != atask::TaskStatus::completed);  // its reply never left the stopped child
+    CHECK(lines_of(log).empty());
+    CHECK(children_of(static_cast<int>(::getpid())).empty());
+    (void)report;
   }
 
 }  // TEST_SUITE("process")
