@@ -113,7 +113,7 @@ class ThreadPool {
   template <class F>
   void post(Priority p, F&& f) {
     using Node = PostNode<std::decay_t<F>>;
-    void* mem = detail::node_alloc<Node>();
+    void* mem = detail::node_alloc<Node>(static_cast<std::size_t>(p) % detail::small_node_lanes);
     Node* node;
     try {
       node = ::new (mem) Node(p, std::forward<F>(f));
