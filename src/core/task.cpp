@@ -224,6 +224,7 @@ TaskInfo TaskStateBase::info() const {
   i.started_at = tp(started_at_.load(std::memory_order_relaxed));
   i.finished_at = tp(finished_at_.load(std::memory_order_relaxed));
   if (done() && error_) i.error = describe(error_);
+  if (kind_ == TaskKind::process) add_process_info(i);
   return i;
 }
 

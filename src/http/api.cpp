@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -515,7 +516,7 @@ Outcome Api::route(const Request& r, const std::vector<std::string>& seg, std::s
                          "the server's Jobs object is gone (it was destroyed while the server still ran)");
     if (seg.size() == 2) {
       if (auto e = only(get, "GET, HEAD")) return *e;
-      return jobs_get(*jobs_->p);
+      return jobs_get(*jobs_->p, query);
     }
     if (seg.size() == 3) {
       if (auto e = only(post, "POST")) return *e;
@@ -760,6 +761,15 @@ json::object Api::task_json(const TaskInfo& t, clock::time_point now,
   o["queued_at"] = when(t.queued_at);
   o["started_at"] = when(t.started_at);
   o["finished_at"] = when(t.finished_at);
+  // Process tasks: the child that ran it and how that child ended (null: no
+  // child yet, it did not die, or not a process task).
+  o["child_pid"] = t.child_pid > 0 ? json::value(t.child_pid) : json::value(nullptr);
+  o["exit_signal"] = t.exit_signal > 0 ? json::value(t.exit_signal) : json::value(nullptr);
+  o["exit_signal_name"] = json::value(nullptr);
+  if (t.exit_signal > 0)
+    if (const char* abbrev = ::sigabbrev_np(t.exit_signal))
+      o["exit_signal_name"] = "SIG" + std::string(abbrev);
+  o["exit_code"] = t.exit_code >= 0 ? json::value(t.exit_code) : json::value(nullptr);
   return o;
 }
 
@@ -774,12 +784,44 @@ Reply Api::task_get(Supervisor& sv, const std::string& digits) {
       404, "no task " + digits + " (it may have left the history: SupervisorOptions::history_size)");
 }
 
-Reply Api::jobs_get(Jobs& jobs_obj) const {
+// GET /api/jobs: every job held; with ?status=, ?offset= or ?limit=, one
+// page of them, newest first (docs/http.md).
+Reply Api::jobs_get(Jobs& jobs_obj, std::string_view query) const {
   json::array types;
   for (auto& t : jobs_obj.types()) types.push_back(json::value(t));
+  std::vector<JobInfo> list = jobs_obj.list();
+  const auto status = query_param(query, "status"), offset_given = query_param(query, "offset");
+  if (!status && !offset_given && !query_param(query, "limit")) {
+    json::array jobs;
+    for (const auto& j : list) jobs.push_back(job_json(j));
+    return json_reply(json::object{{"types", std::move(types)}, {"jobs", std::move(jobs)}});
+  }
+  // A page. "finished" is done or failed: the jobs a history page lists.
+  bool finished = false;
+  std::optional<JobStatus> only;
+  if (status) {
+    finished = *status == "finished";
+    if (!finished && !(only = from_string<JobStatus>(*status)))
+      return error_reply(
+          400, "unknown job status '" + std::string(*status) + "' (queued, running, done, failed, finished)");
+  }
+  std::size_t offset = 0;
+  if (offset_given) {
+    auto [p, ec] = std::from_chars(offset_given->data(), offset_given->data() + offset_given->size(), offset);
+    if (offset_given->empty() || ec != std::errc() || p != offset_given->data() + offset_given->size())
+      return error_reply(400, "offset must be a number from 0");
+  }
+  const auto limit = limit_param(query);
+  if (!limit) return error_reply(400, "limit must be a number from 1 to 1000");
+  std::erase_if(list, [&](const JobInfo& j) { return finished ? !j.finished() : only && j.status != *only; });
+  std::sort(list.begin(), list.end(), [](const JobInfo& a, const JobInfo& b) { return a.id > b.id; });
   json::array jobs;
-  for (const auto& j : jobs_obj.list()) jobs.push_back(job_json(j));
-  return json_reply(json::object{{"types", std::move(types)}, {"jobs", std::move(jobs)}});
+  for (std::size_t k = offset; k < list.size() && k - offset < *limit; ++k) jobs.push_back(job_json(list[k]));
+  return json_reply(json::object{{"types", std::move(types)},
+                                 {"jobs", std::move(jobs)},
+                                 {"total", list.size()},
+                                 {"offset", offset},
+                                 {"limit", *limit}});
 }
 
 // GET /api/jobs/{type}/{id}: the job; .../events: its progress stream.

@@ -159,7 +159,7 @@ class Api {
   static Reply tasks_get(Supervisor& sv, std::string_view query);
   static Reply task_get(Supervisor& sv, const std::string& digits);
   Outcome worker_post(const std::string& name, const std::string& action, std::string_view body) const;
-  Reply jobs_get(Jobs& jobs) const;
+  Reply jobs_get(Jobs& jobs, std::string_view query) const;
   Outcome job_get(Jobs& jobs, const Request& r, const std::vector<std::string>& seg) const;
   Outcome jobs_post(Jobs& jobs, const std::string& type, const Request& r) const;
   Outcome job_result(const JobInfo& j, bool head) const;

@@ -286,6 +286,7 @@ void ProcessPool::on_started(Child& c, std::uint64_t id, std::int64_t claimed_ns
     ++running_total_;
     c.job = job;
     c.job_id = id;
+    job->child_pid.store(c.pid, std::memory_order_relaxed);
     ++c.sent;
     c.last_task = opt_.max_tasks_per_child > 0 && c.sent >= opt_.max_tasks_per_child;
     c.canceling = cancel;
@@ -449,6 +450,14 @@ void ProcessPool::on_exit(int pid, int status) {
     }
   }
   const std::string how = describe_wait_status(status);
+  // The task's info says which child ran it and how that child ended.
+  auto note_end = [&](ProcessJob& j) {
+    j.child_pid.store(pid, std::memory_order_relaxed);
+    j.exit_signal.store(WIFSIGNALED(status) ? WTERMSIG(status) : 0, std::memory_order_relaxed);
+    j.exit_code.store(WIFEXITED(status) ? WEXITSTATUS(status) : -1, std::memory_order_relaxed);
+  };
+  if (job) note_end(*job);
+  for (Held& h : ran) note_end(*h.job);
   erase(*c);
   replenish();
   pump();
@@ -570,6 +579,13 @@ void ProcessPool::kill_child(Child& c, std::exception_ptr why, bool canceled) {
   }
   c.hard->cancel();
   send_kill(c.pid, SIGKILL, 0);
+  // The task's info: its child ends by the pool's SIGKILL (reaped later, by then without a task).
+  auto note_kill = [&](ProcessJob& j) {
+    j.child_pid.store(c.pid, std::memory_order_relaxed);
+    j.exit_signal.store(SIGKILL, std::memory_order_relaxed);
+  };
+  if (job) note_kill(*job);
+  for (Held& h : ran) note_kill(*h.job);
   // The books first (a replacement forks, the next task goes out), then the
   // waiters: what they read in info() already agrees.
   replenish();

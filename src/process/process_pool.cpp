@@ -473,6 +473,7 @@ bool ProcessPool::take_locked(Dispatch& d, bool& need_extra) {
   c->state = ChildState::busy;
   c->job = job;
   c->job_id = job->task().id();
+  job->child_pid.store(c->pid, std::memory_order_relaxed);
   ++c->sent;
   c->last_task = opt_.max_tasks_per_child > 0 && c->sent >= opt_.max_tasks_per_child;
   job->task().add_ref();  // the launcher's, while it reads the job outside the lock
@@ -497,6 +498,7 @@ void ProcessPool::launch(Dispatch& d, bool on_loop) {
         --running_[p];
         --running_total_;
         c->job = nullptr;
+        job.child_pid.store(0, std::memory_order_relaxed);  // it never ran there
         if (c->state == ChildState::busy && c->held.empty()) c->state = ChildState::idle;
         --c->sent;
         c->last_task = false;

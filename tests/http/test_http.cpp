@@ -569,6 +569,80 @@ TEST_CASE("http: a failed job reports its error in the stream") {
   CHECK(ev.back().at("error").as_string() == "asked to fail");
 }
 
+TEST_CASE("http: GET /api/jobs pages through the jobs newest first") {
+  JobFixture f;
+  f.release.set();
+  for (int k = 1; k <= 5; ++k)
+    REQUIRE(events_of(
+                http_request(f.port(), "POST", "/api/jobs/slow", "{\"doc\": " + std::to_string(k) + "}").body)
+                .back()
+                .at("status")
+                .as_string() == "done");
+  REQUIRE(events_of(http_request(f.port(), "POST", "/api/jobs/slow", R"({"fail": true})").body)
+              .back()
+              .at("status")
+              .as_string() == "failed");
+  auto ids = [](const json::value& page) {
+    std::vector<std::int64_t> out;
+    for (const auto& j : page.at("jobs").as_array()) out.push_back(j.at("id").as_int64());
+    return out;
+  };
+  // Without paging parameters: every job, as before, and no page fields.
+  auto all = parse(http_request(f.port(), "GET", "/api/jobs").body).as_object();
+  CHECK(all.at("jobs").as_array().size() == 6);
+  CHECK_FALSE(all.contains("total"));
+
+  auto first = parse(http_request(f.port(), "GET", "/api/jobs?status=finished&limit=4").body);
+  CHECK(first.at("total").as_int64() == 6);
+  CHECK(first.at("offset").as_int64() == 0);
+  CHECK(first.at("limit").as_int64() == 4);
+  CHECK(ids(first) == std::vector<std::int64_t>{6, 5, 4, 3});
+  CHECK(first.at("types").as_array().size() == 1);
+  auto second = parse(http_request(f.port(), "GET", "/api/jobs?status=finished&offset=4&limit=4").body);
+  CHECK(ids(second) == std::vector<std::int64_t>{2, 1});
+  CHECK(second.at("total").as_int64() == 6);
+  CHECK(parse(http_request(f.port(), "GET", "/api/jobs?status=finished&offset=6").body)
+            .at("jobs")
+            .as_array()
+            .empty());
+  auto failed = parse(http_request(f.port(), "GET", "/api/jobs?status=failed").body);
+  CHECK(failed.at("total").as_int64() == 1);
+  CHECK(ids(failed) == std::vector<std::int64_t>{6});
+  CHECK(parse(http_request(f.port(), "GET", "/api/jobs?status=done&offset=1&limit=1").body)
+            .at("jobs")
+            .at(0)
+            .at("id") == 4);
+  CHECK(parse(http_request(f.port(), "GET", "/api/jobs?status=running").body).at("total").as_int64() == 0);
+
+  for (const char* bad : {"/api/jobs?status=stopped", "/api/jobs?offset=-1", "/api/jobs?offset=x",
+                          "/api/jobs?offset=", "/api/jobs?limit=0", "/api/jobs?limit=1001"}) {
+    auto r = http_request(f.port(), "GET", bad);
+    CHECK_MESSAGE(r.status == 400, bad);
+  }
+  CHECK(test::contains(err_of(http_request(f.port(), "GET", "/api/jobs?status=stopped")), "finished"));
+}
+
+TEST_CASE("http: a failed job runs again as a new job when its params are posted again") {
+  JobFixture f({.token = "s3cret"});
+  f.release.set();
+  const test::Headers auth{{"Authorization", "Bearer s3cret"}};
+  auto first =
+      events_of(http_request(f.port(), "POST", "/api/jobs/slow", R"({"fail": true, "n": 1})", auth).body);
+  REQUIRE(first.back().at("status").as_string() == "failed");
+  // What the dashboard's "Run again" sends: the failed job's type and params, with the token.
+  const auto failed = parse(
+      http_request(f.port(), "GET", "/api/jobs/slow/" + std::to_string(first.back().at("id").as_int64()))
+          .body);
+  const std::string params = json::serialize(failed.at("params"));
+  CHECK(http_request(f.port(), "POST", "/api/jobs/slow", params).status == 401);
+  auto again = events_of(http_request(f.port(), "POST", "/api/jobs/slow", params, auth).body);
+  CHECK(again.back().at("status").as_string() == "failed");
+  CHECK(again.back().at("id").as_int64() > first.back().at("id").as_int64());
+  CHECK(f.runs == 2);
+  // Both are listed: the failed one stays in the history.
+  CHECK(parse(http_request(f.port(), "GET", "/api/jobs?status=failed").body).at("total").as_int64() == 2);
+}
+
 TEST_CASE("http: job requests with bad input get 4xx") {
   JobFixture f;
   CHECK(http_request(f.port(), "POST", "/api/jobs/nope", "{}").status == 404);

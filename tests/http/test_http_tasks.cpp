@@ -9,6 +9,8 @@
 #include <boost/json.hpp>
 #include <doctest/doctest.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <optional>
 #include <regex>
 #include <stdexcept>
@@ -26,6 +28,10 @@ struct Served {
   atask::Supervisor sv;
   std::optional<atask::http::Server> server;
 };
+
+int aborts_in_child(int) {
+  std::abort();
+}
 
 bool is_iso(const json::value& v) {
   static const std::regex iso(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
@@ -94,4 +100,41 @@ TEST_CASE("http: a queued task has no start or finish time yet") {
   CHECK(t.at("finished_at").is_null());
   CHECK(t.at("run_seconds").is_null());
   CHECK(later.cancel());
+}
+
+TEST_CASE("http: a process task names its child pid and the signal its child died of") {
+  auto o = test::options("tasks", 2);
+  o.processes.pool_size = 1;
+  atask::Supervisor sv(o);
+  auto server = atask::http::serve(sv, {.port = 0});
+  sv.start();
+  auto crash = sv.submit({.name = "crash"}, atask::process(&aborts_in_child), 1);
+  REQUIRE(crash.wait_for(test::patience));
+  auto thread = sv.submit({.name = "plain"}, [] { return 1; });
+  REQUIRE(thread.get_for(test::patience) == 1);
+
+  auto r = http_request(server.port(), "GET", "/api/tasks/" + std::to_string(crash.id()));
+  REQUIRE(r.status == 200);
+  const auto t = json::parse(r.body).as_object();
+  CHECK(t.at("kind").as_string() == "process");
+  CHECK(t.at("status").as_string() == "failed");
+  REQUIRE(t.at("child_pid").is_int64());
+  CHECK(t.at("child_pid").as_int64() == crash.info().child_pid);
+  CHECK(t.at("child_pid").as_int64() > 0);
+  CHECK(t.at("exit_signal").as_int64() == SIGABRT);
+  CHECK(t.at("exit_signal_name").as_string() == "SIGABRT");
+  CHECK(t.at("exit_code").is_null());
+  // The error names the same child.
+  CHECK(test::contains(json::value_to<std::string>(t.at("error")),
+                       "pid " + std::to_string(t.at("child_pid").as_int64())));
+
+  // A thread task has none of them; the list carries the same fields.
+  const auto p =
+      json::parse(http_request(server.port(), "GET", "/api/tasks/" + std::to_string(thread.id())).body);
+  for (const char* k : {"child_pid", "exit_signal", "exit_signal_name", "exit_code"})
+    CHECK_MESSAGE(p.at(k).is_null(), k);
+  const auto list = json::parse(http_request(server.port(), "GET", "/api/tasks?status=failed").body);
+  REQUIRE(list.at("tasks").as_array().size() == 1);
+  CHECK(list.at("tasks").at(0).at("exit_signal").as_int64() == SIGABRT);
+  sv.stop();
 }

@@ -563,6 +563,56 @@ TEST_SUITE("process") {
     sv.stop();
   }
 
+  TEST_CASE("a process task's info names its child and how that child ended") {
+    StartedSupervisor sv(with_processes(1));
+    auto info_of = [&](std::uint64_t id) {
+      for (const auto& i : sv.tasks())
+        if (i.id == id) return i;
+      FAIL("task #" << id << " is not in tasks()");
+      return atask::TaskInfo{};
+    };
+    // A task that returns: the pid of the child that ran it, no signal, no exit code.
+    auto ok = sv.submit({}, atask::process(&my_pid));
+    const int child = ok.get_for(patience);
+    CHECK(ok.info().child_pid == child);
+    CHECK(ok.info().exit_signal == 0);
+    CHECK(ok.info().exit_code == -1);
+    CHECK(info_of(ok.id()).child_pid == child);  // the history keeps it
+
+    // A crash: the signal the child died of, in the handle's info and in the history.
+    auto crash = sv.submit({}, atask::process(&aborts));
+    REQUIRE(crash.wait_for(patience));
+    REQUIRE(crash.status() == atask::TaskStatus::failed);
+    CHECK(crash.info().child_pid > 0);
+    CHECK(crash.info().exit_signal == SIGABRT);
+    CHECK(crash.info().exit_code == -1);
+    CHECK(info_of(crash.id()).exit_signal == SIGABRT);
+    CHECK(info_of(crash.id()).child_pid == crash.info().child_pid);
+
+    // An exit before the result: its code, no signal.
+    auto exited = sv.submit({}, atask::process(&exits), 3);
+    REQUIRE(exited.wait_for(patience));
+    CHECK(exited.info().child_pid > 0);
+    CHECK(exited.info().child_pid != crash.info().child_pid);  // the crashed child was replaced
+    CHECK(exited.info().exit_signal == 0);
+    CHECK(exited.info().exit_code == 3);
+
+    // The hard time limit: the pool's SIGKILL.
+    auto hung = sv.submit({}, atask::process(&hangs, {.time_limit = 50ms}));
+    REQUIRE(hung.wait_for(patience));
+    CHECK(hung.status() == atask::TaskStatus::failed);
+    CHECK(hung.info().child_pid > 0);
+    CHECK(hung.info().exit_signal == SIGKILL);
+
+    // Not a process task: none of it.
+    auto thread = sv.submit({}, [] { return 1; });
+    REQUIRE(thread.get_for(patience) == 1);
+    CHECK(thread.info().child_pid == 0);
+    CHECK(thread.info().exit_signal == 0);
+    CHECK(thread.info().exit_code == -1);
+    sv.stop();
+  }
+
   TEST_CASE("100 crashing tasks then 100 good ones") {
     StartedSupervisor sv(with_processes(2));
     std::vector<atask::TaskHandle<int>> bad, good;

@@ -38,6 +38,16 @@ struct TaskInfo {
   std::optional<time_point> started_at;
   std::optional<time_point> finished_at;
   std::string error;  ///< what() of the failure or cancellation, empty otherwise
+  /// Process tasks: the pid of the child process that ran it; 0 until a
+  /// child starts it, and for thread and coroutine tasks.
+  int child_pid = 0;
+  /// Process tasks whose child died while it ran them: the signal that ended
+  /// the child (SIGKILL when the pool killed it: hard time limit, cancel, a
+  /// malformed reply); 0 otherwise.
+  int exit_signal = 0;
+  /// Process tasks whose child exited by itself before it returned a result:
+  /// its exit code; -1 otherwise.
+  int exit_code = -1;
 };
 
 }  // namespace atask

@@ -146,6 +146,11 @@ class ProcessTask final : public TaskState<R>, public ProcessJob {
     if (pool) process_remove_queued(*pool, *this);
   }
   bool claim_unstarted() noexcept override { return !pool || process_claim_unstarted(*pool, *this); }
+  void add_process_info(TaskInfo& i) const noexcept override {
+    i.child_pid = child_pid.load(std::memory_order_relaxed);
+    i.exit_signal = exit_signal.load(std::memory_order_relaxed);
+    i.exit_code = exit_code.load(std::memory_order_relaxed);
+  }
 };
 
 }  // namespace detail

@@ -8,11 +8,14 @@
 // --screenshot also writes the phone page to file-390.png.
 //
 // Checks: (a) the Cluster section appears (desktop size and a 390 px wide phone) with a row per
-// worker showing the plugins label; (b) after `atask send demo.add '[2,3]' --wait` the workers'
+// worker showing the plugins label, and at 390 px the page does not scroll sideways, nor does any
+// of the section's tables; (b) after `atask send demo.add '[2,3]' --wait` the workers'
 // "Done" counts add up to at least 1 and the queue "default" has a row; (c) after
 // `atask send nobody.knows '[1]' --wait` (dead: NotFoundError) the queue shows dead 1, its
 // "Dead letters" list names the task and the error, Requeue is answered 200, and "Purge all"
-// (confirm accepted) empties the list; (d) a "report" job run from the Jobs form streams to
+// (confirm accepted) empties the list; before the purge, on a 390 px phone, the queue's "Dead
+// letters" button, the list's Requeue buttons, "Purge all" and "Close" all lie inside the viewport
+// with nothing to scroll sideways, and Requeue there is answered 200 too; (d) a "report" job run from the Jobs form streams to
 // 100 % and done; (e) the page logged no console errors or page errors, and showed no dialog
 // other than the Purge confirmation, nor a throughput chart of the API server's own tasks. Prints one PASS line (exit 0) or FAIL with the reason
 // (exit 1). Never waits with fixed sleeps: page conditions with timeouts, or API polls.
@@ -119,6 +122,20 @@ function pageHelpers() {
   };
 }
 
+// In the page: what a 390 px phone must not have: a page or a Cluster table wider than the
+// screen, or a visible button of the section outside it.
+function phoneLayout() {
+  const vw = document.documentElement.clientWidth;
+  const buttons = [...document.querySelectorAll("#cluster button")].filter((b) => b.offsetParent !== null);
+  const outside = buttons.map((b) => [b, b.getBoundingClientRect()])
+    .filter(([, r]) => r.width === 0 || r.left < 0 || r.right > vw)
+    .map(([b, r]) => `${b.textContent} at ${Math.round(r.left)}..${Math.round(r.right)}`);
+  const wideTables = [...document.querySelectorAll("#cluster .scroll")].filter((d) => d.offsetParent !== null)
+    .filter((d) => d.scrollWidth > d.clientWidth).map((d) => `${d.scrollWidth}/${d.clientWidth}`);
+  return { vw, page: document.documentElement.scrollWidth, buttons: buttons.map((b) => b.textContent), outside, wideTables };
+}
+const phoneOk = (l) => l.vw === 390 && l.page <= l.vw && l.outside.length === 0 && l.wideTables.length === 0;
+
 function watch(page, problems, dialogs) {
   page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
@@ -180,16 +197,12 @@ async function main() {
   for (const n of workerNames)
     await phone.locator(workerRow(n)).waitFor({ state: "visible" })
       .catch(() => { throw new Error(`(a) no visible row for worker '${n}' at 390 px`); });
-  const overflow = await phone.evaluate(() => ({
-    page: document.documentElement.scrollWidth, viewport: document.documentElement.clientWidth,
-    section: document.getElementById("cluster").getBoundingClientRect().width,
-    tables: [...document.querySelectorAll("#cluster .scroll")].map((d) => `${d.scrollWidth}/${d.clientWidth}`).join(", "),
-  }));
-  if (screenshot) await phone.screenshot({ path: screenshot.replace(/(\.png)?$/, "-390.png"), fullPage: true });
+  await phone.waitForFunction(`(${phoneOk})((${phoneLayout})())`).catch(async () => {
+    throw new Error(`(a) at 390 px: ${JSON.stringify(await phone.evaluate(`(${phoneLayout})()`))}`);
+  });
+  const overflow = await phone.evaluate(`(${phoneLayout})()`);
   await phone.close();
-  log(`(a) ok at 390 px: section ${Math.round(overflow.section)} px wide, page ${overflow.page} px ` +
-    `for a ${overflow.viewport} px viewport` +
-    `${overflow.page > overflow.viewport ? " (scrolls sideways)" : ""}; tables scroll/client width ${overflow.tables}`);
+  log(`(a) ok at 390 px: page ${overflow.page} px for a ${overflow.vw} px viewport, no table wider than its box`);
 
   // (b) a task that succeeds: the Done counts add up to at least 1, the queue "default" has a row.
   const add = await send("demo.add", "[2,3]", "--wait");
@@ -237,6 +250,39 @@ async function main() {
     const q = (await api("/api/cluster")).queues.find((x) => x.queue === "default");
     if (list.some((d) => d.task_id === taskId) && q && !q.running && !q.waiting_total) break;
     if (Date.now() > deadline) throw new Error(`(c) the requeued task ${taskId} did not go dead again`);
+    await new Promise((r) => setTimeout(r, 200));  // polling the API, not synchronising the page
+  }
+  // On a phone: every action of the section within reach, and Requeue works there too.
+  const small = await context.newPage();
+  watch(small, problems, dialogs);
+  await small.setViewportSize({ width: 390, height: 844 });
+  await small.goto(base + "/", { waitUntil: "domcontentloaded" });
+  const smallDead = small.locator(queueRow("default")).getByRole("button", { name: "Dead letters" });
+  await smallDead.waitFor({ state: "visible" })
+    .catch(() => { throw new Error("(c) at 390 px queue 'default' shows no 'Dead letters' button"); });
+  await smallDead.click();
+  const smallRow = small.locator("#dead-rows tr", { hasText: "nobody.knows" });
+  await smallRow.first().waitFor({ state: "visible" })
+    .catch(() => { throw new Error("(c) at 390 px the dead letters list has no row naming nobody.knows"); });
+  await small.waitForFunction(`(() => { const l = (${phoneLayout})();
+    return (${phoneOk})(l) && ["Dead letters", "Requeue", "Purge all", "Close"].every((t) => l.buttons.includes(t)); })()`)
+    .catch(async () => { throw new Error(`(c) at 390 px with the dead letters open: ${JSON.stringify(await small.evaluate(`(${phoneLayout})()`))}`); });
+  const smallLayout = await small.evaluate(`(${phoneLayout})()`);
+  if (screenshot) await small.screenshot({ path: screenshot.replace(/(\.png)?$/, "-390.png"), fullPage: true });
+  const smallRequeued = small.waitForResponse((r) => r.request().method() === "POST" &&
+    /\/api\/cluster\/queues\/default\/dead\/[^/]+\/requeue$/.test(new URL(r.url()).pathname));
+  await smallRow.first().getByRole("button", { name: "Requeue" }).click();
+  const srq = await smallRequeued.catch(() => { throw new Error("(c) Requeue at 390 px sent no POST .../requeue"); });
+  if (srq.status() !== 200) throw new Error(`(c) Requeue at 390 px: HTTP ${srq.status()}`);
+  await small.close();
+  log(`(c) ok at 390 px: ${smallLayout.buttons.length} buttons (${[...new Set(smallLayout.buttons)].join(", ")}) inside ` +
+    `the ${smallLayout.vw} px viewport, page ${smallLayout.page} px wide; Requeue there HTTP 200`);
+  // The task went back again: wait until it is dead once more, for Purge below.
+  for (const deadline = Date.now() + STEP_TIMEOUT_MS; ;) {
+    const { dead: list } = await api("/api/cluster/queues/default/dead");
+    const q = (await api("/api/cluster")).queues.find((x) => x.queue === "default");
+    if (list.some((d) => d.task_id === taskId) && q && !q.running && !q.waiting_total) break;
+    if (Date.now() > deadline) throw new Error(`(c) the task ${taskId} requeued at 390 px did not go dead again`);
     await new Promise((r) => setTimeout(r, 200));  // polling the API, not synchronising the page
   }
   await deadButton.click();  // refresh the list
@@ -304,7 +350,7 @@ async function main() {
   log("(e) ok: no console errors, page errors or unexpected dialogs");
 
   console.log(`PASS cluster_dashboard: ${workerNames.length} workers with '${pluginLabel}' (also at 390 px), ` +
-    `Done ${doneSum}, dead letter listed, requeued (200), purged (200), ` +
+    `Done ${doneSum}, dead letter listed, requeued (200, also at 390 px with every action in reach), purged (200), ` +
     `report job #${jobId} streamed to 100 % (${seen.length} progress values), no page errors`);
 }
 

@@ -20,7 +20,12 @@
 // job's row shows its params as compact JSON, its start and finish times, a duration and the short
 // result name GET /api/jobs gives; (k) its Download button saves a file named so whose bytes equal
 // GET /api/jobs/{type}/{id}/result; (l) with more than 10 finished jobs only the 10 newest are
-// listed until "show all" is clicked, and the page still does not scroll sideways; (m) the throughput
+// listed, with a link to the finished jobs' page of their own (#finished-jobs), which lists them
+// newest first as GET /api/jobs?status=finished&offset=&limit=20 pages them (Older, Newer, Back),
+// and the page still does not scroll sideways; (q) a failed job's "Run again" (inside the 390 px
+// viewport) posts its type and params again and a new job with those params appears; (r) a failed
+// process task's detail shows the pid of its child and the signal it died of (SIGABRT: the demo's
+// crashing native call), as GET /api/tasks/{id} gives them; (m) the throughput
 // chart (inline SVG) has drawn at least two points of each series, inside its box and the viewport, and so
 // has the queue depth chart under it (one series per priority); (p) a job posted by the test, not
 // the page, is followed by the page through its SSE stream (an EventSource on
@@ -342,6 +347,31 @@ async function main() {
   await page.click("#td-close");
   log(`(o) ok: task #${detailId} detail: ${JSON.stringify(detail)}`);
 
+  // (r) a failed process task's detail: the pid of the child that ran it and the signal it died of.
+  await page.selectOption("#task-filter", "failed");
+  const procRow = page.locator('#task-rows tr[data-status="failed"]', { hasText: "process" }).first();
+  await procRow.waitFor({ state: "visible", timeout: 60_000 })
+    .catch(() => { throw new Error("(r) the failed filter lists no failed process task (the demo's crash)"); });
+  const procId = Number(await procRow.locator('[data-action="task-detail"]').textContent());
+  await procRow.locator('[data-action="task-detail"]').click();
+  const procApi = await api(base, `/api/tasks/${procId}`);
+  if (procApi.kind !== "process" || !(procApi.child_pid > 0) || procApi.exit_signal_name !== "SIGABRT")
+    throw new Error(`(r) GET /api/tasks/${procId} lacks the child pid or SIGABRT: ${JSON.stringify(procApi)}`);
+  await page.waitForFunction(([id, t]) => {
+    const box = document.querySelector("[data-testid=task-detail]");
+    const f = (k) => box.querySelector(`[data-field="${k}"]`);
+    return !box.hidden && document.getElementById("td-title").textContent === "#" + id
+      && f("child_pid")?.textContent === String(t.child_pid) && f("exit")?.textContent === `killed by SIGABRT (${t.exit_signal})`;
+  }, [procId, procApi]).catch(async () => {
+    throw new Error(`(r) the detail of process task #${procId} shows '${await page.textContent("[data-testid=task-detail]")}', ` +
+      `the API ${JSON.stringify(procApi)}`);
+  });
+  const procDetail = await page.$eval("[data-testid=task-detail]", (box) =>
+    ["child_pid", "exit"].map((k) => box.querySelector(`[data-field="${k}"]`).textContent).join(", "));
+  await page.click("#td-close");
+  await page.selectOption("#task-filter", "");
+  log(`(r) ok: process task #${procId}: child pid, exit: ${procDetail}`);
+
   // (i) the stream cannot be opened (a proxy that refuses it): the page polls; while /api/supervisor
   // fails too, the state is unknown, not the last one seen; then it comes back, and so does the stream.
   const stateSel = "#sv-state", modeSel = "[data-testid=updates]";
@@ -398,8 +428,9 @@ async function main() {
     throw new Error(`(k) the downloaded file (${saved.length} bytes) differs from the API's (${served.length} bytes)`);
   log(`(k) ok: downloaded ${download.suggestedFilename()}, ${saved.length} bytes equal to the API's`);
 
-  // (l) more than 10 finished jobs: the 10 newest are listed, "show all" lists every one.
-  await Promise.all(Array.from({ length: 12 }, async (_, k) => {
+  // (l) more than 10 finished jobs: the 10 newest are listed; the rest are on a page of their own,
+  // which pages through GET /api/jobs?status=finished newest first (20 a page: 22 jobs more make two).
+  await Promise.all(Array.from({ length: 22 }, async (_, k) => {
     const res = await fetch(`${base}/api/jobs/${encodeURIComponent(types[0])}`, { method: "POST",
       body: JSON.stringify({ rows: 1, run: stamp, n: k }), signal: AbortSignal.timeout(60_000) });
     const body = await res.text();  // the stream ends when the job is done
@@ -409,13 +440,14 @@ async function main() {
   const jobRows = () => {
     const trs = [...document.querySelectorAll("#job-rows tr[data-job]")];
     const fin = trs.filter((tr) => /^(done|failed)$/.test(tr.querySelector('[data-field="status"]').textContent.trim()));
+    const link = document.getElementById("jobs-history-link");
     return { finished: fin.length, shown: fin.filter((tr) => !tr.hidden).map((tr) => Number(tr.dataset.job)),
-      toggle: document.getElementById("jobs-toggle"), scrollWidth: document.documentElement.scrollWidth, vw: window.innerWidth };
+      link: link.hidden ? null : link.textContent, scrollWidth: document.documentElement.scrollWidth, vw: window.innerWidth };
   };
   await page.waitForFunction(`(() => { const r = (${jobRows})();
-    return r.finished >= ${finishedApi} && r.shown.length === 10 && !r.toggle.hidden && r.scrollWidth <= r.vw; })()`)
+    return r.finished >= ${finishedApi} && r.shown.length === 10 && r.link && r.scrollWidth <= r.vw; })()`)
     .catch(async () => {
-      const r = await page.evaluate(`(() => { const r = (${jobRows})(); r.toggle = r.toggle.hidden; return r; })()`);
+      const r = await page.evaluate(`(${jobRows})()`);
       throw new Error(`(l) with ${finishedApi} finished jobs the page shows ${JSON.stringify(r)}`);
     });
   const shownIds = (await page.evaluate(`(() => (${jobRows})().shown)()`)).sort((a, b) => b - a);
@@ -423,16 +455,79 @@ async function main() {
     .map((j) => j.id).sort((a, b) => b - a).slice(0, 10);
   if (JSON.stringify(shownIds) !== JSON.stringify(newestIds))
     throw new Error(`(l) the jobs shown ${shownIds} are not the 10 newest ${newestIds}`);
-  await page.click("#jobs-toggle");
-  await page.waitForFunction(`(() => { const r = (${jobRows})();
-    return r.shown.length === r.finished && r.scrollWidth <= r.vw; })()`)
-    .catch(() => { throw new Error("(l) 'show all' did not list every finished job (or the page scrolls sideways)"); });
-  const all = (await page.evaluate(`(() => (${jobRows})().shown.length)()`));
-  await page.click("#jobs-toggle");
-  await page.waitForFunction(`(() => (${jobRows})().shown.length === 10)()`)
-    .catch(() => { throw new Error("(l) toggling back did not list the 10 newest finished jobs again"); });
+  const linkText = (await page.evaluate(`(${jobRows})()`)).link;
+  // The page of their own: the API's pages, in its order, reached from the link.
+  const historyState = () => {
+    const box = document.getElementById("job-history");
+    const ids = [...document.querySelectorAll("#jh-rows tr[data-job]")].map((tr) => Number(tr.dataset.job));
+    const buttons = [...box.querySelectorAll("button")].filter((b) => b.offsetParent !== null);
+    const outside = buttons.filter((b) => { const r = b.getBoundingClientRect(); return r.left < 0 || r.right > window.innerWidth; })
+      .map((b) => b.textContent);
+    return { visible: !box.hidden, hash: location.hash, ids, range: document.getElementById("jh-range").textContent,
+      older: document.getElementById("jh-older").disabled, newer: document.getElementById("jh-newer").disabled,
+      outside, scrollWidth: document.documentElement.scrollWidth, vw: window.innerWidth };
+  };
+  const pageOf = async (offset) => (await api(base, `/api/jobs?status=finished&offset=${offset}&limit=20`));
+  // The demo finishes a job of its own now and then, which moves the pages: compare with the API
+  // again until they agree (the page asks again when a job finishes).
+  const expectPage = async (offset, what) => {
+    for (const deadline = Date.now() + STEP_TIMEOUT_MS; ;) {
+      const want = await pageOf(offset);
+      const wantIds = want.jobs.map((j) => j.id);
+      const ok = await page.waitForFunction(`(() => { const h = (${historyState})();
+        return h.visible && JSON.stringify(h.ids) === ${JSON.stringify(JSON.stringify(wantIds))}
+          && h.outside.length === 0 && h.scrollWidth <= h.vw; })()`, null, { timeout: 5000 }).then(() => true, () => false);
+      if (ok) return want;
+      if (Date.now() > deadline)
+        throw new Error(`(l) ${what}: the page shows ${JSON.stringify(await page.evaluate(`(${historyState})()`))}, ` +
+          `GET /api/jobs?status=finished&offset=${offset}&limit=20 ${JSON.stringify(wantIds)}`);
+    }
+  };
+  await page.click("#jobs-history-link");
+  const p1 = await expectPage(0, "the first page");
+  if (p1.total <= 20) throw new Error(`(l) only ${p1.total} finished jobs: no second page to test`);
+  const h1 = await page.evaluate(`(${historyState})()`);
+  if (h1.hash !== "#finished-jobs" || !h1.newer || h1.older) throw new Error(`(l) the first page: ${JSON.stringify(h1)}`);
+  await page.click("#jh-older");
+  const p2 = await expectPage(20, "the second page (Older)");
+  const h2 = await page.evaluate(`(${historyState})()`);
+  if (h2.newer) throw new Error(`(l) the second page has no Newer: ${JSON.stringify(h2)}`);
+  await page.click("#jh-newer");
+  await expectPage(0, "back to the first page (Newer)");
+  await page.click("#jh-back");
+  await page.waitForFunction(() => document.getElementById("job-history").hidden)
+    .catch(() => { throw new Error("(l) Back did not close the finished jobs' page"); });
   if (problems.length) throw new Error("(l) " + problems.join("; "));
-  log(`(l) ok: 10 of ${all} finished jobs shown, all after 'show all', no sideways scroll at 390 px`);
+  log(`(l) ok: 10 of ${finishedApi} finished jobs listed, '${linkText}' opens their page: ${h1.range} then ` +
+    `${h2.range} (${p2.jobs.length} jobs), as the API pages them; no sideways scroll at 390 px`);
+
+  // (q) a failed job's "Run again": the same type and params, posted with the form's stream; a new job.
+  const failStamp = `fail-${stamp}`;
+  const failRes = await fetch(`${base}/api/jobs/${encodeURIComponent(types[0])}`, { method: "POST",
+    body: JSON.stringify({ rows: 0, run: failStamp }), signal: AbortSignal.timeout(30_000) });
+  const failBody = await failRes.text();
+  if (!/"failed"/.test(failBody)) throw new Error(`(q) a job with rows 0 did not fail: ${failBody.slice(-200)}`);
+  const failedJob = (await api(base, "/api/jobs")).jobs.find((j) => j.params && j.params.run === failStamp);
+  const againBtn = page.locator(`tr[data-job="${failedJob.id}"] [data-action="run-again"]`);
+  await againBtn.waitFor({ state: "visible" })
+    .catch(() => { throw new Error(`(q) failed job #${failedJob.id} has no visible Run again button`); });
+  const againBox = await againBtn.boundingBox();
+  if (!againBox || againBox.x < 0 || againBox.x + againBox.width > 390)
+    throw new Error(`(q) Run again lies outside the 390 px viewport: ${JSON.stringify(againBox)}`);
+  const posted2 = page.waitForRequest((r) => r.method() === "POST" && new URL(r.url()).pathname === `/api/jobs/${types[0]}`);
+  await againBtn.click();
+  const req = await posted2;
+  if (JSON.stringify(JSON.parse(req.postData())) !== JSON.stringify(failedJob.params))
+    throw new Error(`(q) Run again posted ${req.postData()}, not the params ${JSON.stringify(failedJob.params)}`);
+  let rerun = null;
+  for (const deadline = Date.now() + STEP_TIMEOUT_MS; !rerun && Date.now() < deadline;) {
+    rerun = (await api(base, "/api/jobs")).jobs.find((j) => j.params && j.params.run === failStamp && j.id > failedJob.id);
+    if (!rerun) await new Promise((r) => setTimeout(r, 200));  // polling the API, not synchronising the page
+  }
+  if (!rerun) throw new Error(`(q) no new job with the params of #${failedJob.id} after Run again`);
+  await page.waitForFunction((id) => new RegExp(`Job #${id} `).test(document.getElementById("job-status").textContent), rerun.id)
+    .catch(async () => { throw new Error(`(q) the status line does not follow job #${rerun.id}: '${await page.textContent("#job-status")}'`); });
+  log(`(q) ok: failed job #${failedJob.id} run again as #${rerun.id}: '${await page.textContent("#job-status")}'`);
 
   // (m) the throughput chart: points from the polls, drawn inside the SVG's box, the SVG inside the page.
   const chartState = () => {
@@ -504,7 +599,9 @@ async function main() {
     `job #${job.id} (${types[0]}) streamed to 100 % (${seen.length} progress values), no page errors; at 390 px ` +
     `no sideways scroll, ${narrow.buttons} buttons in reach, result shown short; search, failed filter ` +
     `(${failedShown.length} tasks with errors) and 'unknown' state work; job row with params, times and ` +
-    `result ${jobInfo.result_name}, its download equals the API's bytes, 10 recent of ${all} finished jobs, ` +
+    `result ${jobInfo.result_name}, its download equals the API's bytes, 10 recent of ${finishedApi} finished jobs ` +
+    `and the rest paged on their own page, failed job run again as #${rerun.id}, process task detail with ` +
+    `child pid and SIGABRT, ` +
     `throughput chart with ${chart.counts.completed} points`);
 }
 

@@ -145,6 +145,10 @@ class TaskStateBase : public PoolNode {
   /// `failed` with the exception itself.
   void finish_caught(std::exception_ptr e) noexcept;
 
+  /// Process tasks: their child's pid and end (TaskInfo::child_pid,
+  /// exit_signal, exit_code). Called by info() for process tasks only.
+  virtual void add_process_info(TaskInfo&) const noexcept {}
+
   /// A task canceled before it started frees its callable at once (on the
   /// canceling thread): what it captured may be waiting for exactly that.
   virtual void drop_unstarted() noexcept {}

@@ -5,6 +5,7 @@
 
 #include <atask/core/detail/task_state.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <stdexcept>
@@ -56,6 +57,14 @@ class ProcessJob {
   bool no_prefetch = false;   // a cancel is deciding its fate: never send it ahead
   std::uint64_t q_seq = 0;    // its place in its queue (FIFO), kept when it goes back to the front
   std::uint64_t held_by = 0;  // the child holding it ahead (the pool's key), 0 = none
+
+  // What the task's info shows (TaskInfo::child_pid, exit_signal,
+  // exit_code): written on the pool's loop thread (or under its mutex)
+  // before the task starts or ends, read by info() from any thread. Three
+  // relaxed stores per task at most: nothing else on the hot path.
+  std::atomic<int> child_pid{0};
+  std::atomic<int> exit_signal{0};
+  std::atomic<int> exit_code{-1};
 
  protected:
   ~ProcessJob() = default;
