@@ -16,7 +16,7 @@ bool TriggerSource::trigger(TriggerMode mode) {
       if (triggered_runs_ == 0) triggered_runs_ = 1;  // a run already pending (a tick's) serves it too
     }
     triggered_locked();
-    work_arrived_locked();
+    work_arrived_then_unlock_locked();
   }
   after_unlock();
   return true;

@@ -3,6 +3,12 @@
 #include "supervisor/access.hpp"
 #include "util/platform.hpp"
 
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -29,21 +35,42 @@ struct WorkerAnchor {
 // the supervisor canceled queued work) - tells the worker the run is over.
 // `armed` settles a race with the launcher: a run that ends before the
 // launcher has recorded it (0 -> 2) is seen by the launcher itself.
+//
+// A coroutine worker's host task owns one too (`host`): the host settles its
+// runs itself and sets `done` when it ends; the token reports only a host
+// that never ran or whose coroutine was destroyed mid-way (its aloop went).
 struct RunToken {
-  RunToken(std::shared_ptr<WorkerAnchor> a, std::uint64_t g, std::shared_ptr<std::atomic<int>> arm)
-      : anchor(std::move(a)), gen(g), armed(std::move(arm)) {}
+  RunToken(std::shared_ptr<WorkerAnchor> a, std::uint64_t g, std::shared_ptr<std::atomic<int>> arm,
+           bool h = false)
+      : anchor(std::move(a)), gen(g), armed(std::move(arm)), host(h) {}
   RunToken(const RunToken&) = delete;
   RunToken& operator=(const RunToken&) = delete;
   ~RunToken() {
     int expected = 0;
     if (armed->compare_exchange_strong(expected, 2)) return;
+    if (done.load(std::memory_order_acquire)) return;
     std::lock_guard l(anchor->m);
-    if (anchor->w) anchor->w->run_done(gen, keep);
+    if (!anchor->w) return;
+    if (host)
+      anchor->w->host_lost(gen);
+    else
+      anchor->w->run_done(gen, keep);
   }
   std::shared_ptr<WorkerAnchor> anchor;
   std::uint64_t gen;
   std::shared_ptr<std::atomic<int>> armed;
   bool keep = true;
+  const bool host;
+  std::atomic<bool> done{false};
+};
+
+// What wakes a waiting host: a signal with room for one, so that a wake
+// sent between the host's decision to wait (under the worker's mutex) and
+// its receive is not lost. Owned by the host's coroutine frame: it goes
+// with the frame, also when the aloop's context destroys a suspended one.
+struct WorkerHost {
+  explicit WorkerHost(boost::asio::any_io_executor ex) : wake(std::move(ex), 1) {}
+  boost::asio::experimental::concurrent_channel<void(boost::system::error_code)> wake;
 };
 
 }  // namespace detail
@@ -452,6 +479,17 @@ void Worker::work_arrived_locked() {
 
 void Worker::launch_locked() {
   if (!sv_) return launch_failed_locked("the supervisor is gone");
+  if (coroutine_) {
+    // The run is taken for the host: a live one runs it (woken if it
+    // waits), else a new host task is started for it.
+    running_ = true;
+    run_thread_ = {};
+    if (host_gen_ != 0) {
+      if (host_waiting_) wake_host_locked();
+      return;
+    }
+    return start_host_locked();
+  }
   const std::uint64_t gen = ++run_gen_;
   auto armed = std::make_shared<std::atomic<int>>(0);
   auto token = std::make_unique<detail::RunToken>(anchor_, gen, armed);
@@ -459,13 +497,8 @@ void Worker::launch_locked() {
   running_ = true;
   run_thread_ = {};
   try {
-    if (coroutine_)
-      current_ = sv_->submit(o, [this, t = std::move(token)](std::stop_token st) {
-        return run_body_async(std::move(st), t.get());
-      });
-    else
-      current_ =
-          sv_->submit(o, [this, t = std::move(token)](std::stop_token st) { run_body(std::move(st), *t); });
+    current_ =
+        sv_->submit(o, [this, t = std::move(token)](std::stop_token st) { run_body(std::move(st), *t); });
   } catch (const std::exception& e) {
     running_ = false;
     return launch_failed_locked(e.what());
@@ -509,17 +542,171 @@ void Worker::run_body(std::stop_token st, detail::RunToken& token) {
   }
 }
 
-asio::awaitable<void> Worker::run_body_async(std::stop_token st, detail::RunToken* token) {
-  std::uint64_t id = 0;
-  if (!begin_body(id)) co_return;
-  WorkerContext ctx{*this, cur_.name, id, std::move(st)};
-  std::exception_ptr e;
+// -- coroutine executors: the host ------------------------------------------------------------
+//
+// A coroutine worker does not submit a task per run. Its first run of an
+// active period starts one task on its aloop, the host, which runs that run
+// and every later one of the period: between runs it waits on the aloop
+// (no thread held) until launch_locked() takes the next run for it and
+// wakes it. A trigger or a put then costs what a post to the aloop costs.
+// The host is a supervisor task like a run used to be (the executor's
+// context has its id and its stop token, a soft shutdown stage requests its
+// stop, tasks() shows it under the worker's name). It ends with its period:
+// the stop of the worker wakes it (or requests the stop of the run in
+// progress, as before) and the stop completes once it is gone. A host
+// whose task is stopped from outside (cancel() of its id) ends too, and the
+// next run gets a new host.
+
+void Worker::start_host_locked() {
+  const std::uint64_t gen = ++run_gen_;
+  auto armed = std::make_shared<std::atomic<int>>(0);
+  auto token = std::make_unique<detail::RunToken>(anchor_, gen, armed, true);
+  const TaskOptions o{.priority = cur_.priority, .delay = {}, .aloop = cur_.aloop, .name = cur_.name};
+  host_gen_ = gen;
+  host_waiting_ = false;
+  host_.reset();
   try {
-    token->keep = co_await execute_async(ctx);
-  } catch (...) {
-    e = std::current_exception();
+    current_ = sv_->submit(
+        o, [this, t = std::move(token)](std::stop_token st) { return host_body(std::move(st), t.get()); });
+  } catch (const std::exception& e) {
+    running_ = false;
+    host_gen_ = 0;
+    return launch_failed_locked(e.what());
   }
-  if (e) token->keep = call_ended(e, &ctx);
+  int expected = 0;
+  if (!armed->compare_exchange_strong(expected, 1)) {
+    // Canceled before it could start (the supervisor is stopping).
+    running_ = false;
+    host_gen_ = 0;
+    current_ = {};
+    return launch_failed_locked("its run was canceled before it started");
+  }
+}
+
+void Worker::work_arrived_then_unlock_locked() {
+  defer_wake_ = true;
+  work_arrived_locked();
+  defer_wake_ = false;
+}
+
+void Worker::wake_host_locked() noexcept {
+  host_waiting_ = false;
+  if (defer_wake_) {
+    wake_pending_ = true;
+    return;
+  }
+  if (auto h = host_.lock()) {
+    h->wake.try_send(boost::system::error_code{});
+    return;
+  }
+  // Its coroutine is gone (its aloop's context went): the token reports it, a new host takes the run.
+  host_gen_ = 0;
+  current_ = {};
+  if (running_ && sv_) start_host_locked();
+}
+
+// The host's task ended without the host settling it: canceled before it
+// started, or its coroutine destroyed while it waited or ran.
+void Worker::host_lost(std::uint64_t gen) noexcept {
+  {
+    std::lock_guard lk(m_);
+    if (host_gen_ != gen) return;
+    host_gen_ = 0;
+    host_waiting_ = false;
+    host_.reset();
+    current_ = {};
+    const bool had_run = running_;
+    running_ = false;
+    run_thread_ = {};
+    if (state_ == WorkerState::active) {
+      if (had_run) run_ended_locked();
+      work_arrived_locked();
+    } else if (state_ == WorkerState::stopping) {
+      continue_stop_locked();
+    }
+  }
+  after_unlock();
+}
+
+asio::awaitable<void> Worker::host_body(std::stop_token st, detail::RunToken* token) {
+  auto host = std::make_shared<detail::WorkerHost>(co_await asio::this_coro::executor);
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lk(m_);
+    host_ = host;
+    id = current_.valid() ? current_.id() : 0;
+  }
+  WorkerContext ctx{*this, cur_.name, id, st};
+  bool ran = false;  // a run ended since the host last waited: let the aloop's other work in first
+  for (;;) {
+    enum { run, wait, leave } next;
+    {
+      std::lock_guard lk(m_);
+      const bool wanted = state_ == WorkerState::active || (state_ == WorkerState::stopping && draining_);
+      if (st.stop_requested() || !wanted)
+        next = leave;
+      else if (running_)
+        next = run;
+      else
+        next = state_ == WorkerState::active ? wait : leave;
+      if (next == wait) {
+        host_waiting_ = true;
+        ran = false;
+      } else if (next == run) {
+        run_thread_ = std::this_thread::get_id();
+      } else {
+        // It goes: a run taken for it meanwhile goes to a new host (this one's task was stopped from
+        // outside) or is dropped (the worker stops).
+        token->done.store(true, std::memory_order_release);
+        host_gen_ = 0;
+        host_waiting_ = false;
+        host_.reset();
+        current_ = {};
+        if (running_ && wanted) {
+          start_host_locked();
+        } else {
+          running_ = false;
+          run_thread_ = {};
+          if (state_ == WorkerState::stopping) continue_stop_locked();
+        }
+      }
+    }
+    if (next == leave) {
+      // May complete the stop, after which `this` may be gone: nothing after it touches the worker.
+      after_unlock();
+      co_return;
+    }
+    if (next == wait) {
+      boost::system::error_code ec;
+      co_await host->wake.async_receive(asio::redirect_error(asio::use_awaitable, ec));
+      continue;  // woken, or its task's stop canceled the wait: the state decides
+    }
+    if (ran) co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    bool keep = true;
+    try {
+      keep = co_await execute_async(ctx);
+    } catch (...) {
+      keep = call_ended(std::current_exception(), &ctx);
+    }
+    ran = true;
+    {
+      std::lock_guard lk(m_);
+      running_ = false;
+      run_thread_ = {};
+      if (state_ == WorkerState::active) {
+        if (!keep) {
+          log().info("worker '{}': its executor returned false - stopping", cur_.name);
+          begin_stop_locked(true);
+        } else {
+          run_ended_locked();
+          work_arrived_locked();  // the next run is taken for this host: no wake, it looks again
+        }
+      } else if (state_ == WorkerState::stopping) {
+        continue_stop_locked();
+      }
+    }
+    after_unlock();
+  }
 }
 
 void Worker::run_done(std::uint64_t gen, bool keep) noexcept {
@@ -559,6 +746,10 @@ void Worker::continue_stop_locked() {
     launch_locked();
     if (running_) return;
   }
+  if (host_gen_ != 0) {  // the stop completes once the host has gone
+    if (host_waiting_) wake_host_locked();
+    return;
+  }
   finalize_locked();
 }
 
@@ -572,12 +763,21 @@ void Worker::finalize_locked() {
 void Worker::after_unlock() {
   TaskHandle<void> to_stop;
   bool fin = false;
+  std::shared_ptr<detail::WorkerHost> wake;
   {
     std::lock_guard lk(m_);
     to_stop = std::move(stop_request_);
     stop_request_ = {};
     fin = std::exchange(need_finalize_, false);
+    if (std::exchange(wake_pending_, false) && host_gen_ != 0 && !(wake = host_.lock())) {
+      // Its coroutine is gone: a new host takes the run.
+      host_gen_ = 0;
+      current_ = {};
+      if (running_ && sv_) start_host_locked();
+    }
   }
+  // Outside m_: the host it wakes takes m_ at once.
+  if (wake) wake->wake.try_send(boost::system::error_code{});
   if (to_stop.valid()) to_stop.request_stop();  // outside m_: it runs stop callbacks
   if (!fin) return;
   deliver_handed_back();
@@ -635,6 +835,9 @@ void Worker::supervisor_gone() noexcept {
       // The supervisor's stop ended every task: nothing runs any more.
       running_ = false;
       current_ = {};
+      host_gen_ = 0;
+      host_waiting_ = false;
+      host_.reset();
       hand_back_locked();
       state_ = WorkerState::stopped;
       ++stops_done_;

@@ -745,6 +745,59 @@ TEST_SUITE("workers") {
     CHECK(found);
   }
 
+  TEST_CASE("a coroutine worker runs the calls of one active period in one task") {
+    StartedSupervisor sv(options("host"));
+    std::mutex m;
+    std::vector<std::uint64_t> ids;
+    Counter runs;
+    auto w = atask::event_worker(sv,
+                                 [&](WorkerContext& ctx) -> boost::asio::awaitable<void> {
+                                   {
+                                     std::lock_guard lk(m);
+                                     ids.push_back(ctx.task_id);
+                                   }
+                                   runs.bump();
+                                   co_return;
+                                 },
+                                 {.name = "host"});
+    w->start();
+    for (int i = 1; i <= 3; ++i) {
+      REQUIRE(w->trigger());
+      REQUIRE(runs.wait_for_at_least(i));
+    }
+    w->stop();
+    REQUIRE(w->start());
+    REQUIRE(w->trigger());
+    REQUIRE(runs.wait_for_at_least(4));
+    w->stop();
+    std::lock_guard lk(m);
+    REQUIRE(ids.size() == 4);
+    CHECK(ids[0] != 0);
+    CHECK(ids[1] == ids[0]);
+    CHECK(ids[2] == ids[0]);
+    CHECK(ids[3] != ids[0]);  // a new period, a new host
+    CHECK(w->info().runs == 4);
+  }
+
+  TEST_CASE("a coroutine worker whose aloop is stopped while it waits stops cleanly") {
+    StartedSupervisor sv(options("host-aloop"));
+    sv.create_aloop("side");
+    Counter runs;
+    auto w = atask::event_worker(sv,
+                                 [&]() -> boost::asio::awaitable<void> {
+                                   runs.bump();
+                                   co_return;
+                                 },
+                                 {.name = "side-worker", .aloop = "side"});
+    w->start();
+    REQUIRE(w->trigger());
+    REQUIRE(runs.wait_for_at_least(1));
+    sv.stop_aloop("side");  // destroys the waiting host with its aloop
+    w->trigger();           // no aloop to run on: the worker stops
+    CHECK(w->wait_stopped_for(patience));
+    CHECK(runs.value() == 1);
+  }
+
   TEST_CASE("worker names default to something readable and unique and a taken name is an options error") {
     atask::Supervisor sv(options("names"));
     auto a = atask::event_worker(sv, [] {});

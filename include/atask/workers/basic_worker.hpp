@@ -45,6 +45,14 @@ namespace detail {
 template <class... Items>
 struct ItemList {};
 
+/// One call of a coroutine executor as the engine awaits it: the
+/// executor's own awaitable, of bool, or of void (`done`; void means go
+/// on), with no coroutine frame of the engine's in between.
+struct CoroutineCall {
+  boost::asio::awaitable<bool> result{};
+  boost::asio::awaitable<void> done{};
+};
+
 /// The executor part of BasicWorker, one per form: declares run() and calls
 /// it for each run the source begins (per item, for a queue).
 template <class Source, class Form, class Items>
@@ -82,15 +90,44 @@ class Executor<Source, Coroutine, ItemList<Items...>> : public Source {
   /// stop the worker.
   virtual boost::asio::awaitable<bool> run(Items... items, WorkerContext& ctx) = 0;
 
+  /// Begins one call with `items`, which stay alive (in the engine's frame)
+  /// until the call is over. The default moves them into run(); the
+  /// factories' worker calls the user's coroutine directly (no frame to
+  /// own the item, none to turn void into true).
+  virtual CoroutineCall start_call(Items&... items, WorkerContext& ctx) {
+    return {run(std::move(items)..., ctx), {}};
+  }
+
  private:
   boost::asio::awaitable<bool> execute_async(WorkerContext& ctx) final {
     if constexpr (sizeof...(Items) == 0)
-      return this->guarded_call_async(ctx, [this, &ctx] { return run(ctx); });
+      return one_call(ctx);
     else
       return each_item(ctx);
   }
 
-  // guarded_call_async() written out: one coroutine frame less per item.
+  // guarded_call_async() written out: one coroutine frame less per call.
+  boost::asio::awaitable<bool> one_call(WorkerContext& ctx) {
+    this->call_started();
+    std::exception_ptr e;
+    bool keep = false;
+    try {
+      CoroutineCall c = start_call(ctx);
+      if (c.done.valid()) {
+        co_await std::move(c.done);
+        keep = true;
+      } else {
+        keep = co_await std::move(c.result);
+      }
+    } catch (...) {
+      e = std::current_exception();
+    }
+    if (e) co_return this->call_ended(e, &ctx);
+    this->call_ended(nullptr);
+    co_return keep;
+  }
+
+  // guarded_call_async() written out: no coroutine frame of the engine's per item.
   boost::asio::awaitable<bool> each_item(WorkerContext& ctx) {
     for (std::size_t n = 0;; ++n) {
       auto item = this->next_item(n);
@@ -99,7 +136,13 @@ class Executor<Source, Coroutine, ItemList<Items...>> : public Source {
       std::exception_ptr e;
       bool keep = false;
       try {
-        keep = co_await run(std::move(*item), ctx);
+        CoroutineCall c = start_call(*item, ctx);
+        if (c.done.valid()) {
+          co_await std::move(c.done);
+          keep = true;
+        } else {
+          keep = co_await std::move(c.result);
+        }
       } catch (...) {
         e = std::current_exception();
       }

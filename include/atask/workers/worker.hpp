@@ -40,7 +40,9 @@ struct WorkerContext {
   Worker& worker;
   /// The worker's name (stable while the worker is active).
   const std::string& name;
-  /// The id of the task this call runs in (see Supervisor::tasks()).
+  /// The id of the task this call runs in (see Supervisor::tasks()): a
+  /// task per call for a blocking executor; for a coroutine executor the
+  /// worker's host task, which runs every call of one active period.
   std::uint64_t task_id;
   /// Requested when the worker stops (and by a soft supervisor shutdown).
   /// Coroutine executors also see the stop as a cancellation of what they
@@ -148,6 +150,7 @@ inline std::string kind_with_article(WorkerKind k) {
 
 struct WorkerAnchor;
 struct RunToken;
+struct WorkerHost;
 template <class Source, class Form, class Items>
 class Executor;
 
@@ -305,6 +308,10 @@ class Worker : private detail::RegisteredWorker {
   // -- what the engine offers a source ---------------------------------------------
   /// Work arrived: begin a run if the worker is active and none is going.
   void work_arrived_locked();
+  /// The same, for a caller that calls after_unlock() next: a waiting
+  /// coroutine host is woken there, once m_ is released, so that it does
+  /// not wake up only to wait for the lock.
+  void work_arrived_then_unlock_locked();
   /// Completes what the last locked section left to do (stop requests, the
   /// end of a stop): call it after releasing m_ when a *_locked() call may
   /// have begun or ended a stop.
@@ -370,7 +377,12 @@ class Worker : private detail::RegisteredWorker {
   void validate_overrides(const StartOptions& o) const;
   bool begin_body(std::uint64_t& task_id);
   void run_body(std::stop_token st, detail::RunToken& token);
-  boost::asio::awaitable<void> run_body_async(std::stop_token st, detail::RunToken* token);
+  // Coroutine executors: one task per active period (the host) runs every
+  // call of it, waiting on the aloop between runs; see worker.cpp.
+  void start_host_locked();
+  void wake_host_locked() noexcept;
+  void host_lost(std::uint64_t gen) noexcept;
+  boost::asio::awaitable<void> host_body(std::stop_token st, detail::RunToken* token);
 
   std::shared_ptr<detail::WorkerRegistry> registry_;
   std::shared_ptr<spdlog::logger> logger_;
@@ -401,9 +413,14 @@ class Worker : private detail::RegisteredWorker {
   // the stopped state, which a start() from another thread may take away
   // before the waiter wakes.
   std::uint64_t stops_done_ = 0;
-  bool running_ = false;       // a run (task) is in flight
-  std::uint64_t run_gen_ = 0;  // which run is in flight
-  TaskHandle<void> current_{};
+  bool running_ = false;        // a run is in flight (a task; for a coroutine executor, taken for the host)
+  std::uint64_t run_gen_ = 0;   // which run (blocking) or host (coroutine) is in flight
+  TaskHandle<void> current_{};  // the task of the run (blocking) or of the host (coroutine)
+  std::uint64_t host_gen_ = 0;  // coroutine executors: the host task in flight (0 = none)
+  bool host_waiting_ = false;   // the host waits for a run: wake it
+  bool defer_wake_ = false;     // work_arrived_then_unlock_locked() is calling: wake in after_unlock()
+  bool wake_pending_ = false;   // after_unlock() wakes the host
+  std::weak_ptr<detail::WorkerHost> host_;
   std::thread::id run_thread_{};  // the thread the running executor call is on
   std::string last_error_;        // the last executor error, as WorkerError::message
   std::optional<std::chrono::system_clock::time_point> last_error_at_;

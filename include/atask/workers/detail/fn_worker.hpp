@@ -90,39 +90,48 @@ bool call_executor(F& f, WorkerContext& ctx, Args&... args) {
 /// A worker built from a callable: Base is a BasicWorker, F its executor.
 /// The factories create it through make_worker(), so it is stopped before
 /// the callable goes.
-template <class Base, class F, class Items = typename Base::items>
+template <class Base, class F, class Items = typename Base::items, bool = Base::form_type::coroutine>
 class FnWorker;
 
 template <class Base, class F, class... Items>
-class FnWorker<Base, F, ItemList<Items...>> : public Base {
+class FnWorker<Base, F, ItemList<Items...>, false> : public Base {
  public:
   FnWorker(WorkerInit init, F f, typename Base::options_type o)
       : Base(std::move(init), std::move(o)), f_(std::move(f)) {}
 
  private:
-  using Result = std::conditional_t<Base::form_type::coroutine, boost::asio::awaitable<bool>, bool>;
+  bool run(Items... items, WorkerContext& ctx) override { return call_executor(f_, ctx, items...); }
 
-  Result run(Items... items, WorkerContext& ctx) override {
-    if constexpr (!Base::form_type::coroutine)
-      return call_executor(f_, ctx, items...);
-    else if constexpr (sizeof...(Items) == 0)
+  F f_;
+};
+
+template <class Base, class F, class... Items>
+class FnWorker<Base, F, ItemList<Items...>, true> : public Base {
+ public:
+  FnWorker(WorkerInit init, F f, typename Base::options_type o)
+      : Base(std::move(init), std::move(o)), f_(std::move(f)) {}
+
+ private:
+  // Not what the engine calls (start_call() is): for a subclass that calls it.
+  boost::asio::awaitable<bool> run(Items... items, WorkerContext& ctx) override {
+    if constexpr (sizeof...(Items) == 0)
       return await_executor(f_, ctx);
     else
       return run_item(std::move(items)..., ctx);
   }
-  // A queue's item lives in this coroutine's frame while the executor uses
-  // it; an executor's awaitable<void> becomes `true` here, with no frame of
-  // its own (await_executor() would add one per item).
+  // A queue's item lives in this coroutine's frame while the executor uses it.
   boost::asio::awaitable<bool> run_item(Items... items, WorkerContext& ctx) {
+    co_return co_await await_executor(f_, ctx, items...);
+  }
+  // The user's coroutine itself, on the items the engine keeps alive.
+  CoroutineCall start_call(Items&... items, WorkerContext& ctx) override {
     using A = executor_result_t<F, Items...>;
     static_assert(is_awaitable<A>::value,
                   "atask: a coroutine executor returns boost::asio::awaitable<void|bool>");
-    if constexpr (std::is_same_v<A, boost::asio::awaitable<void>>) {
-      co_await call_with_context(f_, ctx, items...);
-      co_return true;
-    } else {
-      co_return co_await await_executor(f_, ctx, items...);  // checks what A is
-    }
+    if constexpr (std::is_same_v<A, boost::asio::awaitable<void>>)
+      return {{}, call_with_context(f_, ctx, items...)};
+    else
+      return {await_executor(f_, ctx, items...), {}};  // checks what A is
   }
 
   F f_;
