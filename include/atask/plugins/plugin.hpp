@@ -42,7 +42,7 @@ namespace atask::plugins {
 /// The plugin ABI: raised whenever a type a plugin sees (PluginContext,
 /// TaskRegistry, the task and process types, the options structs) changes
 /// its layout or meaning. Plugins record the number they were built with.
-inline constexpr unsigned abi_version = 2;
+inline constexpr unsigned abi_version = 3;
 
 /// What people (and the API server's dashboard) see of one task.
 struct TaskDoc {
