@@ -4,6 +4,7 @@
 
 #include <atask/core/errors.hpp>
 
+#include "aloop/task_executor.hpp"
 #include "util/platform.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -71,28 +72,60 @@ Aloop::executor_type Aloop::get_executor() const {
   return ctx_->get_executor();
 }
 
-void Aloop::spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot,
-                  detail::UniqueFunction on_done) {
+namespace {
+
+// Starts `coro` on `ex` (the loop's executor, or that executor scoped to a
+// task), bound to the slot, with `on_done` called when co_spawn is through.
+template <class Executor>
+void spawn_on(Aloop& loop, boost::asio::io_context& ctx, Executor ex, boost::asio::awaitable<void> coro,
+              boost::asio::cancellation_slot slot, detail::UniqueFunction on_done) {
   auto token =
       boost::asio::bind_cancellation_slot(slot, [done = std::move(on_done)](std::exception_ptr) mutable {
         if (done) done();
       });
-  if (on_thread()) {
+  if (loop.on_thread()) {
     // On the loop's own thread co_spawn would run the coroutine inline, up
     // to its first suspension, inside the caller - who may hold locks the
     // coroutine needs (a worker launching its next run does). Post it, as
-    // co_spawn from any other thread does. No lock here: the context cannot
-    // go away meanwhile (stop() from another thread joins this one first).
-    boost::asio::post(*raw_ctx_,
-                      [ctx = raw_ctx_, coro = std::move(coro), token = std::move(token)]() mutable {
-                        boost::asio::co_spawn(*ctx, std::move(coro), std::move(token));
-                      });
+    // co_spawn from any other thread does.
+    boost::asio::post(ctx, [ex = std::move(ex), coro = std::move(coro), token = std::move(token)]() mutable {
+      boost::asio::co_spawn(ex, std::move(coro), std::move(token));
+    });
+    return;
+  }
+  boost::asio::co_spawn(ex, std::move(coro), std::move(token));
+}
+
+}  // namespace
+
+void Aloop::spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot,
+                  detail::UniqueFunction on_done) {
+  if (on_thread()) {
+    // No lock here: the context cannot go away meanwhile (stop() from
+    // another thread joins this one first).
+    spawn_on(*this, *raw_ctx_, raw_ctx_->get_executor(), std::move(coro), slot, std::move(on_done));
     return;
   }
   std::lock_guard lk(m_);  // from other threads co_spawn only posts
   if (!ctx_ || !started_)
     throw LifecycleError("Aloop::spawn() - aloop '" + name_ + "' is " + (ctx_ ? "not started" : "stopped"));
-  boost::asio::co_spawn(*ctx_, std::move(coro), std::move(token));
+  spawn_on(*this, *ctx_, ctx_->get_executor(), std::move(coro), slot, std::move(on_done));
+}
+
+void Aloop::spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot,
+                  detail::UniqueFunction on_done, detail::TaskStateBase& task) {
+  task.add_ref();
+  auto ref = detail::Ref<detail::TaskStateBase>::adopt(&task);
+  if (on_thread()) {
+    spawn_on(*this, *raw_ctx_, detail::TaskExecutor(raw_ctx_->get_executor(), std::move(ref)),
+             std::move(coro), slot, std::move(on_done));
+    return;
+  }
+  std::lock_guard lk(m_);
+  if (!ctx_ || !started_)
+    throw LifecycleError("Aloop::spawn() - aloop '" + name_ + "' is " + (ctx_ ? "not started" : "stopped"));
+  spawn_on(*this, *ctx_, detail::TaskExecutor(ctx_->get_executor(), std::move(ref)), std::move(coro), slot,
+           std::move(on_done));
 }
 
 }  // namespace atask

@@ -9,8 +9,12 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
@@ -423,6 +427,62 @@ TEST_SUITE("task") {
     CHECK(v == 21);
     CHECK(where == sv.default_aloop().thread_id());  // resumed on its aloop, not on the pool thread
     CHECK(co.status() == TaskStatus::completed);
+  }
+
+  TEST_CASE("this_task in a coroutine task: its id after every suspension and in what it co_spawns") {
+    StartedSupervisor sv(options("tk-this-coro", 1));
+    Event waiting, release;
+    OpenOnExit guard{&release};
+    auto th = sv.submit({}, [&] {
+      waiting.set();
+      release.wait_for();
+      return 1;
+    });
+    // Each entry: the id this_task gives at one point of the coroutine.
+    auto co = sv.submit({}, [th]() -> asio::awaitable<std::vector<std::uint64_t>> {
+      std::vector<std::uint64_t> ids{atask::this_task::id()};
+      auto ex = co_await asio::this_coro::executor;
+      asio::steady_timer timer(ex, 1ms);
+      co_await timer.async_wait(asio::use_awaitable);  // resumed by a timer
+      ids.push_back(atask::this_task::id());
+      co_await th.async_get(asio::use_awaitable);  // resumed by a pool thread's completion
+      ids.push_back(atask::this_task::id());
+      // A coroutine spawned on the task's own executor belongs to the task.
+      ids.push_back(co_await asio::co_spawn(
+          ex, []() -> asio::awaitable<std::uint64_t> { co_return atask::this_task::id(); },
+          asio::use_awaitable));
+      co_return ids;
+    });
+    REQUIRE(waiting.wait_for());
+    // While `co` is suspended, other work on its aloop is no task's.
+    std::promise<std::uint64_t> between;
+    asio::post(sv.default_aloop().get_executor(), [&] { between.set_value(atask::this_task::id()); });
+    auto between_f = between.get_future();
+    REQUIRE(between_f.wait_for(patience) == std::future_status::ready);
+    CHECK(between_f.get() == 0);
+    release.set();
+    const auto ids = co.get_for(patience);
+    CHECK(ids == std::vector<std::uint64_t>(4, co.id()));
+    CHECK(atask::this_task::id() == 0);
+  }
+
+  TEST_CASE("this_task in a coroutine task sees its stop request") {
+    StartedSupervisor sv(options("tk-this-coro-stop", 1));
+    Event started;
+    auto co = sv.submit({}, [&]() -> asio::awaitable<std::string> {
+      if (atask::this_task::stop_requested()) co_return "stopped too early";
+      if (!atask::this_task::stop_token().stop_possible()) co_return "no stop token";
+      asio::steady_timer forever(co_await asio::this_coro::executor, 1h);
+      started.set();
+      try {
+        co_await forever.async_wait(asio::use_awaitable);  // ended by the cancel
+      } catch (const boost::system::system_error&) {
+      }
+      co_return atask::this_task::stop_requested() ? "stopped" : "this_task did not see it";
+    });
+    REQUIRE(started.wait_for());
+    CHECK(co.cancel());
+    CHECK(co.get_for(patience) == "stopped");
   }
 
   TEST_CASE("co_await async_get rethrows the thread task's exception in the coroutine") {

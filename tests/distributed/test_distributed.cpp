@@ -15,7 +15,10 @@
 #include "redis_server.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_future.hpp>
 #include <spdlog/sinks/ringbuffer_sink.h>
 
@@ -30,6 +33,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -362,8 +366,10 @@ TEST_SUITE("distributed") {
     std::promise<void> started;
     std::latch release(1);
     std::atomic<int> quick_runs{0};
+    std::atomic<int> block_runs{0};
     tasks.add("block", [&] {
-      started.set_value();
+      // Handed back while it still runs, "block" may run again on w9b before w9a's late result lands.
+      if (block_runs++ == 0) started.set_value();
       release.wait();  // ignores stop requests: the worst case for a stop
       return 1;
     });
@@ -563,6 +569,40 @@ TEST_SUITE("distributed") {
     // Outside a consumer's task: nothing to report to.
     CHECK_FALSE(dist::report_progress(0.1));
     CHECK_FALSE(sv.submit({}, [] { return dist::report_progress(0.1); }).get());
+  }
+
+  TEST_CASE("a coroutine task's progress reaches the client - reported after the coroutine was resumed") {
+    RedisServer redis;
+    // Opened by the client once it has seen the report: the coroutine waits on it.
+    using Seen = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+    std::optional<Seen> seen;
+    atask::TaskRegistry tasks;
+    tasks.add("co_steps", [&seen]() -> asio::awaitable<int> {
+      asio::steady_timer timer(co_await asio::this_coro::executor, 1ms);
+      co_await timer.async_wait(asio::use_awaitable);  // reported from a resumption, not the first run
+      const bool sent = dist::report_progress(0.5, "from a coroutine");
+      co_await seen->async_receive(asio::use_awaitable);
+      co_return sent ? 5 : -1;
+    });
+    atask::Supervisor sv(quiet_options("d14c"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w14c"));
+    sv.start();
+    seen.emplace(sv.default_aloop().get_executor(), 1);
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<int>("co_steps", {});
+    std::mutex m;
+    std::optional<dist::RemoteProgress> first;
+    h.on_progress([&](const dist::RemoteProgress& p) {
+      std::lock_guard lk(m);
+      if (first) return;
+      first = p;
+      seen->try_send(boost::system::error_code{});
+    });
+    CHECK(h.get_for(patience) == 5);  // report_progress() said it was sent
+    std::lock_guard lk(m);
+    REQUIRE(first.has_value());
+    CHECK(first->fraction == 0.5);
+    CHECK(first->message == "from a coroutine");
   }
 
   TEST_CASE("a process task's progress reaches the client through the worker's pool") {

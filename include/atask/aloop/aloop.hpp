@@ -22,6 +22,10 @@
 
 namespace atask {
 
+namespace detail {
+class TaskStateBase;
+}
+
 /// One event loop thread.
 ///
 /// @par Thread safety
@@ -69,6 +73,12 @@ class Aloop {
   /// @throws LifecycleError once stopped.
   void spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot,
              detail::UniqueFunction on_done = {});
+  /// As above, for the coroutine of a task: it runs on an executor scoped to
+  /// `task` (which it keeps alive), so that whenever any part of it runs,
+  /// including coroutines it co_spawns on its own executor, atask::this_task
+  /// sees that task (its id, its stop request, the consumer's progress).
+  void spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot,
+             detail::UniqueFunction on_done, detail::TaskStateBase& task);
 
  private:
   std::string name_;

@@ -196,15 +196,16 @@ T wait_completed(const TaskHandle<T>& task, std::chrono::duration<Rep, Period> t
   return task.get();
 }
 
-/// About the task running on the calling thread - a thread task, or, inside
-/// a child of the process pool, the process task the child runs.
+/// About the task running on the calling thread - a thread task, a
+/// coroutine task while its aloop runs it, or, inside a child of the process
+/// pool, the process task the child runs.
 namespace this_task {
 /// True when the current task was asked to stop (cancel() or a soft
 /// shutdown); in a child process also once the task's soft time limit is
 /// over. False outside a task.
 bool stop_requested() noexcept;
-/// The current thread task's stop token (an empty token outside one, and in
-/// a child process: use stop_requested() there).
+/// The current thread or coroutine task's stop token (an empty token outside
+/// one, and in a child process: use stop_requested() there).
 std::stop_token stop_token() noexcept;
 /// The current task's id, 0 outside one.
 std::uint64_t id() noexcept;

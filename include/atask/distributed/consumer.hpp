@@ -138,8 +138,8 @@ class Consumer {
 /// returns false, sending nothing, when no consumer runs the task (outside a
 /// task, a task run locally). In a process task it returns true once the
 /// report is on its way to the worker's process, which drops it when the task
-/// is not a consumer's. In a coroutine task it returns false (see
-/// docs/distributed.md).
+/// is not a consumer's. In a coroutine task it works as in a thread task,
+/// whenever the coroutine runs (docs/distributed.md).
 bool report_progress(double fraction, std::string_view message = {});
 
 }  // namespace atask::distributed

@@ -406,7 +406,7 @@ void Supervisor::launch_coroutine(detail::CoroTask<T, F>* t, const TaskOptions& 
             t->add_ref();
             detail::UniqueFunction keep_alive([r = detail::Ref<detail::CoroTask<T, F>>::adopt(t)] {});
             loop->spawn(detail::CoroTask<T, F>::body(detail::Ref<detail::CoroTask<T, F>>::adopt(t)),
-                        t->slot(), std::move(keep_alive));
+                        t->slot(), std::move(keep_alive), *t);
           } catch (...) {
             fail_launch(t, std::current_exception());
           }
@@ -423,7 +423,7 @@ void Supervisor::launch_coroutine(detail::CoroTask<T, F>* t, const TaskOptions& 
     t->add_ref();
     detail::UniqueFunction keep_alive([r = detail::Ref<detail::CoroTask<T, F>>::adopt(t)] {});
     loop->spawn(detail::CoroTask<T, F>::body(detail::Ref<detail::CoroTask<T, F>>::adopt(t)), t->slot(),
-                std::move(keep_alive));
+                std::move(keep_alive), *t);
   } catch (...) {
     fail_launch(t, std::current_exception());
     throw;
