@@ -8,6 +8,9 @@
 // Prints a table, then one JSON object on the last line.
 //
 // Usage: bench_pool [--quick]
+//        bench_pool --wake [ROUNDS]   only 2., the three pools alive side by side and
+//                                     sampled in turns (ROUNDS x 300 samples each), so
+//                                     that the machine's drift falls on all three alike
 
 #include "support.hpp"
 
@@ -23,6 +26,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -143,7 +147,57 @@ std::shared_ptr<spdlog::logger> quiet() {
 
 }  // namespace
 
+// bench_pool --wake: wake latency only, interleaved.
+int wake_only(int rounds) {
+  atask::ThreadPool at({.limits = {.pool_size = 2, .min_threads = 2}, .prespawn = true, .logger = quiet()});
+  at.start();
+  boost::asio::thread_pool as(2);
+  PlainPool pl(2);
+  std::vector<double> lat_atask, lat_asio, lat_plain;
+  auto atask_post = [&](auto f) { at.post(atask::Priority::normal, std::move(f)); };
+  auto asio_post = [&](auto f) { boost::asio::post(as, std::move(f)); };
+  auto plain_post = [&](auto f) { pl.post(std::move(f)); };
+  auto add = [](std::vector<double>& to, std::vector<double> from) {
+    to.insert(to.end(), from.begin(), from.end());
+  };
+  for (int r = 0; r < rounds; ++r) {
+    // Each round in another order: none always follows the same one.
+    switch (r % 3) {
+      case 0:
+        add(lat_atask, wake_latency(300, atask_post));
+        add(lat_asio, wake_latency(300, asio_post));
+        add(lat_plain, wake_latency(300, plain_post));
+        break;
+      case 1:
+        add(lat_asio, wake_latency(300, asio_post));
+        add(lat_plain, wake_latency(300, plain_post));
+        add(lat_atask, wake_latency(300, atask_post));
+        break;
+      default:
+        add(lat_plain, wake_latency(300, plain_post));
+        add(lat_atask, wake_latency(300, atask_post));
+        add(lat_asio, wake_latency(300, asio_post));
+        break;
+    }
+  }
+  as.join();
+  std::printf("%-58s %10s %10s\n", "wake latency on an idle pool (us), interleaved", "p50", "p99");
+  std::printf("%-58s %10.1f %10.1f\n", "boost::asio::thread_pool(2)", percentile(lat_asio, .5),
+              percentile(lat_asio, .99));
+  std::printf("%-58s %10.1f %10.1f\n", "plain mutex+cv+deque pool(2)", percentile(lat_plain, .5),
+              percentile(lat_plain, .99));
+  std::printf("%-58s %10.1f %10.1f\n", "atask ThreadPool", percentile(lat_atask, .5),
+              percentile(lat_atask, .99));
+  std::printf(
+      "{\"bench\":\"pool_wake\",\"samples\":%d,\"atask\":{\"p50\":%.2f,\"p99\":%.2f},"
+      "\"asio\":{\"p50\":%.2f,\"p99\":%.2f},\"plain\":{\"p50\":%.2f,\"p99\":%.2f}}\n",
+      rounds * 300, percentile(lat_atask, .5), percentile(lat_atask, .99), percentile(lat_asio, .5),
+      percentile(lat_asio, .99), percentile(lat_plain, .5), percentile(lat_plain, .99));
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--wake") == 0) return wake_only(argc > 2 ? std::atoi(argv[2]) : 6);
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const long n = quick ? 100'000 : 1'000'000;
   const int runs = quick ? 3 : 5;
