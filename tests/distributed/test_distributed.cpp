@@ -5,6 +5,7 @@
 #include <atask/distributed/consumer.hpp>
 #include <atask/tasks/registry.hpp>
 
+#include "distributed/keys.hpp"
 #include "distributed/redis/connection.hpp"
 
 #include <doctest/doctest.h>
@@ -82,6 +83,17 @@ atask::SupervisorOptions quiet_options(std::string id, int pool = 2) {
 }  // namespace
 
 TEST_SUITE("distributed") {
+  TEST_CASE("task ids are 32 hex digits and do not repeat in 100,000 draws") {
+    std::set<std::string> seen;
+    for (int i = 0; i < 100'000; ++i) {
+      std::string id = dist::detail::random_id();
+      REQUIRE(id.size() == 32);
+      REQUIRE(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+      seen.insert(std::move(id));
+    }
+    CHECK(seen.size() == 100'000);
+  }
+
   TEST_CASE("a task sent by a client runs on a consumer, and the handle has its result, attempt and worker") {
     RedisServer redis;
     atask::TaskRegistry tasks;
