@@ -1614,14 +1614,28 @@ TEST_SUITE("process") {
     auto& sv = setup.sv();
     // Queued tasks are not canceled up front: the shutdown's stages end b.
     const auto report = sv.stop({.cancel_queued = false, .warm_timeout = 200ms, .soft_timeout = 200ms});
+    // How each ended, for the failure message (CI saw this test fail once, without saying which check).
+    const auto outcome = [](atask::TaskHandle<int>& h) {
+      std::string s = std::string(atask::to_string(h.status())) + ": ";
+      try {
+        s += "value " + std::to_string(h.get_for(0ms));
+      } catch (const std::exception& e) {
+        s += e.what();
+      }
+      return s;
+    };
     REQUIRE(setup.b.wait_for(patience));
-    CHECK(setup.b.status() == atask::TaskStatus::canceled);
+    CHECK_MESSAGE(setup.b.status() == atask::TaskStatus::canceled, outcome(setup.b));
     CHECK_FALSE(setup.b.info().started_at.has_value());
     REQUIRE(setup.a.wait_for(patience));
-    CHECK(setup.a.status() != atask::TaskStatus::completed);  // its reply never left the stopped child
+    // Its reply never left the stopped child.
+    CHECK_MESSAGE(setup.a.status() != atask::TaskStatus::completed, outcome(setup.a));
     CHECK(lines_of(log).empty());
-    CHECK(children_of(static_cast<int>(::getpid())).empty());
-    (void)report;
+    const auto children = children_of(static_cast<int>(::getpid()));
+    CHECK_MESSAGE(children.empty(), (std::to_string(children.size()) + " children left, the first " +
+                                     (children.empty() ? "-" : std::to_string(*children.begin()))));
+    CAPTURE(report.stage);
+    CAPTURE(report.abandoned.size());
   }
 
 }  // TEST_SUITE("process")
