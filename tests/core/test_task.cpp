@@ -10,6 +10,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -464,6 +466,35 @@ TEST_SUITE("task") {
     const auto ids = co.get_for(patience);
     CHECK(ids == std::vector<std::uint64_t>(4, co.id()));
     CHECK(atask::this_task::id() == 0);
+  }
+
+  TEST_CASE("a coroutine co_spawned by a coroutine task may outlive it and still names it") {
+    StartedSupervisor sv(options("tk-this-coro-outlive", 1));
+    // Opened by the test once the task has ended and its last handle is gone.
+    using Gate = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+    Gate gate(sv.default_aloop().get_executor(), 1);
+    std::promise<std::uint64_t> late;
+    auto late_f = late.get_future();
+    std::uint64_t id = 0;
+    {
+      auto co = sv.submit({}, [&gate, &late]() -> asio::awaitable<int> {
+        // Detached, on the task's executor: it runs on after the task ends.
+        // (Parameters, not captures: the lambda is gone before its coroutine runs.)
+        asio::co_spawn(
+            co_await asio::this_coro::executor,
+            [](Gate* g, std::promise<std::uint64_t>* l) -> asio::awaitable<void> {
+              co_await g->async_receive(asio::use_awaitable);
+              l->set_value(atask::this_task::id());
+            }(&gate, &late),
+            asio::detached);
+        co_return 1;
+      });
+      CHECK(co.get_for(patience) == 1);
+      id = co.id();
+    }  // the executor's copies keep the finished task's state alive
+    gate.try_send(boost::system::error_code{});
+    REQUIRE(late_f.wait_for(patience) == std::future_status::ready);
+    CHECK(late_f.get() == id);
   }
 
   TEST_CASE("this_task in a coroutine task sees its stop request") {
