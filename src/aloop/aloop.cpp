@@ -11,6 +11,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 
+#include <memory>
+
 namespace atask {
 
 Aloop::Aloop(std::string name)
@@ -114,18 +116,33 @@ void Aloop::spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_s
 
 void Aloop::spawn(boost::asio::awaitable<void> coro, boost::asio::cancellation_slot slot,
                   detail::UniqueFunction on_done, detail::TaskStateBase& task) {
+  // co_spawn keeps a copy of its executor in the handler it installs in the
+  // slot, for as long as the slot holds it. Here that executor holds the
+  // task, and the slot is the task's own: a cycle, and the task would never
+  // be freed. So co_spawn gets a slot of its own, owned by its completion
+  // handler (which co_spawn keeps until it is through with the slot), and
+  // the task's slot only forwards to it, through a weak reference.
+  auto own = std::make_shared<boost::asio::cancellation_signal>();
+  if (slot.is_connected())
+    slot.assign(
+        [weak = std::weak_ptr<boost::asio::cancellation_signal>(own)](boost::asio::cancellation_type_t type) {
+          if (auto s = weak.lock()) s->emit(type);
+        });
+  detail::UniqueFunction done([own, on_done = std::move(on_done)]() mutable {
+    if (on_done) on_done();
+  });
   task.add_ref();
   auto ref = detail::Ref<detail::TaskStateBase>::adopt(&task);
   if (on_thread()) {
     spawn_on(*this, *raw_ctx_, detail::TaskExecutor(raw_ctx_->get_executor(), std::move(ref)),
-             std::move(coro), slot, std::move(on_done));
+             std::move(coro), own->slot(), std::move(done));
     return;
   }
   std::lock_guard lk(m_);
   if (!ctx_ || !started_)
     throw LifecycleError("Aloop::spawn() - aloop '" + name_ + "' is " + (ctx_ ? "not started" : "stopped"));
-  spawn_on(*this, *ctx_, detail::TaskExecutor(ctx_->get_executor(), std::move(ref)), std::move(coro), slot,
-           std::move(on_done));
+  spawn_on(*this, *ctx_, detail::TaskExecutor(ctx_->get_executor(), std::move(ref)), std::move(coro),
+           own->slot(), std::move(done));
 }
 
 }  // namespace atask

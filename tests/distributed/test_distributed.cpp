@@ -597,6 +597,11 @@ TEST_SUITE("distributed") {
       co_return sent ? 5 : -1;
     });
     atask::Supervisor sv(quiet_options("d14c"));
+    // The channel's service belongs to the aloop: the channel goes first.
+    struct ResetFirst {
+      std::optional<Seen>& s;
+      ~ResetFirst() { s.reset(); }
+    } reset_first{seen};
     dist::Consumer worker(sv, tasks, fast(redis, "w14c"));
     sv.start();
     seen.emplace(sv.default_aloop().get_executor(), 1);
