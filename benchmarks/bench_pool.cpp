@@ -147,6 +147,17 @@ std::shared_ptr<spdlog::logger> quiet() {
 
 }  // namespace
 
+// The wake-latency table: p50 and p99 of each pool.
+void print_wake(const char* title, const std::vector<double>& asio, const std::vector<double>& plain,
+                const std::vector<double>& at) {
+  std::printf("%-58s %10s %10s\n", title, "p50", "p99");
+  std::printf("%-58s %10.1f %10.1f\n", "boost::asio::thread_pool(2)", percentile(asio, .5),
+              percentile(asio, .99));
+  std::printf("%-58s %10.1f %10.1f\n", "plain mutex+cv+deque pool(2)", percentile(plain, .5),
+              percentile(plain, .99));
+  std::printf("%-58s %10.1f %10.1f\n", "atask ThreadPool", percentile(at, .5), percentile(at, .99));
+}
+
 // bench_pool --wake: wake latency only, interleaved.
 int wake_only(int rounds) {
   atask::ThreadPool at({.limits = {.pool_size = 2, .min_threads = 2}, .prespawn = true, .logger = quiet()});
@@ -181,13 +192,7 @@ int wake_only(int rounds) {
     }
   }
   as.join();
-  std::printf("%-58s %10s %10s\n", "wake latency on an idle pool (us), interleaved", "p50", "p99");
-  std::printf("%-58s %10.1f %10.1f\n", "boost::asio::thread_pool(2)", percentile(lat_asio, .5),
-              percentile(lat_asio, .99));
-  std::printf("%-58s %10.1f %10.1f\n", "plain mutex+cv+deque pool(2)", percentile(lat_plain, .5),
-              percentile(lat_plain, .99));
-  std::printf("%-58s %10.1f %10.1f\n", "atask ThreadPool", percentile(lat_atask, .5),
-              percentile(lat_atask, .99));
+  print_wake("wake latency on an idle pool (us), interleaved", lat_asio, lat_plain, lat_atask);
   std::printf(
       "{\"bench\":\"pool_wake\",\"samples\":%d,\"atask\":{\"p50\":%.2f,\"p99\":%.2f},"
       "\"asio\":{\"p50\":%.2f,\"p99\":%.2f},\"plain\":{\"p50\":%.2f,\"p99\":%.2f}}\n",
@@ -323,13 +328,7 @@ int main(int argc, char** argv) {
               sv_m / as_m);
   std::printf("  (atask pool threads seen: %d; critical tasks may add threads past pool_size)\n\n",
               atask_threads_seen);
-  std::printf("%-58s %10s %10s\n", "wake latency on an idle pool (us)", "p50", "p99");
-  std::printf("%-58s %10.1f %10.1f\n", "boost::asio::thread_pool(2)", percentile(lat_asio, .5),
-              percentile(lat_asio, .99));
-  std::printf("%-58s %10.1f %10.1f\n", "plain mutex+cv+deque pool(2)", percentile(lat_plain, .5),
-              percentile(lat_plain, .99));
-  std::printf("%-58s %10.1f %10.1f\n", "atask ThreadPool", percentile(lat_atask, .5),
-              percentile(lat_atask, .99));
+  print_wake("wake latency on an idle pool (us)", lat_asio, lat_plain, lat_atask);
   std::printf("\nidle atask pool (2 threads) CPU use: %.2f%%\n", idle_cpu_pct);
   std::printf(
       "RSS across %ld supervised tasks (history_size 1000): before %ld KiB, halfway %ld KiB, after %ld KiB "

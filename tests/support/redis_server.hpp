@@ -10,12 +10,15 @@
 
 #include <netinet/in.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -165,16 +168,22 @@ class RedisServer {
     }
   }
 
+  // Waits for the server's exit on a pidfd (readable once it has exited),
+  // then reaps it; false when it is still running after `limit`.
   bool reap(std::chrono::seconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return true;
+    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    if (fd >= 0) {
+      pollfd p{fd, POLLIN, 0};
+      int r;
+      while ((r = ::poll(&p, 1, static_cast<int>(limit.count() * 1000))) < 0 && errno == EINTR) {
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      ::close(fd);
+      if (r <= 0) return false;  // still running after `limit` (or poll failed)
     }
-    return false;
+    // Exited (or no pidfd: wait without a deadline).
+    if (::waitpid(pid_, nullptr, 0) != pid_) return false;
+    pid_ = -1;
+    return true;
   }
 
   std::string log_tail() const {
