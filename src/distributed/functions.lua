@@ -20,6 +20,9 @@ local GROUP = 'w'
 -- queue list): a set, so that listing queues never scans the key space.
 local QUEUES = 'atask:queues'
 local FINAL = {succeeded = true, failed = true, canceled = true, dead = true}
+-- Hands a task just queued to a worker that waits idle for one (below;
+-- every function that puts a task into its stream calls it).
+local hand_off
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -105,6 +108,7 @@ local function release(hash, id, name, queue)
           local entry = redis.call('XADD', stream_of(f[2], f[3]), '*', 'id', next_id)
           redis.call('HSET', nh, 'state', 'queued', 'entry', entry)
           redis.call('HDEL', nh, 'due')
+          hand_off(f[2], stream_of(f[2], f[3]), now_ms())
           break
         end
       end
@@ -186,6 +190,7 @@ group_member_ended = function(group, now)
   local entry = redis.call('XADD', stream_of(f[3], f[4]), '*', 'id', g[2])
   redis.call('HSET', cb, 'args', args, 'state', 'queued', 'entry', entry)
   redis.call('HDEL', cb, 'due')
+  hand_off(f[3], stream_of(f[3], f[4]), now)
 end
 
 -- A step of a chain ended: on success the next step gets the result as its
@@ -206,6 +211,7 @@ continue_chain = function(chain, step, steps, state, result, etype, emsg, now)
     local entry = redis.call('XADD', stream_of(f[3], f[4]), '*', 'id', next_id)
     redis.call('HSET', nh, 'args', args, 'state', 'queued', 'entry', entry)
     redis.call('HDEL', nh, 'due')
+    hand_off(f[3], stream_of(f[3], f[4]), now)
   else
     finish(nh, next_id, 'failed', now, '', 'atask::ChainBroken',
       'step ' .. step .. ' of chain ' .. chain .. ' ended ' .. state .. (etype ~= '' and (': ' .. etype .. ': ' .. emsg) or ''),
@@ -291,6 +297,7 @@ local function enqueue_task(keys, args)
   table.insert(fields, 'state'); table.insert(fields, 'queued')
   table.insert(fields, 'entry'); table.insert(fields, entry)
   redis.call('HSET', hash, unpack(fields))
+  hand_off(args[4], stream, now)
   return entry
 end
 redis.register_function('atask_enqueue', enqueue_task)
@@ -312,6 +319,7 @@ redis.register_function('atask_promote', function(keys, args)
         if h[1] == 'delayed' then  -- (a canceled or expired task is dropped)
           local entry = redis.call('XADD', stream_of(h[2], h[3]), '*', 'id', id)
           redis.call('HSET', hash, 'state', 'queued', 'entry', entry)
+          hand_off(h[2], stream_of(h[2], h[3]), now)
           moved = moved + 1
         end
       end
@@ -331,9 +339,7 @@ end)
 -- {'gone'} (no such task: expired or purged), {'dead'} (its workers died
 -- on it `max deliveries` times). A task found 'started' lost its last run
 -- with its worker: that goes into its history and counts toward the limit.
-redis.register_function('atask_start', function(keys, args)
-  local hash, stream, dead = keys[1], keys[2], keys[3]
-  local entry, consumer, id = args[1], args[2], args[3]
+local function start_entry(hash, stream, dead, entry, consumer, id)
   local flat = redis.call('HGETALL', hash)
   if #flat == 0 then
     drop_entry(stream, entry)
@@ -428,7 +434,127 @@ redis.register_function('atask_start', function(keys, args)
   redis.call('HSET', hash, 'state', 'started', 'attempt', attempt, 'lost', lost, 'owner', consumer,
     'entry', entry, 'started', now)
   return {'run', h.name or '', h.args or '', tostring(attempt), h.tl or '0', h.cancel or '0', h.retry or ''}
+end
+redis.register_function('atask_start', function(keys, args)
+  return start_entry(keys[1], keys[2], keys[3], args[1], args[2], args[3])
 end)
+
+-- Hand-off. A worker with a free slot that finds its streams empty says so
+-- (atask_idle) and waits on its streams and on its inbox, a stream of its
+-- own (atask:in:<worker>). atask:{<queue>}:idle holds the workers waiting
+-- on a queue, scored by when that lapses (server ms; a worker says it again
+-- after every wait). A task queued while one waits is read for it here, in
+-- the stream's group, started for it as atask_start would (limits, cancel,
+-- delivery count), and its start goes to the worker's inbox: the worker
+-- skips atask_start's round trip. The stream entry is pending under the
+-- worker's name from then on, as if its read had taken it: a worker that
+-- dies with a task in its inbox loses it to the reaper like any other.
+-- Inbox entries: s = the stream, e = the entry, id, and r1.. = what
+-- atask_start would have returned ('run' or 'dead' only; a task that is not
+-- to run now leaves the worker waiting). An entry without a task id goes
+-- to the inbox as it is (s, e): the worker rejects it.
+local function idle_of(queue) return 'atask:{' .. queue .. '}:idle' end
+local function inbox_of(consumer) return 'atask:in:' .. consumer end
+
+hand_off = function(queue, stream, now)
+  local idle = idle_of(queue)
+  local top = redis.call('ZPOPMAX', idle)
+  if #top == 0 then return end
+  if tonumber(top[2]) < now then  -- the latest lapse has passed: so have all
+    redis.call('DEL', idle)
+    return
+  end
+  local c = top[1]
+  if not redis.call('ZSCORE', 'atask:workers', c) then return end  -- reaped meanwhile
+  local ok, r = pcall(redis.call, 'XREADGROUP', 'GROUP', GROUP, c, 'COUNT', 1, 'STREAMS', stream, '>')
+  if not ok or not r or not r[1] or #r[1][2] == 0 then
+    redis.call('ZADD', idle, top[2], c)
+    return
+  end
+  local entry, f = r[1][2][1][1], to_map(r[1][2][1][2] or {})
+  local out = {'s', stream, 'e', entry}
+  if f.id then
+    local started = start_entry('atask:t:' .. f.id, stream, 'atask:{' .. queue .. '}:dead', entry, c, f.id)
+    if started[1] ~= 'run' and started[1] ~= 'dead' then  -- done, gone or wait: dropped, nothing to run
+      redis.call('ZADD', idle, top[2], c)
+      return
+    end
+    table.insert(out, 'id'); table.insert(out, f.id)
+    for i, v in ipairs(started) do table.insert(out, 'r' .. i); table.insert(out, v) end
+  end
+  -- Busy now, on every queue it waited on (atask_idle says so again).
+  local queues = redis.call('HGET', 'atask:w:' .. c, 'queues')
+  if queues then
+    for q in string.gmatch(queues, '%S+') do
+      if q ~= queue then redis.call('ZREM', idle_of(q), c) end
+    end
+  end
+  redis.call('XADD', inbox_of(c), '*', unpack(out))
+end
+
+-- idle: keys = the worker's streams, in the order to read them (priority);
+-- args = {consumer, count, lapse ms, n, n queues, then the inbox entries
+-- the worker has taken}. Drops those entries; reads at most `count` new
+-- entries (XREADGROUP's reply); if there are none, the worker waits on its
+-- queues until now + lapse, else it does not wait on any.
+redis.register_function('atask_idle', function(keys, args)
+  local c, count, lapse, nq = args[1], tonumber(args[2]) or 1, tonumber(args[3]) or 2000, tonumber(args[4]) or 0
+  local inbox = inbox_of(c)
+  for i = 5 + nq, #args do
+    redis.call('XACK', inbox, GROUP, args[i])
+    redis.call('XDEL', inbox, args[i])
+  end
+  local out, got = {}, 0
+  for _, s in ipairs(keys) do
+    if got >= count then break end
+    local r = redis.call('XREADGROUP', 'GROUP', GROUP, c, 'COUNT', count - got, 'STREAMS', s, '>')
+    if r and r[1] and #r[1][2] > 0 then
+      table.insert(out, r[1])
+      got = got + #r[1][2]
+    end
+  end
+  if got == 0 then
+    local until_ms = now_ms() + lapse
+    for i = 5, 4 + nq do redis.call('ZADD', idle_of(args[i]), until_ms, c) end
+  else
+    for i = 5, 4 + nq do redis.call('ZREM', idle_of(args[i]), c) end
+  end
+  return out
+end)
+
+-- A worker that leaves (or was reaped) waits on nothing, and its inbox goes.
+-- The entries it names are pending in their streams under the worker's
+-- name and go back with the rest (requeue_pending). Those the worker never
+-- read (after the inbox group's last delivered id) never ran: their start
+-- is undone, so the next one is no lost delivery, and the attempt is the
+-- same.
+local function forget_worker_waits(consumer)
+  local queues = redis.call('HGET', 'atask:w:' .. consumer, 'queues')
+  if queues then
+    for q in string.gmatch(queues, '%S+') do redis.call('ZREM', idle_of(q), consumer) end
+  end
+  local inbox = inbox_of(consumer)
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', inbox)
+  if ok then
+    local from = '-'
+    for _, g in ipairs(groups) do
+      local m = to_map(g)
+      if m.name == GROUP then from = '(' .. m['last-delivered-id'] end
+    end
+    for _, e in ipairs(redis.call('XRANGE', inbox, from, '+')) do
+      local f = to_map(e[2])
+      if f.id and f.r1 == 'run' then
+        local hash = 'atask:t:' .. f.id
+        local h = redis.call('HMGET', hash, 'state', 'owner', 'attempt')
+        if h[1] == 'started' and h[2] == consumer and h[3] == f.r4 then
+          redis.call('HSET', hash, 'state', 'queued', 'attempt', (tonumber(f.r4) or 1) - 1)
+          redis.call('HDEL', hash, 'owner', 'started')
+        end
+      end
+    end
+  end
+  redis.call('DEL', inbox)
+end
 
 -- complete: keys = {task hash, stream, dead stream}; args = {entry,
 -- consumer, attempt, outcome, a, b} with outcome succeeded (a = result
@@ -573,6 +699,7 @@ redis.register_function('atask_chain', function(keys, args)
     end
     redis.call('HSET', hash, unpack(fields))
   end
+  hand_off(args[6], stream_of(args[6], args[7]), now)
   return entry
 end)
 
@@ -611,6 +738,7 @@ redis.register_function('atask_group', function(keys, args)
       table.insert(fields, 'group'); table.insert(fields, group)
     end
     redis.call('HSET', 'atask:t:' .. id, unpack(fields))
+    if not is_cb then hand_off(args[b + 3], stream_of(args[b + 3], args[b + 4]), now) end
   end
   redis.call('HSET', gkey, 'n', n, 'pending', n, 'ttl', ttl)
   if with_cb then redis.call('HSET', gkey, 'callback', group .. ':cb') end
@@ -691,6 +819,7 @@ redis.register_function('atask_reap', function(keys, args)
     if streams then
       for s in string.gmatch(streams, '%S+') do n = n + requeue_pending(s, c) end
     end
+    forget_worker_waits(c)
     redis.call('ZREM', workers, c)
     redis.call('DEL', info)
     table.insert(out, c)
@@ -708,6 +837,7 @@ redis.register_function('atask_unregister', function(keys, args)
   if streams then
     for s in string.gmatch(streams, '%S+') do n = n + requeue_pending(s, args[1]) end
   end
+  forget_worker_waits(args[1])
   redis.call('ZREM', keys[1], args[1])
   redis.call('DEL', keys[2])
   return n
@@ -783,6 +913,7 @@ redis.register_function('atask_requeue_dead', function(keys, args)
     redis.call('SET', f.idem, f.id)
   end
   redis.call('XDEL', dead, args[1])
+  hand_off(f.queue, stream_of(f.queue, f.prio), now_ms())
   return f.id
 end)
 

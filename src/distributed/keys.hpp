@@ -47,6 +47,15 @@ inline std::string idem_key(std::string_view key) {
 inline std::string worker_key(std::string_view consumer) {
   return "atask:w:" + std::string(consumer);
 }
+/// A worker's inbox: the tasks handed to it, started, while it waited idle
+/// (a stream read in the group "w"; functions.lua, "Hand-off").
+inline std::string inbox_key(std::string_view consumer) {
+  return "atask:in:" + std::string(consumer);
+}
+/// The workers that wait idle on a queue, by when that lapses (server ms).
+inline std::string idle_key(std::string_view queue) {
+  return "atask:{" + std::string(queue) + "}:idle";
+}
 inline std::string cancel_channel(std::string_view consumer) {
   return "atask:cancel:" + std::string(consumer);
 }

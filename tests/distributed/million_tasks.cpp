@@ -228,12 +228,15 @@ int run() {
 
   // What a live worker legitimately keeps: the four streams with their
   // consumer group (created at start, stay when empty), the worker's
-  // heartbeat entry and its hash, and the set of queue names (one member
-  // per queue). The reaper's lock lives 0.9 x reap_every and comes back
-  // with every sweep, so it may or may not be there.
-  std::set<std::string> fixed{"atask:workers", "atask:w:" + worker_name, "atask:queues"};
+  // heartbeat entry and its hash, its inbox (a stream of the tasks handed to
+  // it, empty once read), and the set of queue names (one member per queue).
+  // The reaper's lock lives 0.9 x reap_every and comes back with every
+  // sweep, so it may or may not be there; the set of workers waiting idle on
+  // the queue is there while the worker waits.
+  std::set<std::string> fixed{"atask:workers", "atask:w:" + worker_name, "atask:in:" + worker_name,
+                              "atask:queues"};
   for (const auto& p : priorities) fixed.insert(queue_prefix + p);
-  const std::set<std::string> optional{"atask:reaper"};
+  const std::set<std::string> optional{"atask:reaper", queue_prefix + "idle"};
 
   // Results expire result_ttl after the end; Redis expires lazily and by
   // sampling (hz 10), so poll, with a deadline. (Waiting for time to pass

@@ -131,6 +131,124 @@ TEST_SUITE("distributed") {
     CHECK(eventually([&] { return worker.info().succeeded == 3; }));
   }
 
+  TEST_CASE("a worker waiting idle is handed its task already started - no atask_start round trip") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("add", [](int a, int b) { return a + b; });
+    atask::Supervisor sv(quiet_options("hand1"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w1"));
+    sv.start();
+    const std::string idle = dist::detail::idle_key("default"), inbox = dist::detail::inbox_key("w1");
+    REQUIRE(eventually([&] { return !redis_call(redis, cmd("ZSCORE", idle, "w1")).is_nil(); }));
+
+    dist::Client client({.broker = redis.url()});
+    for (int i = 0; i < 5; ++i) {
+      auto h = client.send<int>("add", {i, 1});
+      CHECK(h.get_for(patience) == i + 1);
+      const auto info = h.info();
+      CHECK(info.attempt == 1);
+      CHECK(info.worker == "w1");
+      CHECK(h.attempts().empty());
+    }
+    // The worker waited between tasks: they came through its inbox. (It
+    // says it waits again at once after each, so all five did, unless a
+    // sanitizer slowed it past its lapse.)
+    CHECK(worker.info().handed >= 1);
+    CHECK(worker.info().received == 5);
+    CHECK(worker.info().succeeded == 5);
+    // The inbox entries it took are acknowledged and gone with its next read.
+    CHECK(eventually([&] { return redis_call(redis, cmd("XLEN", inbox)).integer == 0; }));
+    CHECK(redis_call(redis, cmd("XPENDING", inbox, "w")).elements.at(0).integer == 0);
+    sv.stop();
+    // Left: it waits nowhere, and its inbox is gone.
+    CHECK(redis_call(redis, cmd("ZSCORE", idle, "w1")).is_nil());
+    CHECK(redis_call(redis, cmd("EXISTS", inbox)).integer == 0);
+  }
+
+  TEST_CASE("a task handed to a worker that never read it goes back unstarted - not a lost delivery") {
+    // "ghost" says it waits idle, then never reads its inbox: it leaves (or
+    // is reaped as dead) with a task handed to it.
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("add", [](int a, int b) { return a + b; });
+    const std::string q = "default";
+    std::vector<Connection::Command> setup{
+        cmd("FUNCTION", "LOAD", "REPLACE", std::string(dist::detail::functions_source()))};
+    std::string streams;
+    for (auto p : atask::all_priorities) {
+      const std::string s = dist::detail::stream_key(q, p);
+      setup.push_back(cmd("XGROUP", "CREATE", s, "w", "0", "MKSTREAM"));
+      streams += (streams.empty() ? "" : " ") + s;
+    }
+    setup.push_back(cmd("XGROUP", "CREATE", dist::detail::inbox_key("ghost"), "w", "0", "MKSTREAM"));
+    setup.push_back(cmd("FCALL", "atask_register", "2", "atask:workers", dist::detail::worker_key("ghost"),
+                        "ghost", "queues", q, "streams", streams));
+    Connection::Command idle = cmd("FCALL", "atask_idle", "4");
+    for (auto p :
+         {atask::Priority::critical, atask::Priority::high, atask::Priority::normal, atask::Priority::low})
+      idle.push_back(dist::detail::stream_key(q, p));
+    for (auto a : {"ghost", "1", "600000", "1"}) idle.push_back(a);
+    idle.push_back(q);
+    setup.push_back(idle);
+    for (auto& r : redis_calls(redis, setup)) REQUIRE_MESSAGE(!r.is_error(), r.describe());
+
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<int>("add", {1, 2});
+    CHECK(redis_call(redis, cmd("XLEN", dist::detail::inbox_key("ghost"))).integer == 1);
+    auto info = h.info();
+    CHECK(info.status == dist::RemoteStatus::started);
+    CHECK(info.worker == "ghost");
+    CHECK(info.attempt == 1);
+
+    SUBCASE("the worker leaves") {
+      CHECK(redis_call(redis, cmd("FCALL", "atask_unregister", "2", "atask:workers",
+                                  dist::detail::worker_key("ghost"), "ghost"))
+                .integer == 1);
+      info = h.info();
+      CHECK(info.status == dist::RemoteStatus::queued);
+      CHECK(info.attempt == 0);
+    }
+    SUBCASE("the worker is reaped") {
+      (void)redis_call(redis, cmd("ZADD", "atask:workers", "1", "ghost"));  // silent since 1970
+    }
+    atask::Supervisor sv(quiet_options("hand2"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w1"));
+    sv.start();
+    CHECK(h.get_for(patience) == 3);
+    info = h.info();
+    CHECK(info.attempt == 1);
+    CHECK(info.worker == "w1");
+    CHECK(h.attempts().empty());  // no atask::WorkerLost: the ghost never had it
+    CHECK(redis_call(redis, cmd("EXISTS", dist::detail::inbox_key("ghost"))).integer == 0);
+    CHECK(redis_call(redis, cmd("ZSCORE", dist::detail::idle_key(q), "ghost")).is_nil());
+  }
+
+  TEST_CASE("a worker whose wait has lapsed is handed nothing - the task waits in its stream") {
+    RedisServer redis;
+    const std::string q = "default", s = dist::detail::stream_key(q, atask::Priority::normal);
+    std::vector<Connection::Command> setup{
+        cmd("FUNCTION", "LOAD", "REPLACE", std::string(dist::detail::functions_source())),
+        cmd("XGROUP", "CREATE", s, "w", "0", "MKSTREAM"),
+        cmd("XGROUP", "CREATE", dist::detail::inbox_key("ghost"), "w", "0", "MKSTREAM"),
+        cmd("FCALL", "atask_register", "2", "atask:workers", dist::detail::worker_key("ghost"), "ghost",
+            "queues", q, "streams", s),
+        // Waits for 1 ms only.
+        cmd("FCALL", "atask_idle", "1", s, "ghost", "1", "1", "1", q)};
+    for (auto& r : redis_calls(redis, setup)) REQUIRE_MESSAGE(!r.is_error(), r.describe());
+    const auto lapse = std::stoll(redis_call(redis, cmd("ZSCORE", dist::detail::idle_key(q), "ghost")).str);
+    REQUIRE(eventually([&] {
+      const auto t = redis_call(redis, cmd("TIME"));
+      return std::stoll(t.elements.at(0).str) * 1000 + std::stoll(t.elements.at(1).str) / 1000 > lapse;
+    }));
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<int>("add", {1, 2});
+    CHECK(h.info().status == dist::RemoteStatus::queued);
+    CHECK(redis_call(redis, cmd("XLEN", dist::detail::inbox_key("ghost"))).integer == 0);
+    CHECK(redis_call(redis, cmd("XLEN", s)).integer == 1);
+    CHECK(redis_call(redis, cmd("EXISTS", dist::detail::idle_key(q))).integer ==
+          0);  // the lapsed wait is gone
+  }
+
   TEST_CASE("a failing task gives its error type and message - a wrong result type a ConversionError") {
     RedisServer redis;
     atask::TaskRegistry tasks;
@@ -451,10 +569,13 @@ TEST_SUITE("distributed") {
     CHECK(redis_call(redis, cmd("XPENDING", "atask:{default}:normal", "w")).elements[0].integer == 0);
     // Results expire after their TTL (Redis expires lazily and by sampling).
     CHECK(eventually([&] { return redis_call(redis, cmd("KEYS", "atask:t:*")).elements.empty(); }, 15s));
+    // The inbox of tasks handed to the worker is empty once it has read them.
+    CHECK(eventually([&] { return redis_call(redis, cmd("XLEN", "atask:in:w10")).integer == 0; }));
     const std::set<std::string> fixed{"atask:{default}:low",  "atask:{default}:normal",
                                       "atask:{default}:high", "atask:{default}:critical",
                                       "atask:workers",        "atask:w:w10",
-                                      "atask:reaper",         "atask:queues"};
+                                      "atask:reaper",         "atask:queues",
+                                      "atask:in:w10",         "atask:{default}:idle"};
     for (const auto& k : redis_call(redis, cmd("KEYS", "*")).elements)
       CHECK_MESSAGE(fixed.count(k.str), k.str);
   }

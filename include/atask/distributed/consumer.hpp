@@ -100,6 +100,10 @@ struct ConsumerInfo {
   std::uint64_t received = 0, succeeded = 0, failed = 0, canceled = 0, dead_lettered = 0, stale = 0;
   std::uint64_t reaped = 0;   ///< entries this worker's sweeps handed back from dead workers
   std::uint64_t retried = 0;  ///< failed runs put back, delayed, for another attempt
+  /// Tasks handed to this worker already started, while it waited idle for
+  /// work (received counts them too): each saved a round trip to Redis
+  /// (docs/distributed.md, "Hand-off").
+  std::uint64_t handed = 0;
 };
 
 /// @par Thread safety

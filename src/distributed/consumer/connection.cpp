@@ -69,6 +69,7 @@ asio::awaitable<void> Consumer::Impl::join_cluster(Connection& c) {
     std::vector<Connection::Command> groups;
     for (auto& s : streams)
       groups.push_back(cmd("XGROUP", "CREATE", s.key, std::string(detail::group), "0", "MKSTREAM"));
+    groups.push_back(cmd("XGROUP", "CREATE", inbox, std::string(detail::group), "0", "MKSTREAM"));
     for (auto& r : co_await c.pipeline(groups))
       if (r.is_error() && r.str.find("BUSYGROUP") == std::string::npos)
         throw BrokerError("XGROUP CREATE: " + r.str);

@@ -114,6 +114,7 @@ Consumer::Impl::Impl(Supervisor& s, const TaskRegistry& t, ConsumerOptions o)
              : opt.name;
   if (name.find_first_of(" \t\r\n") != std::string::npos)
     throw OptionsError("distributed::Consumer - the name '" + name + "' has white space");
+  inbox = detail::inbox_key(name);
   // Higher priorities first; within one, the queues in the given order.
   for (auto it = all_priorities.rbegin(); it != all_priorities.rend(); ++it)
     for (auto& q : opt.queues) streams.push_back({q, detail::stream_key(q, *it), detail::dead_key(q), *it});
@@ -254,9 +255,9 @@ const std::string& Consumer::name() const noexcept {
 
 ConsumerInfo Consumer::info() const {
   auto& i = *impl_;
-  return {i.name,          i.connected.load(), i.in_flight.load(),     i.received.load(), i.succeeded.load(),
-          i.failed.load(), i.canceled.load(),  i.dead_lettered.load(), i.stale.load(),    i.reaped.load(),
-          i.retried.load()};
+  return {i.name,           i.connected.load(), i.in_flight.load(),     i.received.load(), i.succeeded.load(),
+          i.failed.load(),  i.canceled.load(),  i.dead_lettered.load(), i.stale.load(),    i.reaped.load(),
+          i.retried.load(), i.handed.load()};
 }
 
 }  // namespace atask::distributed

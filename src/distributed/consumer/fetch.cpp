@@ -45,8 +45,7 @@ asio::awaitable<void> Consumer::Impl::fetch_loop(std::shared_ptr<Impl> self) {
         co_await me.slot->async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
-      if (co_await me.read(std::string(">"), free, false) == 0 && !me.stopping)
-        co_await me.read(std::string(">"), 1, true);
+      if (co_await me.idle(free) == 0 && !me.stopping) co_await me.read(std::string(">"), 1, true);
       backoff = milliseconds(50);
     } catch (const std::exception& e) {
       failed = e.what();
@@ -66,40 +65,107 @@ asio::awaitable<void> Consumer::Impl::fetch_loop(std::shared_ptr<Impl> self) {
 }
 
 asio::awaitable<std::size_t> Consumer::Impl::read(std::string from, std::size_t count, bool blocking) {
-  std::size_t got = 0;
   auto conn = fetch_conn;  // (the member may be reset while we wait)
   if (!conn) throw BrokerError("the fetch connection is closed");
-  if (blocking || from == "0") {
-    Connection::Command c = cmd("XREADGROUP", "GROUP", std::string(detail::group), name);
-    if (blocking) {
-      c.push_back("COUNT");
-      c.push_back(std::to_string(count));
-      c.push_back("BLOCK");
-      c.push_back(std::to_string(opt.block.count()));
-    }
-    c.push_back("STREAMS");
-    for (auto& s : streams) c.push_back(s.key);
-    for (std::size_t i = 0; i < streams.size(); ++i) c.push_back(from);
-    auto r = co_await conn->call(std::move(c));
-    got += dispatch_all(r, from == "0");
-    co_return got;
+  Connection::Command c = cmd("XREADGROUP", "GROUP", std::string(detail::group), name);
+  if (blocking) {
+    c.push_back("COUNT");
+    c.push_back(std::to_string(count));
+    c.push_back("BLOCK");
+    c.push_back(std::to_string(opt.block.count()));
   }
-  for (auto& s : streams) {
-    if (count == got || stopping) break;
-    auto r = co_await conn->call(cmd("XREADGROUP", "GROUP", std::string(detail::group), name, "COUNT",
-                                     std::to_string(count - got), "STREAMS", s.key, ">"));
-    got += dispatch_all(r, false);
+  c.push_back("STREAMS");
+  c.push_back(inbox);
+  for (auto& s : streams) c.push_back(s.key);
+  if (from != "0") {
+    for (std::size_t i = 0; i <= streams.size(); ++i) c.push_back(from);
+    co_return dispatch_all(co_await conn->call(std::move(c)), false);
   }
-  co_return got;
+  // Our own pending entries, after a (re)connect. The whole inbox first,
+  // the entries read before and those never read, in the same command as
+  // the streams' pending entries: a task handed to us and still pending in
+  // its stream runs from the start its hand-off brought, and no inbox entry
+  // is left to be read later for a task that has run meanwhile.
+  c.push_back(">");
+  for (std::size_t i = 0; i < streams.size(); ++i) c.push_back("0");
+  std::vector<Connection::Command> both;
+  both.push_back(cmd("XREADGROUP", "GROUP", std::string(detail::group), name, "STREAMS", inbox, "0"));
+  both.push_back(std::move(c));
+  auto rs = co_await conn->pipeline(std::move(both));
+  Reply all{.type = Reply::Type::array};
+  for (auto& r : rs) {
+    if (r.is_error()) throw BrokerError("XREADGROUP: " + r.str);
+    for (auto& e : r.elements) all.elements.push_back(std::move(e));
+  }
+  co_return dispatch_all(all, true);
+}
+
+asio::awaitable<std::size_t> Consumer::Impl::idle(std::size_t count) {
+  auto conn = fetch_conn;
+  if (!conn) throw BrokerError("the fetch connection is closed");
+  Connection::Command c = cmd("FCALL", "atask_idle", std::to_string(streams.size()));
+  for (auto& s : streams) c.push_back(s.key);
+  c.push_back(name);
+  c.push_back(std::to_string(count));
+  // Lapses a second after the blocking read that follows would have ended.
+  c.push_back(std::to_string((opt.block + milliseconds(1'000)).count()));
+  c.push_back(std::to_string(opt.queues.size()));
+  for (auto& q : opt.queues) c.push_back(q);
+  std::vector<std::string> acks;
+  acks.swap(taken);
+  for (auto& e : acks) c.push_back(e);
+  Reply r;
+  try {
+    r = co_await conn->call(std::move(c));
+  } catch (...) {
+    // Not acknowledged: they go with the next call (an entry acknowledged
+    // twice is harmless; the inbox goes when this worker leaves).
+    taken.insert(taken.end(), acks.begin(), acks.end());
+    throw;
+  }
+  co_return dispatch_all(r, false);
 }
 
 std::size_t Consumer::Impl::dispatch_all(const Reply& r, bool own) {
   std::size_t n = 0;
+  // Starts the inbox brought, by flight key. On a "0" read they wait for
+  // their entries, which come in the same reply if they are still ours:
+  // a hand-off whose task has ended meanwhile (its acknowledgement lost
+  // with a connection) must not run again.
+  std::map<std::string, Reply> handed;
   for (const auto& st : r.elements) {  // [[key, [[id, [f, v, ...]], ...]], ...]
     if (st.elements.size() != 2) continue;
-    const Stream* s = nullptr;
-    for (auto& x : streams)
-      if (x.key == st.elements[0].str) s = &x;
+    if (st.elements[0].str == inbox) {
+      for (const auto& e : st.elements[1].elements) {
+        if (e.elements.size() != 2) continue;
+        taken.push_back(e.elements[0].str);
+        std::string stream, entry, id;
+        Reply start{.type = Reply::Type::array};
+        const auto& f = e.elements[1].elements;
+        for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
+          const std::string& k = f[i].str;
+          if (k == "s")
+            stream = f[i + 1].str;
+          else if (k == "e")
+            entry = f[i + 1].str;
+          else if (k == "id")
+            id = f[i + 1].str;
+          else if (k.size() > 1 && k[0] == 'r')
+            start.elements.push_back(f[i + 1]);  // r1, r2, ... in order
+        }
+        const Stream* s = find_stream(stream);
+        if (!s || entry.empty()) continue;
+        std::optional<Reply> brought;
+        if (!start.elements.empty()) brought = std::move(start);
+        if (own) {
+          if (brought) handed[s->key + " " + entry] = std::move(*brought);
+        } else {
+          n += launch(s, entry, id, std::move(brought));
+        }
+      }
+      continue;
+    }
+    const Stream* s = find_stream(st.elements[0].str);
     if (!s) continue;
     for (const auto& e : st.elements[1].elements) {
       if (e.elements.size() != 2) continue;
@@ -113,21 +179,36 @@ std::size_t Consumer::Impl::dispatch_all(const Reply& r, bool own) {
         asio::co_spawn(sv.io_context(), ack_only(shared_from_this(), s, entry), asio::detached);
         continue;
       }
-      // Entry ids are unique per stream only: two streams can hand out
-      // the same id in the same millisecond.
-      const std::string key = s->key + " " + entry;
-      if (flights.count(key)) continue;  // ours and running here
-      auto& fl = flights[key];
-      fl.stream = s;
-      fl.entry = entry;
-      fl.id = id;
-      ++in_flight;
-      ++received;
-      ++n;
-      asio::co_spawn(sv.io_context(), run_one(shared_from_this(), key), asio::detached);
+      std::optional<Reply> brought;
+      if (auto it = handed.find(s->key + " " + entry); it != handed.end()) brought = std::move(it->second);
+      n += launch(s, entry, id, std::move(brought));
     }
   }
   return n;
+}
+
+const Consumer::Impl::Stream* Consumer::Impl::find_stream(const std::string& key) const {
+  for (auto& x : streams)
+    if (x.key == key) return &x;
+  return nullptr;
+}
+
+std::size_t Consumer::Impl::launch(const Stream* s, const std::string& entry, const std::string& id,
+                                   std::optional<Reply> handed) {
+  // Entry ids are unique per stream only: two streams can hand out the
+  // same id in the same millisecond.
+  const std::string key = s->key + " " + entry;
+  if (flights.count(key)) return 0;  // ours and running here
+  auto& fl = flights[key];
+  fl.stream = s;
+  fl.entry = entry;
+  fl.id = id;
+  if (handed) ++this->handed;
+  fl.handed = std::move(handed);
+  ++in_flight;
+  ++received;
+  asio::co_spawn(sv.io_context(), run_one(shared_from_this(), key), asio::detached);
+  return 1;
 }
 
 asio::awaitable<void> Consumer::Impl::ack_only(std::shared_ptr<Impl> self, const Stream* s,

@@ -58,6 +58,9 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     std::string entry;  // the stream entry's id
     std::string id;
     std::string attempt;
+    // Handed to this worker while it waited: what atask_start would have
+    // returned, already done by the function that queued the task.
+    std::optional<Reply> handed;
     TaskHandle<json::value> handle;
     std::uint64_t local_id = 0;  // the handle's, for report_progress()
     bool user_canceled = false, stopping = false, timed_out = false;
@@ -121,13 +124,24 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
 
   static asio::awaitable<void> fetch_loop(std::shared_ptr<Impl> self);
 
-  // Reads entries and dispatches them. from ">" : new entries, at most
-  // `count` in all, streams in priority order, or (blocking) whatever comes
-  // first on any stream; "0": this consumer's own pending entries that this
-  // process does not run (a reply lost with a connection). Returns how many.
+  // Reads entries and dispatches them: (blocking) whatever comes first on
+  // any stream or the inbox, or "0": this consumer's own pending entries
+  // that this process does not run (a reply lost with a connection).
+  // Returns how many.
   asio::awaitable<std::size_t> read(std::string from, std::size_t count, bool blocking);
 
+  // atask_idle: acknowledges the inbox entries taken, reads at most `count`
+  // new entries (streams in priority order) and dispatches them; when there
+  // are none, this worker is waiting idle on its queues until its next
+  // call, and tasks queued meanwhile come to its inbox. Returns how many.
+  asio::awaitable<std::size_t> idle(std::size_t count);
+
   std::size_t dispatch_all(const Reply& r, bool own);
+  const Stream* find_stream(const std::string& key) const;
+  // Runs the entry (run_one) unless it runs here already; `handed`: its
+  // start, done by the hand-off. Returns 1 if it was launched.
+  std::size_t launch(const Stream* s, const std::string& entry, const std::string& id,
+                     std::optional<Reply> handed);
 
   static asio::awaitable<void> ack_only(std::shared_ptr<Impl> self, const Stream* s, std::string entry);
 
@@ -200,12 +214,14 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   std::shared_ptr<spdlog::logger> log;
   std::string name;
   std::vector<Stream> streams;
+  std::string inbox;  // detail::inbox_key(name)
 
   // io_context thread only:
   std::shared_ptr<Connection> fetch_conn, cmd_conn, hb_conn, sub_conn;
   bool connecting = false;
   std::size_t refill_at = 1;              // free slots before the fetch loop reads again
   std::map<std::string, Flight> flights;  // by stream entry id
+  std::vector<std::string> taken;         // inbox entries read, to acknowledge with the next atask_idle
   std::unique_ptr<asio::steady_timer> slot, hb_wake, sub_wake, due_wake;
   // Never expires: canceled when a connection attempt ends, which wakes
   // whoever waits for it (connection_settled()).
@@ -215,7 +231,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   // Shared:
   std::atomic<bool> stopping{false}, leaving{false}, connected{false};
   std::atomic<std::uint64_t> received{0}, succeeded{0}, failed{0}, canceled{0}, dead_lettered{0}, stale{0},
-      reaped{0}, retried{0};
+      reaped{0}, retried{0}, handed{0};
   std::mt19937_64 rng{std::random_device{}()};  // io_context thread only: retry jitter
   double unit() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
   std::mutex m;

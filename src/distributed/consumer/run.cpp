@@ -46,8 +46,15 @@ asio::awaitable<void> Consumer::Impl::run_one(std::shared_ptr<Impl> self, std::s
       co_return;
     }
     const std::string hash = detail::task_key(id);
-    Reply r = co_await me.call(cmd("FCALL", "atask_start", "3", hash, s.key, s.dead, entry, me.name, id),
-                               until_stopped);
+    // A task handed to this worker comes started (functions.lua, "Hand-off").
+    Reply r;
+    if (fl->handed) {
+      r = std::move(*fl->handed);
+      fl->handed.reset();
+    } else {
+      r = co_await me.call(cmd("FCALL", "atask_start", "3", hash, s.key, s.dead, entry, me.name, id),
+                           until_stopped);
+    }
     fl = &me.flights[key];  // (the map may have changed meanwhile; the node did not)
     const std::string what = r.elements.empty() ? "" : r.elements[0].str;
     me.log->debug("consumer {}: task {} entry {}: start says {}", me.name, id, entry, what);
