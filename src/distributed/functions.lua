@@ -495,8 +495,11 @@ end
 -- idle: keys = the worker's streams, in the order to read them (priority);
 -- args = {consumer, count, lapse ms, n, n queues, then the inbox entries
 -- the worker has taken}. Drops those entries; reads at most `count` new
--- entries (XREADGROUP's reply); if there are none, the worker waits on its
--- queues until now + lapse, else it does not wait on any.
+-- entries and starts each as atask_start does, in this one call. Returns
+-- {stream, entry, id, what atask_start returned} for each entry to run or
+-- dead-lettered, {stream, entry} for one without a task id (the worker
+-- rejects it). If there were no entries, the worker waits on its queues
+-- until now + lapse, else it does not wait on any.
 redis.register_function('atask_idle', function(keys, args)
   local c, count, lapse, nq = args[1], tonumber(args[2]) or 1, tonumber(args[3]) or 2000, tonumber(args[4]) or 0
   local inbox = inbox_of(c)
@@ -508,9 +511,22 @@ redis.register_function('atask_idle', function(keys, args)
   for _, s in ipairs(keys) do
     if got >= count then break end
     local r = redis.call('XREADGROUP', 'GROUP', GROUP, c, 'COUNT', count - got, 'STREAMS', s, '>')
-    if r and r[1] and #r[1][2] > 0 then
-      table.insert(out, r[1])
-      got = got + #r[1][2]
+    if r and r[1] then
+      for _, e in ipairs(r[1][2]) do
+        got = got + 1
+        local f = to_map(e[2] or {})
+        if f.id then
+          -- (the queue's dead-letter stream: the stream's key up to its priority)
+          local started = start_entry('atask:t:' .. f.id, s, (string.gsub(s, ':[^:]*$', ':dead')), e[1], c, f.id)
+          if started[1] == 'run' or started[1] == 'dead' then
+            local one = {s, e[1], f.id}
+            for _, v in ipairs(started) do table.insert(one, v) end
+            table.insert(out, one)
+          end
+        else
+          table.insert(out, {s, e[1]})
+        end
+      end
     end
   end
   if got == 0 then

@@ -92,7 +92,8 @@ asio::awaitable<std::size_t> Consumer::Impl::read(std::string from, std::size_t 
   both.push_back(cmd("XREADGROUP", "GROUP", std::string(detail::group), name, "STREAMS", inbox, "0"));
   both.push_back(std::move(c));
   auto rs = co_await conn->pipeline(std::move(both));
-  Reply all{.type = Reply::Type::array};
+  Reply all;
+  all.type = Reply::Type::array;
   for (auto& r : rs) {
     if (r.is_error()) throw BrokerError("XREADGROUP: " + r.str);
     for (auto& e : r.elements) all.elements.push_back(std::move(e));
@@ -123,7 +124,22 @@ asio::awaitable<std::size_t> Consumer::Impl::idle(std::size_t count) {
     taken.insert(taken.end(), acks.begin(), acks.end());
     throw;
   }
-  co_return dispatch_all(r, false);
+  // [[stream, entry, id, start...], ...]: read and started in the call.
+  std::size_t n = 0;
+  for (const auto& e : r.elements) {
+    if (e.elements.size() < 2) continue;
+    const Stream* s = find_stream(e.elements[0].str);
+    if (!s) continue;
+    std::optional<Reply> started;
+    if (e.elements.size() > 3) {
+      started.emplace();
+      started->type = Reply::Type::array;
+      started->elements.assign(e.elements.begin() + 3, e.elements.end());
+    }
+    n += launch(s, e.elements[1].str, e.elements.size() > 2 ? e.elements[2].str : std::string(),
+                std::move(started), false);
+  }
+  co_return n;
 }
 
 std::size_t Consumer::Impl::dispatch_all(const Reply& r, bool own) {
@@ -140,7 +156,8 @@ std::size_t Consumer::Impl::dispatch_all(const Reply& r, bool own) {
         if (e.elements.size() != 2) continue;
         taken.push_back(e.elements[0].str);
         std::string stream, entry, id;
-        Reply start{.type = Reply::Type::array};
+        Reply start;
+        start.type = Reply::Type::array;
         const auto& f = e.elements[1].elements;
         for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
           const std::string& k = f[i].str;
@@ -160,7 +177,7 @@ std::size_t Consumer::Impl::dispatch_all(const Reply& r, bool own) {
         if (own) {
           if (brought) handed[s->key + " " + entry] = std::move(*brought);
         } else {
-          n += launch(s, entry, id, std::move(brought));
+          n += launch(s, entry, id, std::move(brought), true);
         }
       }
       continue;
@@ -181,7 +198,7 @@ std::size_t Consumer::Impl::dispatch_all(const Reply& r, bool own) {
       }
       std::optional<Reply> brought;
       if (auto it = handed.find(s->key + " " + entry); it != handed.end()) brought = std::move(it->second);
-      n += launch(s, entry, id, std::move(brought));
+      n += launch(s, entry, id, std::move(brought), true);
     }
   }
   return n;
@@ -194,7 +211,7 @@ const Consumer::Impl::Stream* Consumer::Impl::find_stream(const std::string& key
 }
 
 std::size_t Consumer::Impl::launch(const Stream* s, const std::string& entry, const std::string& id,
-                                   std::optional<Reply> handed) {
+                                   std::optional<Reply> started, bool handed) {
   // Entry ids are unique per stream only: two streams can hand out the
   // same id in the same millisecond.
   const std::string key = s->key + " " + entry;
@@ -203,8 +220,8 @@ std::size_t Consumer::Impl::launch(const Stream* s, const std::string& entry, co
   fl.stream = s;
   fl.entry = entry;
   fl.id = id;
-  if (handed) ++this->handed;
-  fl.handed = std::move(handed);
+  if (started && handed) ++this->handed;
+  fl.started = std::move(started);
   ++in_flight;
   ++received;
   asio::co_spawn(sv.io_context(), run_one(shared_from_this(), key), asio::detached);

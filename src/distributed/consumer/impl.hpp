@@ -58,9 +58,9 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     std::string entry;  // the stream entry's id
     std::string id;
     std::string attempt;
-    // Handed to this worker while it waited: what atask_start would have
-    // returned, already done by the function that queued the task.
-    std::optional<Reply> handed;
+    // Started in Redis already, by the read (atask_idle) or by a hand-off
+    // to this worker while it waited: what atask_start would have returned.
+    std::optional<Reply> started;
     TaskHandle<json::value> handle;
     std::uint64_t local_id = 0;  // the handle's, for report_progress()
     bool user_canceled = false, stopping = false, timed_out = false;
@@ -131,17 +131,19 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   asio::awaitable<std::size_t> read(std::string from, std::size_t count, bool blocking);
 
   // atask_idle: acknowledges the inbox entries taken, reads at most `count`
-  // new entries (streams in priority order) and dispatches them; when there
-  // are none, this worker is waiting idle on its queues until its next
-  // call, and tasks queued meanwhile come to its inbox. Returns how many.
+  // new entries (streams in priority order), started in the same call, and
+  // runs them; when there are none, this worker is waiting idle on its
+  // queues until its next call, and tasks queued meanwhile come to its
+  // inbox. Returns how many.
   asio::awaitable<std::size_t> idle(std::size_t count);
 
   std::size_t dispatch_all(const Reply& r, bool own);
   const Stream* find_stream(const std::string& key) const;
-  // Runs the entry (run_one) unless it runs here already; `handed`: its
-  // start, done by the hand-off. Returns 1 if it was launched.
+  // Runs the entry (run_one) unless it runs here already. `started`: its
+  // start, done in Redis already; `handed`: by a hand-off (counted).
+  // Returns 1 if it was launched.
   std::size_t launch(const Stream* s, const std::string& entry, const std::string& id,
-                     std::optional<Reply> handed);
+                     std::optional<Reply> started, bool handed);
 
   static asio::awaitable<void> ack_only(std::shared_ptr<Impl> self, const Stream* s, std::string entry);
 

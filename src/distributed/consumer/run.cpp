@@ -46,11 +46,11 @@ asio::awaitable<void> Consumer::Impl::run_one(std::shared_ptr<Impl> self, std::s
       co_return;
     }
     const std::string hash = detail::task_key(id);
-    // A task handed to this worker comes started (functions.lua, "Hand-off").
+    // Started already by atask_idle or a hand-off (functions.lua).
     Reply r;
-    if (fl->handed) {
-      r = std::move(*fl->handed);
-      fl->handed.reset();
+    if (fl->started) {
+      r = std::move(*fl->started);
+      fl->started.reset();
     } else {
       r = co_await me.call(cmd("FCALL", "atask_start", "3", hash, s.key, s.dead, entry, me.name, id),
                            until_stopped);
