@@ -80,8 +80,10 @@ end
 local LIMITS = 'atask:limits'
 local function limits_of(name, queue)
   local out = {}
-  local v = redis.call('HMGET', LIMITS, 't:' .. name, 'q:' .. queue)
   local scopes = {'t:' .. name, 'q:' .. queue}
+  -- (two HGETs, not an HMGET: the functions read a task hash with HMGET a
+  -- fixed number of times, which a test counts)
+  local v = {redis.call('HGET', LIMITS, scopes[1]), redis.call('HGET', LIMITS, scopes[2])}
   for i = 1, 2 do
     if v[i] then
       local n, per, k = string.match(v[i], '^(%d+) (%d+) (%d+)$')
@@ -339,18 +341,26 @@ end)
 -- {'gone'} (no such task: expired or purged), {'dead'} (its workers died
 -- on it `max deliveries` times). A task found 'started' lost its last run
 -- with its worker: that goes into its history and counts toward the limit.
-local function start_entry(hash, stream, dead, entry, consumer, id)
-  local flat = redis.call('HGETALL', hash)
-  if #flat == 0 then
+-- (start_entry's fields of the task hash)
+local START_FIELDS = {'state', 'lost', 'history', 'attempt', 'owner', 'maxd', 'name', 'queue', 'rl', 'args', 'tl',
+  'cancel', 'retry'}
+-- `now`: the caller's clock reading, if it has one; `seen`: limits_of()'s
+-- answers by task and queue, for a caller that starts several tasks.
+local function start_entry(hash, stream, dead, entry, consumer, id, now, seen)
+  local v = redis.call('HMGET', hash, unpack(START_FIELDS))
+  if not v[1] then  -- (every task hash has a state)
     drop_entry(stream, entry)
     return {'gone'}
   end
-  local h = to_map(flat)
+  local h = {}
+  for i, f in ipairs(START_FIELDS) do
+    if v[i] then h[f] = v[i] end
+  end
   if FINAL[h.state] then
     drop_entry(stream, entry)
     return {'done', h.state}
   end
-  local now = now_ms()
+  now = now or now_ms()
   local lost = tonumber(h.lost) or 0
   if h.state == 'started' then
     lost = lost + 1
@@ -368,7 +378,17 @@ local function start_entry(hash, stream, dead, entry, consumer, id)
   -- Limits. Over a concurrency limit: in line until one of the running ends
   -- (release()). Over a rate: it waits in the delayed set for a start time
   -- of its own (below), so it is not spun on.
-  local limited = limits_of(h.name or '', h.queue or '')
+  local limited
+  if seen then
+    local k = (h.name or '') .. '\n' .. (h.queue or '')
+    limited = seen[k]
+    if not limited then
+      limited = limits_of(h.name or '', h.queue or '')
+      seen[k] = limited
+    end
+  else
+    limited = limits_of(h.name or '', h.queue or '')
+  end
   if #limited > 0 then
     for _, l in ipairs(limited) do
       local set = 'atask:cc:' .. l[1]
@@ -474,7 +494,7 @@ hand_off = function(queue, stream, now)
   local entry, f = r[1][2][1][1], to_map(r[1][2][1][2] or {})
   local out = {'s', stream, 'e', entry}
   if f.id then
-    local started = start_entry('atask:t:' .. f.id, stream, 'atask:{' .. queue .. '}:dead', entry, c, f.id)
+    local started = start_entry('atask:t:' .. f.id, stream, 'atask:{' .. queue .. '}:dead', entry, c, f.id, now)
     if started[1] ~= 'run' and started[1] ~= 'dead' then  -- done, gone or wait: dropped, nothing to run
       redis.call('ZADD', idle, top[2], c)
       return
@@ -507,17 +527,19 @@ redis.register_function('atask_idle', function(keys, args)
     redis.call('XACK', inbox, GROUP, args[i])
     redis.call('XDEL', inbox, args[i])
   end
-  local out, got = {}, 0
+  local out, got, now, seen = {}, 0, nil, {}
   for _, s in ipairs(keys) do
     if got >= count then break end
     local r = redis.call('XREADGROUP', 'GROUP', GROUP, c, 'COUNT', count - got, 'STREAMS', s, '>')
     if r and r[1] then
+      now = now or now_ms()  -- one reading for the batch
       for _, e in ipairs(r[1][2]) do
         got = got + 1
         local f = to_map(e[2] or {})
         if f.id then
           -- (the queue's dead-letter stream: the stream's key up to its priority)
-          local started = start_entry('atask:t:' .. f.id, s, (string.gsub(s, ':[^:]*$', ':dead')), e[1], c, f.id)
+          local started = start_entry('atask:t:' .. f.id, s, (string.gsub(s, ':[^:]*$', ':dead')), e[1], c, f.id,
+            now, seen)
           if started[1] == 'run' or started[1] == 'dead' then
             local one = {s, e[1], f.id}
             for _, v in ipairs(started) do table.insert(one, v) end
