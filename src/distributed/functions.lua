@@ -238,16 +238,19 @@ end
 local function requeue_pending(stream, consumer)
   if redis.call('EXISTS', stream) == 0 then return 0 end
   local n = 0
+  local queue = string.match(stream, '^atask:{(.*)}:[^:]*$')
+  local now = now_ms()
   while true do
     local ok, p = pcall(redis.call, 'XPENDING', stream, GROUP, '-', '+', 100, consumer)
     if not ok or #p == 0 then break end
     for _, e in ipairs(p) do
       local r = redis.call('XRANGE', stream, e[1], e[1])
+      drop_entry(stream, e[1])
       if #r > 0 then
         redis.call('XADD', stream, '*', unpack(r[1][2]))
         n = n + 1
+        if queue then hand_off(queue, stream, now) end
       end
-      drop_entry(stream, e[1])
     end
   end
   pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream, GROUP, consumer)
@@ -485,7 +488,8 @@ hand_off = function(queue, stream, now)
     return
   end
   local c = top[1]
-  if not redis.call('ZSCORE', 'atask:workers', c) then return end  -- reaped meanwhile
+  -- Reaped meanwhile (its inbox goes with it; registering again makes it anew).
+  if not redis.call('ZSCORE', 'atask:workers', c) or redis.call('EXISTS', inbox_of(c)) == 0 then return end
   local ok, r = pcall(redis.call, 'XREADGROUP', 'GROUP', GROUP, c, 'COUNT', 1, 'STREAMS', stream, '>')
   if not ok or not r or not r[1] or #r[1][2] == 0 then
     redis.call('ZADD', idle, top[2], c)
@@ -528,10 +532,35 @@ redis.register_function('atask_idle', function(keys, args)
     redis.call('XDEL', inbox, args[i])
   end
   local out, got, now, seen = {}, 0, nil, {}
+  -- Tasks handed to the worker first: they are started, and a worker kept
+  -- busy by its streams would not get to its blocking read.
+  local ok, r = pcall(redis.call, 'XREADGROUP', 'GROUP', GROUP, c, 'COUNT', count, 'STREAMS', inbox, '>')
+  if ok and r and r[1] then
+    for _, e in ipairs(r[1][2]) do
+      local f = to_map(e[2] or {})
+      redis.call('XACK', inbox, GROUP, e[1])
+      redis.call('XDEL', inbox, e[1])
+      if f.s and f.e then
+        got = got + 1
+        local one = {f.s, f.e}
+        if f.id then
+          table.insert(one, f.id)
+          local i = 1
+          while f['r' .. i] do
+            table.insert(one, f['r' .. i])
+            i = i + 1
+          end
+        end
+        table.insert(out, one)
+      end
+    end
+  end
   for _, s in ipairs(keys) do
     if got >= count then break end
-    local r = redis.call('XREADGROUP', 'GROUP', GROUP, c, 'COUNT', count - got, 'STREAMS', s, '>')
-    if r and r[1] then
+    -- (a stream without the group, deleted meanwhile: skipped here; the
+    -- worker's blocking read fails on it and the worker joins again)
+    ok, r = pcall(redis.call, 'XREADGROUP', 'GROUP', GROUP, c, 'COUNT', count - got, 'STREAMS', s, '>')
+    if ok and r and r[1] then
       now = now or now_ms()  -- one reading for the batch
       for _, e in ipairs(r[1][2]) do
         got = got + 1
@@ -560,39 +589,95 @@ redis.register_function('atask_idle', function(keys, args)
   return out
 end)
 
--- A worker that leaves (or was reaped) waits on nothing, and its inbox goes.
--- The entries it names are pending in their streams under the worker's
--- name and go back with the rest (requeue_pending). Those the worker never
--- read (after the inbox group's last delivered id) never ran: their start
--- is undone, so the next one is no lost delivery, and the attempt is the
--- same.
-local function forget_worker_waits(consumer)
+-- Undoes a start that did not run: the task is queued again as it was
+-- (the same attempt next time, no lost delivery), its place under a
+-- concurrency limit given back, its entry moved to the tail of its stream
+-- (and handed to a waiting worker, if any). Only while the start is still
+-- this consumer's, for this attempt and entry.
+local function unstart(id, stream, entry, consumer, attempt)
+  local hash = 'atask:t:' .. id
+  local h = redis.call('HMGET', hash, 'state', 'owner', 'attempt', 'entry', 'cc', 'name', 'queue')
+  if h[1] ~= 'started' or h[2] ~= consumer or h[3] ~= attempt or h[4] ~= entry then return false end
+  if h[5] then release(hash, id, h[6], h[7]) end
+  redis.call('HSET', hash, 'state', 'queued', 'attempt', (tonumber(attempt) or 1) - 1)
+  redis.call('HDEL', hash, 'owner', 'started')
+  local r = redis.call('XRANGE', stream, entry, entry)
+  drop_entry(stream, entry)
+  if #r > 0 then
+    redis.call('HSET', hash, 'entry', redis.call('XADD', stream, '*', unpack(r[1][2])))
+    if h[7] then hand_off(h[7], stream, now_ms()) end
+  end
+  return true
+end
+
+-- Stream entry ids ("<ms>-<seq>"): is a after b?
+local function id_after(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am) or 0, tonumber(as) or 0, tonumber(bm) or 0, tonumber(bs) or 0
+  return am > bm or (am == bm and as > bs)
+end
+
+-- The worker waits on none of its queues any more.
+local function stop_waiting(consumer)
   local queues = redis.call('HGET', 'atask:w:' .. consumer, 'queues')
   if queues then
     for q in string.gmatch(queues, '%S+') do redis.call('ZREM', idle_of(q), consumer) end
   end
+end
+
+-- Empties a worker's inbox. The starts it never read (after the inbox
+-- group's last delivered id) are undone; with `all`, also those it read
+-- and does not run (`running`: the ids it runs, a set). Returns how many.
+local function return_inbox(consumer, all, running)
   local inbox = inbox_of(consumer)
   local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', inbox)
-  if ok then
-    local from = '-'
-    for _, g in ipairs(groups) do
-      local m = to_map(g)
-      if m.name == GROUP then from = '(' .. m['last-delivered-id'] end
-    end
-    for _, e in ipairs(redis.call('XRANGE', inbox, from, '+')) do
-      local f = to_map(e[2])
-      if f.id and f.r1 == 'run' then
-        local hash = 'atask:t:' .. f.id
-        local h = redis.call('HMGET', hash, 'state', 'owner', 'attempt')
-        if h[1] == 'started' and h[2] == consumer and h[3] == f.r4 then
-          redis.call('HSET', hash, 'state', 'queued', 'attempt', (tonumber(f.r4) or 1) - 1)
-          redis.call('HDEL', hash, 'owner', 'started')
-        end
-      end
-    end
+  if not ok then return 0 end
+  local last = nil
+  for _, g in ipairs(groups) do
+    local m = to_map(g)
+    if m.name == GROUP then last = m['last-delivered-id'] end
   end
-  redis.call('DEL', inbox)
+  local n = 0
+  for _, e in ipairs(redis.call('XRANGE', inbox, '-', '+')) do
+    local f = to_map(e[2])
+    local unread = not last or id_after(e[1], last)
+    if f.id and f.r1 == 'run' and f.s and f.e and (unread or (all and not running[f.id])) then
+      if unstart(f.id, f.s, f.e, consumer, f.r4) then n = n + 1 end
+    end
+    redis.call('XACK', inbox, GROUP, e[1])
+    redis.call('XDEL', inbox, e[1])
+  end
+  return n
 end
+
+-- A worker that leaves (or was reaped) waits on nothing, and its inbox
+-- goes; the starts it never read are undone (called before its pending
+-- entries go back, so that they go back unstarted).
+local function forget_worker_waits(consumer)
+  stop_waiting(consumer)
+  local n = return_inbox(consumer, false, {})
+  redis.call('DEL', inbox_of(consumer))
+  return n
+end
+
+-- unidle: keys = {}; args = {consumer, then the ids of the tasks it runs}.
+-- A worker that stops fetching: it waits on no queue, and every task in
+-- its inbox that it does not run goes back unstarted. Returns how many.
+redis.register_function('atask_unidle', function(keys, args)
+  stop_waiting(args[1])
+  local running = {}
+  for i = 2, #args do running[args[i]] = true end
+  return return_inbox(args[1], true, running)
+end)
+
+-- unstart: keys = {task hash, stream}; args = {consumer, attempt, entry}.
+-- A task a stopping worker took and did not run goes back unstarted (the
+-- worker waits on no queue any more). Returns 1 if it went back.
+redis.register_function('atask_unstart', function(keys, args)
+  stop_waiting(args[1])
+  return unstart(string.sub(keys[1], 9), keys[2], args[3], args[1], args[2]) and 1 or 0
+end)
 
 -- complete: keys = {task hash, stream, dead stream}; args = {entry,
 -- consumer, attempt, outcome, a, b} with outcome succeeded (a = result
@@ -792,6 +877,8 @@ redis.register_function('atask_register', function(keys, args)
   local now = now_ms()
   redis.call('ZADD', keys[1], now, args[1])
   redis.call('DEL', keys[2])
+  -- Its inbox (hand-off; a worker reaped while alive registers again here).
+  pcall(redis.call, 'XGROUP', 'CREATE', 'atask:in:' .. args[1], GROUP, '0', 'MKSTREAM')
   local fv = {'started', now}
   for i = 2, #args do table.insert(fv, args[i]) end
   if #fv > 0 then redis.call('HSET', keys[2], unpack(fv)) end
@@ -853,11 +940,10 @@ redis.register_function('atask_reap', function(keys, args)
   for _, c in ipairs(dead) do
     local info = 'atask:w:' .. c
     local streams = redis.call('HGET', info, 'streams')
-    local n = 0
+    local n = forget_worker_waits(c)
     if streams then
       for s in string.gmatch(streams, '%S+') do n = n + requeue_pending(s, c) end
     end
-    forget_worker_waits(c)
     redis.call('ZREM', workers, c)
     redis.call('DEL', info)
     table.insert(out, c)
@@ -871,11 +957,10 @@ end)
 -- Returns the number of entries requeued.
 redis.register_function('atask_unregister', function(keys, args)
   local streams = redis.call('HGET', keys[2], 'streams')
-  local n = 0
+  local n = forget_worker_waits(args[1])
   if streams then
     for s in string.gmatch(streams, '%S+') do n = n + requeue_pending(s, args[1]) end
   end
-  forget_worker_waits(args[1])
   redis.call('ZREM', keys[1], args[1])
   redis.call('DEL', keys[2])
   return n

@@ -211,6 +211,33 @@ TEST_SUITE("distributed") {
     SUBCASE("the worker is reaped") {
       (void)redis_call(redis, cmd("ZADD", "atask:workers", "1", "ghost"));  // silent since 1970
     }
+    SUBCASE("the worker stops fetching (atask_unidle) - what it runs stays") {
+      CHECK(redis_call(redis, cmd("FCALL", "atask_unidle", "0", "ghost", "some-other-task")).integer == 1);
+      info = h.info();
+      CHECK(info.status == dist::RemoteStatus::queued);
+      CHECK(info.attempt == 0);
+      CHECK(redis_call(redis, cmd("XLEN", dist::detail::inbox_key("ghost"))).integer == 0);
+      CHECK(redis_call(redis, cmd("ZSCORE", dist::detail::idle_key(q), "ghost")).is_nil());
+    }
+    SUBCASE("the worker read it and does not run it (atask_unstart)") {
+      const auto read = redis_call(
+          redis, cmd("XREADGROUP", "GROUP", "w", "ghost", "STREAMS", dist::detail::inbox_key("ghost"), ">"));
+      std::map<std::string, std::string> f;
+      const auto& fields = read.elements.at(0).elements.at(1).elements.at(0).elements.at(1).elements;
+      for (std::size_t i = 0; i + 1 < fields.size(); i += 2) f[fields[i].str] = fields[i + 1].str;
+      CHECK(redis_call(redis, cmd("FCALL", "atask_unstart", "2", "atask:t:" + h.id(), f["s"], "ghost", "2",
+                                  f["e"]))
+                .integer == 0);  // not its attempt: nothing changes
+      CHECK(redis_call(redis,
+                       cmd("FCALL", "atask_unstart", "2", "atask:t:" + h.id(), f["s"], "ghost", "1", f["e"]))
+                .integer == 1);
+      info = h.info();
+      CHECK(info.status == dist::RemoteStatus::queued);
+      CHECK(info.attempt == 0);
+      // Its old entry is gone from the ghost's pending list; the new one waits.
+      CHECK(redis_call(redis, cmd("XPENDING", f["s"], "w")).elements.at(0).integer == 0);
+      CHECK(redis_call(redis, cmd("XLEN", f["s"])).integer == 1);
+    }
     atask::Supervisor sv(quiet_options("hand2"));
     dist::Consumer worker(sv, tasks, fast(redis, "w1"));
     sv.start();
@@ -219,8 +246,71 @@ TEST_SUITE("distributed") {
     CHECK(info.attempt == 1);
     CHECK(info.worker == "w1");
     CHECK(h.attempts().empty());  // no atask::WorkerLost: the ghost never had it
-    CHECK(redis_call(redis, cmd("EXISTS", dist::detail::inbox_key("ghost"))).integer == 0);
+    // Gone when it leaves, or when w1 reaps it (it sends no heartbeat).
+    CHECK(eventually(
+        [&] { return redis_call(redis, cmd("EXISTS", dist::detail::inbox_key("ghost"))).integer == 0; }));
     CHECK(redis_call(redis, cmd("ZSCORE", dist::detail::idle_key(q), "ghost")).is_nil());
+  }
+
+  TEST_CASE("a worker reaped while alive (paused past dead_after) registers again and goes on fetching") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    tasks.add("add", [](int a, int b) { return a + b; });
+    atask::Supervisor sv(quiet_options("hand4"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w1"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    CHECK(client.send<int>("add", {1, 1}).get_for(patience) == 2);
+    REQUIRE(eventually(
+        [&] { return !redis_call(redis, cmd("ZSCORE", dist::detail::idle_key("default"), "w1")).is_nil(); }));
+    // What a sweep does to a worker silent for dead_after: its inbox and
+    // its group go, it waits nowhere.
+    const auto reaped = redis_call(
+        redis, cmd("FCALL", "atask_reap", "2", "atask:workers", "atask:reaper", "0", "100", "test"));
+    REQUIRE(reaped.elements.size() == 2);
+    CHECK(reaped.elements[0].str == "w1");
+    CHECK(redis_call(redis, cmd("EXISTS", dist::detail::inbox_key("w1"))).integer == 0);
+    // Its next heartbeat registers it again, inbox included; tasks flow.
+    for (int i = 0; i < 5; ++i) CHECK(client.send<int>("add", {i, 2}).get_for(patience) == i + 2);
+    CHECK(eventually(
+        [&] { return redis_call(redis, cmd("EXISTS", dist::detail::inbox_key("w1"))).integer == 1; }));
+    CHECK(eventually([&] { return worker.info().handed >= 1 + 1; }));  // one before the sweep, one after
+    auto last = client.send<int>("add", {40, 2});
+    CHECK(last.get_for(patience) == 42);
+  }
+
+  TEST_CASE("a task canceled while it waits in a busy worker's inbox never runs") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::promise<void> blocking;
+    std::latch release(1);
+    std::atomic<int> ran{0};
+    tasks.add("block", [&] {
+      blocking.set_value();
+      release.wait();
+    });
+    tasks.add("count", [&] { ++ran; });
+    atask::Supervisor sv(quiet_options("hand5", 1));
+    auto o = fast(redis, "w1");
+    o.prefetch = 1;
+    dist::Consumer worker(sv, tasks, o);
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    auto b = client.send("block", {});
+    REQUIRE(blocking.get_future().wait_for(patience) == std::future_status::ready);
+    // The worker's one slot is taken, so it waits on no queue; say it does
+    // (what a wait not yet lapsed looks like): the next task is handed to it.
+    (void)redis_call(redis, cmd("ZADD", dist::detail::idle_key("default"), "99999999999999", "w1"));
+    auto c = client.send("count", {});
+    REQUIRE(c.status() == dist::RemoteStatus::started);  // handed: started in its inbox
+    CHECK(c.info().worker == "w1");
+    CHECK(c.cancel());  // its worker hears it before the task is there
+    release.count_down();
+    CHECK(b.wait_for(patience));
+    CHECK_THROWS_AS((void)c.get_for(patience), atask::TaskCanceled);
+    CHECK(ran == 0);
+    CHECK(client.send("count", {}).wait_for(patience));
+    CHECK(ran == 1);
   }
 
   TEST_CASE("a worker whose wait has lapsed is handed nothing - the task waits in its stream") {

@@ -160,7 +160,7 @@ void Consumer::Impl::stop() {
   }
   asio::post(io, [self = shared_from_this()] {
     self->stopping = true;
-    if (self->fetch_conn) self->fetch_conn->close();
+    if (self->fetch_conn && self->blocking_read) self->fetch_conn->close();
     if (self->slot) self->slot->cancel();
     if (self->due_wake) self->due_wake->cancel();
   });

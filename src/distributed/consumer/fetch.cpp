@@ -57,6 +57,17 @@ asio::awaitable<void> Consumer::Impl::fetch_loop(std::shared_ptr<Impl> self) {
       backoff = std::min(backoff * 2, me.opt.max_backoff);
     }
   }
+  // No more waiting on the queues, and what was handed to this worker and
+  // does not run here goes back now, unstarted (not when it leaves).
+  try {
+    Connection::Command c = cmd("FCALL", "atask_unidle", "0", me.name);
+    for (auto& [key, f] : me.flights) c.push_back(f.id);
+    const Reply r = co_await me.call(std::move(c), [] { return false; });
+    if (r.integer > 0)
+      me.log->info("consumer {}: {} tasks handed to it went back to their queues", me.name, r.integer);
+  } catch (const std::exception& e) {
+    me.log->debug("consumer {}: atask_unidle: {} (leaving does it)", me.name, e.what());
+  }
   // A fetch connection opened while the stop was on its way: nothing may
   // keep the io_context busy once this worker has left.
   if (me.fetch_conn) me.fetch_conn->close();
@@ -79,7 +90,19 @@ asio::awaitable<std::size_t> Consumer::Impl::read(std::string from, std::size_t 
   for (auto& s : streams) c.push_back(s.key);
   if (from != "0") {
     for (std::size_t i = 0; i <= streams.size(); ++i) c.push_back(from);
-    co_return dispatch_all(co_await conn->call(std::move(c)), false);
+    // stop() may close the connection under this read, and only this one:
+    // closing it under atask_idle would lose starts already made.
+    blocking_read = true;
+    Reply r;
+    std::exception_ptr failed;
+    try {
+      r = co_await conn->call(std::move(c));
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    blocking_read = false;
+    if (failed) std::rethrow_exception(failed);
+    co_return dispatch_all(r, false);
   }
   // Our own pending entries, after a (re)connect. The whole inbox first,
   // the entries read before and those never read, in the same command as
@@ -116,13 +139,17 @@ asio::awaitable<std::size_t> Consumer::Impl::idle(std::size_t count) {
   acks.swap(taken);
   for (auto& e : acks) c.push_back(e);
   Reply r;
+  std::exception_ptr failed;  // (no rethrow inside a handler: a GCC 12 coroutine trap)
   try {
     r = co_await conn->call(std::move(c));
   } catch (...) {
+    failed = std::current_exception();
+  }
+  if (failed) {
     // Not acknowledged: they go with the next call (an entry acknowledged
     // twice is harmless; the inbox goes when this worker leaves).
     taken.insert(taken.end(), acks.begin(), acks.end());
-    throw;
+    std::rethrow_exception(failed);
   }
   // [[stream, entry, id, start...], ...]: read and started in the call.
   std::size_t n = 0;
@@ -217,6 +244,11 @@ std::size_t Consumer::Impl::launch(const Stream* s, const std::string& entry, co
   const std::string key = s->key + " " + entry;
   if (flights.count(key)) return 0;  // ours and running here
   auto& fl = flights[key];
+  if (auto it = std::find(unmatched_cancels.begin(), unmatched_cancels.end(), id);
+      !id.empty() && it != unmatched_cancels.end()) {
+    unmatched_cancels.erase(it);
+    fl.cancel_asked = true;  // asked before it came here (handed, or read in a reply on its way)
+  }
   fl.stream = s;
   fl.entry = entry;
   fl.id = id;

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -64,6 +65,7 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
     TaskHandle<json::value> handle;
     std::uint64_t local_id = 0;  // the handle's, for report_progress()
     bool user_canceled = false, stopping = false, timed_out = false;
+    bool cancel_asked = false;  // a cancel request came before the flight did
     // Progress: the latest report not yet sent, and whether one is on its way.
     std::optional<std::pair<double, std::string>> progress;
     bool progress_sending = false;
@@ -224,6 +226,11 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   std::size_t refill_at = 1;              // free slots before the fetch loop reads again
   std::map<std::string, Flight> flights;  // by stream entry id
   std::vector<std::string> taken;         // inbox entries read, to acknowledge with the next atask_idle
+  bool blocking_read = false;             // the fetch loop is in its blocking read
+  // Task ids a cancel request named that ran nowhere here yet: started for
+  // this worker (a hand-off, a read's reply) and on their way. The latest
+  // 1,024; launch() looks here.
+  std::deque<std::string> unmatched_cancels;
   std::unique_ptr<asio::steady_timer> slot, hb_wake, sub_wake, due_wake;
   // Never expires: canceled when a connection attempt ends, which wakes
   // whoever waits for it (connection_settled()).

@@ -23,12 +23,23 @@
 namespace atask::distributed {
 
 void Consumer::Impl::cancel_by_id(const std::string& id) {
-  for (auto& [e, f] : flights)
-    if (f.id == id && f.handle.valid() && !f.user_canceled) {
+  bool found = false;
+  for (auto& [e, f] : flights) {
+    if (f.id != id) continue;
+    found = true;
+    if (!f.handle.valid()) {
+      f.cancel_asked = true;  // not submitted yet: run_one looks before it submits
+    } else if (!f.user_canceled) {
       f.user_canceled = true;
       (void)f.handle.cancel();
       log->info("consumer {}: task {} asked to cancel", name, f.id);
     }
+  }
+  if (!found &&
+      std::find(unmatched_cancels.begin(), unmatched_cancels.end(), id) == unmatched_cancels.end()) {
+    unmatched_cancels.push_back(id);
+    if (unmatched_cancels.size() > 1024) unmatched_cancels.pop_front();
+  }
 }
 
 asio::awaitable<void> Consumer::Impl::cancel_loop(std::shared_ptr<Impl> self) {

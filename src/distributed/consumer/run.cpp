@@ -73,7 +73,7 @@ asio::awaitable<void> Consumer::Impl::run_one(std::shared_ptr<Impl> self, std::s
     const auto known = me.tasks.find(task);
     if (limit == 0 && known) limit = known->options.time_limit.count();  // the task's default
     if (limit == 0) limit = me.opt.time_limit.count();                   // the worker's default
-    if (r.elements[5].str == "1") {
+    if (r.elements[5].str == "1" || fl->cancel_asked) {
       outcome = "canceled", a = "atask::TaskCanceled", b = "canceled before it started";
     } else if (!known) {
       outcome = "dead", a = "atask::NotFoundError",
@@ -85,7 +85,13 @@ asio::awaitable<void> Consumer::Impl::run_one(std::shared_ptr<Impl> self, std::s
         outcome = "dead", a = "atask::MalformedMessage",
         b = "the arguments of task '" + task + "' are not a JSON array";
       } else if (me.stopping) {
-        // Taken while stopping: not run; it goes back with the rest.
+        // Taken while stopping: not run. It goes back unstarted now (or,
+        // if that fails, with the rest when this worker leaves).
+        try {
+          co_await me.call(cmd("FCALL", "atask_unstart", "2", hash, s.key, me.name, fl->attempt, entry),
+                           [] { return false; });
+        } catch (const std::exception&) {
+        }
         me.done_with(key);
         co_return;
       } else {
