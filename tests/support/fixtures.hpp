@@ -13,9 +13,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <source_location>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -76,7 +79,13 @@ class TempDir {
              std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
     std::filesystem::create_directories(path_);
   }
+  // ATASK_KEEP_TEMP=1 keeps the folder (worker logs, Redis files) for a
+  // look after the test.
   ~TempDir() {
+    if (const char* keep = std::getenv("ATASK_KEEP_TEMP"); keep && *keep && std::string_view(keep) != "0") {
+      std::fprintf(stderr, "kept %s\n", path_.c_str());
+      return;
+    }
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }
