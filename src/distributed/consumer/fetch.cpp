@@ -281,10 +281,13 @@ asio::awaitable<void> Consumer::Impl::delay_loop(std::shared_ptr<Impl> self) {
   for (auto& q : me.opt.queues) promote.push_back(detail::delayed_key(q));
   promote.push_back(std::to_string(limit));
   auto backoff = milliseconds(50);
+  bool promote_failing = false;
   while (!me.stopping) {
     milliseconds wait = me.opt.block;
     try {
       Reply r = co_await me.call(promote, [&me] { return !me.stopping; });
+      if (promote_failing) me.log->info("consumer {}: atask_promote works again", me.name);
+      promote_failing = false;
       backoff = milliseconds(50);
       if (r.elements.size() == 3) {
         me.next_due = r.elements[1].integer;
@@ -292,8 +295,15 @@ asio::awaitable<void> Consumer::Impl::delay_loop(std::shared_ptr<Impl> self) {
         if (me.next_due >= 0)
           wait = std::clamp(milliseconds(me.next_due - r.elements[2].integer), milliseconds(0), me.opt.block);
       }
-    } catch (const std::exception&) {
-      wait = backoff;  // (the fetch loop reports the lost connection)
+    } catch (const std::exception& e) {
+      // call() retries a lost connection itself (the fetch loop reports
+      // it), so what lands here while running is an error from Redis:
+      // delayed tasks stay in their sets until it goes away. Said once per
+      // run of failures, and when they end.
+      if (!me.stopping && !promote_failing)
+        me.log->error("consumer {}: atask_promote: {}", me.name, e.what());
+      promote_failing = !me.stopping;
+      wait = backoff;
       backoff = std::min(backoff * 2, me.opt.max_backoff);
     }
     if (me.stopping) break;
