@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -129,6 +130,39 @@ TEST_SUITE("distributed") {
     dist::Client other({.broker = redis.url()});
     CHECK(other.handle<int>(h.id()).get_for(patience) == 5);
     CHECK(eventually([&] { return worker.info().succeeded == 3; }));
+  }
+
+  TEST_CASE("sends from eight threads at once each arrive once, with their own results") {
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::mutex m;
+    std::map<int, int> runs;  // argument -> runs
+    tasks.add("note", [&](int x) {
+      std::lock_guard lk(m);
+      ++runs[x];
+      return x;
+    });
+    atask::Supervisor sv(quiet_options("d1t"));
+    dist::Consumer worker(sv, tasks, fast(redis, "w1t"));
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    CHECK(client.send<int>("note", {-1}).get_for(patience) == -1);
+    constexpr int threads = 8, each = 100;
+    std::latch go(threads);
+    std::vector<std::future<int>> wrong;
+    for (int t = 0; t < threads; ++t)
+      wrong.push_back(std::async(std::launch::async, [&, t] {
+        go.arrive_and_wait();
+        std::vector<dist::RemoteHandle<int>> hs;
+        for (int i = 0; i < each; ++i) hs.push_back(client.send<int>("note", {t * each + i}));
+        int bad = 0;
+        for (int i = 0; i < each; ++i) bad += hs[i].get_for(patience) != t * each + i;
+        return bad;
+      }));
+    for (auto& w : wrong) CHECK(w.get() == 0);
+    std::lock_guard lk(m);
+    CHECK(runs.size() == threads * each + 1);
+    CHECK(std::all_of(runs.begin(), runs.end(), [](auto& kv) { return kv.second == 1; }));
   }
 
   TEST_CASE("a worker waiting idle is handed its task already started - no atask_start round trip") {
