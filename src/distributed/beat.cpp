@@ -119,7 +119,7 @@ struct Beat::Impl : std::enable_shared_from_this<Beat::Impl> {
     cv.wait_for(lk, opt.connect_timeout + milliseconds(5000), [&] { return !running; });
   }
 
-  // The enqueue arguments of one tick (functions.lua, atask_beat_fire).
+  // The enqueue arguments of one tick (lua/90_beat.lua, atask_beat_fire).
   Connection::Command fire_command(const Schedule& s, std::int64_t tick, bool fire) const {
     const auto& e = s.entry;
     const std::string id = "beat:" + e.name + ":" + std::to_string(tick);

@@ -49,7 +49,7 @@ std::int64_t to_int(const Reply& r) {
   }
 }
 
-// The "history" field of a task hash (functions.lua, remember()).
+// The "history" field of a task hash (lua/00_library.lua, remember()).
 std::vector<RemoteAttempt> parse_history(const std::string& text) {
   std::vector<RemoteAttempt> out;
   const json::value h = json::parse(text);
@@ -187,7 +187,7 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
     }
   }
 
-  // A message on this client's channel (functions.lua, finish() and
+  // A message on this client's channel (lua/10_endings.lua, finish(), and
   // atask_progress): "o:<id>\n<state>\n<etype>\n<result>\n<emsg>" carries an
   // outcome, "p:<id>\n<fraction>\n<message>" a progress report, and a bare
   // "<id>" an outcome too large to carry (read from the task's hash).

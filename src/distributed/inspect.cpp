@@ -126,7 +126,7 @@ std::vector<Client::WorkerRecord> Client::workers() {
 }
 
 std::vector<std::string> Client::queues() {
-  // atask:queues has every queue a task was put into (functions.lua).
+  // atask:queues has every queue a task was put into (lua/00_library.lua, QUEUES).
   Reply r = ClientAccess::call(*this, cmd("SMEMBERS", "atask:queues"));
   std::set<std::string> found;
   for (const auto& q : r.elements) found.insert(q.str);

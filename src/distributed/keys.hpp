@@ -48,7 +48,7 @@ inline std::string worker_key(std::string_view consumer) {
   return "atask:w:" + std::string(consumer);
 }
 /// A worker's inbox: the tasks handed to it, started, while it waited idle
-/// (a stream read in the group "w"; functions.lua, "Hand-off").
+/// (a stream read in the group "w"; lua/40_handoff.lua).
 inline std::string inbox_key(std::string_view consumer) {
   return "atask:in:" + std::string(consumer);
 }
@@ -64,7 +64,7 @@ inline std::string cancel_channel(std::string_view consumer) {
 /// @throws OptionsError naming `where`.
 void check_queue_name(std::string_view where, std::string_view q);
 
-/// The Functions library (src/distributed/functions.lua), for FUNCTION LOAD.
+/// The Functions library (src/distributed/lua/*.lua, in order), for FUNCTION LOAD.
 std::string_view functions_source() noexcept;
 
 /// A random id: 32 hex digits (128 bits from the system's random source).

@@ -1,5 +1,5 @@
 // TaskLimits: the checks of its values (the limits are enforced in Redis,
-// src/distributed/functions.lua).
+// src/distributed/lua/30_start.lua).
 
 #include <atask/core/errors.hpp>
 #include <atask/tasks/limits.hpp>

@@ -46,7 +46,7 @@ asio::awaitable<void> Consumer::Impl::run_one(std::shared_ptr<Impl> self, std::s
       co_return;
     }
     const std::string hash = detail::task_key(id);
-    // Started already by atask_idle or a hand-off (functions.lua).
+    // Started already by atask_idle or a hand-off (lua/40_handoff.lua).
     Reply r;
     if (fl->started) {
       r = std::move(*fl->started);
