@@ -12,6 +12,7 @@
 
 #include "distributed_fixtures.hpp"
 #include "fixtures.hpp"
+#include "log_capture.hpp"
 #include "redis_calls.hpp"
 #include "redis_server.hpp"
 
@@ -21,7 +22,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_future.hpp>
-#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -755,9 +756,9 @@ TEST_SUITE("distributed") {
       "with AUTH: the worker warns when maxmemory-policy may evict tasks, and never logs the password") {
     RedisServer redis({"maxmemory-policy allkeys-lru", "requirepass s3cret-pw"});
     const std::string url = "redis://:s3cret-pw@127.0.0.1:" + std::to_string(redis.port());
-    auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(200);
+    LogCapture log;
     auto o = quiet_options("d13");
-    o.logger = std::make_shared<spdlog::logger>("ring", ring);
+    o.logger = log.logger();
     atask::TaskRegistry tasks;
     tasks.add("one", [] { return 1; });
     atask::Supervisor sv(o);
@@ -765,15 +766,10 @@ TEST_SUITE("distributed") {
     sv.start();
     dist::Client client({.broker = url});
     CHECK(client.send<int>("one", {}).get_for(patience) == 1);
-    const auto lines = [&] {
-      std::string all;
-      for (auto& l : ring->last_formatted()) all += l;
-      return all;
-    };
-    CHECK(eventually([&] { return contains(lines(), "maxmemory-policy 'allkeys-lru'"); }));
-    CHECK(contains(lines(), "set it to 'noeviction'"));
+    CHECK(eventually([&] { return contains(log.text(), "maxmemory-policy 'allkeys-lru'"); }));
+    CHECK(contains(log.text(), "set it to 'noeviction'"));
     sv.stop();
-    CHECK_FALSE(contains(lines(), "s3cret-pw"));
+    CHECK_FALSE(contains(log.text(), "s3cret-pw"));
     // An ACL user (Redis 6+ AUTH user password) for another worker and client.
     redis_calls(redis, {cmd("AUTH", "s3cret-pw"),
                         cmd("ACL", "SETUSER", "svc", "on", ">svc-pw", "~*", "&*", "+@all")});

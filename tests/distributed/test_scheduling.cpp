@@ -6,11 +6,10 @@
 #include <atask/tasks/registry.hpp>
 
 #include <doctest/doctest.h>
-#include <spdlog/sinks/ringbuffer_sink.h>
-#include <spdlog/spdlog.h>
 
 #include "distributed_fixtures.hpp"
 #include "fixtures.hpp"
+#include "log_capture.hpp"
 #include "redis_calls.hpp"
 #include "redis_server.hpp"
 
@@ -18,13 +17,11 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
-#include <memory>
 #include <condition_variable>
 #include <chrono>
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace dist = atask::distributed;
@@ -104,9 +101,9 @@ TEST_SUITE("distributed") {
     // The delayed set of the queue is a string: atask_promote fails with
     // WRONGTYPE on every call until it is gone.
     redis_call(redis, cmd("SET", "atask:{default}:delayed", "not a sorted set"));
-    auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(200);
+    LogCapture log;
     auto o = options("s1p");
-    o.logger = std::make_shared<spdlog::logger>("ring", ring);
+    o.logger = log.logger();
     atask::TaskRegistry tasks;
     tasks.add("tick", [](int x) { return x; });
     atask::Supervisor sv(o);
@@ -114,30 +111,20 @@ TEST_SUITE("distributed") {
     wo.max_backoff = 200ms;
     dist::Consumer worker(sv, tasks, wo);
     sv.start();
-    const auto lines = [&] {
-      std::string all;
-      for (auto& l : ring->last_formatted()) all += l;
-      return all;
-    };
-    const auto times = [](const std::string& text, std::string_view what) {
-      std::size_t n = 0;
-      for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-      return n;
-    };
     // Redis counts the errors it answered: three failed tries, said once.
     CHECK(eventually([&] {
       const std::string info = redis_call(redis, cmd("INFO", "errorstats")).str;
       const auto at = info.find("errorstat_WRONGTYPE:count=");
       return at != std::string::npos && std::atoi(info.c_str() + at + 26) >= 3;
     }));
-    CHECK(contains(lines(), "atask_promote"));
-    CHECK(times(lines(), "WRONGTYPE") == 1);
+    CHECK(contains(log.text(), "atask_promote"));
+    CHECK(log.count("WRONGTYPE") == 1);
 
     redis_call(redis, cmd("DEL", "atask:{default}:delayed"));
     dist::Client client({.broker = redis.url()});
     CHECK(client.send<int>("tick", {5}, {.countdown = 100ms}).get_for(patience) == 5);
-    CHECK(contains(lines(), "atask_promote works again"));
-    CHECK(times(lines(), "WRONGTYPE") == 1);
+    CHECK(contains(log.text(), "atask_promote works again"));
+    CHECK(log.count("WRONGTYPE") == 1);
   }
 
   TEST_CASE("a delayed task survives the restart of every worker and of Redis (AOF), and runs once") {
