@@ -20,6 +20,21 @@ void WorkerRegistry::add(RegisteredWorker& w, const std::string& name) {
   seq_of_.emplace(&w, seq);
 }
 
+void WorkerRegistry::publish(RegisteredWorker& w) noexcept {
+  {
+    std::lock_guard lk(m_);
+    auto self = seq_of_.find(&w);
+    if (self == seq_of_.end()) return;
+    auto& e = by_seq_.at(self->second);
+    if (e.published) return;
+    e.published = true;
+    ++published_;
+    if (sv_) return;
+  }
+  // detach() ran while w was being constructed, and skipped it.
+  w.registry_supervisor_gone();
+}
+
 void WorkerRegistry::rename(RegisteredWorker& w, const std::string& from, const std::string& to) {
   std::lock_guard lk(m_);
   auto self = seq_of_.find(&w);
@@ -38,6 +53,7 @@ void WorkerRegistry::remove(RegisteredWorker& w) noexcept {
   auto e = by_seq_.find(self->second);
   // stop_all() / with_worker() use the worker without the lock: wait for them.
   pins_cv_.wait(lk, [&] { return e->second.pins == 0; });
+  if (e->second.published) --published_;
   by_name_.erase(e->second.name);
   by_seq_.erase(e);
   seq_of_.erase(self);
@@ -51,6 +67,7 @@ std::vector<std::string> WorkerRegistry::stop_all(std::chrono::steady_clock::tim
   {
     std::lock_guard lk(m_);
     for (auto& [seq, e] : by_seq_) {
+      if (!e.published) continue;
       ++e.pins;
       ws.emplace_back(seq, e);
     }
@@ -82,6 +99,7 @@ bool WorkerRegistry::with_worker(std::string_view name, const std::function<void
     if (it == by_name_.end()) return false;
     seq = it->second;
     auto& e = by_seq_.at(seq);
+    if (!e.published) return false;
     ++e.pins;
     w = e.w;
   }
@@ -98,19 +116,21 @@ std::vector<WorkerInfo> WorkerRegistry::infos() const {
   std::lock_guard lk(m_);
   std::vector<WorkerInfo> out;
   out.reserve(by_seq_.size());
-  for (auto& [seq, e] : by_seq_) out.push_back(e.w->registry_info());
+  for (auto& [seq, e] : by_seq_)
+    if (e.published) out.push_back(e.w->registry_info());
   return out;
 }
 
 std::size_t WorkerRegistry::size() const {
   std::lock_guard lk(m_);
-  return by_seq_.size();
+  return published_;
 }
 
 void WorkerRegistry::detach() noexcept {
   std::lock_guard lk(m_);
   sv_ = nullptr;
-  for (auto& [seq, e] : by_seq_) e.w->registry_supervisor_gone();
+  for (auto& [seq, e] : by_seq_)
+    if (e.published) e.w->registry_supervisor_gone();
 }
 
 }  // namespace atask::detail

@@ -301,12 +301,20 @@ TEST_SUITE("distributed") {
     REQUIRE(eventually(
         [&] { return !redis_call(redis, cmd("ZSCORE", dist::detail::idle_key("default"), "w1")).is_nil(); }));
     // What a sweep does to a worker silent for dead_after: its inbox and
-    // its group go, it waits nowhere.
-    const auto reaped = redis_call(
-        redis, cmd("FCALL", "atask_reap", "2", "atask:workers", "atask:reaper", "0", "100", "test"));
+    // its group go, it waits nowhere. Checked in the same transaction: the
+    // worker's next heartbeat (every 100 ms) brings the inbox back.
+    std::vector<atask::redis::Connection::Command> sweep;
+    sweep.push_back(cmd("MULTI"));
+    sweep.push_back(cmd("FCALL", "atask_reap", "2", "atask:workers", "atask:reaper", "0", "100", "test"));
+    sweep.push_back(cmd("EXISTS", dist::detail::inbox_key("w1")));
+    sweep.push_back(cmd("EXEC"));
+    const auto swept = redis_calls(redis, std::move(sweep));
+    REQUIRE(swept.size() == 4);
+    REQUIRE(swept[3].elements.size() == 2);
+    const auto& reaped = swept[3].elements[0];
     REQUIRE(reaped.elements.size() == 2);
     CHECK(reaped.elements[0].str == "w1");
-    CHECK(redis_call(redis, cmd("EXISTS", dist::detail::inbox_key("w1"))).integer == 0);
+    CHECK(swept[3].elements[1].integer == 0);
     // Its next heartbeat registers it again, inbox included; tasks flow.
     for (int i = 0; i < 5; ++i) CHECK(client.send<int>("add", {i, 2}).get_for(patience) == i + 2);
     CHECK(eventually(

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "fixtures.hpp"
+#include "supervisor/access.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -1164,6 +1165,21 @@ struct Spinner : atask::BackgroundWorker {
   MemberProbe probe_;
 };
 
+// A subclass whose construction pauses after its Worker base is built:
+// its own member is still being initialized when `entered` is set.
+struct SlowBuilt : atask::BackgroundWorker {
+  struct Gate {
+    Gate(test::Event& entered, test::Event& release) {
+      entered.set();
+      CHECK(release.wait_for());
+    }
+  };
+  SlowBuilt(atask::WorkerInit init, test::Event& entered, test::Event& release)
+      : BasicWorker(std::move(init), {.name = "slow-built"}), gate_(entered, release) {}
+  bool run(WorkerContext&) override { return false; }
+  Gate gate_;
+};
+
 // Construction goes through AutoStop only: these do not compile.
 static_assert(!std::is_constructible_v<Spinner, atask::Supervisor&, test::Event&, std::atomic<bool>&,
                                        std::atomic<int>&>);
@@ -1197,6 +1213,38 @@ TEST_SUITE("workers") {
       CHECK(bad.load() == 0);
       CHECK(sv.workers().empty());
     }
+  }
+
+  TEST_CASE("a worker still being constructed is not listed or reachable by name, but its name is taken") {
+    // Other threads (the HTTP API, the dashboard's readings, a stop) call
+    // listed workers' virtual functions: a half-built one must not be
+    // listed, or they race with its constructor on its vtable pointer.
+    StartedSupervisor sv(options("halfbuilt"));
+    test::Event entered, release;
+    std::unique_ptr<SlowBuilt> w;
+    std::thread builder([&] { w = atask::make_worker<SlowBuilt>(sv, entered, release); });
+    REQUIRE(entered.wait_for());
+    CHECK(sv.workers().empty());
+    auto registry = atask::detail::SupervisorAccess::worker_registry(sv);
+    CHECK(registry->size() == 0);
+    bool reached = false;
+    CHECK_FALSE(registry->with_worker("slow-built", [&](atask::Worker&) { reached = true; }));
+    CHECK_FALSE(reached);
+    CHECK_THROWS_AS(
+        (void)atask::background_worker(sv, [](WorkerContext&) { return false; }, {.name = "slow-built"}),
+        atask::OptionsError);
+    release.set();
+    builder.join();
+    REQUIRE(w);
+    const auto infos = sv.workers();
+    REQUIRE(infos.size() == 1);
+    CHECK(infos.front().name == "slow-built");
+    CHECK(registry->size() == 1);
+    CHECK(registry->with_worker("slow-built", [&](atask::Worker& found) { reached = &found == w.get(); }));
+    CHECK(reached);
+    w.reset();
+    CHECK(sv.workers().empty());
+    CHECK(registry->size() == 0);
   }
 
   TEST_CASE("a worker destroyed while its executor asks for a restart is not started again") {

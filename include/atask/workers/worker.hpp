@@ -358,6 +358,9 @@ class Worker : private detail::RegisteredWorker {
   WorkerInfo registry_info() const override { return info(); }
   void registry_supervisor_gone() noexcept override { supervisor_gone(); }
 
+  /// Construction is complete (AutoStop's constructor): the supervisor's
+  /// registry may call this worker from other threads from now on.
+  void publish() noexcept { registry_->publish(*this); }
   /// Stops the worker, waits, and takes it out of the registry and out of
   /// reach of its pending callbacks: AutoStop's destructor calls it before
   /// any part of the object is destroyed, and ~Worker() again (a no-op then).
@@ -451,9 +454,13 @@ class AutoStop final : public W {
  public:
   /// W(WorkerInit, args...).
   template <class... Args>
-  explicit AutoStop(Supervisor& sv, Args&&... args) : W(WorkerInit(sv), std::forward<Args>(args)...) {}
+  explicit AutoStop(Supervisor& sv, Args&&... args) : W(WorkerInit(sv), std::forward<Args>(args)...) {
+    this->publish();
+  }
   /// W(WorkerInit, options): lets `{.name = "x"}` name W's options.
-  AutoStop(Supervisor& sv, typename W::options_type options) : W(WorkerInit(sv), std::move(options)) {}
+  AutoStop(Supervisor& sv, typename W::options_type options) : W(WorkerInit(sv), std::move(options)) {
+    this->publish();
+  }
   ~AutoStop() override { this->retire(); }
 };
 

@@ -49,8 +49,15 @@ class WorkerRegistry {
   /// this returns: only use it from code the supervisor waits for.
   Supervisor* supervisor() const noexcept;
 
+  /// Takes the name for w while w is being constructed: nobody else calls
+  /// w until publish(w), when its construction is complete (calling a
+  /// half-built object's virtual functions from another thread is a race
+  /// on its vtable pointer, and may call the wrong override).
   /// @throws OptionsError if another worker has the name.
   void add(RegisteredWorker& w, const std::string& name);
+  /// w is fully constructed: infos(), with_worker() and stop_all() see it
+  /// from now on. When the supervisor went away meanwhile, tells w so.
+  void publish(RegisteredWorker& w) noexcept;
   void rename(RegisteredWorker& w, const std::string& from, const std::string& to);
   void remove(RegisteredWorker& w) noexcept;
 
@@ -59,12 +66,14 @@ class WorkerRegistry {
   /// lock while workers run their hooks; remove() waits until it is done.
   std::vector<std::string> stop_all(std::chrono::steady_clock::time_point deadline) noexcept;
 
+  /// The published workers' infos, in creation order.
   std::vector<WorkerInfo> infos() const;
 
   /// Calls f with the worker named `name`, holding no lock but keeping that
   /// worker from being destroyed until f returns (its destructor waits).
-  /// False if there is no such worker.
+  /// False if there is no such worker, or it is still being constructed.
   bool with_worker(std::string_view name, const std::function<void(Worker&)>& f);
+  /// The published workers.
   std::size_t size() const;
 
   /// Called by the supervisor's destructor: workers see no supervisor from now on.
@@ -74,7 +83,8 @@ class WorkerRegistry {
   struct Entry {
     std::string name;
     RegisteredWorker* w = nullptr;
-    int pins = 0;  // callers using the worker without the lock (stop_all, with_worker)
+    int pins = 0;            // callers using the worker without the lock (stop_all, with_worker)
+    bool published = false;  // constructed: others may call it
   };
   void unpin(std::uint64_t seq) noexcept;
   mutable std::mutex m_;
@@ -85,6 +95,7 @@ class WorkerRegistry {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::uint64_t next_seq_ = 0;
+  std::size_t published_ = 0;
   std::map<std::uint64_t, Entry> by_seq_;  // creation order
   std::unordered_map<std::string, std::uint64_t, NameHash, std::equal_to<>> by_name_;
   std::unordered_map<RegisteredWorker*, std::uint64_t> seq_of_;
