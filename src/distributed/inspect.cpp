@@ -3,7 +3,7 @@
 
 #include <atask/distributed/client.hpp>
 
-#include "distributed/client_access.hpp"
+#include "distributed/client/access.hpp"
 #include "distributed/keys.hpp"
 
 #include <boost/json/parse.hpp>

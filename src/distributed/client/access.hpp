@@ -1,5 +1,5 @@
 #pragma once
-// How the parts of Client outside client.cpp (inspect.cpp) reach its
+// How the parts of Client outside src/distributed/client/ (inspect.cpp) reach its
 // command connection. Blocking: from any thread but the client's own.
 
 #include <atask/distributed/client.hpp>
