@@ -6,6 +6,8 @@
 #include <atask/jobs/jobs.hpp>
 #include <atask/supervisor/supervisor.hpp>
 
+#include "http/request.hpp"
+
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -26,36 +28,6 @@ namespace atask::http::detail {
 
 extern const char dashboard_html[];
 extern const std::size_t dashboard_html_size;
-
-struct Request {
-  std::string_view method;  // "GET", "HEAD", "POST", ...; HEAD is routed as GET
-  std::string_view target;  // raw request target: path and query
-  std::string_view body;
-  std::string_view accept;         // the Accept header: a job stream's format
-  std::string_view last_event_id;  // the Last-Event-ID header: where an SSE client resumes
-  bool authorized = true;          // false: a token is set and the request does not carry it
-};
-
-struct Reply {
-  int status = 200;
-  std::string body;
-  std::string content_type = "application/json";
-  std::string allow{};                // 405: the methods the path takes
-  std::string content_disposition{};  // a download: attachment; filename="..."
-  /// HEAD of a download: the length GET would send, without reading the file.
-  std::optional<std::uint64_t> head_length{};
-};
-
-/// How a job stream is written, chosen by the request's Accept header.
-enum class StreamFormat : unsigned char {
-  json_array,  ///< default: one JSON array, one event per line
-  ndjson,      ///< application/x-ndjson: one JSON object per line
-  sse,         ///< text/event-stream: Server-Sent Events with ids
-};
-
-/// text/event-stream if the Accept header names it (q > 0), else
-/// application/x-ndjson if it names that, else the JSON array.
-StreamFormat stream_format(std::string_view accept);
 
 /// An SSE event's id: "<job id>-<version>".
 std::string event_id(const JobInfo& j);
@@ -90,14 +62,6 @@ struct OnPool {
 struct EventStream {};
 
 using Outcome = std::variant<Reply, StreamJob, OnPool, EventStream>;
-
-/// What an exception says, for a reply: a boost::system::system_error
-/// (Boost.JSON, Asio) gives its code's message, never the source location
-/// its what() appends; anything else its what().
-std::string message_of(const std::exception& e);
-
-/// A JSON error reply: {"error": message, "status": status}.
-Reply error_reply(int status, std::string_view message, std::string allow = {});
 
 /// The control plane's own series (atask_http_*), appended to GET /metrics
 /// (metrics.cpp).
@@ -171,22 +135,5 @@ class Api {
   std::function<ServerStats()> stats_;
   std::shared_ptr<MetricsCache> metrics_cache_ = std::make_shared<MetricsCache>();
 };
-
-/// Splits "/a/b%20c?x=1" into decoded segments {"a", "b c"} and the query
-/// "x=1". Nullopt for a target that is not origin-form, a bad %-escape, or a
-/// decoded segment with a NUL or control character.
-std::optional<std::vector<std::string>> split_path(std::string_view target, std::string_view& query);
-
-/// Whether an Authorization header carries the token with the Bearer
-/// scheme. The scheme is matched case-insensitively (RFC 7235: "bearer",
-/// "BEARER"), one or more spaces may follow it, and the token is compared in
-/// constant time.
-bool bearer_matches(std::string_view header, std::string_view token) noexcept;
-
-/// Whether `given` is the token, compared in constant time.
-bool token_equals(std::string_view given, std::string_view token) noexcept;
-
-/// True for 127.0.0.0/8 and ::1.
-bool is_loopback(std::string_view address);
 
 }  // namespace atask::http::detail

@@ -314,8 +314,7 @@ asio::awaitable<void> ClientImpl::watch(std::shared_ptr<ClientImpl> self) {
   }
 }
 
-asio::awaitable<std::vector<Reply>> enqueue(ClientImpl* c,
-                                            std::vector<redis::Connection::Command> cs) {
+asio::awaitable<std::vector<Reply>> enqueue(ClientImpl* c, std::vector<redis::Connection::Command> cs) {
   const auto deadline = std::chrono::steady_clock::now() + c->options.retry_for;
   bool again = false;
   for (;;) {
