@@ -733,6 +733,36 @@ TEST_SUITE("distributed") {
                    "no connection to Redis"));
   }
 
+  TEST_CASE("send_many sends send_chunk tasks per round trip - each chunk after the one before is answered") {
+    RedisServer redis;
+    // Redis counts the reads it makes from its clients: a chunk waits for
+    // the answer to the one before, so 60 tasks two at a time take at least
+    // 30 reads; all in one write, a few (60 sends are some 20 KB, and
+    // Redis reads 16 KB at a time).
+    const auto reads = [&] {
+      auto info = redis_call(redis, cmd("INFO", "stats")).str;
+      auto at = info.find("total_reads_processed:");
+      REQUIRE(at != std::string::npos);
+      return std::atoll(info.c_str() + at + 22);
+    };
+    const auto reads_for = [&](std::size_t chunk) {
+      dist::Client client({.broker = redis.url(), .send_chunk = chunk});
+      (void)client.queued("default");  // connected before counting
+      const long long before = reads();
+      auto hs = client.send_many("noop", std::vector<boost::json::array>(60));
+      const long long n = reads() - before - 1;  // (less the INFO of the second reads())
+      CHECK(hs.size() == 60);
+      return n;
+    };
+    const long long two = reads_for(2), all = reads_for(1000);
+    CHECK(two >= 30);
+    CHECK(all < 30);
+    MESSAGE("Redis reads for 60 sends, 2 per round trip: " << two << "; all at once: " << all);
+    // Every one is queued once, whatever the chunks.
+    CHECK(redis_call(redis, cmd("XLEN", dist::detail::stream_key("default", atask::Priority::normal)))
+              .integer == 120);
+  }
+
   TEST_CASE("bad options and misuse give clear errors") {
     RedisServer redis;
     atask::TaskRegistry tasks;
@@ -749,6 +779,9 @@ TEST_SUITE("distributed") {
                    "must be longer than heartbeat"));
     CHECK(contains(what_of<atask::OptionsError>([&] { dist::Consumer c(sv, tasks, {.broker = "http://x"}); }),
                    "redis://"));
+    CHECK(contains(
+        what_of<atask::OptionsError>([&] { dist::Client c({.broker = redis.url(), .send_chunk = 0}); }),
+        "send_chunk must be at least 1"));
     dist::Client client({.broker = redis.url()});
     CHECK_THROWS_AS((void)client.send("x", {}, {.queue = "no spaces"}), atask::OptionsError);
     CHECK_THROWS_AS((void)client.send("x", {}, {.max_deliveries = 0}), atask::OptionsError);

@@ -83,6 +83,14 @@ struct ClientOptions {
   /// While Redis is unreachable, send() keeps trying for this long before it
   /// throws BrokerError; 0 fails at once.
   std::chrono::milliseconds retry_for{0};
+  /// How many tasks one round trip of send_many() carries; the next ones go
+  /// when Redis has answered. Redis runs a client's pipelined commands a
+  /// read at a time (16 KB, some 40 sends), so thousands in one write keep
+  /// it busy turn after turn while the workers' calls wait between those
+  /// turns: with workers running, 32 at a time got more tasks done end to
+  /// end than 1,000 (docs/performance.md, "send_many in chunks"). A larger
+  /// value enqueues faster when no worker runs meanwhile. At least 1.
+  std::size_t send_chunk = 32;
   /// Defaults per task name (queue, priority) for send(); may be null. It
   /// must outlive the client.
   const TaskRegistry* registry = nullptr;

@@ -316,26 +316,36 @@ asio::awaitable<void> ClientImpl::watch(std::shared_ptr<ClientImpl> self) {
 
 asio::awaitable<std::vector<Reply>> enqueue(ClientImpl* c, std::vector<redis::Connection::Command> cs) {
   const auto deadline = std::chrono::steady_clock::now() + c->options.retry_for;
-  bool again = false;
-  for (;;) {
-    auto conn = co_await c->command_conn();
-    std::vector<Reply> replies;
-    std::string lost;
-    try {
-      replies = co_await conn->pipeline(cs);
-    } catch (const BrokerError& e) {
-      lost = e.what();
+  std::vector<Reply> replies;
+  replies.reserve(cs.size());
+  for (std::size_t at = 0; at < cs.size();) {
+    const std::size_t n = std::min(c->options.send_chunk, cs.size() - at);
+    std::vector<redis::Connection::Command> chunk(std::make_move_iterator(cs.begin() + at),
+                                                  std::make_move_iterator(cs.begin() + at + n));
+    bool again = false;
+    for (;;) {
+      auto conn = co_await c->command_conn();
+      std::vector<Reply> got;
+      std::string lost;
+      try {
+        got = co_await conn->pipeline(chunk);
+      } catch (const BrokerError& e) {
+        lost = e.what();
+      }
+      if (!lost.empty()) {
+        if (std::chrono::steady_clock::now() >= deadline) throw BrokerError("Client::send() - " + lost);
+        again = true;
+        continue;
+      }
+      for (auto& r : got)
+        if (r.is_error() && !(again && r.str.find("exists already") != std::string::npos))
+          throw BrokerError("Client::send() - Redis refused the task: " + r.str);
+      for (auto& r : got) replies.push_back(std::move(r));
+      break;
     }
-    if (!lost.empty()) {
-      if (std::chrono::steady_clock::now() >= deadline) throw BrokerError("Client::send() - " + lost);
-      again = true;
-      continue;
-    }
-    for (auto& r : replies)
-      if (r.is_error() && !(again && r.str.find("exists already") != std::string::npos))
-        throw BrokerError("Client::send() - Redis refused the task: " + r.str);
-    co_return replies;
+    at += n;
   }
+  co_return replies;
 }
 
 }  // namespace atask::distributed::detail

@@ -42,9 +42,9 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
   using Reply = redis::Reply;
 
   explicit ClientImpl(ClientOptions o)
-      : options(std::move(o)),
-        endpoint(redis::parse_url(options.broker)),
-        channel("atask:r:" + random_id()) {}
+      : options(std::move(o)), endpoint(redis::parse_url(options.broker)), channel("atask:r:" + random_id()) {
+    if (options.send_chunk == 0) throw OptionsError("distributed::Client - send_chunk must be at least 1");
+  }
 
   void start();
   // Stops the I/O thread; the handles still waiting end with BrokerError.
@@ -101,9 +101,10 @@ class ClientImpl : public std::enable_shared_from_this<ClientImpl> {
   std::unordered_map<std::string, Waiting> waiting;
 };
 
-/// Sends the enqueue calls (atask_enqueue, atask_chain, atask_group). A
-/// connection lost on the way is retried within retry_for with the same
-/// task ids: "exists already" then means that the first try got through.
+/// Sends the enqueue calls (atask_enqueue, atask_chain, atask_group), at
+/// most ClientOptions::send_chunk per round trip. A connection lost on the way is
+/// retried within retry_for with the same task ids: "exists already" then
+/// means that the first try got through.
 asio::awaitable<std::vector<redis::Reply>> enqueue(ClientImpl* c, std::vector<redis::Connection::Command> cs);
 
 }  // namespace atask::distributed::detail
