@@ -401,8 +401,8 @@ class Client {
     return RemoteHandle<T>(send_state(name, std::move(args), o));
   }
 
-  /// send() for many calls of one task, in one pipelined round trip: one
-  /// handle per element of `args`, in order.
+  /// send() for many calls of one task, pipelined, ClientOptions::send_chunk
+  /// per round trip: one handle per element of `args`, in order.
   template <class T = boost::json::value>
   std::vector<RemoteHandle<T>> send_many(std::string_view name, std::vector<boost::json::array> args,
                                          const SendOptions& o = {}) {
