@@ -521,7 +521,12 @@ Recovery recovery_run(dist::Client& client, const std::string& broker, const std
 
   std::vector<json::array> args;
   for (long i = 0; i < r; ++i) args.push_back(json::array{task_ms, i});
-  auto hs = client.send_many<int>("sleep_ms", std::move(args));
+  // All r in one write, so that A takes them in one read: sent in chunks
+  // (ClientOptions::send_chunk), A could fill all but a few slots, and it
+  // reads again only when a quarter of them are free - after the first
+  // tasks ended, with fewer than r in flight at the kill.
+  dist::Client sender({.broker = broker, .send_chunk = static_cast<std::size_t>(r)});
+  auto hs = sender.send_many<int>("sleep_ms", std::move(args));
 
   // Every task started on A (bounded), then a little into their sleep.
   const auto started_until = clk::now() + 30s;
