@@ -740,10 +740,9 @@ TEST_SUITE("distributed") {
     // 30 reads; all in one write, a few (60 sends are some 20 KB, and
     // Redis reads 16 KB at a time).
     const auto reads = [&] {
-      auto info = redis_call(redis, cmd("INFO", "stats")).str;
-      auto at = info.find("total_reads_processed:");
-      REQUIRE(at != std::string::npos);
-      return std::atoll(info.c_str() + at + 22);
+      const auto n = info_number(redis, "stats", "total_reads_processed:");
+      REQUIRE(n);
+      return *n;
     };
     const auto reads_for = [&](std::size_t chunk) {
       dist::Client client({.broker = redis.url(), .send_chunk = chunk});
@@ -967,9 +966,7 @@ TEST_SUITE("distributed") {
     (void)client.send<std::string>("echo", {"warm up"}).get_for(patience);  // connections made
 
     const auto hmgets = [&] {
-      auto info = redis_call(redis, cmd("INFO", "commandstats")).str;
-      auto at = info.find("cmdstat_hmget:calls=");
-      return at == std::string::npos ? 0LL : std::atoll(info.c_str() + at + 20);
+      return info_number(redis, "commandstats", "cmdstat_hmget:calls=").value_or(0);
     };
     // The functions read each task a fixed number of times; the client reads
     // it once more only when the outcome did not fit the message: 20 small

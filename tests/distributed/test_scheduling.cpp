@@ -112,11 +112,8 @@ TEST_SUITE("distributed") {
     dist::Consumer worker(sv, tasks, wo);
     sv.start();
     // Redis counts the errors it answered: three failed tries, said once.
-    CHECK(eventually([&] {
-      const std::string info = redis_call(redis, cmd("INFO", "errorstats")).str;
-      const auto at = info.find("errorstat_WRONGTYPE:count=");
-      return at != std::string::npos && std::atoi(info.c_str() + at + 26) >= 3;
-    }));
+    CHECK(eventually(
+        [&] { return info_number(redis, "errorstats", "errorstat_WRONGTYPE:count=").value_or(0) >= 3; }));
     CHECK(contains(log.text(), "atask_promote"));
     CHECK(log.count("WRONGTYPE") == 1);
 

@@ -10,7 +10,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <cstdlib>
 #include <future>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace test {
@@ -36,6 +40,16 @@ inline atask::redis::Reply redis_call(const RedisServer& r, atask::redis::Connec
   std::vector<atask::redis::Connection::Command> one;
   one.push_back(std::move(c));
   return redis_calls(r, std::move(one)).front();
+}
+
+/// The number after `field` (as "cmdstat_hmget:calls=") in INFO `section`;
+/// nullopt when Redis does not show the field.
+inline std::optional<long long> info_number(const RedisServer& r, const std::string& section,
+                                            std::string_view field) {
+  const std::string info = redis_call(r, atask::redis::cmd("INFO", section)).str;
+  const auto at = info.find(field);
+  if (at == std::string::npos) return std::nullopt;
+  return std::atoll(info.c_str() + at + field.size());
 }
 
 }  // namespace test
