@@ -384,6 +384,38 @@ TEST_SUITE("distributed") {
           0);  // the lapsed wait is gone
   }
 
+  TEST_CASE("a nearly full worker reads for its one free slot - a task does not wait while a slot is free") {
+    // prefetch 8: the worker reads again once 2 slots are free, or
+    // refill_wait after one freed. With 7 tasks held, the one free slot must
+    // still take new tasks; when reads waited for a quarter of the slots,
+    // these stayed in their stream until a held task ended.
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    test::Counter holding;
+    test::Event release;
+    tasks.add("hold", [&] {
+      holding.bump();
+      release.wait_for(std::chrono::minutes(2));
+      return 0;
+    });
+    tasks.add("add", [](int a, int b) { return a + b; });
+    atask::Supervisor sv(quiet_options("refill", 8));
+    auto o = fast(redis, "w-refill");
+    o.prefetch = 8;
+    dist::Consumer worker(sv, tasks, o);
+    test::OpenOnExit open_release{&release};
+    sv.start();
+    dist::Client client({.broker = redis.url()});
+    std::vector<dist::RemoteHandle<int>> held;
+    for (int i = 0; i < 7; ++i) held.push_back(client.send<int>("hold", {}));
+    REQUIRE(holding.wait_for_at_least(7));
+    // One by one through the free slot, each read after the one before ended.
+    for (int i = 0; i < 3; ++i) CHECK(client.send<int>("add", {i, 1}).get_for(patience) == i + 1);
+    CHECK(holding.value() == 7);
+    release.set();
+    for (auto& h : held) CHECK(h.get_for(patience) == 0);
+  }
+
   TEST_CASE("a failing task gives its error type and message - a wrong result type a ConversionError") {
     RedisServer redis;
     atask::TaskRegistry tasks;
@@ -778,6 +810,9 @@ TEST_SUITE("distributed") {
                    "must be longer than heartbeat"));
     CHECK(contains(what_of<atask::OptionsError>([&] { dist::Consumer c(sv, tasks, {.broker = "http://x"}); }),
                    "redis://"));
+    CHECK(contains(what_of<atask::OptionsError>(
+                       [&] { dist::Consumer c(sv, tasks, {.broker = redis.url(), .refill_wait = -1ms}); }),
+                   "refill_wait is negative"));
     CHECK(contains(
         what_of<atask::OptionsError>([&] { dist::Client c({.broker = redis.url(), .send_chunk = 0}); }),
         "send_chunk must be at least 1"));

@@ -54,10 +54,16 @@ struct ConsumerOptions {
   /// Tasks taken and not yet finished, at most (queued on the pools or
   /// running). 0: four times the pool's size (Celery's default too). The
   /// worker takes more once a quarter of them (at least one) is free, in one
-  /// read. A wake-up after an idle wait may take one more entry per stream
-  /// (see docs/distributed.md). Long tasks and several workers: a smaller
+  /// read, or `refill_wait` after a slot freed, whichever comes first. A
+  /// wake-up after an idle wait may take one more entry per stream (see
+  /// docs/distributed.md). Long tasks and several workers: a smaller
   /// prefetch spreads them better (1 = one task at a time).
   std::size_t prefetch = 0;
+  /// How long free slots fewer than a quarter of `prefetch` wait for more
+  /// to free before the worker reads for them anyway: one read for several
+  /// tasks under load, and no task left waiting in its queue for long while
+  /// a slot is free. 0: read as soon as any slot is free.
+  std::chrono::milliseconds refill_wait{2};
   /// Cluster-wide limits per queue (tasks/limits.hpp), published to Redis
   /// when this worker joins; the last worker to join wins. A queue not named
   /// here keeps what others set.

@@ -99,6 +99,7 @@ Consumer::Impl::Impl(Supervisor& s, const TaskRegistry& t, ConsumerOptions o)
   positive(opt.max_backoff, "max_backoff");
   if (opt.stop_timeout.count() < 0) throw OptionsError("distributed::Consumer - stop_timeout is negative");
   if (opt.time_limit.count() < 0) throw OptionsError("distributed::Consumer - time_limit is negative");
+  if (opt.refill_wait.count() < 0) throw OptionsError("distributed::Consumer - refill_wait is negative");
   for (const auto& [k, v] : opt.labels)
     if (k.empty() ||
         k.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
@@ -123,8 +124,10 @@ Consumer::Impl::Impl(Supervisor& s, const TaskRegistry& t, ConsumerOptions o)
 void Consumer::Impl::start() {
   if (opt.prefetch == 0)
     opt.prefetch = 4 * static_cast<std::size_t>(std::max(1, sv.info().pool.limits.pool_size));
-  // Refills wait for a quarter of the slots: one read for several tasks,
-  // not a pass over every stream for each task that ends.
+  // Refills wait for a quarter of the slots, or refill_wait after one
+  // freed: one read for several tasks, not a pass over every stream for
+  // each task that ends, and no task waiting in its stream for long while a
+  // slot is free.
   refill_at = std::max<std::size_t>(1, opt.prefetch / 4);
   auto& io = sv.io_context();
   slot = std::make_unique<asio::steady_timer>(io);

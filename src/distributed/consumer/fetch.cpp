@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 // GCC 12 warns about Asio's coroutine frames, whose operator new and
 // delete are a matched pair of its own (GCC bug 109224, a false positive).
@@ -25,6 +26,9 @@ asio::awaitable<void> Consumer::Impl::fetch_loop(std::shared_ptr<Impl> self) {
   auto& me = *self;
   auto backoff = milliseconds(50);
   bool reread_own = true;  // after a (re)connect: entries ours in Redis but not here
+  // Fewer free slots than refill_at: when they read anyway (refill_wait
+  // after the first of them freed).
+  std::optional<asio::steady_timer::time_point> refill_by;
   while (!me.stopping) {
     std::string failed;
     try {
@@ -39,12 +43,18 @@ asio::awaitable<void> Consumer::Impl::fetch_loop(std::shared_ptr<Impl> self) {
         reread_own = false;
       }
       const std::size_t free = me.opt.prefetch > me.flights.size() ? me.opt.prefetch - me.flights.size() : 0;
-      if (free < me.refill_at) {
-        me.slot->expires_at(asio::steady_timer::time_point::max());
+      if (free == 0)
+        refill_by.reset();
+      else if (free < me.refill_at && !refill_by)
+        refill_by = asio::steady_timer::clock_type::now() + me.opt.refill_wait;
+      if (free == 0 || (free < me.refill_at && asio::steady_timer::clock_type::now() < *refill_by)) {
+        // A slot freeing cancels the wait.
+        me.slot->expires_at(free == 0 ? asio::steady_timer::time_point::max() : *refill_by);
         boost::system::error_code ec;
         co_await me.slot->async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
+      refill_by.reset();
       if (co_await me.idle(free) == 0 && !me.stopping) co_await me.read(std::string(">"), 1, true);
       backoff = milliseconds(50);
     } catch (const std::exception& e) {
