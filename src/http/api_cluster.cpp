@@ -10,28 +10,40 @@ namespace json = boost::json;
 
 namespace {
 
+// Runs a call of the cluster source on the pool, its exceptions made
+// replies: NotFoundError 404, OptionsError 400, anything else 503 ("the
+// cluster cannot be <failing>: ...").
+OnPool on_pool(std::shared_ptr<ClusterSource> src, std::function<Reply(ClusterSource&)> f, bool read,
+               const char* failing) {
+  return OnPool{[src = std::move(src), f = std::move(f), failing]() -> Reply {
+                  try {
+                    return f(*src);
+                  } catch (const NotFoundError& e) {
+                    return error_reply(404, e.what());
+                  } catch (const OptionsError& e) {
+                    return error_reply(400, e.what());
+                  } catch (const std::exception& e) {
+                    return error_reply(
+                        503, std::string("the cluster cannot be ") + failing + ": " + message_of(e));
+                  }
+                },
+                read};
+}
+
+Reply raw_json(std::string body) {
+  return Reply{.status = 200, .body = std::move(body)};
+}
+
 Outcome cluster_task_route(const std::shared_ptr<ClusterSource>& source, const Request& r,
                            const std::vector<std::string>& seg) {
   const bool get = r.method == "GET" || r.method == "HEAD", post = r.method == "POST";
-  auto on_pool = [src = source](std::function<std::string(ClusterSource&)> f, bool read) {
-    return OnPool{[src, f = std::move(f)]() -> Reply {
-                    try {
-                      return Reply{.status = 200, .body = f(*src)};
-                    } catch (const NotFoundError& e) {
-                      return error_reply(404, e.what());
-                    } catch (const OptionsError& e) {
-                      return error_reply(400, e.what());
-                    } catch (const std::exception& e) {
-                      return error_reply(503, "the cluster cannot be reached: " + message_of(e));
-                    }
-                  },
-                  read};
-  };
   if (seg.size() == 3) {
     if (!post)
       return error_reply(405, "method " + std::string(r.method) + " is not allowed here (allowed: POST)",
                          "POST");
-    return on_pool([body = std::string(r.body)](ClusterSource& c) { return c.send_task(body); }, false);
+    return on_pool(
+        source, [body = std::string(r.body)](ClusterSource& c) { return raw_json(c.send_task(body)); }, false,
+        "reached");
   }
   if (seg.size() == 4) {
     if (!get)
@@ -41,7 +53,8 @@ Outcome cluster_task_route(const std::shared_ptr<ClusterSource>& source, const R
     // token set, reading them needs it.
     if (!r.authorized)
       return error_reply(401, "this server needs 'Authorization: Bearer <token>' to read a task");
-    return on_pool([id = seg[3]](ClusterSource& c) { return c.task(id); }, true);
+    return on_pool(
+        source, [id = seg[3]](ClusterSource& c) { return raw_json(c.task(id)); }, true, "reached");
   }
   return error_reply(404, "no such path");
 }
@@ -57,26 +70,11 @@ Outcome Api::cluster_route(const Request& r, const std::vector<std::string>& seg
     return error_reply(
         405, "method " + std::string(r.method) + " is not allowed here (allowed: " + allow + ")", allow);
   };
-  // Runs a call of the source on the pool, its exceptions made replies.
-  auto on_pool = [src = opt_.cluster](std::function<Reply(ClusterSource&)> f, bool read) {
-    return OnPool{[src, f = std::move(f)]() -> Reply {
-                    try {
-                      return f(*src);
-                    } catch (const NotFoundError& e) {
-                      return error_reply(404, e.what());
-                    } catch (const OptionsError& e) {
-                      return error_reply(400, e.what());
-                    } catch (const std::exception& e) {
-                      return error_reply(503, "the cluster cannot be read: " + message_of(e));
-                    }
-                  },
-                  read};
-  };
-  auto raw_json = [](std::string body) { return Reply{.status = 200, .body = std::move(body)}; };
 
   if (seg.size() == 2) {
     if (!get) return method_not("GET, HEAD");
-    return on_pool([raw_json](ClusterSource& c) { return raw_json(c.snapshot()); }, true);
+    return on_pool(
+        opt_.cluster, [](ClusterSource& c) { return raw_json(c.snapshot()); }, true, "read");
   }
   if (seg[2] == "tasks") return cluster_task_route(opt_.cluster, r, seg);
   if (seg.size() < 5 || seg[2] != "queues" || seg[4] != "dead") return error_reply(404, "no such path");
@@ -86,24 +84,27 @@ Outcome Api::cluster_route(const Request& r, const std::vector<std::string>& seg
     const auto limit = limit_param(query);
     if (!limit) return error_reply(400, "limit must be a number from 1 to 1000");
     return on_pool(
-        [raw_json, queue, n = *limit](ClusterSource& c) { return raw_json(c.dead_letters(queue, n)); }, true);
+        opt_.cluster, [queue, n = *limit](ClusterSource& c) { return raw_json(c.dead_letters(queue, n)); },
+        true, "read");
   }
   if (seg.size() == 6 && seg[5] == "purge") {
     if (!post) return method_not("POST");
     return on_pool(
+        opt_.cluster,
         [queue](ClusterSource& c) {
           return json_reply(json::object{{"ok", true}, {"queue", queue}, {"purged", c.purge_dead(queue)}});
         },
-        false);
+        false, "read");
   }
   if (seg.size() == 7 && seg[6] == "requeue") {
     if (!post) return method_not("POST");
     return on_pool(
+        opt_.cluster,
         [queue, entry = seg[5]](ClusterSource& c) {
           return json_reply(
               json::object{{"ok", true}, {"queue", queue}, {"task_id", c.requeue(queue, entry)}});
         },
-        false);
+        false, "read");
   }
   return error_reply(404, "no such path");
 }
