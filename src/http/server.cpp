@@ -1,110 +1,25 @@
 // The control plane's I/O: accepting, reading requests with limits and
-// deadlines, writing replies and job progress streams. Everything here runs
-// on the supervisor's io_context thread; the routes are in api.cpp.
-#include "http/api.hpp"
-#include "http/events.hpp"
+// deadlines, writing replies, and the server's public calls. Everything
+// here runs on the supervisor's io_context thread; the routes are in
+// api.cpp, the streams in server_streams.cpp.
+#include "http/server_impl.hpp"
 
 #include <atask/core/errors.hpp>
-#include <atask/http/server.hpp>
 #include <atask/jobs/jobs.hpp>
-#include <atask/supervisor/supervisor.hpp>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/experimental/channel.hpp>
-#include <boost/asio/experimental/concurrent_channel.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
-#include <array>
-#include <atomic>
-#include <condition_variable>
 #include <future>
-#include <mutex>
-#include <set>
 #include <tuple>
 #include <utility>
 
 namespace atask::http {
 
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
-using tcp = net::ip::tcp;
-using boost::system::error_code;
-using namespace net::experimental::awaitable_operators;
-
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
-
-struct Server::Impl : std::enable_shared_from_this<Impl> {
-  Impl(Supervisor& s, ServerOptions o)
-      : sv(s), opt(std::move(o)), jobs(std::make_shared<detail::JobsRef>()) {}
-
-  Supervisor& sv;
-  const ServerOptions opt;
-  const std::shared_ptr<detail::JobsRef> jobs;
-  std::unique_ptr<detail::Api> api;
-  std::optional<tcp::acceptor> acceptor;  // the loop thread's once started
-  std::atomic<unsigned short> port{0};
-  std::string address_for_url;
-
-  std::atomic<std::uint64_t> accepted{0}, refused{0}, requests{0}, client_errors{0}, timeouts{0};
-  std::atomic<std::size_t> streams{0}, event_streams{0};
-  std::array<std::atomic<std::uint64_t>, 5> by_class{};  // 1xx .. 5xx
-
-  /// Counts one answered request.
-  void answered(int status) {
-    ++requests;
-    if (status >= 400 && status < 500) ++client_errors;
-    if (status >= 100 && status < 600) ++by_class[static_cast<std::size_t>(status / 100 - 1)];
-  }
-  ServerStats snapshot() const;
-
-  // Build slots for replies made on the pool (OnPool::read): a channel
-  // holding one token per slot, used on the loop thread only.
-  static constexpr std::size_t build_slots = 2;
-  std::optional<net::experimental::channel<void(error_code)>> slots;
-
-  // Sessions: the set is the loop thread's; `open` is also read by stop().
-  std::set<beast::tcp_stream*> sessions;
-  bool stopping = false;  // loop thread
-  mutable std::mutex m;
-  std::condition_variable cv;
-  std::size_t open = 0;  // under m
-
-  // GET /api/events (loop thread only): while streams are open, one
-  // coroutine (hub_loop) reads the dashboard's state every events_interval
-  // for all of them, keeps it if something changed, and wakes each stream,
-  // which sends the update from the state it sent last.
-  struct Hub {
-    std::shared_ptr<const detail::DashboardState> current, previous;
-    std::shared_ptr<const std::string> update;  // previous -> current
-    std::set<net::experimental::channel<void(error_code)>*> streams;
-    bool running = false;                // hub_loop runs (or is spawned)
-    net::steady_timer* timer = nullptr;  // hub_loop's, while it runs
-  } hub;
-
-  void start();
-  void stop();
-  net::awaitable<void> hub_loop();
-  net::awaitable<std::shared_ptr<const detail::DashboardState>> read_state();
-  net::awaitable<void> stream_events(beast::tcp_stream& stream, unsigned version, bool head);
-  net::awaitable<void> accept_loop();
-  net::awaitable<void> session(tcp::socket sock);
-  net::awaitable<bool> write_reply(beast::tcp_stream& stream, const detail::Reply& r, unsigned version,
-                                   bool keep_alive, bool head = false);
-  net::awaitable<void> stream_job(beast::tcp_stream& stream, detail::StreamJob sj, unsigned version,
-                                  bool head);
-  net::awaitable<detail::Reply> run_on_pool(std::function<detail::Reply()> fn);
-};
+using detail::common_headers;
 
 namespace {
 
@@ -123,15 +38,6 @@ struct SessionEntry {
   SessionEntry(const SessionEntry&) = delete;
   SessionEntry& operator=(const SessionEntry&) = delete;
 };
-
-/// The headers every reply carries.
-template <class Body>
-void common_headers(bhttp::response<Body>& res, std::string_view content_type) {
-  res.set(bhttp::field::server, "atask");
-  if (!content_type.empty()) res.set(bhttp::field::content_type, content_type);
-  res.set(bhttp::field::cache_control, "no-store");
-  res.set("X-Content-Type-Options", "nosniff");
-}
 
 /// Why Beast refused a request, in words (its own messages are terse
 /// library terms: "bad method", "bad obs-fold").
@@ -422,231 +328,6 @@ net::awaitable<detail::Reply> Server::Impl::run_on_pool(std::function<detail::Re
           use_tuple, std::move(fn));
   if (e) std::rethrow_exception(e);
   co_return reply;
-}
-
-net::awaitable<void> Server::Impl::stream_job(beast::tcp_stream& stream, detail::StreamJob sj,
-                                              unsigned version, bool head) {
-  using detail::StreamFormat;
-  ++streams;
-  struct Count {
-    std::atomic<std::size_t>& n;
-    ~Count() { --n; }
-  } count{streams};
-
-  // The job wakes us through the channel (thread-safe try_send); one pending
-  // wake-up is enough: we always read the job's latest state.
-  net::experimental::concurrent_channel<void(error_code)> wake(stream.get_executor(), 1);
-  Job::Subscription sub = sj.job.subscribe([&wake] { wake.try_send(error_code{}); });
-  JobInfo info = sj.job.info();
-
-  // An SSE client whose Last-Event-ID is the final event has it all: 204
-  // tells an EventSource to stop reconnecting.
-  if (sj.seen && *sj.seen == info.version && info.finished()) {
-    answered(204);
-    bhttp::response<bhttp::empty_body> res{bhttp::status::no_content, version};
-    common_headers(res, {});
-    res.keep_alive(false);
-    stream.expires_after(opt.request_timeout);
-    co_await bhttp::async_write(stream, res, use_tuple);
-    co_return;
-  }
-
-  answered(200);
-  bhttp::response<bhttp::empty_body> res{bhttp::status::ok, version};
-  common_headers(res, sj.format == StreamFormat::sse      ? "text/event-stream"
-                      : sj.format == StreamFormat::ndjson ? "application/x-ndjson"
-                                                          : "application/json");
-  if (sj.format == StreamFormat::sse) res.set("X-Accel-Buffering", "no");  // proxies: do not buffer
-  res.keep_alive(false);
-  res.chunked(true);
-  bhttp::response_serializer<bhttp::empty_body> sr{res};
-  stream.expires_after(opt.request_timeout);
-  if (auto [ec, n] = co_await bhttp::async_write_header(stream, sr, use_tuple); ec || head) co_return;
-
-  // One event per line (docs/http.md): the JSON array puts its '[' or ','
-  // before each event and its ']' after the last, so the body is one array
-  // and every line one event.
-  bool first = true;
-  auto frame = [&](const JobInfo& j) {
-    const std::string ev = detail::Api::job_event(j);
-    std::string out;
-    switch (sj.format) {
-      case StreamFormat::json_array:
-        out = (first ? "[" : ",") + ev + (j.finished() ? "]\n" : "\n");
-        break;
-      case StreamFormat::ndjson:
-        out = ev + "\n";
-        break;
-      case StreamFormat::sse:
-        out = "id: " + detail::event_id(j) + "\ndata: " + ev + "\n\n";
-        break;
-    }
-    first = false;
-    return out;
-  };
-  auto send = [&](std::string text) -> net::awaitable<bool> {
-    stream.expires_after(opt.request_timeout);
-    auto [ec, n] = co_await net::async_write(stream, bhttp::make_chunk(net::buffer(text)), use_tuple);
-    if (ec == beast::error::timeout) ++timeouts;
-    co_return !ec;
-  };
-
-  // The first event is the job's current state, unless an SSE client that
-  // resumes has seen exactly that state: then it waits for the next change.
-  // Progress is coalesced, so what a resuming client missed arrives as the
-  // latest state, like for any follower slower than the job.
-  std::uint64_t seen = info.version;
-  if (!(sj.seen && *sj.seen == info.version) && !co_await send(frame(info))) co_return;
-  while (!info.finished()) {
-    stream.expires_never();
-    // A client that closes (or sends anything) while we wait ends the
-    // stream; the job goes on.
-    auto woke = co_await (wake.async_receive(use_tuple) ||
-                          stream.socket().async_wait(tcp::socket::wait_read, use_tuple));
-    if (woke.index() == 1 || stopping) co_return;
-    info = sj.job.info();
-    if (info.version == seen) continue;
-    seen = info.version;
-    if (!co_await send(frame(info))) co_return;
-  }
-  stream.expires_after(opt.request_timeout);
-  co_await net::async_write(stream, bhttp::make_chunk_last(), use_tuple);
-}
-
-// Reads the dashboard's state on the pool, in one of the build slots like
-// the other replies that take milliseconds with thousands of workers.
-net::awaitable<std::shared_ptr<const detail::DashboardState>> Server::Impl::read_state() {
-  co_await slots->async_receive(use_tuple);
-  struct Give {
-    Impl& s;
-    ~Give() { s.slots->try_send(error_code{}); }
-  } give{*this};
-  auto state = std::make_shared<detail::DashboardState>(detail::dashboard_state(*api));
-  co_await run_on_pool([&] {
-    detail::read_dashboard(*state, sv, *jobs);
-    return detail::Reply{};
-  });
-  co_return state;
-}
-
-net::awaitable<void> Server::Impl::hub_loop() {
-  auto self = shared_from_this();
-  net::steady_timer timer(co_await net::this_coro::executor);
-  hub.timer = &timer;
-  struct Clear {
-    Hub& h;
-    ~Clear() {
-      h.running = false;
-      h.timer = nullptr;
-      h.current = h.previous = nullptr;
-      h.update = nullptr;
-    }
-  } clear{hub};
-  while (!stopping && !hub.streams.empty()) {
-    timer.expires_after(opt.events_interval);
-    co_await timer.async_wait(use_tuple);
-    if (stopping || hub.streams.empty()) break;
-    std::shared_ptr<const detail::DashboardState> now;
-    try {
-      now = co_await read_state();
-    } catch (const std::exception& e) {
-      sv.logger().warn("{}: http: the event streams' state could not be read: {}", sv.id(),
-                       detail::message_of(e));
-      continue;
-    }
-    std::optional<std::string> update;
-    if (hub.current) {
-      update = detail::update_event(*hub.current, *now);
-      if (!update) continue;  // nothing changed: nothing to send
-    }
-    hub.previous = std::exchange(hub.current, now);
-    hub.update = update ? std::make_shared<const std::string>(std::move(*update)) : nullptr;
-    for (auto* wake : hub.streams) wake->try_send(error_code{});
-  }
-}
-
-net::awaitable<void> Server::Impl::stream_events(beast::tcp_stream& stream, unsigned version, bool head) {
-  ++event_streams;
-  struct Count {
-    std::atomic<std::size_t>& n;
-    ~Count() { --n; }
-  } count{event_streams};
-
-  answered(200);
-  bhttp::response<bhttp::empty_body> res{bhttp::status::ok, version};
-  common_headers(res, "text/event-stream");
-  res.set("X-Accel-Buffering", "no");  // proxies: do not buffer
-  res.keep_alive(false);
-  res.chunked(true);
-  bhttp::response_serializer<bhttp::empty_body> sr{res};
-  stream.expires_after(opt.request_timeout);
-  if (auto [ec, n] = co_await bhttp::async_write_header(stream, sr, use_tuple); ec || head) co_return;
-
-  auto last_write = std::chrono::steady_clock::now();
-  auto send = [&](std::string_view text) -> net::awaitable<bool> {
-    stream.expires_after(opt.request_timeout);
-    auto [ec, n] = co_await net::async_write(stream, bhttp::make_chunk(net::buffer(text)), use_tuple);
-    if (ec == beast::error::timeout) ++timeouts;
-    last_write = std::chrono::steady_clock::now();
-    co_return !ec;
-  };
-
-  // Join the hub before reading the snapshot, so that no state built in
-  // between is missed; the first one the hub wakes us for is diffed
-  // against the snapshot.
-  net::experimental::channel<void(error_code)> wake(stream.get_executor(), 1);
-  hub.streams.insert(&wake);
-  struct Leave {
-    Hub& h;
-    net::experimental::channel<void(error_code)>* w;
-    ~Leave() { h.streams.erase(w); }
-  } leave{hub, &wake};
-  if (!hub.running) {
-    hub.running = true;
-    net::co_spawn(
-        stream.get_executor(), [self = shared_from_this()] { return self->hub_loop(); }, net::detached);
-  }
-
-  // The snapshot: the hub's state if it is recent, else one read now.
-  std::shared_ptr<const detail::DashboardState> sent = hub.current;
-  if (!sent || std::chrono::steady_clock::now() - sent->read_at >= opt.events_interval) {
-    std::string failed;
-    try {
-      sent = co_await read_state();
-    } catch (const std::exception& e) {
-      failed = detail::message_of(e);
-    }
-    if (!failed.empty()) {
-      co_await send("event: error\ndata: " + detail::error_reply(503, failed).body + "\n\n");
-      co_return;
-    }
-  }
-  if (stopping || !co_await send(detail::snapshot_event(*sent))) co_return;
-
-  net::steady_timer keepalive(stream.get_executor());
-  for (;;) {
-    stream.expires_never();
-    keepalive.expires_at(last_write + opt.events_keepalive);
-    // A client that closes (or sends anything) ends the stream.
-    auto woke = co_await (wake.async_receive(use_tuple) ||
-                          stream.socket().async_wait(tcp::socket::wait_read, use_tuple) ||
-                          keepalive.async_wait(use_tuple));
-    if (woke.index() == 1 || stopping) co_return;
-    if (woke.index() == 2) {
-      if (!co_await send(detail::keepalive_comment)) co_return;
-      continue;
-    }
-    const auto now = hub.current;
-    if (!now || now->read_at <= sent->read_at) continue;  // not newer than what this stream has
-    std::string text;
-    if (sent == hub.previous && hub.update) {
-      text = *hub.update;  // the common case: one update text for every stream
-    } else if (auto u = detail::update_event(*sent, *now)) {
-      text = std::move(*u);  // this stream's snapshot, or a state it missed, was another
-    }
-    sent = now;
-    if (!text.empty() && !co_await send(text)) co_return;
-  }
 }
 
 // -- public ---------------------------------------------------------------------------
