@@ -5,6 +5,8 @@
 #include <atask/process/process.hpp>
 #include <atask/tasks/registry.hpp>
 
+#include "distributed/consumer/promote_wait.hpp"
+
 #include <doctest/doctest.h>
 
 #include "distributed_fixtures.hpp"
@@ -54,6 +56,32 @@ struct Runs {
 }  // namespace
 
 TEST_SUITE("distributed") {
+  TEST_CASE("after a promote, a due announced while the call ran counts too - the earlier due wins") {
+    // A task delayed while atask_promote runs may be missing from the call's
+    // answer; its message came while the delay loop was not waiting on its
+    // timer. The loop used to wait for the answer's (later) due instead.
+    using atask::distributed::detail::promote_wait;
+    const auto block = 1000ms;
+    const std::int64_t now = 1'000'000;
+    // Nothing heard: Redis's answer.
+    CHECK(promote_wait(now + 300, -1, now, block).wait == 300ms);
+    CHECK(promote_wait(now + 300, -1, now, block).next_due == now + 300);
+    CHECK(promote_wait(-1, -1, now, block).wait == block);  // none delayed: the safety net
+    CHECK(promote_wait(now + 5000, -1, now, block).wait == block);
+    CHECK(promote_wait(now - 20, -1, now, block).wait == 0ms);  // due already
+    // Heard an earlier due: it wins, also when Redis knew of none.
+    CHECK(promote_wait(now + 300, now + 40, now, block).wait == 40ms);
+    CHECK(promote_wait(now + 300, now + 40, now, block).next_due == now + 40);
+    CHECK(promote_wait(-1, now + 40, now, block).wait == 40ms);
+    CHECK(promote_wait(-1, now + 40, now, block).next_due == now + 40);
+    // Heard a later one: Redis's earlier due stands.
+    CHECK(promote_wait(now + 300, now + 900, now, block).wait == 300ms);
+    CHECK(promote_wait(now + 300, now + 900, now, block).next_due == now + 300);
+    // A due not named (a message missed while unsubscribed): look again at once.
+    CHECK(promote_wait(now + 300, 0, now, block).wait == 0ms);
+    CHECK(promote_wait(-1, 0, now, block).wait == 0ms);
+  }
+
   TEST_CASE("countdown and eta: a delayed task waits in Redis and runs once when due - cancel removes it") {
     RedisServer redis;
     atask::TaskRegistry tasks;

@@ -3,6 +3,7 @@
 
 #include "distributed/consumer/impl.hpp"
 
+#include "distributed/consumer/promote_wait.hpp"
 #include "distributed/keys.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -279,6 +280,16 @@ asio::awaitable<void> Consumer::Impl::ack_only(std::shared_ptr<Impl> self, const
 }
 
 void Consumer::Impl::delayed_at(std::int64_t due) {
+  if (promoting) {
+    // The call under way may have run before this task was queued, and
+    // then its answer does not name it; the loop is not waiting on its
+    // timer, so a cancel would be lost. The loop looks here after the call.
+    if (due == 0 || heard_due == 0)
+      heard_due = 0;
+    else if (heard_due < 0 || due < heard_due)
+      heard_due = due;
+    return;
+  }
   if (due != 0 && next_due >= 0 && due >= next_due) return;
   if (due != 0) next_due = due;
   if (due_wake) due_wake->cancel();
@@ -294,18 +305,25 @@ asio::awaitable<void> Consumer::Impl::delay_loop(std::shared_ptr<Impl> self) {
   bool promote_failing = false;
   while (!me.stopping) {
     milliseconds wait = me.opt.block;
+    me.promoting = true;
+    me.heard_due = -1;
     try {
       Reply r = co_await me.call(promote, [&me] { return !me.stopping; });
+      me.promoting = false;
       if (promote_failing) me.log->info("consumer {}: atask_promote works again", me.name);
       promote_failing = false;
       backoff = milliseconds(50);
       if (r.elements.size() == 3) {
-        me.next_due = r.elements[1].integer;
         if (r.elements[0].integer >= limit) continue;  // more are due
-        if (me.next_due >= 0)
-          wait = std::clamp(milliseconds(me.next_due - r.elements[2].integer), milliseconds(0), me.opt.block);
+        const auto w =
+            detail::promote_wait(r.elements[1].integer, me.heard_due, r.elements[2].integer, me.opt.block);
+        me.next_due = w.next_due;
+        wait = w.wait;
+      } else if (me.heard_due != -1) {
+        wait = milliseconds(0);
       }
     } catch (const std::exception& e) {
+      me.promoting = false;
       // call() retries a lost connection itself (the fetch loop reports
       // it), so what lands here while running is an error from Redis:
       // delayed tasks stay in their sets until it goes away. Said once per

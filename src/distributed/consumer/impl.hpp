@@ -236,6 +236,11 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   // whoever waits for it (connection_settled()).
   std::unique_ptr<asio::steady_timer> connect_done;
   std::int64_t next_due = -1;  // server ms of the earliest delayed task, as last seen; -1: none
+  // While the delay loop's atask_promote call runs: the earliest due
+  // announced meanwhile (-1: none; 0: one not named), for the loop to
+  // weigh against the call's answer (promote_wait.hpp).
+  bool promoting = false;
+  std::int64_t heard_due = -1;
 
   // Shared:
   std::atomic<bool> stopping{false}, leaving{false}, connected{false};
