@@ -332,17 +332,7 @@ asio::awaitable<void> Worker::host_body(std::stop_token st, detail::RunToken* to
       std::lock_guard lk(m_);
       running_ = false;
       run_thread_ = {};
-      if (state_ == WorkerState::active) {
-        if (!keep) {
-          log().info("worker '{}': its executor returned false - stopping", cur_.name);
-          begin_stop_locked(true);
-        } else {
-          run_ended_locked();
-          work_arrived_locked();  // the next run is taken for this host: no wake, it looks again
-        }
-      } else if (state_ == WorkerState::stopping) {
-        continue_stop_locked();
-      }
+      settle_run_locked(keep);  // a next run is taken for this host: no wake, it looks again
     }
     after_unlock();
   }
@@ -355,19 +345,23 @@ void Worker::run_done(std::uint64_t gen, bool keep) noexcept {
     running_ = false;
     run_thread_ = {};
     current_ = {};
-    if (state_ == WorkerState::active) {
-      if (!keep) {
-        log().info("worker '{}': its executor returned false - stopping", cur_.name);
-        begin_stop_locked(true);
-      } else {
-        run_ended_locked();
-        work_arrived_locked();
-      }
-    } else if (state_ == WorkerState::stopping) {
-      continue_stop_locked();
-    }
+    settle_run_locked(keep);
   }
   after_unlock();
+}
+
+void Worker::settle_run_locked(bool keep) {
+  if (state_ == WorkerState::active) {
+    if (!keep) {
+      log().info("worker '{}': its executor returned false - stopping", cur_.name);
+      begin_stop_locked(true);
+    } else {
+      run_ended_locked();
+      work_arrived_locked();
+    }
+  } else if (state_ == WorkerState::stopping) {
+    continue_stop_locked();
+  }
 }
 
 }  // namespace atask

@@ -372,6 +372,9 @@ class Worker : private detail::RegisteredWorker {
 
   void launch_locked();
   void run_done(std::uint64_t gen, bool keep) noexcept;
+  // A run ended, its executor having answered `keep` (under m_): stop if
+  // it said false, else on to the next run; a stop under way goes on.
+  void settle_run_locked(bool keep);
   void begin_stop_locked(bool by_executor);
   void continue_stop_locked();
   void finalize_locked();
@@ -381,7 +384,7 @@ class Worker : private detail::RegisteredWorker {
   bool begin_body(std::uint64_t& task_id);
   void run_body(std::stop_token st, detail::RunToken& token);
   // Coroutine executors: one task per active period (the host) runs every
-  // call of it, waiting on the aloop between runs; see worker.cpp.
+  // call of it, waiting on the aloop between runs; see worker_runs.cpp.
   void start_host_locked();
   void wake_host_locked() noexcept;
   void host_lost(std::uint64_t gen) noexcept;
