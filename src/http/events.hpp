@@ -2,7 +2,7 @@
 // GET /api/events, the dashboard's pushed updates (docs/http.md): what the
 // page shows, as one state built on the pool, and the Server-Sent Events
 // that carry it - a snapshot first, then only what changed. Independent of
-// Beast; src/http/server.cpp writes the stream.
+// Beast; src/http/server_streams.cpp writes the stream.
 
 #include <chrono>
 #include <cstdint>
