@@ -1,4 +1,4 @@
-// Drives the Cluster section of the dashboard (src/http/dashboard.html) that `atask api` serves,
+// Drives the Cluster section of the dashboard (src/http/dashboard/) that `atask api` serves,
 // in headless Chromium, against a real cluster: Redis, two `atask worker` processes and the API
 // server, started by run_cluster.sh, which passes their addresses:
 //

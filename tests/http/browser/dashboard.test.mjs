@@ -1,4 +1,4 @@
-// Drives the dashboard (src/http/dashboard.html) of a running atask demo in headless Chromium.
+// Drives the dashboard (src/http/dashboard/) of a running atask demo in headless Chromium.
 //
 //   node dashboard.test.mjs <demo-binary> [--screenshot file.png]
 //   node dashboard.test.mjs --url http://127.0.0.1:8080 [--screenshot file.png]
