@@ -521,10 +521,10 @@ Recovery recovery_run(dist::Client& client, const std::string& broker, const std
 
   std::vector<json::array> args;
   for (long i = 0; i < r; ++i) args.push_back(json::array{task_ms, i});
-  // All r in one write, so that A takes them in one read: sent in chunks
-  // (ClientOptions::send_chunk), A could fill all but a few slots, and it
-  // reads again only when a quarter of them are free - after the first
-  // tasks ended, with fewer than r in flight at the kill.
+  // All r in one write, so that A takes them all in one read, as the
+  // peers' harnesses hand theirs over (sent in chunks of
+  // ClientOptions::send_chunk, A took most in its first reads and the last
+  // few only later: a quarter of its slots free, or refill_wait after one).
   dist::Client sender({.broker = broker, .send_chunk = static_cast<std::size_t>(r)});
   auto hs = sender.send_many<int>("sleep_ms", std::move(args));
 
