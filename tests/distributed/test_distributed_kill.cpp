@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <fstream>
 #include <memory>
 #include <map>
@@ -271,12 +272,20 @@ TEST_SUITE("distributed kill") {
     dist::Client client({.broker = redis.url()});
     std::vector<boost::json::array> args;
     for (int i = 0; i < 2000; ++i) args.push_back({i});
-    auto hs = client.send_many<int>("limited", args);
-    for (int i = 0; i < 2000; ++i) REQUIRE(hs[i].get_for(std::chrono::seconds(90)) == i);  // none lost
-    // When each started, by Redis's clock (set where the limiter let it in).
-    std::vector<std::int64_t> starts;
-    for (auto& h : hs) starts.push_back(h.info().started_ms);
+    auto hs = client.send_many<std::vector<std::int64_t>>("limited", args);
+    // When each started: by Redis's clock (set where the limiter let it in,
+    // the clock the limit is kept by), and by the machine's monotonic clock
+    // (read by the task itself).
+    std::vector<std::int64_t> starts, ran;
+    for (int i = 0; i < 2000; ++i) {
+      const auto r = hs[i].get_for(std::chrono::seconds(90));
+      REQUIRE(r.size() == 2);
+      REQUIRE(r[0] == i);  // none lost
+      ran.push_back(r[1]);
+      starts.push_back(hs[i].info().started_ms);
+    }
     std::sort(starts.begin(), starts.end());
+    std::sort(ran.begin(), ran.end());
     const auto in_window = [&](std::int64_t from) {
       return std::lower_bound(starts.begin(), starts.end(), from + 1000) -
              std::lower_bound(starts.begin(), starts.end(), from);
@@ -290,15 +299,21 @@ TEST_SUITE("distributed kill") {
     for (std::size_t i = 1; i < starts.size(); ++i)
       if (starts[i] - starts[i - 1] > gap)
         gap = starts[i] - starts[i - 1], gap_at = starts[i - 1] - starts.front();
-    MESSAGE("2,000 starts over " << (starts.back() - starts.front()) << " ms; per 1 s window: " << least
-                                 << " to " << most << "; longest time without a start: " << gap
-                                 << " ms, from " << gap_at << " ms");
+    MESSAGE("2,000 starts over " << (starts.back() - starts.front()) << " ms by Redis's clock, "
+                                 << (ran.back() - ran.front())
+                                 << " ms by the monotonic clock; per 1 s window: " << least << " to " << most
+                                 << "; longest time without a start: " << gap << " ms, from " << gap_at
+                                 << " ms");
     // The limit: no 1 s window over it by more than its tenth of slack.
     CHECK(most <= 55);
     // And it is used: 2,000 starts at 50/s take 40 s, here at most 44. (Not
     // per window: a worker process the machine holds back for a few hundred
     // ms, beside a browser test, leaves one window short, once in a while.)
-    CHECK(starts.back() - starts.front() <= 44'000);
+    // Timed by the monotonic clock: Redis's is the wall clock, and a step of
+    // it (a virtual machine paused and set right, seen once in CI: 8.9 s
+    // without a start by Redis's clock, the whole test 44.6 s) is time the
+    // limiter counts as passed but no worker had.
+    CHECK(ran.back() - ran.front() <= 44'000);
   }
 
   TEST_CASE(

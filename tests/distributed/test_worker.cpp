@@ -18,10 +18,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -108,8 +110,15 @@ int main(int argc, char** argv) {
     return acc + add;
   });
   tasks.add("crash", [] { std::abort(); });  // takes the worker process down: a poison task
-  // At most 50 starts a second across every worker process.
-  tasks.add("limited", [](int n) { return n; },
+  // At most 50 starts a second across every worker process. Returns its
+  // argument and when it ran by this machine's monotonic clock (ms), which
+  // every process shares and no clock step moves.
+  tasks.add("limited",
+            [](std::int64_t n) {
+              const auto now = std::chrono::steady_clock::now().time_since_epoch();
+              return std::vector<std::int64_t>{
+                  n, std::chrono::duration_cast<std::chrono::milliseconds>(now).count()};
+            },
             {.limits = {.max_starts = 50, .per = std::chrono::seconds(1)}});
 
   if (beat_lease > 0) {

@@ -7,7 +7,7 @@
 -- on it `max deliveries` times). A task found 'started' lost its last run
 -- with its worker: that goes into its history and counts toward the limit.
 -- (start_entry's fields of the task hash)
-local START_FIELDS = {'state', 'lost', 'history', 'attempt', 'owner', 'maxd', 'name', 'queue', 'rl', 'args', 'tl',
+local START_FIELDS = {'state', 'lost', 'history', 'attempt', 'owner', 'maxd', 'name', 'queue', 'args', 'tl',
   'cancel', 'retry'}
 -- `now`: the caller's clock reading, if it has one; `seen`: limits_of()'s
 -- answers by task and queue, for a caller that starts several tasks.
@@ -71,9 +71,12 @@ local function start_entry(hash, stream, dead, entry, consumer, id, now, seen)
     -- machine) catch up by that much, and no window of `per` ever holds more
     -- than max starts plus a tenth. A task let in too early gets a start time
     -- of its own, the next free one (atask:rl:next:<scope>), and waits for it
-    -- in the delayed set: put off once, not spun on. (If the tasks before it
-    -- started late, its time may not have come yet when it arrives: then it
-    -- waits again, for the first free time.)
+    -- in the delayed set: put off, not spun on. A task that comes back at its
+    -- time and is still too early (the tasks before it started late, all
+    -- together: workers down or held back) gets a new time of its own the
+    -- same way, after the ones handed out already. It never shares one: a
+    -- backlog put off together would all come back together again, every
+    -- interval, until the last of it ran.
     local wait_until = now
     local tats = {}
     for _, l in ipairs(limited) do
@@ -85,19 +88,16 @@ local function start_entry(hash, stream, dead, entry, consumer, id, now, seen)
         tats[l[1]] = tat
         if tat - now > tau then
           local due = tat - tau
-          if not h.rl then
-            local cursor = tonumber(redis.call('GET', 'atask:rl:next:' .. l[1]) or '0') or 0
-            if cursor > due then due = cursor end
-            redis.call('SET', 'atask:rl:next:' .. l[1], tostring(due + interval), 'PX',
-              math.ceil(due - now + interval))
-          end
+          local cursor = tonumber(redis.call('GET', 'atask:rl:next:' .. l[1]) or '0') or 0
+          if cursor > due then due = cursor end
+          redis.call('SET', 'atask:rl:next:' .. l[1], tostring(due + interval), 'PX',
+            math.ceil(due - now + interval))
           if due > wait_until then wait_until = due end
         end
       end
     end
     if wait_until > now then
       drop_entry(stream, entry)
-      redis.call('HSET', hash, 'rl', '1')
       delay(hash, id, h.queue, math.ceil(wait_until))
       return {'wait'}
     end
@@ -107,7 +107,6 @@ local function start_entry(hash, stream, dead, entry, consumer, id, now, seen)
         redis.call('SET', 'atask:rl:' .. l[1], tostring(tat), 'PX', math.ceil(tat - now) + 1)
       end
     end
-    if h.rl then redis.call('HDEL', hash, 'rl') end
     for _, l in ipairs(limited) do
       if l[4] > 0 then
         redis.call('SADD', 'atask:cc:' .. l[1], id)
