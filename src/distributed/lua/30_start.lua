@@ -72,11 +72,11 @@ local function start_entry(hash, stream, dead, entry, consumer, id, now, seen)
     -- than max starts plus a tenth. A task let in too early gets a start time
     -- of its own, the next free one (atask:rl:next:<scope>), and waits for it
     -- in the delayed set: put off, not spun on. A task that comes back at its
-    -- time and is still too early (the tasks before it started late, all
-    -- together: workers down or held back) gets a new time of its own the
-    -- same way, after the ones handed out already. It never shares one: a
-    -- backlog put off together would all come back together again, every
-    -- interval, until the last of it ran.
+    -- time and is still too early (a send just before it took its place, or
+    -- the tasks before it started late, all together: workers down or held
+    -- back) gets a new time of its own the same way, after the ones handed
+    -- out already. It never shares one: tasks put off to one time would come
+    -- back together, every interval, until the last of them ran.
     local wait_until = now
     local tats = {}
     for _, l in ipairs(limited) do
