@@ -324,6 +324,69 @@ TEST_SUITE("distributed") {
     CHECK(last.get_for(patience) == 42);
   }
 
+  TEST_CASE(
+      "a step of Redis's clock past dead_after presumes no live worker dead - the running task runs once") {
+    // Redis's clock is its machine's wall clock: a step forward (an NTP
+    // step, a virtual machine paused and set right; CI saw 8.9 s) makes
+    // every heartbeat look that much older at once. To Redis's data that is
+    // the same as every heartbeat score moving back by the step, which is
+    // what the test does, in one call. A ghost, a worker that sends no
+    // heartbeat, is moved back with them: it is still found dead.
+    RedisServer redis;
+    atask::TaskRegistry tasks;
+    std::atomic<int> runs{0};
+    std::mutex m;
+    std::condition_variable cv;
+    bool open = false;
+    tasks.add("held", [&] {
+      const int n = ++runs;
+      std::unique_lock lk(m);
+      cv.wait_for(lk, patience, [&] { return open; });
+      return n;
+    });
+    atask::Supervisor sv1(quiet_options("step1")), sv2(quiet_options("step2"));
+    dist::Consumer w1(sv1, tasks, fast(redis, "w1")), w2(sv2, tasks, fast(redis, "w2"));
+    sv1.start();
+    sv2.start();
+    dist::Client client({.broker = redis.url()});
+    auto h = client.send<int>("held", {});
+    REQUIRE(eventually([&] { return runs.load() == 1; }));
+    // Both have sent a heartbeat since they joined (it sets `running`): their
+    // next one says how long their own clock ran since.
+    REQUIRE(eventually([&] {
+      return redis_call(redis, cmd("HEXISTS", dist::detail::worker_key("w1"), "running")).integer == 1 &&
+             redis_call(redis, cmd("HEXISTS", dist::detail::worker_key("w2"), "running")).integer == 1;
+    }));
+    const auto step =
+        redis_call(redis, cmd("EVAL",
+                              "local now = redis.call('TIME')[1] * 1000 "
+                              "redis.call('ZADD', KEYS[1], now, 'ghost') "
+                              "redis.call('HSET', 'atask:w:ghost', 'streams', '') "
+                              "local z = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES') "
+                              "for i = 1, #z, 2 do redis.call('ZADD', KEYS[1], z[i + 1] - 10000, z[i]) end "
+                              "return #z / 2",
+                              "1", "atask:workers"));
+    REQUIRE(step.integer == 3);
+    // The ghost is swept once the hold (dead_after, 1 s) is over; by then
+    // both live workers have sent heartbeats by the new clock.
+    CHECK(eventually([&] { return redis_call(redis, cmd("ZSCORE", "atask:workers", "ghost")).is_nil(); }));
+    // Each live worker saw the step at its next heartbeat.
+    CHECK(w1.info().clock_steps >= 1);
+    CHECK(w2.info().clock_steps >= 1);
+    {
+      std::lock_guard lk(m);
+      open = true;
+    }
+    cv.notify_all();
+    CHECK(h.get_for(patience) == 1);
+    CHECK(runs.load() == 1);
+    CHECK(h.info().attempt == 1);
+    CHECK(h.attempts().empty());  // no atask::WorkerLost
+    CHECK(w1.info().reaped + w2.info().reaped == 0);
+    CHECK(!redis_call(redis, cmd("ZSCORE", "atask:workers", "w1")).is_nil());
+    CHECK(!redis_call(redis, cmd("ZSCORE", "atask:workers", "w2")).is_nil());
+  }
+
   TEST_CASE("a task canceled while it waits in a busy worker's inbox never runs") {
     RedisServer redis;
     atask::TaskRegistry tasks;

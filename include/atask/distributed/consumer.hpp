@@ -110,6 +110,11 @@ struct ConsumerInfo {
   /// work (received counts them too): each saved a round trip to Redis
   /// (docs/distributed.md, "Hand-off").
   std::uint64_t handed = 0;
+  /// Steps of Redis's clock this worker saw: it ran ahead of this worker's
+  /// monotonic clock by more than half of dead_after between two of its
+  /// heartbeats. After each, no worker is presumed dead for dead_after
+  /// (docs/distributed.md, "Failure table").
+  std::uint64_t clock_steps = 0;
 };
 
 /// @par Thread safety

@@ -260,7 +260,7 @@ ConsumerInfo Consumer::info() const {
   auto& i = *impl_;
   return {i.name,           i.connected.load(), i.in_flight.load(),     i.received.load(), i.succeeded.load(),
           i.failed.load(),  i.canceled.load(),  i.dead_lettered.load(), i.stale.load(),    i.reaped.load(),
-          i.retried.load(), i.handed.load()};
+          i.retried.load(), i.handed.load(),    i.clock_steps.load()};
 }
 
 }  // namespace atask::distributed

@@ -241,11 +241,13 @@ struct Consumer::Impl : std::enable_shared_from_this<Consumer::Impl> {
   // weigh against the call's answer (promote_wait.hpp).
   bool promoting = false;
   std::int64_t heard_due = -1;
+  // When the last heartbeat that Redis answered was sent (liveness loop).
+  std::optional<std::chrono::steady_clock::time_point> last_heartbeat;
 
   // Shared:
   std::atomic<bool> stopping{false}, leaving{false}, connected{false};
   std::atomic<std::uint64_t> received{0}, succeeded{0}, failed{0}, canceled{0}, dead_lettered{0}, stale{0},
-      reaped{0}, retried{0}, handed{0};
+      reaped{0}, retried{0}, handed{0}, clock_steps{0};
   std::mt19937_64 rng{std::random_device{}()};  // io_context thread only: retry jitter
   double unit() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
   std::mutex m;

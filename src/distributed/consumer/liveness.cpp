@@ -109,8 +109,25 @@ asio::awaitable<void> Consumer::Impl::liveness_loop(std::shared_ptr<Impl> self) 
       hb.push_back(std::to_string(me.failed.load()));
       hb.push_back(std::to_string(me.retried.load()));
       hb.push_back(std::to_string(me.reaped.load()));
+      // How long this worker's monotonic clock ran since its last heartbeat:
+      // atask_heartbeat compares it with Redis's clock to find a step of
+      // the latter (70_workers.lua).
+      const auto sent = std::chrono::steady_clock::now();
+      const long long mono = me.last_heartbeat
+                                 ? std::chrono::duration_cast<milliseconds>(sent - *me.last_heartbeat).count()
+                                 : -1;
+      hb.push_back(std::to_string(mono));
+      hb.push_back(std::to_string(me.opt.dead_after.count()));
       Reply r = co_await me.hb_conn->call(std::move(hb));
-      if (r.elements.size() == 2) {
+      me.last_heartbeat = sent;
+      if (r.elements.size() == 3 && r.elements[2].integer > 0) {
+        ++me.clock_steps;
+        me.log->warn(
+            "consumer {}: Redis's clock ran {} ms ahead of this worker's since its last heartbeat (a clock "
+            "step): no worker is presumed dead for the next {} ms",
+            me.name, r.elements[2].integer, me.opt.dead_after.count());
+      }
+      if (r.elements.size() >= 2) {
         if (r.elements[0].integer == 1) {
           me.log->warn(
               "consumer {}: Redis did not know this worker (presumed dead, or Redis lost its data): "
@@ -120,7 +137,9 @@ asio::awaitable<void> Consumer::Impl::liveness_loop(std::shared_ptr<Impl> self) 
         }
         for (const auto& id : r.elements[1].elements) me.cancel_by_id(id.str);
       }
-      if (std::chrono::steady_clock::now() >= next_reap) {
+      // A sweep follows a heartbeat that could see a clock step: not the
+      // first one, which has no last heartbeat to compare with.
+      if (mono >= 0 && std::chrono::steady_clock::now() >= next_reap) {
         next_reap = std::chrono::steady_clock::now() + me.opt.reap_every;
         const auto lock_ms = std::max<long long>(1, me.opt.reap_every.count() * 9 / 10);
         Reply rr = co_await me.hb_conn->call(cmd(

@@ -31,19 +31,43 @@ redis.register_function('atask_limits', function(keys, args)
   return 'ok'
 end)
 
+-- Liveness is Redis's clock (TIME, the wall clock of its machine), and a
+-- step of that clock (an NTP step, a virtual machine paused and set right)
+-- makes every heartbeat look old at once. A heartbeat says how long the
+-- worker's own monotonic clock ran since its last one; when Redis's clock
+-- ran ahead of it by more than half of dead_after, no sweep reaps anyone
+-- for dead_after (REAP_HOLD): by then every live worker has sent a
+-- heartbeat by the new clock, and only the silent ones look dead.
+local REAP_HOLD = 'atask:reap:hold'
+
 -- heartbeat: keys = {workers zset, worker hash, then the hashes of the
 -- tasks running here}; args = {consumer, succeeded, failed, retried,
--- reaped}. Records the
--- running task ids and the counters in the worker hash (for
--- Client::workers()). Returns {1 if this worker was
+-- reaped, ms since this worker's last heartbeat by its monotonic clock (-1:
+-- none), dead after ms}. Records the running task ids and the counters in
+-- the worker hash (for Client::workers()). Returns {1 if this worker was
 -- missing (presumed dead and reaped, or Redis lost its data), the ids of
--- the running tasks that were asked to cancel}.
+-- the running tasks that were asked to cancel, how far Redis's clock ran
+-- ahead of the worker's since its last heartbeat (ms; 0 when not more than
+-- half of dead after)}. (A step back is not looked for: it delays a dead
+-- worker's sweep by as much, and a worker registered again since its last
+-- heartbeat looks the same.)
 redis.register_function('atask_heartbeat', function(keys, args)
   local missing = 0
-  if redis.call('ZSCORE', keys[1], args[1]) == false or redis.call('EXISTS', keys[2]) == 0 then
+  local prev = redis.call('ZSCORE', keys[1], args[1])
+  if prev == false or redis.call('EXISTS', keys[2]) == 0 then
     missing = 1
   end
-  redis.call('ZADD', keys[1], now_ms(), args[1])
+  local now = now_ms()
+  local step = 0
+  local mono, dead_after = tonumber(args[6] or '') or -1, tonumber(args[7] or '') or 0
+  if prev and mono >= 0 and dead_after > 0 then
+    local ahead = now - tonumber(prev) - mono
+    if ahead > dead_after / 2 then
+      step = math.floor(ahead)
+      redis.call('SET', REAP_HOLD, step, 'PX', dead_after)
+    end
+  end
+  redis.call('ZADD', keys[1], now, args[1])
   local canceled, running = {}, {}
   for i = 3, #keys do
     local id = string.sub(keys[i], 9)
@@ -56,16 +80,17 @@ redis.register_function('atask_heartbeat', function(keys, args)
     redis.call('HSET', keys[2], 'running', table.concat(running, ' '), 'succeeded', args[2],
                'failed', args[3] or '0', 'retried', args[4] or '0', 'reaped', args[5] or '0')
   end
-  return {missing, canceled}
+  return {missing, canceled, step}
 end)
 
 -- reap: keys = {workers zset, sweep lock}; args = {dead after ms, lock ms,
 -- reaper}. Under the lock (one sweep per period across the cluster), every
 -- worker silent for longer than `dead after` has its pending entries moved
--- to the tail of their streams and is forgotten. Returns {consumer, count,
--- ...}.
+-- to the tail of their streams and is forgotten; none while a clock step
+-- holds the sweeps (above). Returns {consumer, count, ...}.
 redis.register_function('atask_reap', function(keys, args)
   local workers, lock = keys[1], keys[2]
+  if redis.call('EXISTS', REAP_HOLD) == 1 then return {} end
   if not redis.call('SET', lock, args[3], 'NX', 'PX', args[2]) then return {} end
   local dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now_ms() - tonumber(args[1]), 'LIMIT', 0, 16)
   local out = {}
