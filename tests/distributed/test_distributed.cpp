@@ -434,10 +434,7 @@ TEST_SUITE("distributed") {
         cmd("FCALL", "atask_idle", "1", s, "ghost", "1", "1", "1", q)};
     for (auto& r : redis_calls(redis, setup)) REQUIRE_MESSAGE(!r.is_error(), r.describe());
     const auto lapse = std::stoll(redis_call(redis, cmd("ZSCORE", dist::detail::idle_key(q), "ghost")).str);
-    REQUIRE(eventually([&] {
-      const auto t = redis_call(redis, cmd("TIME"));
-      return std::stoll(t.elements.at(0).str) * 1000 + std::stoll(t.elements.at(1).str) / 1000 > lapse;
-    }));
+    REQUIRE(eventually([&] { return redis_now_ms(redis) > lapse; }));
     dist::Client client({.broker = redis.url()});
     auto h = client.send<int>("add", {1, 2});
     CHECK(h.info().status == dist::RemoteStatus::queued);

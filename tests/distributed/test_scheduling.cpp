@@ -54,15 +54,6 @@ struct Runs {
   }
 };
 
-// Every entry a stream was ever given (XINFO STREAM's entries-added): one
-// per send, one per return from the delayed set.
-long long entries_added(const RedisServer& redis, const std::string& stream) {
-  const auto x = redis_call(redis, cmd("XINFO", "STREAM", stream));
-  for (std::size_t i = 0; i + 1 < x.elements.size(); i += 2)
-    if (x.elements[i].str == "entries-added") return x.elements[i + 1].integer;
-  return -1;
-}
-
 }  // namespace
 
 TEST_SUITE("distributed") {
@@ -376,13 +367,10 @@ TEST_SUITE("distributed") {
       REQUIRE(hs[99].get_for(patience) == 99);
       sv.stop();
     }
-    const auto now_ms = [&] {
-      const auto t = redis_call(redis, cmd("TIME"));
-      return std::stoll(t.elements.at(0).str) * 1000 + std::stoll(t.elements.at(1).str) / 1000;
-    };
     REQUIRE(eventually(
         [&] {
-          return redis_call(redis, cmd("ZCOUNT", "atask:{default}:delayed", "-inf", std::to_string(now_ms())))
+          return redis_call(redis, cmd("ZCOUNT", "atask:{default}:delayed", "-inf",
+                                       std::to_string(redis_now_ms(redis))))
                      .integer >= 100;
         },
         patience));

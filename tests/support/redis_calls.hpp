@@ -52,4 +52,18 @@ inline std::optional<long long> info_number(const RedisServer& r, const std::str
   return std::atoll(info.c_str() + at + field.size());
 }
 
+/// Redis's clock (TIME), in ms.
+inline long long redis_now_ms(const RedisServer& r) {
+  const auto t = redis_call(r, atask::redis::cmd("TIME"));
+  return std::stoll(t.elements.at(0).str) * 1000 + std::stoll(t.elements.at(1).str) / 1000;
+}
+
+/// Every entry `stream` was ever given (XINFO STREAM's entries-added), or -1.
+inline long long entries_added(const RedisServer& r, const std::string& stream) {
+  const auto x = redis_call(r, atask::redis::cmd("XINFO", "STREAM", stream));
+  for (std::size_t i = 0; i + 1 < x.elements.size(); i += 2)
+    if (x.elements[i].str == "entries-added") return x.elements[i + 1].integer;
+  return -1;
+}
+
 }  // namespace test
